@@ -1,0 +1,199 @@
+"""The ``pmk`` command line: run the daemon, or talk to a running one.
+
+    pmk [options]                  run a daemon in the foreground (Ctrl-C stops it)
+    pmk seeds check PATH...        load seed files or folders and report, without running them
+    pmk graph                      print the automaton of a running daemon
+    pmk stats                      print a running daemon's counters
+    pmk inject STATE DATA          send one packet into a running daemon
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__, config as configuration, loader
+from .errors import ConfigError, DaemonNotRunning
+from .transport import request_sync
+from .workdir import DEFAULT_ROOT, running_control_files
+
+SUBCOMMANDS = ("seeds", "graph", "stats", "inject")
+
+
+def _daemon_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pmk", description="Run a Pumpkin daemon (or see 'pmk graph --help', "
+                                "'pmk seeds check --help', 'pmk stats', 'pmk inject --help').")
+    p.add_argument("--version", action="version", version=f"pmk {__version__}")
+    p.add_argument("-c", "--config", type=Path, help="configuration file (see pumpkin-template.cfg)")
+    aliased = {v: k for k, v in configuration.ALIASES.items()}
+    for key in configuration.KEYS:
+        names = [f"--{key.dotted}"]
+        if key.dotted in aliased:
+            names.append(f"--{aliased[key.dotted]}")
+        if key.kind == "bool":
+            p.add_argument(*names, dest=key.dotted, action="store_const", const="true", help=key.help)
+        elif key.kind == "paths":
+            p.add_argument(*names, dest=key.dotted, action="append", metavar="PATH",
+                           help=key.help + " Repeatable.")
+        else:
+            p.add_argument(*names, dest=key.dotted, metavar=key.name.upper(), help=key.help,
+                           choices=key.choices or None)
+    p.add_argument("--node-id", dest="node.id", help="alias of --node.id")
+    return p
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
+                        format="%(levelname)s:%(name)s:%(message)s" if debug else "%(levelname)s:%(message)s")
+
+
+def run_daemon(argv: list[str]) -> int:
+    """``pmk [options]``."""
+    args = vars(_daemon_parser().parse_args(argv))
+    cfg_file = args.pop("config")
+    flags: dict[str, Any] = {}
+    for dotted, value in args.items():
+        if value is None:
+            continue
+        flags[dotted] = ",".join(value) if isinstance(value, list) else value
+    try:
+        cfg = configuration.load(cfg_file, flags=flags)
+    except ConfigError as exc:
+        print(f"pmk: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(cfg.node.debug)
+    # Seeds print results; a pipe must see them line by line, as a terminal does.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    from .daemon import serve
+
+    try:
+        return asyncio.run(serve(cfg))
+    except ConfigError as exc:
+        print(f"pmk: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _control_endpoint(args: argparse.Namespace) -> str:
+    if getattr(args, "control", None):
+        return str(args.control)
+    if getattr(args, "workdir", None):
+        file = Path(args.workdir) / "control"
+        if not file.exists():
+            raise DaemonNotRunning(f"no pmk is running in {args.workdir} (no control file there)")
+        return file.read_text().strip()
+    files = running_control_files()
+    if not files:
+        raise DaemonNotRunning(f"no running pmk found under {DEFAULT_ROOT}; start one with 'pmk', or pass --workdir")
+    if len(files) > 1:
+        names = ", ".join(str(f.parent) for f in files)
+        raise DaemonNotRunning(f"several pmk daemons are running ({names}); pick one with --workdir")
+    return files[0].read_text().strip()
+
+
+def _ask(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any]:
+    endpoint = _control_endpoint(args)
+    try:
+        reply = request_sync(endpoint, message, timeout_s=args.timeout)
+    except TimeoutError:
+        raise DaemonNotRunning(f"the pmk at {endpoint} did not answer within {args.timeout:g} s") from None
+    if not reply.get("ok"):
+        raise DaemonNotRunning(f"the daemon refused: {reply.get('error', 'no reason given')}")
+    return reply
+
+
+def _print_graph(reply: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(reply["graph"], indent=2))
+        return
+    me = reply["node"]
+    graph = reply["graph"]
+    print(f"Automaton seen by node {me}: {len(graph['nodes'])} states, {len(reply['seeds'])} seeds")
+    rows = [("SEED", "FROM STATE", "TO STATE", "RUNS ON")]
+    for link in sorted(graph["links"], key=lambda e: (e["seed"], e["source"], e["target"])):
+        where = ", ".join(f"{n} (this node)" if n == me else n for n in link["nodes"])
+        rows.append((link["seed"], link["source"], link["target"], where))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  ->  {r[2]:<{widths[2]}}  {r[3]}")
+
+
+def _client_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pmk")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--workdir", type=Path, help="the daemon's working directory (default: the only running one)")
+        sp.add_argument("--control", help="the daemon's control endpoint (ipc://...)")
+        sp.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer (default 5)")
+
+    seeds = sub.add_parser("seeds", help="work with seed files")
+    seeds_sub = seeds.add_subparsers(dest="action", required=True)
+    check = seeds_sub.add_parser("check", help="load seeds and report, without running them")
+    check.add_argument("paths", nargs="+", type=Path)
+    check.add_argument("--group", default="default")
+    graph = sub.add_parser("graph", help="print the automaton of a running daemon")
+    graph.add_argument("--json", action="store_true", help="print networkx node-link JSON")
+    common(graph)
+    stats = sub.add_parser("stats", help="print a running daemon's counters (JSON)")
+    common(stats)
+    inject = sub.add_parser("inject", help="send a packet into a running daemon")
+    inject.add_argument("state", help="the packet's state: group:type:STATE, type:STATE or STATE")
+    inject.add_argument("data", help="the data (parsed as JSON when it is JSON, else taken as a string)")
+    inject.add_argument("--string", action="store_true", help="take DATA as a string even if it parses as JSON")
+    common(inject)
+    return p
+
+
+def _seeds_check(paths: list[Path], group: str) -> int:
+    report = loader.load(paths, group)
+    for spec in report.seeds:
+        ins = ", ".join(map(str, spec.inputs)) or "(injector)"
+        outs = ", ".join(map(str, spec.outputs)) or "(extractor)"
+        kind = "legacy" if spec.legacy else "seed"
+        print(f"ok       {spec.name}: {ins} -> {outs}  [{kind}, {spec.path}]")
+    for path, why in report.skipped:
+        print(f"skipped  {path}: {why}")
+    for path, why in report.errors:
+        print(f"error    {why if str(path) in why else f'{path}: {why}'}")
+    print(f"{len(report.seeds)} seed(s) ok, {len(report.skipped)} skipped, {len(report.errors)} error(s)")
+    return 0 if report.ok else 1
+
+
+def run_client(argv: list[str]) -> int:
+    """The subcommands that do not run a daemon."""
+    args = _client_parser().parse_args(argv)
+    try:
+        if args.command == "seeds":
+            return _seeds_check(args.paths, args.group)
+        if args.command == "graph":
+            _print_graph(_ask(args, {"op": "graph"}), args.json)
+        elif args.command == "stats":
+            print(json.dumps(_ask(args, {"op": "stats"}), indent=2))
+        elif args.command == "inject":
+            data: Any = args.data
+            if not args.string:
+                try:
+                    data = json.loads(args.data)
+                except json.JSONDecodeError:
+                    pass
+            reply = _ask(args, {"op": "inject", "state": args.state, "data": data})
+            print(f"{reply['id']} {reply['state']}")
+    except DaemonNotRunning as exc:
+        print(f"pmk: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pmk`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return run_client(argv)
+    return run_daemon(argv)

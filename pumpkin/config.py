@@ -1,0 +1,218 @@
+"""Configuration: every key with its type, default and meaning, loaded once and passed down frozen.
+
+Precedence, lowest first: the defaults below < the ``-c FILE`` (INI, sections as below) < environment
+variables ``PUMPKIN_<SECTION>_<KEY>`` (e.g. ``PUMPKIN_ENDPOINT_TYPE=zmq.IPC``) < command-line flags
+(``--endpoint.type zmq.IPC``; the original's short names such as ``--taskdir`` are aliases).
+``pumpkin-template.cfg`` is rendered from ``KEYS`` and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ENDPOINT_TYPES = ("zmq.IPC", "zmq.TCP")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key."""
+
+    section: str
+    name: str
+    kind: str  # str, int, float, bool, path, paths, choice
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+
+    @property
+    def dotted(self) -> str:
+        """``section.name``, as used in flags and error messages."""
+        return f"{self.section}.{self.name}"
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets this key."""
+        return f"PUMPKIN_{self.section}_{self.name}".upper().replace("-", "_").replace(".", "_")
+
+
+KEYS: tuple[Key, ...] = (
+    Key("node", "group", "str", "default", "Group of this node: the group part of tags written without one."),
+    Key("node", "id", "str", "", "Node id. Empty: made once and kept in the working directory."),
+    Key("node", "workdir", "path", None,
+        "Working directory (node id, failed/ area, control socket). Empty: the first free one of "
+        "~/.pumpkin/nodes/node0, node1, ..."),
+    Key("node", "taskdir", "paths", [],
+        "Folders (comma-separated) whose seeds are loaded. Empty: the packaged hello-world seeds."),
+    Key("node", "seed", "paths", [], "Seed files (comma-separated) to load instead of the taskdir; auto-load is ignored."),
+    Key("node", "debug", "bool", False, "Log at debug level."),
+    Key("endpoint", "type", "choice", "zmq.TCP", "How peers reach this node: zmq.IPC (one host) or zmq.TCP.",
+        choices=ENDPOINT_TYPES),
+    Key("endpoint", "endpoints", "str", "",
+        "Explicit ZeroMQ URLs to bind for data, comma-separated (e.g. tcp://*:7900). Empty: chosen from type."),
+    Key("endpoint", "tcp_host", "str", "*", "Address to bind for zmq.TCP ('*' means every interface)."),
+    Key("endpoint", "tcp_port", "int", 0, "Port to bind for zmq.TCP; 0 picks a free one.", minimum=0),
+    Key("routing", "waiting_max_packets", "int", 10000,
+        "Packets kept per state while no seed consumes it; past this they go to failed/.", minimum=1),
+    Key("routing", "waiting_expiry_s", "float", 600.0,
+        "Seconds a packet may wait for a consumer before it goes to failed/.", minimum=0.001),
+    Key("routing", "seed_queue_max", "int", 10000,
+        "Packets queued per local seed; past this they wait in the state queue instead.", minimum=1),
+    Key("routing", "ttl_hops", "int", 64, "Hops a packet may make before it goes to failed/ (stops loops).", minimum=1),
+)
+
+ALIASES: dict[str, str] = {"taskdir": "node.taskdir", "seed": "node.seed", "group": "node.group",
+                           "debug": "node.debug", "workdir": "node.workdir", "endpoints": "endpoint.endpoints"}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """[node]"""
+
+    group: str
+    id: str
+    workdir: Path | None
+    taskdir: tuple[Path, ...]
+    seed: tuple[Path, ...]
+    debug: bool
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """[endpoint]"""
+
+    type: str
+    endpoints: tuple[str, ...]
+    tcp_host: str
+    tcp_port: int
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """[routing]"""
+
+    waiting_max_packets: int
+    waiting_expiry_s: float
+    seed_queue_max: int
+    ttl_hops: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one daemon."""
+
+    node: NodeConfig
+    endpoint: EndpointConfig
+    routing: RoutingConfig
+
+
+def _convert(key: Key, raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    try:
+        if key.kind == "str":
+            return text
+        if key.kind == "int":
+            value: Any = int(text)
+        elif key.kind == "float":
+            value = float(text)
+        elif key.kind == "bool":
+            lowered = text.lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
+            return lowered in ("1", "true", "yes", "on")
+        elif key.kind == "path":
+            return Path(text).expanduser() if text else None
+        elif key.kind == "paths":
+            return [Path(p.strip()).expanduser() for p in text.split(",") if p.strip()]
+        elif key.kind == "choice":
+            if text not in key.choices:
+                raise ConfigError(f"config key {key.dotted}: {text!r} is not one of {', '.join(key.choices)}")
+            return text
+        else:  # pragma: no cover - a programming error in KEYS
+            raise AssertionError(key.kind)
+    except ValueError:
+        raise ConfigError(f"config key {key.dotted}: {text!r} is not a valid {key.kind}") from None
+    if key.minimum is not None and value < key.minimum:
+        raise ConfigError(f"config key {key.dotted}: {value} is below the minimum {key.minimum:g}")
+    return value
+
+
+def load(file: Path | None = None, env: Mapping[str, str] | None = None,
+         flags: Mapping[str, Any] | None = None) -> Config:
+    """Build the configuration from defaults, ``file``, ``env`` and ``flags`` (dotted key -> value)."""
+    env = os.environ if env is None else env
+    by_name = {k.dotted: k for k in KEYS}
+    values: dict[str, Any] = {k.dotted: k.default for k in KEYS}
+    if file is not None:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            with open(file, encoding="utf-8") as fh:
+                parser.read_file(fh)
+        except (OSError, configparser.Error, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {file}: {exc}".splitlines()[0]) from None
+        for section in parser.sections():
+            for name, raw in parser.items(section):
+                dotted = f"{section}.{name}"
+                if dotted not in by_name:
+                    raise ConfigError(f"config file {file}: unknown key {dotted} (see pumpkin-template.cfg)")
+                values[dotted] = _convert(by_name[dotted], raw)
+    for key in KEYS:
+        if key.env in env:
+            values[key.dotted] = _convert(key, env[key.env])
+    for dotted, raw in (flags or {}).items():
+        if raw is None:
+            continue
+        if dotted not in by_name:
+            raise ConfigError(f"unknown config key {dotted}")
+        values[dotted] = _convert(by_name[dotted], raw)
+    return _build(values)
+
+
+def _build(v: dict[str, Any]) -> Config:
+    endpoints = tuple(e.strip() for e in v["endpoint.endpoints"].split(",") if e.strip())
+    for url in endpoints:
+        if not url.startswith(("tcp://", "ipc://")):
+            raise ConfigError(f"config key endpoint.endpoints: {url!r} is not a tcp:// or ipc:// URL")
+    return Config(
+        node=NodeConfig(v["node.group"], v["node.id"], v["node.workdir"], tuple(v["node.taskdir"]),
+                        tuple(v["node.seed"]), v["node.debug"]),
+        endpoint=EndpointConfig(v["endpoint.type"], endpoints, v["endpoint.tcp_host"], v["endpoint.tcp_port"]),
+        routing=RoutingConfig(v["routing.waiting_max_packets"], v["routing.waiting_expiry_s"],
+                              v["routing.seed_queue_max"], v["routing.ttl_hops"]),
+    )
+
+
+def _render_default(key: Key) -> str:
+    if key.default is None or key.default == []:
+        return ""
+    if isinstance(key.default, bool):
+        return "true" if key.default else "false"
+    return str(key.default)
+
+
+def render_template() -> str:
+    """The text of ``pumpkin-template.cfg``: every key, its default and what it means."""
+    out = ["# Pumpkin configuration: every key with its default. Use with `pmk -c FILE`.",
+           "# Precedence: defaults < this file < PUMPKIN_<SECTION>_<KEY> environment variables < flags",
+           "# (--section.key VALUE). Generated from pumpkin/config.py; tests keep the two equal.", ""]
+    section = None
+    for key in KEYS:
+        if key.section != section:
+            if section is not None:
+                out.append("")
+            out.append(f"[{key.section}]")
+            section = key.section
+        out.append(f"# {key.help} (env {key.env})")
+        out.append(f"{key.name} = {_render_default(key)}".rstrip())
+    return "\n".join(out) + "\n"
+
+

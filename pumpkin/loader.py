@@ -1,0 +1,181 @@
+"""Finding, importing and validating seed files.
+
+``load([paths], group)`` never raises for a bad seed: each file's problems go into the report with the
+file's name and what to fix, and the other files load regardless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import logging
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from . import PmkSeed
+from .errors import ManifestError, SeedLoadError
+from .manifest import LegacyManifest, parse_declared, parse_legacy
+from .seed import Seed, SeedSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadReport:
+    """What loading found: seeds ready to run, files skipped on purpose, and files that failed."""
+
+    seeds: list[SeedSpec] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    errors: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no file failed."""
+        return not self.errors
+
+
+def seed_files(directory: Path) -> list[Path]:
+    """The candidate seed files in ``directory`` (``*.py`` not starting with '_' or '.'), sorted."""
+    return sorted(p for p in directory.glob("*.py") if not p.name.startswith(("_", ".")) and p.is_file())
+
+
+def load(paths: list[Path], group: str, explicit: bool = False) -> LoadReport:
+    """Load every seed in ``paths`` (files or folders). ``explicit`` loads files even if auto-load is off."""
+    report = LoadReport()
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.is_dir():
+            files = seed_files(path)
+            if not files:
+                report.errors.append((path, "the folder holds no seed files (*.py)"))
+        elif path.is_file():
+            files = [path]
+        else:
+            report.errors.append((path, "no such file or folder"))
+            continue
+        for file in files:
+            try:
+                specs = load_file(file, group, explicit=explicit or path.is_file())
+            except SeedLoadError as exc:
+                report.errors.append((file, str(exc)))
+                continue
+            if not specs:
+                report.skipped.append((file, "auto-load is false"))
+            for spec in specs:
+                if spec.name in seen:
+                    report.errors.append((file, f"a seed named {spec.name!r} was already loaded from {seen[spec.name]}"))
+                    continue
+                seen[spec.name] = file
+                report.seeds.append(spec)
+    return report
+
+
+def load_file(path: Path, group: str, explicit: bool = False) -> list[SeedSpec]:
+    """The seeds in one file; an empty list when auto-load keeps it back; SeedLoadError says what is wrong."""
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SeedLoadError(f"{path}: cannot read the file: {exc}") from None
+    try:
+        manifest = parse_legacy(source, group)
+    except ManifestError as exc:
+        raise SeedLoadError(f"{path}: bad manifest: {exc}") from None
+    if manifest is not None and not manifest.auto_load and not explicit:
+        return []
+    module = _import(path)
+    if manifest is not None:
+        return [_legacy_spec(module, manifest, path)]
+    specs = _modern_specs(module, path, group)
+    if not specs:
+        raise SeedLoadError(
+            f"{path}: found nothing that looks like a seed: define a class deriving pumpkin.Seed (or use "
+            f"@pumpkin.seed), or a legacy class deriving PmkSeed.Seed with a {'###START-CONF'} manifest"
+        )
+    kept = [s for s in specs if explicit or getattr(s.factory, "auto_load", True)]
+    return kept
+
+
+def _import(path: Path) -> ModuleType:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    name = f"pumpkin_seed_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise SeedLoadError(f"{path}: Python cannot import this file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        sys.modules.pop(name, None)
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        raise SeedLoadError(f"{path}: importing the seed raised {type(exc).__name__}: {exc}\n{tb}") from None
+    return module
+
+
+def _legacy_spec(module: ModuleType, manifest: LegacyManifest, path: Path) -> SeedSpec:
+    classes = [
+        c
+        for c in vars(module).values()
+        if inspect.isclass(c) and issubclass(c, PmkSeed.Seed) and c is not PmkSeed.Seed
+    ]
+    chosen = next((c for c in classes if c.__name__ == manifest.name), None)
+    if chosen is None and len(classes) == 1:
+        chosen = classes[0]
+    if chosen is None:
+        found = ", ".join(c.__name__ for c in classes) or "none"
+        raise SeedLoadError(
+            f"{path}: the manifest names object_name {manifest.name!r} but no class of that name derives "
+            f"PmkSeed.Seed (classes deriving it: {found})"
+        )
+    return SeedSpec(
+        name=manifest.name,
+        inputs=manifest.inputs,
+        outputs=manifest.outputs,
+        factory=chosen,
+        path=path,
+        legacy=True,
+        description=manifest.description,
+        manifest=manifest.raw,
+    )
+
+
+def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
+    specs = []
+    for cls in vars(module).values():
+        if not (inspect.isclass(cls) and issubclass(cls, Seed) and cls is not Seed):
+            continue
+        if cls.__module__ != module.__name__ or not (cls.consumes or cls.emits):
+            continue  # imported from elsewhere, or an abstract base of the file's seeds
+        name = cls.name or cls.__name__
+        where = f"{path}: seed {name!r}"
+        try:
+            inputs = parse_declared(cls.consumes, group, "consumes")
+            outputs = parse_declared(cls.emits, group, "emits")
+        except ManifestError as exc:
+            raise SeedLoadError(f"{where}: {exc}") from None
+        if cls.run is Seed.run:
+            raise SeedLoadError(f"{where}: the class defines no run() method")
+        if not isinstance(cls.workers, int) or cls.workers < 1:
+            raise SeedLoadError(f"{where}: 'workers' must be a whole number >= 1, not {cls.workers!r}")
+        if cls.every_s is not None and (not isinstance(cls.every_s, (int, float)) or cls.every_s <= 0):
+            raise SeedLoadError(f"{where}: 'every_s' must be a positive number of seconds, not {cls.every_s!r}")
+        if cls.every_s is not None and inputs:
+            raise SeedLoadError(f"{where}: 'every_s' is for injectors, but the seed consumes {inputs[0]}")
+        specs.append(
+            SeedSpec(
+                name=name,
+                inputs=inputs,
+                outputs=outputs,
+                factory=cls,
+                path=path,
+                legacy=False,
+                workers=cls.workers,
+                every_s=cls.every_s,
+                description=(cls.__doc__ or "").strip().split("\n")[0],
+            )
+        )
+    return specs

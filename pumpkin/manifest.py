@@ -1,0 +1,117 @@
+"""Seed manifests: the legacy ``###START-CONF`` comment block, and modern class attributes.
+
+Both turn into the same thing: the seed's name and the state tags it consumes and emits. Nothing here
+imports seed code, so a manifest can be checked without running the seed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import tags
+from .errors import ManifestError, TagError
+from .tags import StateTag
+
+START_MARK = "###START-CONF"
+END_MARK = "##END-CONF"
+
+
+@dataclass(frozen=True)
+class LegacyManifest:
+    """A parsed ``###START-CONF`` block."""
+
+    name: str
+    poi: Any
+    auto_load: bool
+    inputs: tuple[StateTag, ...]
+    outputs: tuple[StateTag, ...]
+    raw: dict[str, Any]
+
+    @property
+    def description(self) -> str:
+        """The first parameter's or return value's description, for display."""
+        for entry in [*self.raw.get("parameters", []), *self.raw.get("return", [])]:
+            if isinstance(entry, dict) and entry.get("description"):
+                return str(entry["description"])
+        return ""
+
+
+def find_legacy_block(source: str) -> tuple[str, int] | None:
+    """The JSON text of the manifest block and the line it starts on, or None when there is no block."""
+    lines = source.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip().startswith(START_MARK)), None)
+    if start is None:
+        return None
+    body: list[str] = []
+    for line in lines[start + 1 :]:
+        stripped = line.strip()
+        if stripped.startswith(END_MARK):
+            return "\n".join(body), start + 2
+        if stripped and not stripped.startswith("##"):
+            raise ManifestError(f"line {start + 2 + len(body)}: manifest lines must start with '##' (got {stripped[:40]!r})")
+        body.append(stripped[2:] if stripped.startswith("##") else "")
+    raise ManifestError(f"line {start + 1}: {START_MARK} has no matching {END_MARK}")
+
+
+def parse_legacy(source: str, group: str) -> LegacyManifest | None:
+    """The legacy manifest in ``source``, None when it has none; raises ManifestError when it is malformed."""
+    found = find_legacy_block(source)
+    if found is None:
+        return None
+    text, first_line = found
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"line {first_line + exc.lineno - 1}: manifest is not valid JSON: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError("the manifest must be a JSON object")
+    name = raw.get("object_name")
+    if not isinstance(name, str) or not name:
+        raise ManifestError("the manifest has no 'object_name'")
+    auto_load = raw.get("auto-load", True)
+    if not isinstance(auto_load, bool):
+        raise ManifestError(f"'auto-load' must be true or false, not {auto_load!r}")
+    inputs = _legacy_entries(raw, "parameters", group)
+    outputs = _legacy_entries(raw, "return", group)
+    return LegacyManifest(name, raw.get("object_poi"), auto_load, inputs, outputs, raw)
+
+
+def _legacy_entries(raw: dict[str, Any], key: str, group: str) -> tuple[StateTag, ...]:
+    entries = raw.get(key, [])
+    if not isinstance(entries, list):
+        raise ManifestError(f"'{key}' must be a list")
+    out: list[StateTag] = []
+    for i, entry in enumerate(entries):
+        where = f"'{key}' entry {i + 1}"
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{where} is not an object")
+        state, typ = entry.get("state"), entry.get("type", tags.ANY_TYPE)
+        if not isinstance(state, str) or not state.strip():
+            raise ManifestError(f"{where} ({entry.get('name', '?')!r}) has no 'state': every input and output needs a state tag")
+        if not isinstance(typ, str) or not typ.strip():
+            raise ManifestError(f"{where} has an empty 'type'")
+        try:
+            for alt in state.split("|"):
+                tag = tags.parse(alt if ":" in alt else f"{typ}:{alt}", group)
+                if tag not in out:
+                    out.append(tag)
+        except TagError as exc:
+            raise ManifestError(f"{where}: {exc}") from None
+    return tuple(out)
+
+
+def parse_declared(value: str | Sequence[str], group: str, what: str) -> tuple[StateTag, ...]:
+    """The tags of a modern ``consumes``/``emits`` declaration (a string or a list of strings)."""
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[StateTag] = []
+    for item in items:
+        try:
+            for tag in tags.parse_alternatives(item, group):
+                if tag not in out:
+                    out.append(tag)
+        except TagError as exc:
+            raise ManifestError(f"'{what}': {exc}") from None
+    return tuple(out)

@@ -1,0 +1,206 @@
+"""Deciding where each packet goes, and turning what seeds emit into new packets.
+
+Policy: a packet in state S goes to every distinct seed that consumes S (one copy each). Among a seed's
+replicas (the nodes it runs on) it goes to the least loaded, ties broken round robin: a local replica
+that drains faster has less queued and so takes more, but equal replicas share evenly. Within one node,
+a seed's worker instances share one queue (see ``runner``). A packet whose state has no consumer waits
+in the ``WaitingRoom`` (bounded, with an expiry) and is routed again whenever the automaton changes; a
+packet that cannot wait (queue full, expired, out of hops) goes to the failed/ area with its reason.
+
+All methods run on the event loop; nothing here blocks.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .automaton import Automaton
+from .failed import FailedStore
+from .packet import Hop, IdMaker, Packet
+from .runner import Outcome, SeedRunner
+from .tags import StateTag
+from .waiting import WaitingRoom
+
+log = logging.getLogger(__name__)
+
+#: send(node_id, packet) -> True when the packet was handed to the transport for that node.
+RemoteSend = Callable[[str, Packet], bool]
+#: load(node_id, seed_name) -> how busy that replica is believed to be (queued packets).
+LoadOf = Callable[[str, str], float]
+
+
+def pick_replica(nodes: Sequence[str], load: Callable[[str], float], turn: int) -> str:
+    """The least loaded of ``nodes``; among equals, the one ``turn`` points at (round robin)."""
+    loads = [load(n) for n in nodes]
+    low = min(loads)
+    tied = [n for n, v in zip(nodes, loads, strict=True) if v == low]
+    return tied[turn % len(tied)]
+
+
+class Router:
+    """Routes packets to local seed runners, to peers, or to the waiting room."""
+
+    def __init__(self, node_id: str, automaton: Automaton, ids: IdMaker, failed: FailedStore,
+                 waiting: WaitingRoom, seed_queue_max: int = 10000, ttl_hops: int = 64,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.node_id = node_id
+        self.automaton = automaton
+        self.ids = ids
+        self.failed = failed
+        self.waiting = waiting
+        self.seed_queue_max = seed_queue_max
+        self.ttl_hops = ttl_hops
+        self.clock = clock
+        self.local: dict[str, SeedRunner] = {}
+        self.send_remote: RemoteSend = lambda node, packet: False
+        self.remote_load: LoadOf = lambda node, seed: 0.0
+        self.counters: Counter[str] = Counter()
+        self.on_extracted: Callable[[Packet, str], None] | None = None
+        self._turns: dict[str, itertools.count[int]] = {}
+        self._seen_version = -1
+
+    # -- entry points ----------------------------------------------------------------------------
+
+    def route(self, packet: Packet) -> None:
+        """Send ``packet`` on to every seed that consumes its state, or park it."""
+        if packet.ttl <= 0:
+            self._fail(packet, "ttl", f"packet {packet.id} in {packet.tag} ran out of hops (a loop in the automaton?)")
+            return
+        consumers = self.automaton.consumers(packet.tag)
+        if not consumers:
+            self._park(packet)
+            return
+        first = True
+        for name, nodes in consumers.items():
+            copy_ = packet if first else _fork(packet)
+            first = False
+            self._deliver(name, nodes, copy_)
+
+    def replan(self) -> None:
+        """Route again every waiting packet whose state has gained a consumer (call after automaton changes)."""
+        if self.automaton.version == self._seen_version:
+            return
+        self._seen_version = self.automaton.version
+        for packet in self.waiting.release(lambda tag: bool(self.automaton.consumers(tag))):
+            self.counters["released"] += 1
+            self.route(packet)
+
+    def expire(self) -> None:
+        """Fail the waiting packets whose time is up."""
+        for packet in self.waiting.expire(self.clock()):
+            self._fail(packet, "expired",
+                       f"packet {packet.id} waited {self.waiting.expiry_s:g} s for a seed consuming {packet.tag}; none came")
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        """Turn a finished seed invocation into new packets (runs on the loop)."""
+        runner = outcome.runner
+        runner.outcome_done(outcome)
+        spec = runner.spec
+        parent = outcome.packet
+        if outcome.error:
+            self.counters["seed_errors"] += 1
+            if parent is not None:
+                self._fail(parent, "seed-error", f"{outcome.error} while processing {parent.id} in {parent.tag}",
+                           outcome.traceback)
+            else:
+                log.error("%s\n%s", outcome.error, outcome.traceback)
+            return
+        if parent is not None and spec.is_extractor:
+            self.counters["extracted"] += 1
+            if self.on_extracted is not None:
+                self.on_extracted(parent, spec.name)
+        now = time.time()
+        for emission in outcome.emissions:
+            tag = spec.output_for(emission.state)
+            pid = self.ids.child(parent.id) if parent is not None else self.ids.root()
+            trail = [*parent.trail] if parent is not None else []
+            child = Packet(
+                pid,
+                tag or StateTag(self.automaton.group, "?", str(emission.state)),
+                emission.data,
+                trail,
+                (parent.ttl - 1) if parent is not None else self.ttl_hops,
+                parent.created if parent is not None else now,
+                dict(parent.meta) if parent is not None else {},
+            )
+            if tag is None:
+                declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
+                wanted = emission.state if emission.state is not None else "its only output"
+                self._fail(child, "undeclared-state",
+                           f"seed {spec.name} emitted state {wanted!r}, which it does not declare (declared: {declared})")
+                continue
+            child.trail.append(Hop(spec.name, self.node_id, str(tag), now))
+            if emission.error:
+                self._fail(child, "bad-data", f"seed {spec.name} emitted data that cannot travel: {emission.error}")
+                continue
+            self.counters["emitted"] += 1
+            self.route(child)
+        self._drain_for(spec.inputs)
+
+    def inject(self, tag: StateTag, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
+        """Make a new packet (a new lineage) from outside the network and route it."""
+        now = time.time()
+        packet = Packet(self.ids.root(), tag, data, [Hop(via, self.node_id, str(tag), now)], self.ttl_hops, now,
+                        meta or {})
+        self.counters["injected"] += 1
+        self.route(packet)
+        return packet
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _deliver(self, name: str, nodes: list[str], packet: Packet) -> None:
+        turn = next(self._turns.setdefault(name, itertools.count()))
+        candidates = list(nodes)
+        while candidates:
+            node = pick_replica(candidates, lambda n: self._load(n, name), turn)
+            if node == self.node_id:
+                runner = self.local.get(name)
+                if runner is not None and runner.pending < self.seed_queue_max:
+                    self.counters["local"] += 1
+                    runner.submit(packet)
+                    return
+            elif self.send_remote(node, packet):
+                self.counters["remote"] += 1
+                return
+            candidates.remove(node)
+        self._park(packet, busy=True)
+
+    def _load(self, node: str, name: str) -> float:
+        if node == self.node_id:
+            runner = self.local.get(name)
+            return runner.pending / runner.spec.workers if runner else float("inf")
+        return self.remote_load(node, name)
+
+    def _park(self, packet: Packet, busy: bool = False) -> None:
+        if self.waiting.park(packet, self.clock()):
+            self.counters["parked"] += 1
+            if not busy:
+                log.debug("no seed consumes %s yet: packet %s waits", packet.tag, packet.id)
+            return
+        self._fail(packet, "waiting-full",
+                   f"packet {packet.id} could not wait for a consumer of {packet.tag}: "
+                   f"{self.waiting.max_per_state} packets already wait in that state")
+
+    def _drain_for(self, inputs: Sequence[StateTag]) -> None:
+        """After a seed finished a packet, let packets parked because it was busy flow again."""
+        if not len(self.waiting):
+            return
+        keys = {t.key for t in inputs}
+        for packet in self.waiting.release(lambda tag: tag.key in keys and bool(self.automaton.consumers(tag))):
+            self.route(packet)
+
+    def _fail(self, packet: Packet, kind: str, reason: str, detail: str = "") -> None:
+        self.counters["failed"] += 1
+        self.failed.keep(packet, kind, reason, detail)
+
+
+def _fork(packet: Packet) -> Packet:
+    """A copy for a second consumer: seeds may change their input in place without affecting each other."""
+    return Packet(packet.id, packet.tag, copy.deepcopy(packet.data), list(packet.trail), packet.ttl, packet.created,
+                  dict(packet.meta))

@@ -1,0 +1,257 @@
+"""Running one seed's code off the event loop.
+
+A ``SeedRunner`` owns ``spec.workers`` instances of a seed, each on its own thread, all pulling from one
+queue: whichever instance is free takes the next packet, so local replicas are shared least-loaded by
+construction. Results go back to the loop with ``call_soon_threadsafe`` as ``Outcome`` objects. A seed
+that raises fails that packet only; what it emitted before raising is discarded, so the kept input can
+be injected again without duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import PmkSeed
+from .errors import PacketError
+from .packet import Packet, check_data
+from .seed import Emit, SeedSpec, run_arity
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass
+class Emission:
+    """Data a seed emitted, in the state it named (None: its only output)."""
+
+    state: str | None
+    data: Any
+    forked: bool = False
+    error: str = ""  # set when the data cannot travel (not JSON, not bytes)
+
+
+@dataclass
+class Outcome:
+    """What one invocation produced: emissions, or the error that failed the input packet."""
+
+    runner: SeedRunner
+    packet: Packet | None  # None for an injector's run
+    emissions: list[Emission] = field(default_factory=list)
+    error: str = ""
+    traceback: str = ""
+    seconds: float = 0.0
+
+
+class LegacyContext:
+    """The ``context`` a legacy seed's constructor receives."""
+
+    def __init__(self, spec: SeedSpec, node_id: str, emit: Callable[[str, Any, bool], None] | None = None) -> None:
+        self.conf = spec.manifest
+        self.node_id = node_id
+        self.emit = emit
+
+    def getUuid(self) -> str:  # noqa: N802 - the original's name
+        """The node's id."""
+        return self.node_id
+
+
+def _emission(state: str | None, data: Any, forked: bool = False) -> Emission:
+    try:
+        check_data(data)
+    except PacketError as exc:
+        return Emission(state, data, forked, str(exc))
+    return Emission(state, data, forked)
+
+
+def _iter_results(result: Any) -> Iterator[Emission]:
+    if result is None:
+        return
+    if isinstance(result, Emit):
+        yield _emission(result.state, result.data)
+    elif inspect.isgenerator(result):
+        for item in result:
+            if isinstance(item, Emit):
+                yield _emission(item.state, item.data)
+            elif item is not None:
+                yield _emission(None, item)
+    else:
+        yield _emission(None, result)
+
+
+def legacy_view(packet: Packet | None, emit: Callable[[str, Any, bool], None]) -> PmkSeed.LegacyPacket:
+    """The original's ``[header, {}, entry]`` list for ``packet`` (a fresh one for injectors)."""
+    if packet is None:
+        return PmkSeed.LegacyPacket([{"box": "0", "e": "E"}, {}, {"stag": "RAW", "exstate": "0001"}], emit)
+    ship, container, box, fragment = packet.id.split(":")
+    header = {**packet.meta.get("legacy_header", {}), "ship": ship, "container": container, "box": box,
+              "fragment": fragment, "ttl": packet.ttl, "state": packet.tag.state}
+    entry = {"stag": f"{packet.tag.type}:{packet.tag.state}", "data": packet.data, "exstate": "0001"}
+    return PmkSeed.LegacyPacket([header, {}, entry], emit)
+
+
+class SeedRunner:
+    """Runs one seed's instances on worker threads; lives on the event loop that created it."""
+
+    def __init__(self, spec: SeedSpec, node_id: str, loop: asyncio.AbstractEventLoop,
+                 on_outcome: Callable[[Outcome], None]) -> None:
+        self.spec = spec
+        self.node_id = node_id
+        self._loop = loop
+        self._on_outcome = on_outcome
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._instances: list[Any] = []
+        self._stopping = threading.Event()
+        self.pending = 0  # queued + running, counted on the loop
+        self.processed = 0
+        self.failures = 0
+        self.busy_s = 0.0
+        self._arity = 0 if spec.legacy else run_arity(spec.factory)
+
+    # -- loop side -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Make the instances, call their on_load, and start their threads (and injectors' schedules)."""
+        for i in range(self.spec.workers):
+            instance = self._instantiate()
+            self._instances.append(instance)
+            t = threading.Thread(target=self._work, args=(instance,), name=f"seed-{self.spec.name}-{i}", daemon=True)
+            self._threads.append(t)
+        for t in self._threads:
+            t.start()
+
+    def submit(self, packet: Packet) -> None:
+        """Queue ``packet`` for the next free instance."""
+        self.pending += 1
+        self._queue.put(packet)
+
+    def outcome_done(self, outcome: Outcome) -> None:
+        """Bookkeeping for a finished invocation (called on the loop)."""
+        if outcome.packet is not None:
+            self.pending -= 1
+        self.processed += 1
+        self.busy_s += outcome.seconds
+        if outcome.error:
+            self.failures += 1
+
+    def take_queued(self) -> list[Packet]:
+        """Remove and return the packets no instance has started yet (on the loop, before ``stop``)."""
+        taken: list[Packet] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, Packet):
+                taken.append(item)
+        self.pending -= len(taken)
+        return taken
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Let queued packets finish, then stop the threads and call on_unload (blocking; use a thread)."""
+        self._stopping.set()
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        for instance in self._instances:
+            try:
+                instance.on_unload()
+            except Exception:  # noqa: BLE001 - a seed's bug must not stop the shutdown
+                log.exception("seed %s: on_unload raised", self.spec.name)
+
+    # -- worker side -----------------------------------------------------------------------------
+
+    def _instantiate(self) -> Any:
+        if self.spec.legacy:
+            instance = self.spec.factory(LegacyContext(self.spec, self.node_id), self.spec.manifest.get("object_poi"))
+            instance.conf = self.spec.manifest
+        else:
+            instance = self.spec.factory()
+            instance.node_id = self.node_id
+            instance.log = logging.getLogger(f"pumpkin.seed.{self.spec.name}")
+        return instance
+
+    def _post(self, outcome: Outcome) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._on_outcome, outcome)
+        except RuntimeError:  # the loop closed under us during shutdown
+            pass
+
+    def _work(self, instance: Any) -> None:
+        try:
+            instance.on_load()
+        except Exception as exc:  # noqa: BLE001
+            log.error("seed %s: on_load raised %s: %s; this instance will not run", self.spec.name,
+                      type(exc).__name__, exc, exc_info=True)
+            return
+        if self.spec.is_injector:
+            self._inject_loop(instance)
+            return
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            self._post(self._invoke(instance, item))
+
+    def _inject_loop(self, instance: Any) -> None:
+        every = self.spec.every_s
+        while not self._stopping.is_set():
+            self._post(self._invoke(instance, None, stream=True))
+            if every is None or self._stopping.wait(every):
+                break
+
+    def _invoke(self, instance: Any, packet: Packet | None, stream: bool = False) -> Outcome:
+        """Run ``instance`` on ``packet``; with ``stream`` each emission is posted as soon as it is made."""
+        outcome = Outcome(self, packet)
+        collected = outcome.emissions
+
+        def emit(e: Emission) -> None:
+            if stream:
+                self._post(Outcome(self, None, [e]))
+            else:
+                collected.append(e)
+
+        started = time.perf_counter()
+        try:
+            if self.spec.legacy:
+                def legacy_emit(state: str, data: Any, forked: bool) -> None:
+                    emit(_emission(state, data, forked))
+
+                view = legacy_view(packet, legacy_emit)
+                if packet is None:
+                    instance.run(view)
+                else:
+                    instance.run(view, *self._legacy_args(packet.data))
+            else:
+                if packet is None:
+                    result = instance.run()
+                elif self._arity >= 2:
+                    result = instance.run(packet.data, packet)
+                else:
+                    result = instance.run(packet.data)
+                for e in _iter_results(result):
+                    emit(e)
+        except Exception as exc:  # noqa: BLE001 - a seed's bug fails its packet, not the daemon
+            outcome.emissions = []
+            outcome.error = f"seed {self.spec.name} raised {type(exc).__name__}: {exc}"
+            outcome.traceback = traceback.format_exc()
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _legacy_args(self, data: Any) -> tuple[Any, ...]:
+        params = self.spec.manifest.get("parameters", [])
+        if len(params) > 1 and isinstance(data, list) and len(data) == len(params):
+            return tuple(data)
+        return (data,)

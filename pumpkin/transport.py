@@ -1,0 +1,228 @@
+"""ZeroMQ sockets: one inbox per node, one outbound link per peer, and a control socket.
+
+- The inbox is a PULL socket bound to the node's data endpoint(s); every peer PUSHes to it. The receive
+  task drains every ready message per wake-up (one ``await`` per message costs up to 10x, see
+  ../shared/notes/measured-facts.md).
+- A link to a peer is a PUSH socket with a bounded high-water mark, written with NOBLOCK: a slow or dead
+  peer never blocks the loop or other peers. Messages that do not fit wait in a bounded per-peer backlog
+  flushed by a task; when that is full too, ``send`` says so and the router picks another replica.
+- The control socket (ROUTER, always on ipc://) answers JSON requests from the ``pmk`` command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import zmq
+import zmq.asyncio
+
+log = logging.getLogger(__name__)
+
+PEER_HWM_MSGS = 10000
+PEER_BACKLOG_MSGS = 10000
+LINGER_MS = 1000
+MAX_CONTROL_BYTES = 1 << 20
+MAX_INBOX_FRAME_BYTES = 256 << 20
+
+FrameHandler = Callable[[list[bytes]], None]
+ControlHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class PeerLink:
+    """The outbound PUSH socket to one peer, with its backlog."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str) -> None:
+        self.endpoint = endpoint
+        sock = ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.SNDHWM, PEER_HWM_MSGS)
+        sock.setsockopt(zmq.LINGER, LINGER_MS)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on completed connections: a dead peer fills nothing
+        sock.connect(endpoint)
+        self.socket = sock
+        self.sync = zmq.Socket.shadow(sock.underlying)
+        self.backlog: deque[list[bytes]] = deque()
+        self.sent = 0
+        self.flusher: asyncio.Task[None] | None = None
+
+    def close(self) -> None:
+        """Close the socket (queued messages get LINGER_MS to leave)."""
+        if self.flusher is not None:
+            self.flusher.cancel()
+        self.socket.close()
+
+
+class Transport:
+    """The node's ZeroMQ sockets. Create, ``await start()``, use, ``await close()``."""
+
+    def __init__(self, runtime_dir: Path, endpoint_type: str, endpoints: tuple[str, ...] = (),
+                 tcp_host: str = "*", tcp_port: int = 0) -> None:
+        self.ctx = zmq.asyncio.Context()
+        self.runtime_dir = runtime_dir
+        self.endpoint_type = endpoint_type
+        self._wanted = endpoints
+        self._tcp_host = tcp_host
+        self._tcp_port = tcp_port
+        self.data_endpoints: list[str] = []
+        self.control_endpoint = ""
+        self.links: dict[str, PeerLink] = {}
+        self.on_frames: FrameHandler = lambda frames: None
+        self.on_control: ControlHandler | None = None
+        self.rejected = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inbox: zmq.asyncio.Socket | None = None
+        self._control: zmq.asyncio.Socket | None = None
+
+    async def start(self) -> None:
+        """Bind the inbox and the control socket and start serving them."""
+        inbox = self.ctx.socket(zmq.PULL)
+        inbox.setsockopt(zmq.RCVHWM, PEER_HWM_MSGS)
+        inbox.setsockopt(zmq.MAXMSGSIZE, MAX_INBOX_FRAME_BYTES)
+        inbox.setsockopt(zmq.LINGER, 0)
+        wanted = list(self._wanted)
+        if not wanted:
+            if self.endpoint_type == "zmq.IPC":
+                wanted = [f"ipc://{self.runtime_dir / 'data'}"]
+            else:
+                wanted = [f"tcp://{self._tcp_host}:{self._tcp_port or '*'}"]
+        for url in wanted:
+            inbox.bind(url)
+            self.data_endpoints.append(inbox.getsockopt(zmq.LAST_ENDPOINT).decode())
+        self._inbox = inbox
+        control = self.ctx.socket(zmq.ROUTER)
+        control.setsockopt(zmq.LINGER, 0)
+        control.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_BYTES)
+        control.bind(f"ipc://{self.runtime_dir / 'control'}")
+        self.control_endpoint = control.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._control = control
+        self._tasks.append(asyncio.create_task(self._receive(inbox), name="inbox"))
+        self._tasks.append(asyncio.create_task(self._serve_control(control), name="control"))
+
+    # -- inbound ---------------------------------------------------------------------------------
+
+    async def _receive(self, sock: zmq.asyncio.Socket) -> None:
+        sync = zmq.Socket.shadow(sock.underlying)
+        while True:
+            await sock.poll(flags=zmq.POLLIN)
+            while True:
+                try:
+                    frames = sync.recv_multipart(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                try:
+                    self.on_frames(frames)
+                except Exception:  # noqa: BLE001 - one bad message must not stop the inbox
+                    self.rejected += 1
+                    log.exception("handling an inbound message failed")
+
+    async def _serve_control(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            frames = await sock.recv_multipart()
+            ident, body = frames[0], frames[-1]
+            try:
+                request = orjson.loads(body)
+                if not isinstance(request, dict) or self.on_control is None:
+                    raise ValueError("a control request is a JSON object with an 'op'")
+                reply = await self.on_control(request)
+            except Exception as exc:  # noqa: BLE001 - a bad request gets an error reply, not a crash
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            await sock.send_multipart([ident, b"", orjson.dumps(reply, default=str)])
+
+    # -- outbound --------------------------------------------------------------------------------
+
+    def connect(self, node: str, endpoint: str) -> None:
+        """Open (or re-point) the link to ``node`` at ``endpoint``."""
+        link = self.links.get(node)
+        if link is not None and link.endpoint == endpoint:
+            return
+        if link is not None:
+            link.close()
+        self.links[node] = PeerLink(self.ctx, endpoint)
+
+    def disconnect(self, node: str) -> list[list[bytes]]:
+        """Close the link to ``node``; returns the messages still in its backlog (not yet sent)."""
+        link = self.links.pop(node, None)
+        if link is None:
+            return []
+        left = list(link.backlog)
+        link.close()
+        return left
+
+    def send(self, node: str, frames: list[bytes]) -> bool:
+        """Queue ``frames`` for ``node`` without blocking; False when there is no link or no room."""
+        link = self.links.get(node)
+        if link is None:
+            return False
+        if not link.backlog:
+            try:
+                link.sync.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                link.sent += 1
+                return True
+            except zmq.Again:
+                pass
+        if len(link.backlog) >= PEER_BACKLOG_MSGS:
+            return False
+        link.backlog.append(frames)
+        if link.flusher is None or link.flusher.done():
+            link.flusher = asyncio.create_task(self._flush(link), name=f"flush-{node}")
+        return True
+
+    async def _flush(self, link: PeerLink) -> None:
+        while link.backlog:
+            await link.socket.poll(flags=zmq.POLLOUT)
+            while link.backlog:
+                try:
+                    link.sync.send_multipart(link.backlog[0], zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                link.backlog.popleft()
+                link.sent += 1
+
+    async def close(self) -> None:
+        """Stop serving and close every socket."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for node in list(self.links):
+            self.disconnect(node)
+        for sock in (self._inbox, self._control):
+            if sock is not None:
+                sock.close(linger=0)
+        self.ctx.term()
+
+
+async def request(endpoint: str, message: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
+    """Send one control request and return the reply; TimeoutError when nobody answers."""
+    ctx = zmq.asyncio.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        await sock.send(orjson.dumps(message))
+        if not await sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+            raise TimeoutError(f"no answer from {endpoint} within {timeout_s:g} s")
+        reply = orjson.loads(await sock.recv())
+        return reply if isinstance(reply, dict) else {"ok": False, "error": "malformed reply"}
+    finally:
+        sock.close()
+
+
+def request_sync(endpoint: str, message: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
+    """Blocking form of ``request`` for the command line."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(orjson.dumps(message))
+        if not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+            raise TimeoutError(f"no answer from {endpoint} within {timeout_s:g} s")
+        reply = orjson.loads(sock.recv())
+        return reply if isinstance(reply, dict) else {"ok": False, "error": "malformed reply"}
+    finally:
+        sock.close()
