@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, config as configuration, loader
+from .console import LineAtomicWriter
 from .errors import ConfigError, DaemonNotRunning
 from .transport import request_sync
 from .workdir import DEFAULT_ROOT, running_control_files
@@ -67,8 +68,8 @@ def run_daemon(argv: list[str]) -> int:
         print(f"pmk: {exc}", file=sys.stderr)
         return 2
     _setup_logging(cfg.node.debug)
-    # Seeds print results; a pipe must see them line by line, as a terminal does.
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    # Seeds print results from many threads; whole lines, flushed at once, as a terminal shows them.
+    sys.stdout = LineAtomicWriter(sys.stdout)
     from .daemon import serve
 
     try:

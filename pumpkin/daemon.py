@@ -90,6 +90,7 @@ class Daemon:
                              cfg.routing.seed_queue_max, cfg.routing.ttl_hops)
         self.transport = Transport(self.workdir.runtime, cfg.endpoint.type, cfg.endpoint.endpoints,
                                    cfg.endpoint.tcp_host, cfg.endpoint.tcp_port)
+        self.router.send_remote = self._send_remote
         self.transport.on_frames = self._on_frames
         self.transport.on_control = self._on_control
         await self.transport.start()
@@ -166,6 +167,45 @@ class Daemon:
         self.router.replan()
         if self._started:
             runner.start()
+
+    # -- peers -----------------------------------------------------------------------------------
+
+    def learn_peer(self, node: str, endpoint: str, seeds: list[SeedInfo]) -> bool:
+        """Reach ``node`` at ``endpoint`` and route to its ``seeds`` (the one door for remote seeds)."""
+        assert self.transport is not None and self.router is not None
+        if node == self.node_id:
+            return False
+        self.transport.connect(node, endpoint)
+        before = {n for n, i in self.automaton.seeds().items() if node in self.automaton.nodes_of(n)}
+        changed = self.automaton.sync_node(node, seeds)
+        for info in seeds:
+            if info.name not in before:
+                log.info("Discovered new peer seed: %s at %s (node %s)", info.name, endpoint, node)
+        if changed:
+            self.router.replan()
+        return changed
+
+    def forget_peer(self, node: str) -> None:
+        """Stop routing to ``node``; what was still queued for it is routed again (to another replica)."""
+        assert self.transport is not None and self.router is not None
+        gone = self.automaton.remove_node(node)
+        if gone:
+            log.info("Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone))
+        for frames in self.transport.disconnect(node):
+            try:
+                self.router.route(packets.decode(frames))
+            except PacketError:
+                pass  # we encoded these ourselves; cannot happen
+        self.router.replan()
+
+    def _send_remote(self, node: str, packet: Packet) -> bool:
+        assert self.transport is not None and self.failed is not None
+        try:
+            frames = packets.encode(packet)
+        except PacketError as exc:
+            self.failed.keep(packet, "bad-data", str(exc))
+            return True  # handled: kept with its reason, nothing to retry
+        return self.transport.send(node, frames)
 
     # -- packets ---------------------------------------------------------------------------------
 

@@ -51,7 +51,8 @@ def find_legacy_block(source: str) -> tuple[str, int] | None:
         if stripped.startswith(END_MARK):
             return "\n".join(body), start + 2
         if stripped and not stripped.startswith("##"):
-            raise ManifestError(f"line {start + 2 + len(body)}: manifest lines must start with '##' (got {stripped[:40]!r})")
+            raise ManifestError(f"line {start + 1}: {START_MARK} has no matching {END_MARK} before line "
+                                f"{start + 2 + len(body)}, which does not start with '##' ({stripped[:40]!r})")
         body.append(stripped[2:] if stripped.startswith("##") else "")
     raise ManifestError(f"line {start + 1}: {START_MARK} has no matching {END_MARK}")
 

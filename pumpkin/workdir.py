@@ -99,8 +99,9 @@ def claim(configured: Path | None, node_id: str = "") -> Workdir:
     return Workdir(path, node_id, lock)
 
 
-def running_control_files(root: Path = DEFAULT_ROOT) -> list[Path]:
-    """Control files of daemons that look alive under the default root (their lock is held)."""
+def running_control_files(root: Path | None = None) -> list[Path]:
+    """Control files of daemons that look alive under ``root`` (default: DEFAULT_ROOT); their lock is held."""
+    root = DEFAULT_ROOT if root is None else root
     found = []
     for control in sorted(root.glob("node*/control")):
         probe = _try_lock(control.parent)

@@ -1,0 +1,234 @@
+"""Real daemons in one process, real ZeroMQ sockets over ipc://, no discovery (peers are introduced)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import zmq
+
+from pumpkin import config, loader, packet as codec, tags
+from pumpkin.automaton import SeedInfo
+from pumpkin.daemon import Daemon
+from tests.helpers import async_wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cfg(tmp_path: Path, name: str, *, taskdir: Path | None = None, seeds: list[Path] | None = None, **routing):
+    flags = {"node.workdir": str(tmp_path / name), "endpoint.type": "zmq.IPC"}
+    if taskdir:
+        flags["node.taskdir"] = str(taskdir)
+    if seeds:
+        flags["node.seed"] = ",".join(map(str, seeds))
+    flags.update({f"routing.{k}": str(v) for k, v in routing.items()})
+    return config.load(env={}, flags=flags)
+
+
+def write_seeds(folder: Path, **files: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / f"{name}.py").write_text(text)
+    return folder
+
+
+RECORDER = """
+from pumpkin import Seed
+SEEN = []
+class Sink(Seed):
+    consumes = "{state}"
+    def run(self, data, packet):
+        SEEN.append((data, [h.seed for h in packet.trail], packet.id))
+"""
+
+
+def sink_module(daemon: Daemon, name: str = "Sink"):
+    import sys
+    spec = daemon.specs[name]
+    return sys.modules[spec.factory.__module__]
+
+
+def test_hello_world_in_process(tmp_path, capfd):
+    async def main():
+        d = Daemon(cfg(tmp_path, "a"))
+        await d.start()
+        try:
+            await async_wait_until(lambda: d.router.counters["extracted"] >= 1, what="the greeting to be extracted")
+        finally:
+            await d.stop()
+    asyncio.run(main())
+    assert "Greeting: Hello World" in capfd.readouterr().out
+
+
+def test_legacy_and_modern_seeds_chain_and_trail_says_how(tmp_path):
+    seeds = write_seeds(tmp_path / "seeds", sink=RECORDER.format(state="String:GREETING"))
+    modern_greet = ROOT / "seeds/modern/greet.py"
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", seeds=[ROOT / "seeds/helloworld/inject.py", modern_greet, seeds / "sink.py"]))
+        await d.start()
+        try:
+            seen = sink_module(d).SEEN
+            await async_wait_until(lambda: seen, what="the sink to see the greeting")
+            data, trail, pid = seen[0]
+            assert data == "Hello World" and trail == ["inject", "greet"]
+            assert pid.count(":") == 3 and pid.split(":")[2] == "1"
+        finally:
+            await d.stop()
+    asyncio.run(main())
+
+
+def test_a_raising_seed_fails_that_packet_only(tmp_path):
+    seeds = write_seeds(tmp_path / "seeds", picky="""
+from pumpkin import Seed
+class Picky(Seed):
+    consumes = "N"
+    emits = "OK"
+    def run(self, n):
+        if n == 3:
+            raise ValueError("three is not allowed")
+        return n
+""", sink=RECORDER.format(state="OK"))
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
+        await d.start()
+        try:
+            for n in range(6):
+                d.inject("N", n)
+            seen = sink_module(d).SEEN
+            await async_wait_until(lambda: len(seen) == 5, what="5 of 6 packets through")
+            assert sorted(s[0] for s in seen) == [0, 1, 2, 4, 5]
+            errors = list((tmp_path / "a/failed").glob("*.error"))
+            assert len(errors) == 1
+            text = errors[0].read_text()
+            assert text.startswith("seed Picky raised ValueError: three is not allowed") and "Traceback" in text
+            kept = errors[0].with_suffix(".pkt").read_text()
+            assert '"data": 3' in kept
+            assert d.snapshot()["seeds"]["Picky"]["failures"] == 1
+        finally:
+            await d.stop()
+    asyncio.run(main())
+
+
+def test_undeclared_state_and_unsendable_data_are_reported(tmp_path):
+    seeds = write_seeds(tmp_path / "seeds", liar="""
+from pumpkin import Seed, Emit
+class Liar(Seed):
+    consumes = "IN"
+    emits = ["A", "B"]
+    def run(self, x):
+        yield Emit(x, "A")
+        yield Emit(x, "NOT_DECLARED")
+        yield Emit(object(), "B")
+""", sink=RECORDER.format(state="A"))
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
+        await d.start()
+        try:
+            d.inject("IN", "x")
+            await async_wait_until(lambda: d.failed.counts["bad-data"] == 1, what="bad data to be reported")
+            assert d.failed.counts["undeclared-state"] == 1
+            assert sink_module(d).SEEN[0][0] == "x"
+            reasons = " ".join(p.read_text() for p in (tmp_path / "a/failed").glob("*.error"))
+            assert "emitted state 'NOT_DECLARED', which it does not declare (declared: default:*:A, default:*:B)" in reasons
+            assert "neither JSON-serialisable nor bytes" in reasons
+        finally:
+            await d.stop()
+    asyncio.run(main())
+
+
+def test_packets_wait_for_a_seed_and_flow_when_it_arrives(tmp_path):
+    seeds = write_seeds(tmp_path / "later", sink=RECORDER.format(state="LATE"))
+    write_seeds(tmp_path / "none", other=RECORDER.format(state="OTHER"))
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=tmp_path / "none"))
+        await d.start()
+        try:
+            for n in range(3):
+                d.inject("LATE", n)
+            d.inject("OTHER", "not delayed")
+            other = sink_module(d).SEEN
+            await async_wait_until(lambda: other, what="other traffic to flow while LATE waits")
+            assert d.router.waiting.counts() == {"default:*:LATE": 3}
+            spec = loader.load([seeds / "sink.py"], "default").seeds[0]
+            object.__setattr__(spec, "name", "LateSink")
+            d.add_seed(spec)
+            late = sink_module(d, "LateSink").SEEN
+            await async_wait_until(lambda: len(late) == 3, what="waiting packets to flow to the new seed")
+            assert [s[0] for s in late] == [0, 1, 2]
+        finally:
+            await d.stop()
+    asyncio.run(main())
+
+
+def test_malformed_packets_from_the_network_are_kept_and_the_daemon_goes_on(tmp_path):
+    seeds = write_seeds(tmp_path / "seeds", sink=RECORDER.format(state="IN"))
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
+        await d.start()
+        ctx = zmq.Context.instance()
+        push = ctx.socket(zmq.PUSH)
+        push.connect(d.transport.data_endpoints[0])
+        try:
+            push.send_multipart([b"PMK1", b"{broken", b"1"])
+            push.send_multipart([b"garbage"])
+            push.send_multipart(codec.encode(codec.Packet(d.ids.root(), tags.parse("IN"), "fine")))
+            await async_wait_until(lambda: sink_module(d).SEEN, what="the good packet after two bad ones")
+            assert d.stats.bad_inbound == 2
+            raws = sorted((tmp_path / "a/failed").glob("*.raw"))
+            assert len(raws) == 2
+            assert "header is not JSON" in raws[0].with_suffix(".error").read_text()
+        finally:
+            push.close(0)
+            await d.stop()
+    asyncio.run(main())
+
+
+def test_two_daemons_route_over_zeromq_when_introduced(tmp_path, capfd):
+    hello = ROOT / "seeds/helloworld"
+
+    async def main():
+        a = Daemon(cfg(tmp_path, "a", seeds=[hello / "inject.py", hello / "extract.py"]))
+        b = Daemon(cfg(tmp_path, "b", seeds=[hello / "greet.py"]))
+        await a.start()
+        await b.start()
+        try:
+            await async_wait_until(lambda: a.router.waiting.counts(), what="World to wait for a greeter")
+            a.learn_peer(b.node_id, b.transport.data_endpoints[0],
+                         [SeedInfo("greet", b.specs["greet"].inputs, b.specs["greet"].outputs)])
+            b.learn_peer(a.node_id, a.transport.data_endpoints[0],
+                         [SeedInfo("extract", a.specs["extract"].inputs, ())])
+            await async_wait_until(lambda: a.router.counters["extracted"], what="the greeting back on A")
+            assert b.snapshot()["seeds"]["greet"]["processed"] == 1
+            a.forget_peer(b.node_id)
+            assert a.automaton.consumers(tags.parse("String:UNGREETED")) == {}
+        finally:
+            await a.stop()
+            await b.stop()
+    asyncio.run(main())
+    assert "Greeting: Hello World" in capfd.readouterr().out
+
+
+def test_waiting_packets_survive_a_restart(tmp_path):
+    seeds = write_seeds(tmp_path / "seeds", sink=RECORDER.format(state="KEEP"))
+    write_seeds(tmp_path / "none", other=RECORDER.format(state="OTHER"))
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=tmp_path / "none"))
+        await d.start()
+        d.inject("KEEP", {"n": 1})
+        await d.stop()
+        assert list((tmp_path / "a/pending").glob("*.pkt"))
+        d2 = Daemon(cfg(tmp_path, "a", taskdir=seeds))
+        await d2.start()
+        try:
+            assert d2.node_id == d.node_id
+            await async_wait_until(lambda: sink_module(d2).SEEN, what="the saved packet after restart")
+            assert sink_module(d2).SEEN[0][0] == {"n": 1}
+        finally:
+            await d2.stop()
+    asyncio.run(main())

@@ -1,0 +1,124 @@
+"""``pmk`` as a user runs it: real processes, each inside a throwaway network namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.conftest import PMK, ROOT
+from tests.helpers import wait_until
+
+SEEDS = ROOT / "seeds"
+
+
+def client(sandbox, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(sandbox.wrap([*PMK, *args]), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_hello_world_prints_the_greeting_and_stops_cleanly(pmk):
+    p = pmk("--endpoint.type", "zmq.IPC")
+    p.wait_for("Greeting: Hello World")
+    assert p.stderr_has("Node assigned UID:") and p.stderr_has("Node endpoint: ipc://")
+    for seed in ("inject", "greet", "extract"):
+        assert p.stderr_has(f"Seed loaded: {seed}")
+    assert p.stop(signal.SIGTERM) == 0
+    assert p.stderr_has("stopped")
+    assert p.count("Greeting: Hello World") == 1
+
+
+def test_identity_is_stable_across_restarts(pmk, tmp_path):
+    wd = tmp_path / "node"
+    first = pmk("--endpoint.type", "zmq.IPC", workdir=wd)
+    first.wait_for("Greeting: Hello World")
+    first.stop()
+    uid = next(line for line in first.err if "Node assigned UID" in line)
+    second = pmk("--endpoint.type", "zmq.IPC", workdir=wd)
+    second.wait_for("Greeting: Hello World")
+    assert uid in second.err
+
+
+def test_graph_shows_states_seeds_and_where_they_run(pmk, sandbox):
+    p = pmk("--endpoint.type", "zmq.IPC")
+    p.wait_for("Greeting: Hello World")
+    r = client(sandbox, "graph", "--workdir", str(p.workdir))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "4 states, 3 seeds" in lines[0]
+    greet = next(line for line in lines if line.strip().startswith("greet"))
+    assert "default:String:UNGREETED" in greet and "default:String:GREETING" in greet and "(this node)" in greet
+    as_json = json.loads(client(sandbox, "graph", "--json", "--workdir", str(p.workdir)).stdout)
+    assert {n["id"] for n in as_json["nodes"]} == {"default:Seed:INJECTION", "default:String:UNGREETED",
+                                                  "default:String:GREETING", "default:Seed:EXTRACTION"}
+
+
+def test_inject_from_the_command_line(pmk, sandbox):
+    p = pmk("--endpoint.type", "zmq.IPC")
+    p.wait_for("Greeting: Hello World")
+    r = client(sandbox, "inject", "UNGREETED", "Mars", "--workdir", str(p.workdir))
+    assert r.returncode == 0, r.stderr
+    pid, state = r.stdout.split()
+    assert pid.count(":") == 3 and state == "default:*:UNGREETED"
+    p.wait_for("Greeting: Hello Mars")
+
+
+def test_client_without_a_daemon_fails_clearly(sandbox, tmp_path):
+    r = client(sandbox, "graph", "--workdir", str(tmp_path / "nothing"))
+    assert r.returncode == 1 and "no pmk is running" in r.stderr
+    r = client(sandbox, "inject", "X", "1")
+    assert r.returncode == 1 and "no running pmk found" in r.stderr
+
+
+def test_bad_config_stops_start_up_with_one_line_naming_the_key(sandbox, tmp_path):
+    r = client(sandbox, "--routing.waiting_expiry_s", "soon", "--workdir", str(tmp_path / "w"))
+    assert r.returncode == 2
+    assert r.stderr.strip() == "pmk: config key routing.waiting_expiry_s: 'soon' is not a valid float"
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text("[endpoint]\ntype = zmq.CARRIER_PIGEON\n")
+    r = client(sandbox, "-c", str(cfg))
+    assert r.returncode == 2 and "endpoint.type" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_seeds_check_reports_per_file(sandbox, tmp_path):
+    (tmp_path / "bad.py").write_text("###START-CONF\n##{\"object_name\": \n##END-CONF\n")
+    r = client(sandbox, "seeds", "check", str(SEEDS / "helloworld"), str(tmp_path / "bad.py"))
+    assert r.returncode == 1
+    assert "ok       greet: default:String:UNGREETED -> default:String:GREETING" in r.stdout
+    assert "bad.py: bad manifest: line 2: manifest is not valid JSON" in r.stdout
+    assert r.stdout.strip().endswith("3 seed(s) ok, 0 skipped, 1 error(s)")
+    assert client(sandbox, "seeds", "check", str(SEEDS / "fanout")).returncode == 0
+
+
+def test_fanout_example_sends_every_number_to_both_consumers(pmk):
+    p = pmk("--endpoint.type", "zmq.IPC", "--taskdir", str(SEEDS / "fanout"))
+    wait_until(lambda: p.count("square:") == 5 and p.count("parity:") == 5, 15, what="10 results")
+    assert sorted(line for line in p.out if line.startswith("square")) == [
+        f"square: {n} -> {n * n}" for n in range(1, 6)]
+
+
+def test_replica_example_shares_jobs_between_workers(pmk):
+    p = pmk("--endpoint.type", "zmq.IPC", "--taskdir", str(SEEDS / "replicas"))
+    wait_until(lambda: p.count("done: job") == 8, 20, what="8 jobs done")
+    jobs = sorted(int(line.split()[2]) for line in p.out if line.startswith("done"))
+    workers = {line.split(" by ")[1] for line in p.out if line.startswith("done")}
+    assert jobs == list(range(8))
+    assert len(workers) == 4, workers
+
+
+def test_auto_load_false_keeps_a_seed_back_and_seed_flag_loads_it(pmk, tmp_path):
+    folder = tmp_path / "hello"
+    folder.mkdir()
+    for f in (SEEDS / "helloworld").glob("*.py"):
+        text = f.read_text()
+        if f.name == "greet.py":
+            text = text.replace('"auto-load" : true', '"auto-load" : false')
+        (folder / f.name).write_text(text)
+    a = pmk("--endpoint.type", "zmq.IPC", "--taskdir", str(folder))
+    wait_until(lambda: a.stderr_has("Seed skipped:"), 15, what="greet to be skipped")
+    assert not a.stderr_has("Seed loaded: greet")
+    b = pmk("--endpoint.type", "zmq.IPC", "--seed", str(folder / "greet.py"))
+    b.wait_for("Seed loaded: greet", stream="err")
+    assert not b.stderr_has("Seed loaded: inject")

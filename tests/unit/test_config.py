@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import pytest
+
+from pumpkin import config
+from pumpkin.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_template_documents_every_key_with_its_default():
+    assert (ROOT / "pumpkin-template.cfg").read_text() == config.render_template()
+
+
+def test_template_loads_to_the_defaults():
+    assert config.load(ROOT / "pumpkin-template.cfg", env={}) == config.load(env={})
+
+
+def test_precedence_defaults_file_env_flags(tmp_path):
+    f = tmp_path / "p.cfg"
+    f.write_text("[endpoint]\ntype = zmq.IPC\n[node]\ngroup = fromfile\n")
+    assert config.load(env={}).endpoint.type == "zmq.TCP"
+    assert config.load(f, env={}).endpoint.type == "zmq.IPC"
+    assert config.load(f, env={"PUMPKIN_NODE_GROUP": "fromenv"}).node.group == "fromenv"
+    assert config.load(f, env={"PUMPKIN_NODE_GROUP": "fromenv"}, flags={"node.group": "fromflag"}).node.group == "fromflag"
+
+
+@pytest.mark.parametrize("flags,msg", [
+    ({"endpoint.type": "zmq.UDP"}, "endpoint.type: 'zmq.UDP' is not one of zmq.IPC, zmq.TCP"),
+    ({"endpoint.tcp_port": "x"}, "endpoint.tcp_port: 'x' is not a valid int"),
+    ({"routing.waiting_expiry_s": "-1"}, "routing.waiting_expiry_s: -1.0 is below the minimum"),
+    ({"node.debug": "maybe"}, "node.debug"),
+    ({"endpoint.endpoints": "udp://x"}, "not a tcp:// or ipc:// URL"),
+])
+def test_bad_values_name_the_key(flags, msg):
+    with pytest.raises(ConfigError, match=msg.replace(".", r"\.").replace("(", r"\(")):
+        config.load(env={}, flags=flags)
+
+
+def test_unknown_keys_in_a_file_are_refused(tmp_path):
+    f = tmp_path / "p.cfg"
+    f.write_text("[node]\ncolour = red\n")
+    with pytest.raises(ConfigError, match="unknown key node.colour"):
+        config.load(f, env={})

@@ -1,0 +1,74 @@
+from pathlib import Path
+
+from pumpkin import loader
+
+ROOT = Path(__file__).resolve().parents[2]
+LEGACY = (ROOT / "seeds/helloworld/greet.py").read_text()
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_packaged_hello_world_loads_as_legacy_seeds():
+    report = loader.load([ROOT / "seeds/helloworld"], "default")
+    assert report.ok and sorted(s.name for s in report.seeds) == ["extract", "greet", "inject"]
+    assert all(s.legacy for s in report.seeds)
+    inject = next(s for s in report.seeds if s.name == "inject")
+    assert inject.is_injector and not inject.is_extractor
+
+
+def test_modern_class_and_decorated_function(tmp_path):
+    write(tmp_path, "a.py", "from pumpkin import Seed\nclass Up(Seed):\n    '''Upper-case.'''\n"
+          "    consumes = 'A'\n    emits = ['B', 'C']\n    workers = 3\n    def run(self, x):\n        return x\n")
+    write(tmp_path, "b.py", "from pumpkin import seed\n@seed(consumes='B')\ndef sink(x):\n    pass\n")
+    report = loader.load([tmp_path], "g")
+    assert report.ok
+    up = next(s for s in report.seeds if s.name == "Up")
+    assert [str(t) for t in up.outputs] == ["g:*:B", "g:*:C"] and up.workers == 3 and up.description == "Upper-case."
+    assert next(s for s in report.seeds if s.name == "sink").is_extractor
+
+
+def test_auto_load_false_is_skipped_unless_named(tmp_path):
+    f = write(tmp_path, "greet.py", LEGACY.replace('"auto-load" : true', '"auto-load" : false'))
+    report = loader.load([tmp_path], "default")
+    assert report.ok and not report.seeds and report.skipped == [(f, "auto-load is false")]
+    assert [s.name for s in loader.load([f], "default").seeds] == ["greet"]
+
+
+def test_one_broken_seed_does_not_stop_the_others(tmp_path):
+    write(tmp_path, "good.py", LEGACY)
+    write(tmp_path, "badjson.py", LEGACY.replace('"object_poi": "my-greet-1234",', '"object_poi": "x"'))
+    write(tmp_path, "noclass.py", "x = 1\n")
+    write(tmp_path, "boom.py", "import no_such_module_here\n")
+    write(tmp_path, "nostate.py", LEGACY.replace('"state" : "GREETING"', '"note": "x"'))
+    write(tmp_path, "wrongname.py", LEGACY.replace('"object_name": "greet"', '"object_name": "nothere"')
+          + "\nclass second(PmkSeed.Seed):\n    pass\n")
+    write(tmp_path, "norun.py", "from pumpkin import Seed\nclass N(Seed):\n    consumes = 'A'\n")
+    write(tmp_path, "badtag.py", "from pumpkin import Seed\nclass N(Seed):\n    consumes = 'a b'\n"
+          "    def run(self, x): pass\n")
+    report = loader.load([tmp_path], "default")
+    assert [s.name for s in report.seeds] == ["greet"]
+    errors = {p.name: why for p, why in report.errors}
+    assert "manifest is not valid JSON" in errors["badjson.py"] and "badjson.py" in errors["badjson.py"]
+    assert "found nothing that looks like a seed" in errors["noclass.py"]
+    assert "ModuleNotFoundError" in errors["boom.py"] and "Traceback" in errors["boom.py"]
+    assert "has no 'state'" in errors["nostate.py"]
+    assert "no class of that name derives PmkSeed.Seed" in errors["wrongname.py"]
+    assert "defines no run()" in errors["norun.py"]
+    assert "state tag" in errors["badtag.py"]
+
+
+def test_duplicate_names_are_reported(tmp_path):
+    write(tmp_path, "a.py", LEGACY)
+    write(tmp_path, "b.py", LEGACY)
+    report = loader.load([tmp_path], "default")
+    assert len(report.seeds) == 1 and "already loaded" in report.errors[0][1]
+
+
+def test_missing_path_and_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    report = loader.load([tmp_path / "nope", tmp_path / "empty"], "default")
+    assert [why for _, why in report.errors] == ["no such file or folder", "the folder holds no seed files (*.py)"]

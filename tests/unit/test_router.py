@@ -1,0 +1,160 @@
+"""Routing decisions, with the seed runners replaced by a recorder (the seam the router talks to)."""
+
+from pathlib import Path
+
+from pumpkin import tags
+from pumpkin.automaton import Automaton, SeedInfo
+from pumpkin.failed import FailedStore
+from pumpkin.packet import IdMaker
+from pumpkin.router import Router, pick_replica
+from pumpkin.runner import Emission, Outcome
+from pumpkin.seed import SeedSpec
+from pumpkin.waiting import WaitingRoom
+
+T = tags.parse
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeRunner:
+    def __init__(self, spec: SeedSpec) -> None:
+        self.spec = spec
+        self.pending = 0
+        self.got: list = []
+
+    def submit(self, packet) -> None:
+        self.pending += 1
+        self.got.append(packet)
+
+    def outcome_done(self, outcome) -> None:
+        self.pending -= 1
+
+
+def spec(name, ins=(), outs=(), workers=1) -> SeedSpec:
+    return SeedSpec(name, tuple(map(T, ins)), tuple(map(T, outs)), object, Path(name), False, workers)
+
+
+def make(tmp_path, max_wait=3, expiry=10.0, queue_max=100):
+    clock = Clock()
+    r = Router("me", Automaton(), IdMaker("5eed0000"), FailedStore(tmp_path / "failed"),
+               WaitingRoom(max_wait, expiry), seed_queue_max=queue_max, clock=clock)
+    return r, clock
+
+
+def add_local(r: Router, s: SeedSpec) -> FakeRunner:
+    runner = FakeRunner(s)
+    r.local[s.name] = runner  # type: ignore[assignment]
+    r.automaton.add("me", SeedInfo(s.name, s.inputs, s.outputs))
+    r.replan()
+    return runner
+
+
+def test_pick_replica_least_loaded_then_round_robin():
+    loads = {"a": 2, "b": 0, "c": 0}
+    assert [pick_replica(["a", "b", "c"], loads.get, t) for t in range(4)] == ["b", "c", "b", "c"]
+
+
+def test_fan_out_gives_each_distinct_seed_its_own_copy(tmp_path):
+    r, _ = make(tmp_path)
+    a = add_local(r, spec("square", ["N"], ["SQ"]))
+    b = add_local(r, spec("log", ["N"]))
+    p = r.inject(T("N"), {"v": [1]})
+    assert len(a.got) == 1 and len(b.got) == 1
+    assert a.got[0].data == b.got[0].data == {"v": [1]}
+    assert a.got[0].data is not b.got[0].data
+
+
+def test_packets_wait_for_a_consumer_then_flow_in_order(tmp_path):
+    r, _ = make(tmp_path)
+    ids = [r.inject(T("String:UNGREETED"), n).id for n in ("a", "b")]
+    assert r.waiting.counts() == {"default:String:UNGREETED": 2}
+    greet = add_local(r, spec("greet", ["String:UNGREETED"], ["String:GREETING"]))
+    assert [p.id for p in greet.got] == ids and len(r.waiting) == 0
+
+
+def test_full_waiting_queue_and_expiry_go_to_failed_with_reasons(tmp_path):
+    r, clock = make(tmp_path, max_wait=2, expiry=5.0)
+    for n in range(3):
+        r.inject(T("X"), n)
+    assert r.failed.counts["waiting-full"] == 1
+    clock.now += 6
+    r.expire()
+    assert r.failed.counts["expired"] == 2
+    reasons = sorted(p.read_text() for p in (tmp_path / "failed").glob("*.error"))
+    assert any("2 packets already wait" in t for t in reasons)
+    assert sum("waited 5 s" in t for t in reasons) == 2
+    assert len(list((tmp_path / "failed").glob("*.pkt"))) == 3
+
+
+def test_waiting_does_not_delay_other_states(tmp_path):
+    r, _ = make(tmp_path)
+    ok = add_local(r, spec("ok", ["A"]))
+    r.inject(T("NOBODY"), 1)
+    r.inject(T("A"), 2)
+    assert [p.data for p in ok.got] == [2]
+
+
+def test_outcome_makes_children_with_trail_and_rejects_undeclared_states(tmp_path):
+    r, _ = make(tmp_path)
+    greet = add_local(r, spec("greet", ["String:UNGREETED"], ["String:GREETING"]))
+    sink = add_local(r, spec("extract", ["String:GREETING"]))
+    parent = r.inject(T("String:UNGREETED"), "World")
+    r.on_outcome(Outcome(greet, parent, [Emission("GREETING", "Hello World"), Emission("NOPE", 1)]))  # type: ignore[arg-type]
+    child = sink.got[0]
+    assert child.data == "Hello World" and child.lineage == parent.lineage
+    assert [h.seed for h in child.trail] == ["inject", "greet"] and child.ttl == parent.ttl - 1
+    assert r.failed.counts["undeclared-state"] == 1
+    assert "emitted state 'NOPE', which it does not declare" in next((tmp_path / "failed").glob("*.error")).read_text()
+
+
+def test_seed_error_keeps_the_input_packet(tmp_path):
+    r, _ = make(tmp_path)
+    greet = add_local(r, spec("greet", ["A"], ["B"]))
+    p = r.inject(T("A"), 1)
+    r.on_outcome(Outcome(greet, p, error="seed greet raised ValueError: boom", traceback="Traceback..."))  # type: ignore[arg-type]
+    err = next((tmp_path / "failed").glob("*.error")).read_text()
+    assert err.startswith("seed greet raised ValueError: boom while processing") and "Traceback" in err
+
+
+def test_ttl_stops_loops(tmp_path):
+    r, _ = make(tmp_path)
+    loop = add_local(r, spec("loop", ["A"], ["A"]))
+    p = r.inject(T("A"), 1)
+    for _ in range(200):
+        if not loop.got:
+            break
+        p = loop.got.pop()
+        r.on_outcome(Outcome(loop, p, [Emission(None, 1)]))  # type: ignore[arg-type]
+    assert r.failed.counts["ttl"] == 1
+
+
+def test_remote_replicas_share_and_a_refusing_peer_is_skipped(tmp_path):
+    r, _ = make(tmp_path)
+    r.automaton.add("B", SeedInfo("greet", (T("A"),), ()))
+    r.automaton.add("C", SeedInfo("greet", (T("A"),), ()))
+    sent: list[str] = []
+    r.send_remote = lambda node, p: node != "B" or False if node == "B" else (sent.append(node) or True)
+    for n in range(4):
+        r.inject(T("A"), n)
+    assert sent == ["C"] * 4
+    ok: list[str] = []
+    r.send_remote = lambda node, p: ok.append(node) or True
+    for n in range(4):
+        r.inject(T("A"), n)
+    assert sorted(ok) == ["B", "B", "C", "C"]
+
+
+def test_busy_local_seed_parks_then_drains(tmp_path):
+    r, _ = make(tmp_path, max_wait=100, queue_max=2)
+    slow = add_local(r, spec("slow", ["A"]))
+    for n in range(5):
+        r.inject(T("A"), n)
+    assert len(slow.got) == 2 and len(r.waiting) == 3
+    r.on_outcome(Outcome(slow, slow.got[0]))  # type: ignore[arg-type]
+    assert len(slow.got) == 3
