@@ -26,6 +26,7 @@ from .config import Config
 from .errors import PacketError, TagError
 from .failed import FailedStore
 from .packet import IdMaker, Packet
+from .peers import PeerTable
 from .router import Router
 from .runner import SeedRunner
 from .seed import SeedSpec
@@ -69,6 +70,8 @@ class Daemon:
         self.failed: FailedStore | None = None
         self.specs: dict[str, SeedSpec] = {}
         self.stats = Stats()
+        # Liveness is tracked from the first discovery issue on; until then peers are introduced by hand.
+        self.peers = PeerTable(evasive_s=3.0, expired_s=10.0)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -170,12 +173,14 @@ class Daemon:
 
     # -- peers -----------------------------------------------------------------------------------
 
-    def learn_peer(self, node: str, endpoint: str, seeds: list[SeedInfo]) -> bool:
+    def learn_peer(self, node: str, endpoint: str, seeds: list[SeedInfo], via: str = "static") -> bool:
         """Reach ``node`` at ``endpoint`` and route to its ``seeds`` (the one door for remote seeds)."""
         assert self.transport is not None and self.router is not None
         if node == self.node_id:
             return False
         self.transport.connect(node, endpoint)
+        peer, _ = self.peers.heard(node, endpoint, via)
+        peer.seeds = list(seeds)
         before = {n for n, i in self.automaton.seeds().items() if node in self.automaton.nodes_of(n)}
         changed = self.automaton.sync_node(node, seeds)
         for info in seeds:
@@ -188,6 +193,7 @@ class Daemon:
     def forget_peer(self, node: str) -> None:
         """Stop routing to ``node``; what was still queued for it is routed again (to another replica)."""
         assert self.transport is not None and self.router is not None
+        self.peers.leave(node)
         gone = self.automaton.remove_node(node)
         if gone:
             log.info("Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone))
