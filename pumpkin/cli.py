@@ -3,6 +3,7 @@
     pmk [options]                  run a daemon in the foreground (Ctrl-C stops it)
     pmk seeds check PATH...        load seed files or folders and report, without running them
     pmk graph                      print the automaton of a running daemon
+    pmk peers                      list the peers a running daemon knows
     pmk stats                      print a running daemon's counters
     pmk inject STATE DATA          send one packet into a running daemon
 """
@@ -23,7 +24,7 @@ from .errors import ConfigError, DaemonNotRunning
 from .transport import request_sync
 from .workdir import DEFAULT_ROOT, running_control_files
 
-SUBCOMMANDS = ("seeds", "graph", "stats", "inject")
+SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers")
 
 
 def _daemon_parser() -> argparse.ArgumentParser:
@@ -125,6 +126,20 @@ def _print_graph(reply: dict[str, Any], as_json: bool) -> None:
         print(f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  ->  {r[2]:<{widths[2]}}  {r[3]}")
 
 
+def _print_peers(reply: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(reply["peers"], indent=2))
+        return
+    print(f"Peers known to node {reply['node']}: {len(reply['peers'])}")
+    rows = [("ID", "STATE", "LAST HEARD", "ADDRESSES", "SEEDS")]
+    for p in reply["peers"]:
+        rows.append((p["id"], p["state"], f"{p['last_heard_s_ago']:.1f} s ago", " ".join(p["addresses"]) or p["endpoint"],
+                     ", ".join(p["seeds"]) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  " + "  ".join(f"{c:<{widths[i]}}" for i, c in enumerate(r[:4])) + "  " + r[4])
+
+
 def _client_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pmk")
     sub = p.add_subparsers(dest="command", required=True)
@@ -144,6 +159,9 @@ def _client_parser() -> argparse.ArgumentParser:
     common(graph)
     stats = sub.add_parser("stats", help="print a running daemon's counters (JSON)")
     common(stats)
+    peers = sub.add_parser("peers", help="list the peers a running daemon knows")
+    peers.add_argument("--json", action="store_true", help="print JSON")
+    common(peers)
     inject = sub.add_parser("inject", help="send a packet into a running daemon")
     inject.add_argument("state", help="the packet's state: group:type:STATE, type:STATE or STATE")
     inject.add_argument("data", help="the data (parsed as JSON when it is JSON, else taken as a string)")
@@ -175,6 +193,8 @@ def run_client(argv: list[str]) -> int:
             return _seeds_check(args.paths, args.group)
         if args.command == "graph":
             _print_graph(_ask(args, {"op": "graph"}), args.json)
+        elif args.command == "peers":
+            _print_peers(_ask(args, {"op": "peers"}), args.json)
         elif args.command == "stats":
             print(json.dumps(_ask(args, {"op": "stats"}), indent=2))
         elif args.command == "inject":

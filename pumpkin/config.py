@@ -66,10 +66,32 @@ KEYS: tuple[Key, ...] = (
     Key("routing", "seed_queue_max", "int", 10000,
         "Packets queued per local seed; past this they wait in the state queue instead.", minimum=1),
     Key("routing", "ttl_hops", "int", 64, "Hops a packet may make before it goes to failed/ (stops loops).", minimum=1),
+    Key("discovery", "enable", "bool", True,
+        "Find peers by themselves (broadcast, mDNS, same-host folder). false: only discovery.peers are used."),
+    Key("discovery", "broadcast", "bool", True, "Send and hear UDP broadcast beacons."),
+    Key("discovery", "mdns", "bool", True, "Register and browse the zeroconf/mDNS service _pumpkin._tcp.local."),
+    Key("discovery", "local", "bool", True, "Find daemons on this host (and network namespace) through a shared folder."),
+    Key("discovery", "bcport", "int", 7700, "UDP port of beacons (shared by the daemons of a host).", minimum=1),
+    Key("discovery", "interface", "str", "", "Use only this network interface for discovery. Empty: every one but loopback."),
+    Key("discovery", "advertise", "str", "",
+        "Address announced to peers (containers, NAT). Empty: the first address of the chosen interfaces."),
+    Key("discovery", "peers", "str", "",
+        "Static peers: tcp:// endpoints (comma-separated) greeted directly, for networks where nothing else reaches."),
+    Key("discovery", "heartbeat_s", "float", 0.5, "Seconds between heartbeats (and beacons).", minimum=0.01),
+    Key("discovery", "evasive_s", "float", 1.5,
+        "Seconds of silence after which a peer is evasive: no new packets go to it, its unacknowledged ones move.",
+        minimum=0.02),
+    Key("discovery", "expired_s", "float", 5.0, "Seconds of silence after which a peer and its seeds are forgotten.",
+        minimum=0.03),
+    Key("supernodes", "hosts", "str", "",
+        "Hosts (comma-separated, host or host:port) that get unicast beacons, so discovery crosses subnets."),
 )
 
 ALIASES: dict[str, str] = {"taskdir": "node.taskdir", "seed": "node.seed", "group": "node.group",
-                           "debug": "node.debug", "workdir": "node.workdir", "endpoints": "endpoint.endpoints"}
+                           "debug": "node.debug", "workdir": "node.workdir", "endpoints": "endpoint.endpoints",
+                           "bcport": "discovery.bcport", "interface": "discovery.interface",
+                           "advertise": "discovery.advertise", "peers": "discovery.peers",
+                           "supernodes": "supernodes.hosts"}
 
 
 @dataclass(frozen=True)
@@ -105,12 +127,31 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class DiscoveryConfig:
+    """[discovery] and [supernodes]"""
+
+    enable: bool
+    broadcast: bool
+    mdns: bool
+    local: bool
+    bcport: int
+    interface: str
+    advertise: str
+    peers: tuple[str, ...]
+    heartbeat_s: float
+    evasive_s: float
+    expired_s: float
+    supernodes: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one daemon."""
 
     node: NodeConfig
     endpoint: EndpointConfig
     routing: RoutingConfig
+    discovery: DiscoveryConfig
 
 
 def _convert(key: Key, raw: Any) -> Any:
@@ -182,12 +223,31 @@ def _build(v: dict[str, Any]) -> Config:
     for url in endpoints:
         if not url.startswith(("tcp://", "ipc://")):
             raise ConfigError(f"config key endpoint.endpoints: {url!r} is not a tcp:// or ipc:// URL")
+    peers = tuple(e.strip() for e in v["discovery.peers"].split(",") if e.strip())
+    for url in peers:
+        if not url.startswith("tcp://") or url.rsplit(":", 1)[-1] in ("*", "0") or ":" not in url[6:]:
+            raise ConfigError(f"config key discovery.peers: {url!r} is not a tcp://HOST:PORT endpoint")
+    supernodes = []
+    for item in (h.strip() for h in v["supernodes.hosts"].split(",")):
+        if not item:
+            continue
+        host, _, port = item.partition(":")
+        try:
+            supernodes.append((host, int(port) if port else v["discovery.bcport"]))
+        except ValueError:
+            raise ConfigError(f"config key supernodes.hosts: {item!r} is not host or host:port") from None
+    hb, ev, ex = v["discovery.heartbeat_s"], v["discovery.evasive_s"], v["discovery.expired_s"]
+    if not hb < ev < ex:
+        raise ConfigError(f"config key discovery.evasive_s: need heartbeat_s < evasive_s < expired_s (got {hb:g}, {ev:g}, {ex:g})")
     return Config(
         node=NodeConfig(v["node.group"], v["node.id"], v["node.workdir"], tuple(v["node.taskdir"]),
                         tuple(v["node.seed"]), v["node.debug"]),
         endpoint=EndpointConfig(v["endpoint.type"], endpoints, v["endpoint.tcp_host"], v["endpoint.tcp_port"]),
         routing=RoutingConfig(v["routing.waiting_max_packets"], v["routing.waiting_expiry_s"],
                               v["routing.seed_queue_max"], v["routing.ttl_hops"]),
+        discovery=DiscoveryConfig(v["discovery.enable"], v["discovery.broadcast"], v["discovery.mdns"],
+                                  v["discovery.local"], v["discovery.bcport"], v["discovery.interface"],
+                                  v["discovery.advertise"], peers, hb, ev, ex, tuple(supernodes)),
     )
 
 

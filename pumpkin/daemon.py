@@ -1,16 +1,18 @@
 """The daemon: wires configuration, working directory, transport, seeds, automaton and router together.
 
 Start order: claim the working directory (identity), bind sockets, load seeds, put them in the automaton,
-start consumers, bring back packets saved at the last stop, then start injectors.
-Stop order (``stop`` is idempotent): stop intake (injectors, inbox), drain in-flight work (bounded wait),
-save what still waits to ``pending/``, stop seed threads (``on_unload``), close sockets, release the
-working directory.
+start consumers, bring back packets saved at the last stop, start injectors, then heartbeats and
+discovery.
+Stop order (``stop`` is idempotent): stop intake (injectors), drain in-flight work (bounded wait), save
+what still waits to ``pending/`` and acknowledge it to its senders, say goodbye to peers (BYE, a goodbye
+beacon, mDNS unregister), stop seed threads (``on_unload``), close sockets, release the working directory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,11 +22,14 @@ from typing import Any
 
 import orjson
 
-from . import loader, packet as packets, tags
+from . import loader, messages, netinfo, packet as packets, tags
 from .automaton import Automaton, SeedInfo
 from .config import Config
+from .discovery import BeaconDiscovery, LocalDiscovery, MdnsDiscovery
 from .errors import PacketError, TagError
 from .failed import FailedStore
+from .mesh import Mesh
+from .messages import Origin
 from .packet import IdMaker, Packet
 from .peers import PeerTable
 from .router import Router
@@ -70,8 +75,12 @@ class Daemon:
         self.failed: FailedStore | None = None
         self.specs: dict[str, SeedSpec] = {}
         self.stats = Stats()
-        # Liveness is tracked from the first discovery issue on; until then peers are introduced by hand.
-        self.peers = PeerTable(evasive_s=3.0, expired_s=10.0)
+        self.peers = PeerTable(config.discovery.evasive_s, config.discovery.expired_s)
+        self.mesh: Mesh | None = None
+        self.discoveries: list[BeaconDiscovery | MdnsDiscovery | LocalDiscovery] = []
+        self.host = netinfo.host_key()
+        self.advertise = "127.0.0.1"
+        self._digest = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -93,19 +102,70 @@ class Daemon:
                              cfg.routing.seed_queue_max, cfg.routing.ttl_hops)
         self.transport = Transport(self.workdir.runtime, cfg.endpoint.type, cfg.endpoint.endpoints,
                                    cfg.endpoint.tcp_host, cfg.endpoint.tcp_port)
-        self.router.send_remote = self._send_remote
         self.transport.on_frames = self._on_frames
         self.transport.on_control = self._on_control
+        disc = cfg.discovery
+        chosen, self.advertise = netinfo.choose(disc.interface, disc.advertise)
         await self.transport.start()
         self.workdir.control_file.write_text(self.transport.control_endpoint + "\n")
-        for url in self.transport.data_endpoints:
-            log.info("Node endpoint: %s", url)
+        log.info("Node bound to IP: %s", self.advertise)
+        for url in self.origin().tcp, self.origin().ipc:
+            if url:
+                log.info("Node endpoint: %s", url)
+        self.mesh = Mesh(node_id=self.node_id, host=self.host, me=self.origin, local_seeds=self._seed_summaries,
+                         local_load=self._local_load, transport=self.transport, router=self.router,
+                         peers=self.peers, failed=self.failed, learn=self.learn_peer, forget=self.forget_peer,
+                         heartbeat_s=disc.heartbeat_s, static_peers=disc.peers)
         self._load_seeds()
         self._started = True
         self._restore_pending()
         for runner in sorted(self.router.local.values(), key=lambda r: r.spec.is_injector):
             runner.start()
         self._tasks.append(asyncio.create_task(self._sweep(), name="expiry-sweep"))
+        self.mesh.start()
+        await self._start_discovery(chosen)
+
+    def origin(self) -> Origin:
+        """Who this node is and where peers reach it, as announced in beacons and messages."""
+        assert self.transport is not None
+        tcp = next((u for u in self.transport.data_endpoints if u.startswith("tcp://")), None)
+        ipc = next((u for u in self.transport.data_endpoints if u.startswith("ipc://")), None)
+        if tcp is not None:
+            tcp = f"tcp://{self.advertise}:{tcp.rsplit(':', 1)[1]}"
+        return Origin(self.node_id, tcp, ipc, self.host, self._digest)
+
+    async def _start_discovery(self, chosen: list[netinfo.Interface]) -> None:
+        disc = self.config.discovery
+        assert self.mesh is not None and self.workdir is not None
+        on_origin = self.mesh.on_origin
+        if (disc.enable and disc.broadcast) or disc.supernodes:
+            broadcasts = [i.broadcast for i in chosen if i.broadcast] if disc.enable and disc.broadcast else []
+            beacons = BeaconDiscovery(disc.bcport, broadcasts, list(disc.supernodes), self.origin, on_origin,
+                                      disc.heartbeat_s)
+            try:
+                await beacons.start()
+                self.discoveries.append(beacons)
+                log.info("Starting broadcast listener on port %d (beacons to %s)", disc.bcport,
+                         ", ".join([*broadcasts, *(f"{h}:{p}" for h, p in disc.supernodes)]) or "nobody")
+            except OSError as exc:
+                log.warning("Beacons disabled: cannot use UDP port %d: %s", disc.bcport, exc)
+        if disc.enable and disc.mdns:
+            addresses = [i.address for i in chosen]
+            if addresses:
+                mdns = MdnsDiscovery(addresses, self.advertise, self.origin, on_origin)
+                try:
+                    await mdns.start()
+                    self.discoveries.append(mdns)
+                except OSError as exc:
+                    log.warning("mDNS disabled: %s", exc)
+            else:
+                log.info("mDNS disabled: no interface but loopback")
+        if disc.enable and disc.local:
+            local = LocalDiscovery(self.workdir.runtime.parent, self.host, self.origin, on_origin, disc.heartbeat_s)
+            await local.start()
+            self.discoveries.append(local)
+        if disc.peers:
+            log.info("Static peers: %s", ", ".join(disc.peers))
 
     async def run(self) -> None:
         """Start, then serve until ``stop`` is called."""
@@ -135,7 +195,14 @@ class Daemon:
             while any(r.pending for r in router.local.values()) and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             left = [p for r in router.local.values() for p in r.take_queued()]
-            self._save_pending([*left, *router.waiting.release(lambda tag: True)])
+            self._save_pending([*left, *(p for p, _ in router.waiting.release(lambda tag: True))])
+        if self.mesh is not None:
+            self.mesh.acknowledge_all()
+            await self.mesh.stop()
+        for discovery in reversed(self.discoveries):
+            with contextlib.suppress(Exception):
+                await discovery.stop()
+        if router is not None:
             await asyncio.gather(*(asyncio.to_thread(r.stop) for r in router.local.values()))
         if self.transport is not None:
             await self.transport.close()
@@ -167,9 +234,19 @@ class Daemon:
         flow = f"{', '.join(map(str, spec.inputs)) or 'injector'} -> {', '.join(map(str, spec.outputs)) or 'extractor'}"
         log.info("Seed loaded: %s (%s)%s", spec.name, flow, f" x{spec.workers}" if spec.workers > 1 else "")
         self.automaton.add(self.node_id, SeedInfo(spec.name, spec.inputs, spec.outputs))
+        self._digest = hashlib.sha1(orjson.dumps(self._seed_summaries())).hexdigest()[:12]
         self.router.replan()
         if self._started:
             runner.start()
+            if self.mesh is not None:
+                self.mesh.announce()
+
+    def _seed_summaries(self) -> list[dict[str, Any]]:
+        return [self.specs[n].summary() for n in sorted(self.specs)]
+
+    def _local_load(self) -> dict[str, float]:
+        assert self.router is not None
+        return {n: r.pending / r.spec.workers for n, r in self.router.local.items()}
 
     # -- peers -----------------------------------------------------------------------------------
 
@@ -197,33 +274,24 @@ class Daemon:
         gone = self.automaton.remove_node(node)
         if gone:
             log.info("Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone))
-        for frames in self.transport.disconnect(node):
-            try:
-                self.router.route(packets.decode(frames))
-            except PacketError:
-                pass  # we encoded these ourselves; cannot happen
+        # Packets still in the link's backlog are in the mesh's in-flight table too: it re-routes them.
+        self.transport.disconnect(node)
         self.router.replan()
-
-    def _send_remote(self, node: str, packet: Packet) -> bool:
-        assert self.transport is not None and self.failed is not None
-        try:
-            frames = packets.encode(packet)
-        except PacketError as exc:
-            self.failed.keep(packet, "bad-data", str(exc))
-            return True  # handled: kept with its reason, nothing to retry
-        return self.transport.send(node, frames)
 
     # -- packets ---------------------------------------------------------------------------------
 
     def _on_frames(self, frames: list[bytes]) -> None:
-        assert self.router is not None and self.failed is not None
+        assert self.mesh is not None and self.failed is not None
+        if frames and bytes(frames[0]) in messages.KINDS:
+            self.mesh.handle(frames)
+            return
         try:
-            packet = packets.decode(frames)
+            packet, to, sender = packets.decode_addressed(frames)
         except PacketError as exc:
             self.stats.bad_inbound += 1
             self.failed.keep_raw(frames, "bad-packet", f"malformed packet from the network: {exc}")
             return
-        self.router.route(packet)
+        self.mesh.on_packet(packet, to, sender)
 
     def inject(self, state: str, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
         """Put ``data`` into the network in ``state`` (shorthands expand against this node's group)."""
@@ -272,6 +340,8 @@ class Daemon:
                                   "nodes": self.automaton.nodes_of(n)} for n, i in self.automaton.seeds().items()}}
         if op == "stats":
             return {"ok": True, "node": self.node_id, **self.snapshot()}
+        if op == "peers":
+            return {"ok": True, "node": self.node_id, "peers": self.peers.summaries()}
         if op == "inject":
             try:
                 pkt = self.inject(str(request.get("state", "")), request.get("data"), via="pmk-inject")
@@ -289,6 +359,11 @@ class Daemon:
             "failed": dict(self.failed.counts),
             "waiting": self.router.waiting.counts(),
             "bad_inbound": self.stats.bad_inbound,
+            "mesh": dict(self.mesh.counters) if self.mesh else {},
+            "inflight": {n: len(t) for n, t in self.mesh.inflight.items() if t} if self.mesh else {},
+            "discovery": {type(d).__name__: {"rejected": d.rejected, **({"sent": d.sent, "received": d.received}
+                                             if isinstance(d, BeaconDiscovery) else {})}
+                          for d in self.discoveries},
             "seeds": {n: {"pending": r.pending, "processed": r.processed, "failures": r.failures,
                           "workers": r.spec.workers, "busy_s": round(r.busy_s, 6)}
                       for n, r in self.router.local.items()},

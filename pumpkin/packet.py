@@ -17,9 +17,15 @@ Nothing is ever pickled. JSON is written with orjson (about 4.5 times faster tha
 see ../shared/notes/measured-facts.md). A frame that breaks any rule above raises PacketError.
 
 Ids follow the original Pumpkin's ``ship:container:box:fragment`` scheme, made unique without a uuid per
-packet: ship is the exec context of the daemon run that made the packet (random per run), container is
-the lineage (fixed at injection and inherited by every packet made from it), box is the hop count and
-fragment a per-run counter in hex.
+packet: ship is the exec context of the daemon run where the lineage entered the network (random per
+run), container is the lineage (random at injection, inherited by every packet made from it), box is the
+hop count, and fragment is a per-run counter for injected packets or, for a packet a seed made, a digest
+of (parent id, seed, output index). So a packet processed again after a failover gets the same id as
+the first time, and a node that receives both recognises the duplicate.
+
+A packet sent to a peer for one particular seed carries that seed's name in the optional header key
+``"to"`` and the sending node's id in ``"from"``; the receiver acknowledges it (see ``messages``) once
+that seed has finished with it.
 
 File form (the failed/ area, and the modern form of rx files): a JSON object
 ``{"state": tag, "data": value}`` or ``{"state": tag, "data_base64": "..."}`` for bytes, with the optional
@@ -29,6 +35,7 @@ keys ``id``, ``trail``, ``ttl``, ``created`` and ``meta``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import os
 import time
@@ -87,14 +94,15 @@ class IdMaker:
         """An id for a packet entering the network (a new lineage)."""
         return f"{self.ship}:{os.urandom(4).hex()}:0:{next(self._counter):x}"
 
-    def child(self, parent_id: str) -> str:
-        """An id for a packet a seed made from ``parent_id``."""
+    def child(self, parent_id: str, seed: str, index: int) -> str:
+        """The id of output ``index`` of ``seed`` made from ``parent_id``: the same wherever it is made."""
         try:
-            _, container, box, _ = parent_id.split(":")
+            ship, container, box, _ = parent_id.split(":")
             hops = int(box) + 1
         except ValueError:
-            container, hops = os.urandom(4).hex(), 1
-        return f"{self.ship}:{container}:{hops}:{next(self._counter):x}"
+            ship, container, hops = self.ship, os.urandom(4).hex(), 1
+        digest = hashlib.blake2b(f"{parent_id}|{seed}|{index}".encode(), digest_size=6).hexdigest()
+        return f"{ship}:{container}:{hops}:{digest}"
 
 
 def check_data(data: Any) -> None:
@@ -107,8 +115,8 @@ def check_data(data: Any) -> None:
         raise PacketError(f"data of type {type(data).__name__} is neither JSON-serialisable nor bytes: {exc}") from None
 
 
-def encode(packet: Packet) -> list[bytes]:
-    """The wire frames of ``packet``."""
+def encode(packet: Packet, to: str | None = None, sender: str | None = None) -> list[bytes]:
+    """The wire frames of ``packet``; ``to`` and ``sender`` address it to one seed on a peer."""
     if isinstance(packet.data, (bytes, bytearray, memoryview)):
         enc, payload = ENC_BYTES, bytes(packet.data)
     else:
@@ -127,11 +135,20 @@ def encode(packet: Packet) -> list[bytes]:
     }
     if packet.meta:
         header["meta"] = packet.meta
+    if to is not None:
+        header["to"] = to
+    if sender is not None:
+        header["from"] = sender
     return [MAGIC, orjson.dumps(header), payload]
 
 
 def decode(frames: list[bytes]) -> Packet:
     """The packet in ``frames``; raises PacketError saying what is wrong."""
+    return decode_addressed(frames)[0]
+
+
+def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | None]:
+    """The packet in ``frames``, the seed it was sent for and the node that sent it (None: not addressed)."""
     if len(frames) != 3:
         raise PacketError(f"a packet has 3 frames, got {len(frames)}")
     magic, raw_header, payload = (bytes(f) for f in frames)
@@ -172,7 +189,10 @@ def decode(frames: list[bytes]) -> Packet:
     meta = header.get("meta", {})
     if not isinstance(meta, dict):
         raise PacketError(f"packet {pid}: meta is not a JSON object")
-    return Packet(pid, tag, data, _trail(trail), ttl, float(created), meta)
+    to, sender = header.get("to"), header.get("from")
+    if not isinstance(to, (str, type(None))) or not isinstance(sender, (str, type(None))):
+        raise PacketError(f"packet {pid}: 'to' and 'from' must be a seed name and a node id")
+    return Packet(pid, tag, data, _trail(trail), ttl, float(created), meta), to, sender
 
 
 def _trail(raw: Any) -> list[Hop]:

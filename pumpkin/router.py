@@ -29,8 +29,8 @@ from .waiting import WaitingRoom
 
 log = logging.getLogger(__name__)
 
-#: send(node_id, packet) -> True when the packet was handed to the transport for that node.
-RemoteSend = Callable[[str, Packet], bool]
+#: send(node_id, seed_name, packet) -> True when the packet was handed to the transport for that node.
+RemoteSend = Callable[[str, str, Packet], bool]
 #: load(node_id, seed_name) -> how busy that replica is believed to be (queued packets).
 LoadOf = Callable[[str, str], float]
 
@@ -58,10 +58,12 @@ class Router:
         self.ttl_hops = ttl_hops
         self.clock = clock
         self.local: dict[str, SeedRunner] = {}
-        self.send_remote: RemoteSend = lambda node, packet: False
+        self.send_remote: RemoteSend = lambda node, seed, packet: False
         self.remote_load: LoadOf = lambda node, seed: 0.0
         self.counters: Counter[str] = Counter()
         self.on_extracted: Callable[[Packet, str], None] | None = None
+        #: Called when a seed has finished with a packet (its outputs routed, or its failure kept).
+        self.on_finished: Callable[[Packet, str], None] | None = None
         self._turns: dict[str, itertools.count[int]] = {}
         self._seen_version = -1
 
@@ -82,14 +84,28 @@ class Router:
             first = False
             self._deliver(name, nodes, copy_)
 
-    def replan(self) -> None:
-        """Route again every waiting packet whose state has gained a consumer (call after automaton changes)."""
-        if self.automaton.version == self._seen_version:
+    def replan(self, force: bool = False) -> None:
+        """Route again the waiting packets whose state has a consumer now (after automaton or peer changes)."""
+        if self.automaton.version == self._seen_version and not force:
             return
         self._seen_version = self.automaton.version
-        for packet in self.waiting.release(lambda tag: bool(self.automaton.consumers(tag))):
+        for packet, seed in self.waiting.release(lambda tag: bool(self.automaton.consumers(tag))):
             self.counters["released"] += 1
+            self._resume(packet, seed)
+
+    def deliver_to(self, seed: str, packet: Packet, exclude: str = "") -> None:
+        """Send ``packet`` to a replica of ``seed`` only (not other consumers of its state), avoiding ``exclude``."""
+        nodes = [n for n in self.automaton.consumers(packet.tag).get(seed, []) if n != exclude]
+        if nodes:
+            self._deliver(seed, nodes, packet)
+        else:
+            self._park(packet, seed=seed)
+
+    def _resume(self, packet: Packet, seed: str | None) -> None:
+        if seed is None:
             self.route(packet)
+        else:
+            self.deliver_to(seed, packet)
 
     def expire(self) -> None:
         """Fail the waiting packets whose time is up."""
@@ -108,6 +124,7 @@ class Router:
             if parent is not None:
                 self._fail(parent, "seed-error", f"{outcome.error} while processing {parent.id} in {parent.tag}",
                            outcome.traceback)
+                self._finished(parent, spec.name)
             else:
                 log.error("%s\n%s", outcome.error, outcome.traceback)
             return
@@ -116,9 +133,9 @@ class Router:
             if self.on_extracted is not None:
                 self.on_extracted(parent, spec.name)
         now = time.time()
-        for emission in outcome.emissions:
+        for index, emission in enumerate(outcome.emissions):
             tag = spec.output_for(emission.state)
-            pid = self.ids.child(parent.id) if parent is not None else self.ids.root()
+            pid = self.ids.child(parent.id, spec.name, index) if parent is not None else self.ids.root()
             trail = [*parent.trail] if parent is not None else []
             child = Packet(
                 pid,
@@ -141,7 +158,13 @@ class Router:
                 continue
             self.counters["emitted"] += 1
             self.route(child)
+        if parent is not None:
+            self._finished(parent, spec.name)
         self._drain_for(spec.inputs)
+
+    def _finished(self, packet: Packet, seed: str) -> None:
+        if self.on_finished is not None:
+            self.on_finished(packet, seed)
 
     def inject(self, tag: StateTag, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
         """Make a new packet (a new lineage) from outside the network and route it."""
@@ -165,11 +188,11 @@ class Router:
                     self.counters["local"] += 1
                     runner.submit(packet)
                     return
-            elif self.send_remote(node, packet):
+            elif self.send_remote(node, name, packet):
                 self.counters["remote"] += 1
                 return
             candidates.remove(node)
-        self._park(packet, busy=True)
+        self._park(packet, seed=name)
 
     def _load(self, node: str, name: str) -> float:
         if node == self.node_id:
@@ -177,11 +200,10 @@ class Router:
             return runner.pending / runner.spec.workers if runner else float("inf")
         return self.remote_load(node, name)
 
-    def _park(self, packet: Packet, busy: bool = False) -> None:
-        if self.waiting.park(packet, self.clock()):
+    def _park(self, packet: Packet, seed: str | None = None) -> None:
+        if self.waiting.park(packet, self.clock(), seed):
             self.counters["parked"] += 1
-            if not busy:
-                log.debug("no seed consumes %s yet: packet %s waits", packet.tag, packet.id)
+            log.debug("packet %s waits in %s (for %s)", packet.id, packet.tag, seed or "any consumer")
             return
         self._fail(packet, "waiting-full",
                    f"packet {packet.id} could not wait for a consumer of {packet.tag}: "
@@ -192,8 +214,8 @@ class Router:
         if not len(self.waiting):
             return
         keys = {t.key for t in inputs}
-        for packet in self.waiting.release(lambda tag: tag.key in keys and bool(self.automaton.consumers(tag))):
-            self.route(packet)
+        for packet, seed in self.waiting.release(lambda tag: tag.key in keys and bool(self.automaton.consumers(tag))):
+            self._resume(packet, seed)
 
     def _fail(self, packet: Packet, kind: str, reason: str, detail: str = "") -> None:
         self.counters["failed"] += 1

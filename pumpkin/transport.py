@@ -74,6 +74,7 @@ class Transport:
         self.on_frames: FrameHandler = lambda frames: None
         self.on_control: ControlHandler | None = None
         self.rejected = 0
+        self.dropped_control = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._inbox: zmq.asyncio.Socket | None = None
         self._control: zmq.asyncio.Socket | None = None
@@ -86,10 +87,10 @@ class Transport:
         inbox.setsockopt(zmq.LINGER, 0)
         wanted = list(self._wanted)
         if not wanted:
+            # zmq.IPC: ipc:// for daemons on this host, and tcp:// still, for other hosts.
+            wanted = [f"tcp://{self._tcp_host}:{self._tcp_port or '*'}"]
             if self.endpoint_type == "zmq.IPC":
-                wanted = [f"ipc://{self.runtime_dir / 'data'}"]
-            else:
-                wanted = [f"tcp://{self._tcp_host}:{self._tcp_port or '*'}"]
+                wanted.insert(0, f"ipc://{self.runtime_dir / 'data'}")
         for url in wanted:
             inbox.bind(url)
             self.data_endpoints.append(inbox.getsockopt(zmq.LAST_ENDPOINT).decode())
@@ -170,6 +171,18 @@ class Transport:
         link.backlog.append(frames)
         if link.flusher is None or link.flusher.done():
             link.flusher = asyncio.create_task(self._flush(link), name=f"flush-{node}")
+        return True
+
+    def send_control(self, node: str, frames: list[bytes]) -> bool:
+        """Send a small control message now or never: heartbeats are not worth a backlog."""
+        link = self.links.get(node)
+        if link is None:
+            return False
+        try:
+            link.sync.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped_control += 1
+            return False
         return True
 
     async def _flush(self, link: PeerLink) -> None:

@@ -1,5 +1,7 @@
 """Packets waiting for a consumer: one bounded FIFO per state, each packet with an expiry time.
 
+A packet may wait for any consumer of its state, or for one particular seed (it was meant for that seed,
+whose replicas were all busy or unreachable): ``release`` hands back the seed with the packet.
 Pure bookkeeping driven by the caller's clock; the router decides when to park and when to release.
 """
 
@@ -11,28 +13,30 @@ from collections.abc import Callable
 from .packet import Packet
 from .tags import StateTag
 
+Waiting = tuple[Packet, str | None]
+
 
 class WaitingRoom:
-    """Per-state FIFOs of packets with no consumer yet."""
+    """Per-state FIFOs of packets with no consumer (or no free replica of their seed) yet."""
 
     def __init__(self, max_per_state: int, expiry_s: float) -> None:
         self.max_per_state = max_per_state
         self.expiry_s = expiry_s
-        self._queues: dict[StateTag, deque[tuple[float, Packet]]] = {}
+        self._queues: dict[StateTag, deque[tuple[float, Packet, str | None]]] = {}
 
-    def park(self, packet: Packet, now: float) -> bool:
-        """Queue ``packet``; False (and nothing queued) when its state's queue is full."""
+    def park(self, packet: Packet, now: float, seed: str | None = None) -> bool:
+        """Queue ``packet`` (for ``seed`` only, if given); False (nothing queued) when the state's queue is full."""
         queue = self._queues.setdefault(packet.tag, deque())
         if len(queue) >= self.max_per_state:
             return False
-        queue.append((now + self.expiry_s, packet))
+        queue.append((now + self.expiry_s, packet, seed))
         return True
 
-    def release(self, ready: Callable[[StateTag], bool]) -> list[Packet]:
+    def release(self, ready: Callable[[StateTag], bool]) -> list[Waiting]:
         """Remove and return, oldest first per state, the packets of every state for which ``ready`` holds."""
-        out: list[Packet] = []
+        out: list[Waiting] = []
         for tag in [t for t in self._queues if ready(t)]:
-            out.extend(p for _, p in self._queues.pop(tag))
+            out.extend((p, s) for _, p, s in self._queues.pop(tag))
         return out
 
     def expire(self, now: float) -> list[Packet]:
@@ -51,7 +55,7 @@ class WaitingRoom:
 
     def peek(self, tag: StateTag, limit: int = 20) -> list[Packet]:
         """Up to ``limit`` of the packets waiting in ``tag``, oldest first."""
-        return [p for _, p in list(self._queues.get(tag, ()))[:limit]]
+        return [p for _, p, _ in list(self._queues.get(tag, ()))[:limit]]
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._queues.values())

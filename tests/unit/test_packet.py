@@ -52,10 +52,19 @@ def test_malformed_frames_raise_packet_error(frames, msg):
 def test_ids_are_unique_and_keep_the_lineage():
     ids = IdMaker("aaaa0000")
     root = ids.root()
-    child = ids.child(root)
+    child = ids.child(root, "greet", 0)
     ship, container, box, _ = child.split(":")
     assert ship == "aaaa0000" and container == root.split(":")[1] and box == "1"
     assert len({ids.root() for _ in range(1000)}) == 1000
+    # Made again elsewhere (a failover), the same output of the same seed gets the same id.
+    assert IdMaker("bbbb1111").child(root, "greet", 0) == child
+    assert len({ids.child(root, s, i) for s in ("greet", "shout") for i in range(3)}) == 6
+
+
+def test_addressed_packets_carry_their_seed():
+    frames = codec.encode(sample(), to="extract", sender="nodeB")
+    assert codec.decode_addressed(frames) == (sample(), "extract", "nodeB")
+    assert codec.decode_addressed(GOLDEN) == (sample(), None, None)
 
 
 def test_document_form_round_trip_and_errors():

@@ -139,12 +139,12 @@ def test_remote_replicas_share_and_a_refusing_peer_is_skipped(tmp_path):
     r.automaton.add("B", SeedInfo("greet", (T("A"),), ()))
     r.automaton.add("C", SeedInfo("greet", (T("A"),), ()))
     sent: list[str] = []
-    r.send_remote = lambda node, p: node != "B" or False if node == "B" else (sent.append(node) or True)
+    r.send_remote = lambda node, seed, p: False if node == "B" else (sent.append(node) or True)
     for n in range(4):
         r.inject(T("A"), n)
     assert sent == ["C"] * 4
     ok: list[str] = []
-    r.send_remote = lambda node, p: ok.append(node) or True
+    r.send_remote = lambda node, seed, p: ok.append(node) or True
     for n in range(4):
         r.inject(T("A"), n)
     assert sorted(ok) == ["B", "B", "C", "C"]
@@ -158,3 +158,31 @@ def test_busy_local_seed_parks_then_drains(tmp_path):
     assert len(slow.got) == 2 and len(r.waiting) == 3
     r.on_outcome(Outcome(slow, slow.got[0]))  # type: ignore[arg-type]
     assert len(slow.got) == 3
+
+
+def test_a_packet_parked_for_a_busy_seed_goes_back_to_that_seed_only(tmp_path):
+    r, _ = make(tmp_path, max_wait=100, queue_max=1)
+    slow = add_local(r, spec("slow", ["A"]))
+    fast = add_local(r, spec("fast", ["A"]))
+    for n in range(3):
+        r.inject(T("A"), n)
+    assert len(slow.got) == 1 and len(fast.got) == 1  # fast is 'busy' too: queue_max 1
+    r.on_outcome(Outcome(slow, slow.got[0]))  # type: ignore[arg-type]
+    r.on_outcome(Outcome(fast, fast.got[0]))  # type: ignore[arg-type]
+    for _ in range(4):
+        for runner in (slow, fast):
+            if runner.pending:
+                r.on_outcome(Outcome(runner, runner.got[-1]))  # type: ignore[arg-type]
+    assert sorted(p.data for p in slow.got) == [0, 1, 2]
+    assert sorted(p.data for p in fast.got) == [0, 1, 2]
+
+
+def test_on_finished_fires_for_success_and_failure(tmp_path):
+    r, _ = make(tmp_path)
+    s = add_local(r, spec("s", ["A"], ["B"]))
+    done: list = []
+    r.on_finished = lambda p, seed: done.append((p.data, seed))
+    a, b = r.inject(T("A"), 1), r.inject(T("A"), 2)
+    r.on_outcome(Outcome(s, a, [Emission(None, "x")]))  # type: ignore[arg-type]
+    r.on_outcome(Outcome(s, b, error="boom"))  # type: ignore[arg-type]
+    assert done == [(1, "s"), (2, "s")]

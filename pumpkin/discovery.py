@@ -1,0 +1,260 @@
+"""Ways of finding peers. Each one calls ``on_origin(origin, via)`` for every peer it hears of.
+
+- ``BeaconDiscovery``: UDP beacons to each interface's subnet broadcast address and, unicast, to the
+  ``[supernodes] hosts`` (to cross subnets); one listener on the beacon port, shared by the daemons of a
+  host (SO_REUSEPORT: a broadcast reaches each of them, a unicast only one, which passes on what it
+  learns in its HELLOs).
+- ``MdnsDiscovery``: a zeroconf service ``_pumpkin._tcp.local.`` per node. It finds peers only; their
+  liveness is ours to track, since zeroconf keeps a killed node's records for many minutes.
+- ``LocalDiscovery``: a rendezvous folder shared by the daemons of one host and network namespace, for
+  hosts where broadcast cannot reach (loopback only).
+
+Anything received is untrusted: malformed input is counted in ``rejected`` and logged once, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .messages import MessageError, Origin, decode_beacon, encode_beacon, origin_from
+
+log = logging.getLogger(__name__)
+
+OnOrigin = Callable[[Origin, str], None]
+MDNS_TYPE = "_pumpkin._tcp.local."
+MDNS_RESOLVE_MS = 3000
+
+
+class _Rejects:
+    """Counts bad input and logs the first of each kind loudly, the rest quietly."""
+
+    def __init__(self) -> None:
+        self.rejected = 0
+        self._seen: set[str] = set()
+
+    def reject(self, what: str, why: str) -> None:
+        self.rejected += 1
+        key = why.split(":")[0]
+        (log.warning if key not in self._seen else log.debug)("ignored %s: %s", what, why)
+        self._seen.add(key)
+
+
+class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
+    """Sends and hears UDP beacons."""
+
+    def __init__(self, port: int, broadcasts: list[str], unicasts: list[tuple[str, int]],
+                 beacon: Callable[[], Origin], on_origin: OnOrigin, interval_s: float) -> None:
+        _Rejects.__init__(self)
+        self.port = port
+        self.broadcasts = broadcasts
+        self.unicasts = unicasts
+        self._beacon = beacon
+        self._on_origin = on_origin
+        self.interval_s = interval_s
+        self.sent = 0
+        self.received = 0
+        self._transport: asyncio.DatagramTransport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._send_errors: set[str] = set()
+
+    async def start(self) -> None:
+        """Bind the shared beacon port and start beaconing."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.bind(("", self.port))  # "" and not the unicast address, or broadcasts are not heard
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
+        self._transport = transport  # type: ignore[assignment]
+        self._task = asyncio.create_task(self._beacon_loop(), name="beacons")
+
+    def send_now(self, bye: bool = False) -> None:
+        """Send one beacon to every target (``bye``: announce that this node is leaving)."""
+        if self._transport is None:
+            return
+        origin = self._beacon()
+        origin.bye = bye
+        data = encode_beacon(origin)
+        for target in [*((b, self.port) for b in self.broadcasts), *self.unicasts]:
+            try:
+                self._transport.sendto(data, target)
+                self.sent += 1
+            except OSError as exc:  # e.g. a supernode's subnet is unreachable right now
+                if target[0] not in self._send_errors:
+                    self._send_errors.add(target[0])
+                    log.warning("cannot send beacons to %s: %s", target[0], exc)
+
+    async def _beacon_loop(self) -> None:
+        while True:
+            self.send_now()
+            await asyncio.sleep(self.interval_s)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.received += 1
+        try:
+            origin = decode_beacon(data)
+        except MessageError as exc:
+            self.reject(f"datagram from {addr[0]}", str(exc))
+            return
+        self._on_origin(origin, "broadcast" if addr[0] not in {h for h, _ in self.unicasts} else "supernode")
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("beacon socket: %s", exc)
+
+    async def stop(self) -> None:
+        """Say goodbye by beacon and close the socket."""
+        if self._task is not None:
+            self._task.cancel()
+        self.send_now(bye=True)
+        if self._transport is not None:
+            self._transport.close()
+
+
+class MdnsDiscovery(_Rejects):
+    """Registers this node with zeroconf and browses for others."""
+
+    def __init__(self, addresses: list[str], advertise: str, origin: Callable[[], Origin], on_origin: OnOrigin) -> None:
+        super().__init__()
+        self.addresses = addresses
+        self.advertise = advertise
+        self._me = origin
+        self._on_origin = on_origin
+        self._azc: Any = None
+        self._browser: Any = None
+        self._info: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start zeroconf on our addresses; registration completes in the background (~1.5 s of probing)."""
+        from zeroconf import IPVersion
+        from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+        me = self._me()
+        port = int(me.tcp.rsplit(":", 1)[1]) if me.tcp else 0
+        self._azc = AsyncZeroconf(interfaces=self.addresses, ip_version=IPVersion.V4Only)
+        props = {k: v for k, v in {"id": me.id, "tcp": me.tcp, "ipc": me.ipc, "host": me.host, "v": "1"}.items() if v}
+        self._info = AsyncServiceInfo(MDNS_TYPE, f"{me.id}.{MDNS_TYPE}", addresses=[socket.inet_aton(self.advertise)],
+                                      port=port, properties=props, server=f"{me.id}.local.")
+        self._spawn(self._register())
+        self._browser = AsyncServiceBrowser(self._azc.zeroconf, MDNS_TYPE, handlers=[self._on_change])
+
+    async def _register(self) -> None:
+        try:
+            await (await self._azc.async_register_service(self._info))
+            log.info("mDNS: registered %s", self._info.name)
+        except Exception as exc:  # noqa: BLE001 - mDNS is one way among several; keep going without it
+            log.warning("mDNS: could not register %s: %s", self._info.name, exc)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_change(self, zeroconf: Any, service_type: str, name: str, state_change: Any) -> None:
+        from zeroconf import ServiceStateChange
+
+        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
+            self._spawn(self._resolve(service_type, name))
+
+    async def _resolve(self, service_type: str, name: str) -> None:
+        from zeroconf.asyncio import AsyncServiceInfo
+
+        info = AsyncServiceInfo(service_type, name)
+        if not await info.async_request(self._azc.zeroconf, MDNS_RESOLVE_MS):
+            return
+        try:
+            props = {k.decode(): v.decode() for k, v in (info.properties or {}).items() if k and v is not None}
+            origin = origin_from({"v": int(props.get("v", "0")), "id": props.get("id"), "tcp": props.get("tcp"),
+                              "ipc": props.get("ipc"), "host": props.get("host", ""), "dg": ""})
+        except (MessageError, ValueError, UnicodeDecodeError) as exc:
+            self.reject(f"mDNS service {name}", str(exc))
+            return
+        self._on_origin(origin, "mdns")
+
+    async def stop(self) -> None:
+        """Unregister (peers see the goodbye) and close zeroconf."""
+        if self._azc is None:
+            return
+        for task in list(self._tasks):
+            task.cancel()
+        if self._browser is not None:
+            await self._browser.async_cancel()
+        try:
+            await asyncio.wait_for(self._azc.async_unregister_all_services(), 2.0)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - best effort on the way out
+            pass
+        await self._azc.async_close()
+
+
+class LocalDiscovery(_Rejects):
+    """A folder where the daemons of one host and network namespace leave their cards."""
+
+    def __init__(self, base: Path, host_key: str, origin: Callable[[], Origin], on_origin: OnOrigin,
+                 interval_s: float) -> None:
+        super().__init__()
+        self.folder = base / f"local-{hashlib.sha1(host_key.encode()).hexdigest()[:12]}"
+        self._me = origin
+        self._on_origin = on_origin
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._card: Path | None = None
+
+    async def start(self) -> None:
+        """Leave our card and start reading the others'."""
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        me = self._me()
+        self._card = self.folder / f"{me.id}.json"
+        tmp = self._card.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps({**me.fields(), "pid": os.getpid()}))
+        tmp.rename(self._card)
+        self._task = asyncio.create_task(self._scan_loop(), name="local-discovery")
+
+    async def _scan_loop(self) -> None:
+        while True:
+            for card in await asyncio.to_thread(self._read_cards):
+                self._on_origin(card, "local")
+            await asyncio.sleep(self.interval_s)
+
+    def _read_cards(self) -> list[Origin]:
+        out = []
+        for path in self.folder.glob("*.json"):
+            if path == self._card:
+                continue
+            try:
+                raw = orjson.loads(path.read_bytes())
+                pid = int(raw.get("pid", 0))
+                if pid and not _alive(pid):
+                    path.unlink(missing_ok=True)  # its daemon died without cleaning up
+                    continue
+                out.append(origin_from(raw))
+            except (OSError, ValueError, MessageError, orjson.JSONDecodeError) as exc:
+                self.reject(f"card {path.name}", str(exc))
+        return out
+
+    async def stop(self) -> None:
+        """Take our card away."""
+        if self._task is not None:
+            self._task.cancel()
+        if self._card is not None:
+            self._card.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

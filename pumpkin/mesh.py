@@ -1,0 +1,350 @@
+"""Peers, as the daemon sees them: HELLO exchange, heartbeats, liveness, and packets sent with custody.
+
+- Discovery (any of ``discovery``'s ways, or a static peer list) reports origins; an unknown origin,
+  or one whose seeds digest changed, gets a HELLO asking for one back. HELLOs carry the sender's seeds
+  and the peers it knows, so what one daemon learns (e.g. from a unicast beacon only it heard) spreads.
+- Every ``heartbeat_s`` each peer gets a PING; any message from a peer counts as hearing from it. A
+  silent peer turns evasive (no new packets go to it, and the packets it has not acknowledged are
+  re-routed to other replicas), then expires (its seeds leave the automaton). A BYE removes it at once.
+- A packet sent to a peer is addressed to one seed and stays in this node's ``inflight`` table until the
+  peer ACKs it (its seed finished with it, or the peer took it into its own waiting room). Unacknowledged
+  packets of a peer that goes silent are re-routed, so a killed peer loses nothing; a packet that turns
+  out to be processed twice yields children with the same ids (see ``packet``), and the receiver drops
+  the duplicate.
+- The number of packets in flight to a replica, over its workers, is that replica's load for routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from . import messages
+from .automaton import SeedInfo
+from .errors import PacketError, TagError
+from .failed import FailedStore
+from .messages import ACK, BYE, HELLO, PING, Message, MessageError, Origin
+from .packet import Packet, encode
+from .peers import Liveness, PeerTable
+from .router import Router
+from .transport import Transport
+
+log = logging.getLogger(__name__)
+
+HELLO_RETRY_S = 1.0
+DEDUPE_WINDOW = 100_000
+MAX_INFLIGHT_PER_PEER = 50_000
+
+Learn = Callable[[str, str, list[SeedInfo], str], bool]
+
+
+class Mesh:
+    """The peer protocol of one daemon; lives on its event loop."""
+
+    def __init__(self, *, node_id: str, host: str, me: Callable[[], Origin], local_seeds: Callable[[], list[dict[str, Any]]],
+                 local_load: Callable[[], dict[str, float]], transport: Transport, router: Router, peers: PeerTable,
+                 failed: FailedStore, learn: Learn, forget: Callable[[str], None], heartbeat_s: float,
+                 static_peers: tuple[str, ...] = ()) -> None:
+        self.node_id = node_id
+        self.host = host
+        self.me = me
+        self.local_seeds = local_seeds
+        self.local_load = local_load
+        self.transport = transport
+        self.router = router
+        self.peers = peers
+        self.failed = failed
+        self.learn = learn
+        self.forget = forget
+        self.heartbeat_s = heartbeat_s
+        self.static_peers = static_peers
+        self.inflight: dict[str, OrderedDict[tuple[str, str], Packet]] = {}
+        self._inflight_per_seed: Counter[tuple[str, str]] = Counter()
+        self.custody: dict[tuple[str, str], str] = {}
+        self._recent: OrderedDict[tuple[str, str | None], None] = OrderedDict()
+        self._workers: dict[str, dict[str, int]] = {}
+        self._reported: dict[str, dict[str, float]] = {}
+        self._hello_sent: dict[str, float] = {}
+        self._origins: dict[str, Origin] = {}
+        self._acks: dict[str, list[list[str]]] = {}
+        self._ack_flush_scheduled = False
+        self.counters: Counter[str] = Counter()
+        self._rejects_logged: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        router.send_remote = self.send_packet
+        router.remote_load = self.load_of
+        router.on_finished = self._finished
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start heartbeats (and hellos to static peers)."""
+        self._task = asyncio.create_task(self._heartbeat_loop(), name="heartbeats")
+
+    async def stop(self) -> None:
+        """Acknowledge what this node took custody of, and say goodbye to every peer."""
+        if self._task is not None:
+            self._task.cancel()
+        self._flush_acks()
+        bye = messages.encode(BYE, self.me())
+        for node in list(self.peers.peers):
+            self.transport.send_control(node, bye)
+
+    def acknowledge_all(self) -> None:
+        """Tell senders we hold everything they sent us (it is saved to disk at shutdown)."""
+        for key, sender in list(self.custody.items()):
+            self._queue_ack(sender, key)
+        self.custody.clear()
+        self._flush_acks()
+
+    # -- discovery -------------------------------------------------------------------------------
+
+    def on_origin(self, origin: Origin, via: str) -> None:
+        """A discovery mechanism heard of ``origin``."""
+        if origin.id == self.node_id:
+            return
+        if origin.bye:
+            self._drop(origin.id, "said goodbye")
+            return
+        peer = self.peers.peers.get(origin.id)
+        if peer is not None and origin.digest and peer.seeds_digest == origin.digest:
+            self._heard(origin, via)
+            return
+        self._send_hello(origin, reply=True, via=via)
+
+    def _send_hello(self, origin: Origin, reply: bool, via: str = "", force: bool = False) -> None:
+        endpoint = origin.endpoint_for(self.host)
+        if endpoint is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._hello_sent.get(origin.id, -1e9) < HELLO_RETRY_S:
+            return
+        self._hello_sent[origin.id] = now
+        self.transport.connect(origin.id, endpoint)
+        self.transport.send_control(origin.id, self._hello_frames(reply))
+        if via and origin.id not in self.peers.peers:
+            log.debug("heard of %s by %s; said hello at %s", origin.id, via, endpoint)
+
+    def _hello_frames(self, reply: bool) -> list[bytes]:
+        known = [[p.node_id, *self._addresses(p.node_id)] for p in self.peers.peers.values()
+                 if p.state is Liveness.ALIVE]
+        return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply)
+
+    def _addresses(self, node: str) -> list[Any]:
+        o = self._origins.get(node)
+        return [o.tcp, o.ipc, o.host] if o else [None, None, ""]
+
+    def announce(self) -> None:
+        """Our seeds changed: tell every peer at once (beacons carry the new digest too)."""
+        frames = self._hello_frames(reply=False)
+        for node in list(self.peers.peers):
+            self.transport.send_control(node, frames)
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def handle(self, frames: list[bytes]) -> None:
+        """A HELLO, PING, BYE or ACK from the inbox."""
+        try:
+            msg = messages.decode(frames)
+        except MessageError as exc:
+            self._reject("peer message", str(exc))
+            return
+        if msg.origin.id == self.node_id:
+            return
+        try:
+            if msg.kind == HELLO:
+                self._on_hello(msg)
+            elif msg.kind == PING:
+                self._on_ping(msg)
+            elif msg.kind == BYE:
+                self._drop(msg.origin.id, "said goodbye")
+            elif msg.kind == ACK:
+                self._on_ack(msg)
+        except (MessageError, TagError, KeyError, TypeError, ValueError) as exc:
+            self._reject(f"{msg.kind.decode()} from {msg.origin.id}", str(exc))
+
+    def _on_hello(self, msg: Message) -> None:
+        o = msg.origin
+        endpoint = o.endpoint_for(self.host)
+        if endpoint is None:
+            raise MessageError("no endpoint this node can reach")
+        summaries = msg.body["seeds"]
+        seeds = [SeedInfo.from_summary(s) for s in summaries]
+        new = o.id not in self.peers.peers
+        self._origins[o.id] = o
+        self.learn(o.id, endpoint, seeds, "hello")
+        peer = self.peers.peers[o.id]
+        peer.seeds_digest = o.digest
+        peer.addresses = [a for a in (o.tcp, o.ipc) if a]
+        self._workers[o.id] = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
+        if msg.body.get("reply"):
+            self._send_hello(o, reply=False, force=True)
+        for entry in msg.body.get("peers", []):
+            if isinstance(entry, list) and len(entry) == 4 and entry[0] not in self.peers.peers:
+                try:
+                    gossip = messages.origin_from({"v": messages.VERSION, "id": entry[0], "tcp": entry[1],
+                                                   "ipc": entry[2], "host": entry[3] or "", "dg": ""})
+                except MessageError:
+                    continue
+                self.on_origin(gossip, "gossip")
+        if new:
+            # Pass on what we learnt: the others may not hear this peer themselves (a unicast beacon).
+            self.announce()
+
+    def _on_ping(self, msg: Message) -> None:
+        o = msg.origin
+        peer = self.peers.peers.get(o.id)
+        if peer is None:
+            self._send_hello(o, reply=True, via="ping")
+            return
+        self._heard(o, "ping")
+        self._reported[o.id] = {str(k): float(v) for k, v in msg.body.get("load", {}).items()}
+        if peer.seeds_digest != o.digest:
+            self._send_hello(o, reply=True)
+
+    def _heard(self, origin: Origin, via: str) -> None:
+        peer, revived = self.peers.heard(origin.id, "", via)
+        if revived:
+            log.info("Peer %s is back", origin.id)
+            self.router.replan(force=True)
+
+    def _on_ack(self, msg: Message) -> None:
+        table = self.inflight.get(msg.origin.id)
+        if not table:
+            return
+        for pid, seed in msg.body["acks"]:
+            if table.pop((pid, seed), None) is not None:
+                self._inflight_per_seed[(msg.origin.id, seed)] -= 1
+        self.peers.heard(msg.origin.id, "", "ack")
+
+    def _reject(self, what: str, why: str) -> None:
+        self.counters["rejected"] += 1
+        key = why.split(":")[0]
+        (log.warning if key not in self._rejects_logged else log.debug)("ignored %s: %s", what, why)
+        self._rejects_logged.add(key)
+
+    # -- packets ---------------------------------------------------------------------------------
+
+    def send_packet(self, node: str, seed: str, packet: Packet) -> bool:
+        """Send ``packet`` for ``seed`` to ``node`` and keep it until acknowledged; False if that cannot be now."""
+        peer = self.peers.peers.get(node)
+        table = self.inflight.setdefault(node, OrderedDict())
+        if peer is None or peer.state is not Liveness.ALIVE or len(table) >= MAX_INFLIGHT_PER_PEER:
+            return False
+        try:
+            frames = encode(packet, to=seed, sender=self.node_id)
+        except PacketError as exc:
+            self.failed.keep(packet, "bad-data", str(exc))
+            return True  # handled: kept with its reason
+        if not self.transport.send(node, frames):
+            return False
+        key = (packet.id, seed)
+        if key not in table:
+            self._inflight_per_seed[(node, seed)] += 1
+        table[key] = packet
+        self.counters["sent"] += 1
+        return True
+
+    def on_packet(self, packet: Packet, to: str | None, sender: str | None) -> None:
+        """A packet from a peer: drop it if already seen, else hand it to its seed and ack when done."""
+        key = (packet.id, to)
+        if key in self._recent:
+            self.counters["duplicates"] += 1
+            if sender and to:
+                self._queue_ack(sender, (packet.id, to))
+            return
+        self._recent[key] = None
+        if len(self._recent) > DEDUPE_WINDOW:
+            self._recent.popitem(last=False)
+        self.counters["received"] += 1
+        runner = self.router.local.get(to) if to else None
+        if sender in self.peers.peers:
+            self.peers.heard(sender, "", "packet")
+        if runner is not None and runner.pending < self.router.seed_queue_max:
+            if sender:
+                self.custody[(packet.id, to)] = sender  # type: ignore[index]
+            runner.submit(packet)
+            return
+        if to is not None and to in self.router.automaton.seeds():
+            self.router.deliver_to(to, packet)
+        else:
+            self.router.route(packet)
+        if sender and to:
+            self._queue_ack(sender, (packet.id, to))  # parked or passed on: it is ours now
+
+    def _finished(self, packet: Packet, seed: str) -> None:
+        sender = self.custody.pop((packet.id, seed), None)
+        if sender is not None:
+            self._queue_ack(sender, (packet.id, seed))
+
+    def _queue_ack(self, sender: str, key: tuple[str, str]) -> None:
+        self._acks.setdefault(sender, []).append([key[0], key[1]])
+        if not self._ack_flush_scheduled:
+            self._ack_flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_flush_scheduled = False
+        acks, self._acks = self._acks, {}
+        for sender, items in acks.items():
+            # Through the backlog (not dropped when the socket is full): a lost ACK would inflate the
+            # sender's idea of our load and make it re-route packets we already processed.
+            self.transport.send(sender, messages.encode(ACK, self.me(), acks=items))
+
+    def load_of(self, node: str, seed: str) -> float:
+        """Queued packets per worker at ``node``'s replica of ``seed``, as far as this node knows."""
+        ours = self._inflight_per_seed.get((node, seed), 0)
+        reported = self._reported.get(node, {}).get(seed, 0.0)
+        return max(ours / self._workers.get(node, {}).get(seed, 1), reported)
+
+    def _reroute(self, node: str) -> int:
+        table = self.inflight.pop(node, None)
+        if not table:
+            return 0
+        for (_, seed) in table:
+            self._inflight_per_seed.pop((node, seed), None)
+        for (_, seed), packet in table.items():
+            self.router.deliver_to(seed, packet, exclude=node)
+        self.counters["rerouted"] += len(table)
+        return len(table)
+
+    def _drop(self, node: str, why: str, known: bool | None = None) -> None:
+        known = node in self.peers.peers if known is None else known
+        moved = self._reroute(node)
+        self._workers.pop(node, None)
+        self._reported.pop(node, None)
+        self._origins.pop(node, None)
+        if known:
+            log.info("Peer %s %s%s", node, why, f"; re-routing {moved} unacknowledged packet(s)" if moved else "")
+            self.forget(node)
+
+    # -- heartbeats ------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            ping = messages.encode(PING, self.me(), load=self.local_load())
+            for node in list(self.peers.peers):
+                self.transport.send_control(node, ping)
+            evasive, expired = self.peers.sweep()
+            for peer in evasive:
+                moved = self._reroute(peer.node_id)
+                log.warning("Peer %s is evasive (silent for %.1f s)%s", peer.node_id, self.peers.evasive_s,
+                            f"; re-routing {moved} unacknowledged packet(s)" if moved else "")
+            for peer in expired:
+                self._drop(peer.node_id, f"expired (silent for {self.peers.expired_s:g} s)", known=True)
+            self._hello_static_peers()
+            await asyncio.sleep(self.heartbeat_s)
+
+    def _hello_static_peers(self) -> None:
+        known = {a for p in self.peers.peers.values() for a in [p.endpoint, *p.addresses]}
+        for endpoint in self.static_peers:
+            key = f"static:{endpoint}"
+            if endpoint in known:
+                self.transport.disconnect(key)
+                continue
+            self.transport.connect(key, endpoint)
+            self.transport.send_control(key, self._hello_frames(reply=True))

@@ -1,0 +1,144 @@
+"""The peer protocol: UDP beacons, and the messages peers exchange over ZeroMQ besides packets.
+
+Beacon (one UDP datagram, at most ``MAX_BEACON_BYTES``)::
+
+    b"PMKB" + JSON {"v": 1, "id": node id, "tcp": "tcp://10.77.0.11:41234" | null,
+                    "ipc": "ipc:///tmp/..." | null, "host": host key, "dg": seeds digest, "bye": false}
+
+A beacon is small and says only who and where; what a node can do travels in a HELLO. Over ZeroMQ
+(to the peer's inbox, next to packets) every message is two frames, ``[kind, JSON body]``, and every
+body carries the sender's ``id``, ``tcp``, ``ipc``, ``host`` and ``dg`` as in the beacon, plus::
+
+    b"PMKH" HELLO  {"seeds": [seed summaries], "peers": [[id, tcp, ipc, host], ...], "reply": bool}
+    b"PMKP" PING   {"load": {seed name: queued packets per worker}}          (the heartbeat)
+    b"PMKY" BYE    {}                                                         (leaving now)
+    b"PMKA" ACK    {"acks": [[packet id, seed name], ...]}                    (done with these)
+
+Everything here is untrusted input: ``decode_*`` raise MessageError for anything malformed, oversized or
+of another protocol version, and the caller counts and logs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import PumpkinError
+
+VERSION = 1
+BEACON_MAGIC = b"PMKB"
+HELLO = b"PMKH"
+PING = b"PMKP"
+BYE = b"PMKY"
+ACK = b"PMKA"
+KINDS = (HELLO, PING, BYE, ACK)
+MAX_BEACON_BYTES = 1024
+MAX_MESSAGE_BYTES = 4 << 20
+MAX_ID_CHARS = 128
+
+
+class MessageError(PumpkinError):
+    """A beacon or peer message is malformed, oversized or of another version."""
+
+
+@dataclass
+class Origin:
+    """Who sent a beacon or message, and how to reach them."""
+
+    id: str
+    tcp: str | None
+    ipc: str | None
+    host: str
+    digest: str = ""
+    bye: bool = False
+
+    def endpoint_for(self, my_host: str) -> str | None:
+        """ipc:// when the sender shares this host (and network namespace), tcp:// otherwise."""
+        if self.ipc and self.host == my_host:
+            return self.ipc
+        return self.tcp
+
+    def fields(self) -> dict[str, Any]:
+        return {"v": VERSION, "id": self.id, "tcp": self.tcp, "ipc": self.ipc, "host": self.host, "dg": self.digest}
+
+
+@dataclass
+class Message:
+    """A decoded peer message."""
+
+    kind: bytes
+    origin: Origin
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def origin_from(body: Any) -> Origin:
+    """The origin fields of a beacon or message body; MessageError when any is missing or malformed."""
+    if not isinstance(body, dict):
+        raise MessageError("body is not a JSON object")
+    if body.get("v") != VERSION:
+        raise MessageError(f"protocol version {body.get('v')!r}, this node speaks {VERSION}")
+    node, tcp, ipc, host, dg = (body.get(k) for k in ("id", "tcp", "ipc", "host", "dg"))
+    if not isinstance(node, str) or not node or len(node) > MAX_ID_CHARS:
+        raise MessageError("no valid node id")
+    for name, url, scheme in (("tcp", tcp, "tcp://"), ("ipc", ipc, "ipc://")):
+        if url is not None and not (isinstance(url, str) and url.startswith(scheme) and len(url) < 512):
+            raise MessageError(f"{name} endpoint {url!r} is not a {scheme} URL")
+    if tcp is None and ipc is None:
+        raise MessageError("no endpoint to reach the sender")
+    if not isinstance(host, str) or not isinstance(dg, str):
+        raise MessageError("host and dg must be strings")
+    return Origin(node, tcp, ipc, host, dg, bool(body.get("bye", False)))
+
+
+def encode_beacon(origin: Origin) -> bytes:
+    """The datagram announcing ``origin``."""
+    data = BEACON_MAGIC + orjson.dumps({**origin.fields(), "bye": origin.bye})
+    if len(data) > MAX_BEACON_BYTES:
+        raise MessageError(f"beacon of {len(data)} bytes exceeds {MAX_BEACON_BYTES}")
+    return data
+
+
+def decode_beacon(data: bytes) -> Origin:
+    """The origin announced by a datagram; MessageError when it is not a valid beacon."""
+    if len(data) > MAX_BEACON_BYTES:
+        raise MessageError(f"beacon of {len(data)} bytes exceeds {MAX_BEACON_BYTES}")
+    if not data.startswith(BEACON_MAGIC):
+        raise MessageError("not a Pumpkin beacon (bad magic)")
+    try:
+        return origin_from(orjson.loads(data[len(BEACON_MAGIC):]))
+    except orjson.JSONDecodeError:
+        raise MessageError("beacon body is not JSON") from None
+
+
+def encode(kind: bytes, origin: Origin, **body: Any) -> list[bytes]:
+    """The frames of a peer message."""
+    return [kind, orjson.dumps({**origin.fields(), **body})]
+
+
+def decode(frames: list[bytes]) -> Message:
+    """A peer message from its frames; MessageError says what is wrong."""
+    if len(frames) != 2 or bytes(frames[0]) not in KINDS:
+        raise MessageError("not a peer message (expected [kind, body])")
+    kind, raw = bytes(frames[0]), bytes(frames[1])
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise MessageError(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise MessageError("message body is not JSON") from None
+    origin = origin_from(body)
+    if kind == HELLO:
+        if not isinstance(body.get("seeds"), list) or not isinstance(body.get("peers", []), list):
+            raise MessageError("HELLO needs a 'seeds' list")
+    elif kind == PING:
+        load = body.get("load", {})
+        if not isinstance(load, dict) or not all(isinstance(v, (int, float)) for v in load.values()):
+            raise MessageError("PING 'load' must map seed names to numbers")
+    elif kind == ACK:
+        acks = body.get("acks")
+        if not isinstance(acks, list) or not all(
+                isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in acks):
+            raise MessageError("ACK 'acks' must be a list of [packet id, seed]")
+    return Message(kind, origin, body)
