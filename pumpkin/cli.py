@@ -38,7 +38,7 @@ def _daemon_parser() -> argparse.ArgumentParser:
         if key.dotted in aliased:
             names.append(f"--{aliased[key.dotted]}")
         if key.kind == "bool":
-            p.add_argument(*names, dest=key.dotted, action="store_const", const="true", help=key.help)
+            p.add_argument(*names, dest=key.dotted, nargs="?", const="true", metavar="true|false", help=key.help)
         elif key.kind == "paths":
             p.add_argument(*names, dest=key.dotted, action="append", metavar="PATH",
                            help=key.help + " Repeatable.")

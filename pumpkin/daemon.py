@@ -256,15 +256,15 @@ class Daemon:
         if node == self.node_id:
             return False
         self.transport.connect(node, endpoint)
-        peer, _ = self.peers.heard(node, endpoint, via)
+        peer, revived = self.peers.heard(node, endpoint, via)
         peer.seeds = list(seeds)
         before = {n for n, i in self.automaton.seeds().items() if node in self.automaton.nodes_of(n)}
         changed = self.automaton.sync_node(node, seeds)
         for info in seeds:
             if info.name not in before:
                 log.info("Discovered new peer seed: %s at %s (node %s)", info.name, endpoint, node)
-        if changed:
-            self.router.replan()
+        if changed or revived:
+            self.router.replan(force=revived)
         return changed
 
     def forget_peer(self, node: str) -> None:

@@ -112,7 +112,7 @@ class Mesh:
             return
         peer = self.peers.peers.get(origin.id)
         if peer is not None and origin.digest and peer.seeds_digest == origin.digest:
-            self._heard(origin, via)
+            self._heard(origin.id, via)
             return
         self._send_hello(origin, reply=True, via=via)
 
@@ -125,7 +125,8 @@ class Mesh:
             return
         self._hello_sent[origin.id] = now
         self.transport.connect(origin.id, endpoint)
-        self.transport.send_control(origin.id, self._hello_frames(reply))
+        # Through the backlog: a new link is not connected yet, and mDNS reports a peer only once.
+        self.transport.send(origin.id, self._hello_frames(reply))
         if via and origin.id not in self.peers.peers:
             log.debug("heard of %s by %s; said hello at %s", origin.id, via, endpoint)
 
@@ -201,15 +202,18 @@ class Mesh:
         if peer is None:
             self._send_hello(o, reply=True, via="ping")
             return
-        self._heard(o, "ping")
+        self._heard(o.id, "ping")
         self._reported[o.id] = {str(k): float(v) for k, v in msg.body.get("load", {}).items()}
         if peer.seeds_digest != o.digest:
             self._send_hello(o, reply=True)
 
-    def _heard(self, origin: Origin, via: str) -> None:
-        peer, revived = self.peers.heard(origin.id, "", via)
+    def _heard(self, node: str, via: str) -> None:
+        """Any sign of life from a known peer; one that comes back gets the packets that waited for it."""
+        if node not in self.peers.peers:
+            return
+        _, revived = self.peers.heard(node, "", via)
         if revived:
-            log.info("Peer %s is back", origin.id)
+            log.info("Peer %s is back", node)
             self.router.replan(force=True)
 
     def _on_ack(self, msg: Message) -> None:
@@ -219,7 +223,7 @@ class Mesh:
         for pid, seed in msg.body["acks"]:
             if table.pop((pid, seed), None) is not None:
                 self._inflight_per_seed[(msg.origin.id, seed)] -= 1
-        self.peers.heard(msg.origin.id, "", "ack")
+        self._heard(msg.origin.id, "ack")
 
     def _reject(self, what: str, why: str) -> None:
         self.counters["rejected"] += 1
@@ -262,8 +266,8 @@ class Mesh:
             self._recent.popitem(last=False)
         self.counters["received"] += 1
         runner = self.router.local.get(to) if to else None
-        if sender in self.peers.peers:
-            self.peers.heard(sender, "", "packet")
+        if sender:
+            self._heard(sender, "packet")
         if runner is not None and runner.pending < self.router.seed_queue_max:
             if sender:
                 self.custody[(packet.id, to)] = sender  # type: ignore[index]
@@ -346,5 +350,6 @@ class Mesh:
             if endpoint in known:
                 self.transport.disconnect(key)
                 continue
-            self.transport.connect(key, endpoint)
-            self.transport.send_control(key, self._hello_frames(reply=True))
+            if key not in self.transport.links:
+                self.transport.connect(key, endpoint)
+                self.transport.send(key, self._hello_frames(reply=True))

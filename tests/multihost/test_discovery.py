@@ -1,0 +1,124 @@
+"""Real pmk daemons on separate (network-namespace) hosts find each other and route packets across them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from tests.helpers import wait_until
+from tests.multihost.conftest import FAST, HELLO, SEEDS
+
+
+def hello_split(hosts, *extra_a: str, extra_b: tuple[str, ...] = (), host_b: str = "B"):
+    """The README scenario: A runs inject and extract, B (or another host) runs greet."""
+    b = hosts.pmk(host_b, "--seed", str(HELLO / "greet.py"), *extra_b)
+    a = hosts.pmk("A", "--seed", str(HELLO / "inject.py"), "--seed", str(HELLO / "extract.py"), *extra_a)
+    return a, b
+
+
+@pytest.mark.parametrize("mode", ["broadcast", "mdns", "static"])
+def test_readme_two_host_scenario(hosts, lan, mode):
+    if mode == "broadcast":
+        for h in "AB":
+            lan.block(h, "multicast")  # a LAN that drops multicast: mDNS cannot work
+        a, b = hello_split(hosts, "--discovery.mdns", "false", extra_b=("--discovery.mdns", "false"))
+    elif mode == "mdns":
+        for h in "AB":
+            lan.block(h, "broadcast")  # a LAN that drops broadcast: beacons cannot work
+        a, b = hello_split(hosts, "--discovery.broadcast", "false", extra_b=("--discovery.broadcast", "false"))
+    else:
+        for h in "AB":
+            lan.block(h, "broadcast")  # neither broadcast nor multicast: only the static list remains
+            lan.block(h, "multicast")
+        a, b = hello_split(hosts, "--discovery.enable", "false", "--peers", f"tcp://{lan.ip('B')}:7900",
+                           extra_b=("--discovery.enable", "false", "--endpoint.tcp_port", "7900"))
+    a.wait_for("Greeting: Hello World", timeout_s=20)
+    assert a.stderr_has("Discovered new peer seed: greet at tcp://10.77.0.12:")
+    peers = json.loads(hosts.client("A", "peers", "--json", "--workdir", str(a.workdir)))
+    assert [(p["id"], p["state"], p["seeds"]) for p in peers] == [("nodeB0", "alive", ["greet"])]
+    graph = hosts.client("A", "graph", "--workdir", str(a.workdir))
+    assert any(line.strip().startswith("greet") and "nodeB0" in line for line in graph.splitlines())
+
+
+def test_three_hosts_share_work_and_survive_a_killed_peer(hosts, lan):
+    count = 300
+    env = {"STREAM_COUNT": str(count), "STREAM_GAP_S": "0.01"}
+    b = hosts.pmk("B", "--seed", str(SEEDS / "work.py"), *FAST)
+    c = hosts.pmk("C", "--seed", str(SEEDS / "work.py"), *FAST)
+    for p in (b, c):
+        p.wait_for("Seed loaded: Work", stream="err")
+    a = hosts.pmk("A", "--seed", str(SEEDS / "stream.py"), "--seed", str(SEEDS / "collect.py"), *FAST, env=env)
+
+    def got() -> dict[int, list[str]]:
+        seen: dict[int, list[str]] = {}
+        for line in list(a.out):
+            if line.startswith("got "):
+                _, n, _, by = line.split()
+                seen.setdefault(int(n), []).append(by)
+        return seen
+
+    wait_until(lambda: {"nodeB0", "nodeC1"} <= {by for v in got().values() for by in v} and len(got()) >= 60,
+               20, what="both B and C to handle packets")
+    b.proc.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_until(lambda: "nodeB0" not in hosts.client("A", "peers", "--workdir", str(a.workdir)), 10,
+               interval_s=0.1, what="A to notice B is gone")
+    noticed_s = time.monotonic() - killed_at
+    wait_until(lambda: len(got()) == count, 30, what=f"all {count} packets at A")
+    seen = got()
+    assert sorted(seen) == list(range(count))  # none lost
+    duplicates = sum(len(v) - 1 for v in seen.values())
+    assert duplicates == 0, f"{duplicates} packets arrived twice"
+    assert noticed_s < 2.5 + 1.0, f"B was noticed gone after {noticed_s:.2f} s (expiry 2.5 s)"
+    stats = json.loads(hosts.client("A", "stats", "--workdir", str(a.workdir)))
+    print(f"\nkilled peer noticed gone after {noticed_s:.2f} s; A re-routed {stats['mesh'].get('rerouted', 0)} packet(s)")
+
+
+def test_a_peer_on_another_subnet_is_found_through_supernodes(hosts, lan):
+    a, d = hello_split(hosts, host_b="D", extra_b=("--supernodes", lan.ip("A")))
+    a.wait_for("Greeting: Hello World", timeout_s=20)
+    assert a.stderr_has("Discovered new peer seed: greet at tcp://10.78.0.14:")
+
+
+def test_link_cut_and_heal_loses_nothing(hosts, lan):
+    count = 400
+    env = {"STREAM_COUNT": str(count), "STREAM_GAP_S": "0.01"}
+    b = hosts.pmk("B", "--seed", str(SEEDS / "work.py"), *FAST)
+    b.wait_for("Seed loaded: Work", stream="err")
+    a = hosts.pmk("A", "--seed", str(SEEDS / "stream.py"), "--seed", str(SEEDS / "collect.py"), *FAST, env=env)
+    wait_until(lambda: a.count("got ") >= 80, 20, what="traffic before the cut")
+    lan.cut("B")
+    cut_at = a.count("got ")
+    time.sleep(2.0)  # the length of the outage is the point of the test, not a wait for a result
+    lan.heal("B")
+    try:
+        wait_until(lambda: len({line.split()[1] for line in a.out if line.startswith("got ")}) == count, 40,
+                   what=f"all {count} packets after the heal")
+    except AssertionError:
+        print("A:", *a.err[-40:], "B:", *b.err[-40:], sep="\n")
+        print(hosts.client("A", "stats", "--workdir", str(a.workdir)))
+        print(hosts.client("B", "stats", "--workdir", str(b.workdir)))
+        raise
+    numbers = [int(line.split()[1]) for line in a.out if line.startswith("got ")]
+    assert sorted(set(numbers)) == list(range(count))
+    assert len(numbers) == count, f"{len(numbers) - count} duplicates"
+    print(f"\n{cut_at} packets before the cut; all {count} arrived after the heal")
+
+
+def test_malformed_beacons_and_messages_are_counted_not_fatal(hosts, lan):
+    a, b = hello_split(hosts)
+    a.wait_for("Greeting: Hello World", timeout_s=20)
+    junk = ("import socket,zmq\n"
+            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            f"for d in [b'garbage', b'PMKB{{not json', b'PMKB'+b'x'*5000, b'PMKB{{\"v\":99,\"id\":\"x\"}}']:\n"
+            f"    s.sendto(d,('{lan.ip('A')}',7700))\n")
+    import subprocess
+    import sys
+    subprocess.run(lan.wrap("B", [sys.executable, "-c", junk]), check=True, timeout=10)
+    wait_until(lambda: json.loads(hosts.client("A", "stats", "--workdir", str(a.workdir)))["discovery"]
+               ["BeaconDiscovery"]["rejected"] >= 3, 10, what="A to count the bad beacons")
+    assert a.proc.poll() is None
+    assert a.stderr_has("ignored datagram from 10.77.0.12")
