@@ -122,3 +122,17 @@ def test_auto_load_false_keeps_a_seed_back_and_seed_flag_loads_it(pmk, tmp_path)
     b = pmk("--endpoint.type", "zmq.IPC", "--seed", str(folder / "greet.py"))
     b.wait_for("Seed loaded: greet", stream="err")
     assert not b.stderr_has("Seed loaded: inject")
+
+
+def test_daemons_on_one_host_find_each_other_and_use_ipc(pmk, sandbox):
+    hello = SEEDS / "helloworld"
+    b = pmk("--endpoint.type", "zmq.IPC", "--seed", str(hello / "greet.py"))
+    c = pmk("--endpoint.type", "zmq.IPC", "--seed", str(hello / "extract.py"))
+    a = pmk("--endpoint.type", "zmq.IPC", "--seed", str(hello / "inject.py"))
+    c.wait_for("Greeting: Hello World", timeout_s=20)
+    assert a.stderr_has("Discovered new peer seed: greet at ipc://")
+    assert b.stderr_has("Discovered new peer seed: extract at ipc://")
+    r = client(sandbox, "peers", "--json", "--workdir", str(a.workdir))
+    peers = json.loads(r.stdout)
+    assert len(peers) == 2 and {p["state"] for p in peers} == {"alive"}
+    assert all(any(addr.startswith("ipc://") for addr in p["addresses"]) for p in peers)
