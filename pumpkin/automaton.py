@@ -138,7 +138,8 @@ class Automaton:
             g.add_node(str(state), group=state.group, type=state.type, state=state.state, pseudo=state.is_pseudo)
         for u, v, key, data in self.graph.edges(keys=True, data=True):
             g.add_edge(str(u), str(v), key=key, seed=data["seed"], nodes=list(data["nodes"]))
-        return nx.node_link_data(g, edges="links")
+        link_data: dict[str, Any] = nx.node_link_data(g, edges="links")
+        return link_data
 
     # -- internals -------------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config as configuration, loader
+from . import __version__, loader
+from . import config as configuration
 from .console import LineAtomicWriter
 from .errors import ConfigError, DaemonNotRunning
 from .transport import request_sync

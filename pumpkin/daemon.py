@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from . import loader, messages, netinfo, packet as packets, tags
+from . import loader, messages, netinfo, tags
+from . import packet as packets
 from .automaton import Automaton, SeedInfo
 from .config import Config
 from .discovery import BeaconDiscovery, LocalDiscovery, MdnsDiscovery
@@ -190,7 +191,7 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if router is not None:
             for runner in router.local.values():
-                runner._stopping.set()  # injectors: no new runs
+                runner.stop_injecting()
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
             while any(r.pending for r in router.local.values()) and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)

@@ -76,7 +76,7 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = transport
         self._task = asyncio.create_task(self._beacon_loop(), name="beacons")
 
     def send_now(self, bye: bool = False) -> None:
@@ -100,7 +100,7 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
             self.send_now()
             await asyncio.sleep(self.interval_s)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.received += 1
         try:
             origin = decode_beacon(data)
@@ -192,7 +192,7 @@ class MdnsDiscovery(_Rejects):
             await self._browser.async_cancel()
         try:
             await asyncio.wait_for(self._azc.async_unregister_all_services(), 2.0)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - best effort on the way out
+        except (TimeoutError, Exception):  # noqa: BLE001 - best effort on the way out
             pass
         await self._azc.async_close()
 

@@ -37,6 +37,8 @@ KINDS = (HELLO, PING, BYE, ACK)
 MAX_BEACON_BYTES = 1024
 MAX_MESSAGE_BYTES = 4 << 20
 MAX_ID_CHARS = 128
+MAX_SEEDS_PER_HELLO = 1000
+MAX_PEERS_PER_HELLO = 1000
 
 
 class MessageError(PumpkinError):
@@ -130,8 +132,13 @@ def decode(frames: list[bytes]) -> Message:
         raise MessageError("message body is not JSON") from None
     origin = origin_from(body)
     if kind == HELLO:
-        if not isinstance(body.get("seeds"), list) or not isinstance(body.get("peers", []), list):
+        seeds, peers = body.get("seeds"), body.get("peers", [])
+        if not isinstance(seeds, list) or not isinstance(peers, list):
             raise MessageError("HELLO needs a 'seeds' list")
+        if len(seeds) > MAX_SEEDS_PER_HELLO or len(peers) > MAX_PEERS_PER_HELLO:
+            raise MessageError(f"HELLO lists more than {MAX_SEEDS_PER_HELLO} seeds or peers")
+        if not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in seeds):
+            raise MessageError("HELLO seeds must be objects with a 'name'")
     elif kind == PING:
         load = body.get("load", {})
         if not isinstance(load, dict) or not all(isinstance(v, (int, float)) for v in load.values()):

@@ -144,6 +144,10 @@ class SeedRunner:
         if outcome.error:
             self.failures += 1
 
+    def stop_injecting(self) -> None:
+        """An injector makes no new runs from now on (the run under way finishes)."""
+        self._stopping.set()
+
     def take_queued(self) -> list[Packet]:
         """Remove and return the packets no instance has started yet (on the loop, before ``stop``)."""
         taken: list[Packet] = []

@@ -162,7 +162,7 @@ def run_arity(cls: type) -> int:
     fixed = getattr(cls, "_run_arity", None)
     if fixed is not None:
         return int(fixed)
-    params = list(inspect.signature(cls.run).parameters.values())[1:]
+    params = list(inspect.signature(getattr(cls, "run")).parameters.values())[1:]
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return 2
     return min(2, len([p for p in params if p.default is p.empty or p.kind is p.POSITIONAL_OR_KEYWORD]))

@@ -34,6 +34,11 @@ FrameHandler = Callable[[list[bytes]], None]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
+def _last_endpoint(sock: zmq.asyncio.Socket) -> str:
+    value = sock.getsockopt(zmq.LAST_ENDPOINT)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class PeerLink:
     """The outbound PUSH socket to one peer, with its backlog."""
 
@@ -45,7 +50,7 @@ class PeerLink:
         sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on completed connections: a dead peer fills nothing
         sock.connect(endpoint)
         self.socket = sock
-        self.sync = zmq.Socket.shadow(sock.underlying)
+        self.sync: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
         self.backlog: deque[list[bytes]] = deque()
         self.sent = 0
         self.flusher: asyncio.Task[None] | None = None
@@ -93,13 +98,13 @@ class Transport:
                 wanted.insert(0, f"ipc://{self.runtime_dir / 'data'}")
         for url in wanted:
             inbox.bind(url)
-            self.data_endpoints.append(inbox.getsockopt(zmq.LAST_ENDPOINT).decode())
+            self.data_endpoints.append(_last_endpoint(inbox))
         self._inbox = inbox
         control = self.ctx.socket(zmq.ROUTER)
         control.setsockopt(zmq.LINGER, 0)
         control.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_BYTES)
         control.bind(f"ipc://{self.runtime_dir / 'control'}")
-        self.control_endpoint = control.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.control_endpoint = _last_endpoint(control)
         self._control = control
         self._tasks.append(asyncio.create_task(self._receive(inbox), name="inbox"))
         self._tasks.append(asyncio.create_task(self._serve_control(control), name="control"))
@@ -107,9 +112,9 @@ class Transport:
     # -- inbound ---------------------------------------------------------------------------------
 
     async def _receive(self, sock: zmq.asyncio.Socket) -> None:
-        sync = zmq.Socket.shadow(sock.underlying)
+        sync: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
         while True:
-            await sock.poll(flags=zmq.POLLIN)
+            await sock.poll(None, zmq.POLLIN)  # type: ignore[call-arg]  # pyzmq's stub shows Poller.poll
             while True:
                 try:
                     frames = sync.recv_multipart(zmq.NOBLOCK, copy=True)
@@ -187,7 +192,7 @@ class Transport:
 
     async def _flush(self, link: PeerLink) -> None:
         while link.backlog:
-            await link.socket.poll(flags=zmq.POLLOUT)
+            await link.socket.poll(None, zmq.POLLOUT)  # type: ignore[call-arg]  # as above
             while link.backlog:
                 try:
                     link.sync.send_multipart(link.backlog[0], zmq.NOBLOCK, copy=False)
@@ -209,25 +214,9 @@ class Transport:
         self.ctx.term()
 
 
-async def request(endpoint: str, message: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
-    """Send one control request and return the reply; TimeoutError when nobody answers."""
-    ctx = zmq.asyncio.Context.instance()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(endpoint)
-        await sock.send(orjson.dumps(message))
-        if not await sock.poll(int(timeout_s * 1000), zmq.POLLIN):
-            raise TimeoutError(f"no answer from {endpoint} within {timeout_s:g} s")
-        reply = orjson.loads(await sock.recv())
-        return reply if isinstance(reply, dict) else {"ok": False, "error": "malformed reply"}
-    finally:
-        sock.close()
-
-
 def request_sync(endpoint: str, message: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
     """Blocking form of ``request`` for the command line."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     try:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import zmq
 
-from pumpkin import config, loader, packet as codec, tags
+from pumpkin import config, loader, tags
+from pumpkin import packet as codec
 from pumpkin.automaton import SeedInfo
 from pumpkin.daemon import Daemon
 from tests.helpers import async_wait_until

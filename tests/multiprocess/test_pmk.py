@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 from tests.conftest import PMK, ROOT
 from tests.helpers import wait_until

@@ -1,6 +1,7 @@
 import pytest
 
-from pumpkin import packet as codec, tags
+from pumpkin import packet as codec
+from pumpkin import tags
 from pumpkin.errors import PacketError
 from pumpkin.packet import Hop, IdMaker, Packet
 
