@@ -234,3 +234,20 @@ def test_waiting_packets_survive_a_restart(tmp_path):
         finally:
             await d2.stop()
     asyncio.run(main())
+
+
+def test_group_and_explicit_endpoints_are_honoured(tmp_path, capfd):
+    async def main():
+        c = config.load(env={}, flags={"node.workdir": str(tmp_path / "g"), "discovery.enable": "false",
+                                       "node.group": "lab", "endpoint.endpoints": f"ipc://{tmp_path}/explicit"})
+        d = Daemon(c)
+        await d.start()
+        try:
+            assert d.transport.data_endpoints == [f"ipc://{tmp_path}/explicit"]
+            assert {str(t) for t in d.automaton.states()} == {
+                "lab:Seed:INJECTION", "lab:String:UNGREETED", "lab:String:GREETING", "lab:Seed:EXTRACTION"}
+            await async_wait_until(lambda: d.router.counters["extracted"], what="the greeting in group lab")
+        finally:
+            await d.stop()
+    asyncio.run(main())
+    assert "Greeting: Hello World" in capfd.readouterr().out
