@@ -122,3 +122,13 @@ def test_malformed_beacons_and_messages_are_counted_not_fatal(hosts, lan):
                ["BeaconDiscovery"]["rejected"] >= 3, 10, what="A to count the bad beacons")
     assert a.proc.poll() is None
     assert a.stderr_has("ignored datagram from 10.77.0.12")
+
+
+def test_unicast_beacons_reach_one_daemon_of_a_host_and_it_passes_them_on(hosts, lan):
+    # Two daemons share host A's beacon port; D's unicast beacon reaches only one of them (SO_REUSEPORT).
+    other = hosts.pmk("A", "--seed", str(SEEDS / "collect.py"))
+    a = hosts.pmk("A", "--seed", str(HELLO / "inject.py"), "--seed", str(HELLO / "extract.py"))
+    d = hosts.pmk("D", "--seed", str(HELLO / "greet.py"), "--supernodes", lan.ip("A"))
+    a.wait_for("Greeting: Hello World", timeout_s=20)
+    other.wait_for("Discovered new peer seed: greet", stream="err")
+    d.wait_for("Discovered new peer seed: Collect", stream="err")
