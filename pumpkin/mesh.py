@@ -36,6 +36,8 @@ from .transport import Transport
 log = logging.getLogger(__name__)
 
 HELLO_RETRY_S = 1.0
+#: Ways of finding peers that every daemon on the LAN shares: a peer found this way needs no gossip.
+LAN_WIDE = frozenset({"broadcast", "mdns", "local"})
 DEDUPE_WINDOW = 100_000
 MAX_INFLIGHT_PER_PEER = 50_000
 
@@ -70,6 +72,8 @@ class Mesh:
         self._reported: dict[str, dict[str, float]] = {}
         self._hello_sent: dict[str, float] = {}
         self._origins: dict[str, Origin] = {}
+        self._found_via: dict[str, str] = {}
+        self._announce_pending = False
         self._acks: dict[str, list[list[str]]] = {}
         self._ack_flush_scheduled = False
         self.counters: Counter[str] = Counter()
@@ -124,16 +128,19 @@ class Mesh:
         if not force and now - self._hello_sent.get(origin.id, -1e9) < HELLO_RETRY_S:
             return
         self._hello_sent[origin.id] = now
+        if via:
+            self._found_via.setdefault(origin.id, via)
         self.transport.connect(origin.id, endpoint)
         # Through the backlog: a new link is not connected yet, and mDNS reports a peer only once.
-        self.transport.send(origin.id, self._hello_frames(reply))
+        self.transport.send(origin.id, self._hello_frames(reply, self._found_via.get(origin.id, "")))
         if via and origin.id not in self.peers.peers:
             log.debug("heard of %s by %s; said hello at %s", origin.id, via, endpoint)
 
-    def _hello_frames(self, reply: bool) -> list[bytes]:
+    def _hello_frames(self, reply: bool, found_by: str = "") -> list[bytes]:
         known = [[p.node_id, *self._addresses(p.node_id)] for p in self.peers.peers.values()
                  if p.state is Liveness.ALIVE]
-        return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply)
+        return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply,
+                               found_by=found_by)
 
     def _addresses(self, node: str) -> list[Any]:
         o = self._origins.get(node)
@@ -192,9 +199,11 @@ class Mesh:
                 except MessageError:
                     continue
                 self.on_origin(gossip, "gossip")
-        if new:
-            # Pass on what we learnt: the others may not hear this peer themselves (a unicast beacon).
-            self.announce()
+        found_by = {self._found_via.get(o.id, ""), str(msg.body.get("found_by", ""))}
+        if new and not found_by & LAN_WIDE:
+            # Pass on what we learnt: the others may not hear this peer themselves (a unicast beacon, a
+            # static peer). Once per heartbeat at most, so that a crowd arriving at once is one message each.
+            self._announce_pending = True
 
     def _on_ping(self, msg: Message) -> None:
         o = msg.origin
@@ -319,6 +328,7 @@ class Mesh:
     def _drop(self, node: str, why: str, known: bool | None = None) -> None:
         known = node in self.peers.peers if known is None else known
         moved = self._reroute(node)
+        self._found_via.pop(node, None)
         self._workers.pop(node, None)
         self._reported.pop(node, None)
         self._origins.pop(node, None)
@@ -330,6 +340,9 @@ class Mesh:
 
     async def _heartbeat_loop(self) -> None:
         while True:
+            if self._announce_pending:
+                self._announce_pending = False
+                self.announce()
             ping = messages.encode(PING, self.me(), load=self.local_load())
             for node in list(self.peers.peers):
                 self.transport.send_control(node, ping)

@@ -9,7 +9,8 @@ A beacon is small and says only who and where; what a node can do travels in a H
 (to the peer's inbox, next to packets) every message is two frames, ``[kind, JSON body]``, and every
 body carries the sender's ``id``, ``tcp``, ``ipc``, ``host`` and ``dg`` as in the beacon, plus::
 
-    b"PMKH" HELLO  {"seeds": [seed summaries], "peers": [[id, tcp, ipc, host], ...], "reply": bool}
+    b"PMKH" HELLO  {"seeds": [seed summaries], "peers": [[id, tcp, ipc, host], ...], "reply": bool,
+                    "found_by": how the sender found the receiver ("broadcast", "mdns", "supernode", ...)}
     b"PMKP" PING   {"load": {seed name: queued packets per worker}}          (the heartbeat)
     b"PMKY" BYE    {}                                                         (leaving now)
     b"PMKA" ACK    {"acks": [[packet id, seed name], ...]}                    (done with these)
