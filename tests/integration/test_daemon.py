@@ -251,3 +251,53 @@ def test_group_and_explicit_endpoints_are_honoured(tmp_path, capfd):
             await d.stop()
     asyncio.run(main())
     assert "Greeting: Hello World" in capfd.readouterr().out
+
+
+LEGACY_SPLITTER = '''
+###START-CONF
+##{
+##"object_name": "splitter",
+##"object_poi": "my-splitter-1",
+##"parameters": [ {"name": "line", "type": "String", "state": "LINE|TEXT", "required": true} ],
+##"return": [ {"name": "word", "type": "String", "state": "WORD"},
+##            {"name": "count", "type": "Int", "state": "COUNT"} ]
+##}
+##END-CONF
+
+from pumpkin import *
+
+class splitter(PmkSeed.Seed):
+    def __init__(self, context, poi=None):
+        PmkSeed.Seed.__init__(self, context, poi)
+
+    def on_load(self):
+        self.lines = 0
+
+    def run(self, pkt, line):
+        self.lines += 1
+        for word in line.split():
+            self.fork_dispatch(pkt, word, "WORD")
+        self.dispatch(pkt, self.lines, "COUNT")
+'''
+
+
+def test_a_legacy_seed_with_state_alternatives_and_fork_dispatch_runs_unchanged(tmp_path):
+    seeds = write_seeds(tmp_path / "seeds", splitter=LEGACY_SPLITTER,
+                        words=RECORDER.format(state="String:WORD"),
+                        counts=RECORDER.format(state="Int:COUNT").replace("class Sink", "class Counts"))
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
+        await d.start()
+        try:
+            assert d.specs["splitter"].legacy and d.specs["splitter"].manifest["object_poi"] == "my-splitter-1"
+            d.inject("String:LINE", "hello brave new world")
+            d.inject("String:TEXT", "again")
+            words, counts = sink_module(d).SEEN, sink_module(d, "Counts").SEEN
+            await async_wait_until(lambda: len(words) == 5 and len(counts) == 2, what="5 words and 2 counts")
+            assert sorted(w[0] for w in words) == ["again", "brave", "hello", "new", "world"]
+            assert sorted(c[0] for c in counts) == [1, 2]  # on_load state kept across packets
+            assert len({w[2] for w in words}) == 5  # every emitted packet has its own id
+        finally:
+            await d.stop()
+    asyncio.run(main())
