@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .dropfile import DEFAULT_IGNORE
 from .errors import ConfigError
 
 ENDPOINT_TYPES = ("zmq.IPC", "zmq.TCP")
@@ -85,13 +86,33 @@ KEYS: tuple[Key, ...] = (
         minimum=0.03),
     Key("supernodes", "hosts", "str", "",
         "Hosts (comma-separated, host or host:port) that get unicast beacons, so discovery crosses subnets."),
+    # -- the rx drop folder and the tx folder (README: "The rx folder") --
+    Key("rx", "dir", "path", None,
+        "Drop folder: packet files put here are injected once each, then moved to its done/ (or failed/ with a "
+        "reason). Empty: no drop folder."),
+    Key("rx", "processed", "choice", "move", "What happens to a file once its packets are accepted: 'move' it to "
+        "done/ or 'remove' it.", choices=("move", "remove")),
+    Key("rx", "settle_s", "float", 0.5,
+        "Seconds a file's size and mtime must stay the same before it is read (writers: write a temporary name "
+        "such as x.tmp, then rename).", minimum=0.0),
+    Key("rx", "poll_interval_s", "float", 1.0,
+        "Seconds between rescans of the drop folder (file events make pick-up immediate where available).",
+        minimum=0.01),
+    Key("rx", "max_file_bytes", "int", 64 << 20,
+        "Largest file read; a larger one goes to failed/ (a file's packets are held in memory).", minimum=1),
+    Key("rx", "ignore", "str", ",".join(DEFAULT_IGNORE),
+        "Name patterns (comma-separated globs) never read: files still being written."),
+    Key("tx", "dir", "path", None,
+        "Result folder: every packet reaching an extractor here is also written as a file, once. Empty: none."),
+    Key("tx", "form", "choice", "document", "What a result file holds: the packet 'document' (droppable into "
+        "another rx folder) or the 'data' alone.", choices=("document", "data")),
 )
 
 ALIASES: dict[str, str] = {"taskdir": "node.taskdir", "seed": "node.seed", "group": "node.group",
                            "debug": "node.debug", "workdir": "node.workdir", "endpoints": "endpoint.endpoints",
                            "bcport": "discovery.bcport", "interface": "discovery.interface",
                            "advertise": "discovery.advertise", "peers": "discovery.peers",
-                           "supernodes": "supernodes.hosts"}
+                           "supernodes": "supernodes.hosts", "rx": "rx.dir", "tx": "tx.dir"}
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,26 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class RxConfig:
+    """[rx]"""
+
+    dir: Path | None
+    processed: str
+    settle_s: float
+    poll_interval_s: float
+    max_file_bytes: int
+    ignore: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TxConfig:
+    """[tx]"""
+
+    dir: Path | None
+    form: str
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one daemon."""
 
@@ -152,6 +193,8 @@ class Config:
     endpoint: EndpointConfig
     routing: RoutingConfig
     discovery: DiscoveryConfig
+    rx: RxConfig
+    tx: TxConfig
 
 
 def _convert(key: Key, raw: Any) -> Any:
@@ -239,6 +282,13 @@ def _build(v: dict[str, Any]) -> Config:
     hb, ev, ex = v["discovery.heartbeat_s"], v["discovery.evasive_s"], v["discovery.expired_s"]
     if not hb < ev < ex:
         raise ConfigError(f"config key discovery.evasive_s: need heartbeat_s < evasive_s < expired_s (got {hb:g}, {ev:g}, {ex:g})")
+    rx = RxConfig(v["rx.dir"], v["rx.processed"], v["rx.settle_s"], v["rx.poll_interval_s"], v["rx.max_file_bytes"],
+                  tuple(p.strip() for p in v["rx.ignore"].split(",") if p.strip()))
+    tx = TxConfig(v["tx.dir"], v["tx.form"])
+    if rx.dir is not None and rx.dir.exists() and not rx.dir.is_dir():
+        raise ConfigError(f"config key rx.dir: {rx.dir} is not a folder")
+    if rx.dir is not None and tx.dir is not None and rx.dir.resolve() == tx.dir.resolve():
+        raise ConfigError(f"config key tx.dir: {tx.dir} is also the rx folder; results would be injected again")
     return Config(
         node=NodeConfig(v["node.group"], v["node.id"], v["node.workdir"], tuple(v["node.taskdir"]),
                         tuple(v["node.seed"]), v["node.debug"]),
@@ -248,6 +298,8 @@ def _build(v: dict[str, Any]) -> Config:
         discovery=DiscoveryConfig(v["discovery.enable"], v["discovery.broadcast"], v["discovery.mdns"],
                                   v["discovery.local"], v["discovery.bcport"], v["discovery.interface"],
                                   v["discovery.advertise"], peers, hb, ev, ex, tuple(supernodes)),
+        rx=rx,
+        tx=tx,
     )
 
 

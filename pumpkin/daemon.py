@@ -1,20 +1,24 @@
 """The daemon: wires configuration, working directory, transport, seeds, automaton and router together.
 
 Start order: claim the working directory (identity), bind sockets, load seeds, put them in the automaton,
-start consumers, bring back packets saved at the last stop, start injectors, then heartbeats and
-discovery.
-Stop order (``stop`` is idempotent): stop intake (injectors), drain in-flight work (bounded wait), save
-what still waits to ``pending/`` and acknowledge it to its senders, say goodbye to peers (BYE, a goodbye
-beacon, mDNS unregister), stop seed threads (``on_unload``), close sockets, release the working directory.
+start consumers, bring back packets saved at the last stop, route again what the intake journal holds
+unfinished and start watching the rx folder, start injectors, then heartbeats and discovery.
+Stop order (``stop`` is idempotent): stop intake (rx folder, injectors), drain in-flight work (bounded wait),
+save what still waits to ``pending/`` and acknowledge it to its senders, say goodbye to peers (BYE, a goodbye
+beacon, mDNS unregister), stop seed threads (``on_unload``), finish tx writes and journal commits, close
+sockets, release the working directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import logging
+import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,16 +31,20 @@ from . import packet as packets
 from .automaton import Automaton, SeedInfo
 from .config import Config
 from .discovery import BeaconDiscovery, LocalDiscovery, MdnsDiscovery
+from .dropdir import DropDir
+from .dropfile import is_lines, parse_document, parse_lines
 from .errors import PacketError, TagError
 from .failed import FailedStore
+from .journal import Holds, Journal, fsync_dir
 from .mesh import Mesh
 from .messages import Origin
-from .packet import IdMaker, Packet
+from .packet import Hop, IdMaker, Packet
 from .peers import PeerTable
 from .router import Router
 from .runner import SeedRunner
 from .seed import SeedSpec
 from .transport import Transport
+from .txdir import TxWriter
 from .waiting import WaitingRoom
 from .workdir import Workdir, claim
 
@@ -82,6 +90,11 @@ class Daemon:
         self.host = netinfo.host_key()
         self.advertise = "127.0.0.1"
         self._digest = ""
+        # Intake durability and the rx/tx folders (see the "intake" block below).
+        self.journal: Journal | None = None
+        self.holds: Holds | None = None
+        self.dropdir: DropDir | None = None
+        self.tx: TxWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -120,6 +133,7 @@ class Daemon:
         self._load_seeds()
         self._started = True
         self._restore_pending()
+        await self._start_intake()
         for runner in sorted(self.router.local.values(), key=lambda r: r.spec.is_injector):
             runner.start()
         self._tasks.append(asyncio.create_task(self._sweep(), name="expiry-sweep"))
@@ -189,6 +203,9 @@ class Daemon:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.dropdir is not None:
+            await self.dropdir.close()
+        saved: list[Packet] = []
         if router is not None:
             for runner in router.local.values():
                 runner.stop_injecting()
@@ -196,7 +213,8 @@ class Daemon:
             while any(r.pending for r in router.local.values()) and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             left = [p for r in router.local.values() for p in r.take_queued()]
-            self._save_pending([*left, *(p for p, _ in router.waiting.release(lambda tag: True))])
+            saved = [*left, *(p for p, _ in router.waiting.release(lambda tag: True))]
+            self._save_pending(saved)
         if self.mesh is not None:
             self.mesh.acknowledge_all()
             await self.mesh.stop()
@@ -205,6 +223,7 @@ class Daemon:
                 await discovery.stop()
         if router is not None:
             await asyncio.gather(*(asyncio.to_thread(r.stop) for r in router.local.values()))
+        await self._stop_intake(saved)
         if self.transport is not None:
             await self.transport.close()
         if self.workdir is not None:
@@ -306,7 +325,11 @@ class Daemon:
         folder = self.workdir.path / "pending"
         folder.mkdir(exist_ok=True)
         for i, p in enumerate(left):
-            (folder / f"{i:06d}.pkt").write_bytes(orjson.dumps(packets.to_document(p)))
+            with open(folder / f"{i:06d}.pkt", "wb") as fh:
+                fh.write(orjson.dumps(packets.to_document(p)))
+                fh.flush()
+                os.fsync(fh.fileno())  # durable: the intake journal lets go of these lineages (_stop_intake)
+        fsync_dir(folder)
         log.info("Saved %d packet(s) still waiting to %s; they resume at the next start", len(left), folder)
 
     def _restore_pending(self) -> None:
@@ -344,12 +367,116 @@ class Daemon:
         if op == "peers":
             return {"ok": True, "node": self.node_id, "peers": self.peers.summaries()}
         if op == "inject":
-            try:
-                pkt = self.inject(str(request.get("state", "")), request.get("data"), via="pmk-inject")
-            except (TagError, PacketError) as exc:
-                return {"ok": False, "error": str(exc)}
-            return {"ok": True, "id": pkt.id, "state": str(pkt.tag)}
+            return await self._inject_request(request)
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+    # -- intake: the journal, the rx folder, pmk inject and the tx folder --------------------------
+
+    async def _start_intake(self) -> None:
+        """Open the journal, route again what it holds unfinished, start the tx writer and the rx folder."""
+        assert self.workdir is not None and self.router is not None
+        cfg = self.config
+        self.journal = Journal(self.workdir.path / "journal", cfg.node.group, self.ids)
+        self.holds = Holds(self.journal.lineage_free)
+        self.router.hold = self.holds.add
+        recovered = await asyncio.to_thread(self.journal.recover)
+        self.journal.start()
+        if cfg.tx.dir is not None:
+            self.tx = TxWriter(cfg.tx.dir, cfg.tx.form)
+            self.tx.start()
+            self.router.on_extracted = self._to_tx
+            log.info("Writing results to tx folder %s", cfg.tx.dir)
+        replay = [p for entry in recovered for p in entry.packets]
+        if replay:
+            log.info("Routing again %d packet(s) accepted before the last stop and not finished", len(replay))
+            self._admit(replay)
+        expected = [e for e in recovered if not e.moved]
+        if cfg.rx.dir is not None:
+            self.dropdir = DropDir(cfg.rx, cfg.node.group, self.node_id, self.ids, self.journal, self._admit)
+            await self.dropdir.start(expected)
+        else:
+            for entry in expected:
+                self.journal.moved(entry)
+
+    def _admit(self, batch: list[Packet]) -> None:
+        """Route packets the journal holds, counting their lineages until this node is done with them."""
+        assert self.router is not None and self.holds is not None
+        for packet in batch:
+            self.holds.track(packet.lineage)
+            self.router.admit(packet)
+            self.holds.settle(packet.lineage)
+
+    def _to_tx(self, packet: Packet, seed: str) -> None:
+        assert self.tx is not None and self.holds is not None
+        holds, lineage = self.holds, packet.lineage
+        holds.add(lineage, 1)  # the lineage is not finished before its result file is durable
+
+        def then(result: Path | OSError) -> None:
+            if isinstance(result, OSError):
+                assert self.failed is not None
+                self.failed.keep(packet, "tx-write", f"the result of {seed} for {packet.id} could not be written "
+                                                      f"to {self.config.tx.dir}: {result}")
+            holds.add(lineage, -1)
+
+        self.tx.submit(packet, seed, then)
+
+    async def _stop_intake(self, saved: list[Packet]) -> None:
+        if self.holds is not None:
+            # Lineages whose every held packet is now durable in pending/ are finished for the journal.
+            for lineage, n in Counter(p.lineage for p in saved).items():
+                if self.holds.counts.get(lineage) == n:
+                    self.holds.add(lineage, -n)
+        if self.tx is not None:
+            await self.tx.close()
+        if self.journal is not None:
+            await self.journal.close()
+
+    async def _inject_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``pmk inject``: the packets are journaled (durable) before the answer says they are accepted."""
+        if self.journal is None:
+            return {"ok": False, "error": "the daemon is still starting"}
+        try:
+            batch = self._packets_of(request)
+        except (TagError, PacketError, ValueError) as exc:
+            return {"ok": False, "error": str(exc)}
+        now = time.time()
+        for p in batch:
+            p.trail.append(Hop("pmk-inject", self.node_id, str(p.tag), now))
+        try:
+            await self.journal.add([(None, batch)])
+        except OSError as exc:
+            return {"ok": False, "error": f"the packet could not be made durable: {exc}"}
+        self._admit(batch)
+        listed = [{"id": p.id, "state": str(p.tag)} for p in batch]
+        return {"ok": True, "id": batch[0].id, "state": listed[0]["state"], "packets": listed}
+
+    def _packets_of(self, request: dict[str, Any]) -> list[Packet]:
+        group = self.config.node.group
+        if "content_base64" in request:
+            name = str(request.get("file", "-"))
+            raw = base64.b64decode(str(request["content_base64"]), validate=True)
+            parsed = (parse_lines(raw.splitlines(keepends=True), name, group, self.ids) if is_lines(name)
+                      else parse_document(raw, name, group, self.ids))
+            for note in parsed.notes:
+                log.warning("pmk inject %s: %s", name, note)
+            return parsed.packets
+        tag = tags.parse(str(request.get("state", "")), group)
+        if "data_base64" in request:
+            data: Any = base64.b64decode(str(request["data_base64"]), validate=True)
+        else:
+            data = request.get("data")
+            packets.check_data(data)
+        return [Packet(self.ids.root(), tag, data, [], self.config.routing.ttl_hops)]
+
+    def _intake_snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.journal is not None:
+            out["journal"] = {"unfinished": self.journal.unfinished(), "commits": self.journal.commits}
+        if self.dropdir is not None:
+            out["rx"] = self.dropdir.snapshot()
+        if self.tx is not None:
+            out["tx"] = {"dir": str(self.tx.root), "written": self.tx.written}
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """Counters and queue depths, JSON-ready."""
@@ -360,6 +487,7 @@ class Daemon:
             "failed": dict(self.failed.counts),
             "waiting": self.router.waiting.counts(),
             "bad_inbound": self.stats.bad_inbound,
+            **self._intake_snapshot(),
             "mesh": dict(self.mesh.counters) if self.mesh else {},
             "inflight": {n: len(t) for n, t in self.mesh.inflight.items() if t} if self.mesh else {},
             "discovery": {type(d).__name__: {"rejected": d.rejected, **({"sent": d.sent, "received": d.received}

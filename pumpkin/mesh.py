@@ -230,8 +230,10 @@ class Mesh:
         if not table:
             return
         for pid, seed in msg.body["acks"]:
-            if table.pop((pid, seed), None) is not None:
+            acked = table.pop((pid, seed), None)
+            if acked is not None:
                 self._inflight_per_seed[(msg.origin.id, seed)] -= 1
+                self.router.hold(acked.lineage, -1)
         self._heard(msg.origin.id, "ack")
 
     def _reject(self, what: str, why: str) -> None:
@@ -258,6 +260,7 @@ class Mesh:
         key = (packet.id, seed)
         if key not in table:
             self._inflight_per_seed[(node, seed)] += 1
+            self.router.hold(packet.lineage, 1)  # in our custody until the peer acknowledges it
         table[key] = packet
         self.counters["sent"] += 1
         return True
@@ -280,6 +283,7 @@ class Mesh:
         if runner is not None and runner.pending < self.router.seed_queue_max:
             if sender:
                 self.custody[(packet.id, to)] = sender  # type: ignore[index]
+            self.router.hold(packet.lineage, 1)  # the router lets go of it when the seed has finished
             runner.submit(packet)
             return
         if to is not None and to in self.router.automaton.seeds():
@@ -322,6 +326,7 @@ class Mesh:
             self._inflight_per_seed.pop((node, seed), None)
         for (_, seed), packet in table.items():
             self.router.deliver_to(seed, packet, exclude=node)
+            self.router.hold(packet.lineage, -1)
         self.counters["rerouted"] += len(table)
         return len(table)
 

@@ -30,6 +30,15 @@ that seed has finished with it.
 File form (the failed/ area, and the modern form of rx files): a JSON object
 ``{"state": tag, "data": value}`` or ``{"state": tag, "data_base64": "..."}`` for bytes, with the optional
 keys ``id``, ``trail``, ``ttl``, ``created`` and ``meta``.
+
+Legacy form (packet files written for the original Pumpkin, read by ``from_legacy``): a JSON array
+``[header, {}, entry]`` (sometimes ``[header, entry]``) whose last object with a ``stag`` key is the entry::
+
+    [{"box": "0", "e": "E", "ship": "c466f181", "container": "98ea09ac"}, {},
+     {"stag": "String:UNGREETED", "data": "Mars", "exstate": "0001", "func": ""}]
+
+``stag`` is ``group:type:STATE`` or ``type:STATE`` (this node's group). The header's fields are kept in
+``meta["legacy_header"]`` (legacy seeds see them again); a header ``code`` field is dropped, never run.
 """
 
 from __future__ import annotations
@@ -249,3 +258,34 @@ def from_document(doc: Any, group: str, ids: IdMaker) -> Packet:
     if not isinstance(meta, dict):
         raise PacketError("'meta' must be a JSON object")
     return Packet(pid, tag, data, _trail(doc.get("trail", [])), ttl, float(created), meta)
+
+
+#: Header fields of a legacy packet that never travel on: code is never run, and ids are made anew.
+LEGACY_DROPPED = ("code",)
+
+
+def from_legacy(obj: Any, group: str, ids: IdMaker) -> Packet:
+    """A new packet (new lineage) from an original-Pumpkin ``[header, {}, entry]`` array; see the module doc."""
+    if not isinstance(obj, list) or not obj:
+        raise PacketError("a legacy packet is a JSON array [header, {}, entry]")
+    entry = next((e for e in reversed(obj) if isinstance(e, dict) and "stag" in e), None)
+    if entry is None:
+        raise PacketError("the legacy packet has no entry with a 'stag' (e.g. {\"stag\": \"String:UNGREETED\", "
+                          "\"data\": \"Mars\"})")
+    header = obj[0] if isinstance(obj[0], dict) and obj[0] is not entry else {}
+    try:
+        tag = tags.parse(entry["stag"], group)
+    except TagError as exc:
+        raise PacketError(f"'stag': {exc}") from None
+    if "data" not in entry:
+        raise PacketError(f"the legacy entry with stag {entry['stag']!r} has no 'data'")
+    ttl = header.get("ttl", DEFAULT_TTL_HOPS)
+    try:
+        ttl = int(ttl)
+    except (TypeError, ValueError):
+        raise PacketError(f"header 'ttl' {ttl!r} is not a number of hops") from None
+    if ttl < 1:
+        raise PacketError(f"header 'ttl' {ttl} leaves no hops")
+    kept = {k: v for k, v in header.items() if k not in LEGACY_DROPPED}
+    now = time.time()
+    return Packet(ids.root(), tag, entry["data"], [], ttl, now, {"legacy_header": kept} if kept else {})

@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 RemoteSend = Callable[[str, str, Packet], bool]
 #: load(node_id, seed_name) -> how busy that replica is believed to be (queued packets).
 LoadOf = Callable[[str, str], float]
+#: hold(lineage, delta): this node now holds delta more (or fewer) packets of lineage (see journal.Holds).
+Hold = Callable[[str, int], None]
+
+
+def _no_hold(lineage: str, delta: int) -> None:
+    pass
 
 
 def pick_replica(nodes: Sequence[str], load: Callable[[str], float], turn: int) -> str:
@@ -64,6 +70,9 @@ class Router:
         self.on_extracted: Callable[[Packet, str], None] | None = None
         #: Called when a seed has finished with a packet (its outputs routed, or its failure kept).
         self.on_finished: Callable[[Packet, str], None] | None = None
+        # Told whenever a packet starts or stops being held here (queued, running, waiting, in custody of a
+        # peer): the intake journal learns from it when a lineage is finished on this node.
+        self.hold: Hold = _no_hold
         self._turns: dict[str, itertools.count[int]] = {}
         self._seen_version = -1
 
@@ -106,12 +115,14 @@ class Router:
             self.route(packet)
         else:
             self.deliver_to(seed, packet)
+        self.hold(packet.lineage, -1)  # after routing it again, so the count never dips to 0 on the way
 
     def expire(self) -> None:
         """Fail the waiting packets whose time is up."""
         for packet in self.waiting.expire(self.clock()):
             self._fail(packet, "expired",
                        f"packet {packet.id} waited {self.waiting.expiry_s:g} s for a seed consuming {packet.tag}; none came")
+            self.hold(packet.lineage, -1)
 
     def on_outcome(self, outcome: Outcome) -> None:
         """Turn a finished seed invocation into new packets (runs on the loop)."""
@@ -165,15 +176,20 @@ class Router:
     def _finished(self, packet: Packet, seed: str) -> None:
         if self.on_finished is not None:
             self.on_finished(packet, seed)
+        self.hold(packet.lineage, -1)
 
     def inject(self, tag: StateTag, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
         """Make a new packet (a new lineage) from outside the network and route it."""
         now = time.time()
         packet = Packet(self.ids.root(), tag, data, [Hop(via, self.node_id, str(tag), now)], self.ttl_hops, now,
                         meta or {})
+        self.admit(packet)
+        return packet
+
+    def admit(self, packet: Packet) -> None:
+        """Route a packet made outside the network (a file, a command), counted as injected."""
         self.counters["injected"] += 1
         self.route(packet)
-        return packet
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -186,6 +202,7 @@ class Router:
                 runner = self.local.get(name)
                 if runner is not None and runner.pending < self.seed_queue_max:
                     self.counters["local"] += 1
+                    self.hold(packet.lineage, 1)
                     runner.submit(packet)
                     return
             elif self.send_remote(node, name, packet):
@@ -203,6 +220,7 @@ class Router:
     def _park(self, packet: Packet, seed: str | None = None) -> None:
         if self.waiting.park(packet, self.clock(), seed):
             self.counters["parked"] += 1
+            self.hold(packet.lineage, 1)
             log.debug("packet %s waits in %s (for %s)", packet.id, packet.tag, seed or "any consumer")
             return
         self._fail(packet, "waiting-full",

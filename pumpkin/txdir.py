@@ -1,0 +1,139 @@
+"""The tx folder: every packet that reaches an extractor on this node is also written out as a file.
+
+``<tx>/<seed>/<source>-<lineage>-<digest>.<ext>``: one file per lineage, extractor and result, where
+``digest`` is a hash of the state and the data. A packet delivered again after a crash (see ``journal``)
+has the same name, so it replaces its earlier copy instead of adding a second result. Files are written to
+a temporary name (a dot-file), fsynced and renamed: a reader (or another daemon's rx folder) never sees
+half a file. ``form`` says what a file holds:
+
+- ``document``: the packet in its file form (``{"state": ..., "data": ...}``, bytes as ``data_base64``),
+  ready to be dropped into the next daemon's rx folder;
+- ``data``: the data alone: bytes as they are (with the source file's extension), a string as UTF-8
+  text (``.txt``), any other value as JSON (``.json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from .journal import fsync_dir
+from .packet import Packet, to_document
+
+log = logging.getLogger(__name__)
+
+FORMS = ("document", "data")
+#: Called on the loop once a result file is durable (its path), or could not be written (the error).
+Then = Callable[[Path | OSError], None]
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _bytes_of(packet: Packet) -> bytes:
+    data = packet.data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def file_name(packet: Packet, form: str) -> str:
+    """The stable name of ``packet``'s result file (without the seed's folder)."""
+    digest = hashlib.sha256(str(packet.tag).encode() + b"\0" + _bytes_of(packet)).hexdigest()[:12]
+    source = packet.meta.get("rx", {}).get("file", "") if isinstance(packet.meta.get("rx"), dict) else ""
+    base = Path(str(source)).name
+    stem, suffix = os.path.splitext(base)
+    stem = _UNSAFE.sub("_", stem)[:60]
+    name = f"{stem}-{packet.lineage}-{digest}" if stem else f"{packet.lineage}-{digest}"
+    if form == "document":
+        return name + ".json"
+    if isinstance(packet.data, (bytes, bytearray, memoryview)):
+        return name + (_UNSAFE.sub("_", suffix) if suffix else ".bin")
+    return name + (".txt" if isinstance(packet.data, str) else ".json")
+
+
+def file_body(packet: Packet, form: str) -> bytes:
+    """What the result file holds."""
+    if form == "document":
+        return orjson.dumps(to_document(packet), option=orjson.OPT_INDENT_2) + b"\n"
+    if isinstance(packet.data, (bytes, bytearray, memoryview)):
+        return bytes(packet.data)
+    if isinstance(packet.data, str):
+        return packet.data.encode()
+    return orjson.dumps(packet.data, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+class TxWriter:
+    """Writes result files under ``root``, many per fsync round, on a thread."""
+
+    def __init__(self, root: Path, form: str = "document") -> None:
+        self.root = root
+        self.form = form
+        self.written = 0
+        self._queue: list[tuple[str, Packet, Then]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        """Start writing (on the running loop)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._task = asyncio.create_task(self._writer(), name="tx-writer")
+
+    async def close(self) -> None:
+        """Write what is queued, then stop (idempotent)."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def submit(self, packet: Packet, seed: str, then: Then) -> None:
+        """Queue ``packet``'s result file for extractor ``seed``; ``then`` hears how it went."""
+        self._queue.append((seed, packet, then))
+        self._wake.set()
+
+    async def _writer(self) -> None:
+        while not (self._closing and not self._queue):
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._queue = self._queue, []
+            if not batch:
+                continue
+            try:
+                results = await asyncio.to_thread(self._write_all, [(s, p) for s, p, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every caller must hear back
+                results = [OSError(f"{type(exc).__name__}: {exc}")] * len(batch)
+            for (_, _, then), result in zip(batch, results, strict=True):
+                self.written += isinstance(result, Path)
+                then(result)
+
+    def _write_all(self, items: list[tuple[str, Packet]]) -> list[Path | OSError]:
+        out: list[Path | OSError] = []
+        folders: set[Path] = set()
+        for seed, packet in items:
+            folder = self.root / _UNSAFE.sub("_", seed)
+            path = folder / file_name(packet, self.form)
+            tmp = folder / f".{path.name}.tmp"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as fh:
+                    fh.write(file_body(packet, self.form))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except OSError as exc:
+                out.append(exc)
+                continue
+            folders.add(folder)
+            out.append(path)
+        for folder in folders:
+            try:
+                fsync_dir(folder)
+            except OSError as exc:  # the files are written; only their names may not survive a power cut
+                log.warning("tx folder %s: fsync failed: %s", folder, exc)
+        return out
