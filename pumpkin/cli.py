@@ -6,12 +6,14 @@
     pmk peers                      list the peers a running daemon knows
     pmk stats                      print a running daemon's counters
     pmk inject STATE DATA          send one packet into a running daemon
+    pmk inject [STATE] --file F    send a packet file (.json, .pkt, .jsonl), or with STATE a file's bytes
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import logging
 import sys
@@ -21,9 +23,9 @@ from typing import Any
 from . import __version__, loader
 from . import config as configuration
 from .console import LineAtomicWriter
-from .errors import ConfigError, DaemonNotRunning
-from .transport import request_sync
-from .workdir import DEFAULT_ROOT, running_control_files
+from .errors import ConfigError, DaemonNotRunning, PumpkinError
+from .transport import MAX_CONTROL_BYTES, request_sync
+from .workdir import DEFAULT_ROOT, in_use, running_control_files
 
 SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers")
 
@@ -90,6 +92,8 @@ def _control_endpoint(args: argparse.Namespace) -> str:
         file = Path(args.workdir) / "control"
         if not file.exists():
             raise DaemonNotRunning(f"no pmk is running in {args.workdir} (no control file there)")
+        if not in_use(Path(args.workdir)):
+            raise DaemonNotRunning(f"no pmk is running in {args.workdir} (the last one stopped without cleaning up)")
         return file.read_text().strip()
     files = running_control_files()
     if not files:
@@ -163,12 +167,43 @@ def _client_parser() -> argparse.ArgumentParser:
     peers = sub.add_parser("peers", help="list the peers a running daemon knows")
     peers.add_argument("--json", action="store_true", help="print JSON")
     common(peers)
-    inject = sub.add_parser("inject", help="send a packet into a running daemon")
-    inject.add_argument("state", help="the packet's state: group:type:STATE, type:STATE or STATE")
-    inject.add_argument("data", help="the data (parsed as JSON when it is JSON, else taken as a string)")
+    inject = sub.add_parser("inject", help="send a packet into a running daemon",
+                            description="Send packets to a running daemon; prints each packet's id and state once "
+                            "the daemon has made it durable.")
+    inject.add_argument("state", nargs="?", help="the packet's state: group:type:STATE, type:STATE or STATE")
+    inject.add_argument("data", nargs="?", help="the data (parsed as JSON when it is JSON, else taken as a string)")
     inject.add_argument("--string", action="store_true", help="take DATA as a string even if it parses as JSON")
+    inject.add_argument("--file", type=Path, help="with STATE: the file's bytes are the data; without: a packet "
+                        "file as the rx folder reads it (.json or .pkt document, .jsonl lines)")
     common(inject)
     return p
+
+
+def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The control request for ``pmk inject``; raises PumpkinError (exit 1) on a usage problem."""
+    if args.file is None:
+        if args.state is None or args.data is None:
+            raise PumpkinError("inject needs STATE and DATA, or --file F (see pmk inject --help)")
+        data: Any = args.data
+        if not args.string:
+            try:
+                data = json.loads(args.data)
+            except json.JSONDecodeError:
+                pass
+        return {"op": "inject", "state": args.state, "data": data}
+    if args.data is not None:
+        raise PumpkinError("give DATA or --file, not both")
+    try:
+        content = args.file.read_bytes()
+    except OSError as exc:
+        raise PumpkinError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    if len(content) * 4 // 3 + 4096 > MAX_CONTROL_BYTES:
+        raise PumpkinError(f"{args.file} has {len(content)} bytes; pmk inject sends at most about "
+                               f"{(MAX_CONTROL_BYTES - 4096) * 3 // 4} bytes: drop it into the daemon's rx folder instead")
+    encoded = base64.b64encode(content).decode()
+    if args.state is not None:
+        return {"op": "inject", "state": args.state, "data_base64": encoded}
+    return {"op": "inject", "file": args.file.name, "content_base64": encoded}
 
 
 def _seeds_check(paths: list[Path], group: str) -> int:
@@ -199,15 +234,10 @@ def run_client(argv: list[str]) -> int:
         elif args.command == "stats":
             print(json.dumps(_ask(args, {"op": "stats"}), indent=2))
         elif args.command == "inject":
-            data: Any = args.data
-            if not args.string:
-                try:
-                    data = json.loads(args.data)
-                except json.JSONDecodeError:
-                    pass
-            reply = _ask(args, {"op": "inject", "state": args.state, "data": data})
-            print(f"{reply['id']} {reply['state']}")
-    except DaemonNotRunning as exc:
+            reply = _ask(args, _inject_request(args))
+            for item in reply.get("packets") or [reply]:
+                print(f"{item['id']} {item['state']}")
+    except PumpkinError as exc:  # no daemon, a refusal, or a usage problem: one line, exit 1
         print(f"pmk: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -99,14 +99,18 @@ def claim(configured: Path | None, node_id: str = "") -> Workdir:
     return Workdir(path, node_id, lock)
 
 
+def in_use(path: Path) -> bool:
+    """True while a daemon holds ``path`` (its lock is taken)."""
+    if not (path / "lock").exists():
+        return False
+    probe = _try_lock(path)
+    if probe is None:
+        return True
+    probe.close()
+    return False
+
+
 def running_control_files(root: Path | None = None) -> list[Path]:
     """Control files of daemons that look alive under ``root`` (default: DEFAULT_ROOT); their lock is held."""
     root = DEFAULT_ROOT if root is None else root
-    found = []
-    for control in sorted(root.glob("node*/control")):
-        probe = _try_lock(control.parent)
-        if probe is None:
-            found.append(control)
-        else:
-            probe.close()
-    return found
+    return [control for control in sorted(root.glob("node*/control")) if in_use(control.parent)]
