@@ -233,3 +233,60 @@ def test_kill_9_during_a_burst_then_restart_loses_and_duplicates_nothing(pmk, sa
     # Seeds may see a packet that was in flight at a kill again (at least once); tx/ holds each result once.
     printed = {line for r in runs for line in r.out if line.startswith("Greeting: ")}
     assert printed == {f"Greeting: Hello k{i}" for i in range(n)}
+
+
+def test_pmk_inject_sends_files_and_bytes_and_answers_with_ids(pmk, sandbox, tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "digest.py").write_text(BLOB_SEED)
+    p = pmk("--endpoint.type", "zmq.IPC", "--taskdir", str(HELLO), "--taskdir", str(seeds))
+    p.wait_for("Greeting: Hello World")
+    wd = ("--workdir", str(p.workdir))
+    pkt = tmp_path / "jupiter.pkt"
+    pkt.write_text(legacy_packet("Jupiter"))
+    r = client(sandbox, "inject", "--file", str(pkt), *wd)
+    assert r.returncode == 0, r.stderr
+    pid, state = r.stdout.split()
+    assert pid.count(":") == 3 and state == "default:String:UNGREETED"
+    p.wait_for("Greeting: Hello Jupiter")
+    lines = tmp_path / "two.jsonl"
+    lines.write_text('{"state": "UNGREETED", "data": "Titan"}\n{"state": "UNGREETED", "data": "Rhea"}\n')
+    r = client(sandbox, "inject", "--file", str(lines), *wd)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 2, r
+    p.wait_for("Greeting: Hello Rhea")
+    blob = tmp_path / "photo.jpg"
+    blob.write_bytes(b"\xff\xd8\xff\x00" * 1000)
+    r = client(sandbox, "inject", "BLOB", "--file", str(blob), *wd)
+    assert r.returncode == 0 and r.stdout.split()[1] == "default:*:BLOB", r
+    p.wait_for(f"blob bytes 4000 {hashlib.sha256(blob.read_bytes()).hexdigest()}")
+
+
+def test_pmk_inject_explains_what_it_cannot_do(pmk, sandbox, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"data": 1}')
+    r = client(sandbox, "inject", "--file", str(bad), "--workdir", str(tmp_path / "none"))
+    assert r.returncode == 1 and "no pmk is running in" in r.stderr
+    p = pmk("--endpoint.type", "zmq.IPC")
+    p.wait_for("Greeting: Hello World")
+    wd = ("--workdir", str(p.workdir))
+    r = client(sandbox, "inject", "--file", str(bad), *wd)
+    assert r.returncode == 1 and r.stderr.strip().startswith("pmk: the daemon refused: the packet document has no")
+    r = client(sandbox, "inject", "--file", str(tmp_path / "missing.json"), *wd)
+    assert r.returncode == 1 and "cannot read" in r.stderr and "missing.json" in r.stderr
+    r = client(sandbox, "inject", "UNGREETED", *wd)
+    assert r.returncode == 1 and "needs STATE and DATA, or --file" in r.stderr
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (2 << 20))
+    r = client(sandbox, "inject", "BLOB", "--file", str(big), *wd)
+    assert r.returncode == 1 and "drop it into the daemon's rx folder instead" in r.stderr
+    p.stop(signal.SIGKILL)
+    r = client(sandbox, "inject", "UNGREETED", "Mars", *wd)
+    assert r.returncode == 1 and "stopped without cleaning up" in r.stderr
+
+
+def test_a_bad_rx_setting_stops_start_up_with_one_line(sandbox, tmp_path):
+    (tmp_path / "afile").write_text("")
+    r = client(sandbox, "--rx", str(tmp_path / "afile"), "--workdir", str(tmp_path / "w"))
+    assert r.returncode == 2 and r.stderr.strip() == f"pmk: config key rx.dir: {tmp_path / 'afile'} is not a folder"
+    r = client(sandbox, "--rx", str(tmp_path / "in"), "--rx.settle_s", "soon", "--workdir", str(tmp_path / "w"))
+    assert r.returncode == 2 and r.stderr.strip() == "pmk: config key rx.settle_s: 'soon' is not a valid float"

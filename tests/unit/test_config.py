@@ -42,3 +42,18 @@ def test_unknown_keys_in_a_file_are_refused(tmp_path):
     f.write_text("[node]\ncolour = red\n")
     with pytest.raises(ConfigError, match="unknown key node.colour"):
         config.load(f, env={})
+
+
+def test_rx_and_tx_keys_with_aliases_and_checks(tmp_path):
+    c = config.load(env={}, flags={"rx.dir": str(tmp_path / "in"), "tx.dir": str(tmp_path / "out")})
+    assert c.rx.dir == tmp_path / "in" and c.rx.processed == "move" and c.rx.settle_s == 0.5
+    assert ".*" in c.rx.ignore and c.tx.form == "document"
+    assert config.ALIASES["rx"] == "rx.dir" and config.ALIASES["tx"] == "tx.dir"
+    (tmp_path / "file").write_text("")
+    for flags, msg in [({"rx.dir": str(tmp_path / "file")}, "config key rx.dir: .* is not a folder"),
+                       ({"rx.dir": str(tmp_path), "tx.dir": str(tmp_path)}, "config key tx.dir: .* also the rx"),
+                       ({"rx.settle_s": "-1"}, "config key rx.settle_s: -1.0 is below the minimum"),
+                       ({"rx.processed": "keep"}, "config key rx.processed: 'keep' is not one of move, remove"),
+                       ({"tx.form": "xml"}, "config key tx.form")]:
+        with pytest.raises(ConfigError, match=msg):
+            config.load(env={}, flags=flags)

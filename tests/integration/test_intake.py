@@ -1,0 +1,243 @@
+"""The intake journal, the rx folder and the tx folder inside one process: crashes are simulated by
+abandoning a journal or daemon without its orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from pumpkin import config, loader, tags
+from pumpkin.daemon import Daemon
+from pumpkin.journal import Holds, Journal, Source
+from pumpkin.packet import IdMaker, Packet
+from pumpkin.txdir import TxWriter
+from tests.helpers import async_wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+HELLO = ROOT / "seeds" / "helloworld"
+
+SHOUT_SINK = """
+from pumpkin import Seed
+SEEN = []
+class Shout(Seed):
+    consumes = "SHOUT"
+    def run(self, data):
+        SEEN.append(data)
+"""
+
+
+def cfg(tmp_path: Path, *, seeds: list[Path], rx: bool = True, tx: bool = False, **extra: str):
+    flags = {"node.workdir": str(tmp_path / "node"), "endpoint.type": "zmq.IPC", "node.seed": ",".join(map(str, seeds)),
+             "rx.settle_s": "0.05", "rx.poll_interval_s": "0.1"}
+    if rx:
+        flags["rx.dir"] = str(tmp_path / "rx")
+    if tx:
+        flags["tx.dir"] = str(tmp_path / "tx")
+    flags.update({k.replace("_", ".", 1): v for k, v in extra.items()})
+    return config.load(env={}, flags=flags)
+
+
+def source_of(rx: Path, rel: str) -> Source:
+    path = rx / rel
+    st = path.stat()
+    return Source(rel, st.st_size, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+async def crash(journal: Journal) -> None:
+    """Stop a journal the way kill -9 would: nothing queued is committed."""
+    assert journal._task is not None
+    journal._task.cancel()
+    await asyncio.gather(journal._task, return_exceptions=True)
+
+
+def packet(ids: IdMaker, data: object, state: str = "UNGREETED") -> Packet:
+    return Packet(ids.root(), tags.parse(state), data)
+
+
+def test_journal_gives_back_exactly_the_unfinished_entries_after_a_crash(tmp_path):
+    ids = IdMaker("aaaa0000")
+    a, b, c = packet(ids, "A"), packet(ids, b"\x00B"), packet(ids, "C")
+
+    async def first() -> None:
+        j = Journal(tmp_path / "journal", "default", ids)
+        assert j.recover() == []
+        j.start()
+        holds = Holds(j.lineage_free)
+        await j.add([(None, [a]), (None, [b])])
+        await j.add([(Source("c.json", 3, 4, "ff"), [c])])
+        for p in (a, b, c):
+            holds.track(p.lineage)
+        holds.settle(a.lineage)  # a: nothing held here, so finished at once
+        holds.add(b.lineage, 1)  # b: still held at the crash
+        holds.add(c.lineage, 1)
+        holds.add(c.lineage, -1)  # c: finished, but its file was never moved on
+        await async_wait_until(lambda: j.commits >= 3, what="the finish records to be committed")
+        await crash(j)
+
+    async def second() -> None:
+        j = Journal(tmp_path / "journal", "default", IdMaker())
+        back = j.recover()
+        assert [(e.source, [p.data for p in e.packets], e.finished) for e in back] == [
+            (None, [b"\x00B"], False), (Source("c.json", 3, 4, "ff"), [], True)]
+        assert back[0].packets[0].id == b.id  # the same packet, so the same lineage: tx/ stays idempotent
+        j.start()
+        j.moved(back[1])
+        j.lineage_free(b.lineage)
+        await j.close()
+        assert list((tmp_path / "journal").iterdir()) == []
+
+    asyncio.run(first())
+    asyncio.run(second())
+
+
+def test_a_file_accepted_just_before_a_crash_is_moved_on_not_injected_again(tmp_path, capfd):
+    rx = tmp_path / "rx"
+    rx.mkdir()
+    (rx / "mars.json").write_text('{"state": "UNGREETED", "data": "Mars"}')
+    (rx / "venus.json").write_text('{"state": "UNGREETED", "data": "Venus"}')
+    ids = IdMaker("dead0000")
+
+    async def journaled_then_killed() -> None:
+        # What the daemon had done when it died: both files journaled, neither moved, nothing processed.
+        j = Journal(tmp_path / "node" / "journal", "default", ids)
+        j.recover()
+        j.start()
+        await j.add([(source_of(rx, "mars.json"), [packet(ids, "Mars")]),
+                     (source_of(rx, "venus.json"), [packet(ids, "Venus (journaled)")])])
+        await crash(j)
+
+    asyncio.run(journaled_then_killed())
+    # venus.json was replaced after the crash by a different file of the same name: it is new, and read.
+    (rx / "venus.json").write_text('{"state": "UNGREETED", "data": "Venus (new)"}')
+
+    async def restart() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py", HELLO / "extract.py"]))
+        await d.start()
+        try:
+            await async_wait_until(lambda: d.router.counters["extracted"] >= 3, what="three greetings")
+            await async_wait_until(lambda: d.journal.unfinished() == 0 and not d.journal.entries, what="journal")
+            assert d.dropdir.counters["files_recognised"] == 1
+        finally:
+            await d.stop()
+
+    asyncio.run(restart())
+    out = capfd.readouterr().out.splitlines()
+    assert sorted(out) == ["Greeting: Hello Mars", "Greeting: Hello Venus (journaled)", "Greeting: Hello Venus (new)"]
+    assert sorted(p.name for p in (rx / "done").iterdir()) == ["mars.json", "venus.json"]
+    assert not (rx / "mars.json").exists() and not (rx / "venus.json").exists()
+
+
+def test_a_state_nobody_consumes_waits_then_flows_when_a_consumer_joins(tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "shout.py").write_text(SHOUT_SINK)
+    rx = tmp_path / "rx"
+
+    async def main() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"]))
+        await d.start()
+        try:
+            (rx / "hi.json").write_text('{"state": "SHOUT", "data": "hi"}')
+            await async_wait_until(lambda: (rx / "done" / "hi.json").exists(), what="hi.json in done/")
+            assert d.router.waiting.counts() == {"default:*:SHOUT": 1}
+            assert d.journal.unfinished() == 1  # accepted and kept durable while it waits
+            report = loader.load([seeds / "shout.py"], "default", explicit=True)
+            d.add_seed(report.seeds[0])
+            seen = sys.modules[d.specs["Shout"].factory.__module__].SEEN
+            await async_wait_until(lambda: seen == ["hi"], what="the new consumer to get the packet")
+            await async_wait_until(lambda: d.journal.unfinished() == 0, what="the journal entry to finish")
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+def test_a_clean_stop_hands_waiting_packets_to_pending_without_a_second_copy(tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "shout.py").write_text(SHOUT_SINK)
+    rx = tmp_path / "rx"
+
+    async def without_consumer() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"]))
+        await d.start()
+        (rx / "hi.json").write_text('{"state": "SHOUT", "data": "hi"}')
+        await async_wait_until(lambda: (rx / "done" / "hi.json").exists(), what="hi.json in done/")
+        await d.stop()
+
+    async def with_consumer() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[seeds / "shout.py"]))
+        await d.start()
+        try:
+            seen = sys.modules[d.specs["Shout"].factory.__module__].SEEN
+            await async_wait_until(lambda: seen == ["hi"], what="the saved packet to arrive")
+            assert d.router.counters["injected"] == 0  # the journal routed nothing again: pending/ had it
+        finally:
+            await d.stop()
+
+    asyncio.run(without_consumer())
+    assert len(list((tmp_path / "node" / "pending").iterdir())) == 1
+    assert list((tmp_path / "node" / "journal").glob("*.jrn")) == []
+    asyncio.run(with_consumer())
+
+
+def test_processed_files_can_be_removed_instead_of_kept(tmp_path):
+    async def main() -> None:
+        c = cfg(tmp_path, seeds=[HELLO / "greet.py", HELLO / "extract.py"], rx_processed="remove")
+        d = Daemon(c)
+        await d.start()
+        try:
+            (c.rx.dir / "mars.json").write_text('{"state": "UNGREETED", "data": "Mars"}')
+            await async_wait_until(lambda: d.dropdir.counters["files_done"] == 1, what="mars.json to be taken")
+            assert not (c.rx.dir / "mars.json").exists() and list((c.rx.dir / "done").iterdir()) == []
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+def test_pmk_inject_requests_are_durable_before_the_answer(tmp_path):
+    async def main() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py", HELLO / "extract.py"], rx=False, tx=True))
+        await d.start()
+        try:
+            raw = (HELLO / "data.pkt").read_bytes()
+            import base64
+            reply = await d._on_control({"op": "inject", "file": "data.pkt",
+                                         "content_base64": base64.b64encode(raw).decode()})
+            assert reply["ok"] and reply["state"] == "default:String:UNGREETED" and d.journal.commits >= 1
+            blob = await d._on_control({"op": "inject", "state": "BLOB", "data_base64": "AP8="})
+            assert blob["ok"] and blob["state"] == "default:*:BLOB"
+            bad = await d._on_control({"op": "inject", "file": "x.json", "content_base64": "e30="})
+            assert not bad["ok"] and "no 'state' key" in bad["error"]
+            await async_wait_until(lambda: list((tmp_path / "tx" / "extract").glob("*.json")), what="a result")
+            (result,) = (tmp_path / "tx" / "extract").glob("*.json")
+            assert json.loads(result.read_text())["data"] == "Hello Mars"
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+def test_tx_files_are_written_once_per_lineage_and_result(tmp_path):
+    ids, again = IdMaker("aaaa0000"), IdMaker("bbbb0000")
+    first = packet(ids, "Hello Mars", "GREETING")
+    redelivered = Packet(again.child(first.id), first.tag, "Hello Mars")  # same lineage, after a restart
+    other = Packet(ids.child(first.id), first.tag, "Hello Mars, again")  # a second result of that lineage
+
+    async def main() -> list[Path]:
+        tx = TxWriter(tmp_path / "tx", "data")
+        tx.start()
+        got: list[Path | OSError] = []
+        for p in (first, redelivered, other):
+            tx.submit(p, "extract", got.append)
+        await async_wait_until(lambda: len(got) == 3, what="three writes")
+        await tx.close()
+        return got  # type: ignore[return-value]
+
+    paths = asyncio.run(main())
+    assert paths[0] == paths[1] != paths[2]
+    assert sorted(p.read_text() for p in (tmp_path / "tx" / "extract").iterdir()) == ["Hello Mars", "Hello Mars, again"]
