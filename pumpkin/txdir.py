@@ -1,8 +1,9 @@
 """The tx folder: every packet that reaches an extractor on this node is also written out as a file.
 
-``<tx>/<seed>/<source>-<lineage>-<digest>.<ext>``: one file per lineage, extractor and result, where
-``digest`` is a hash of the state and the data. A packet delivered again after a crash (see ``journal``)
-has the same name, so it replaces its earlier copy instead of adding a second result. Files are written to
+``<tx>/<seed>/<source>-<lineage>-<hop>-<fragment>.<ext>``: one file per packet id and extractor, where
+``source`` is the stem of the rx file the lineage came from (when it did). Packet ids are the same wherever
+and however often a packet is made (``packet.IdMaker.child``), and the journal routes a packet again with
+its own id after a crash, so a packet delivered twice replaces its earlier copy instead of adding a result. Files are written to
 a temporary name (a dot-file), fsynced and renamed: a reader (or another daemon's rx folder) never sees
 half a file. ``form`` says what a file holds:
 
@@ -15,7 +16,6 @@ half a file. ``form`` says what a file holds:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import re
@@ -35,21 +35,14 @@ Then = Callable[[Path | OSError], None]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def _bytes_of(packet: Packet) -> bytes:
-    data = packet.data
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-
-
 def file_name(packet: Packet, form: str) -> str:
     """The stable name of ``packet``'s result file (without the seed's folder)."""
-    digest = hashlib.sha256(str(packet.tag).encode() + b"\0" + _bytes_of(packet)).hexdigest()[:12]
+    key = "-".join(_UNSAFE.sub("_", part) for part in packet.id.split(":")[1:])
     source = packet.meta.get("rx", {}).get("file", "") if isinstance(packet.meta.get("rx"), dict) else ""
     base = Path(str(source)).name
     stem, suffix = os.path.splitext(base)
     stem = _UNSAFE.sub("_", stem)[:60]
-    name = f"{stem}-{packet.lineage}-{digest}" if stem else f"{packet.lineage}-{digest}"
+    name = f"{stem}-{key}" if stem else key
     if form == "document":
         return name + ".json"
     if isinstance(packet.data, (bytes, bytearray, memoryview)):

@@ -225,8 +225,8 @@ def test_pmk_inject_requests_are_durable_before_the_answer(tmp_path):
 def test_tx_files_are_written_once_per_lineage_and_result(tmp_path):
     ids, again = IdMaker("aaaa0000"), IdMaker("bbbb0000")
     first = packet(ids, "Hello Mars", "GREETING")
-    redelivered = Packet(again.child(first.id), first.tag, "Hello Mars")  # same lineage, after a restart
-    other = Packet(ids.child(first.id), first.tag, "Hello Mars, again")  # a second result of that lineage
+    redelivered = Packet(first.id, first.tag, "Hello Mars")  # the journal routes it again after a restart
+    other = Packet(again.child(first.id, "shout", 1), first.tag, "Hello Mars, again")  # another of the lineage
 
     async def main() -> list[Path]:
         tx = TxWriter(tmp_path / "tx", "data")
