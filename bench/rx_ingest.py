@@ -47,7 +47,7 @@ def one_run(n: int, settle_s: float, base: Path) -> tuple[float, float]:
     staging.mkdir(parents=True)
     for i in range(n):
         (staging / f"f{i:05d}.json").write_text(json.dumps({"state": "UNGREETED", "data": f"n{i}"}))
-    log = open(base / "pmk.log", "w")
+    log = open(base / "pmk.log", "w")  # noqa: SIM115 - the daemon writes it until the finally below
     proc = subprocess.Popen([*pmk_command(), "--endpoint.type", "zmq.IPC", "--workdir", str(wd), "--rx", str(rx),
                              "--tx", str(tx), "--rx.settle_s", str(settle_s), "--seed", str(HELLO / "greet.py"),
                              "--seed", str(HELLO / "extract.py")],

@@ -198,8 +198,9 @@ def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
     except OSError as exc:
         raise PumpkinError(f"cannot read {args.file}: {exc.strerror or exc}") from None
     if len(content) * 4 // 3 + 4096 > MAX_CONTROL_BYTES:
-        raise PumpkinError(f"{args.file} has {len(content)} bytes; pmk inject sends at most about "
-                               f"{(MAX_CONTROL_BYTES - 4096) * 3 // 4} bytes: drop it into the daemon's rx folder instead")
+        most = (MAX_CONTROL_BYTES - 4096) * 3 // 4
+        raise PumpkinError(f"{args.file} has {len(content)} bytes; pmk inject sends at most about {most} bytes: "
+                           "drop it into the daemon's rx folder instead")
     encoded = base64.b64encode(content).decode()
     if args.state is not None:
         return {"op": "inject", "state": args.state, "data_base64": encoded}

@@ -404,14 +404,15 @@ class DropDir:
             for entry in expected:
                 assert entry.source is not None
                 path = self.root / entry.source.rel
+                same: Signature | None = None
                 try:
                     st = path.stat()
                     sig = (st.st_size, st.st_mtime_ns)
-                    if sig != (entry.source.size, entry.source.mtime_ns) or _sha256(path) != entry.source.sha256:
-                        sig = None
+                    if sig == (entry.source.size, entry.source.mtime_ns) and _sha256(path) == entry.source.sha256:
+                        same = sig
                 except OSError:
-                    sig = None
-                out.append((entry, sig))
+                    pass  # gone: it was moved on before the crash
+                out.append((entry, same))
             return out
 
         moves: list[tuple[Read, str]] = []

@@ -1,11 +1,11 @@
 """The tx folder: every packet that reaches an extractor on this node is also written out as a file.
 
-``<tx>/<seed>/<source>-<lineage>-<hop>-<fragment>.<ext>``: one file per packet id and extractor, where
-``source`` is the stem of the rx file the lineage came from (when it did). Packet ids are the same wherever
-and however often a packet is made (``packet.IdMaker.child``), and the journal routes a packet again with
-its own id after a crash, so a packet delivered twice replaces its earlier copy instead of adding a result. Files are written to
-a temporary name (a dot-file), fsynced and renamed: a reader (or another daemon's rx folder) never sees
-half a file. ``form`` says what a file holds:
+``<tx>/<seed>/<source>-<lineage>-<hop>-<fragment>.<ext>``: one file per packet id and extractor,
+where ``source`` is the stem of the rx file the lineage came from (when it did). Packet ids are the same
+wherever and however often a packet is made (``packet.IdMaker.child``), and the journal routes a packet
+again with its own id after a crash, so a packet delivered twice replaces its earlier copy instead of adding
+a result. Files are written to a temporary name (a dot-file), fsynced and renamed: a reader (or another
+daemon's rx folder) never sees half a file. ``form`` says what a file holds:
 
 - ``document``: the packet in its file form (``{"state": ..., "data": ...}``, bytes as ``data_base64``),
   ready to be dropped into the next daemon's rx folder;

@@ -97,7 +97,8 @@ def test_modern_forms_documents_lines_and_raw_files(pmk, tmp_path):
     p = pmk(*FAST, "--rx", str(rx), "--tx", str(tx), "--taskdir", str(HELLO), "--taskdir", str(seeds))
     p.wait_for("Greeting: Hello World")
     drop(rx, "mars.json", '{"state": "UNGREETED", "data": "Mars"}')
-    drop(rx, "names.jsonl", '{"state": "UNGREETED", "data": "Io"}\n\n{"state": "String:UNGREETED", "data": "Europa"}\n')
+    drop(rx, "names.jsonl",
+         '{"state": "UNGREETED", "data": "Io"}\n\n{"state": "String:UNGREETED", "data": "Europa"}\n')
     blob = bytes(range(256)) * 40 + b"\x00\xff"
     drop(rx, "BLOB/photo.jpg", blob)
     for name in ("Mars", "Io", "Europa"):
@@ -129,7 +130,8 @@ def test_bad_files_go_to_failed_with_a_reason_and_the_daemon_keeps_going(pmk, tm
     assert "the file is empty" in reasons["empty.json"]
     assert "binary, not JSON text" in reasons["image.png"] and "rx/UNGREETED/photo.jpg" in reasons["image.png"]
     assert "no 'state' key" in reasons["nostate.json"]
-    assert reasons["lines.jsonl"].startswith("lines.jsonl: line 2: ") and "nothing from this file" in reasons["lines.jsonl"]
+    assert reasons["lines.jsonl"].startswith("lines.jsonl: line 2: ")
+    assert "nothing from this file" in reasons["lines.jsonl"]
     assert "is not a state" in reasons["x.bin"]
     assert (rx / "failed" / "bad state" / "x.bin").read_bytes() == b"x"
     assert not p.stdout_has("Hello A")  # all or nothing: line 1 was not injected either
@@ -214,7 +216,7 @@ def test_kill_9_during_a_burst_then_restart_loses_and_duplicates_nothing(pmk, sa
     writer.start()
     try:
         for at_least in (60, 300):  # two kills: during the intake burst, then while the backlog drains
-            wait_until(lambda: len(files(tx / "extract")) >= at_least, 60, what=f"{at_least} results")
+            wait_until(lambda n=at_least: len(files(tx / "extract")) >= n, 60, what=f"{at_least} results")
             runs[-1].stop(signal.SIGKILL)
             assert len(files(tx / "extract")) < n, "the burst was over before the kill; the test proves nothing"
             runs.append(pmk(*args, workdir=wd))
