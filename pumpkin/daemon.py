@@ -132,7 +132,6 @@ class Daemon:
                          heartbeat_s=disc.heartbeat_s, static_peers=disc.peers)
         self._load_seeds()
         self._started = True
-        self._restore_pending()
         await self._start_intake()
         for runner in sorted(self.router.local.values(), key=lambda r: r.spec.is_injector):
             runner.start()
@@ -332,19 +331,24 @@ class Daemon:
         fsync_dir(folder)
         log.info("Saved %d packet(s) still waiting to %s; they resume at the next start", len(left), folder)
 
-    def _restore_pending(self) -> None:
-        assert self.workdir is not None and self.router is not None and self.failed is not None
+    async def _restore_pending(self) -> None:
+        """Route again what was saved at the last stop; journaled first, so a crash now loses none of it."""
+        assert self.workdir is not None and self.journal is not None and self.failed is not None
         folder = self.workdir.path / "pending"
         files = sorted(folder.glob("*.pkt")) if folder.exists() else []
+        resumed: list[Packet] = []
         for file in files:
             try:
-                self.router.route(packets.from_document(orjson.loads(file.read_bytes()), self.config.node.group,
-                                                        self.ids))
+                resumed.append(packets.from_document(orjson.loads(file.read_bytes()), self.config.node.group,
+                                                     self.ids))
             except (PacketError, orjson.JSONDecodeError, OSError) as exc:
                 self.failed.keep_raw([file.read_bytes()], "bad-pending", f"{file}: cannot resume: {exc}")
+        if resumed:
+            await self.journal.add([(None, resumed)])
+            self._admit(resumed, fresh=False)
+            log.info("Resumed %d packet(s) saved at the last stop", len(resumed))
+        for file in files:
             file.unlink()
-        if files:
-            log.info("Resumed %d packet(s) saved at the last stop", len(files))
 
     async def _sweep(self) -> None:
         assert self.router is not None
@@ -386,10 +390,11 @@ class Daemon:
             self.tx.start()
             self.router.on_extracted = self._to_tx
             log.info("Writing results to tx folder %s", cfg.tx.dir)
+        await self._restore_pending()
         replay = [p for entry in recovered for p in entry.packets]
         if replay:
             log.info("Routing again %d packet(s) accepted before the last stop and not finished", len(replay))
-            self._admit(replay)
+            self._admit(replay, fresh=False)
         expected = [e for e in recovered if not e.moved]
         if cfg.rx.dir is not None:
             self.dropdir = DropDir(cfg.rx, cfg.node.group, self.node_id, self.ids, self.journal, self._admit)
@@ -398,12 +403,16 @@ class Daemon:
             for entry in expected:
                 self.journal.moved(entry)
 
-    def _admit(self, batch: list[Packet]) -> None:
-        """Route packets the journal holds, counting their lineages until this node is done with them."""
+    def _admit(self, batch: list[Packet], fresh: bool = True) -> None:
+        """Route packets the journal holds (``fresh``: new injections), counting their lineages until this
+        node is done with them."""
         assert self.router is not None and self.holds is not None
         for packet in batch:
             self.holds.track(packet.lineage)
-            self.router.admit(packet)
+            if fresh:
+                self.router.admit(packet)
+            else:
+                self.router.route(packet)
             self.holds.settle(packet.lineage)
 
     def _to_tx(self, packet: Packet, seed: str) -> None:
