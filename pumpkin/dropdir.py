@@ -354,9 +354,9 @@ class DropDir:
             if where == "failed":
                 self.counters["files_failed"] += 1
                 first = self.counters["files_failed"] == 1
-                log.log(logging.WARNING if first else logging.DEBUG, "rx %s: %s (moved to failed/%s)%s", r.rel,
-                        r.error, "" if problem else "", " [further failed files are logged at debug level; "
-                        "see failed/ and pmk stats]" if first else "")
+                log.log(logging.WARNING if first else logging.DEBUG, "rx %s: %s (%s)%s", r.rel, r.error,
+                        "could not be moved to failed/" if problem else "moved to failed/",
+                        " [further failed files are logged at debug level; see failed/ and pmk stats]" if first else "")
             if problem:
                 self._stuck[r.rel] = (r.sig, r.known)
                 self._warn(f"move:{r.rel}", f"rx {r.rel}: cannot move it to {where}/: {problem}; it stays in "
