@@ -106,6 +106,16 @@ KEYS: tuple[Key, ...] = (
         "Result folder: every packet reaching an extractor here is also written as a file, once. Empty: none."),
     Key("tx", "form", "choice", "document", "What a result file holds: the packet 'document' (droppable into "
         "another rx folder) or the 'data' alone.", choices=("document", "data")),
+    # -- [http]: the live web page and its JSON API (pumpkin/web.py) --
+    Key("http", "enable", "bool", True, "Serve the live web page and the JSON API."),
+    Key("http", "host", "str", "127.0.0.1",
+        "Address the page and API listen on; 127.0.0.1 keeps them on this machine, 0.0.0.0 opens them to the LAN."),
+    Key("http", "port", "int", 7780,
+        "Port of the page and API; when it is taken, the next free one of the following 9, then any; 0 picks any.",
+        minimum=0),
+    Key("http", "token", "str", "",
+        "Secret that POST requests (inject, enable/disable a seed) must carry as 'Authorization: Bearer TOKEN'. "
+        "Empty: the API is read-only."),
 )
 
 ALIASES: dict[str, str] = {"taskdir": "node.taskdir", "seed": "node.seed", "group": "node.group",
@@ -166,6 +176,16 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """[http]"""
+
+    enable: bool
+    host: str
+    port: int
+    token: str
+
+
+@dataclass(frozen=True)
 class RxConfig:
     """[rx]"""
 
@@ -195,6 +215,7 @@ class Config:
     discovery: DiscoveryConfig
     rx: RxConfig
     tx: TxConfig
+    http: HttpConfig
 
 
 def _convert(key: Key, raw: Any) -> Any:
@@ -300,6 +321,7 @@ def _build(v: dict[str, Any]) -> Config:
                                   v["discovery.advertise"], peers, hb, ev, ex, tuple(supernodes)),
         rx=rx,
         tx=tx,
+        http=HttpConfig(v["http.enable"], v["http.host"], v["http.port"], v["http.token"]),
     )
 
 

@@ -95,6 +95,8 @@ class Daemon:
         self.holds: Holds | None = None
         self.dropdir: DropDir | None = None
         self.tx: TxWriter | None = None
+        self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
+        self.web: Any = None  # pumpkin.web.WebServer while [http] enable is on
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -138,6 +140,7 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self._sweep(), name="expiry-sweep"))
         self.mesh.start()
         await self._start_discovery(chosen)
+        await self._start_web()
 
     def origin(self) -> Origin:
         """Who this node is and where peers reach it, as announced in beacons and messages."""
@@ -199,6 +202,8 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         router = self.router
+        if self.web is not None:
+            await self.web.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -261,11 +266,52 @@ class Daemon:
                 self.mesh.announce()
 
     def _seed_summaries(self) -> list[dict[str, Any]]:
-        return [self.specs[n].summary() for n in sorted(self.specs)]
+        return [self.specs[n].summary() for n in sorted(self.specs) if n not in self.disabled]
 
     def _local_load(self) -> dict[str, float]:
         assert self.router is not None
         return {n: r.pending / r.spec.workers for n, r in self.router.local.items()}
+
+    # -- web page and API (pumpkin/web.py) -------------------------------------------------------
+
+    async def _start_web(self) -> None:
+        if not self.config.http.enable:
+            return
+        from .web import WebServer  # imported only when on: aiohttp is not needed by a daemon without a page
+
+        self.web = WebServer(self, self.config.http)
+        await self.web.start()
+
+    def enable_seed(self, name: str, enabled: bool) -> bool:
+        """Switch local seed ``name`` on or off; True when that changed anything.
+
+        A disabled seed leaves the automaton, as if it had been unloaded: its packets go to other replicas, or
+        wait for it like for any absent seed. Packets it had queued but not started are routed again.
+        An injector is paused instead of run.
+        """
+        assert self.router is not None
+        runner = self.router.local[name]  # KeyError: not a local seed
+        if enabled == (name not in self.disabled):
+            return False
+        if enabled:
+            self.disabled.discard(name)
+            runner.pause(False)
+            self.automaton.add(self.node_id, SeedInfo(name, runner.spec.inputs, runner.spec.outputs))
+            log.info("Seed enabled: %s", name)
+        else:
+            self.disabled.add(name)
+            runner.pause(True)
+            self.automaton.remove(self.node_id, name)
+            for packet in runner.take_queued():
+                self.router.deliver_to(name, packet)  # to another replica, or it waits for this seed
+                if self.router.on_finished is not None:
+                    self.router.on_finished(packet, name)  # passed on or parked: ours now, so ack its sender
+            log.info("Seed disabled: %s (its packets go to other replicas or wait)", name)
+        self.router.replan()
+        self._digest = hashlib.sha1(orjson.dumps(self._seed_summaries())).hexdigest()[:12]
+        if self.mesh is not None:
+            self.mesh.announce()  # peers stop (or start again) sending this node packets for it
+        return True
 
     # -- peers -----------------------------------------------------------------------------------
 

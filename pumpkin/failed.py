@@ -13,14 +13,17 @@ import itertools
 import logging
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from .packet import Packet, to_document
 
 log = logging.getLogger(__name__)
+
+RECENT_MAX = 200  # failures remembered in memory for the web page (all of them stay on disk)
 
 
 class FailedStore:
@@ -29,6 +32,7 @@ class FailedStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.counts: Counter[str] = Counter()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_MAX)
         self._seq = itertools.count(1)
         self._logged: set[str] = set()
 
@@ -37,8 +41,11 @@ class FailedStore:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", hint)[:80]
         return self.root / f"{time.strftime('%Y%m%dT%H%M%S')}-{next(self._seq):06d}-{safe}"
 
-    def keep(self, packet: Packet, kind: str, reason: str, detail: str = "") -> Path:
-        """Keep ``packet`` with a one-line ``reason``; ``kind`` names the counter (e.g. 'seed-error')."""
+    def keep(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> Path:
+        """Keep ``packet`` with a one-line ``reason``; ``kind`` names the counter (e.g. 'seed-error').
+
+        ``seed`` names the seed the failure belongs to, when there is one (the page shows it there).
+        """
         stem = self._stem(packet.id)
         try:
             body = orjson.dumps(to_document(packet), option=orjson.OPT_INDENT_2)
@@ -47,17 +54,20 @@ class FailedStore:
             doc["data"] = repr(doc.pop("data", None))
             doc["meta"] = {**packet.meta, "data_was_not_json": True}
             body = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
-        return self._write(stem, ".pkt", body, kind, reason, detail)
+        return self._write(stem, ".pkt", body, kind, reason, detail, seed, packet.id, str(packet.tag))
 
     def keep_raw(self, frames: list[bytes], kind: str, reason: str) -> Path:
         """Keep bytes that could not be decoded as a packet."""
         body = b"\n".join(base64.b64encode(bytes(f)) for f in frames) + b"\n"
         return self._write(self._stem(kind), ".raw", body, kind, reason, "")
 
-    def _write(self, stem: Path, suffix: str, body: bytes, kind: str, reason: str, detail: str) -> Path:
+    def _write(self, stem: Path, suffix: str, body: bytes, kind: str, reason: str, detail: str, seed: str = "",
+               packet_id: str = "", state: str = "") -> Path:
         self.counts[kind] += 1
         reason = " ".join(reason.split())
         path = stem.with_suffix(suffix)
+        self.recent.append({"time": round(time.time(), 3), "kind": kind, "reason": reason, "seed": seed,
+                            "packet": packet_id, "state": state, "file": path.name})
         path.write_bytes(body)
         stem.with_suffix(".error").write_text(reason + "\n" + (detail.rstrip() + "\n" if detail else ""))
         # Loud once per kind, then quiet: a flood of bad input must not drown the log.

@@ -67,6 +67,7 @@ class Router:
         self.send_remote: RemoteSend = lambda node, seed, packet: False
         self.remote_load: LoadOf = lambda node, seed: 0.0
         self.counters: Counter[str] = Counter()
+        self.delivered: Counter[tuple[str, str]] = Counter()  # (seed, node) -> packets handed to that replica
         self.on_extracted: Callable[[Packet, str], None] | None = None
         #: Called when a seed has finished with a packet (its outputs routed, or its failure kept).
         self.on_finished: Callable[[Packet, str], None] | None = None
@@ -134,7 +135,7 @@ class Router:
             self.counters["seed_errors"] += 1
             if parent is not None:
                 self._fail(parent, "seed-error", f"{outcome.error} while processing {parent.id} in {parent.tag}",
-                           outcome.traceback)
+                           outcome.traceback, seed=spec.name)
                 self._finished(parent, spec.name)
             else:
                 log.error("%s\n%s", outcome.error, outcome.traceback)
@@ -161,11 +162,13 @@ class Router:
                 declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
                 wanted = emission.state if emission.state is not None else "its only output"
                 self._fail(child, "undeclared-state",
-                           f"seed {spec.name} emitted state {wanted!r}, which it does not declare (declared: {declared})")
+                           f"seed {spec.name} emitted state {wanted!r}, which it does not declare (declared: {declared})",
+                           seed=spec.name)
                 continue
             child.trail.append(Hop(spec.name, self.node_id, str(tag), now))
             if emission.error:
-                self._fail(child, "bad-data", f"seed {spec.name} emitted data that cannot travel: {emission.error}")
+                self._fail(child, "bad-data", f"seed {spec.name} emitted data that cannot travel: {emission.error}",
+                           seed=spec.name)
                 continue
             self.counters["emitted"] += 1
             self.route(child)
@@ -203,10 +206,12 @@ class Router:
                 if runner is not None and runner.pending < self.seed_queue_max:
                     self.counters["local"] += 1
                     self.hold(packet.lineage, 1)
+                    self.delivered[name, node] += 1
                     runner.submit(packet)
                     return
             elif self.send_remote(node, name, packet):
                 self.counters["remote"] += 1
+                self.delivered[name, node] += 1
                 return
             candidates.remove(node)
         self._park(packet, seed=name)
@@ -235,9 +240,9 @@ class Router:
         for packet, seed in self.waiting.release(lambda tag: tag.key in keys and bool(self.automaton.consumers(tag))):
             self._resume(packet, seed)
 
-    def _fail(self, packet: Packet, kind: str, reason: str, detail: str = "") -> None:
+    def _fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None:
         self.counters["failed"] += 1
-        self.failed.keep(packet, kind, reason, detail)
+        self.failed.keep(packet, kind, reason, detail, seed=seed)
 
 
 def _fork(packet: Packet) -> Packet:

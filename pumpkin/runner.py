@@ -112,6 +112,8 @@ class SeedRunner:
         self._threads: list[threading.Thread] = []
         self._instances: list[Any] = []
         self._stopping = threading.Event()
+        self._running = threading.Event()  # cleared while an injector is paused (a seed disabled from the page)
+        self._running.set()
         self.pending = 0  # queued + running, counted on the loop
         self.processed = 0
         self.failures = 0
@@ -147,6 +149,19 @@ class SeedRunner:
     def stop_injecting(self) -> None:
         """An injector makes no new runs from now on (the run under way finishes)."""
         self._stopping.set()
+        self._running.set()  # a paused injector wakes to see it must stop
+
+    def pause(self, paused: bool) -> None:
+        """Hold (or let go) an injector's next run; consuming seeds are paused by routing nothing to them."""
+        if paused:
+            self._running.clear()
+        else:
+            self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        """True while ``pause(True)`` holds the injector."""
+        return not self._running.is_set()
 
     def take_queued(self) -> list[Packet]:
         """Remove and return the packets no instance has started yet (on the loop, before ``stop``)."""
@@ -164,6 +179,7 @@ class SeedRunner:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Let queued packets finish, then stop the threads and call on_unload (blocking; use a thread)."""
         self._stopping.set()
+        self._running.set()  # a paused injector wakes to see it must stop
         for _ in self._threads:
             self._queue.put(_STOP)
         deadline = time.monotonic() + timeout_s
@@ -212,6 +228,9 @@ class SeedRunner:
     def _inject_loop(self, instance: Any) -> None:
         every = self.spec.every_s
         while not self._stopping.is_set():
+            self._running.wait()
+            if self._stopping.is_set():
+                break
             self._post(self._invoke(instance, None, stream=True))
             if every is None or self._stopping.wait(every):
                 break
