@@ -172,7 +172,8 @@ def hosts_view(d: Daemon, seeds: list[dict[str, Any]] | None = None) -> dict[str
     seeds = seeds_view(d) if seeds is None else seeds
     nodes: list[dict[str, Any]] = [{
         "id": d.node_id, "self": True, "state": "alive", "endpoint": ", ".join(d.transport.data_endpoints),
-        "addresses": [], "via": "", "seeds": sorted(n for n in d.specs if n not in d.disabled),
+        "addresses": [d.advertise] if d.advertise else [], "via": "",
+        "seeds": sorted(n for n in d.specs if n not in d.disabled),
     }]
     for p in d.peers.summaries():
         nodes.append({"id": p["id"], "self": False, "state": p["state"], "endpoint": p["endpoint"],

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cfg(tmp_path: Path, name: str, *, taskdir: Path | None = None, seeds: list[Path] | None = None, **routing):
     # These daemons run in pytest's own network namespace: no discovery (nothing may leave the machine).
-    flags = {"node.workdir": str(tmp_path / name), "endpoint.type": "zmq.IPC", "discovery.enable": "false"}
+    flags = {"node.workdir": str(tmp_path / name), "endpoint.type": "zmq.IPC", "discovery.enable": "false",
+             "http.port": "0"}
     if taskdir:
         flags["node.taskdir"] = str(taskdir)
     if seeds:
