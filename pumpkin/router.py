@@ -68,6 +68,7 @@ class Router:
         self.remote_load: LoadOf = lambda node, seed: 0.0
         self.counters: Counter[str] = Counter()
         self.delivered: Counter[tuple[str, str]] = Counter()  # (seed, node) -> packets handed to that replica
+        self.emitted_by: Counter[str] = Counter()  # local seed -> packets it emitted (for the page's rates)
         self.on_extracted: Callable[[Packet, str], None] | None = None
         #: Called when a seed has finished with a packet (its outputs routed, or its failure kept).
         self.on_finished: Callable[[Packet, str], None] | None = None
@@ -171,6 +172,7 @@ class Router:
                            seed=spec.name)
                 continue
             self.counters["emitted"] += 1
+            self.emitted_by[spec.name] += 1
             self.route(child)
         if parent is not None:
             self._finished(parent, spec.name)

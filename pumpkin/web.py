@@ -262,7 +262,8 @@ def counters_view(d: Daemon, rates: Rates) -> dict[str, Any]:
 def _rate_counters(d: Daemon) -> dict[str, int]:
     """What ``Rates`` differentiates: runs of local seeds plus packets sent to remote replicas, per peer sends."""
     assert d.router is not None and d.transport is not None
-    c = {f"seed:{n}": r.processed for n, r in d.router.local.items()}
+    # An injector's runs are not its packets (a run may emit many, and streamed emissions count as runs).
+    c = {f"seed:{n}": d.router.emitted_by[n] if r.spec.is_injector else r.processed for n, r in d.router.local.items()}
     for (name, node), n in d.router.delivered.items():
         if node != d.node_id:
             c[f"seed:{name}"] = c.get(f"seed:{name}", 0) + n

@@ -681,14 +681,25 @@ function legend() {
   $("#legend").innerHTML = rows.map(([icon, text]) => `<div class="row">${icon}<span>${text}</span></div>`).join("");
 }
 
-function toast(html, info = false) {
+/* A toast per event; a repeat of the same key within its lifetime updates that toast (with a count) instead. */
+const toasts = new Map();
+function toast(html, info = false, key = null) {
+  const box = $("#toasts");
+  const old = key && toasts.get(key);
+  if (old && old.isConnected) {
+    old.dataset.count = String(Number(old.dataset.count || 1) + 1);
+    old.innerHTML = `${html} <span class="muted">(×${old.dataset.count})</span>`;
+    clearTimeout(old._timer);
+    old._timer = setTimeout(() => old.remove(), 6000);
+    return;
+  }
   const el = document.createElement("div");
   el.className = `toast${info ? " info" : ""}`;
   el.innerHTML = html;
-  const box = $("#toasts");
   box.prepend(el);
+  if (key) toasts.set(key, el);
   while (box.children.length > 4) box.lastChild.remove();
-  setTimeout(() => el.remove(), 6000);
+  el._timer = setTimeout(() => el.remove(), 6000);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -714,7 +725,7 @@ function onStats(st) {
   page.stats = st;
   for (const f of st.recent_failures || []) {
     if (f.seed && f.time * 1000 > (page.lastFailure.get(f.seed) || 0)) page.lastFailure.set(f.seed, f.time * 1000);
-    if (f.time > page.failureSeen && page.failureSeen) toast(`<b>failed</b> ${esc(f.reason)}`);
+    if (f.time > page.failureSeen && page.failureSeen) toast(`<b>failed</b> ${esc(f.reason)}`, false, `fail:${f.seed || f.kind}`);
   }
   page.failureSeen = Math.max(page.failureSeen || 1, ...(st.recent_failures || []).map((f) => f.time));
   const ghostsNow = (st.waiting_on || []).filter((w) => !w.nodes.length).map((w) => w.state).join();

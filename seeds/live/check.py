@@ -4,13 +4,13 @@ from pumpkin import Seed
 
 
 class Check(Seed):
-    """Pass squares on as text; refuse multiples of 49 (a failure kept in failed/ with its reason)."""
+    """Pass squares on as text; refuse multiples of 169 (13²) (a failure kept in failed/ with its reason)."""
 
     name = "check"
     consumes = "Int:SQUARE"
     emits = "String:CHECKED"
 
     def run(self, n):
-        if n % 49 == 0:
-            raise ValueError(f"{n} is a multiple of 49")
+        if n % 169 == 0:
+            raise ValueError(f"{n} is a multiple of 169")
         return f"{n} is fine"

@@ -145,15 +145,15 @@ def test_a_second_daemon_with_one_more_seed_appears_without_a_reload(pmk, browse
     status, _ = api(sandbox, web_url(a) + "api/v1/inject", "POST", {"state": "Text:ORPHAN", "data": "no one wants me"},
                     token="s3cret")
     assert status == 201
-    page.wait_for_selector(node("states", "default:Text:ORPHAN"))
     page.click('.tabs button[data-view="states"]')
-    page.wait_for_function("window.pumpkin.page.stats.failed_total > 0", timeout=20_000)  # check fails on 7², 14², ...
+    page.wait_for_selector(node("states", "default:Text:ORPHAN"))
+    page.wait_for_function("window.pumpkin.page.stats.failed_total > 0", timeout=20_000)  # check fails on 13², 26², ...
     settle(page, "states")
     shoot(page, "web-states")
     page.click('.tabs button[data-view="seeds"]')
     page.click(node("seeds", "check"))
     page.locator("#details .err").first.wait_for()
-    assert "multiple of 49" in page.locator("#details").inner_text()
+    assert "multiple of 169" in page.locator("#details").inner_text()
     settle(page, "seeds")
     shoot(page, "web-seeds")
 
