@@ -11,6 +11,9 @@ const API = "api/v1";
 const SPACING = 190;          // px between layers (distance from the data's entry point) in States and Seeds
 const FAIL_HOT_MS = 30000;    // an arrow stays red this long after its seed's last failure
 const MANY = 60;              // above this many nodes, labels give way when zoomed out
+const CALM_LINKS = 120;       // above this many arrows, flowing ones are drawn thick and green but not animated
+const HUB_SPLIT = 8;          // an in/out pseudo-state with more arrows than this is drawn once per arrow
+const WARM_UP_TICKS = 150;    // a big new graph is laid out this far before its first frame
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
@@ -63,7 +66,9 @@ class GraphView {
       this.transform = ev.transform;
       this.layer.attr("transform", ev.transform);
       if (ev.sourceEvent) this.autoFit = false;
+      const was = this.labelsShown();
       this.svg.classed("zoomed-out", ev.transform.k < 0.55);
+      if (!was && this.labelsShown()) this.labelSel.attr("x", (d) => d._lx).attr("y", (d) => d._ly);
     });
     this.svg.call(this.zoom).on("dblclick.zoom", null);
     this.svg.on("click", (ev) => { if (ev.target === this.svg.node()) opts.onBackground(); });
@@ -114,6 +119,12 @@ class GraphView {
     this.join();
     this.sim.nodes(this.nodes);
     this.sim.force("link").links(this.links);
+    // Big graphs settle faster (fewer frames of motion), and a big batch of new nodes is laid out before it
+    // is first drawn: a few hundred ms once, instead of seconds of a hairball untangling on screen.
+    this.sim.alphaDecay(this.nodes.length > 100 ? 0.045 : 0.0228);
+    const fresh = this.nodes.filter((n) => n.entering).length;
+    if (fresh > 50) { this.sim.alpha(1); this.sim.tick(WARM_UP_TICKS); this.ticks = Math.max(this.ticks, 1); }
+    this.svg.classed("calm", this.links.length > CALM_LINKS);
     if (changed) {
       if (this.active) this.sim.alpha(Math.max(this.sim.alpha(), this.ticks ? 0.45 : 1)).restart();
       else this.dirty = true;
@@ -166,11 +177,16 @@ class GraphView {
     this.ticks++;
     this.nodeSel.attr("transform", (d) => `translate(${d.x.toFixed(1)},${d.y.toFixed(1)})`);
     this.linkSel.attr("d", (d) => geometry(d).path);
-    this.labelSel.attr("x", (d) => d._lx).attr("y", (d) => d._ly);
+    if (this.labelsShown()) this.labelSel.attr("x", (d) => d._lx).attr("y", (d) => d._ly);
     if (this.autoFit && this.active && this.ticks % 3 === 0) this.fit(false);
   }
 
   ended() { if (this.autoFit && this.active) this.fit(true); }
+
+  labelsShown() {
+    const c = this.svg.node().classList;
+    return !c.contains("hide-link-labels") && !(c.contains("zoomed-out") && c.contains("many"));
+  }
 
   bounds() {
     if (!this.nodes.length) return null;
@@ -298,11 +314,23 @@ function statesModel(graph, stats) {
   for (const w of stats?.waiting_on || []) {
     if (!w.nodes.length) addState(w.state, {ghost: true, sub: "no seed consumes this", r: 20});
   }
+  // A pseudo-state many seeds lead to (or come from) would pull them all into one knot: give each arrow its own.
+  for (const hub of [...nodes.values()].filter((n) => n.pseudo)) {
+    const out = hub.id.endsWith(":Seed:EXTRACTION");
+    const touching = links.filter((l) => (out ? l.target : l.source) === hub.id);
+    if (touching.length <= HUB_SPLIT) continue;
+    nodes.delete(hub.id);
+    for (const l of touching) {
+      const id = `${hub.id}#${l.seed}`;
+      nodes.set(id, {...hub, id, alias: hub.id, label: "", r: 6, title: `${hub.id} (${l.seed})`});
+      if (out) l.target = id; else l.source = id;
+    }
+  }
   const ids = [...nodes.keys()];
   const layer = layers(ids, links, (id) => id.endsWith(":Seed:INJECTION"));
   const maxLayer = Math.max(0, ...layer.values());
   for (const n of nodes.values()) {
-    n.layer = n.id.endsWith(":Seed:EXTRACTION") ? Math.max(layer.get(n.id) || 0, maxLayer) : layer.get(n.id) || 0;
+    n.layer = n.id.endsWith(":Seed:EXTRACTION") && !n.alias ? Math.max(layer.get(n.id) || 0, maxLayer) : layer.get(n.id) || 0;
   }
   return {nodes: [...nodes.values()], links};
 }
@@ -340,7 +368,7 @@ const page = {
 };
 
 const views = {
-  states: new GraphView("states", $("#view-states"), {layered: true, onClick: (d) => select("states", d.id),
+  states: new GraphView("states", $("#view-states"), {layered: true, onClick: (d) => select("states", d.alias || d.id),
     onLinkClick: (d) => select("seeds", d.seed), onBackground: () => select(null)}),
   seeds: new GraphView("seeds", $("#view-seeds"), {layered: true, linkDistance: 150, onClick: (d) => select("seeds", d.id),
     onBackground: () => select(null)}),
@@ -404,12 +432,17 @@ function isSelectedLink(d) {
   return src === s.id || dst === s.id;
 }
 
+/* Restyle from the latest stats. Only the visible view: the others are restyled when shown. */
 function decorate() {
   const st = page.stats;
   if (!page.graph) return;
+  chips();
+  empty();
   const waiting = waitingByNode();
+  const on = page.view;
   // States: waiting badges; arrows by their seed's rate and failures.
   const sv = views.states;
+  if (on === "states") {
   sv.nodeSel.select("circle.body")
     .attr("fill", (d) => (d.ghost ? "#2a1f14" : d.pseudo ? "#21262d" : "#1f6feb"))
     .attr("stroke", (d) => (waiting.get(d.id) ? "#f0883e" : d.ghost ? "#f0883e" : d.pseudo ? "#6e7681" : "#79c0ff"))
@@ -418,8 +451,10 @@ function decorate() {
   badge(sv.nodeSel, (d) => waiting.get(d.id) || 0, false);
   sv.nodeSel.select("title").text((d) => `${d.id}${waiting.get(d.id) ? `\n${waiting.get(d.id)} packet(s) waiting` : ""}`);
   styleLinks(sv, (d) => (d.disabled ? 0 : seedRate(d.seed)), (d) => seedFailures(d.seed), (d) => seedHot(d.seed));
+  }
   // Seeds: colour by kind; failing seeds ringed red; arrows carry the feeding seed's rate.
   const kv = views.seeds;
+  if (on === "seeds") {
   kv.nodeSel.select("circle.body")
     .attr("fill", (d) => (!d.seed.enabled ? "#30363d" : d.seed.injector ? "#1b7c83" : d.seed.extractor ? "#9e6a03" : "#6e40c9"))
     .attr("stroke", (d) => (seedHot(d.id) ? "#f85149" : seedRate(d.id) > 0 ? "#3fb950" : d.seed.local ? "#d2a8ff" : "#6e7681"))
@@ -427,9 +462,11 @@ function decorate() {
   badge(kv.nodeSel, (d) => seedFailures(d.id), true);
   kv.nodeSel.select("text.sublabel").text((d) => [d.sub, seedRate(d.id) > 0 ? fmtRate(seedRate(d.id)) : ""].filter(Boolean).join(" · "));
   styleLinks(kv, (d) => seedRate(d.seed), () => 0, (d) => seedHot(d.seed));
+  }
   // Hosts: fill by load, outline by health; arrows from this node carry the measured send rate.
   const hv = views.hosts;
   const me = page.graph.node.id;
+  if (on === "hosts") {
   const loads = st?.loads || {};
   hv.nodeSel.select("circle.body")
     .attr("fill", (d) => loadColour(loads[d.id] || 0))
@@ -439,9 +476,8 @@ function decorate() {
   badge(hv.nodeSel, (d) => (d.host.self ? st?.failed_total || 0 : 0), true);
   const peerRate = (d) => ((typeof d.source === "object" ? d.source.id : d.source) === me ? st?.rates?.peers?.[typeof d.target === "object" ? d.target.id : d.target] || 0 : 0);
   styleLinks(hv, peerRate, () => 0, () => false, (d) => ((typeof d.source === "object" ? d.source.id : d.source) === me ? "" : "potential"));
-  for (const v of Object.values(views)) v.nodeSel.classed("selected", (d) => page.selected?.view === v.name && page.selected.id === d.id);
-  chips();
-  empty();
+  }
+  views[on].nodeSel.classed("selected", (d) => page.selected?.view === on && (page.selected.id === d.id || page.selected.id === d.alias));
 }
 
 function chips() {
@@ -557,15 +593,16 @@ function overview() {
 
 function stateDetails(id) {
   const g = page.graph, st = page.stats || {};
-  const node = views.states.byId.get(id);
+  const node = views.states.byId.get(id) || views.states.nodes.find((n) => n.alias === id);
   if (!node) return null;
   const waiting = waitingByNode().get(id) || 0;
-  const into = views.states.links.filter((l) => l.target.id === id), from = views.states.links.filter((l) => l.source.id === id);
+  const is = (n) => n.id === id || n.alias === id;
+  const into = views.states.links.filter((l) => is(l.target)), from = views.states.links.filter((l) => is(l.source));
   const seedItem = (l) => `<li>${nodeLink("seeds", l.seed)} <span class="muted">${l.disabled ? "(disabled)" : seedRate(l.seed) ? fmtRate(seedRate(l.seed)) : ""}</span></li>`;
   const extra = page.extra.get(`states:${id}`);
   const packets = Object.values(extra?.states || {}).flatMap((s) => s.oldest);
   const kind = node.pseudo ? "Pseudo-state" : node.ghost ? "State without a seed" : "State";
-  return `<div class="kind">${kind}</div><h2>${esc(node.label)}</h2><div class="sub mono">${esc(id)}</div>
+  return `<div class="kind">${kind}</div><h2>${esc(node.label || shortTag(id))}</h2><div class="sub mono">${esc(id)}</div>
     ${node.pseudo ? `<p class="muted">${id.endsWith("INJECTION") ? "Where injectors' data comes from: outside the network." : "Where extractors' data goes: out of the network."}</p>` : ""}
     <h3>Waiting packets</h3>
     <table>${row("waiting for a consumer", `<b class="${waiting ? "warn" : ""}">${fmtNum(waiting)}</b>`)}</table>
