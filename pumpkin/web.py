@@ -464,8 +464,9 @@ class WebServer:
         peers = d.peers.summaries()
         for p in peers:
             link = d.transport.links.get(p["id"])
-            p["link"] = None if link is None else {"endpoint": link.endpoint, "sent": link.sent,
-                                                   "backlog": len(link.backlog), "rate": self.rates.rate(f"peer:{p['id']}")}
+            p["link"] = None if link is None else {
+                "endpoint": link.endpoint, "sent": link.sent, "backlog": len(link.backlog),
+                "rate": self.rates.rate(f"peer:{p['id']}")}
         return _json({"node": d.node_id, "peers": peers})
 
     async def _hosts(self, request: web.Request) -> web.Response:

@@ -16,7 +16,8 @@ from tests.helpers import wait_until
 from tests.web.conftest import ARTIFACTS, api, web_url
 
 SEEDS = ROOT / "seeds"
-HELLO_STATES = ["default:Seed:INJECTION", "default:String:UNGREETED", "default:String:GREETING", "default:Seed:EXTRACTION"]
+HELLO_STATES = ["default:Seed:INJECTION", "default:String:UNGREETED", "default:String:GREETING",
+                "default:Seed:EXTRACTION"]
 SHOUT = '''
 from pumpkin import seed
 
@@ -104,7 +105,8 @@ def test_a_second_daemon_with_one_more_seed_appears_without_a_reload(pmk, browse
         window.__seen = {};
         new MutationObserver(() => {
             for (const sel of ['path.link[data-id^="shout|"]', 'g.node[data-id="default:String:SHOUTED"]'])
-                if (!window.__seen[sel] && document.querySelector('#view-states ' + sel)) window.__seen[sel] = Date.now();
+                if (!window.__seen[sel] && document.querySelector('#view-states ' + sel))
+                    window.__seen[sel] = Date.now();
         }).observe(document.querySelector('#view-states'), {childList: true, subtree: true});
     }""")
 
@@ -116,7 +118,8 @@ def test_a_second_daemon_with_one_more_seed_appears_without_a_reload(pmk, browse
     page.wait_for_selector('#view-states path.link[data-id^="shout|"]')
     seen = page.evaluate("Math.max(...Object.values(window.__seen))") / 1000
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
-    timings = {"daemon_learned_to_drawn_s": round(seen - learned, 3), "second_pmk_started_to_drawn_s": round(seen - started, 3)}
+    timings = {"daemon_learned_to_drawn_s": round(seen - learned, 3),
+               "second_pmk_started_to_drawn_s": round(seen - started, 3)}
     (ARTIFACTS / "web-latency.json").write_text(json.dumps(timings, indent=2) + "\n")
     print("change shown after", timings)
 
@@ -219,7 +222,8 @@ def test_page_with_200_states_stays_responsive(pmk, browser, tmp_path):
                            " stubs: document.querySelectorAll('#view-states g.node[data-id*=\"#\"]').length,"
                            " links: document.querySelectorAll('#view-states path.link').length})")
     shoot(page, "web-200-states")
-    result = {**counts, "fps_while_laying_out": round(during["fps"], 1), "worst_frame_ms_laying_out": round(during["worst_frame_ms"], 1),
+    result = {**counts, "fps_while_laying_out": round(during["fps"], 1),
+              "worst_frame_ms_laying_out": round(during["worst_frame_ms"], 1),
               "layout_settled_after_s": round(settled_s, 1), "tick_and_redraw_ms": round(tick_ms, 2),
               "fps_at_rest": round(after["fps"], 1), "worst_frame_ms_at_rest": round(after["worst_frame_ms"], 1)}
     (ARTIFACTS / "web-200.json").write_text(json.dumps(result, indent=2) + "\n")
