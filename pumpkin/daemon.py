@@ -1,9 +1,9 @@
 """The daemon: wires configuration, working directory, transport, seeds, automaton and router together.
 
 Start order: claim the working directory (identity), bind sockets, load seeds, put them in the automaton,
-start consumers, bring back packets saved at the last stop, route again what the intake journal holds
+serve the web page, start consumers, bring back packets saved at the last stop, route again what the intake journal holds
 unfinished and start watching the rx folder, start injectors, then heartbeats and discovery.
-Stop order (``stop`` is idempotent): stop intake (rx folder, injectors), drain in-flight work (bounded wait),
+Stop order (``stop`` is idempotent): stop intake (web page, rx folder, injectors), drain in-flight work (bounded wait),
 save what still waits to ``pending/`` and acknowledge it to its senders, say goodbye to peers (BYE, a goodbye
 beacon, mDNS unregister), stop seed threads (``on_unload``), finish tx writes and journal commits, close
 sockets, release the working directory.
@@ -133,6 +133,7 @@ class Daemon:
                          peers=self.peers, failed=self.failed, learn=self.learn_peer, forget=self.forget_peer,
                          heartbeat_s=disc.heartbeat_s, static_peers=disc.peers)
         self._load_seeds()
+        await self._start_web()  # before any seed runs: the page is there from the first packet on
         self._started = True
         await self._start_intake()
         for runner in sorted(self.router.local.values(), key=lambda r: r.spec.is_injector):
@@ -140,7 +141,6 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self._sweep(), name="expiry-sweep"))
         self.mesh.start()
         await self._start_discovery(chosen)
-        await self._start_web()
 
     def origin(self) -> Origin:
         """Who this node is and where peers reach it, as announced in beacons and messages."""

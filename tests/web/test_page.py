@@ -68,8 +68,8 @@ def test_page_draws_the_hello_world_and_shows_details(pmk, browser):
     details.get_by_text("Produced by").wait_for()
     text = details.inner_text()
     assert "GREETING" in text and "default:String:GREETING" in text
-    assert details.locator('h3:has-text("Produced by") + ul').inner_text().strip() == "greet"
-    assert details.locator('h3:has-text("Consumed by") + ul').inner_text().strip() == "extract"
+    assert details.locator('h3:has-text("Produced by") + ul .link').all_inner_texts() == ["greet"]
+    assert details.locator('h3:has-text("Consumed by") + ul .link').all_inner_texts() == ["extract"]
 
     page.click('.tabs button[data-view="seeds"]')
     for seed_ in ("inject", "greet", "extract"):
