@@ -328,10 +328,10 @@ function statesModel(graph, stats) {
   }
   const ids = [...nodes.keys()];
   const layer = layers(ids, links, (id) => id.endsWith(":Seed:INJECTION"));
-  const maxLayer = Math.max(0, ...layer.values());
-  for (const n of nodes.values()) {
-    n.layer = n.id.endsWith(":Seed:EXTRACTION") && !n.alias ? Math.max(layer.get(n.id) || 0, maxLayer) : layer.get(n.id) || 0;
-  }
+  // "out" sits one column right of everything else, so arrows into it point right instead of crossing a column.
+  const isOut = (n) => n.id.endsWith(":Seed:EXTRACTION") && !n.alias;
+  const maxLayer = Math.max(0, ...[...nodes.values()].filter((n) => !isOut(n)).map((n) => layer.get(n.id) || 0));
+  for (const n of nodes.values()) n.layer = isOut(n) ? maxLayer + 1 : layer.get(n.id) || 0;
   return {nodes: [...nodes.values()], links};
 }
 
