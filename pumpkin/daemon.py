@@ -1,11 +1,11 @@
 """The daemon: wires configuration, working directory, transport, seeds, automaton and router together.
 
 Start order: claim the working directory (identity), bind sockets, load seeds, put them in the automaton,
-serve the web page, start consumers, bring back packets saved at the last stop, route again what the intake journal holds
-unfinished and start watching the rx folder, start injectors, then heartbeats and discovery.
-Stop order (``stop`` is idempotent): stop intake (web page, rx folder, injectors), drain in-flight work (bounded wait),
-save what still waits to ``pending/`` and acknowledge it to its senders, say goodbye to peers (BYE, a goodbye
-beacon, mDNS unregister), stop seed threads (``on_unload``), finish tx writes and journal commits, close
+serve the web page, start consumers, bring back packets saved at the last stop, route again what the intake
+journal holds unfinished and start watching the rx folder, start injectors, then heartbeats and discovery.
+Stop order (``stop`` is idempotent): stop intake (web page, rx folder, injectors), drain in-flight work (bounded
+wait), save what still waits to ``pending/`` and acknowledge it to its senders, say goodbye to peers (BYE, a
+goodbye beacon, mDNS unregister), stop seed threads (``on_unload``), finish tx writes and journal commits, close
 sockets, release the working directory.
 """
 
