@@ -46,7 +46,7 @@ from .seed import SeedSpec
 from .transport import Transport
 from .txdir import TxWriter
 from .waiting import WaitingRoom
-from .workdir import Workdir, claim
+from .workdir import Workdir, claim, runtime_base
 
 log = logging.getLogger("pumpkin")
 
@@ -178,7 +178,7 @@ class Daemon:
             else:
                 log.info("mDNS disabled: no interface but loopback")
         if disc.enable and disc.local:
-            local = LocalDiscovery(self.workdir.runtime.parent, self.host, self.origin, on_origin, disc.heartbeat_s)
+            local = LocalDiscovery(runtime_base(), self.host, self.origin, on_origin, disc.heartbeat_s)
             await local.start()
             self.discoveries.append(local)
         if disc.peers:

@@ -110,6 +110,11 @@ class Mesh:
     def on_origin(self, origin: Origin, via: str) -> None:
         """A discovery mechanism heard of ``origin``."""
         if origin.id == self.node_id:
+            me = self.me()
+            if (origin.tcp, origin.ipc) != (me.tcp, me.ipc) and "same-id" not in self._rejects_logged:
+                self._rejects_logged.add("same-id")
+                log.error("another node uses this node's id %s (at %s, found by %s): give each daemon its own "
+                          "working directory or --node-id", origin.id, origin.tcp or origin.ipc, via)
             return
         if origin.bye:
             self._drop(origin.id, "said goodbye")

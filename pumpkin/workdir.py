@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import socket
@@ -32,9 +33,14 @@ class Workdir:
 
     @property
     def runtime(self) -> Path:
-        """A short private folder for ipc:// sockets (their paths must stay under ~100 bytes)."""
-        base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"pumpkin-{os.getuid()}"
-        path = base / self.node_id
+        """A short private folder for ipc:// sockets (their paths must stay under ~100 bytes).
+
+        Named after the working directory, which this daemon holds locked, and not after the node id:
+        two daemons given the same id (containers sharing /tmp, a copied working directory) must not
+        take each other's sockets.
+        """
+        digest = hashlib.sha1(str(self.path.resolve()).encode()).hexdigest()[:12]
+        path = runtime_base() / f"{self.node_id[:24]}-{digest}"
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
 
@@ -47,6 +53,11 @@ class Workdir:
         """Give the directory up (the control file goes; the identity stays)."""
         self.control_file.unlink(missing_ok=True)
         self._lock.close()
+
+
+def runtime_base() -> Path:
+    """Where this user's daemons keep sockets and the same-host discovery folder."""
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"pumpkin-{os.getuid()}"
 
 
 def _try_lock(path: Path) -> IO[str] | None:

@@ -88,6 +88,24 @@ class PmkProcess:
         return self.proc.returncode
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Remember each phase's outcome on the test item, so fixtures can tell whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def dump_on_failure(request: pytest.FixtureRequest, procs: list[PmkProcess]) -> None:
+    """Print what every pmk of a failed test said: a flaky failure in CI is then explained by its log."""
+    report = getattr(request.node, "rep_call", None)
+    if report is None or not report.failed:
+        return
+    for p in procs:
+        print(f"\n----- {' '.join(p.cmd[-8:])} (exit {p.proc.returncode})")
+        print("\n".join(["stderr:", *p.err[-60:], "stdout:", *p.out[-20:]]))
+
+
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     """A throwaway network namespace with a LAN of its own (skips without root, fails under CI)."""
@@ -100,7 +118,7 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def pmk(sandbox: Sandbox, tmp_path: Path) -> Iterator[object]:
+def pmk(sandbox: Sandbox, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
     """Start real ``pmk`` processes inside the sandbox: ``pmk(*args, workdir=None)``; all stopped at the end."""
     started: list[PmkProcess] = []
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
@@ -115,3 +133,4 @@ def pmk(sandbox: Sandbox, tmp_path: Path) -> Iterator[object]:
     yield start
     for p in started:
         p.stop()
+    dump_on_failure(request, started)

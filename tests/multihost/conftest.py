@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PMK, ROOT, PmkProcess
+from tests.conftest import PMK, ROOT, PmkProcess, dump_on_failure
 from tests.multihost.lan import Lan
 from tests.netns import require_netns
 
@@ -57,7 +57,7 @@ class Hosts:
 
 
 @pytest.fixture
-def hosts(lan: Lan, tmp_path: Path) -> Iterator[Hosts]:
+def hosts(lan: Lan, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Hosts]:
     """Start pmk on hosts A-D; everything is stopped and the network restored after the test."""
     h = Hosts(lan, tmp_path)
     try:
@@ -66,3 +66,4 @@ def hosts(lan: Lan, tmp_path: Path) -> Iterator[Hosts]:
         for p in h.procs:
             p.stop()
         lan.reset()
+        dump_on_failure(request, h.procs)

@@ -57,3 +57,17 @@ def test_rx_and_tx_keys_with_aliases_and_checks(tmp_path):
                        ({"tx.form": "xml"}, "config key tx.form")]:
         with pytest.raises(ConfigError, match=msg):
             config.load(env={}, flags=flags)
+
+
+def test_daemons_with_the_same_id_get_separate_socket_folders(tmp_path):
+    from pumpkin.workdir import claim
+
+    a = claim(tmp_path / "a", "twin")
+    b = claim(tmp_path / "b", "twin")
+    try:
+        assert a.node_id == b.node_id == "twin"
+        assert a.runtime != b.runtime
+        assert len(str(a.runtime / "control")) < 100  # ipc:// paths must stay short
+    finally:
+        a.release()
+        b.release()
