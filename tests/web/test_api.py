@@ -219,6 +219,8 @@ def test_posts_are_refused_without_the_token(tmp_path):
                         assert status == 401 and "token" in why["error"]
                 assert ro.router.counters["injected"] == rw.router.counters["injected"] == 0
                 assert not rw.disabled
+                # The hello world's own packet first, so the count below moves by the injected one alone.
+                await async_wait_until(lambda: rw.router.counters["extracted"] >= 1, what="the hello world")
                 before = rw.router.counters["extracted"]
                 status, sent = await rw_c.post("/api/v1/inject", {"state": "UNGREETED", "data": "Web"}, token="s3cret")
                 assert status == 201 and sent["state"] == "default:*:UNGREETED" and sent["id"].count(":") == 3
