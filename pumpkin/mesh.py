@@ -282,7 +282,8 @@ class Mesh:
         if len(self._recent) > DEDUPE_WINDOW:
             self._recent.popitem(last=False)
         self.counters["received"] += 1
-        runner = self.router.local.get(to) if to else None
+        # Straight to the local seed only while it is in the automaton here (not disabled, not unloaded).
+        runner = self.router.local.get(to) if to and self.node_id in self.router.automaton.nodes_of(to) else None
         if sender:
             self._heard(sender, "packet")
         if runner is not None and runner.pending < self.router.seed_queue_max:

@@ -302,3 +302,24 @@ def test_a_legacy_seed_with_state_alternatives_and_fork_dispatch_runs_unchanged(
         finally:
             await d.stop()
     asyncio.run(main())
+
+
+def test_a_packet_addressed_to_a_disabled_seed_waits_instead_of_running(tmp_path):
+    hello = ROOT / "seeds/helloworld"
+
+    async def main():
+        b = Daemon(cfg(tmp_path, "b", seeds=[hello / "greet.py"]))
+        await b.start()
+        try:
+            b.enable_seed("greet", False)
+            # A peer that has not heard of the change yet sends a packet addressed to greet here.
+            late = codec.Packet(b.ids.root(), tags.parse("String:UNGREETED"), "late")
+            b.mesh.on_packet(late, "greet", "peer-that-did-not-hear")
+            assert b.router.waiting.counts() == {"default:String:UNGREETED": 1}
+            assert b.snapshot()["seeds"]["greet"]["processed"] == 0
+            b.enable_seed("greet", True)
+            await async_wait_until(lambda: b.snapshot()["seeds"]["greet"]["processed"] == 1,
+                                   what="the packet to run once greet is enabled again")
+        finally:
+            await b.stop()
+    asyncio.run(main())
