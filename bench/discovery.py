@@ -64,15 +64,34 @@ class Proc:
 
 def trial(lan: Lan, mode: str, tmp: Path, i: int) -> dict[str, float]:
     off = {"broadcast": ["--discovery.mdns", "false"], "mdns": ["--discovery.broadcast", "false"]}[mode]
-    a = Proc(lan.wrap("A", [*PMK, "--workdir", str(tmp / f"a{i}"), "--node-id", f"A{i}", *off,
-                            "--seed", str(HELLO / "inject.py"), "--seed", str(HELLO / "extract.py")]))
+    a = Proc(
+        lan.wrap(
+            "A",
+            [
+                *PMK,
+                "--workdir",
+                str(tmp / f"a{i}"),
+                "--node-id",
+                f"A{i}",
+                *off,
+                "--seed",
+                str(HELLO / "inject.py"),
+                "--seed",
+                str(HELLO / "extract.py"),
+            ],
+        )
+    )
     b = None
     try:
         a.when("Seed loaded: extract")
         time.sleep(0.5)  # let A settle (its own mDNS registration) so B's start is what is measured
         t0 = time.monotonic()
-        b = Proc(lan.wrap("B", [*PMK, "--workdir", str(tmp / f"b{i}"), "--node-id", f"B{i}", *off,
-                                "--seed", str(HELLO / "greet.py")]))
+        b = Proc(
+            lan.wrap(
+                "B",
+                [*PMK, "--workdir", str(tmp / f"b{i}"), "--node-id", f"B{i}", *off, "--seed", str(HELLO / "greet.py")],
+            )
+        )
         routed = a.when("Greeting: Hello World") - t0
         b_ready = b.when("Seed loaded: greet") - t0
         time.sleep(1.0)
@@ -101,11 +120,15 @@ def main() -> None:
                 results[mode] = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
     finally:
         lan.down()
-    print(f"{'mode':<10} {'B start -> first packet routed':>31} {'(B process ready)':>18} "
-          f"{'kill -> evasive':>16} {'kill -> expired':>16}   medians of {args.runs}")
+    print(
+        f"{'mode':<10} {'B start -> first packet routed':>31} {'(B process ready)':>18} "
+        f"{'kill -> evasive':>16} {'kill -> expired':>16}   medians of {args.runs}"
+    )
     for mode, r in results.items():
-        print(f"{mode:<10} {r['first_routed_s']:>29.3f} s {r['b_process_ready_s']:>16.3f} s "
-              f"{r['evasive_s']:>14.3f} s {r['expired_s']:>14.3f} s")
+        print(
+            f"{mode:<10} {r['first_routed_s']:>29.3f} s {r['b_process_ready_s']:>16.3f} s "
+            f"{r['evasive_s']:>14.3f} s {r['expired_s']:>14.3f} s"
+        )
     print(json.dumps({"benchmark": "discovery", "runs": args.runs, "results": results}))
 
 

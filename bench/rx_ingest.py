@@ -48,10 +48,28 @@ def one_run(n: int, settle_s: float, base: Path) -> tuple[float, float]:
     for i in range(n):
         (staging / f"f{i:05d}.json").write_text(json.dumps({"state": "UNGREETED", "data": f"n{i}"}))
     log = open(base / "pmk.log", "w")  # noqa: SIM115 - the daemon writes it until the finally below
-    proc = subprocess.Popen([*pmk_command(), "--endpoint.type", "zmq.IPC", "--workdir", str(wd), "--rx", str(rx),
-                             "--tx", str(tx), "--rx.settle_s", str(settle_s), "--seed", str(HELLO / "greet.py"),
-                             "--seed", str(HELLO / "extract.py")],
-                            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [
+            *pmk_command(),
+            "--endpoint.type",
+            "zmq.IPC",
+            "--workdir",
+            str(wd),
+            "--rx",
+            str(rx),
+            "--tx",
+            str(tx),
+            "--rx.settle_s",
+            str(settle_s),
+            "--seed",
+            str(HELLO / "greet.py"),
+            "--seed",
+            str(HELLO / "extract.py"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         deadline = time.monotonic() + 30
         while "Watching rx folder" not in (base / "pmk.log").read_text():
@@ -95,8 +113,10 @@ def main() -> None:
         ends.append(end)
         intakes.append(intake)
         print(f"run {run + 1}: {end:8.0f} files/s end to end (into tx/), {intake:8.0f} files/s out of rx/")
-    print(f"median of {args.runs}: {statistics.median(ends):.0f} files/s end to end, "
-          f"{statistics.median(intakes):.0f} files/s intake ({args.files} files, rx.settle_s={args.settle:g})")
+    print(
+        f"median of {args.runs}: {statistics.median(ends):.0f} files/s end to end, "
+        f"{statistics.median(intakes):.0f} files/s intake ({args.files} files, rx.settle_s={args.settle:g})"
+    )
 
 
 if __name__ == "__main__":

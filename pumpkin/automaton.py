@@ -57,8 +57,9 @@ class Automaton:
         """Record that ``node`` runs ``info``; True when the automaton changed."""
         known = self._seeds.get(info.name)
         if known is not None and known != info:
-            log.warning("seed %r on node %s declares other states than the one already known; using the first",
-                        info.name, node)
+            log.warning(
+                "seed %r on node %s declares other states than the one already known; using the first", info.name, node
+            )
         nodes = self._nodes_of.setdefault(info.name, {})
         if node in nodes:
             return False

@@ -1,12 +1,12 @@
 """The ``pmk`` command line: run the daemon, or talk to a running one.
 
-    pmk [options]                  run a daemon in the foreground (Ctrl-C stops it)
-    pmk seeds check PATH...        load seed files or folders and report, without running them
-    pmk graph                      print the automaton of a running daemon
-    pmk peers                      list the peers a running daemon knows
-    pmk stats                      print a running daemon's counters
-    pmk inject STATE DATA          send one packet into a running daemon
-    pmk inject [STATE] --file F    send a packet file (.json, .pkt, .jsonl), or with STATE a file's bytes
+pmk [options]                  run a daemon in the foreground (Ctrl-C stops it)
+pmk seeds check PATH...        load seed files or folders and report, without running them
+pmk graph                      print the automaton of a running daemon
+pmk peers                      list the peers a running daemon knows
+pmk stats                      print a running daemon's counters
+pmk inject STATE DATA          send one packet into a running daemon
+pmk inject [STATE] --file F    send a packet file (.json, .pkt, .jsonl), or with STATE a file's bytes
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import sys
@@ -31,8 +32,11 @@ SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers")
 
 
 def _daemon_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pmk", description="Run a Pumpkin daemon (or see 'pmk graph --help', "
-                                "'pmk seeds check --help', 'pmk stats', 'pmk inject --help').")
+    p = argparse.ArgumentParser(
+        prog="pmk",
+        description="Run a Pumpkin daemon (or see 'pmk graph --help', "
+        "'pmk seeds check --help', 'pmk stats', 'pmk inject --help').",
+    )
     p.add_argument("--version", action="version", version=f"pmk {__version__}")
     p.add_argument("-c", "--config", type=Path, help="configuration file (see pumpkin-template.cfg)")
     aliased = {v: k for k, v in configuration.ALIASES.items()}
@@ -43,18 +47,20 @@ def _daemon_parser() -> argparse.ArgumentParser:
         if key.kind == "bool":
             p.add_argument(*names, dest=key.dotted, nargs="?", const="true", metavar="true|false", help=key.help)
         elif key.kind == "paths":
-            p.add_argument(*names, dest=key.dotted, action="append", metavar="PATH",
-                           help=key.help + " Repeatable.")
+            p.add_argument(*names, dest=key.dotted, action="append", metavar="PATH", help=key.help + " Repeatable.")
         else:
-            p.add_argument(*names, dest=key.dotted, metavar=key.name.upper(), help=key.help,
-                           choices=key.choices or None)
+            p.add_argument(
+                *names, dest=key.dotted, metavar=key.name.upper(), help=key.help, choices=key.choices or None
+            )
     p.add_argument("--node-id", dest="node.id", help="alias of --node.id")
     return p
 
 
 def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
-                        format="%(levelname)s:%(name)s:%(message)s" if debug else "%(levelname)s:%(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(levelname)s:%(name)s:%(message)s" if debug else "%(levelname)s:%(message)s",
+    )
 
 
 def run_daemon(argv: list[str]) -> int:
@@ -138,8 +144,15 @@ def _print_peers(reply: dict[str, Any], as_json: bool) -> None:
     print(f"Peers known to node {reply['node']}: {len(reply['peers'])}")
     rows = [("ID", "STATE", "LAST HEARD", "ADDRESSES", "SEEDS")]
     for p in reply["peers"]:
-        rows.append((p["id"], p["state"], f"{p['last_heard_s_ago']:.1f} s ago", " ".join(p["addresses"]) or p["endpoint"],
-                     ", ".join(p["seeds"]) or "-"))
+        rows.append(
+            (
+                p["id"],
+                p["state"],
+                f"{p['last_heard_s_ago']:.1f} s ago",
+                " ".join(p["addresses"]) or p["endpoint"],
+                ", ".join(p["seeds"]) or "-",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  " + "  ".join(f"{c:<{widths[i]}}" for i, c in enumerate(r[:4])) + "  " + r[4])
@@ -167,14 +180,21 @@ def _client_parser() -> argparse.ArgumentParser:
     peers = sub.add_parser("peers", help="list the peers a running daemon knows")
     peers.add_argument("--json", action="store_true", help="print JSON")
     common(peers)
-    inject = sub.add_parser("inject", help="send a packet into a running daemon",
-                            description="Send packets to a running daemon; prints each packet's id and state once "
-                            "the daemon has made it durable.")
+    inject = sub.add_parser(
+        "inject",
+        help="send a packet into a running daemon",
+        description="Send packets to a running daemon; prints each packet's id and state once "
+        "the daemon has made it durable.",
+    )
     inject.add_argument("state", nargs="?", help="the packet's state: group:type:STATE, type:STATE or STATE")
     inject.add_argument("data", nargs="?", help="the data (parsed as JSON when it is JSON, else taken as a string)")
     inject.add_argument("--string", action="store_true", help="take DATA as a string even if it parses as JSON")
-    inject.add_argument("--file", type=Path, help="with STATE: the file's bytes are the data; without: a packet "
-                        "file as the rx folder reads it (.json or .pkt document, .jsonl lines)")
+    inject.add_argument(
+        "--file",
+        type=Path,
+        help="with STATE: the file's bytes are the data; without: a packet "
+        "file as the rx folder reads it (.json or .pkt document, .jsonl lines)",
+    )
     common(inject)
     return p
 
@@ -186,10 +206,8 @@ def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
             raise PumpkinError("inject needs STATE and DATA, or --file F (see pmk inject --help)")
         data: Any = args.data
         if not args.string:
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 data = json.loads(args.data)
-            except json.JSONDecodeError:
-                pass
         return {"op": "inject", "state": args.state, "data": data}
     if args.data is not None:
         raise PumpkinError("give DATA or --file, not both")
@@ -199,8 +217,10 @@ def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
         raise PumpkinError(f"cannot read {args.file}: {exc.strerror or exc}") from None
     if len(content) * 4 // 3 + 4096 > MAX_CONTROL_BYTES:
         most = (MAX_CONTROL_BYTES - 4096) * 3 // 4
-        raise PumpkinError(f"{args.file} has {len(content)} bytes; pmk inject sends at most about {most} bytes: "
-                           "drop it into the daemon's rx folder instead")
+        raise PumpkinError(
+            f"{args.file} has {len(content)} bytes; pmk inject sends at most about {most} bytes: "
+            "drop it into the daemon's rx folder instead"
+        )
     encoded = base64.b64encode(content).decode()
     if args.state is not None:
         return {"op": "inject", "state": args.state, "data_base64": encoded}

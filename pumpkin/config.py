@@ -47,82 +47,235 @@ class Key:
 KEYS: tuple[Key, ...] = (
     Key("node", "group", "str", "default", "Group of this node: the group part of tags written without one."),
     Key("node", "id", "str", "", "Node id. Empty: made once and kept in the working directory."),
-    Key("node", "workdir", "path", None,
+    Key(
+        "node",
+        "workdir",
+        "path",
+        None,
         "Working directory (node id, failed/ area, control socket). Empty: the first free one of "
-        "~/.pumpkin/nodes/node0, node1, ..."),
-    Key("node", "taskdir", "paths", [],
-        "Folders (comma-separated) whose seeds are loaded. Empty: the packaged hello-world seeds."),
-    Key("node", "seed", "paths", [], "Seed files (comma-separated) to load instead of the taskdir; auto-load is ignored."),
+        "~/.pumpkin/nodes/node0, node1, ...",
+    ),
+    Key(
+        "node",
+        "taskdir",
+        "paths",
+        [],
+        "Folders (comma-separated) whose seeds are loaded. Empty: the packaged hello-world seeds.",
+    ),
+    Key(
+        "node",
+        "seed",
+        "paths",
+        [],
+        "Seed files (comma-separated) to load instead of the taskdir; auto-load is ignored.",
+    ),
     Key("node", "debug", "bool", False, "Log at debug level."),
-    Key("endpoint", "type", "choice", "zmq.TCP", "How peers reach this node: zmq.IPC (one host) or zmq.TCP.",
-        choices=ENDPOINT_TYPES),
-    Key("endpoint", "endpoints", "str", "",
-        "Explicit ZeroMQ URLs to bind for data, comma-separated (e.g. tcp://*:7900). Empty: chosen from type."),
+    Key(
+        "endpoint",
+        "type",
+        "choice",
+        "zmq.TCP",
+        "How peers reach this node: zmq.IPC (one host) or zmq.TCP.",
+        choices=ENDPOINT_TYPES,
+    ),
+    Key(
+        "endpoint",
+        "endpoints",
+        "str",
+        "",
+        "Explicit ZeroMQ URLs to bind for data, comma-separated (e.g. tcp://*:7900). Empty: chosen from type.",
+    ),
     Key("endpoint", "tcp_host", "str", "*", "Address to bind for zmq.TCP ('*' means every interface)."),
     Key("endpoint", "tcp_port", "int", 0, "Port to bind for zmq.TCP; 0 picks a free one.", minimum=0),
-    Key("routing", "waiting_max_packets", "int", 10000,
-        "Packets kept per state while no seed consumes it; past this they go to failed/.", minimum=1),
-    Key("routing", "waiting_expiry_s", "float", 600.0,
-        "Seconds a packet may wait for a consumer before it goes to failed/.", minimum=0.001),
-    Key("routing", "seed_queue_max", "int", 10000,
-        "Packets queued per local seed; past this they wait in the state queue instead.", minimum=1),
+    Key(
+        "routing",
+        "waiting_max_packets",
+        "int",
+        10000,
+        "Packets kept per state while no seed consumes it; past this they go to failed/.",
+        minimum=1,
+    ),
+    Key(
+        "routing",
+        "waiting_expiry_s",
+        "float",
+        600.0,
+        "Seconds a packet may wait for a consumer before it goes to failed/.",
+        minimum=0.001,
+    ),
+    Key(
+        "routing",
+        "seed_queue_max",
+        "int",
+        10000,
+        "Packets queued per local seed; past this they wait in the state queue instead.",
+        minimum=1,
+    ),
     Key("routing", "ttl_hops", "int", 64, "Hops a packet may make before it goes to failed/ (stops loops).", minimum=1),
-    Key("discovery", "enable", "bool", True,
-        "Find peers by themselves (broadcast, mDNS, same-host folder). false: only discovery.peers are used."),
+    Key(
+        "discovery",
+        "enable",
+        "bool",
+        True,
+        "Find peers by themselves (broadcast, mDNS, same-host folder). false: only discovery.peers are used.",
+    ),
     Key("discovery", "broadcast", "bool", True, "Send and hear UDP broadcast beacons."),
     Key("discovery", "mdns", "bool", True, "Register and browse the zeroconf/mDNS service _pumpkin._tcp.local."),
-    Key("discovery", "local", "bool", True, "Find daemons on this host (and network namespace) through a shared folder."),
+    Key(
+        "discovery", "local", "bool", True, "Find daemons on this host (and network namespace) through a shared folder."
+    ),
     Key("discovery", "bcport", "int", 7700, "UDP port of beacons (shared by the daemons of a host).", minimum=1),
-    Key("discovery", "interface", "str", "", "Use only this network interface for discovery. Empty: every one but loopback."),
-    Key("discovery", "advertise", "str", "",
-        "Address announced to peers (containers, NAT). Empty: the first address of the chosen interfaces."),
-    Key("discovery", "peers", "str", "",
-        "Static peers: tcp:// endpoints (comma-separated) greeted directly, for networks where nothing else reaches."),
+    Key(
+        "discovery",
+        "interface",
+        "str",
+        "",
+        "Use only this network interface for discovery. Empty: every one but loopback.",
+    ),
+    Key(
+        "discovery",
+        "advertise",
+        "str",
+        "",
+        "Address announced to peers (containers, NAT). Empty: the first address of the chosen interfaces.",
+    ),
+    Key(
+        "discovery",
+        "peers",
+        "str",
+        "",
+        "Static peers: tcp:// endpoints (comma-separated) greeted directly, for networks where nothing else reaches.",
+    ),
     Key("discovery", "heartbeat_s", "float", 0.5, "Seconds between heartbeats (and beacons).", minimum=0.01),
-    Key("discovery", "evasive_s", "float", 1.5,
+    Key(
+        "discovery",
+        "evasive_s",
+        "float",
+        1.5,
         "Seconds of silence after which a peer is evasive: no new packets go to it, its unacknowledged ones move.",
-        minimum=0.02),
-    Key("discovery", "expired_s", "float", 5.0, "Seconds of silence after which a peer and its seeds are forgotten.",
-        minimum=0.03),
-    Key("supernodes", "hosts", "str", "",
-        "Hosts (comma-separated, host or host:port) that get unicast beacons, so discovery crosses subnets."),
+        minimum=0.02,
+    ),
+    Key(
+        "discovery",
+        "expired_s",
+        "float",
+        5.0,
+        "Seconds of silence after which a peer and its seeds are forgotten.",
+        minimum=0.03,
+    ),
+    Key(
+        "supernodes",
+        "hosts",
+        "str",
+        "",
+        "Hosts (comma-separated, host or host:port) that get unicast beacons, so discovery crosses subnets.",
+    ),
     # -- the rx drop folder and the tx folder (README: "The rx folder") --
-    Key("rx", "dir", "path", None,
+    Key(
+        "rx",
+        "dir",
+        "path",
+        None,
         "Drop folder: packet files put here are injected once each, then moved to its done/ (or failed/ with a "
-        "reason). Empty: no drop folder."),
-    Key("rx", "processed", "choice", "move", "What happens to a file once its packets are accepted: 'move' it to "
-        "done/ or 'remove' it.", choices=("move", "remove")),
-    Key("rx", "settle_s", "float", 0.5,
+        "reason). Empty: no drop folder.",
+    ),
+    Key(
+        "rx",
+        "processed",
+        "choice",
+        "move",
+        "What happens to a file once its packets are accepted: 'move' it to done/ or 'remove' it.",
+        choices=("move", "remove"),
+    ),
+    Key(
+        "rx",
+        "settle_s",
+        "float",
+        0.5,
         "Seconds a file's size and mtime must stay the same before it is read (writers: write a temporary name "
-        "such as x.tmp, then rename).", minimum=0.0),
-    Key("rx", "poll_interval_s", "float", 1.0,
+        "such as x.tmp, then rename).",
+        minimum=0.0,
+    ),
+    Key(
+        "rx",
+        "poll_interval_s",
+        "float",
+        1.0,
         "Seconds between rescans of the drop folder (file events make pick-up immediate where available).",
-        minimum=0.01),
-    Key("rx", "max_file_bytes", "int", 64 << 20,
-        "Largest file read; a larger one goes to failed/ (a file's packets are held in memory).", minimum=1),
-    Key("rx", "ignore", "str", ",".join(DEFAULT_IGNORE),
-        "Name patterns (comma-separated globs) never read: files still being written."),
-    Key("tx", "dir", "path", None,
-        "Result folder: every packet reaching an extractor here is also written as a file, once. Empty: none."),
-    Key("tx", "form", "choice", "document", "What a result file holds: the packet 'document' (droppable into "
-        "another rx folder) or the 'data' alone.", choices=("document", "data")),
+        minimum=0.01,
+    ),
+    Key(
+        "rx",
+        "max_file_bytes",
+        "int",
+        64 << 20,
+        "Largest file read; a larger one goes to failed/ (a file's packets are held in memory).",
+        minimum=1,
+    ),
+    Key(
+        "rx",
+        "ignore",
+        "str",
+        ",".join(DEFAULT_IGNORE),
+        "Name patterns (comma-separated globs) never read: files still being written.",
+    ),
+    Key(
+        "tx",
+        "dir",
+        "path",
+        None,
+        "Result folder: every packet reaching an extractor here is also written as a file, once. Empty: none.",
+    ),
+    Key(
+        "tx",
+        "form",
+        "choice",
+        "document",
+        "What a result file holds: the packet 'document' (droppable into another rx folder) or the 'data' alone.",
+        choices=("document", "data"),
+    ),
     # -- [http]: the live web page and its JSON API (pumpkin/web.py) --
     Key("http", "enable", "bool", True, "Serve the live web page and the JSON API."),
-    Key("http", "host", "str", "127.0.0.1",
-        "Address the page and API listen on; 127.0.0.1 keeps them on this machine, 0.0.0.0 opens them to the LAN."),
-    Key("http", "port", "int", 7780,
+    Key(
+        "http",
+        "host",
+        "str",
+        "127.0.0.1",
+        "Address the page and API listen on; 127.0.0.1 keeps them on this machine, 0.0.0.0 opens them to the LAN.",
+    ),
+    Key(
+        "http",
+        "port",
+        "int",
+        7780,
         "Port of the page and API; when it is taken, the next free one of the following 9, then any; 0 picks any.",
-        minimum=0),
-    Key("http", "token", "str", "",
+        minimum=0,
+    ),
+    Key(
+        "http",
+        "token",
+        "str",
+        "",
         "Secret that POST requests (inject, enable/disable a seed) must carry as 'Authorization: Bearer TOKEN'. "
-        "Empty: the API is read-only."),
+        "Empty: the API is read-only.",
+    ),
 )
 
-ALIASES: dict[str, str] = {"taskdir": "node.taskdir", "seed": "node.seed", "group": "node.group",
-                           "debug": "node.debug", "workdir": "node.workdir", "endpoints": "endpoint.endpoints",
-                           "bcport": "discovery.bcport", "interface": "discovery.interface",
-                           "advertise": "discovery.advertise", "peers": "discovery.peers",
-                           "supernodes": "supernodes.hosts", "rx": "rx.dir", "tx": "tx.dir"}
+ALIASES: dict[str, str] = {
+    "taskdir": "node.taskdir",
+    "seed": "node.seed",
+    "group": "node.group",
+    "debug": "node.debug",
+    "workdir": "node.workdir",
+    "endpoints": "endpoint.endpoints",
+    "bcport": "discovery.bcport",
+    "interface": "discovery.interface",
+    "advertise": "discovery.advertise",
+    "peers": "discovery.peers",
+    "supernodes": "supernodes.hosts",
+    "rx": "rx.dir",
+    "tx": "tx.dir",
+}
 
 
 @dataclass(frozen=True)
@@ -251,8 +404,9 @@ def _convert(key: Key, raw: Any) -> Any:
     return value
 
 
-def load(file: Path | None = None, env: Mapping[str, str] | None = None,
-         flags: Mapping[str, Any] | None = None) -> Config:
+def load(
+    file: Path | None = None, env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None
+) -> Config:
     """Build the configuration from defaults, ``file``, ``env`` and ``flags`` (dotted key -> value)."""
     env = os.environ if env is None else env
     by_name = {k.dotted: k for k in KEYS}
@@ -302,23 +456,52 @@ def _build(v: dict[str, Any]) -> Config:
             raise ConfigError(f"config key supernodes.hosts: {item!r} is not host or host:port") from None
     hb, ev, ex = v["discovery.heartbeat_s"], v["discovery.evasive_s"], v["discovery.expired_s"]
     if not hb < ev < ex:
-        raise ConfigError(f"config key discovery.evasive_s: need heartbeat_s < evasive_s < expired_s (got {hb:g}, {ev:g}, {ex:g})")
-    rx = RxConfig(v["rx.dir"], v["rx.processed"], v["rx.settle_s"], v["rx.poll_interval_s"], v["rx.max_file_bytes"],
-                  tuple(p.strip() for p in v["rx.ignore"].split(",") if p.strip()))
+        raise ConfigError(
+            f"config key discovery.evasive_s: need heartbeat_s < evasive_s < expired_s (got {hb:g}, {ev:g}, {ex:g})"
+        )
+    rx = RxConfig(
+        v["rx.dir"],
+        v["rx.processed"],
+        v["rx.settle_s"],
+        v["rx.poll_interval_s"],
+        v["rx.max_file_bytes"],
+        tuple(p.strip() for p in v["rx.ignore"].split(",") if p.strip()),
+    )
     tx = TxConfig(v["tx.dir"], v["tx.form"])
     if rx.dir is not None and rx.dir.exists() and not rx.dir.is_dir():
         raise ConfigError(f"config key rx.dir: {rx.dir} is not a folder")
     if rx.dir is not None and tx.dir is not None and rx.dir.resolve() == tx.dir.resolve():
         raise ConfigError(f"config key tx.dir: {tx.dir} is also the rx folder; results would be injected again")
     return Config(
-        node=NodeConfig(v["node.group"], v["node.id"], v["node.workdir"], tuple(v["node.taskdir"]),
-                        tuple(v["node.seed"]), v["node.debug"]),
+        node=NodeConfig(
+            v["node.group"],
+            v["node.id"],
+            v["node.workdir"],
+            tuple(v["node.taskdir"]),
+            tuple(v["node.seed"]),
+            v["node.debug"],
+        ),
         endpoint=EndpointConfig(v["endpoint.type"], endpoints, v["endpoint.tcp_host"], v["endpoint.tcp_port"]),
-        routing=RoutingConfig(v["routing.waiting_max_packets"], v["routing.waiting_expiry_s"],
-                              v["routing.seed_queue_max"], v["routing.ttl_hops"]),
-        discovery=DiscoveryConfig(v["discovery.enable"], v["discovery.broadcast"], v["discovery.mdns"],
-                                  v["discovery.local"], v["discovery.bcport"], v["discovery.interface"],
-                                  v["discovery.advertise"], peers, hb, ev, ex, tuple(supernodes)),
+        routing=RoutingConfig(
+            v["routing.waiting_max_packets"],
+            v["routing.waiting_expiry_s"],
+            v["routing.seed_queue_max"],
+            v["routing.ttl_hops"],
+        ),
+        discovery=DiscoveryConfig(
+            v["discovery.enable"],
+            v["discovery.broadcast"],
+            v["discovery.mdns"],
+            v["discovery.local"],
+            v["discovery.bcport"],
+            v["discovery.interface"],
+            v["discovery.advertise"],
+            peers,
+            hb,
+            ev,
+            ex,
+            tuple(supernodes),
+        ),
         rx=rx,
         tx=tx,
         http=HttpConfig(v["http.enable"], v["http.host"], v["http.port"], v["http.token"]),
@@ -335,9 +518,12 @@ def _render_default(key: Key) -> str:
 
 def render_template() -> str:
     """The text of ``pumpkin-template.cfg``: every key, its default and what it means."""
-    out = ["# Pumpkin configuration: every key with its default. Use with `pmk -c FILE`.",
-           "# Precedence: defaults < this file < PUMPKIN_<SECTION>_<KEY> environment variables < flags",
-           "# (--section.key VALUE). Generated from pumpkin/config.py; tests keep the two equal.", ""]
+    out = [
+        "# Pumpkin configuration: every key with its default. Use with `pmk -c FILE`.",
+        "# Precedence: defaults < this file < PUMPKIN_<SECTION>_<KEY> environment variables < flags",
+        "# (--section.key VALUE). Generated from pumpkin/config.py; tests keep the two equal.",
+        "",
+    ]
     section = None
     for key in KEYS:
         if key.section != section:
@@ -348,5 +534,3 @@ def render_template() -> str:
         out.append(f"# {key.help} (env {key.env})")
         out.append(f"{key.name} = {_render_default(key)}".rstrip())
     return "\n".join(out) + "\n"
-
-

@@ -15,6 +15,7 @@ Anything received is untrusted: malformed input is counted in ``rejected`` and l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -51,8 +52,15 @@ class _Rejects:
 class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
     """Sends and hears UDP beacons."""
 
-    def __init__(self, port: int, broadcasts: list[str], unicasts: list[tuple[str, int]],
-                 beacon: Callable[[], Origin], on_origin: OnOrigin, interval_s: float) -> None:
+    def __init__(
+        self,
+        port: int,
+        broadcasts: list[str],
+        unicasts: list[tuple[str, int]],
+        beacon: Callable[[], Origin],
+        on_origin: OnOrigin,
+        interval_s: float,
+    ) -> None:
         _Rejects.__init__(self)
         self.port = port
         self.broadcasts = broadcasts
@@ -144,8 +152,14 @@ class MdnsDiscovery(_Rejects):
         port = int(me.tcp.rsplit(":", 1)[1]) if me.tcp else 0
         self._azc = AsyncZeroconf(interfaces=self.addresses, ip_version=IPVersion.V4Only)
         props = {k: v for k, v in {"id": me.id, "tcp": me.tcp, "ipc": me.ipc, "host": me.host, "v": "1"}.items() if v}
-        self._info = AsyncServiceInfo(MDNS_TYPE, f"{me.id}.{MDNS_TYPE}", addresses=[socket.inet_aton(self.advertise)],
-                                      port=port, properties=props, server=f"{me.id}.local.")
+        self._info = AsyncServiceInfo(
+            MDNS_TYPE,
+            f"{me.id}.{MDNS_TYPE}",
+            addresses=[socket.inet_aton(self.advertise)],
+            port=port,
+            properties=props,
+            server=f"{me.id}.local.",
+        )
         self._spawn(self._register())
         self._browser = AsyncServiceBrowser(self._azc.zeroconf, MDNS_TYPE, handlers=[self._on_change])
 
@@ -175,8 +189,16 @@ class MdnsDiscovery(_Rejects):
             return
         try:
             props = {k.decode(): v.decode() for k, v in (info.properties or {}).items() if k and v is not None}
-            origin = origin_from({"v": int(props.get("v", "0")), "id": props.get("id"), "tcp": props.get("tcp"),
-                              "ipc": props.get("ipc"), "host": props.get("host", ""), "dg": ""})
+            origin = origin_from(
+                {
+                    "v": int(props.get("v", "0")),
+                    "id": props.get("id"),
+                    "tcp": props.get("tcp"),
+                    "ipc": props.get("ipc"),
+                    "host": props.get("host", ""),
+                    "dg": "",
+                }
+            )
         except (MessageError, ValueError, UnicodeDecodeError) as exc:
             self.reject(f"mDNS service {name}", str(exc))
             return
@@ -190,18 +212,17 @@ class MdnsDiscovery(_Rejects):
             task.cancel()
         if self._browser is not None:
             await self._browser.async_cancel()
-        try:
+        with contextlib.suppress(Exception):  # best effort on the way out
             await asyncio.wait_for(self._azc.async_unregister_all_services(), 2.0)
-        except (TimeoutError, Exception):  # noqa: BLE001 - best effort on the way out
-            pass
         await self._azc.async_close()
 
 
 class LocalDiscovery(_Rejects):
     """A folder where the daemons of one host and network namespace leave their cards."""
 
-    def __init__(self, base: Path, host_key: str, origin: Callable[[], Origin], on_origin: OnOrigin,
-                 interval_s: float) -> None:
+    def __init__(
+        self, base: Path, host_key: str, origin: Callable[[], Origin], on_origin: OnOrigin, interval_s: float
+    ) -> None:
         super().__init__()
         self.folder = base / f"local-{hashlib.sha1(host_key.encode()).hexdigest()[:12]}"
         self._me = origin

@@ -103,8 +103,15 @@ def _free_name(path: Path) -> Path:
 class DropDir:
     """Watches ``cfg.dir``; ``admit`` routes packets once the journal holds them."""
 
-    def __init__(self, cfg: RxConfig, group: str, node_id: str, ids: IdMaker, journal: Journal,
-                 admit: Callable[[list[Packet]], None]) -> None:
+    def __init__(
+        self,
+        cfg: RxConfig,
+        group: str,
+        node_id: str,
+        ids: IdMaker,
+        journal: Journal,
+        admit: Callable[[list[Packet]], None],
+    ) -> None:
         assert cfg.dir is not None
         self.root = Path(os.path.abspath(cfg.dir))
         self.cfg = cfg
@@ -134,10 +141,15 @@ class DropDir:
         await asyncio.to_thread(self._prepare)
         if expected:
             await self._recognise(expected)
-        self._tasks = [asyncio.create_task(self._scanner(), name="rx-scanner"),
-                       asyncio.create_task(self._watcher(), name="rx-watcher")]
-        log.info("Watching rx folder %s (processed files go to %s)", self.root,
-                 "done/" if self.cfg.processed == "move" else "nowhere: they are removed")
+        self._tasks = [
+            asyncio.create_task(self._scanner(), name="rx-scanner"),
+            asyncio.create_task(self._watcher(), name="rx-watcher"),
+        ]
+        log.info(
+            "Watching rx folder %s (processed files go to %s)",
+            self.root,
+            "done/" if self.cfg.processed == "move" else "nowhere: they are removed",
+        )
 
     async def close(self) -> None:
         """Stop taking files; a batch already read finishes (journaled, routed, moved). Idempotent."""
@@ -164,16 +176,26 @@ class DropDir:
             import watchfiles
 
             reserved = tuple(str(self.root / sub) + os.sep for sub in dropfile.RESERVED)
-            async for _ in watchfiles.awatch(self.root, watch_filter=lambda _c, p: not p.startswith(reserved),
-                                             debounce=1000, step=WATCH_STEP_MS, stop_event=self._stop,
-                                             rust_timeout=1000, recursive=True):
+            async for _ in watchfiles.awatch(
+                self.root,
+                watch_filter=lambda _c, p: not p.startswith(reserved),
+                debounce=1000,
+                step=WATCH_STEP_MS,
+                stop_event=self._stop,
+                rust_timeout=1000,
+                recursive=True,
+            ):
                 self.events = True
                 self._wake.set()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - events are an optimisation; polling still finds every file
-            log.warning("rx folder %s: file events unavailable (%s); polling every %g s", self.root, exc,
-                        self.cfg.poll_interval_s)
+            log.warning(
+                "rx folder %s: file events unavailable (%s); polling every %g s",
+                self.root,
+                exc,
+                self.cfg.poll_interval_s,
+            )
             self.events = False
 
     async def _scanner(self) -> None:
@@ -188,7 +210,7 @@ class DropDir:
             if wait_s is not None:
                 timeout = min(timeout, wait_s)
             for i in range(0, len(ready), BATCH_FILES):
-                await self._take(ready[i:i + BATCH_FILES], found)
+                await self._take(ready[i : i + BATCH_FILES], found)
                 if self._stop.is_set():
                     return
             if ready:
@@ -224,8 +246,7 @@ class DropDir:
                     st = entry.stat()
                     out[f"{folder.name}/{entry.name}"] = (st.st_size, st.st_mtime_ns)
                 else:
-                    self._warn(entry.path, f"rx: {entry.path} is not read: a state folder holds files, "
-                                           "not folders")
+                    self._warn(entry.path, f"rx: {entry.path} is not read: a state folder holds files, not folders")
 
     def _settled(self, found: dict[str, Signature], now: float) -> tuple[list[str], float | None]:
         """The files that have looked the same for ``settle_s``, oldest first; and when to look again."""
@@ -273,8 +294,9 @@ class DropDir:
             try:
                 entries = await self.journal.add([(r.source, r.packets) for r in good])
             except OSError as exc:
-                self._warn("journal", f"rx: cannot accept files now ({exc}); they stay in {self.root} and are "
-                                      "tried again")
+                self._warn(
+                    "journal", f"rx: cannot accept files now ({exc}); they stay in {self.root} and are tried again"
+                )
                 for r in good:
                     self._seen.pop(r.rel, None)
                 good = []
@@ -324,8 +346,10 @@ class DropDir:
             out.again = True
             return
         if st.st_size > self.cfg.max_file_bytes:
-            raise PacketError(f"the file has {st.st_size} bytes, more than rx.max_file_bytes "
-                              f"({self.cfg.max_file_bytes}); raise that key or split the file")
+            raise PacketError(
+                f"the file has {st.st_size} bytes, more than rx.max_file_bytes "
+                f"({self.cfg.max_file_bytes}); raise that key or split the file"
+            )
         digest = hashlib.sha256()
         folder, _, name = out.rel.rpartition("/")
         if folder:
@@ -334,10 +358,12 @@ class DropDir:
             digest.update(data)
             out.packets = [dropfile.raw_packet(state, data, out.rel, self.ids)]
         elif dropfile.is_lines(name):
+
             def lines() -> Iterator[bytes]:
                 for line in fh:
                     digest.update(line)
                     yield line
+
             parsed = dropfile.parse_lines(lines(), out.rel, self.group, self.ids)
             out.packets, out.notes = parsed.packets, parsed.notes
         else:
@@ -354,13 +380,21 @@ class DropDir:
             if where == "failed":
                 self.counters["files_failed"] += 1
                 first = self.counters["files_failed"] == 1
-                log.log(logging.WARNING if first else logging.DEBUG, "rx %s: %s (%s)%s", r.rel, r.error,
-                        "could not be moved to failed/" if problem else "moved to failed/",
-                        " [further failed files are logged at debug level; see failed/ and pmk stats]" if first else "")
+                log.log(
+                    logging.WARNING if first else logging.DEBUG,
+                    "rx %s: %s (%s)%s",
+                    r.rel,
+                    r.error,
+                    "could not be moved to failed/" if problem else "moved to failed/",
+                    " [further failed files are logged at debug level; see failed/ and pmk stats]" if first else "",
+                )
             if problem:
                 self._stuck[r.rel] = (r.sig, r.known)
-                self._warn(f"move:{r.rel}", f"rx {r.rel}: cannot move it to {where}/: {problem}; it stays in "
-                                             "the folder and will not be read again")
+                self._warn(
+                    f"move:{r.rel}",
+                    f"rx {r.rel}: cannot move it to {where}/: {problem}; it stays in "
+                    "the folder and will not be read again",
+                )
             elif r.known is not None:
                 self.counters["files_done"] += 1
                 self.journal.moved(r.known)
@@ -399,6 +433,7 @@ class DropDir:
 
     async def _recognise(self, expected: list[Entry]) -> None:
         """Files still here that were accepted before a crash are moved on, not injected again."""
+
         def check() -> list[tuple[Entry, Signature | None]]:
             out = []
             for entry in expected:
@@ -424,8 +459,7 @@ class DropDir:
                 self.counters["files_recognised"] += 1
                 moves.append((Read(entry.source.rel, sig, entry.source, known=entry), "done"))
         if moves:
-            log.info("rx: %d file(s) were accepted before the last stop but not yet moved; moving them on",
-                     len(moves))
+            log.info("rx: %d file(s) were accepted before the last stop but not yet moved; moving them on", len(moves))
             await self._move_on(moves)
 
     def _warn(self, key: str, message: str) -> None:

@@ -61,13 +61,32 @@ class FailedStore:
         body = b"\n".join(base64.b64encode(bytes(f)) for f in frames) + b"\n"
         return self._write(self._stem(kind), ".raw", body, kind, reason, "")
 
-    def _write(self, stem: Path, suffix: str, body: bytes, kind: str, reason: str, detail: str, seed: str = "",
-               packet_id: str = "", state: str = "") -> Path:
+    def _write(
+        self,
+        stem: Path,
+        suffix: str,
+        body: bytes,
+        kind: str,
+        reason: str,
+        detail: str,
+        seed: str = "",
+        packet_id: str = "",
+        state: str = "",
+    ) -> Path:
         self.counts[kind] += 1
         reason = " ".join(reason.split())
         path = stem.with_suffix(suffix)
-        self.recent.append({"time": round(time.time(), 3), "kind": kind, "reason": reason, "seed": seed,
-                            "packet": packet_id, "state": state, "file": path.name})
+        self.recent.append(
+            {
+                "time": round(time.time(), 3),
+                "kind": kind,
+                "reason": reason,
+                "seed": seed,
+                "packet": packet_id,
+                "state": state,
+                "file": path.name,
+            }
+        )
         path.write_bytes(body)
         stem.with_suffix(".error").write_text(reason + "\n" + (detail.rstrip() + "\n" if detail else ""))
         # Loud once per kind, then quiet: a flood of bad input must not drown the log.

@@ -259,8 +259,13 @@ class Journal:
             records = []
             for i, (entry, pkts, _) in enumerate(adds):
                 entry.id, entry.batch = f"{batch}.{i}", batch
-                records.append({"entry": entry.id, "source": entry.source.as_json() if entry.source else None,
-                                "packets": [to_document(p) for p in pkts]})
+                records.append(
+                    {
+                        "entry": entry.id,
+                        "source": entry.source.as_json() if entry.source else None,
+                        "packets": [to_document(p) for p in pkts],
+                    }
+                )
             if not (adds or done or drop):
                 continue
             try:
@@ -279,8 +284,7 @@ class Journal:
                 if not fut.done():
                     fut.set_result(None)
 
-    def _commit(self, batch: str, records: list[dict[str, Any]], done: dict[str, list[str]],
-                drop: list[str]) -> None:
+    def _commit(self, batch: str, records: list[dict[str, Any]], done: dict[str, list[str]], drop: list[str]) -> None:
         """Write one batch, append finish records, delete retired batches (on a thread)."""
         if records:
             final = self.root / f"{batch}.jrn"

@@ -51,8 +51,10 @@ def find_legacy_block(source: str) -> tuple[str, int] | None:
         if stripped.startswith(END_MARK):
             return "\n".join(body), start + 2
         if stripped and not stripped.startswith("##"):
-            raise ManifestError(f"line {start + 1}: {START_MARK} has no matching {END_MARK} before line "
-                                f"{start + 2 + len(body)}, which does not start with '##' ({stripped[:40]!r})")
+            raise ManifestError(
+                f"line {start + 1}: {START_MARK} has no matching {END_MARK} before line "
+                f"{start + 2 + len(body)}, which does not start with '##' ({stripped[:40]!r})"
+            )
         body.append(stripped[2:] if stripped.startswith("##") else "")
     raise ManifestError(f"line {start + 1}: {START_MARK} has no matching {END_MARK}")
 
@@ -91,7 +93,9 @@ def _legacy_entries(raw: dict[str, Any], key: str, group: str) -> tuple[StateTag
             raise ManifestError(f"{where} is not an object")
         state, typ = entry.get("state"), entry.get("type", tags.ANY_TYPE)
         if not isinstance(state, str) or not state.strip():
-            raise ManifestError(f"{where} ({entry.get('name', '?')!r}) has no 'state': every input and output needs a state tag")
+            raise ManifestError(
+                f"{where} ({entry.get('name', '?')!r}) has no 'state': every input and output needs a state tag"
+            )
         if not isinstance(typ, str) or not typ.strip():
             raise ManifestError(f"{where} has an empty 'type'")
         try:

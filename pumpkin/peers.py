@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .automaton import SeedInfo
 
 
-class Liveness(str, Enum):
+class Liveness(StrEnum):
     """How recently a peer was heard from."""
 
     ALIVE = "alive"

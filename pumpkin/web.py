@@ -84,9 +84,14 @@ def preview(data: Any) -> str:
 
 def packet_view(packet: Packet, now_wall: float) -> dict[str, Any]:
     """A waiting packet as the page lists it."""
-    return {"id": packet.id, "state": str(packet.tag), "data": preview(packet.data),
-            "age_s": round(now_wall - packet.created, 3), "ttl": packet.ttl,
-            "trail": [{"seed": h.seed, "node": h.node, "state": h.tag, "at": h.at} for h in packet.trail]}
+    return {
+        "id": packet.id,
+        "state": str(packet.tag),
+        "data": preview(packet.data),
+        "age_s": round(now_wall - packet.created, 3),
+        "ttl": packet.ttl,
+        "trail": [{"seed": h.seed, "node": h.node, "state": h.tag, "at": h.at} for h in packet.trail],
+    }
 
 
 class Rates:
@@ -119,10 +124,18 @@ class Rates:
 def node_view(d: Daemon, url: str, post_enabled: bool) -> dict[str, Any]:
     """This node."""
     assert d.transport is not None
-    return {"id": d.node_id, "group": d.config.node.group, "ship": d.ids.ship, "pumpkin": __version__,
-            "endpoints": list(d.transport.data_endpoints), "http": url, "post": post_enabled,
-            "uptime_s": round(time.time() - d.stats.started, 3), "automaton_version": d.automaton.version,
-            "seeds": sorted(d.specs)}
+    return {
+        "id": d.node_id,
+        "group": d.config.node.group,
+        "ship": d.ids.ship,
+        "pumpkin": __version__,
+        "endpoints": list(d.transport.data_endpoints),
+        "http": url,
+        "post": post_enabled,
+        "uptime_s": round(time.time() - d.stats.started, 3),
+        "automaton_version": d.automaton.version,
+        "seeds": sorted(d.specs),
+    }
 
 
 def automaton_view(d: Daemon) -> dict[str, Any]:
@@ -150,13 +163,22 @@ def seeds_view(d: Daemon) -> list[dict[str, Any]]:
     for name in sorted(known):
         ins, outs = known[name]
         spec = d.specs.get(name)
-        out.append({
-            "name": name, "inputs": [str(t) for t in ins], "outputs": [str(t) for t in outs],
-            "nodes": d.automaton.nodes_of(name), "local": spec is not None, "enabled": name not in d.disabled,
-            "injector": not ins, "extractor": not outs, "feeds": feeds[name],
-            "fed_by": sorted(a for a, fed in feeds.items() if name in fed),
-            "workers": spec.workers if spec else None, "description": spec.description if spec else "",
-        })
+        out.append(
+            {
+                "name": name,
+                "inputs": [str(t) for t in ins],
+                "outputs": [str(t) for t in outs],
+                "nodes": d.automaton.nodes_of(name),
+                "local": spec is not None,
+                "enabled": name not in d.disabled,
+                "injector": not ins,
+                "extractor": not outs,
+                "feeds": feeds[name],
+                "fed_by": sorted(a for a, fed in feeds.items() if name in fed),
+                "workers": spec.workers if spec else None,
+                "description": spec.description if spec else "",
+            }
+        )
     return out
 
 
@@ -170,15 +192,30 @@ def hosts_view(d: Daemon, seeds: list[dict[str, Any]] | None = None) -> dict[str
     """Hosts (this node and its peers) in node-link form, linked where some seed's output feeds a seed there."""
     assert d.transport is not None
     seeds = seeds_view(d) if seeds is None else seeds
-    nodes: list[dict[str, Any]] = [{
-        "id": d.node_id, "self": True, "state": "alive", "endpoint": ", ".join(d.transport.data_endpoints),
-        "addresses": [d.advertise] if d.advertise else [], "via": "",
-        "seeds": sorted(n for n in d.specs if n not in d.disabled),
-    }]
+    nodes: list[dict[str, Any]] = [
+        {
+            "id": d.node_id,
+            "self": True,
+            "state": "alive",
+            "endpoint": ", ".join(d.transport.data_endpoints),
+            "addresses": [d.advertise] if d.advertise else [],
+            "via": "",
+            "seeds": sorted(n for n in d.specs if n not in d.disabled),
+        }
+    ]
     for p in d.peers.summaries():
-        nodes.append({"id": p["id"], "self": False, "state": p["state"], "endpoint": p["endpoint"],
-                      "addresses": p["addresses"], "via": p["via"], "seeds": p["seeds"],
-                      "last_heard_s_ago": p["last_heard_s_ago"]})
+        nodes.append(
+            {
+                "id": p["id"],
+                "self": False,
+                "state": p["state"],
+                "endpoint": p["endpoint"],
+                "addresses": p["addresses"],
+                "via": p["via"],
+                "seeds": p["seeds"],
+                "last_heard_s_ago": p["last_heard_s_ago"],
+            }
+        )
     present = {n["id"] for n in nodes}
     where = {s["name"]: s["nodes"] for s in seeds}
     flows: dict[tuple[str, str], set[str]] = {}
@@ -212,8 +249,12 @@ def failed_view(d: Daemon, limit: int = 50, seed: str | None = None) -> dict[str
     """Failure counts by kind and the most recent failures, newest first."""
     assert d.failed is not None
     recent = [r for r in reversed(d.failed.recent) if seed is None or r["seed"] == seed][:limit]
-    return {"counts": dict(d.failed.counts), "total": sum(d.failed.counts.values()), "recent": recent,
-            "folder": str(d.failed.root)}
+    return {
+        "counts": dict(d.failed.counts),
+        "total": sum(d.failed.counts.values()),
+        "recent": recent,
+        "folder": str(d.failed.root),
+    }
 
 
 def _waiting_on_graph(d: Daemon) -> list[dict[str, Any]]:
@@ -224,8 +265,13 @@ def _waiting_on_graph(d: Daemon) -> list[dict[str, Any]]:
     for text, count in sorted(d.router.waiting.counts().items()):
         tag = tags.parse(text)
         exact = [str(s) for s in states if s == tag]
-        out.append({"state": text, "count": count,
-                    "nodes": exact or [str(s) for s in states if not s.is_pseudo and s.matches(tag)]})
+        out.append(
+            {
+                "state": text,
+                "count": count,
+                "nodes": exact or [str(s) for s in states if not s.is_pseudo and s.matches(tag)],
+            }
+        )
     return out
 
 
@@ -241,8 +287,10 @@ def counters_view(d: Daemon, rates: Rates) -> dict[str, Any]:
     for (name, node), n in d.router.delivered.items():
         delivered.setdefault(name, {})[node] = n
     seed_rates = {name: rates.rate(f"seed:{name}") for name in _all_seeds(d)}
-    peers = {node: {"sent": link.sent, "backlog": len(link.backlog), "rate": rates.rate(f"peer:{node}")}
-             for node, link in d.transport.links.items()}
+    peers = {
+        node: {"sent": link.sent, "backlog": len(link.backlog), "rate": rates.rate(f"peer:{node}")}
+        for node, link in d.transport.links.items()
+    }
     loads = {d.node_id: _load_of_self(d)}
     for node, peer in d.peers.peers.items():
         loads[node] = round(max(peer.load.values(), default=0.0), 3)
@@ -251,11 +299,17 @@ def counters_view(d: Daemon, rates: Rates) -> dict[str, Any]:
         if r["seed"]:
             seed_failures[r["seed"]] = seed_failures.get(r["seed"], 0) + 1
     return {
-        "time": round(time.time(), 3), **snap, "delivered": delivered,
+        "time": round(time.time(), 3),
+        **snap,
+        "delivered": delivered,
         "rates": {"seeds": seed_rates, "peers": {n: p["rate"] for n, p in peers.items()}},
-        "peers": peers, "loads": loads, "waiting_total": sum(snap["waiting"].values()),
-        "waiting_on": _waiting_on_graph(d), "failed_total": sum(d.failed.counts.values()),
-        "seed_failures": seed_failures, "recent_failures": failed_view(d, RECENT_FAILURES)["recent"],
+        "peers": peers,
+        "loads": loads,
+        "waiting_total": sum(snap["waiting"].values()),
+        "waiting_on": _waiting_on_graph(d),
+        "failed_total": sum(d.failed.counts.values()),
+        "seed_failures": seed_failures,
+        "recent_failures": failed_view(d, RECENT_FAILURES)["recent"],
     }
 
 
@@ -365,8 +419,10 @@ class WebServer:
 
     def _graph_signature(self) -> Any:
         d = self.daemon
-        peers = tuple((p.node_id, p.state.value, p.endpoint, tuple(p.addresses), p.via, tuple(s.name for s in p.seeds))
-                      for p in d.peers.peers.values())
+        peers = tuple(
+            (p.node_id, p.state.value, p.endpoint, tuple(p.addresses), p.via, tuple(s.name for s in p.seeds))
+            for p in d.peers.peers.values()
+        )
         links = tuple(sorted(n for n, link in (d.transport.links.items() if d.transport else ()) if link.sent))
         return d.automaton.version, frozenset(d.disabled), tuple(sorted(d.specs)), peers, links
 
@@ -379,8 +435,12 @@ class WebServer:
         if key != self._graph_key:
             self._graph_key = key
             seeds = seeds_view(d)
-            self.graph = {"node": node_view(d, self.url, bool(self.config.token)), "automaton": automaton_view(d),
-                          "seeds": seeds, "hosts": hosts_view(d, seeds)}
+            self.graph = {
+                "node": node_view(d, self.url, bool(self.config.token)),
+                "automaton": automaton_view(d),
+                "seeds": seeds,
+                "hosts": hosts_view(d, seeds),
+            }
             self.graph_seq += 1
             changed = True
         stats = counters_view(d, self.rates)
@@ -430,8 +490,13 @@ class WebServer:
         return web.FileResponse(self.root / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def _api_index(self, request: web.Request) -> web.Response:
-        routes = sorted({f"{r.method} {r.resource.canonical}" for r in self.app.router.routes()
-                         if r.resource is not None and r.resource.canonical.startswith(API) and r.method != "HEAD"})
+        routes = sorted(
+            {
+                f"{r.method} {r.resource.canonical}"
+                for r in self.app.router.routes()
+                if r.resource is not None and r.resource.canonical.startswith(API) and r.method != "HEAD"
+            }
+        )
         return _json({"node": self.daemon.node_id, "pumpkin": __version__, "api": "v1", "routes": routes})
 
     async def _openapi(self, request: web.Request) -> web.StreamResponse:
@@ -464,9 +529,16 @@ class WebServer:
         peers = d.peers.summaries()
         for p in peers:
             link = d.transport.links.get(p["id"])
-            p["link"] = None if link is None else {
-                "endpoint": link.endpoint, "sent": link.sent, "backlog": len(link.backlog),
-                "rate": self.rates.rate(f"peer:{p['id']}")}
+            p["link"] = (
+                None
+                if link is None
+                else {
+                    "endpoint": link.endpoint,
+                    "sent": link.sent,
+                    "backlog": len(link.backlog),
+                    "rate": self.rates.rate(f"peer:{p['id']}"),
+                }
+            )
         return _json({"node": d.node_id, "peers": peers})
 
     async def _hosts(self, request: web.Request) -> web.Response:
@@ -494,8 +566,9 @@ class WebServer:
         return _json({"graph": self.graph, "stats": self.stats})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
         await resp.prepare(request)
         graph_seq = stats_seq = -1
         try:

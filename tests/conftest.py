@@ -36,12 +36,15 @@ class PmkProcess:
 
     def __init__(self, cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
         self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-                                     env=env, bufsize=1)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env, bufsize=1
+        )
         self.out: list[str] = []
         self.err: list[str] = []
-        self._readers = [threading.Thread(target=self._pump, args=(s, b), daemon=True)
-                         for s, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        self._readers = [
+            threading.Thread(target=self._pump, args=(s, b), daemon=True)
+            for s, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
         for t in self._readers:
             t.start()
 
@@ -66,14 +69,25 @@ class PmkProcess:
     def wait_for(self, text: str, timeout_s: float = 15.0, stream: str = "out") -> None:
         lines = self.out if stream == "out" else self.err
         try:
-            wait_until(lambda: any(text in line for line in lines) or self.proc.poll() is not None, timeout_s,
-                       what=f"{text!r} from {' '.join(self.cmd)}")
+            wait_until(
+                lambda: any(text in line for line in lines) or self.proc.poll() is not None,
+                timeout_s,
+                what=f"{text!r} from {' '.join(self.cmd)}",
+            )
         except AssertionError:
-            raise AssertionError(f"{text!r} not seen in {timeout_s} s\nstdout:\n" + "\n".join(self.out)
-                                 + "\nstderr:\n" + "\n".join(self.err)) from None
+            raise AssertionError(
+                f"{text!r} not seen in {timeout_s} s\nstdout:\n"
+                + "\n".join(self.out)
+                + "\nstderr:\n"
+                + "\n".join(self.err)
+            ) from None
         if not any(text in line for line in lines):
-            raise AssertionError(f"pmk exited with {self.proc.returncode} before printing {text!r}\nstdout:\n"
-                                 + "\n".join(self.out) + "\nstderr:\n" + "\n".join(self.err))
+            raise AssertionError(
+                f"pmk exited with {self.proc.returncode} before printing {text!r}\nstdout:\n"
+                + "\n".join(self.out)
+                + "\nstderr:\n"
+                + "\n".join(self.err)
+            )
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int:
         if self.proc.poll() is None:

@@ -22,8 +22,9 @@ def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: 
         time.sleep(interval_s)
 
 
-async def async_wait_until(predicate: Callable[[], T | Awaitable[T]], timeout_s: float = 10.0,
-                           interval_s: float = 0.01, what: str = "") -> T:
+async def async_wait_until(
+    predicate: Callable[[], T | Awaitable[T]], timeout_s: float = 10.0, interval_s: float = 0.01, what: str = ""
+) -> T:
     """``wait_until`` for code running on an event loop."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -7,6 +7,7 @@ same helpers (``tests/multihost``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -44,10 +45,8 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def kill_inside(ns: str) -> None:
     """Kill every process left in namespace ``ns`` (a namespace with processes outlives ``ip netns del``)."""
     for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), 9)
-        except (ProcessLookupError, ValueError):
-            pass
 
 
 class Sandbox:

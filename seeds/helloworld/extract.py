@@ -19,7 +19,6 @@ from pumpkin import *
 
 
 class extract(PmkSeed.Seed):
-
     def __init__(self, context, poi=None):
         PmkSeed.Seed.__init__(self, context, poi)
 

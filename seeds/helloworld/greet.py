@@ -28,7 +28,6 @@ from pumpkin import *
 
 
 class greet(PmkSeed.Seed):
-
     def __init__(self, context, poi=None):
         PmkSeed.Seed.__init__(self, context, poi)
 

@@ -21,7 +21,6 @@ from pumpkin import *
 
 
 class inject(PmkSeed.Seed):
-
     def __init__(self, context, poi=None):
         PmkSeed.Seed.__init__(self, context, poi)
 

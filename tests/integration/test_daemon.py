@@ -18,8 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def cfg(tmp_path: Path, name: str, *, taskdir: Path | None = None, seeds: list[Path] | None = None, **routing):
     # These daemons run in pytest's own network namespace: no discovery (nothing may leave the machine).
-    flags = {"node.workdir": str(tmp_path / name), "endpoint.type": "zmq.IPC", "discovery.enable": "false",
-             "http.port": "0"}
+    flags = {
+        "node.workdir": str(tmp_path / name),
+        "endpoint.type": "zmq.IPC",
+        "discovery.enable": "false",
+        "http.port": "0",
+    }
     if taskdir:
         flags["node.taskdir"] = str(taskdir)
     if seeds:
@@ -47,6 +51,7 @@ class Sink(Seed):
 
 def sink_module(daemon: Daemon, name: str = "Sink"):
     import sys
+
     spec = daemon.specs[name]
     return sys.modules[spec.factory.__module__]
 
@@ -59,6 +64,7 @@ def test_hello_world_in_process(tmp_path, capfd):
             await async_wait_until(lambda: d.router.counters["extracted"] >= 1, what="the greeting to be extracted")
         finally:
             await d.stop()
+
     asyncio.run(main())
     assert "Greeting: Hello World" in capfd.readouterr().out
 
@@ -78,11 +84,14 @@ def test_legacy_and_modern_seeds_chain_and_trail_says_how(tmp_path):
             assert pid.count(":") == 3 and pid.split(":")[2] == "1"
         finally:
             await d.stop()
+
     asyncio.run(main())
 
 
 def test_a_raising_seed_fails_that_packet_only(tmp_path):
-    seeds = write_seeds(tmp_path / "seeds", picky="""
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        picky="""
 from pumpkin import Seed
 class Picky(Seed):
     consumes = "N"
@@ -91,7 +100,9 @@ class Picky(Seed):
         if n == 3:
             raise ValueError("three is not allowed")
         return n
-""", sink=RECORDER.format(state="OK"))
+""",
+        sink=RECORDER.format(state="OK"),
+    )
 
     async def main():
         d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
@@ -111,11 +122,14 @@ class Picky(Seed):
             assert d.snapshot()["seeds"]["Picky"]["failures"] == 1
         finally:
             await d.stop()
+
     asyncio.run(main())
 
 
 def test_undeclared_state_and_unsendable_data_are_reported(tmp_path):
-    seeds = write_seeds(tmp_path / "seeds", liar="""
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        liar="""
 from pumpkin import Seed, Emit
 class Liar(Seed):
     consumes = "IN"
@@ -124,7 +138,9 @@ class Liar(Seed):
         yield Emit(x, "A")
         yield Emit(x, "NOT_DECLARED")
         yield Emit(object(), "B")
-""", sink=RECORDER.format(state="A"))
+""",
+        sink=RECORDER.format(state="A"),
+    )
 
     async def main():
         d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
@@ -135,10 +151,14 @@ class Liar(Seed):
             assert d.failed.counts["undeclared-state"] == 1
             assert sink_module(d).SEEN[0][0] == "x"
             reasons = " ".join(p.read_text() for p in (tmp_path / "a/failed").glob("*.error"))
-            assert "emitted state 'NOT_DECLARED', which it does not declare (declared: default:*:A, default:*:B)" in reasons
+            assert (
+                "emitted state 'NOT_DECLARED', which it does not declare (declared: default:*:A, default:*:B)"
+                in reasons
+            )
             assert "neither JSON-serialisable nor bytes" in reasons
         finally:
             await d.stop()
+
     asyncio.run(main())
 
 
@@ -164,6 +184,7 @@ def test_packets_wait_for_a_seed_and_flow_when_it_arrives(tmp_path):
             assert [s[0] for s in late] == [0, 1, 2]
         finally:
             await d.stop()
+
     asyncio.run(main())
 
 
@@ -188,6 +209,7 @@ def test_malformed_packets_from_the_network_are_kept_and_the_daemon_goes_on(tmp_
         finally:
             push.close(0)
             await d.stop()
+
     asyncio.run(main())
 
 
@@ -201,10 +223,12 @@ def test_two_daemons_route_over_zeromq_when_introduced(tmp_path, capfd):
         await b.start()
         try:
             await async_wait_until(lambda: a.router.waiting.counts(), what="World to wait for a greeter")
-            a.learn_peer(b.node_id, b.transport.data_endpoints[0],
-                         [SeedInfo("greet", b.specs["greet"].inputs, b.specs["greet"].outputs)])
-            b.learn_peer(a.node_id, a.transport.data_endpoints[0],
-                         [SeedInfo("extract", a.specs["extract"].inputs, ())])
+            a.learn_peer(
+                b.node_id,
+                b.transport.data_endpoints[0],
+                [SeedInfo("greet", b.specs["greet"].inputs, b.specs["greet"].outputs)],
+            )
+            b.learn_peer(a.node_id, a.transport.data_endpoints[0], [SeedInfo("extract", a.specs["extract"].inputs, ())])
             await async_wait_until(lambda: a.router.counters["extracted"], what="the greeting back on A")
             assert b.snapshot()["seeds"]["greet"]["processed"] == 1
             a.forget_peer(b.node_id)
@@ -212,6 +236,7 @@ def test_two_daemons_route_over_zeromq_when_introduced(tmp_path, capfd):
         finally:
             await a.stop()
             await b.stop()
+
     asyncio.run(main())
     assert "Greeting: Hello World" in capfd.readouterr().out
 
@@ -234,27 +259,40 @@ def test_waiting_packets_survive_a_restart(tmp_path):
             assert sink_module(d2).SEEN[0][0] == {"n": 1}
         finally:
             await d2.stop()
+
     asyncio.run(main())
 
 
 def test_group_and_explicit_endpoints_are_honoured(tmp_path, capfd):
     async def main():
-        c = config.load(env={}, flags={"node.workdir": str(tmp_path / "g"), "discovery.enable": "false",
-                                       "node.group": "lab", "endpoint.endpoints": f"ipc://{tmp_path}/explicit"})
+        c = config.load(
+            env={},
+            flags={
+                "node.workdir": str(tmp_path / "g"),
+                "discovery.enable": "false",
+                "node.group": "lab",
+                "endpoint.endpoints": f"ipc://{tmp_path}/explicit",
+            },
+        )
         d = Daemon(c)
         await d.start()
         try:
             assert d.transport.data_endpoints == [f"ipc://{tmp_path}/explicit"]
             assert {str(t) for t in d.automaton.states()} == {
-                "lab:Seed:INJECTION", "lab:String:UNGREETED", "lab:String:GREETING", "lab:Seed:EXTRACTION"}
+                "lab:Seed:INJECTION",
+                "lab:String:UNGREETED",
+                "lab:String:GREETING",
+                "lab:Seed:EXTRACTION",
+            }
             await async_wait_until(lambda: d.router.counters["extracted"], what="the greeting in group lab")
         finally:
             await d.stop()
+
     asyncio.run(main())
     assert "Greeting: Hello World" in capfd.readouterr().out
 
 
-LEGACY_SPLITTER = '''
+LEGACY_SPLITTER = """
 ###START-CONF
 ##{
 ##"object_name": "splitter",
@@ -279,13 +317,16 @@ class splitter(PmkSeed.Seed):
         for word in line.split():
             self.fork_dispatch(pkt, word, "WORD")
         self.dispatch(pkt, self.lines, "COUNT")
-'''
+"""
 
 
 def test_a_legacy_seed_with_state_alternatives_and_fork_dispatch_runs_unchanged(tmp_path):
-    seeds = write_seeds(tmp_path / "seeds", splitter=LEGACY_SPLITTER,
-                        words=RECORDER.format(state="String:WORD"),
-                        counts=RECORDER.format(state="Int:COUNT").replace("class Sink", "class Counts"))
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        splitter=LEGACY_SPLITTER,
+        words=RECORDER.format(state="String:WORD"),
+        counts=RECORDER.format(state="Int:COUNT").replace("class Sink", "class Counts"),
+    )
 
     async def main():
         d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
@@ -301,6 +342,7 @@ def test_a_legacy_seed_with_state_alternatives_and_fork_dispatch_runs_unchanged(
             assert len({w[2] for w in words}) == 5  # every emitted packet has its own id
         finally:
             await d.stop()
+
     asyncio.run(main())
 
 
@@ -318,8 +360,11 @@ def test_a_packet_addressed_to_a_disabled_seed_waits_instead_of_running(tmp_path
             assert b.router.waiting.counts() == {"default:String:UNGREETED": 1}
             assert b.snapshot()["seeds"]["greet"]["processed"] == 0
             b.enable_seed("greet", True)
-            await async_wait_until(lambda: b.snapshot()["seeds"]["greet"]["processed"] == 1,
-                                   what="the packet to run once greet is enabled again")
+            await async_wait_until(
+                lambda: b.snapshot()["seeds"]["greet"]["processed"] == 1,
+                what="the packet to run once greet is enabled again",
+            )
         finally:
             await b.stop()
+
     asyncio.run(main())

@@ -30,8 +30,13 @@ class Shout(Seed):
 
 
 def cfg(tmp_path: Path, *, seeds: list[Path], rx: bool = True, tx: bool = False, **extra: str):
-    flags = {"node.workdir": str(tmp_path / "node"), "endpoint.type": "zmq.IPC", "node.seed": ",".join(map(str, seeds)),
-             "rx.settle_s": "0.05", "rx.poll_interval_s": "0.1"}
+    flags = {
+        "node.workdir": str(tmp_path / "node"),
+        "endpoint.type": "zmq.IPC",
+        "node.seed": ",".join(map(str, seeds)),
+        "rx.settle_s": "0.05",
+        "rx.poll_interval_s": "0.1",
+    }
     if rx:
         flags["rx.dir"] = str(tmp_path / "rx")
     if tx:
@@ -81,7 +86,9 @@ def test_journal_gives_back_exactly_the_unfinished_entries_after_a_crash(tmp_pat
         j = Journal(tmp_path / "journal", "default", IdMaker())
         back = j.recover()
         assert [(e.source, [p.data for p in e.packets], e.finished) for e in back] == [
-            (None, [b"\x00B"], False), (Source("c.json", 3, 4, "ff"), [], True)]
+            (None, [b"\x00B"], False),
+            (Source("c.json", 3, 4, "ff"), [], True),
+        ]
         assert back[0].packets[0].id == b.id  # the same packet, so the same lineage: tx/ stays idempotent
         j.start()
         j.moved(back[1])
@@ -105,8 +112,12 @@ def test_a_file_accepted_just_before_a_crash_is_moved_on_not_injected_again(tmp_
         j = Journal(tmp_path / "node" / "journal", "default", ids)
         j.recover()
         j.start()
-        await j.add([(source_of(rx, "mars.json"), [packet(ids, "Mars")]),
-                     (source_of(rx, "venus.json"), [packet(ids, "Venus (journaled)")])])
+        await j.add(
+            [
+                (source_of(rx, "mars.json"), [packet(ids, "Mars")]),
+                (source_of(rx, "venus.json"), [packet(ids, "Venus (journaled)")]),
+            ]
+        )
         await crash(j)
 
     asyncio.run(journaled_then_killed())
@@ -208,8 +219,10 @@ def test_pmk_inject_requests_are_durable_before_the_answer(tmp_path):
         try:
             raw = (HELLO / "data.pkt").read_bytes()
             import base64
-            reply = await d._on_control({"op": "inject", "file": "data.pkt",
-                                         "content_base64": base64.b64encode(raw).decode()})
+
+            reply = await d._on_control(
+                {"op": "inject", "file": "data.pkt", "content_base64": base64.b64encode(raw).decode()}
+            )
             assert reply["ok"] and reply["state"] == "default:String:UNGREETED" and d.journal.commits >= 1
             blob = await d._on_control({"op": "inject", "state": "BLOB", "data_base64": "AP8="})
             assert blob["ok"] and blob["state"] == "default:*:BLOB"

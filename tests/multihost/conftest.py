@@ -41,8 +41,10 @@ class Hosts:
 
     def pmk(self, host: str, *args: str, env: dict[str, str] | None = None) -> PmkProcess:
         wd = self.tmp / f"{host}{len(self.procs)}"
-        p = PmkProcess(self.lan.wrap(host, [*PMK, "--workdir", str(wd), "--node-id", f"node{host}{len(self.procs)}",
-                                            *args]), env={**self.env, **(env or {})})
+        p = PmkProcess(
+            self.lan.wrap(host, [*PMK, "--workdir", str(wd), "--node-id", f"node{host}{len(self.procs)}", *args]),
+            env={**self.env, **(env or {})},
+        )
         p.workdir = wd  # type: ignore[attr-defined]
         self.procs.append(p)
         return p
@@ -50,8 +52,7 @@ class Hosts:
     def client(self, host: str, *args: str) -> str:
         import subprocess
 
-        r = subprocess.run(self.lan.wrap(host, [*PMK, *args]), capture_output=True, text=True, timeout=20,
-                           env=self.env)
+        r = subprocess.run(self.lan.wrap(host, [*PMK, *args]), capture_output=True, text=True, timeout=20, env=self.env)
         assert r.returncode == 0, r.stderr
         return r.stdout
 

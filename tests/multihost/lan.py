@@ -83,9 +83,12 @@ class Lan:
 
     def block(self, host: str, what: str) -> None:
         """Drop ``what`` ('broadcast' or 'multicast') leaving ``host``, with nftables in its namespace."""
-        rule = {"broadcast": "ip daddr 10.0.0.0/8 udp dport 7700 meta pkttype broadcast drop",
-                "multicast": "ip daddr 224.0.0.0/4 drop"}[what]
-        nft = f"table ip pmkblock {{\n chain out {{\n type filter hook output priority 0; policy accept;\n  {rule}\n }}\n}}\n"
+        rule = {
+            "broadcast": "ip daddr 10.0.0.0/8 udp dport 7700 meta pkttype broadcast drop",
+            "multicast": "ip daddr 224.0.0.0/4 drop",
+        }[what]
+        chain = f" chain out {{\n type filter hook output priority 0; policy accept;\n  {rule}\n }}\n"
+        nft = f"table ip pmkblock {{\n{chain}}}\n"
         subprocess.run(["ip", "netns", "exec", self.ns(host), "nft", "-f", "-"], input=nft, text=True, check=True)
 
     def reset(self) -> None:
@@ -106,5 +109,8 @@ class Lan:
 
 def nft_available() -> bool:
     """True when nftables can be used (the loss and partition tools)."""
-    return subprocess.run(["nft", "--version"], capture_output=True).returncode == 0 if os.path.exists(
-        "/usr/sbin/nft") else False
+    return (
+        subprocess.run(["nft", "--version"], capture_output=True).returncode == 0
+        if os.path.exists("/usr/sbin/nft")
+        else False
+    )

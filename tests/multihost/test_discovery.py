@@ -33,8 +33,14 @@ def test_readme_two_host_scenario(hosts, lan, mode):
         for h in "AB":
             lan.block(h, "broadcast")  # neither broadcast nor multicast: only the static list remains
             lan.block(h, "multicast")
-        a, b = hello_split(hosts, "--discovery.enable", "false", "--peers", f"tcp://{lan.ip('B')}:7900",
-                           extra_b=("--discovery.enable", "false", "--endpoint.tcp_port", "7900"))
+        a, b = hello_split(
+            hosts,
+            "--discovery.enable",
+            "false",
+            "--peers",
+            f"tcp://{lan.ip('B')}:7900",
+            extra_b=("--discovery.enable", "false", "--endpoint.tcp_port", "7900"),
+        )
     a.wait_for("Greeting: Hello World", timeout_s=20)
     assert a.stderr_has("Discovered new peer seed: greet at tcp://10.77.0.12:")
     peers = json.loads(hosts.client("A", "peers", "--json", "--workdir", str(a.workdir)))
@@ -60,12 +66,19 @@ def test_three_hosts_share_work_and_survive_a_killed_peer(hosts, lan):
                 seen.setdefault(int(n), []).append(by)
         return seen
 
-    wait_until(lambda: {"nodeB0", "nodeC1"} <= {by for v in got().values() for by in v} and len(got()) >= 60,
-               20, what="both B and C to handle packets")
+    wait_until(
+        lambda: {"nodeB0", "nodeC1"} <= {by for v in got().values() for by in v} and len(got()) >= 60,
+        20,
+        what="both B and C to handle packets",
+    )
     b.proc.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
-    wait_until(lambda: "nodeB0" not in hosts.client("A", "peers", "--workdir", str(a.workdir)), 10,
-               interval_s=0.1, what="A to notice B is gone")
+    wait_until(
+        lambda: "nodeB0" not in hosts.client("A", "peers", "--workdir", str(a.workdir)),
+        10,
+        interval_s=0.1,
+        what="A to notice B is gone",
+    )
     noticed_s = time.monotonic() - killed_at
     wait_until(lambda: len(got()) == count, 30, what=f"all {count} packets at A")
     seen = got()
@@ -74,7 +87,9 @@ def test_three_hosts_share_work_and_survive_a_killed_peer(hosts, lan):
     assert duplicates == 0, f"{duplicates} packets arrived twice"
     assert noticed_s < 2.5 + 1.0, f"B was noticed gone after {noticed_s:.2f} s (expiry 2.5 s)"
     stats = json.loads(hosts.client("A", "stats", "--workdir", str(a.workdir)))
-    print(f"\nkilled peer noticed gone after {noticed_s:.2f} s; A re-routed {stats['mesh'].get('rerouted', 0)} packet(s)")
+    print(
+        f"\nkilled peer noticed gone after {noticed_s:.2f} s; A re-routed {stats['mesh'].get('rerouted', 0)} packet(s)"
+    )
 
 
 def test_a_peer_on_another_subnet_is_found_through_supernodes(hosts, lan):
@@ -95,8 +110,11 @@ def test_link_cut_and_heal_loses_nothing(hosts, lan):
     time.sleep(2.0)  # the length of the outage is the point of the test, not a wait for a result
     lan.heal("B")
     try:
-        wait_until(lambda: len({line.split()[1] for line in a.out if line.startswith("got ")}) == count, 40,
-                   what=f"all {count} packets after the heal")
+        wait_until(
+            lambda: len({line.split()[1] for line in a.out if line.startswith("got ")}) == count,
+            40,
+            what=f"all {count} packets after the heal",
+        )
     except AssertionError:
         print("A:", *a.err[-40:], "B:", *b.err[-40:], sep="\n")
         print(hosts.client("A", "stats", "--workdir", str(a.workdir)))
@@ -111,15 +129,26 @@ def test_link_cut_and_heal_loses_nothing(hosts, lan):
 def test_malformed_beacons_and_messages_are_counted_not_fatal(hosts, lan):
     a, b = hello_split(hosts)
     a.wait_for("Greeting: Hello World", timeout_s=20)
-    junk = ("import socket,zmq\n"
-            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-            f"for d in [b'garbage', b'PMKB{{not json', b'PMKB'+b'x'*5000, b'PMKB{{\"v\":99,\"id\":\"x\"}}']:\n"
-            f"    s.sendto(d,('{lan.ip('A')}',7700))\n")
+    junk = (
+        "import socket,zmq\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        f"for d in [b'garbage', b'PMKB{{not json', b'PMKB'+b'x'*5000, b'PMKB{{\"v\":99,\"id\":\"x\"}}']:\n"
+        f"    s.sendto(d,('{lan.ip('A')}',7700))\n"
+    )
     import subprocess
     import sys
+
     subprocess.run(lan.wrap("B", [sys.executable, "-c", junk]), check=True, timeout=10)
-    wait_until(lambda: json.loads(hosts.client("A", "stats", "--workdir", str(a.workdir)))["discovery"]
-               ["BeaconDiscovery"]["rejected"] >= 3, 10, what="A to count the bad beacons")
+    wait_until(
+        lambda: (
+            json.loads(hosts.client("A", "stats", "--workdir", str(a.workdir)))["discovery"]["BeaconDiscovery"][
+                "rejected"
+            ]
+            >= 3
+        ),
+        10,
+        what="A to count the bad beacons",
+    )
     assert a.proc.poll() is None
     assert a.stderr_has("ignored datagram from 10.77.0.12")
 

@@ -50,8 +50,12 @@ def test_graph_shows_states_seeds_and_where_they_run(pmk, sandbox):
     greet = next(line for line in lines if line.strip().startswith("greet"))
     assert "default:String:UNGREETED" in greet and "default:String:GREETING" in greet and "(this node)" in greet
     as_json = json.loads(client(sandbox, "graph", "--json", "--workdir", str(p.workdir)).stdout)
-    assert {n["id"] for n in as_json["nodes"]} == {"default:Seed:INJECTION", "default:String:UNGREETED",
-                                                  "default:String:GREETING", "default:Seed:EXTRACTION"}
+    assert {n["id"] for n in as_json["nodes"]} == {
+        "default:Seed:INJECTION",
+        "default:String:UNGREETED",
+        "default:String:GREETING",
+        "default:Seed:EXTRACTION",
+    }
 
 
 def test_inject_from_the_command_line(pmk, sandbox):
@@ -82,7 +86,7 @@ def test_bad_config_stops_start_up_with_one_line_naming_the_key(sandbox, tmp_pat
 
 
 def test_seeds_check_reports_per_file(sandbox, tmp_path):
-    (tmp_path / "bad.py").write_text("###START-CONF\n##{\"object_name\": \n##END-CONF\n")
+    (tmp_path / "bad.py").write_text('###START-CONF\n##{"object_name": \n##END-CONF\n')
     r = client(sandbox, "seeds", "check", str(SEEDS / "helloworld"), str(tmp_path / "bad.py"))
     assert r.returncode == 1
     assert "ok       greet: default:String:UNGREETED -> default:String:GREETING" in r.stdout
@@ -95,7 +99,8 @@ def test_fanout_example_sends_every_number_to_both_consumers(pmk):
     p = pmk("--endpoint.type", "zmq.IPC", "--taskdir", str(SEEDS / "fanout"))
     wait_until(lambda: p.count("square:") == 5 and p.count("parity:") == 5, 15, what="10 results")
     assert sorted(line for line in p.out if line.startswith("square")) == [
-        f"square: {n} -> {n * n}" for n in range(1, 6)]
+        f"square: {n} -> {n * n}" for n in range(1, 6)
+    ]
 
 
 def test_replica_example_shares_jobs_between_workers(pmk):

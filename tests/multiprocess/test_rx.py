@@ -17,7 +17,7 @@ from tests.multiprocess.test_pmk import client
 HELLO = ROOT / "seeds" / "helloworld"
 FAST = ("--endpoint.type", "zmq.IPC", "--rx.settle_s", "0.2")
 
-BLOB_SEED = '''
+BLOB_SEED = """
 import hashlib
 from pumpkin import Seed
 
@@ -25,9 +25,9 @@ class Digest(Seed):
     consumes = "BLOB"
     def run(self, data):
         print(f"blob {type(data).__name__} {len(data)} {hashlib.sha256(data).hexdigest()}")
-'''
+"""
 
-SLOW_GREET = '''
+SLOW_GREET = """
 import time
 from pumpkin import Seed
 
@@ -37,7 +37,7 @@ class Greet(Seed):
     def run(self, name):
         time.sleep(0.004)
         return f"Hello {name}"
-'''
+"""
 
 
 def drop(rx: Path, rel: str, content: bytes | str) -> Path:
@@ -97,8 +97,7 @@ def test_modern_forms_documents_lines_and_raw_files(pmk, tmp_path):
     p = pmk(*FAST, "--rx", str(rx), "--tx", str(tx), "--taskdir", str(HELLO), "--taskdir", str(seeds))
     p.wait_for("Greeting: Hello World")
     drop(rx, "mars.json", '{"state": "UNGREETED", "data": "Mars"}')
-    drop(rx, "names.jsonl",
-         '{"state": "UNGREETED", "data": "Io"}\n\n{"state": "String:UNGREETED", "data": "Europa"}\n')
+    drop(rx, "names.jsonl", '{"state": "UNGREETED", "data": "Io"}\n\n{"state": "String:UNGREETED", "data": "Europa"}\n')
     blob = bytes(range(256)) * 40 + b"\x00\xff"
     drop(rx, "BLOB/photo.jpg", blob)
     for name in ("Mars", "Io", "Europa"):
@@ -106,7 +105,10 @@ def test_modern_forms_documents_lines_and_raw_files(pmk, tmp_path):
     p.wait_for(f"blob bytes {len(blob)} {hashlib.sha256(blob).hexdigest()}")
     wait_until(lambda: len(files(rx / "done")) == 3, 10, what="three files in done/")
     assert [p.relative_to(rx / "done").as_posix() for p in files(rx / "done")] == [
-        "BLOB/photo.jpg", "mars.json", "names.jsonl"]
+        "BLOB/photo.jpg",
+        "mars.json",
+        "names.jsonl",
+    ]
     wait_until(lambda: len(results(tx)) == 4, 10, what="four results in tx/")
     assert sorted(results(tx)) == ["Hello Europa", "Hello Io", "Hello Mars", "Hello World"]
     mars = next(f for f in files(tx / "extract") if f.name.startswith("mars-"))
@@ -124,7 +126,7 @@ def test_bad_files_go_to_failed_with_a_reason_and_the_daemon_keeps_going(pmk, tm
     drop(rx, "lines.jsonl", '{"state": "UNGREETED", "data": "A"}\n{"state": "UNGREETED", "data": "B"\n')
     drop(rx, "bad state/x.bin", b"x")
     wait_until(lambda: len(files(rx / "failed")) == 12, 10, what="6 files and 6 reasons in failed/")
-    reasons = {f.name[:-len(".error")]: f.read_text() for f in files(rx / "failed") if f.name.endswith(".error")}
+    reasons = {f.name[: -len(".error")]: f.read_text() for f in files(rx / "failed") if f.name.endswith(".error")}
     assert all(len(r.splitlines()) == 1 for r in reasons.values()), reasons
     assert "not valid JSON" in reasons["broken.json"]
     assert "the file is empty" in reasons["empty.json"]
@@ -146,8 +148,9 @@ def test_a_thousand_files_dropped_at_once_are_each_processed_once(pmk, tmp_path)
     n = 1000
     for i in range(n):
         (staging / f"f{i:04d}.json").write_text(json.dumps({"state": "UNGREETED", "data": f"n{i}"}))
-    p = pmk(*FAST, "--rx", str(rx), "--tx", str(tx), "--seed", str(HELLO / "greet.py"),
-            "--seed", str(HELLO / "extract.py"))
+    p = pmk(
+        *FAST, "--rx", str(rx), "--tx", str(tx), "--seed", str(HELLO / "greet.py"), "--seed", str(HELLO / "extract.py")
+    )
     p.wait_for("Seed loaded: greet", stream="err")
     wait_until(lambda: (rx / "done").is_dir(), 10, what="the rx folder to be watched")
     for f in sorted(staging.iterdir()):
@@ -179,7 +182,8 @@ def test_a_file_written_slowly_is_never_read_half_way(pmk, tmp_path):
     wait_until(lambda: (rx / "done" / "slow.jsonl").exists(), 10, what="slow.jsonl in done/")
     assert files(rx / "failed") == []
     assert sorted(line for line in p.out if "slow" in line or "half" in line) == sorted(
-        [f"Greeting: Hello slow{i}" for i in range(4)] + [f"Greeting: Hello half{i}" for i in range(4)])
+        [f"Greeting: Hello slow{i}" for i in range(4)] + [f"Greeting: Hello half{i}" for i in range(4)]
+    )
 
 
 def test_temporary_names_are_left_alone_until_renamed(pmk, tmp_path):
@@ -201,8 +205,17 @@ def test_kill_9_during_a_burst_then_restart_loses_and_duplicates_nothing(pmk, sa
     seeds.mkdir()
     (seeds / "greet.py").write_text(SLOW_GREET)
     n = 600
-    args = (*FAST, "--rx", str(rx), "--tx", str(tx), "--seed", str(seeds / "greet.py"),
-            "--seed", str(HELLO / "extract.py"))
+    args = (
+        *FAST,
+        "--rx",
+        str(rx),
+        "--tx",
+        str(tx),
+        "--seed",
+        str(seeds / "greet.py"),
+        "--seed",
+        str(HELLO / "extract.py"),
+    )
 
     def dropper() -> None:  # files keep arriving while the daemon is killed and restarted
         for i in range(n):
@@ -231,6 +244,7 @@ def test_kill_9_during_a_burst_then_restart_loses_and_duplicates_nothing(pmk, sa
 
     def unfinished() -> int:
         return json.loads(client(sandbox, "stats", "--workdir", str(wd)).stdout)["journal"]["unfinished"]
+
     wait_until(lambda: unfinished() == 0, 10, what="the journal to let go of every entry")
     # Seeds may see a packet that was in flight at a kill again (at least once); tx/ holds each result once.
     printed = {line for r in runs for line in r.out if line.startswith("Greeting: ")}

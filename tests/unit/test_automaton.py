@@ -18,8 +18,12 @@ def hello() -> Automaton:
 
 def test_states_are_nodes_and_seeds_are_edges_with_pseudo_states():
     a = hello()
-    assert set(map(str, a.states())) == {"default:Seed:INJECTION", "default:String:UNGREETED",
-                                         "default:String:GREETING", "default:Seed:EXTRACTION"}
+    assert set(map(str, a.states())) == {
+        "default:Seed:INJECTION",
+        "default:String:UNGREETED",
+        "default:String:GREETING",
+        "default:Seed:EXTRACTION",
+    }
     assert nx.has_path(a.graph, tags.injection(), tags.extraction())
     assert a.downstream(T("String:UNGREETED")) == {T("String:GREETING"), tags.extraction()}
 

@@ -22,16 +22,21 @@ def test_precedence_defaults_file_env_flags(tmp_path):
     assert config.load(env={}).endpoint.type == "zmq.TCP"
     assert config.load(f, env={}).endpoint.type == "zmq.IPC"
     assert config.load(f, env={"PUMPKIN_NODE_GROUP": "fromenv"}).node.group == "fromenv"
-    assert config.load(f, env={"PUMPKIN_NODE_GROUP": "fromenv"}, flags={"node.group": "fromflag"}).node.group == "fromflag"
+    assert (
+        config.load(f, env={"PUMPKIN_NODE_GROUP": "fromenv"}, flags={"node.group": "fromflag"}).node.group == "fromflag"
+    )
 
 
-@pytest.mark.parametrize("flags,msg", [
-    ({"endpoint.type": "zmq.UDP"}, "endpoint.type: 'zmq.UDP' is not one of zmq.IPC, zmq.TCP"),
-    ({"endpoint.tcp_port": "x"}, "endpoint.tcp_port: 'x' is not a valid int"),
-    ({"routing.waiting_expiry_s": "-1"}, "routing.waiting_expiry_s: -1.0 is below the minimum"),
-    ({"node.debug": "maybe"}, "node.debug"),
-    ({"endpoint.endpoints": "udp://x"}, "not a tcp:// or ipc:// URL"),
-])
+@pytest.mark.parametrize(
+    "flags,msg",
+    [
+        ({"endpoint.type": "zmq.UDP"}, "endpoint.type: 'zmq.UDP' is not one of zmq.IPC, zmq.TCP"),
+        ({"endpoint.tcp_port": "x"}, "endpoint.tcp_port: 'x' is not a valid int"),
+        ({"routing.waiting_expiry_s": "-1"}, "routing.waiting_expiry_s: -1.0 is below the minimum"),
+        ({"node.debug": "maybe"}, "node.debug"),
+        ({"endpoint.endpoints": "udp://x"}, "not a tcp:// or ipc:// URL"),
+    ],
+)
 def test_bad_values_name_the_key(flags, msg):
     with pytest.raises(ConfigError, match=msg.replace(".", r"\.").replace("(", r"\(")):
         config.load(env={}, flags=flags)
@@ -50,11 +55,13 @@ def test_rx_and_tx_keys_with_aliases_and_checks(tmp_path):
     assert ".*" in c.rx.ignore and c.tx.form == "document"
     assert config.ALIASES["rx"] == "rx.dir" and config.ALIASES["tx"] == "tx.dir"
     (tmp_path / "file").write_text("")
-    for flags, msg in [({"rx.dir": str(tmp_path / "file")}, "config key rx.dir: .* is not a folder"),
-                       ({"rx.dir": str(tmp_path), "tx.dir": str(tmp_path)}, "config key tx.dir: .* also the rx"),
-                       ({"rx.settle_s": "-1"}, "config key rx.settle_s: -1.0 is below the minimum"),
-                       ({"rx.processed": "keep"}, "config key rx.processed: 'keep' is not one of move, remove"),
-                       ({"tx.form": "xml"}, "config key tx.form")]:
+    for flags, msg in [
+        ({"rx.dir": str(tmp_path / "file")}, "config key rx.dir: .* is not a folder"),
+        ({"rx.dir": str(tmp_path), "tx.dir": str(tmp_path)}, "config key tx.dir: .* also the rx"),
+        ({"rx.settle_s": "-1"}, "config key rx.settle_s: -1.0 is below the minimum"),
+        ({"rx.processed": "keep"}, "config key rx.processed: 'keep' is not one of move, remove"),
+        ({"tx.form": "xml"}, "config key tx.form"),
+    ]:
         with pytest.raises(ConfigError, match=msg):
             config.load(env={}, flags=flags)
 

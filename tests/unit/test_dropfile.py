@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pumpkin import dropfile, packet as codec, tags
+from pumpkin import dropfile, tags
+from pumpkin import packet as codec
 from pumpkin.errors import PacketError
 from pumpkin.packet import IdMaker
 
@@ -27,20 +28,24 @@ def test_legacy_two_entries_full_tags_header_ttl_and_code():
     p = codec.from_legacy([header, {"stag": "g2:Number:COUNT", "data": [1, 2]}], "default", IDS)
     assert str(p.tag) == "g2:Number:COUNT" and p.data == [1, 2] and p.ttl == 7
     assert "code" not in p.meta["legacy_header"] and p.meta["legacy_header"]["state"] == "X"
-    parsed = dropfile.parse_document(json.dumps([header, {}, {"stag": "String:A", "data": 1}]).encode(), "c.pkt",
-                                     "default", IDS)
+    parsed = dropfile.parse_document(
+        json.dumps([header, {}, {"stag": "String:A", "data": 1}]).encode(), "c.pkt", "default", IDS
+    )
     assert parsed.notes == ["ignored the legacy header field 'code': Pumpkin never runs code from a packet"]
     assert parsed.packets[0].meta["rx"] == {"file": "c.pkt"}
 
 
-@pytest.mark.parametrize("obj,msg", [
-    ([], "JSON array"),
-    ([{"box": "0"}, {}], "no entry with a 'stag'"),
-    ([{}, {"stag": "a:b:c:d", "data": 1}], "'stag'"),
-    ([{}, {"stag": "String:X"}], "has no 'data'"),
-    ([{"ttl": "soon"}, {"stag": "String:X", "data": 1}], "not a number of hops"),
-    ([{"ttl": 0}, {"stag": "String:X", "data": 1}], "leaves no hops"),
-])
+@pytest.mark.parametrize(
+    "obj,msg",
+    [
+        ([], "JSON array"),
+        ([{"box": "0"}, {}], "no entry with a 'stag'"),
+        ([{}, {"stag": "a:b:c:d", "data": 1}], "'stag'"),
+        ([{}, {"stag": "String:X"}], "has no 'data'"),
+        ([{"ttl": "soon"}, {"stag": "String:X", "data": 1}], "not a number of hops"),
+        ([{"ttl": 0}, {"stag": "String:X", "data": 1}], "leaves no hops"),
+    ],
+)
 def test_legacy_errors_say_what_is_wrong(obj, msg):
     with pytest.raises(PacketError, match=msg):
         codec.from_legacy(obj, "default", IDS)
@@ -55,15 +60,18 @@ def test_documents_get_new_ids_and_say_where_they_came_from():
     assert b.data == b"\x00\xff"
 
 
-@pytest.mark.parametrize("raw,msg", [
-    (b"", "the file is empty"),
-    (b"  \n", "the file is empty"),
-    (b'{"state": "X", "data": ', "not valid JSON"),
-    (b"\x89PNG\r\n\x1a\n\x00\xff", "binary, not JSON text; raw files go in a sub-folder"),
-    (b'"just a string"', "not str"),
-    (b'{"data": 1}', "no 'state'"),
-    (b'{"state": "X", "data": 1, "ttl": 0}', "leaves no hops"),
-])
+@pytest.mark.parametrize(
+    "raw,msg",
+    [
+        (b"", "the file is empty"),
+        (b"  \n", "the file is empty"),
+        (b'{"state": "X", "data": ', "not valid JSON"),
+        (b"\x89PNG\r\n\x1a\n\x00\xff", "binary, not JSON text; raw files go in a sub-folder"),
+        (b'"just a string"', "not str"),
+        (b'{"data": 1}', "no 'state'"),
+        (b'{"state": "X", "data": 1, "ttl": 0}', "leaves no hops"),
+    ],
+)
 def test_bad_documents_are_explained(raw, msg):
     with pytest.raises(PacketError, match=msg):
         dropfile.parse_document(raw, "f.json", "default", IDS)
@@ -89,10 +97,20 @@ def test_raw_files_take_their_state_from_the_folder():
         dropfile.state_of_folder("two words", "lab")
 
 
-@pytest.mark.parametrize("name,skip", [
-    ("mars.json", False), ("photo.jpg", False), (".mars.json", True), ("mars.json.tmp", True),
-    ("mars.json.part", True), ("mars.json~", True), ("~lock.mars", True), (".swp", True), ("a.tmp.json", False),
-])
+@pytest.mark.parametrize(
+    "name,skip",
+    [
+        ("mars.json", False),
+        ("photo.jpg", False),
+        (".mars.json", True),
+        ("mars.json.tmp", True),
+        ("mars.json.part", True),
+        ("mars.json~", True),
+        ("~lock.mars", True),
+        (".swp", True),
+        ("a.tmp.json", False),
+    ],
+)
 def test_names_writers_use_while_writing_are_ignored(name, skip):
     assert dropfile.ignored(name) is skip
     assert dropfile.is_lines("A.JSONL") and dropfile.is_lines("b.ndjson") and not dropfile.is_lines("c.json")

@@ -21,8 +21,12 @@ def test_packaged_hello_world_loads_as_legacy_seeds():
 
 
 def test_modern_class_and_decorated_function(tmp_path):
-    write(tmp_path, "a.py", "from pumpkin import Seed\nclass Up(Seed):\n    '''Upper-case.'''\n"
-          "    consumes = 'A'\n    emits = ['B', 'C']\n    workers = 3\n    def run(self, x):\n        return x\n")
+    write(
+        tmp_path,
+        "a.py",
+        "from pumpkin import Seed\nclass Up(Seed):\n    '''Upper-case.'''\n"
+        "    consumes = 'A'\n    emits = ['B', 'C']\n    workers = 3\n    def run(self, x):\n        return x\n",
+    )
     write(tmp_path, "b.py", "from pumpkin import seed\n@seed(consumes='B')\ndef sink(x):\n    pass\n")
     report = loader.load([tmp_path], "g")
     assert report.ok
@@ -44,11 +48,18 @@ def test_one_broken_seed_does_not_stop_the_others(tmp_path):
     write(tmp_path, "noclass.py", "x = 1\n")
     write(tmp_path, "boom.py", "import no_such_module_here\n")
     write(tmp_path, "nostate.py", LEGACY.replace('"state" : "GREETING"', '"note": "x"'))
-    write(tmp_path, "wrongname.py", LEGACY.replace('"object_name": "greet"', '"object_name": "nothere"')
-          + "\nclass second(PmkSeed.Seed):\n    pass\n")
+    write(
+        tmp_path,
+        "wrongname.py",
+        LEGACY.replace('"object_name": "greet"', '"object_name": "nothere"')
+        + "\nclass second(PmkSeed.Seed):\n    pass\n",
+    )
     write(tmp_path, "norun.py", "from pumpkin import Seed\nclass N(Seed):\n    consumes = 'A'\n")
-    write(tmp_path, "badtag.py", "from pumpkin import Seed\nclass N(Seed):\n    consumes = 'a b'\n"
-          "    def run(self, x): pass\n")
+    write(
+        tmp_path,
+        "badtag.py",
+        "from pumpkin import Seed\nclass N(Seed):\n    consumes = 'a b'\n    def run(self, x): pass\n",
+    )
     report = loader.load([tmp_path], "default")
     assert [s.name for s in report.seeds] == ["greet"]
     errors = {p.name: why for p, why in report.errors}

@@ -4,7 +4,7 @@ from pumpkin import manifest
 from pumpkin.errors import ManifestError
 from pumpkin.tags import StateTag
 
-GREET = '''
+GREET = """
 ###START-CONF
 ##{
 ##"object_name": "greet",
@@ -14,7 +14,7 @@ GREET = '''
 ##"return": [ {"name": "greeting", "type": "String", "state" : "GREETING", "description": "a greeting"} ] }
 ##END-CONF
 class greet: pass
-'''
+"""
 
 
 def test_legacy_manifest_is_read_without_importing():
@@ -55,6 +55,9 @@ def test_missing_end_mark_and_missing_state_are_errors():
 
 def test_modern_declarations():
     assert manifest.parse_declared(["A", "String:B|C"], "g", "consumes") == (
-        StateTag("g", "*", "A"), StateTag("g", "String", "B"), StateTag("g", "String", "C"))
+        StateTag("g", "*", "A"),
+        StateTag("g", "String", "B"),
+        StateTag("g", "String", "C"),
+    )
     with pytest.raises(ManifestError, match="'emits'"):
         manifest.parse_declared("a:b:c:d", "g", "emits")

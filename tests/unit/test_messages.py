@@ -13,15 +13,18 @@ def test_beacon_round_trip_and_endpoint_choice():
     assert o.endpoint_for("host2") == ME.tcp
 
 
-@pytest.mark.parametrize("data,msg", [
-    (b"garbage", "bad magic"),
-    (b"PMKB{not json", "not JSON"),
-    (b"PMKB" + b"x" * 2000, "exceeds"),
-    (b'PMKB{"v":99,"id":"x","tcp":"tcp://a:1","host":"","dg":""}', "protocol version 99"),
-    (b'PMKB{"v":1,"id":"","tcp":"tcp://a:1","host":"","dg":""}', "no valid node id"),
-    (b'PMKB{"v":1,"id":"x","host":"","dg":""}', "no endpoint"),
-    (b'PMKB{"v":1,"id":"x","tcp":"http://a","host":"","dg":""}', "not a tcp:// URL"),
-])
+@pytest.mark.parametrize(
+    "data,msg",
+    [
+        (b"garbage", "bad magic"),
+        (b"PMKB{not json", "not JSON"),
+        (b"PMKB" + b"x" * 2000, "exceeds"),
+        (b'PMKB{"v":99,"id":"x","tcp":"tcp://a:1","host":"","dg":""}', "protocol version 99"),
+        (b'PMKB{"v":1,"id":"","tcp":"tcp://a:1","host":"","dg":""}', "no valid node id"),
+        (b'PMKB{"v":1,"id":"x","host":"","dg":""}', "no endpoint"),
+        (b'PMKB{"v":1,"id":"x","tcp":"http://a","host":"","dg":""}', "not a tcp:// URL"),
+    ],
+)
 def test_bad_beacons_say_why(data, msg):
     with pytest.raises(MessageError, match=msg):
         messages.decode_beacon(data)

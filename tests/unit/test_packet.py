@@ -14,8 +14,15 @@ GOLDEN = [
 
 
 def sample() -> Packet:
-    return Packet("c466f181:98ea09ac:1:2a", tags.parse("String:GREETING"), "Hello World",
-                  [Hop("greet", "nodeA", "default:String:GREETING", 1763776001.25)], 63, 1763776000.5, {"k": 1})
+    return Packet(
+        "c466f181:98ea09ac:1:2a",
+        tags.parse("String:GREETING"),
+        "Hello World",
+        [Hop("greet", "nodeA", "default:String:GREETING", 1763776001.25)],
+        63,
+        1763776000.5,
+        {"k": 1},
+    )
 
 
 def test_encoding_matches_the_golden_bytes():
@@ -34,17 +41,19 @@ def test_bytes_travel_raw():
     assert codec.decode(frames).data == b"\x00\xffbinary"
 
 
-@pytest.mark.parametrize("frames,msg", [
-    ([b"PMK1", b"{}"], "3 frames"),
-    ([b"XXXX", GOLDEN[1], GOLDEN[2]], "bad magic"),
-    ([b"PMK1", b"not json", b"1"], "header is not JSON"),
-    ([b"PMK1", b"[1]", b"1"], "not a JSON object"),
-    ([b"PMK1", GOLDEN[1].replace(b'"ttl":63,', b""), GOLDEN[2]], "lacks the key 'ttl'"),
-    ([b"PMK1", GOLDEN[1].replace(b"default:String:GREETING\",\"ttl", b"GREETING\",\"ttl"), GOLDEN[2]],
-     "not a full"),
-    ([b"PMK1", GOLDEN[1], b"{not json"], "payload is not JSON"),
-    ([b"PMK1", GOLDEN[1].replace(b'"enc":"j"', b'"enc":"p"'), GOLDEN[2]], "unknown payload encoding"),
-])
+@pytest.mark.parametrize(
+    "frames,msg",
+    [
+        ([b"PMK1", b"{}"], "3 frames"),
+        ([b"XXXX", GOLDEN[1], GOLDEN[2]], "bad magic"),
+        ([b"PMK1", b"not json", b"1"], "header is not JSON"),
+        ([b"PMK1", b"[1]", b"1"], "not a JSON object"),
+        ([b"PMK1", GOLDEN[1].replace(b'"ttl":63,', b""), GOLDEN[2]], "lacks the key 'ttl'"),
+        ([b"PMK1", GOLDEN[1].replace(b'default:String:GREETING","ttl', b'GREETING","ttl'), GOLDEN[2]], "not a full"),
+        ([b"PMK1", GOLDEN[1], b"{not json"], "payload is not JSON"),
+        ([b"PMK1", GOLDEN[1].replace(b'"enc":"j"', b'"enc":"p"'), GOLDEN[2]], "unknown payload encoding"),
+    ],
+)
 def test_malformed_frames_raise_packet_error(frames, msg):
     with pytest.raises(PacketError, match=msg):
         codec.decode(frames)
@@ -76,8 +85,13 @@ def test_document_form_round_trip_and_errors():
     assert codec.from_document(codec.to_document(p), "default", ids).data == b"\x01\x02"
     made = codec.from_document({"state": "UNGREETED", "data": "Mars"}, "lab", ids)
     assert str(made.tag) == "lab:*:UNGREETED" and made.data == "Mars" and made.id.startswith(ids.ship)
-    for bad, msg in [([], "JSON object"), ({"data": 1}, "no 'state'"), ({"state": "X"}, "neither"),
-                     ({"state": "X", "data_base64": "!!"}, "base64"), ({"state": "a:b:c:d", "data": 1}, "state tag")]:
+    for bad, msg in [
+        ([], "JSON object"),
+        ({"data": 1}, "no 'state'"),
+        ({"state": "X"}, "neither"),
+        ({"state": "X", "data_base64": "!!"}, "base64"),
+        ({"state": "a:b:c:d", "data": 1}, "state tag"),
+    ]:
         with pytest.raises(PacketError, match=msg):
             codec.from_document(bad, "default", ids)
 

@@ -42,8 +42,15 @@ def spec(name, ins=(), outs=(), workers=1) -> SeedSpec:
 
 def make(tmp_path, max_wait=3, expiry=10.0, queue_max=100):
     clock = Clock()
-    r = Router("me", Automaton(), IdMaker("5eed0000"), FailedStore(tmp_path / "failed"),
-               WaitingRoom(max_wait, expiry), seed_queue_max=queue_max, clock=clock)
+    r = Router(
+        "me",
+        Automaton(),
+        IdMaker("5eed0000"),
+        FailedStore(tmp_path / "failed"),
+        WaitingRoom(max_wait, expiry),
+        seed_queue_max=queue_max,
+        clock=clock,
+    )
     return r, clock
 
 
@@ -64,7 +71,7 @@ def test_fan_out_gives_each_distinct_seed_its_own_copy(tmp_path):
     r, _ = make(tmp_path)
     a = add_local(r, spec("square", ["N"], ["SQ"]))
     b = add_local(r, spec("log", ["N"]))
-    p = r.inject(T("N"), {"v": [1]})
+    r.inject(T("N"), {"v": [1]})
     assert len(a.got) == 1 and len(b.got) == 1
     assert a.got[0].data == b.got[0].data == {"v": [1]}
     assert a.got[0].data is not b.got[0].data

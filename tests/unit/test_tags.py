@@ -14,7 +14,9 @@ def test_full_and_shorthand_tags_expand_against_the_group():
 
 def test_alternatives_inherit_group_and_type_from_the_first():
     assert tags.parse_alternatives("TweetString:POSITIVE|NEGATIVE") == [
-        StateTag("default", "TweetString", "POSITIVE"), StateTag("default", "TweetString", "NEGATIVE")]
+        StateTag("default", "TweetString", "POSITIVE"),
+        StateTag("default", "TweetString", "NEGATIVE"),
+    ]
     assert tags.parse_alternatives("A|A") == [StateTag("default", "*", "A")]
 
 

@@ -23,8 +23,15 @@ from tests.netns import CI, Sandbox
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No sandbox: we run as root in CI; the rest keeps Chromium from calling home (nothing may leave the machine).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = ROOT / "test-artifacts"
 URL_LINE = re.compile(r"Web page: (http://\S+/)")
 
@@ -67,8 +74,13 @@ def api(sandbox: Sandbox, url: str, method: str = "GET", body: Any = None, token
         "    with urllib.request.urlopen(req, timeout=10) as r: print(r.status); print(r.read().decode())\n"
         "except urllib.error.HTTPError as e: print(e.code); print(e.read().decode())\n"
     )
-    out = subprocess.run(sandbox.wrap([sys.executable, "-c", script, json.dumps([url, method, body, token])]),
-                         capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        sandbox.wrap([sys.executable, "-c", script, json.dumps([url, method, body, token])]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 0, out.stderr
     status, _, text = out.stdout.partition("\n")
     return int(status), json.loads(text)

@@ -27,25 +27,32 @@ from tests.helpers import async_wait_until, wait_until
 from tests.web.conftest import api, web_url
 
 SEEDS = ROOT / "seeds"
-BOOM = '''
+BOOM = """
 from pumpkin import seed
 
 @seed(consumes="Int:BOOM", emits="Int:AFTER")
 def boom(n):
     raise ValueError(f"boom {n}")
-'''
-SHOUT = '''
+"""
+SHOUT = """
 from pumpkin import seed
 
 @seed(consumes="String:GREETING", emits="String:SHOUTED")
 def shout(greeting):
     return greeting.upper()
-'''
+"""
 
 
 def cfg(tmp_path: Path, name: str, token: str = "", seeds: list[Path] | None = None, **flags: str) -> config.Config:
-    values = {"node.workdir": str(tmp_path / name), "endpoint.type": "zmq.IPC", "discovery.enable": "false",
-              "http.host": "127.0.0.1", "http.port": "0", "http.token": token, **flags}
+    values = {
+        "node.workdir": str(tmp_path / name),
+        "endpoint.type": "zmq.IPC",
+        "discovery.enable": "false",
+        "http.host": "127.0.0.1",
+        "http.port": "0",
+        "http.token": token,
+        **flags,
+    }
     if seeds:
         values["node.seed"] = ",".join(map(str, seeds))
     return config.load(env={}, flags=values)
@@ -96,8 +103,12 @@ def test_every_get_endpoint_matches_what_the_daemon_holds(tmp_path):
                 c = Client(s, d)
                 status, index = await c.get("/api/v1")
                 assert status == 200 and index["node"] == d.node_id
-                for route in ("GET /api/v1/automaton", "GET /api/v1/events", "POST /api/v1/inject",
-                              "POST /api/v1/seeds/{name}/disable"):
+                for route in (
+                    "GET /api/v1/automaton",
+                    "GET /api/v1/events",
+                    "POST /api/v1/inject",
+                    "POST /api/v1/seeds/{name}/disable",
+                ):
                     assert route in index["routes"]
 
                 status, node = await c.get("/api/v1/node")
@@ -162,7 +173,7 @@ def test_every_get_endpoint_matches_what_the_daemon_holds(tmp_path):
                 assert documented == set(index["routes"]), "web/openapi.json and the routes disagree"
 
                 async with s.get(d.web.url) as r:
-                    assert r.status == 200 and "<svg id=\"view-states\"" in await r.text()
+                    assert r.status == 200 and '<svg id="view-states"' in await r.text()
                 async with s.get(d.web.url + "static/vendor/d3/d3.min.js") as r:
                     assert r.status == 200 and (await r.text()).startswith("// https://d3js.org v7")
         finally:
@@ -178,8 +189,9 @@ def test_peers_and_hosts_show_an_introduced_daemon_and_where_data_flows(tmp_path
         await a.start()
         await b.start()
         try:
-            a.learn_peer(b.node_id, b.transport.data_endpoints[0],
-                         [SeedInfo.from_summary(s.summary()) for s in b.specs.values()])
+            a.learn_peer(
+                b.node_id, b.transport.data_endpoints[0], [SeedInfo.from_summary(s.summary()) for s in b.specs.values()]
+            )
             async with aiohttp.ClientSession() as s:
                 c = Client(s, a)
                 _, peers = await c.get("/api/v1/peers")
@@ -210,8 +222,11 @@ def test_posts_are_refused_without_the_token(tmp_path):
         try:
             async with aiohttp.ClientSession() as s:
                 ro_c, rw_c = Client(s, ro), Client(s, rw)
-                for path, body in (("/api/v1/inject", {"state": "UNGREETED", "data": "Web"}),
-                                   ("/api/v1/seeds/greet/disable", None), ("/api/v1/seeds/greet/enable", None)):
+                for path, body in (
+                    ("/api/v1/inject", {"state": "UNGREETED", "data": "Web"}),
+                    ("/api/v1/seeds/greet/disable", None),
+                    ("/api/v1/seeds/greet/enable", None),
+                ):
                     status, why = await ro_c.post(path, body, token="s3cret")
                     assert status == 403 and "read-only" in why["error"] and "[http] token" in why["error"]
                     for token in (None, "wrong", ""):
@@ -224,8 +239,9 @@ def test_posts_are_refused_without_the_token(tmp_path):
                 before = rw.router.counters["extracted"]
                 status, sent = await rw_c.post("/api/v1/inject", {"state": "UNGREETED", "data": "Web"}, token="s3cret")
                 assert status == 201 and sent["state"] == "default:*:UNGREETED" and sent["id"].count(":") == 3
-                await async_wait_until(lambda: rw.router.counters["extracted"] == before + 1,
-                                       what="the injected packet")
+                await async_wait_until(
+                    lambda: rw.router.counters["extracted"] == before + 1, what="the injected packet"
+                )
                 status, why = await rw_c.post("/api/v1/inject", {"state": "not a tag!", "data": 1}, token="s3cret")
                 assert status == 400 and "state tag" in why["error"]
                 status, why = await rw_c.post("/api/v1/inject", ["no"], token="s3cret")
@@ -254,8 +270,10 @@ def test_a_disabled_seed_leaves_the_automaton_and_its_packets_wait_for_it(tmp_pa
                 extract = next(x for x in seeds["seeds"] if x["name"] == "extract")
                 assert extract["enabled"] is False and extract["nodes"] == [] and extract["fed_by"] == ["greet"]
                 await c.post("/api/v1/inject", {"state": "UNGREETED", "data": "Moon"}, token="t")
-                await async_wait_until(lambda: d.router.waiting.counts().get("default:String:GREETING") == 1,
-                                       what="the greeting to wait for the disabled extractor")
+                await async_wait_until(
+                    lambda: d.router.waiting.counts().get("default:String:GREETING") == 1,
+                    what="the greeting to wait for the disabled extractor",
+                )
                 _, w = await c.get("/api/v1/waiting")
                 assert w["states"]["default:String:GREETING"]["oldest"][0]["data"] == '"Hello Moon"'
                 status, r = await c.post("/api/v1/seeds/extract/disable", token="t")
@@ -302,8 +320,11 @@ def test_the_event_stream_pushes_a_new_graph_when_a_peer_seed_arrives(tmp_path):
                 assert {x["name"] for x in kinds["graph"]["seeds"]} == {"inject", "greet", "extract"}
                 assert set(kinds["stats"]["seeds"]) == {"inject", "greet", "extract"}
                 t0 = time.monotonic()
-                a.learn_peer(b.node_id, b.transport.data_endpoints[0],
-                             [SeedInfo.from_summary(x.summary()) for x in b.specs.values()])
+                a.learn_peer(
+                    b.node_id,
+                    b.transport.data_endpoints[0],
+                    [SeedInfo.from_summary(x.summary()) for x in b.specs.values()],
+                )
                 while True:
                     kind, data = await anext(stream)
                     if kind == "graph" and any(x["name"] == "shout" for x in data["seeds"]):
@@ -356,8 +377,16 @@ def test_the_api_of_a_real_pmk_from_inside_its_sandbox(pmk, sandbox):
     url = web_url(p)
     assert url.startswith("http://127.0.0.1:") and p.stderr_has("INFO:Web page: http://127.0.0.1:")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    graph = json.loads(subprocess.run(sandbox.wrap([*PMK, "graph", "--json", "--workdir", str(p.workdir)]),
-                                      capture_output=True, text=True, timeout=20, env=env, check=True).stdout)
+    graph = json.loads(
+        subprocess.run(
+            sandbox.wrap([*PMK, "graph", "--json", "--workdir", str(p.workdir)]),
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env=env,
+            check=True,
+        ).stdout
+    )
     status, automaton = api(sandbox, url + "api/v1/automaton")
     assert status == 200
     assert automaton["nodes"] == graph["nodes"] and automaton["links"] == graph["links"]
@@ -366,5 +395,8 @@ def test_the_api_of_a_real_pmk_from_inside_its_sandbox(pmk, sandbox):
     status, sent = api(sandbox, url + "api/v1/inject", "POST", {"state": "UNGREETED", "data": "Web"}, token="s3cret")
     assert status == 201
     p.wait_for("Greeting: Hello Web")
-    wait_until(lambda: api(sandbox, url + "api/v1/counters")[1]["router"].get("extracted") == 2, 10,
-               what="the counters to show both greetings")
+    wait_until(
+        lambda: api(sandbox, url + "api/v1/counters")[1]["router"].get("extracted") == 2,
+        10,
+        what="the counters to show both greetings",
+    )

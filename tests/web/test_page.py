@@ -16,8 +16,12 @@ from tests.helpers import wait_until
 from tests.web.conftest import ARTIFACTS, api, web_url
 
 SEEDS = ROOT / "seeds"
-HELLO_STATES = ["default:Seed:INJECTION", "default:String:UNGREETED", "default:String:GREETING",
-                "default:Seed:EXTRACTION"]
+HELLO_STATES = [
+    "default:Seed:INJECTION",
+    "default:String:UNGREETED",
+    "default:String:GREETING",
+    "default:Seed:EXTRACTION",
+]
 SHOUT = '''
 from pumpkin import seed
 
@@ -94,8 +98,16 @@ def test_a_second_daemon_with_one_more_seed_appears_without_a_reload(pmk, browse
     """Two real pmk find each other (discovery); the first one's page shows the second's seed and host, live."""
     (tmp_path / "shout").mkdir()
     (tmp_path / "shout" / "shout.py").write_text(SHOUT)
-    a = pmk("--http.port", "0", "--http.token", "s3cret", "--taskdir", str(SEEDS / "helloworld"),
-            "--taskdir", str(SEEDS / "live"))
+    a = pmk(
+        "--http.port",
+        "0",
+        "--http.token",
+        "s3cret",
+        "--taskdir",
+        str(SEEDS / "helloworld"),
+        "--taskdir",
+        str(SEEDS / "live"),
+    )
     a.wait_for("Greeting: Hello World")
     page = open_page(browser, web_url(a))
     page.wait_for_selector(node("states", "default:Int:TICK"))
@@ -112,14 +124,20 @@ def test_a_second_daemon_with_one_more_seed_appears_without_a_reload(pmk, browse
 
     started = time.time()
     b = pmk("--http.port", "0", "--seed", str(tmp_path / "shout" / "shout.py"))
-    learned = wait_until(lambda: a.stderr_has("Discovered new peer seed: shout") and time.time(), 30, interval_s=0.01,
-                         what="the first daemon to learn the new seed")
+    learned = wait_until(
+        lambda: a.stderr_has("Discovered new peer seed: shout") and time.time(),
+        30,
+        interval_s=0.01,
+        what="the first daemon to learn the new seed",
+    )
     page.wait_for_selector(node("states", "default:String:SHOUTED"), timeout=10_000)
     page.wait_for_selector('#view-states path.link[data-id^="shout|"]')
     seen = page.evaluate("Math.max(...Object.values(window.__seen))") / 1000
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
-    timings = {"daemon_learned_to_drawn_s": round(seen - learned, 3),
-               "second_pmk_started_to_drawn_s": round(seen - started, 3)}
+    timings = {
+        "daemon_learned_to_drawn_s": round(seen - learned, 3),
+        "second_pmk_started_to_drawn_s": round(seen - started, 3),
+    }
     (ARTIFACTS / "web-latency.json").write_text(json.dumps(timings, indent=2) + "\n")
     print("change shown after", timings)
 
@@ -141,12 +159,18 @@ def test_a_second_daemon_with_one_more_seed_appears_without_a_reload(pmk, browse
     status_a, from_a = api(sandbox, web_url(a) + "api/v1/automaton")
     assert status == status_a == 200
     assert {n["id"] for n in from_b["nodes"]} == {n["id"] for n in from_a["nodes"]}
-    assert {(e["seed"], e["source"], e["target"]) for e in from_b["links"]} == \
-           {(e["seed"], e["source"], e["target"]) for e in from_a["links"]}
+    assert {(e["seed"], e["source"], e["target"]) for e in from_b["links"]} == {
+        (e["seed"], e["source"], e["target"]) for e in from_a["links"]
+    }
 
     # Screenshots of the other two views, with a packet waiting and the failing seed at work.
-    status, _ = api(sandbox, web_url(a) + "api/v1/inject", "POST", {"state": "Text:ORPHAN", "data": "no one wants me"},
-                    token="s3cret")
+    status, _ = api(
+        sandbox,
+        web_url(a) + "api/v1/inject",
+        "POST",
+        {"state": "Text:ORPHAN", "data": "no one wants me"},
+        token="s3cret",
+    )
     assert status == 201
     page.click('.tabs button[data-view="states"]')
     page.wait_for_selector(node("states", "default:Text:ORPHAN"))
@@ -170,15 +194,36 @@ def test_a_second_daemon_with_one_more_seed_appears_without_a_reload(pmk, browse
 
 def _tree_seeds(folder: Path, states: int) -> None:
     """A synthetic automaton: ``states`` states in a binary tree (N0 fed by an injector), leaves extracted."""
-    lines = ["from pumpkin import Seed", "",
-             "class Source(Seed):", "    name = 'source'", "    emits = 'Int:N0'", "    every_s = 1.0",
-             "    def run(self):", "        return 1", ""]
+    lines = [
+        "from pumpkin import Seed",
+        "",
+        "class Source(Seed):",
+        "    name = 'source'",
+        "    emits = 'Int:N0'",
+        "    every_s = 1.0",
+        "    def run(self):",
+        "        return 1",
+        "",
+    ]
     for i in range(1, states):
-        lines += [f"class E{i}(Seed):", f"    name = 'e{i}'", f"    consumes = 'Int:N{(i - 1) // 2}'",
-                  f"    emits = 'Int:N{i}'", "    def run(self, n):", "        return n + 1", ""]
+        lines += [
+            f"class E{i}(Seed):",
+            f"    name = 'e{i}'",
+            f"    consumes = 'Int:N{(i - 1) // 2}'",
+            f"    emits = 'Int:N{i}'",
+            "    def run(self, n):",
+            "        return n + 1",
+            "",
+        ]
     for i in range(states // 2, states):
-        lines += [f"class X{i}(Seed):", f"    name = 'x{i}'", f"    consumes = 'Int:N{i}'",
-                  "    def run(self, n):", "        pass", ""]
+        lines += [
+            f"class X{i}(Seed):",
+            f"    name = 'x{i}'",
+            f"    consumes = 'Int:N{i}'",
+            "    def run(self, n):",
+            "        pass",
+            "",
+        ]
     folder.mkdir()
     (folder / "tree.py").write_text("\n".join(lines))
 
@@ -218,14 +263,21 @@ def test_page_with_200_states_stays_responsive(pmk, browser, tmp_path):
     }""")
     after = page.evaluate(FRAMES, 2000)  # at rest, packets flowing (arrows animate, stats restyle)
     # 200 states and the injection pseudo-state; the extraction pseudo-state is drawn once per extractor (100).
-    counts = page.evaluate("({states: document.querySelectorAll('#view-states g.node:not([data-id*=\"#\"])').length,"
-                           " stubs: document.querySelectorAll('#view-states g.node[data-id*=\"#\"]').length,"
-                           " links: document.querySelectorAll('#view-states path.link').length})")
+    counts = page.evaluate(
+        "({states: document.querySelectorAll('#view-states g.node:not([data-id*=\"#\"])').length,"
+        " stubs: document.querySelectorAll('#view-states g.node[data-id*=\"#\"]').length,"
+        " links: document.querySelectorAll('#view-states path.link').length})"
+    )
     shoot(page, "web-200-states")
-    result = {**counts, "fps_while_laying_out": round(during["fps"], 1),
-              "worst_frame_ms_laying_out": round(during["worst_frame_ms"], 1),
-              "layout_settled_after_s": round(settled_s, 1), "tick_and_redraw_ms": round(tick_ms, 2),
-              "fps_at_rest": round(after["fps"], 1), "worst_frame_ms_at_rest": round(after["worst_frame_ms"], 1)}
+    result = {
+        **counts,
+        "fps_while_laying_out": round(during["fps"], 1),
+        "worst_frame_ms_laying_out": round(during["worst_frame_ms"], 1),
+        "layout_settled_after_s": round(settled_s, 1),
+        "tick_and_redraw_ms": round(tick_ms, 2),
+        "fps_at_rest": round(after["fps"], 1),
+        "worst_frame_ms_at_rest": round(after["worst_frame_ms"], 1),
+    }
     (ARTIFACTS / "web-200.json").write_text(json.dumps(result, indent=2) + "\n")
     print("200 states:", result)
     assert counts == {"states": 201, "stubs": 100, "links": 300}
