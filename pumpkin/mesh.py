@@ -11,7 +11,10 @@
   packets of a peer that goes silent are re-routed, so a killed peer loses nothing; a packet that turns
   out to be processed twice yields children with the same ids (see ``packet``), and the receiver drops
   the duplicate.
-- The number of packets in flight to a replica, over its workers, is that replica's load for routing.
+- The number of packets in flight to a replica, over its workers, is that replica's load for routing,
+  and its flow-control window: at most ``CREDIT_PER_WORKER`` unacknowledged packets per worker of the
+  replica. A replica at its window takes nothing more until ACKs come back (the router keeps the packets
+  waiting for that seed and ``kick``s them on as ACKs arrive), so a fast sender never buries a slow one.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ HELLO_RETRY_S = 1.0
 LAN_WIDE = frozenset({"broadcast", "mdns", "local"})
 DEDUPE_WINDOW = 100_000
 MAX_INFLIGHT_PER_PEER = 50_000
+CREDIT_PER_WORKER = 1000
 
 Learn = Callable[[str, str, list[SeedInfo], str], bool]
 
@@ -81,6 +85,7 @@ class Mesh:
         self._task: asyncio.Task[None] | None = None
         router.send_remote = self.send_packet
         router.remote_load = self.load_of
+        router.remote_room = self.has_room
         router.on_finished = self._finished
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -234,12 +239,16 @@ class Mesh:
         table = self.inflight.get(msg.origin.id)
         if not table:
             return
+        freed: set[str] = set()
         for pid, seed in msg.body["acks"]:
             acked = table.pop((pid, seed), None)
             if acked is not None:
                 self._inflight_per_seed[(msg.origin.id, seed)] -= 1
                 self.router.hold(acked.lineage, -1)
+                freed.add(seed)
         self._heard(msg.origin.id, "ack")
+        for seed in freed:
+            self.router.kick(seed)
 
     def _reject(self, what: str, why: str) -> None:
         self.counters["rejected"] += 1
@@ -251,10 +260,9 @@ class Mesh:
 
     def send_packet(self, node: str, seed: str, packet: Packet) -> bool:
         """Send ``packet`` for ``seed`` to ``node`` and keep it until acknowledged; False if that cannot be now."""
-        peer = self.peers.peers.get(node)
-        table = self.inflight.setdefault(node, OrderedDict())
-        if peer is None or peer.state is not Liveness.ALIVE or len(table) >= MAX_INFLIGHT_PER_PEER:
+        if not self.has_room(node, seed):
             return False
+        table = self.inflight.setdefault(node, OrderedDict())
         try:
             frames = encode(packet, to=seed, sender=self.node_id)
         except PacketError as exc:
@@ -317,6 +325,17 @@ class Mesh:
             # Through the backlog (not dropped when the socket is full): a lost ACK would inflate the
             # sender's idea of our load and make it re-route packets we already processed.
             self.transport.send(sender, messages.encode(ACK, self.me(), acks=items))
+
+    def has_room(self, node: str, seed: str) -> bool:
+        """True when ``node`` is alive and its replica of ``seed`` has room in its flow-control window."""
+        peer = self.peers.peers.get(node)
+        if peer is None or peer.state is not Liveness.ALIVE:
+            return False
+        window = CREDIT_PER_WORKER * self._workers.get(node, {}).get(seed, 1)
+        if self._inflight_per_seed.get((node, seed), 0) >= window:
+            return False
+        table = self.inflight.get(node)
+        return table is None or len(table) < MAX_INFLIGHT_PER_PEER
 
     def load_of(self, node: str, seed: str) -> float:
         """Queued packets per worker at ``node``'s replica of ``seed``, as far as this node knows."""

@@ -7,6 +7,13 @@ a seed's worker instances share one queue (see ``runner``). A packet whose state
 in the ``WaitingRoom`` (bounded, with an expiry) and is routed again whenever the automaton changes; a
 packet that cannot wait (queue full, expired, out of hops) goes to the failed/ area with its reason.
 
+Flow control: a replica has room while its queue (local) or its unacknowledged packets (remote, see
+``mesh``) are under a bound; a packet for a seed with no room anywhere waits for that seed, and ``kick``
+hands such packets on, oldest first, as soon as a replica has room again. A local seed whose outputs pile
+up that way (``THROTTLE_HIGH`` waiting in one of its output states) is throttled: it takes no new input (an
+injector makes no new packets) until the pile is under ``THROTTLE_LOW``. So a fast producer slows down to
+the pace of the slowest seed after it, across daemons, instead of filling memory or failing packets.
+
 All methods run on the event loop; nothing here blocks.
 """
 
@@ -29,10 +36,15 @@ from .waiting import WaitingRoom
 
 log = logging.getLogger(__name__)
 
+THROTTLE_HIGH = 1000  # packets waiting for a busy seed, in one state, that pause the seed producing them
+THROTTLE_LOW = 250
+
 #: send(node_id, seed_name, packet) -> True when the packet was handed to the transport for that node.
 RemoteSend = Callable[[str, str, Packet], bool]
 #: load(node_id, seed_name) -> how busy that replica is believed to be (queued packets).
 LoadOf = Callable[[str, str], float]
+#: room(node_id, seed_name) -> True when that remote replica can take another packet now.
+RoomAt = Callable[[str, str], bool]
 #: hold(lineage, delta): this node now holds delta more (or fewer) packets of lineage (see journal.Holds).
 Hold = Callable[[str, int], None]
 
@@ -66,6 +78,7 @@ class Router:
         self.local: dict[str, SeedRunner] = {}
         self.send_remote: RemoteSend = lambda node, seed, packet: False
         self.remote_load: LoadOf = lambda node, seed: 0.0
+        self.remote_room: RoomAt = lambda node, seed: True
         self.counters: Counter[str] = Counter()
         self.delivered: Counter[tuple[str, str]] = Counter()  # (seed, node) -> packets handed to that replica
         self.emitted_by: Counter[str] = Counter()  # local seed -> packets it emitted (for the page's rates)
@@ -76,6 +89,7 @@ class Router:
         # peer): the intake journal learns from it when a lineage is finished on this node.
         self.hold: Hold = _no_hold
         self._turns: dict[str, itertools.count[int]] = {}
+        self._throttled: dict[str, SeedRunner] = {}
         self._seen_version = -1
 
     # -- entry points ----------------------------------------------------------------------------
@@ -103,6 +117,7 @@ class Router:
         for packet, seed in self.waiting.release(lambda tag: bool(self.automaton.consumers(tag))):
             self.counters["released"] += 1
             self._resume(packet, seed)
+        self._check_throttles()
 
     def deliver_to(self, seed: str, packet: Packet, exclude: str = "") -> None:
         """Send ``packet`` to a replica of ``seed`` only (not other consumers of its state), avoiding ``exclude``."""
@@ -125,6 +140,45 @@ class Router:
             self._fail(packet, "expired",
                        f"packet {packet.id} waited {self.waiting.expiry_s:g} s for a seed consuming {packet.tag}; none came")
             self.hold(packet.lineage, -1)
+        self._check_throttles()
+
+    def kick(self, seed: str) -> None:
+        """A replica of ``seed`` has room again: hand it the packets that wait for it, oldest first."""
+        for tag in self.waiting.tags_for(seed):
+            nodes = self.automaton.consumers(tag).get(seed, [])
+            # At most one pass over what waits now: a packet that cannot be sent after all waits again at
+            # the back, and must not be taken a second time here.
+            for _ in range(self.waiting.waiting_for(tag, seed)):
+                if not self._has_room(seed, nodes):
+                    break
+                for packet in self.waiting.take(tag, seed, 1):
+                    self._resume(packet, seed)
+        if self._throttled:
+            self._check_throttles()
+
+    def _has_room(self, seed: str, nodes: Sequence[str]) -> bool:
+        for node in nodes:
+            if node == self.node_id:
+                runner = self.local.get(seed)
+                if runner is not None and runner.pending < self.seed_queue_max:
+                    return True
+            elif self.remote_room(node, seed):
+                return True
+        return False
+
+    def _throttle_if_piling(self, runner: SeedRunner) -> None:
+        if runner.spec.name in self._throttled:
+            return
+        if any(self.waiting.busy(tag) >= THROTTLE_HIGH for tag in runner.spec.outputs):
+            self._throttled[runner.spec.name] = runner
+            runner.throttle(True)
+            self.counters["throttled"] += 1
+
+    def _check_throttles(self) -> None:
+        for name, runner in list(self._throttled.items()):
+            if all(self.waiting.busy(tag) < THROTTLE_LOW for tag in runner.spec.outputs):
+                del self._throttled[name]
+                runner.throttle(False)
 
     def on_outcome(self, outcome: Outcome) -> None:
         """Turn a finished seed invocation into new packets (runs on the loop)."""
@@ -174,9 +228,11 @@ class Router:
             self.counters["emitted"] += 1
             self.emitted_by[spec.name] += 1
             self.route(child)
+        if outcome.emissions and spec.outputs:
+            self._throttle_if_piling(runner)
         if parent is not None:
             self._finished(parent, spec.name)
-        self._drain_for(spec.inputs)
+            self.kick(spec.name)
 
     def _finished(self, packet: Packet, seed: str) -> None:
         if self.on_finished is not None:
@@ -233,14 +289,6 @@ class Router:
         self._fail(packet, "waiting-full",
                    f"packet {packet.id} could not wait for a consumer of {packet.tag}: "
                    f"{self.waiting.max_per_state} packets already wait in that state")
-
-    def _drain_for(self, inputs: Sequence[StateTag]) -> None:
-        """After a seed finished a packet, let packets parked because it was busy flow again."""
-        if not len(self.waiting):
-            return
-        keys = {t.key for t in inputs}
-        for packet, seed in self.waiting.release(lambda tag: tag.key in keys and bool(self.automaton.consumers(tag))):
-            self._resume(packet, seed)
 
     def _fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None:
         self.counters["failed"] += 1

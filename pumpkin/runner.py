@@ -2,9 +2,15 @@
 
 A ``SeedRunner`` owns ``spec.workers`` instances of a seed, each on its own thread, all pulling from one
 queue: whichever instance is free takes the next packet, so local replicas are shared least-loaded by
-construction. Results go back to the loop with ``call_soon_threadsafe`` as ``Outcome`` objects. A seed
-that raises fails that packet only; what it emitted before raising is discarded, so the kept input can
-be injected again without duplicates.
+construction. Results go back to the loop as ``Outcome`` objects through an outbox: one
+``call_soon_threadsafe`` wakes the loop for however many outcomes are ready (a wake-up per packet costs
+more than the packet). A seed that raises fails that packet only; what it emitted before raising is
+discarded, so the kept input can be injected again without duplicates.
+
+Back-pressure: the router may ``throttle`` a runner whose outputs pile up; its workers then take no new
+packet and its injector makes no new one until it is let go. An injector also has at most
+``INJECT_WINDOW`` emissions on their way to the loop, so a generator that yields in a tight loop cannot
+flood the loop's queue before the router gets a chance to throttle it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import queue
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +35,8 @@ from .seed import Emit, SeedSpec, run_arity
 log = logging.getLogger(__name__)
 
 _STOP = object()
+INJECT_WINDOW = 256
+OUTBOX_BATCH = 512  # outcomes handled per loop callback before other tasks get a turn
 
 
 @dataclass
@@ -50,6 +59,7 @@ class Outcome:
     error: str = ""
     traceback: str = ""
     seconds: float = 0.0
+    streamed: bool = False  # one emission of an injector, posted as it was made
 
 
 class LegacyContext:
@@ -114,6 +124,12 @@ class SeedRunner:
         self._stopping = threading.Event()
         self._running = threading.Event()  # cleared while an injector is paused (a seed disabled from the page)
         self._running.set()
+        self._flowing = threading.Event()  # cleared while the router throttles this seed
+        self._flowing.set()
+        self._window = threading.BoundedSemaphore(INJECT_WINDOW)
+        self._outbox: deque[Outcome] = deque()
+        self._outbox_lock = threading.Lock()
+        self._outbox_scheduled = False
         self.pending = 0  # queued + running, counted on the loop
         self.processed = 0
         self.failures = 0
@@ -141,10 +157,24 @@ class SeedRunner:
         """Bookkeeping for a finished invocation (called on the loop)."""
         if outcome.packet is not None:
             self.pending -= 1
+        elif outcome.streamed:
+            self._window.release()
         self.processed += 1
         self.busy_s += outcome.seconds
         if outcome.error:
             self.failures += 1
+
+    def throttle(self, on: bool) -> None:
+        """Hold (or let go) the taking of new packets and the making of new injections."""
+        if on:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
+
+    @property
+    def throttled(self) -> bool:
+        """True while the router throttles this seed."""
+        return not self._flowing.is_set()
 
     def stop_injecting(self) -> None:
         """An injector makes no new runs from now on (the run under way finishes)."""
@@ -180,6 +210,7 @@ class SeedRunner:
         """Let queued packets finish, then stop the threads and call on_unload (blocking; use a thread)."""
         self._stopping.set()
         self._running.set()  # a paused injector wakes to see it must stop
+        self._flowing.set()  # and so does a throttled seed
         for _ in self._threads:
             self._queue.put(_STOP)
         deadline = time.monotonic() + timeout_s
@@ -204,10 +235,31 @@ class SeedRunner:
         return instance
 
     def _post(self, outcome: Outcome) -> None:
+        self._outbox.append(outcome)
+        with self._outbox_lock:
+            if self._outbox_scheduled:
+                return
+            self._outbox_scheduled = True
         try:
-            self._loop.call_soon_threadsafe(self._on_outcome, outcome)
+            self._loop.call_soon_threadsafe(self._deliver_outbox)
         except RuntimeError:  # the loop closed under us during shutdown
             pass
+
+    def _deliver_outbox(self) -> None:
+        """On the loop: hand the ready outcomes to the router, a batch at a time."""
+        with self._outbox_lock:
+            self._outbox_scheduled = False
+        for _ in range(OUTBOX_BATCH):
+            try:
+                outcome = self._outbox.popleft()
+            except IndexError:
+                return
+            self._on_outcome(outcome)
+        with self._outbox_lock:  # more left: come back after the other ready callbacks
+            if self._outbox_scheduled:
+                return
+            self._outbox_scheduled = True
+        self._loop.call_soon(self._deliver_outbox)
 
     def _work(self, instance: Any) -> None:
         try:
@@ -220,6 +272,7 @@ class SeedRunner:
             self._inject_loop(instance)
             return
         while True:
+            self._flowing.wait()
             item = self._queue.get()
             if item is _STOP:
                 return
@@ -242,7 +295,11 @@ class SeedRunner:
 
         def emit(e: Emission) -> None:
             if stream:
-                self._post(Outcome(self, None, [e]))
+                self._flowing.wait()
+                took = self._window.acquire(timeout=0.2)
+                while not took and not self._stopping.is_set():
+                    took = self._window.acquire(timeout=0.2)
+                self._post(Outcome(self, None, [e], streamed=took))
             else:
                 collected.append(e)
 

@@ -1,8 +1,9 @@
 """ZeroMQ sockets: one inbox per node, one outbound link per peer, and a control socket.
 
 - The inbox is a PULL socket bound to the node's data endpoint(s); every peer PUSHes to it. The receive
-  task drains every ready message per wake-up (one ``await`` per message costs up to 10x, see
-  ../shared/notes/measured-facts.md).
+  task drains ready messages per wake-up (one ``await`` per message costs up to 10x, see
+  ../shared/notes/measured-facts.md), up to ``INBOX_BATCH`` before yielding, so that a burst never
+  starves the loop's other tasks (heartbeats: a peer that stops pinging under load looks dead).
 - A link to a peer is a PUSH socket with a bounded high-water mark, written with NOBLOCK: a slow or dead
   peer never blocks the loop or other peers. Messages that do not fit wait in a bounded per-peer backlog
   flushed by a task; when that is full too, ``send`` says so and the router picks another replica.
@@ -29,6 +30,7 @@ PEER_BACKLOG_MSGS = 10000
 LINGER_MS = 1000
 MAX_CONTROL_BYTES = 1 << 20
 MAX_INBOX_FRAME_BYTES = 256 << 20
+INBOX_BATCH = 500  # messages handled per wake-up before the loop's other tasks get a turn
 
 FrameHandler = Callable[[list[bytes]], None]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -115,7 +117,7 @@ class Transport:
         sync: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
         while True:
             await sock.poll(None, zmq.POLLIN)  # type: ignore[call-arg]  # pyzmq's stub shows Poller.poll
-            while True:
+            for _ in range(INBOX_BATCH):
                 try:
                     frames = sync.recv_multipart(zmq.NOBLOCK, copy=True)
                 except zmq.Again:
@@ -125,6 +127,7 @@ class Transport:
                 except Exception:  # noqa: BLE001 - one bad message must not stop the inbox
                     self.rejected += 1
                     log.exception("handling an inbound message failed")
+            await asyncio.sleep(0)  # a steady stream must not starve heartbeats, timers and control
 
     async def _serve_control(self, sock: zmq.asyncio.Socket) -> None:
         while True:

@@ -368,3 +368,61 @@ def test_a_packet_addressed_to_a_disabled_seed_waits_instead_of_running(tmp_path
             await b.stop()
 
     asyncio.run(main())
+
+
+def test_a_burst_into_a_slow_peer_is_paced_by_flow_control_and_nothing_is_lost(tmp_path):
+    """An injector yielding 5000 packets at once into a slower seed on a peer: the sender keeps at most its
+    window unacknowledged, the injector is throttled instead of failing packets, and every packet arrives once."""
+    from pumpkin.mesh import CREDIT_PER_WORKER
+
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        burst="""
+import threading
+from pumpkin import Seed
+GO = threading.Event()
+class Burst(Seed):
+    emits = "N"
+    def run(self):
+        GO.wait(30)
+        yield from range(5000)
+""",
+        slow="""
+import time
+from pumpkin import Seed
+SEEN = []
+class Slow(Seed):
+    consumes = "N"
+    def run(self, n):
+        time.sleep(0.0003)
+        SEEN.append(n)
+""",
+    )
+
+    async def main():
+        b = Daemon(cfg(tmp_path, "b", seeds=[seeds / "slow.py"]))
+        await b.start()
+        a = Daemon(cfg(tmp_path, "a", seeds=[seeds / "burst.py"]))
+        await a.start()
+        try:
+            a.learn_peer(b.node_id, b.transport.data_endpoints[0], [SeedInfo("Slow", b.specs["Slow"].inputs, ())])
+            b.learn_peer(a.node_id, a.transport.data_endpoints[0], [])
+            sink_module(a, "Burst").GO.set()
+            most = 0
+
+            def done() -> bool:
+                nonlocal most
+                most = max(most, len(a.mesh.inflight.get(b.node_id, {})))
+                return len(sink_module(b, "Slow").SEEN) >= 5000 and not a.mesh.inflight.get(b.node_id)
+
+            await async_wait_until(done, timeout_s=60, interval_s=0.01, what="5000 packets through the slow seed")
+            assert sorted(sink_module(b, "Slow").SEEN) == list(range(5000))
+            assert most <= CREDIT_PER_WORKER
+            assert a.router.counters["throttled"] >= 1
+            assert a.failed.counts == {} and b.failed.counts == {}
+            assert len(a.router.waiting) == 0
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(main())

@@ -33,7 +33,13 @@ class FakeRunner:
         self.got.append(packet)
 
     def outcome_done(self, outcome) -> None:
-        self.pending -= 1
+        if outcome.packet is not None:
+            self.pending -= 1
+
+    throttled = False
+
+    def throttle(self, on: bool) -> None:
+        self.throttled = on
 
 
 def spec(name, ins=(), outs=(), workers=1) -> SeedSpec:
@@ -193,3 +199,54 @@ def test_on_finished_fires_for_success_and_failure(tmp_path):
     r.on_outcome(Outcome(s, a, [Emission(None, "x")]))  # type: ignore[arg-type]
     r.on_outcome(Outcome(s, b, error="boom"))  # type: ignore[arg-type]
     assert done == [(1, "s"), (2, "s")]
+
+
+def test_a_remote_replica_at_its_window_gets_the_waiting_packets_as_it_acknowledges(tmp_path):
+    r, _ = make(tmp_path, max_wait=100)
+    r.automaton.add("B", SeedInfo("greet", (T("A"),), ()))
+    window, sent = 3, []
+    r.remote_room = lambda node, seed: len(sent) < window
+    r.send_remote = lambda node, seed, p: r.remote_room(node, seed) and (sent.append(p.data) or True)
+    for n in range(5):
+        r.inject(T("A"), n)
+    assert sent == [0, 1, 2] and r.waiting.counts() == {"default:*:A": 2}
+    window = 4  # one ACK came back
+    r.kick("greet")
+    assert sent == [0, 1, 2, 3] and len(r.waiting) == 1
+    window = 10
+    r.kick("greet")
+    assert sent == [0, 1, 2, 3, 4] and len(r.waiting) == 0
+
+
+def test_a_kick_with_a_refusing_link_takes_each_packet_once(tmp_path):
+    r, _ = make(tmp_path, max_wait=100)
+    r.automaton.add("B", SeedInfo("greet", (T("A"),), ()))
+    r.send_remote = lambda node, seed, p: False  # says it has room, then refuses (a full socket)
+    for n in range(3):
+        r.inject(T("A"), n)
+    r.kick("greet")  # must come back, with the packets still waiting in their order
+    assert [p.data for p in r.waiting.peek(T("A"))] == [0, 1, 2]
+
+
+def test_a_seed_whose_outputs_pile_up_is_throttled_until_they_drain(tmp_path, monkeypatch):
+    import pumpkin.router as router_module
+
+    monkeypatch.setattr(router_module, "THROTTLE_HIGH", 4)
+    monkeypatch.setattr(router_module, "THROTTLE_LOW", 2)
+    r, _ = make(tmp_path, max_wait=100, queue_max=1)
+    make_ = add_local(r, spec("make", ["A"], ["B"]))
+    slow = add_local(r, spec("slow", ["B"]))
+    for n in range(6):
+        p = r.inject(T("A"), n)
+        r.on_outcome(Outcome(make_, make_.got[-1], [Emission(None, n)]))  # type: ignore[arg-type]
+        del p
+    # slow holds one packet (queue_max 1); the other five wait for it, past THROTTLE_HIGH.
+    assert r.waiting.busy(T("B")) == 5 and make_.throttled
+    for _ in range(2):
+        r.on_outcome(Outcome(slow, slow.got[-1]))  # type: ignore[arg-type]
+    assert r.waiting.busy(T("B")) == 3 and make_.throttled  # not yet under THROTTLE_LOW
+    r.on_outcome(Outcome(slow, slow.got[-1]))  # type: ignore[arg-type]
+    assert r.waiting.busy(T("B")) == 2 and make_.throttled
+    r.on_outcome(Outcome(slow, slow.got[-1]))  # type: ignore[arg-type]
+    assert r.waiting.busy(T("B")) == 1 and not make_.throttled
+    assert [p.data for p in slow.got] == [0, 1, 2, 3, 4]
