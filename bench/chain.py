@@ -156,8 +156,14 @@ class Run:
         self.tmp = Path(tempfile.mkdtemp(prefix="pmk-bench-"))
         self.ctl = self.tmp / "ctl"
         self.ctl.mkdir()
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_N": str(n), "BENCH_SIZE": str(size),
-                    "BENCH_MODE": mode, "BENCH_DIR": str(self.ctl)}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "BENCH_N": str(n),
+            "BENCH_SIZE": str(size),
+            "BENCH_MODE": mode,
+            "BENCH_DIR": str(self.ctl),
+        }
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(self, cmd: list[str], log: str) -> subprocess.Popen[bytes]:
@@ -182,7 +188,9 @@ class Run:
         return json.loads(file.read_text())
 
     def logs(self) -> str:
-        return "\n".join(f"--- {f.name}\n{f.read_text(errors='replace')[-3000:]}" for f in sorted(self.tmp.glob("*.log")))
+        return "\n".join(
+            f"--- {f.name}\n{f.read_text(errors='replace')[-3000:]}" for f in sorted(self.tmp.glob("*.log"))
+        )
 
     def close(self) -> None:
         for p in self.procs:
@@ -198,9 +206,23 @@ class Run:
 
 
 def pmk(run: Run, name: str, seeds: list[str], transport: str) -> None:
-    cmd = [sys.executable, "-m", "pumpkin", "--endpoint.type", "zmq.IPC" if transport == "ipc" else "zmq.TCP",
-           "--workdir", str(run.tmp / name), "--node-id", f"bench-{name}-{os.getpid()}",
-           "--discovery.broadcast", "false", "--discovery.mdns", "false", "--http.enable", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pumpkin",
+        "--endpoint.type",
+        "zmq.IPC" if transport == "ipc" else "zmq.TCP",
+        "--workdir",
+        str(run.tmp / name),
+        "--node-id",
+        f"bench-{name}-{os.getpid()}",
+        "--discovery.broadcast",
+        "false",
+        "--discovery.mdns",
+        "false",
+        "--http.enable",
+        "false",
+    ]
     for s in seeds:
         cmd += ["--seed", str(SEEDS / f"{s}.py")]
     run.spawn(cmd, f"{name}.log")
@@ -231,7 +253,9 @@ def pumpkin_chain(transport: str, n: int, size: int, mode: str) -> dict[str, Any
         for name in reversed(CHAIN):
             pmk(run, name, [name], transport)
         for upstream, seed in zip(CHAIN, CHAIN[1:], strict=False):
-            run.wait_for(f"{upstream} to know {seed}", lambda u=upstream, s=seed: knows_remote(run.tmp / u, s.capitalize()))
+            run.wait_for(
+                f"{upstream} to know {seed}", lambda u=upstream, s=seed: knows_remote(run.tmp / u, s.capitalize())
+            )
         (run.ctl / "go").touch()
         return run.result()
     finally:
@@ -247,9 +271,25 @@ def raw_chain(transport: str, n: int, size: int, mode: str) -> dict[str, Any]:
             ports = free_ports(3)
             endpoints = [f"tcp://127.0.0.1:{p}" for p in ports]
         for role in reversed(CHAIN):
-            run.spawn([sys.executable, __file__, "--raw-role", role, "--raw-ctl", str(run.ctl),
-                       "--raw-endpoints", ",".join(endpoints), "--raw-n", str(n), "--raw-size", str(size),
-                       "--raw-mode", mode], f"raw-{role}.log")
+            run.spawn(
+                [
+                    sys.executable,
+                    __file__,
+                    "--raw-role",
+                    role,
+                    "--raw-ctl",
+                    str(run.ctl),
+                    "--raw-endpoints",
+                    ",".join(endpoints),
+                    "--raw-n",
+                    str(n),
+                    "--raw-size",
+                    str(size),
+                    "--raw-mode",
+                    mode,
+                ],
+                f"raw-{role}.log",
+            )
         run.wait_for("the raw chain", lambda: all((run.ctl / f"ready-{r}").exists() for r in CHAIN))
         time.sleep(0.2)  # PUSH connects are asynchronous; a source sending before they complete only waits
         (run.ctl / "go").touch()
@@ -270,8 +310,9 @@ def pumpkin_inprocess(n: int, size: int) -> dict[str, Any]:
 
 
 def asyncio_inprocess(n: int, size: int) -> float:
-    out = subprocess.run([sys.executable, __file__, "--asyncio-baseline", str(n), str(size)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--asyncio-baseline", str(n), str(size)], check=True, capture_output=True, text=True
+    )
     return float(out.stdout.strip())
 
 
@@ -315,38 +356,53 @@ def main() -> None:
         return
     if os.geteuid() == 0 and not os.environ.get("PMK_BENCH_SANDBOXED") and shutil.which("ip"):
         os.environ["PMK_BENCH_SANDBOXED"] = "1"
-        os.execv(str(ROOT / "scripts" / "sandbox.sh"), [str(ROOT / "scripts" / "sandbox.sh"), sys.executable, *sys.argv])
+        os.execv(
+            str(ROOT / "scripts" / "sandbox.sh"), [str(ROOT / "scripts" / "sandbox.sh"), sys.executable, *sys.argv]
+        )
     sizes = [int(s) for s in args.sizes.split(",")]
     transports = args.transports.split(",")
     only = set(args.only.split(","))
-    results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-                                          f"pyzmq {zmq.__version__}"}
+    results: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, pyzmq {zmq.__version__}"
+    }
     if "chain" in only:
         print(f"{'chain throughput':<24} {'size':>6} {'pumpkin pkt/s':>14} {'raw pkt/s':>12} {'ratio':>7}")
         for transport in transports:
             for size in sizes:
                 raw = throughput(raw_chain(transport, args.packets, size, "throughput"))
                 ours = throughput(pumpkin_chain(transport, args.packets, size, "throughput"))
-                results[f"chain_{transport}_{size}"] = {"pumpkin_pps": round(ours), "raw_pps": round(raw),
-                                                        "ratio": round(ours / raw, 3)}
+                results[f"chain_{transport}_{size}"] = {
+                    "pumpkin_pps": round(ours),
+                    "raw_pps": round(raw),
+                    "ratio": round(ours / raw, 3),
+                }
                 print(f"{'4 daemons, ' + transport:<24} {size:>6} {ours:>14,.0f} {raw:>12,.0f} {ours / raw:>7.3f}")
     if "latency" in only:
         print(f"\n{'per-hop latency':<24} {'':>6} {'pumpkin p50/p99 us':>20} {'raw p50/p99 us':>16} {'p50 ratio':>9}")
         for transport in transports:
             raw50, raw99 = per_hop_us(raw_chain(transport, args.latency_packets, 100, "latency")["latencies"])
             p50, p99 = per_hop_us(pumpkin_chain(transport, args.latency_packets, 100, "latency")["latencies"])
-            results[f"latency_{transport}"] = {"pumpkin_p50_us": round(p50), "pumpkin_p99_us": round(p99),
-                                               "raw_p50_us": round(raw50), "raw_p99_us": round(raw99),
-                                               "p50_ratio": round(p50 / raw50, 2)}
-            print(f"{'4 daemons, ' + transport:<24} {100:>6} {p50:>9.0f} /{p99:>8.0f} {raw50:>7.0f} /{raw99:>7.0f} "
-                  f"{p50 / raw50:>9.2f}")
+            results[f"latency_{transport}"] = {
+                "pumpkin_p50_us": round(p50),
+                "pumpkin_p99_us": round(p99),
+                "raw_p50_us": round(raw50),
+                "raw_p99_us": round(raw99),
+                "p50_ratio": round(p50 / raw50, 2),
+            }
+            print(
+                f"{'4 daemons, ' + transport:<24} {100:>6} {p50:>9.0f} /{p99:>8.0f} {raw50:>7.0f} /{raw99:>7.0f} "
+                f"{p50 / raw50:>9.2f}"
+            )
     if "inprocess" in only:
         print(f"\n{'one process':<24} {'size':>6} {'pumpkin pkt/s':>14} {'asyncio pkt/s':>14} {'ratio':>7}")
         for size in sizes:
             base = asyncio_inprocess(args.packets, size)
             ours = throughput(pumpkin_inprocess(args.packets, size))
-            results[f"inprocess_{size}"] = {"pumpkin_pps": round(ours), "asyncio_pps": round(base),
-                                            "ratio": round(ours / base, 3)}
+            results[f"inprocess_{size}"] = {
+                "pumpkin_pps": round(ours),
+                "asyncio_pps": round(base),
+                "ratio": round(ours / base, 3),
+            }
             print(f"{'4 seeds, 1 daemon':<24} {size:>6} {ours:>14,.0f} {base:>14,.0f} {ours / base:>7.3f}")
     print(json.dumps({"benchmark": "chain", "packets": args.packets, "results": results}))
 

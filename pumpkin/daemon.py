@@ -114,10 +114,22 @@ class Daemon:
         log.info("Working directory: %s", self.workdir.path)
         self.failed = FailedStore(self.workdir.failed)
         waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s)
-        self.router = Router(self.node_id, self.automaton, self.ids, self.failed, waiting,
-                             cfg.routing.seed_queue_max, cfg.routing.ttl_hops)
-        self.transport = Transport(self.workdir.runtime, cfg.endpoint.type, cfg.endpoint.endpoints,
-                                   cfg.endpoint.tcp_host, cfg.endpoint.tcp_port)
+        self.router = Router(
+            self.node_id,
+            self.automaton,
+            self.ids,
+            self.failed,
+            waiting,
+            cfg.routing.seed_queue_max,
+            cfg.routing.ttl_hops,
+        )
+        self.transport = Transport(
+            self.workdir.runtime,
+            cfg.endpoint.type,
+            cfg.endpoint.endpoints,
+            cfg.endpoint.tcp_host,
+            cfg.endpoint.tcp_port,
+        )
         self.transport.on_frames = self._on_frames
         self.transport.on_control = self._on_control
         disc = cfg.discovery
@@ -128,10 +140,21 @@ class Daemon:
         for url in self.origin().tcp, self.origin().ipc:
             if url:
                 log.info("Node endpoint: %s", url)
-        self.mesh = Mesh(node_id=self.node_id, host=self.host, me=self.origin, local_seeds=self._seed_summaries,
-                         local_load=self._local_load, transport=self.transport, router=self.router,
-                         peers=self.peers, failed=self.failed, learn=self.learn_peer, forget=self.forget_peer,
-                         heartbeat_s=disc.heartbeat_s, static_peers=disc.peers)
+        self.mesh = Mesh(
+            node_id=self.node_id,
+            host=self.host,
+            me=self.origin,
+            local_seeds=self._seed_summaries,
+            local_load=self._local_load,
+            transport=self.transport,
+            router=self.router,
+            peers=self.peers,
+            failed=self.failed,
+            learn=self.learn_peer,
+            forget=self.forget_peer,
+            heartbeat_s=disc.heartbeat_s,
+            static_peers=disc.peers,
+        )
         self._load_seeds()
         await self._start_web()  # before any seed runs: the page is there from the first packet on
         self._started = True
@@ -157,13 +180,17 @@ class Daemon:
         on_origin = self.mesh.on_origin
         if (disc.enable and disc.broadcast) or disc.supernodes:
             broadcasts = [i.broadcast for i in chosen if i.broadcast] if disc.enable and disc.broadcast else []
-            beacons = BeaconDiscovery(disc.bcport, broadcasts, list(disc.supernodes), self.origin, on_origin,
-                                      disc.heartbeat_s)
+            beacons = BeaconDiscovery(
+                disc.bcport, broadcasts, list(disc.supernodes), self.origin, on_origin, disc.heartbeat_s
+            )
             try:
                 await beacons.start()
                 self.discoveries.append(beacons)
-                log.info("Starting broadcast listener on port %d (beacons to %s)", disc.bcport,
-                         ", ".join([*broadcasts, *(f"{h}:{p}" for h, p in disc.supernodes)]) or "nobody")
+                log.info(
+                    "Starting broadcast listener on port %d (beacons to %s)",
+                    disc.bcport,
+                    ", ".join([*broadcasts, *(f"{h}:{p}" for h, p in disc.supernodes)]) or "nobody",
+                )
             except OSError as exc:
                 log.warning("Beacons disabled: cannot use UDP port %d: %s", disc.bcport, exc)
         if disc.enable and disc.mdns:
@@ -385,8 +412,7 @@ class Daemon:
         resumed: list[Packet] = []
         for file in files:
             try:
-                resumed.append(packets.from_document(orjson.loads(file.read_bytes()), self.config.node.group,
-                                                     self.ids))
+                resumed.append(packets.from_document(orjson.loads(file.read_bytes()), self.config.node.group, self.ids))
             except (PacketError, orjson.JSONDecodeError, OSError) as exc:
                 self.failed.keep_raw([file.read_bytes()], "bad-pending", f"{file}: cannot resume: {exc}")
         if resumed:
@@ -409,9 +435,19 @@ class Daemon:
         if op == "ping":
             return {"ok": True, "node": self.node_id}
         if op == "graph":
-            return {"ok": True, "node": self.node_id, "graph": self.automaton.node_link(),
-                    "seeds": {n: {"inputs": [str(t) for t in i.inputs], "outputs": [str(t) for t in i.outputs],
-                                  "nodes": self.automaton.nodes_of(n)} for n, i in self.automaton.seeds().items()}}
+            return {
+                "ok": True,
+                "node": self.node_id,
+                "graph": self.automaton.node_link(),
+                "seeds": {
+                    n: {
+                        "inputs": [str(t) for t in i.inputs],
+                        "outputs": [str(t) for t in i.outputs],
+                        "nodes": self.automaton.nodes_of(n),
+                    }
+                    for n, i in self.automaton.seeds().items()
+                },
+            }
         if op == "stats":
             return {"ok": True, "node": self.node_id, **self.snapshot()}
         if op == "peers":
@@ -469,8 +505,11 @@ class Daemon:
         def then(result: Path | OSError) -> None:
             if isinstance(result, OSError):
                 assert self.failed is not None
-                self.failed.keep(packet, "tx-write", f"the result of {seed} for {packet.id} could not be written "
-                                                      f"to {self.config.tx.dir}: {result}")
+                self.failed.keep(
+                    packet,
+                    "tx-write",
+                    f"the result of {seed} for {packet.id} could not be written to {self.config.tx.dir}: {result}",
+                )
             holds.add(lineage, -1)
 
         self.tx.submit(packet, seed, then)
@@ -510,8 +549,11 @@ class Daemon:
         if "content_base64" in request:
             name = str(request.get("file", "-"))
             raw = base64.b64decode(str(request["content_base64"]), validate=True)
-            parsed = (parse_lines(raw.splitlines(keepends=True), name, group, self.ids) if is_lines(name)
-                      else parse_document(raw, name, group, self.ids))
+            parsed = (
+                parse_lines(raw.splitlines(keepends=True), name, group, self.ids)
+                if is_lines(name)
+                else parse_document(raw, name, group, self.ids)
+            )
             for note in parsed.notes:
                 log.warning("pmk inject %s: %s", name, note)
             return parsed.packets
@@ -545,12 +587,23 @@ class Daemon:
             **self._intake_snapshot(),
             "mesh": dict(self.mesh.counters) if self.mesh else {},
             "inflight": {n: len(t) for n, t in self.mesh.inflight.items() if t} if self.mesh else {},
-            "discovery": {type(d).__name__: {"rejected": d.rejected, **({"sent": d.sent, "received": d.received}
-                                             if isinstance(d, BeaconDiscovery) else {})}
-                          for d in self.discoveries},
-            "seeds": {n: {"pending": r.pending, "processed": r.processed, "failures": r.failures,
-                          "workers": r.spec.workers, "busy_s": round(r.busy_s, 6)}
-                      for n, r in self.router.local.items()},
+            "discovery": {
+                type(d).__name__: {
+                    "rejected": d.rejected,
+                    **({"sent": d.sent, "received": d.received} if isinstance(d, BeaconDiscovery) else {}),
+                }
+                for d in self.discoveries
+            },
+            "seeds": {
+                n: {
+                    "pending": r.pending,
+                    "processed": r.processed,
+                    "failures": r.failures,
+                    "workers": r.spec.workers,
+                    "busy_s": round(r.busy_s, 6),
+                }
+                for n, r in self.router.local.items()
+            },
         }
 
 

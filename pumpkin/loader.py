@@ -67,7 +67,9 @@ def load(paths: list[Path], group: str, explicit: bool = False) -> LoadReport:
                 report.skipped.append((file, "auto-load is false"))
             for spec in specs:
                 if spec.name in seen:
-                    report.errors.append((file, f"a seed named {spec.name!r} was already loaded from {seen[spec.name]}"))
+                    report.errors.append(
+                        (file, f"a seed named {spec.name!r} was already loaded from {seen[spec.name]}")
+                    )
                     continue
                 seen[spec.name] = file
                 report.seeds.append(spec)
@@ -109,7 +111,7 @@ def _import(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken seed is reported, never fatal
         sys.modules.pop(name, None)
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         raise SeedLoadError(f"{path}: importing the seed raised {type(exc).__name__}: {exc}\n{tb}") from None
@@ -118,9 +120,7 @@ def _import(path: Path) -> ModuleType:
 
 def _legacy_spec(module: ModuleType, manifest: LegacyManifest, path: Path) -> SeedSpec:
     classes = [
-        c
-        for c in vars(module).values()
-        if inspect.isclass(c) and issubclass(c, PmkSeed.Seed) and c is not PmkSeed.Seed
+        c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, PmkSeed.Seed) and c is not PmkSeed.Seed
     ]
     chosen = next((c for c in classes if c.__name__ == manifest.name), None)
     if chosen is None and len(classes) == 1:

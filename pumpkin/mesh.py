@@ -51,10 +51,23 @@ Learn = Callable[[str, str, list[SeedInfo], str], bool]
 class Mesh:
     """The peer protocol of one daemon; lives on its event loop."""
 
-    def __init__(self, *, node_id: str, host: str, me: Callable[[], Origin], local_seeds: Callable[[], list[dict[str, Any]]],
-                 local_load: Callable[[], dict[str, float]], transport: Transport, router: Router, peers: PeerTable,
-                 failed: FailedStore, learn: Learn, forget: Callable[[str], None], heartbeat_s: float,
-                 static_peers: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        host: str,
+        me: Callable[[], Origin],
+        local_seeds: Callable[[], list[dict[str, Any]]],
+        local_load: Callable[[], dict[str, float]],
+        transport: Transport,
+        router: Router,
+        peers: PeerTable,
+        failed: FailedStore,
+        learn: Learn,
+        forget: Callable[[str], None],
+        heartbeat_s: float,
+        static_peers: tuple[str, ...] = (),
+    ) -> None:
         self.node_id = node_id
         self.host = host
         self.me = me
@@ -118,8 +131,13 @@ class Mesh:
             me = self.me()
             if (origin.tcp, origin.ipc) != (me.tcp, me.ipc) and "same-id" not in self._rejects_logged:
                 self._rejects_logged.add("same-id")
-                log.error("another node uses this node's id %s (at %s, found by %s): give each daemon its own "
-                          "working directory or --node-id", origin.id, origin.tcp or origin.ipc, via)
+                log.error(
+                    "another node uses this node's id %s (at %s, found by %s): give each daemon its own "
+                    "working directory or --node-id",
+                    origin.id,
+                    origin.tcp or origin.ipc,
+                    via,
+                )
             return
         if origin.bye:
             self._drop(origin.id, "said goodbye")
@@ -147,10 +165,10 @@ class Mesh:
             log.debug("heard of %s by %s; said hello at %s", origin.id, via, endpoint)
 
     def _hello_frames(self, reply: bool, found_by: str = "") -> list[bytes]:
-        known = [[p.node_id, *self._addresses(p.node_id)] for p in self.peers.peers.values()
-                 if p.state is Liveness.ALIVE]
-        return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply,
-                               found_by=found_by)
+        known = [
+            [p.node_id, *self._addresses(p.node_id)] for p in self.peers.peers.values() if p.state is Liveness.ALIVE
+        ]
+        return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply, found_by=found_by)
 
     def _addresses(self, node: str) -> list[Any]:
         o = self._origins.get(node)
@@ -204,8 +222,16 @@ class Mesh:
         for entry in msg.body.get("peers", []):
             if isinstance(entry, list) and len(entry) == 4 and entry[0] not in self.peers.peers:
                 try:
-                    gossip = messages.origin_from({"v": messages.VERSION, "id": entry[0], "tcp": entry[1],
-                                                   "ipc": entry[2], "host": entry[3] or "", "dg": ""})
+                    gossip = messages.origin_from(
+                        {
+                            "v": messages.VERSION,
+                            "id": entry[0],
+                            "tcp": entry[1],
+                            "ipc": entry[2],
+                            "host": entry[3] or "",
+                            "dg": "",
+                        }
+                    )
                 except MessageError:
                     continue
                 self.on_origin(gossip, "gossip")
@@ -347,7 +373,7 @@ class Mesh:
         table = self.inflight.pop(node, None)
         if not table:
             return 0
-        for (_, seed) in table:
+        for _, seed in table:
             self._inflight_per_seed.pop((node, seed), None)
         for (_, seed), packet in table.items():
             self.router.deliver_to(seed, packet, exclude=node)
@@ -379,8 +405,12 @@ class Mesh:
             evasive, expired = self.peers.sweep()
             for peer in evasive:
                 moved = self._reroute(peer.node_id)
-                log.warning("Peer %s is evasive (silent for %.1f s)%s", peer.node_id, self.peers.evasive_s,
-                            f"; re-routing {moved} unacknowledged packet(s)" if moved else "")
+                log.warning(
+                    "Peer %s is evasive (silent for %.1f s)%s",
+                    peer.node_id,
+                    self.peers.evasive_s,
+                    f"; re-routing {moved} unacknowledged packet(s)" if moved else "",
+                )
             for peer in expired:
                 self._drop(peer.node_id, f"expired (silent for {self.peers.expired_s:g} s)", known=True)
             self._hello_static_peers()

@@ -110,7 +110,7 @@ def decode_beacon(data: bytes) -> Origin:
     if not data.startswith(BEACON_MAGIC):
         raise MessageError("not a Pumpkin beacon (bad magic)")
     try:
-        return origin_from(orjson.loads(data[len(BEACON_MAGIC):]))
+        return origin_from(orjson.loads(data[len(BEACON_MAGIC) :]))
     except orjson.JSONDecodeError:
         raise MessageError("beacon body is not JSON") from None
 
@@ -147,6 +147,7 @@ def decode(frames: list[bytes]) -> Message:
     elif kind == ACK:
         acks = body.get("acks")
         if not isinstance(acks, list) or not all(
-                isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in acks):
+            isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in acks
+        ):
             raise MessageError("ACK 'acks' must be a list of [packet id, seed]")
     return Message(kind, origin, body)

@@ -233,7 +233,7 @@ def from_document(doc: Any, group: str, ids: IdMaker) -> Packet:
     if not isinstance(doc, dict):
         raise PacketError("a packet document must be a JSON object with 'state' and 'data'")
     if "state" not in doc:
-        raise PacketError("the packet document has no 'state' key (e.g. {\"state\": \"UNGREETED\", \"data\": \"Mars\"})")
+        raise PacketError('the packet document has no \'state\' key (e.g. {"state": "UNGREETED", "data": "Mars"})')
     try:
         tag = tags.parse(doc["state"], group)
     except TagError as exc:
@@ -270,8 +270,9 @@ def from_legacy(obj: Any, group: str, ids: IdMaker) -> Packet:
         raise PacketError("a legacy packet is a JSON array [header, {}, entry]")
     entry = next((e for e in reversed(obj) if isinstance(e, dict) and "stag" in e), None)
     if entry is None:
-        raise PacketError("the legacy packet has no entry with a 'stag' (e.g. {\"stag\": \"String:UNGREETED\", "
-                          "\"data\": \"Mars\"})")
+        raise PacketError(
+            'the legacy packet has no entry with a \'stag\' (e.g. {"stag": "String:UNGREETED", "data": "Mars"})'
+        )
     header = obj[0] if isinstance(obj[0], dict) and obj[0] is not entry else {}
     try:
         tag = tags.parse(entry["stag"], group)

@@ -64,9 +64,17 @@ def pick_replica(nodes: Sequence[str], load: Callable[[str], float], turn: int) 
 class Router:
     """Routes packets to local seed runners, to peers, or to the waiting room."""
 
-    def __init__(self, node_id: str, automaton: Automaton, ids: IdMaker, failed: FailedStore,
-                 waiting: WaitingRoom, seed_queue_max: int = 10000, ttl_hops: int = 64,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        automaton: Automaton,
+        ids: IdMaker,
+        failed: FailedStore,
+        waiting: WaitingRoom,
+        seed_queue_max: int = 10000,
+        ttl_hops: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.node_id = node_id
         self.automaton = automaton
         self.ids = ids
@@ -137,8 +145,11 @@ class Router:
     def expire(self) -> None:
         """Fail the waiting packets whose time is up."""
         for packet in self.waiting.expire(self.clock()):
-            self._fail(packet, "expired",
-                       f"packet {packet.id} waited {self.waiting.expiry_s:g} s for a seed consuming {packet.tag}; none came")
+            self._fail(
+                packet,
+                "expired",
+                f"packet {packet.id} waited {self.waiting.expiry_s:g} s for a seed consuming {packet.tag}; none came",
+            )
             self.hold(packet.lineage, -1)
         self._check_throttles()
 
@@ -189,8 +200,13 @@ class Router:
         if outcome.error:
             self.counters["seed_errors"] += 1
             if parent is not None:
-                self._fail(parent, "seed-error", f"{outcome.error} while processing {parent.id} in {parent.tag}",
-                           outcome.traceback, seed=spec.name)
+                self._fail(
+                    parent,
+                    "seed-error",
+                    f"{outcome.error} while processing {parent.id} in {parent.tag}",
+                    outcome.traceback,
+                    seed=spec.name,
+                )
                 self._finished(parent, spec.name)
             else:
                 log.error("%s\n%s", outcome.error, outcome.traceback)
@@ -216,14 +232,21 @@ class Router:
             if tag is None:
                 declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
                 wanted = emission.state if emission.state is not None else "its only output"
-                self._fail(child, "undeclared-state",
-                           f"seed {spec.name} emitted state {wanted!r}, which it does not declare (declared: {declared})",
-                           seed=spec.name)
+                self._fail(
+                    child,
+                    "undeclared-state",
+                    f"seed {spec.name} emitted state {wanted!r}, which it does not declare (declared: {declared})",
+                    seed=spec.name,
+                )
                 continue
             child.trail.append(Hop(spec.name, self.node_id, str(tag), now))
             if emission.error:
-                self._fail(child, "bad-data", f"seed {spec.name} emitted data that cannot travel: {emission.error}",
-                           seed=spec.name)
+                self._fail(
+                    child,
+                    "bad-data",
+                    f"seed {spec.name} emitted data that cannot travel: {emission.error}",
+                    seed=spec.name,
+                )
                 continue
             self.counters["emitted"] += 1
             self.emitted_by[spec.name] += 1
@@ -242,8 +265,9 @@ class Router:
     def inject(self, tag: StateTag, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
         """Make a new packet (a new lineage) from outside the network and route it."""
         now = time.time()
-        packet = Packet(self.ids.root(), tag, data, [Hop(via, self.node_id, str(tag), now)], self.ttl_hops, now,
-                        meta or {})
+        packet = Packet(
+            self.ids.root(), tag, data, [Hop(via, self.node_id, str(tag), now)], self.ttl_hops, now, meta or {}
+        )
         self.admit(packet)
         return packet
 
@@ -286,9 +310,12 @@ class Router:
             self.hold(packet.lineage, 1)
             log.debug("packet %s waits in %s (for %s)", packet.id, packet.tag, seed or "any consumer")
             return
-        self._fail(packet, "waiting-full",
-                   f"packet {packet.id} could not wait for a consumer of {packet.tag}: "
-                   f"{self.waiting.max_per_state} packets already wait in that state")
+        self._fail(
+            packet,
+            "waiting-full",
+            f"packet {packet.id} could not wait for a consumer of {packet.tag}: "
+            f"{self.waiting.max_per_state} packets already wait in that state",
+        )
 
     def _fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None:
         self.counters["failed"] += 1
@@ -297,5 +324,12 @@ class Router:
 
 def _fork(packet: Packet) -> Packet:
     """A copy for a second consumer: seeds may change their input in place without affecting each other."""
-    return Packet(packet.id, packet.tag, copy.deepcopy(packet.data), list(packet.trail), packet.ttl, packet.created,
-                  dict(packet.meta))
+    return Packet(
+        packet.id,
+        packet.tag,
+        copy.deepcopy(packet.data),
+        list(packet.trail),
+        packet.ttl,
+        packet.created,
+        dict(packet.meta),
+    )

@@ -16,6 +16,7 @@ flood the loop's queue before the router gets a chance to throttle it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import queue
@@ -103,8 +104,15 @@ def legacy_view(packet: Packet | None, emit: Callable[[str, Any, bool], None]) -
     if packet is None:
         return PmkSeed.LegacyPacket([{"box": "0", "e": "E"}, {}, {"stag": "RAW", "exstate": "0001"}], emit)
     ship, container, box, fragment = packet.id.split(":")
-    header = {**packet.meta.get("legacy_header", {}), "ship": ship, "container": container, "box": box,
-              "fragment": fragment, "ttl": packet.ttl, "state": packet.tag.state}
+    header = {
+        **packet.meta.get("legacy_header", {}),
+        "ship": ship,
+        "container": container,
+        "box": box,
+        "fragment": fragment,
+        "ttl": packet.ttl,
+        "state": packet.tag.state,
+    }
     entry = {"stag": f"{packet.tag.type}:{packet.tag.state}", "data": packet.data, "exstate": "0001"}
     return PmkSeed.LegacyPacket([header, {}, entry], emit)
 
@@ -112,8 +120,9 @@ def legacy_view(packet: Packet | None, emit: Callable[[str, Any, bool], None]) -
 class SeedRunner:
     """Runs one seed's instances on worker threads; lives on the event loop that created it."""
 
-    def __init__(self, spec: SeedSpec, node_id: str, loop: asyncio.AbstractEventLoop,
-                 on_outcome: Callable[[Outcome], None]) -> None:
+    def __init__(
+        self, spec: SeedSpec, node_id: str, loop: asyncio.AbstractEventLoop, on_outcome: Callable[[Outcome], None]
+    ) -> None:
         self.spec = spec
         self.node_id = node_id
         self._loop = loop
@@ -240,10 +249,8 @@ class SeedRunner:
             if self._outbox_scheduled:
                 return
             self._outbox_scheduled = True
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed under us during shutdown
             self._loop.call_soon_threadsafe(self._deliver_outbox)
-        except RuntimeError:  # the loop closed under us during shutdown
-            pass
 
     def _deliver_outbox(self) -> None:
         """On the loop: hand the ready outcomes to the router, a batch at a time."""
@@ -265,8 +272,13 @@ class SeedRunner:
         try:
             instance.on_load()
         except Exception as exc:  # noqa: BLE001
-            log.error("seed %s: on_load raised %s: %s; this instance will not run", self.spec.name,
-                      type(exc).__name__, exc, exc_info=True)
+            log.error(
+                "seed %s: on_load raised %s: %s; this instance will not run",
+                self.spec.name,
+                type(exc).__name__,
+                exc,
+                exc_info=True,
+            )
             return
         if self.spec.is_injector:
             self._inject_loop(instance)
@@ -306,6 +318,7 @@ class SeedRunner:
         started = time.perf_counter()
         try:
             if self.spec.legacy:
+
                 def legacy_emit(state: str, data: Any, forked: bool) -> None:
                     emit(_emission(state, data, forked))
 

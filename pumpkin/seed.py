@@ -162,7 +162,8 @@ def run_arity(cls: type) -> int:
     fixed = getattr(cls, "_run_arity", None)
     if fixed is not None:
         return int(fixed)
-    params = list(inspect.signature(getattr(cls, "run")).parameters.values())[1:]
+    run: Callable[..., Any] = cls.run  # type: ignore[attr-defined]  # any seed class has one
+    params = list(inspect.signature(run).parameters.values())[1:]
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return 2
     return min(2, len([p for p in params if p.default is p.empty or p.kind is p.POSITIONAL_OR_KEYWORD]))

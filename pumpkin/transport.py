@@ -67,8 +67,14 @@ class PeerLink:
 class Transport:
     """The node's ZeroMQ sockets. Create, ``await start()``, use, ``await close()``."""
 
-    def __init__(self, runtime_dir: Path, endpoint_type: str, endpoints: tuple[str, ...] = (),
-                 tcp_host: str = "*", tcp_port: int = 0) -> None:
+    def __init__(
+        self,
+        runtime_dir: Path,
+        endpoint_type: str,
+        endpoints: tuple[str, ...] = (),
+        tcp_host: str = "*",
+        tcp_port: int = 0,
+    ) -> None:
         self.ctx = zmq.asyncio.Context()
         self.runtime_dir = runtime_dir
         self.endpoint_type = endpoint_type

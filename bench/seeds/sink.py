@@ -35,8 +35,13 @@ class Sink(Seed):
                 self.ack.connect(f"ipc://{self.ctl / 'ack'}")
             self.ack.send(b"k")
         if self.count == self.n:
-            result = {"n": self.n, "first_sent": self.first, "last_arrived": now, "latencies": self.latencies,
-                      "hops": data.get("hops")}
+            result = {
+                "n": self.n,
+                "first_sent": self.first,
+                "last_arrived": now,
+                "latencies": self.latencies,
+                "hops": data.get("hops"),
+            }
             tmp = self.ctl / "result.tmp"
             tmp.write_text(json.dumps(result))
             tmp.rename(self.ctl / "result.json")
