@@ -17,7 +17,10 @@ results as one JSON line. Daemons find each other through the local discovery fo
 no mDNS); as root the whole run is moved into a throwaway network namespace first, like scripts/hello.sh.
 
     .venv/bin/python bench/chain.py [--packets 20000] [--sizes 100,10000] [--transports ipc,tcp]
-                                    [--latency-packets 2000] [--only chain,latency,inprocess]
+                                    [--latency-packets 2000] [--only chain,latency,inprocess] [--threaded]
+
+The step and sink seeds are marked ``inline`` (they take microseconds: see pumpkin.seed); ``--threaded``
+adds every Pumpkin row again with them on worker threads, the default for a seed.
 """
 
 from __future__ import annotations
@@ -152,7 +155,7 @@ async def asyncio_pipeline(n: int, size: int) -> float:
 class Run:
     """A set of processes for one measurement, with a control folder; always cleaned up."""
 
-    def __init__(self, n: int, size: int, mode: str) -> None:
+    def __init__(self, n: int, size: int, mode: str, inline: bool = True) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="pmk-bench-"))
         self.ctl = self.tmp / "ctl"
         self.ctl.mkdir()
@@ -163,6 +166,7 @@ class Run:
             "BENCH_SIZE": str(size),
             "BENCH_MODE": mode,
             "BENCH_DIR": str(self.ctl),
+            "BENCH_INLINE": "1" if inline else "0",
         }
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -247,8 +251,8 @@ def throughput(res: dict[str, Any]) -> float:
     return float(res["n"] / (res["last_arrived"] - res["first_sent"]))
 
 
-def pumpkin_chain(transport: str, n: int, size: int, mode: str) -> dict[str, Any]:
-    run = Run(n, size, mode)
+def pumpkin_chain(transport: str, n: int, size: int, mode: str, inline: bool = True) -> dict[str, Any]:
+    run = Run(n, size, mode, inline)
     try:
         for name in reversed(CHAIN):
             pmk(run, name, [name], transport)
@@ -298,8 +302,8 @@ def raw_chain(transport: str, n: int, size: int, mode: str) -> dict[str, Any]:
         run.close()
 
 
-def pumpkin_inprocess(n: int, size: int) -> dict[str, Any]:
-    run = Run(n, size, "throughput")
+def pumpkin_inprocess(n: int, size: int, inline: bool = True) -> dict[str, Any]:
+    run = Run(n, size, "throughput", inline)
     try:
         pmk(run, "all", list(CHAIN), "ipc")
         run.wait_for("the daemon to start", lambda: (run.tmp / "all" / "control").exists())
@@ -340,6 +344,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,10000", help="payload sizes in bytes")
     ap.add_argument("--transports", default="ipc,tcp")
     ap.add_argument("--only", default="chain,latency,inprocess")
+    ap.add_argument("--threaded", action="store_true", help="also run every Pumpkin row with threaded seeds")
     ap.add_argument("--raw-role")
     ap.add_argument("--raw-ctl", type=Path)
     ap.add_argument("--raw-endpoints")
@@ -365,45 +370,51 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, pyzmq {zmq.__version__}"
     }
+    # Seeds run inline (on the loop) unless the row says "threaded" (the default for seeds: a worker thread).
+    variants = [("inline", True), ("threaded", False)] if args.threaded else [("inline", True)]
     if "chain" in only:
-        print(f"{'chain throughput':<24} {'size':>6} {'pumpkin pkt/s':>14} {'raw pkt/s':>12} {'ratio':>7}")
+        print(f"{'chain throughput':<28} {'size':>6} {'pumpkin pkt/s':>14} {'raw pkt/s':>12} {'ratio':>7}")
         for transport in transports:
             for size in sizes:
                 raw = throughput(raw_chain(transport, args.packets, size, "throughput"))
-                ours = throughput(pumpkin_chain(transport, args.packets, size, "throughput"))
-                results[f"chain_{transport}_{size}"] = {
-                    "pumpkin_pps": round(ours),
-                    "raw_pps": round(raw),
-                    "ratio": round(ours / raw, 3),
-                }
-                print(f"{'4 daemons, ' + transport:<24} {size:>6} {ours:>14,.0f} {raw:>12,.0f} {ours / raw:>7.3f}")
+                for label, inline in variants:
+                    ours = throughput(pumpkin_chain(transport, args.packets, size, "throughput", inline))
+                    results[f"chain_{transport}_{size}_{label}"] = {
+                        "pumpkin_pps": round(ours),
+                        "raw_pps": round(raw),
+                        "ratio": round(ours / raw, 3),
+                    }
+                    row = f"4 daemons, {transport}, {label}"
+                    print(f"{row:<28} {size:>6} {ours:>14,.0f} {raw:>12,.0f} {ours / raw:>7.3f}")
     if "latency" in only:
-        print(f"\n{'per-hop latency':<24} {'':>6} {'pumpkin p50/p99 us':>20} {'raw p50/p99 us':>16} {'p50 ratio':>9}")
+        print(f"\n{'per-hop latency':<28} {'':>6} {'pumpkin p50/p99 us':>20} {'raw p50/p99 us':>16} {'p50 ratio':>9}")
         for transport in transports:
             raw50, raw99 = per_hop_us(raw_chain(transport, args.latency_packets, 100, "latency")["latencies"])
-            p50, p99 = per_hop_us(pumpkin_chain(transport, args.latency_packets, 100, "latency")["latencies"])
-            results[f"latency_{transport}"] = {
-                "pumpkin_p50_us": round(p50),
-                "pumpkin_p99_us": round(p99),
-                "raw_p50_us": round(raw50),
-                "raw_p99_us": round(raw99),
-                "p50_ratio": round(p50 / raw50, 2),
-            }
-            print(
-                f"{'4 daemons, ' + transport:<24} {100:>6} {p50:>9.0f} /{p99:>8.0f} {raw50:>7.0f} /{raw99:>7.0f} "
-                f"{p50 / raw50:>9.2f}"
-            )
+            for label, inline in variants:
+                res = pumpkin_chain(transport, args.latency_packets, 100, "latency", inline)
+                p50, p99 = per_hop_us(res["latencies"])
+                results[f"latency_{transport}_{label}"] = {
+                    "pumpkin_p50_us": round(p50),
+                    "pumpkin_p99_us": round(p99),
+                    "raw_p50_us": round(raw50),
+                    "raw_p99_us": round(raw99),
+                    "p50_ratio": round(p50 / raw50, 2),
+                }
+                row = f"4 daemons, {transport}, {label}"
+                print(f"{row:<28} {100:>6} {p50:>9.0f} /{p99:>8.0f} {raw50:>7.0f} /{raw99:>7.0f} {p50 / raw50:>9.2f}")
     if "inprocess" in only:
-        print(f"\n{'one process':<24} {'size':>6} {'pumpkin pkt/s':>14} {'asyncio pkt/s':>14} {'ratio':>7}")
+        print(f"\n{'one process':<28} {'size':>6} {'pumpkin pkt/s':>14} {'asyncio pkt/s':>14} {'ratio':>7}")
         for size in sizes:
             base = asyncio_inprocess(args.packets, size)
-            ours = throughput(pumpkin_inprocess(args.packets, size))
-            results[f"inprocess_{size}"] = {
-                "pumpkin_pps": round(ours),
-                "asyncio_pps": round(base),
-                "ratio": round(ours / base, 3),
-            }
-            print(f"{'4 seeds, 1 daemon':<24} {size:>6} {ours:>14,.0f} {base:>14,.0f} {ours / base:>7.3f}")
+            for label, inline in variants:
+                ours = throughput(pumpkin_inprocess(args.packets, size, inline))
+                results[f"inprocess_{size}_{label}"] = {
+                    "pumpkin_pps": round(ours),
+                    "asyncio_pps": round(base),
+                    "ratio": round(ours / base, 3),
+                }
+                row = f"4 seeds, 1 daemon, {label}"
+                print(f"{row:<28} {size:>6} {ours:>14,.0f} {base:>14,.0f} {ours / base:>7.3f}")
     print(json.dumps({"benchmark": "chain", "packets": args.packets, "results": results}))
 
 

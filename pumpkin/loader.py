@@ -163,6 +163,8 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
             raise SeedLoadError(f"{where}: 'workers' must be a whole number >= 1, not {cls.workers!r}")
         if cls.every_s is not None and (not isinstance(cls.every_s, (int, float)) or cls.every_s <= 0):
             raise SeedLoadError(f"{where}: 'every_s' must be a positive number of seconds, not {cls.every_s!r}")
+        if cls.inline and (not inputs or cls.workers != 1):
+            raise SeedLoadError(f"{where}: 'inline' is for a consuming seed with one worker (it runs on the loop)")
         if cls.every_s is not None and inputs:
             raise SeedLoadError(f"{where}: 'every_s' is for injectors, but the seed consumes {inputs[0]}")
         specs.append(
@@ -175,6 +177,7 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
                 legacy=False,
                 workers=cls.workers,
                 every_s=cls.every_s,
+                inline=bool(cls.inline),
                 description=(cls.__doc__ or "").strip().split("\n")[0],
             )
         )

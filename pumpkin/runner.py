@@ -7,6 +7,9 @@ construction. Results go back to the loop as ``Outcome`` objects through an outb
 more than the packet). A seed that raises fails that packet only; what it emitted before raising is
 discarded, so the kept input can be injected again without duplicates.
 
+An ``inline`` seed has one instance and no thread: its packets queue on the loop and run there, a batch
+per callback, with no hand-over between threads (see ``seed``).
+
 Back-pressure: the router may ``throttle`` a runner whose outputs pile up; its workers then take no new
 packet and its injector makes no new one until it is let go. An injector also has at most
 ``INJECT_WINDOW`` emissions on their way to the loop, so a generator that yields in a tight loop cannot
@@ -139,6 +142,8 @@ class SeedRunner:
         self._outbox: deque[Outcome] = deque()
         self._outbox_lock = threading.Lock()
         self._outbox_scheduled = False
+        self._inline: deque[Packet] = deque()  # an inline seed's queue (it has no thread)
+        self._inline_scheduled = False
         self.pending = 0  # queued + running, counted on the loop
         self.processed = 0
         self.failures = 0
@@ -149,6 +154,16 @@ class SeedRunner:
 
     def start(self) -> None:
         """Make the instances, call their on_load, and start their threads (and injectors' schedules)."""
+        if self.spec.inline:
+            instance = self._instantiate()
+            try:
+                instance.on_load()
+            except Exception as exc:  # noqa: BLE001
+                log.error("seed %s: on_load raised %s: %s; it will not run", self.spec.name, type(exc).__name__, exc,
+                          exc_info=True)
+                return
+            self._instances.append(instance)
+            return
         for i in range(self.spec.workers):
             instance = self._instantiate()
             self._instances.append(instance)
@@ -160,7 +175,26 @@ class SeedRunner:
     def submit(self, packet: Packet) -> None:
         """Queue ``packet`` for the next free instance."""
         self.pending += 1
-        self._queue.put(packet)
+        if self.spec.inline:
+            self._inline.append(packet)
+            self._schedule_inline()
+        else:
+            self._queue.put(packet)
+
+    def _schedule_inline(self) -> None:
+        if not self._inline_scheduled and self._instances and self._flowing.is_set():
+            self._inline_scheduled = True
+            self._loop.call_soon(self._run_inline)
+
+    def _run_inline(self) -> None:
+        """On the loop: run a batch of an inline seed's packets, then let other callbacks have a turn."""
+        self._inline_scheduled = False
+        instance = self._instances[0]
+        for _ in range(OUTBOX_BATCH):
+            if not self._inline or not self._flowing.is_set():
+                return
+            self._on_outcome(self._invoke(instance, self._inline.popleft()))
+        self._schedule_inline()
 
     def outcome_done(self, outcome: Outcome) -> None:
         """Bookkeeping for a finished invocation (called on the loop)."""
@@ -179,6 +213,8 @@ class SeedRunner:
             self._flowing.clear()
         else:
             self._flowing.set()
+            if self.spec.inline:
+                self._schedule_inline()
 
     @property
     def throttled(self) -> bool:
@@ -204,7 +240,8 @@ class SeedRunner:
 
     def take_queued(self) -> list[Packet]:
         """Remove and return the packets no instance has started yet (on the loop, before ``stop``)."""
-        taken: list[Packet] = []
+        taken: list[Packet] = list(self._inline)
+        self._inline.clear()
         while True:
             try:
                 item = self._queue.get_nowait()

@@ -16,6 +16,7 @@ from pumpkin import Seed
 
 class Sink(Seed):
     consumes = "Bench:TWO"
+    inline = os.environ.get("BENCH_INLINE", "1") == "1"  # quick: run on the loop (see pumpkin.seed)
 
     def on_load(self):
         self.n, self.mode = int(os.environ["BENCH_N"]), os.environ["BENCH_MODE"]

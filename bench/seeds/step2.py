@@ -1,11 +1,14 @@
 """Benchmark transform 2: counts the hop in the data and passes it on."""
 
+import os
+
 from pumpkin import Seed
 
 
 class Step2(Seed):
     consumes = "Bench:ONE"
     emits = "Bench:TWO"
+    inline = os.environ.get("BENCH_INLINE", "1") == "1"  # quick: run on the loop (see pumpkin.seed)
 
     def run(self, data):
         data["hops"] = data.get("hops", 0) + 1
