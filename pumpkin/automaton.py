@@ -120,6 +120,15 @@ class Automaton:
         """Every known seed by name."""
         return dict(self._seeds)
 
+    def runs_on(self, name: str, node: str) -> bool:
+        """True when seed ``name`` runs on ``node``."""
+        nodes = self._nodes_of.get(name)
+        return nodes is not None and node in nodes
+
+    def knows(self, name: str) -> bool:
+        """True when some node runs seed ``name``."""
+        return bool(self._nodes_of.get(name))
+
     def nodes_of(self, name: str) -> list[str]:
         """The nodes seed ``name`` runs on."""
         return list(self._nodes_of.get(name, {}))

@@ -317,7 +317,7 @@ class Mesh:
             self._recent.popitem(last=False)
         self.counters["received"] += 1
         # Straight to the local seed only while it is in the automaton here (not disabled, not unloaded).
-        runner = self.router.local.get(to) if to and self.node_id in self.router.automaton.nodes_of(to) else None
+        runner = self.router.local.get(to) if to and self.router.automaton.runs_on(to, self.node_id) else None
         if sender:
             self._heard(sender, "packet")
         if runner is not None and runner.pending < self.router.seed_queue_max:
@@ -326,7 +326,7 @@ class Mesh:
             self.router.hold(packet.lineage, 1)  # the router lets go of it when the seed has finished
             runner.submit(packet)
             return
-        if to is not None and to in self.router.automaton.seeds():
+        if to is not None and self.router.automaton.knows(to):
             self.router.deliver_to(to, packet)
         else:
             self.router.route(packet)

@@ -44,9 +44,11 @@ Legacy form (packet files written for the original Pumpkin, read by ``from_legac
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import itertools
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,7 +91,7 @@ class Packet:
     @property
     def lineage(self) -> str:
         """The container part of the id, shared by every packet made from the same injection."""
-        return self.id.split(":")[1]
+        return self.id.partition(":")[2].partition(":")[0]
 
 
 class IdMaker:
@@ -98,10 +100,13 @@ class IdMaker:
     def __init__(self, ship: str | None = None) -> None:
         self.ship = ship or os.urandom(4).hex()
         self._counter = itertools.count(1)
+        # Lineages from a generator seeded by the OS, not a getrandom() call per packet (a system call that
+        # cost more than the rest of making the packet here); the counter keeps ids unique regardless.
+        self._random = random.Random(os.urandom(16))
 
     def root(self) -> str:
         """An id for a packet entering the network (a new lineage)."""
-        return f"{self.ship}:{os.urandom(4).hex()}:0:{next(self._counter):x}"
+        return f"{self.ship}:{self._random.getrandbits(32):08x}:0:{next(self._counter):x}"
 
     def child(self, parent_id: str, seed: str, index: int) -> str:
         """The id of output ``index`` of ``seed`` made from ``parent_id``: the same wherever it is made."""
@@ -181,7 +186,7 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
     if not isinstance(ttl, int) or not isinstance(created, (int, float)):
         raise PacketError("ttl must be an integer and created a number")
     try:
-        tag = tags.parse(tag_text) if isinstance(tag_text, str) and tag_text.count(":") == 2 else None
+        tag = _full_tag(tag_text) if isinstance(tag_text, str) and tag_text.count(":") == 2 else None
     except TagError as exc:
         raise PacketError(str(exc)) from None
     if tag is None:
@@ -202,6 +207,12 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
     if not isinstance(to, (str, type(None))) or not isinstance(sender, (str, type(None))):
         raise PacketError(f"packet {pid}: 'to' and 'from' must be a seed name and a node id")
     return Packet(pid, tag, data, _trail(trail), ttl, float(created), meta), to, sender
+
+
+@functools.lru_cache(maxsize=4096)
+def _full_tag(text: str) -> StateTag:
+    """``tags.parse`` for the tags of packets from the network: a network has few, parsed once each."""
+    return tags.parse(text)
 
 
 def _trail(raw: Any) -> list[Hop]:

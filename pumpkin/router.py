@@ -178,7 +178,7 @@ class Router:
         return False
 
     def _throttle_if_piling(self, runner: SeedRunner) -> None:
-        if runner.spec.name in self._throttled:
+        if not self.waiting.any_busy() or runner.spec.name in self._throttled:
             return
         if any(self.waiting.busy(tag) >= THROTTLE_HIGH for tag in runner.spec.outputs):
             self._throttled[runner.spec.name] = runner
@@ -282,7 +282,9 @@ class Router:
         turn = next(self._turns.setdefault(name, itertools.count()))
         candidates = list(nodes)
         while candidates:
-            node = pick_replica(candidates, lambda n: self._load(n, name), turn)
+            node = (
+                candidates[0] if len(candidates) == 1 else pick_replica(candidates, lambda n: self._load(n, name), turn)
+            )
             if node == self.node_id:
                 runner = self.local.get(name)
                 if runner is not None and runner.pending < self.seed_queue_max:

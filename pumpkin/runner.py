@@ -159,8 +159,13 @@ class SeedRunner:
             try:
                 instance.on_load()
             except Exception as exc:  # noqa: BLE001
-                log.error("seed %s: on_load raised %s: %s; it will not run", self.spec.name, type(exc).__name__, exc,
-                          exc_info=True)
+                log.error(
+                    "seed %s: on_load raised %s: %s; it will not run",
+                    self.spec.name,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=True,
+                )
                 return
             self._instances.append(instance)
             return

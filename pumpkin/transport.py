@@ -32,8 +32,22 @@ MAX_CONTROL_BYTES = 1 << 20
 MAX_INBOX_FRAME_BYTES = 256 << 20
 INBOX_BATCH = 500  # messages handled per wake-up before the loop's other tasks get a turn
 
+# Plain ints: pyzmq's send_multipart combines enum flags per frame, which costs more than the send itself.
+_SEND_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_SEND_LAST = int(zmq.NOBLOCK)
+
 FrameHandler = Callable[[list[bytes]], None]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def send_now(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
+    """Send a multipart message without blocking; raises zmq.Again (and sends nothing) when there is no room.
+
+    ZeroMQ takes a multipart message whole or not at all: once the first frame is accepted, so are the rest.
+    """
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        sock.send(frame, _SEND_LAST if i == last else _SEND_MORE)
 
 
 def _last_endpoint(sock: zmq.asyncio.Socket) -> str:
@@ -175,7 +189,7 @@ class Transport:
             return False
         if not link.backlog:
             try:
-                link.sync.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                send_now(link.sync, frames)
                 link.sent += 1
                 return True
             except zmq.Again:
@@ -193,7 +207,7 @@ class Transport:
         if link is None:
             return False
         try:
-            link.sync.send_multipart(frames, zmq.NOBLOCK)
+            send_now(link.sync, frames)
         except zmq.Again:
             self.dropped_control += 1
             return False
@@ -204,7 +218,7 @@ class Transport:
             await link.socket.poll(None, zmq.POLLOUT)  # type: ignore[call-arg]  # as above
             while link.backlog:
                 try:
-                    link.sync.send_multipart(link.backlog[0], zmq.NOBLOCK, copy=False)
+                    send_now(link.sync, link.backlog[0])
                 except zmq.Again:
                     break
                 link.backlog.popleft()

@@ -85,6 +85,10 @@ class WaitingRoom:
         """Packets of ``tag`` waiting for a particular seed (its replicas had no room): a backlog to throttle."""
         return self._for_seed[tag]
 
+    def any_busy(self) -> bool:
+        """True when some packet waits for a particular seed."""
+        return bool(self._for_seed)
+
     def counts(self) -> dict[str, int]:
         """Waiting packets per state."""
         return {str(t): n for t, n in self._per_state.items() if n}
