@@ -117,6 +117,12 @@ def main() -> None:
         f"median of {args.runs}: {statistics.median(ends):.0f} files/s end to end, "
         f"{statistics.median(intakes):.0f} files/s intake ({args.files} files, rx.settle_s={args.settle:g})"
     )
+    result = {
+        "end_to_end_files_per_s": round(statistics.median(ends)),
+        "intake_files_per_s": round(statistics.median(intakes)),
+        "runs": [{"end_to_end": round(e), "intake": round(i)} for e, i in zip(ends, intakes, strict=True)],
+    }
+    print(json.dumps({"benchmark": "rx_ingest", "files": args.files, "settle_s": args.settle, "results": result}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""Each benchmark runs briefly and prints sane figures, so that they do not rot (speed is not judged here).
+
+The figures themselves are for bench/README.md; these tests only check that every benchmark still runs end
+to end and reports what it promises (a table and one JSON line, every figure positive and finite).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.netns import require_netns
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def json_line(out: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON line in:\n{out.stdout}"
+    return json.loads(lines[-1])
+
+
+def positive(value: float) -> bool:
+    return isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
+
+
+def test_chain_benchmark_reports_pumpkin_next_to_its_baselines():
+    out = run_bench(
+        "bench/chain.py",
+        "--packets", "400",
+        "--latency-packets", "60",
+        "--sizes", "100",
+        "--transports", "ipc",
+        "--threaded",
+    )  # fmt: skip
+    results = json_line(out)["results"]
+    for row in ("chain_ipc_100_inline", "chain_ipc_100_threaded", "inprocess_100_inline"):
+        r = results[row]
+        assert all(positive(v) for v in r.values()), r
+        assert math.isclose(r["ratio"], r["pumpkin_pps"] / (r.get("raw_pps") or r["asyncio_pps"]), rel_tol=0.01)
+    lat = results["latency_ipc_inline"]
+    assert all(positive(v) for v in lat.values()) and lat["pumpkin_p99_us"] >= lat["pumpkin_p50_us"], lat
+    assert "4 daemons, ipc, inline" in out.stdout and "per-hop latency" in out.stdout
+
+
+def test_rx_benchmark_counts_files_end_to_end():
+    out = run_bench("bench/rx_ingest.py", "--files", "60", "--runs", "1", "--settle", "0.1")
+    results = json_line(out)["results"]
+    assert positive(results["end_to_end_files_per_s"]) and positive(results["intake_files_per_s"]), results
+    assert "files/s end to end" in out.stdout and "median of 1" in out.stdout
+
+
+def test_discovery_benchmark_times_a_new_and_a_killed_peer():
+    require_netns()
+    out = run_bench("bench/discovery.py", "--runs", "1", timeout_s=240)
+    results = json_line(out)["results"]
+    for mode in ("broadcast", "mdns"):
+        r = results[mode]
+        assert all(positive(v) for v in r.values()), r
+        assert r["evasive_s"] < r["expired_s"], r
