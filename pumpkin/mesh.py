@@ -294,7 +294,7 @@ class Mesh:
         except PacketError as exc:
             self.failed.keep(packet, "bad-data", str(exc))
             return True  # handled: kept with its reason
-        if not self.transport.send(node, frames):
+        if not self.transport.send_packet(node, frames):
             return False
         key = (packet.id, seed)
         if key not in table:

@@ -1,6 +1,6 @@
 """Packets: data in a state, with an id and a trail, and their wire and file forms.
 
-Wire format (version 1), one ZeroMQ multipart message of exactly three frames::
+Wire format (version 1), three frames of a ZeroMQ multipart message per packet::
 
     frame 0  b"PMK1"                       magic and version
     frame 1  header, a JSON object (UTF-8):
@@ -12,6 +12,9 @@ Wire format (version 1), one ZeroMQ multipart message of exactly three frames::
               "enc": "j" | "b",                       how frame 2 is encoded
               "meta": {...}}                          optional, free-form JSON (e.g. legacy header fields)
     frame 2  payload: JSON text when enc is "j", the raw bytes themselves when enc is "b"
+
+A message holds one packet, or several back to back (3, 6, 9, ... frames, each group starting with the
+magic): a sender batches the packets it has for a peer at one moment (see ``split_batch``).
 
 Nothing is ever pickled. JSON is written with orjson (about 4.5 times faster than the standard library here,
 see ../shared/notes/measured-facts.md). A frame that breaks any rule above raises PacketError.
@@ -154,6 +157,17 @@ def encode(packet: Packet, to: str | None = None, sender: str | None = None) -> 
     if sender is not None:
         header["from"] = sender
     return [MAGIC, orjson.dumps(header), payload]
+
+
+def split_batch(frames: list[bytes]) -> list[list[bytes]]:
+    """The packets' frame groups of a message (see the module documentation); a message that is not a
+    clean batch comes back whole, for ``decode`` to say what is wrong with it."""
+    if len(frames) <= 3 or len(frames) % 3:
+        return [frames]
+    groups = [frames[i : i + 3] for i in range(0, len(frames), 3)]
+    if any(bytes(g[0]) != MAGIC for g in groups):
+        return [frames]
+    return groups
 
 
 def decode(frames: list[bytes]) -> Packet:

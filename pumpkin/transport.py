@@ -30,6 +30,7 @@ PEER_BACKLOG_MSGS = 10000
 LINGER_MS = 1000
 MAX_CONTROL_BYTES = 1 << 20
 MAX_INBOX_FRAME_BYTES = 256 << 20
+BATCH_PACKETS = 64  # packets per outbound message at most
 INBOX_BATCH = 500  # messages handled per wake-up before the loop's other tasks get a turn
 
 # Plain ints: pyzmq's send_multipart combines enum flags per frame, which costs more than the send itself.
@@ -68,6 +69,8 @@ class PeerLink:
         self.socket = sock
         self.sync: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
         self.backlog: deque[list[bytes]] = deque()
+        self.batch: list[bytes] = []  # packets' frames queued during this turn of the loop, sent as one message
+        self.batched = 0
         self.sent = 0
         self.flusher: asyncio.Task[None] | None = None
 
@@ -199,24 +202,54 @@ class Transport:
         link.close()
         return left
 
+    def send_packet(self, node: str, frames: list[bytes]) -> bool:
+        """Queue a packet's frames for ``node``; False when there is no link or no room.
+
+        Packets queued during one turn of the event loop leave together as one ZeroMQ message (their frames
+        back to back, see ``packet``): one send and one wake-up of the peer for the lot, instead of one per
+        packet. A packet alone still leaves at the end of the turn that made it.
+        """
+        link = self.links.get(node)
+        if link is None or len(link.backlog) >= PEER_BACKLOG_MSGS:
+            return False
+        link.batch += frames
+        link.batched += 1
+        if link.batched == 1:
+            asyncio.get_running_loop().call_soon(self._send_batch, node, link)
+        elif link.batched >= BATCH_PACKETS:
+            self._send_batch(node, link)
+        return True
+
+    def _send_batch(self, node: str, link: PeerLink) -> None:
+        if not link.batched or self.links.get(node) is not link:
+            return  # sent already (a full batch), or the link was closed meanwhile
+        frames, link.batch, link.batched = link.batch, [], 0
+        self._push(node, link, frames)  # accepted when queued: never refused now
+
     def send(self, node: str, frames: list[bytes]) -> bool:
         """Queue ``frames`` for ``node`` without blocking; False when there is no link or no room."""
         link = self.links.get(node)
         if link is None:
             return False
+        if link.batched:
+            self._send_batch(node, link)  # packets queued before this message leave before it
+        if link.backlog and len(link.backlog) >= PEER_BACKLOG_MSGS:
+            return False
+        self._push(node, link, frames)
+        return True
+
+    def _push(self, node: str, link: PeerLink, frames: list[bytes]) -> None:
+        """Send now, or keep in the backlog (in order) for the flusher."""
         if not link.backlog:
             try:
                 send_now(link.sync, frames)
                 link.sent += 1
-                return True
+                return
             except zmq.Again:
                 pass
-        if len(link.backlog) >= PEER_BACKLOG_MSGS:
-            return False
         link.backlog.append(frames)
         if link.flusher is None or link.flusher.done():
             link.flusher = asyncio.create_task(self._flush(link), name=f"flush-{node}")
-        return True
 
     def send_control(self, node: str, frames: list[bytes]) -> bool:
         """Send a small control message now or never: heartbeats are not worth a backlog."""

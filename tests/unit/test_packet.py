@@ -101,3 +101,17 @@ def test_check_data_rejects_what_cannot_travel():
     codec.check_data(b"raw")
     with pytest.raises(PacketError, match="neither JSON-serialisable nor bytes"):
         codec.check_data({"a": object()})
+
+
+def test_a_batch_message_splits_into_its_packets_and_anything_else_stays_whole():
+    a = codec.encode(Packet("s:c:0:1", tags.parse("x:T:A"), 1), to="seed", sender="n1")
+    b = codec.encode(Packet("s:c:0:2", tags.parse("x:T:A"), b"\x00raw"))
+    groups = codec.split_batch(a + b)
+    assert groups == [a, b]
+    assert [codec.decode(g).data for g in groups] == [1, b"\x00raw"]
+    assert codec.split_batch(a) == [a]
+    assert codec.split_batch([*a, b"stray"]) == [[*a, b"stray"]]  # not groups of 3: decode will say why
+    odd = [*a, b"XXXX", b"{}", b"1"]
+    assert codec.split_batch(odd) == [odd]
+    with pytest.raises(PacketError, match="3 frames"):
+        codec.decode(odd)
