@@ -54,7 +54,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -69,9 +69,12 @@ ENC_JSON = "j"
 ENC_BYTES = "b"
 
 
-@dataclass(frozen=True, slots=True)
-class Hop:
-    """One step of a packet's trail: ``seed`` on ``node`` put the data in state ``tag`` at ``at``."""
+class Hop(NamedTuple):
+    """One step of a packet's trail: ``seed`` on ``node`` put the data in state ``tag`` at ``at``.
+
+    A named tuple: every packet from the network rebuilds its trail, and a frozen dataclass costs several
+    times more to make.
+    """
 
     seed: str
     node: str
@@ -233,9 +236,13 @@ def _trail(raw: Any) -> list[Hop]:
     if not isinstance(raw, list):
         raise PacketError("trail is not a list")
     try:
-        return [Hop(str(s), str(n), str(t), float(a)) for s, n, t, a in raw]
+        return [Hop(_text(s), _text(n), _text(t), float(a)) for s, n, t, a in raw]
     except (TypeError, ValueError):
         raise PacketError("trail entries must be [seed, node, tag, time]") from None
+
+
+def _text(value: Any) -> str:
+    return value if type(value) is str else str(value)
 
 
 def to_document(packet: Packet) -> dict[str, Any]:

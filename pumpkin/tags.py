@@ -10,7 +10,7 @@ the first (``String:POSITIVE|NEGATIVE`` is ``String:POSITIVE`` or ``String:NEGAT
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import TagError
 
@@ -23,9 +23,12 @@ EXTRACTION = "EXTRACTION"
 _PART = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-@dataclass(frozen=True, slots=True)
-class StateTag:
-    """One state: group, data type and state name."""
+class StateTag(NamedTuple):
+    """One state: group, data type and state name.
+
+    A named tuple rather than a dataclass: tags are dictionary keys on every packet's way (the automaton's
+    consumer cache), and a tuple hashes and compares in C.
+    """
 
     group: str
     type: str
