@@ -66,6 +66,8 @@ NFT_RULES = f"""table inet {NFT_TABLE} {{
 """
 POLL_ROUND_S = 0.1
 REQUEST_TIMEOUT_S = 2.0
+#: A starting daemon may not answer yet: a round of polls waits no longer than this for it.
+POLL_TIMEOUT_S = 0.5
 BASELINE_IMPORTS = "import zmq, zeroconf, networkx, time; print('ready', flush=True); time.sleep(3600)"
 BARE = "import time; print('ready', flush=True); time.sleep(3600)"
 
@@ -196,7 +198,9 @@ class Fleet:
         return counts
 
 
-def ask_all(ctx: zmq.Context[zmq.Socket[bytes]], daemons: list[Daemon], op: str) -> dict[str, dict[str, Any]]:
+def ask_all(
+    ctx: zmq.Context[zmq.Socket[bytes]], daemons: list[Daemon], op: str, timeout_s: float = REQUEST_TIMEOUT_S
+) -> dict[str, dict[str, Any]]:
     """One control request to each daemon, in parallel; the replies that came within the timeout."""
     socks: dict[zmq.Socket[bytes], Daemon] = {}
     poller = zmq.Poller()
@@ -212,7 +216,7 @@ def ask_all(ctx: zmq.Context[zmq.Socket[bytes]], daemons: list[Daemon], op: str)
             socks[s] = d
             poller.register(s, zmq.POLLIN)
         replies: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         while len(replies) < len(socks) and time.monotonic() < deadline:
             for s, _ in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
                 replies[socks[s].name] = json.loads(s.recv())
@@ -242,7 +246,7 @@ def wait_discovery(ctx: zmq.Context[zmq.Socket[bytes]], fleet: Fleet, n: int, st
         pending = [d for d in fleet.daemons if d.saw_all is None]
         if not names and not pending:
             return
-        replies = ask_all(ctx, pending, "peers")
+        replies = ask_all(ctx, pending, "peers", POLL_TIMEOUT_S)
         now = time.monotonic()
         for d in pending:
             r = replies.get(d.name)
