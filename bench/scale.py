@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -159,6 +160,7 @@ class Fleet:
     tmp: Path
     env: dict[str, str]
     http: bool
+    extra: list[str] = field(default_factory=list)
     daemons: list[Daemon] = field(default_factory=list)
 
     def launch(self, name: str) -> Daemon:
@@ -166,6 +168,7 @@ class Fleet:
         cmd = [*PMK, "--workdir", str(workdir), "--node-id", name, "--seed", str(SEED)]
         if not self.http:
             cmd += ["--http.enable", "false"]
+        cmd += self.extra
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed by the child's exit, owned by Popen
         proc = subprocess.Popen(self.net.box.wrap(cmd), stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
         log.close()
@@ -286,7 +289,7 @@ def measure_idle(fleet: Fleet, ctx: zmq.Context[zmq.Socket[bytes]], window_s: fl
 
 
 def run_size(net: Net, tmp: Path, env: dict[str, str], n: int, args: argparse.Namespace) -> dict[str, Any]:
-    fleet = Fleet(net, tmp / f"n{n}", env, args.http)
+    fleet = Fleet(net, tmp / f"n{n}", env, args.http, shlex.split(args.pmk_args))
     fleet.tmp.mkdir()
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
@@ -421,6 +424,7 @@ def main() -> int:
     )
     parser.add_argument("--deadline-s", type=float, default=120.0, help="give up on a size after this")
     parser.add_argument("--http", action="store_true", help="run the N daemons with their web page on")
+    parser.add_argument("--pmk-args", default="", help="more flags for the N daemons, e.g. '--discovery.local false'")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/scale.py needs root: it runs the daemons in a network namespace", file=sys.stderr)
@@ -433,6 +437,7 @@ def main() -> int:
         "heartbeat_s": 0.5,
         "stagger": args.stagger,
         "http": args.http,
+        "pmk_args": args.pmk_args,
         "sizes": [],
     }
     with tempfile.TemporaryDirectory(prefix="pmkscale-") as tmpdir:
