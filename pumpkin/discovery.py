@@ -230,19 +230,28 @@ class LocalDiscovery(_Rejects):
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._card: Path | None = None
+        self._written: dict[str, Any] = {}
 
     async def start(self) -> None:
         """Leave our card and start reading the others'."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        me = self._me()
-        self._card = self.folder / f"{me.id}.json"
-        tmp = self._card.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps({**me.fields(), "pid": os.getpid()}))
-        tmp.rename(self._card)
+        self._card = self.folder / f"{self._me().id}.json"
+        self._write_card()
         self._task = asyncio.create_task(self._scan_loop(), name="local-discovery")
+
+    def _write_card(self) -> None:
+        assert self._card is not None
+        fields = self._me().fields()
+        tmp = self._card.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps({**fields, "pid": os.getpid()}))
+        tmp.rename(self._card)
+        self._written = fields
 
     async def _scan_loop(self) -> None:
         while True:
+            if self._me().fields() != self._written:
+                # Our seeds changed: a stale digest on the card would make every peer here say HELLO each second.
+                self._write_card()
             for card in await asyncio.to_thread(self._read_cards):
                 self._on_origin(card, "local")
             await asyncio.sleep(self.interval_s)

@@ -3,8 +3,12 @@
 - Discovery (any of ``discovery``'s ways, or a static peer list) reports origins; an unknown origin,
   or one whose seeds digest changed, gets a HELLO asking for one back. HELLOs carry the sender's seeds
   and the peers it knows, so what one daemon learns (e.g. from a unicast beacon only it heard) spreads.
-- Every ``heartbeat_s`` each peer gets a PING; any message from a peer counts as hearing from it. A
-  silent peer turns evasive (no new packets go to it, and the packets it has not acknowledged are
+- Any message from a peer, or its broadcast beacon, counts as hearing from it. Every ``heartbeat_s`` a
+  peer gets a PING only when it needs one: when we do not hear its beacons (the PING then says ``echo``,
+  asking it to ping us back, since it has no other way to show us it lives), when it asked us so, or
+  when our load changed or is not zero (routing reads it). Peers that hear each other's beacons, as on
+  a LAN, thus exchange no PINGs while idle: N daemons send N beacons per heartbeat, not N^2 PINGs.
+  A silent peer turns evasive (no new packets go to it, and the packets it has not acknowledged are
   re-routed to other replicas), then expires (its seeds leave the automaton). A BYE removes it at once.
 - A packet sent to a peer is addressed to one seed and stays in this node's ``inflight`` table until the
   peer ACKs it (its seed finished with it, or the peer took it into its own waiting room). Unacknowledged
@@ -44,6 +48,9 @@ LAN_WIDE = frozenset({"broadcast", "mdns", "local"})
 DEDUPE_WINDOW = 100_000
 MAX_INFLIGHT_PER_PEER = 50_000
 CREDIT_PER_WORKER = 1000
+#: A peer whose broadcast beacon came within this many heartbeats needs no PING for liveness: a beacon
+#: can come just after our heartbeat, and one lost datagram should cost a PING, not an evasive peer.
+BEACON_FRESH_HEARTBEATS = 2
 
 Learn = Callable[[str, str, list[SeedInfo], str], bool]
 
@@ -88,6 +95,9 @@ class Mesh:
         self._workers: dict[str, dict[str, int]] = {}
         self._reported: dict[str, dict[str, float]] = {}
         self._hello_sent: dict[str, float] = {}
+        self._beacon_at: dict[str, float] = {}  # when each peer's broadcast beacon was last heard
+        self._echo_at: dict[str, float] = {}  # when each peer last asked for our PINGs
+        self._load_sent: dict[str, dict[str, float]] = {}  # the non-zero load each peer last got from us
         self._origins: dict[str, Origin] = {}
         self._found_via: dict[str, str] = {}
         self._announce_pending = False
@@ -249,6 +259,12 @@ class Mesh:
             return
         self._heard(o.id, "ping")
         self._reported[o.id] = {str(k): float(v) for k, v in msg.body.get("load", {}).items()}
+        if msg.body.get("echo"):
+            now = time.monotonic()
+            newly = now - self._echo_at.get(o.id, -1e9) > self._fresh_s
+            self._echo_at[o.id] = now
+            if newly:  # answer at once: it stopped hearing our beacons and may soon take us for evasive
+                self._ping(o.id, now, self.local_load(), {})
         if peer.seeds_digest != o.digest:
             self._send_hello(o, reply=True)
 
@@ -256,6 +272,8 @@ class Mesh:
         """Any sign of life from a known peer; one that comes back gets the packets that waited for it."""
         if node not in self.peers.peers:
             return
+        if via == "broadcast":
+            self._beacon_at[node] = time.monotonic()
         _, revived = self.peers.heard(node, "", via)
         if revived:
             log.info("Peer %s is back", node)
@@ -388,6 +406,8 @@ class Mesh:
         self._workers.pop(node, None)
         self._reported.pop(node, None)
         self._origins.pop(node, None)
+        for table in (self._beacon_at, self._echo_at, self._load_sent):
+            table.pop(node, None)
         if known:
             log.info("Peer %s %s%s", node, why, f"; re-routing {moved} unacknowledged packet(s)" if moved else "")
             self.forget(node)
@@ -399,9 +419,10 @@ class Mesh:
             if self._announce_pending:
                 self._announce_pending = False
                 self.announce()
-            ping = messages.encode(PING, self.me(), load=self.local_load())
+            now, load = time.monotonic(), self.local_load()
+            frames: dict[bool, list[bytes]] = {}
             for node in list(self.peers.peers):
-                self.transport.send_control(node, ping)
+                self._ping(node, now, load, frames, only_if_needed=True)
             evasive, expired = self.peers.sweep()
             for peer in evasive:
                 moved = self._reroute(peer.node_id)
@@ -415,6 +436,32 @@ class Mesh:
                 self._drop(peer.node_id, f"expired (silent for {self.peers.expired_s:g} s)", known=True)
             self._hello_static_peers()
             await asyncio.sleep(self.heartbeat_s)
+
+    @property
+    def _fresh_s(self) -> float:
+        return BEACON_FRESH_HEARTBEATS * self.heartbeat_s
+
+    def _ping(
+        self,
+        node: str,
+        now: float,
+        load: dict[str, float],
+        frames: dict[bool, list[bytes]],
+        only_if_needed: bool = False,
+    ) -> None:
+        """PING ``node`` (with ``only_if_needed``: only when it needs one, see the module docstring);
+        ``frames`` caches the two encodings of this heartbeat's PING."""
+        deaf = now - self._beacon_at.get(node, -1e9) > self._fresh_s  # we need its PINGs to know it lives
+        busy = {k: v for k, v in load.items() if v}
+        if only_if_needed:
+            asked = now - self._echo_at.get(node, -1e9) <= self._fresh_s
+            if not (deaf or asked or busy or busy != self._load_sent.get(node, {})):
+                return
+        if deaf not in frames:
+            frames[deaf] = messages.encode(PING, self.me(), load=load, echo=deaf)
+        if self.transport.send_control(node, frames[deaf]):
+            self._load_sent[node] = busy
+            self.counters["pings"] += 1
 
     def _hello_static_peers(self) -> None:
         known = {a for p in self.peers.peers.values() for a in [p.endpoint, *p.addresses]}

@@ -11,7 +11,9 @@ body carries the sender's ``id``, ``tcp``, ``ipc``, ``host`` and ``dg`` as in th
 
     b"PMKH" HELLO  {"seeds": [seed summaries], "peers": [[id, tcp, ipc, host], ...], "reply": bool,
                     "found_by": how the sender found the receiver ("broadcast", "mdns", "supernode", ...)}
-    b"PMKP" PING   {"load": {seed name: queued packets per worker}}          (the heartbeat)
+    b"PMKP" PING   {"load": {seed name: queued packets per worker},          (the heartbeat, sent only
+                    "echo": bool: the sender does not hear the receiver's      when needed, see mesh)
+                    beacons, so the receiver should PING it every heartbeat}
     b"PMKY" BYE    {}                                                         (leaving now)
     b"PMKA" ACK    {"acks": [[packet id, seed name], ...]}                    (done with these)
 

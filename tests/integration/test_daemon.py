@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from pathlib import Path
 
 import zmq
@@ -426,3 +428,44 @@ class Slow(Seed):
             await b.stop()
 
     asyncio.run(main())
+
+
+def test_a_same_host_card_follows_seed_changes_so_peers_stop_saying_hello(tmp_path, monkeypatch):
+    # Same-host discovery only (a folder): nothing is sent on any network. A short runtime path: ipc:// limit.
+    run = Path(tempfile.mkdtemp(prefix="pmk"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    hello = ROOT / "seeds/helloworld"
+
+    def local_only(name: str, seed: str) -> config.Config:
+        flags = {
+            "node.workdir": str(tmp_path / name),
+            "node.seed": str(hello / seed),
+            "endpoint.type": "zmq.IPC",
+            "discovery.broadcast": "false",
+            "discovery.mdns": "false",
+            "discovery.heartbeat_s": "0.05",
+            "http.enable": "false",
+        }
+        return config.load(env={}, flags=flags)
+
+    async def main():
+        a = Daemon(local_only("a", "greet.py"))
+        b = Daemon(local_only("b", "extract.py"))
+        await a.start()
+        await b.start()
+        try:
+            await async_wait_until(lambda: a.node_id in b.peers.peers and b.node_id in a.peers.peers)
+            a.enable_seed("greet", False)
+            await async_wait_until(lambda: b.peers.peers[a.node_id].seeds_digest == a.origin().digest)
+            await asyncio.sleep(0.2)  # four heartbeats: b reads a's card each time
+            said_hello = b.mesh._hello_sent.get(a.node_id)
+            await asyncio.sleep(1.5)  # longer than HELLO_RETRY_S: a stale card would make b say hello again
+            assert b.mesh._hello_sent.get(a.node_id) == said_hello, "b keeps saying hello: a's card is stale"
+        finally:
+            await a.stop()
+            await b.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        shutil.rmtree(run, ignore_errors=True)

@@ -84,7 +84,8 @@ class Lan:
     def block(self, host: str, what: str) -> None:
         """Drop ``what`` ('broadcast' or 'multicast') leaving ``host``, with nftables in its namespace."""
         rule = {
-            "broadcast": "ip daddr 10.0.0.0/8 udp dport 7700 meta pkttype broadcast drop",
+            # Not "meta pkttype broadcast": on the output hook a local sender's broadcast is not marked so.
+            "broadcast": f"ip daddr {{ {', '.join(f'{net}.255' for net in SUBNETS.values())} }} drop",
             "multicast": "ip daddr 224.0.0.0/4 drop",
         }[what]
         chain = f" chain out {{\n type filter hook output priority 0; policy accept;\n  {rule}\n }}\n"

@@ -161,3 +161,34 @@ def test_unicast_beacons_reach_one_daemon_of_a_host_and_it_passes_them_on(hosts,
     a.wait_for("Greeting: Hello World", timeout_s=20)
     other.wait_for("Discovered new peer seed: greet", stream="err")
     d.wait_for("Discovered new peer seed: Collect", stream="err")
+
+
+def test_idle_peers_that_hear_each_others_beacons_do_not_ping_and_a_deaf_side_asks_for_pings(hosts, lan):
+    off = ("--discovery.mdns", "false", *FAST)
+    a = hosts.pmk("A", "--seed", str(HELLO / "extract.py"), *off)
+    b = hosts.pmk("B", "--seed", str(HELLO / "greet.py"), *off)
+
+    def alive(host, p, other):
+        peers = json.loads(hosts.client(host, "peers", "--json", "--workdir", str(p.workdir)))
+        return any(q["id"] == other and q["state"] == "alive" for q in peers)
+
+    def pings(host, p):
+        return json.loads(hosts.client(host, "stats", "--workdir", str(p.workdir)))["mesh"].get("pings", 0)
+
+    for p in (a, b):
+        p.wait_for("Starting broadcast listener", stream="err")
+    wait_until(lambda: alive("A", a, "nodeB1") and alive("B", b, "nodeA0"), 20, what="A and B to see each other")
+    time.sleep(1.0)  # until the PINGs of the first contact (before any beacon was heard) have stopped
+    before = pings("A", a), pings("B", b)
+    time.sleep(1.5)  # six heartbeats of idle: the length of the window is the point of the test
+    assert (pings("A", a) - before[0], pings("B", b) - before[1]) <= (1, 1), "idle peers on a LAN pinged"
+
+    lan.block("A", "broadcast")  # B no longer hears A's beacons; A still hears B's
+    time.sleep(3.0)  # longer than expired_s (2.5 s): B must keep A alive all along, thanks to PINGs
+    assert alive("B", b, "nodeA0") and alive("A", a, "nodeB1")
+    assert not b.stderr_has("nodeA0 is evasive"), "\n".join(b.err)
+    assert pings("A", a) - before[0] >= 6, "A did not ping B, which stopped hearing its beacons"
+
+    a.proc.send_signal(signal.SIGKILL)  # liveness still works: a killed peer turns evasive, then expires
+    wait_until(lambda: b.stderr_has("Peer nodeA0 expired"), 10, what="B to forget the killed A")
+    assert b.stderr_has("Peer nodeA0 is evasive")

@@ -1,0 +1,463 @@
+"""How Pumpkin scales on one host: memory, discovery time, idle traffic and idle CPU of N daemons.
+
+    sudo .venv/bin/python bench/scale.py [--sizes 10,30,50] [--idle-s 5] [--window-s 5] [--stagger cpus]
+
+For each N, starts N ``pmk`` daemons with default settings (each its own --workdir and --node-id, one seed:
+the hello world's extractor; ``--http`` picks the web page, off by default so 50 pages are not measured) in ONE
+network namespace with a veth pair, so that broadcast and mDNS work among them and nothing leaves the machine.
+Measures:
+
+- launch: from the first launch until every daemon's control socket answers;
+- discovery: until every daemon lists N-1 *alive* peers (asked over the control socket, in parallel rounds,
+  polling with a deadline), counted from the first launch, the last launch and the last daemon ready;
+- once all see each other and after ``--idle-s`` of idle, over a ``--window-s`` window: RSS per daemon
+  (VmRSS), CPU per daemon (utime+stime from /proc/PID/stat), and the packets and bytes the namespace sends,
+  counted by nftables on the output hook: beacons (udp dport 7700, each broadcast counted once however many
+  daemons hear it), mDNS (udp 5353) and TCP (all ZeroMQ traffic between the daemons: PINGs, HELLOs, ACKs;
+  segments include pure TCP ACKs, bytes include IP and TCP headers; there is no ipc:// peer traffic, as
+  the default endpoint is zmq.TCP);
+- peer-state changes in the daemons' logs (evasive / expired / back): any at all means liveness flapped.
+
+Baselines, measured in the same run: a bare interpreter and ``import zmq, zeroconf, networkx`` (RSS), and one
+lone idle daemon with the web page on and off (RSS, CPU and traffic, in namespaces of their own).
+Prints a table, then one JSON line. Needs root; builds its namespaces and deletes them, and stops every
+daemon it started, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.netns import Sandbox, sh  # noqa: E402
+
+PMK = [sys.executable, "-m", "pumpkin"]
+SEED = ROOT / "seeds" / "helloworld" / "extract.py"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BEACON_PORT = 7700
+NFT_TABLE = "pmkscale"
+NFT_RULES = f"""table inet {NFT_TABLE} {{
+  counter beacons {{}}
+  counter mdns {{}}
+  counter zmqtcp {{}}
+  chain out {{
+    type filter hook output priority 0; policy accept;
+    udp dport {BEACON_PORT} counter name "beacons"
+    udp dport 5353 counter name "mdns"
+    meta l4proto tcp counter name "zmqtcp"
+  }}
+}}
+"""
+POLL_ROUND_S = 0.1
+REQUEST_TIMEOUT_S = 2.0
+#: A starting daemon may not answer yet: a round of polls waits no longer than this for it.
+POLL_TIMEOUT_S = 0.5
+BASELINE_IMPORTS = "import zmq, zeroconf, networkx, time; print('ready', flush=True); time.sleep(3600)"
+BARE = "import time; print('ready', flush=True); time.sleep(3600)"
+
+
+# -- /proc -------------------------------------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """User plus system CPU seconds used by ``pid`` so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime: fields 14 and 15 of stat(5)
+
+
+# -- namespace and counters --------------------------------------------------------------------------
+
+
+class Net:
+    """A sandbox namespace with nftables counters on what it sends."""
+
+    def __init__(self) -> None:
+        self.box = Sandbox()
+
+    def up(self) -> Net:
+        self.box.up()
+        subprocess.run(self.box.wrap(["nft", "-f", "-"]), input=NFT_RULES, text=True, check=True)
+        return self
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        out = sh(*self.box.wrap(["nft", "-j", "list", "counters", "table", "inet", NFT_TABLE])).stdout
+        found = {}
+        for item in json.loads(out)["nftables"]:
+            c = item.get("counter")
+            if c:
+                found[c["name"]] = {"packets": c["packets"], "bytes": c["bytes"]}
+        return found
+
+    def down(self) -> None:
+        self.box.down()
+
+
+def rates(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], secs: float) -> dict[str, Any]:
+    """Packets and bytes per second for each counter."""
+    return {
+        k: {
+            "pkts_per_s": round((after[k]["packets"] - before[k]["packets"]) / secs, 1),
+            "bytes_per_s": round((after[k]["bytes"] - before[k]["bytes"]) / secs),
+        }
+        for k in after
+    }
+
+
+# -- daemons -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Daemon:
+    """One ``pmk`` started by the bench."""
+
+    name: str
+    workdir: Path
+    proc: subprocess.Popen[bytes]
+    launched: float
+    ready: float | None = None
+    saw_all: float | None = None
+    control: str = ""
+
+    def endpoint(self) -> str:
+        if not self.control:
+            file = self.workdir / "control"
+            if file.exists():
+                self.control = file.read_text().strip()
+        return self.control
+
+
+@dataclass
+class Fleet:
+    """Daemons started in one namespace; ``stop`` ends every one of them."""
+
+    net: Net
+    tmp: Path
+    env: dict[str, str]
+    http: bool
+    extra: list[str] = field(default_factory=list)
+    daemons: list[Daemon] = field(default_factory=list)
+
+    def launch(self, name: str) -> Daemon:
+        workdir = self.tmp / name
+        cmd = [*PMK, "--workdir", str(workdir), "--node-id", name, "--seed", str(SEED)]
+        if not self.http:
+            cmd += ["--http.enable", "false"]
+        cmd += self.extra
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed by the child's exit, owned by Popen
+        proc = subprocess.Popen(self.net.box.wrap(cmd), stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+        log.close()
+        d = Daemon(name, workdir, proc, time.monotonic())
+        self.daemons.append(d)
+        return d
+
+    def stop(self) -> None:
+        for d in self.daemons:
+            if d.proc.poll() is None:
+                d.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for d in self.daemons:
+            try:
+                d.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                d.proc.kill()
+                d.proc.wait()
+        self.daemons.clear()
+
+    def log_events(self) -> dict[str, int]:
+        """Peer-state changes and errors the daemons logged."""
+        counts = {"evasive": 0, "expired": 0, "back": 0, "errors": 0}
+        for d in self.daemons:
+            text = (self.tmp / f"{d.name}.log").read_text(errors="replace")
+            counts["evasive"] += text.count(" is evasive")
+            counts["expired"] += text.count(" expired (silent")
+            counts["back"] += text.count(" is back")
+            counts["errors"] += text.count("ERROR:") + text.count("Traceback")
+        return counts
+
+
+def ask_all(
+    ctx: zmq.Context[zmq.Socket[bytes]], daemons: list[Daemon], op: str, timeout_s: float = REQUEST_TIMEOUT_S
+) -> dict[str, dict[str, Any]]:
+    """One control request to each daemon, in parallel; the replies that came within the timeout."""
+    socks: dict[zmq.Socket[bytes], Daemon] = {}
+    poller = zmq.Poller()
+    try:
+        for d in daemons:
+            endpoint = d.endpoint()
+            if not endpoint:
+                continue
+            s = ctx.socket(zmq.REQ)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(endpoint)
+            s.send(json.dumps({"op": op}).encode())
+            socks[s] = d
+            poller.register(s, zmq.POLLIN)
+        replies: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(replies) < len(socks) and time.monotonic() < deadline:
+            for s, _ in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                replies[socks[s].name] = json.loads(s.recv())
+                poller.unregister(s)
+        return replies
+    finally:
+        for s in socks:
+            s.close()
+
+
+def alive_peers(reply: dict[str, Any]) -> int:
+    return sum(1 for p in reply.get("peers", []) if p["state"] == "alive")
+
+
+def wait_discovery(ctx: zmq.Context[zmq.Socket[bytes]], fleet: Fleet, n: int, stagger: str, deadline_s: float) -> None:
+    """Launch ``n`` daemons (staggered) and poll until each lists n-1 alive peers, or the deadline passes."""
+    concurrent = (os.cpu_count() or 2) if stagger == "cpus" else 0
+    gap_s = 0.0 if stagger == "cpus" else float(stagger)
+    names = [f"n{n}-{i:03d}" for i in range(n)]
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        starting = [d for d in fleet.daemons if d.ready is None]
+        while names and (not concurrent or len(starting) < concurrent):
+            if gap_s and fleet.daemons and time.monotonic() - fleet.daemons[-1].launched < gap_s:
+                break
+            starting.append(fleet.launch(names.pop(0)))
+        pending = [d for d in fleet.daemons if d.saw_all is None]
+        if not names and not pending:
+            return
+        replies = ask_all(ctx, pending, "peers", POLL_TIMEOUT_S)
+        now = time.monotonic()
+        for d in pending:
+            r = replies.get(d.name)
+            if r is None:
+                if d.proc.poll() is not None:
+                    raise RuntimeError(f"daemon {d.name} exited with {d.proc.returncode}; see its log in {fleet.tmp}")
+                continue
+            if d.ready is None:
+                d.ready = now
+            if alive_peers(r) >= n - 1:
+                d.saw_all = now
+        time.sleep(POLL_ROUND_S)
+
+
+def measure_idle(fleet: Fleet, ctx: zmq.Context[zmq.Socket[bytes]], window_s: float) -> dict[str, Any]:
+    """RSS, CPU and traffic of the fleet over ``window_s`` (nothing else asks the daemons meanwhile)."""
+    pids = [d.proc.pid for d in fleet.daemons]
+    c0, t0 = fleet.net.counters(), time.monotonic()
+    cpu0 = [cpu_s(p) for p in pids]
+    time.sleep(window_s)
+    cpu1 = [cpu_s(p) for p in pids]
+    c1, t1 = fleet.net.counters(), time.monotonic()
+    secs = t1 - t0
+    rss = [rss_mb(p) for p in pids]
+    cpu_pct = [100 * (b - a) / secs for a, b in zip(cpu0, cpu1, strict=True)]
+    replies = ask_all(ctx, fleet.daemons, "peers")
+    return {
+        "rss_mb_median": round(statistics.median(rss), 1),
+        "rss_mb_max": round(max(rss), 1),
+        "cpu_pct_per_daemon_median": round(statistics.median(cpu_pct), 2),
+        "cpu_pct_per_daemon_max": round(max(cpu_pct), 2),
+        "cpu_pct_total": round(sum(cpu_pct), 1),
+        "traffic": rates(c0, c1, secs),
+        "window_s": round(secs, 2),
+        "still_all_alive": sum(1 for r in replies.values() if alive_peers(r) >= len(pids) - 1),
+    }
+
+
+def run_size(net: Net, tmp: Path, env: dict[str, str], n: int, args: argparse.Namespace) -> dict[str, Any]:
+    fleet = Fleet(net, tmp / f"n{n}", env, args.http, shlex.split(args.pmk_args))
+    fleet.tmp.mkdir()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        wait_discovery(ctx, fleet, n, args.stagger, args.deadline_s)
+        ds = fleet.daemons
+        first = min(d.launched for d in ds)
+        last_launch = max(d.launched for d in ds)
+        ready = [d.ready for d in ds if d.ready is not None]
+        seen = [d.saw_all for d in ds if d.saw_all is not None]
+        out: dict[str, Any] = {
+            "n": n,
+            "launched": len(ds),
+            "all_ready": len(ready) == n,
+            "all_saw_all": len(seen) == n,
+            "launch_s": round(max(ready) - first, 2) if len(ready) == n else None,
+            "last_launch_s": round(last_launch - first, 2),
+        }
+        if len(seen) == n:
+            done = max(seen)
+            out |= {
+                "discovery_from_first_launch_s": round(done - first, 2),
+                "discovery_from_last_launch_s": round(done - last_launch, 2),
+                "discovery_from_last_ready_s": round(done - max(ready), 2),
+            }
+            time.sleep(args.idle_s)
+            out |= measure_idle(fleet, ctx, args.window_s)
+        out["log_events"] = fleet.log_events()
+        return out
+    finally:
+        fleet.stop()
+        ctx.destroy(linger=0)
+
+
+def baselines(tmp: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """Bare interpreters, and one lone idle daemon with the web page on and one with it off."""
+    procs = {
+        name: subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+        for name, code in (("python_bare", BARE), ("python_zmq_zeroconf_networkx", BASELINE_IMPORTS))
+    }
+    nets = {"web_on": Net(), "web_off": Net()}
+    fleets: dict[str, Fleet] = {}
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        for key, net in nets.items():
+            net.up()
+            fleets[key] = Fleet(net, tmp / f"single-{key}", env, http=key == "web_on")
+            fleets[key].tmp.mkdir()
+            fleets[key].launch(f"single-{key.replace('_', '')}")
+        for p in procs.values():
+            p.stdout.readline()  # type: ignore[union-attr]
+        deadline = time.monotonic() + args.deadline_s
+        while time.monotonic() < deadline:
+            if all(ask_all(ctx, f.daemons, "ping") for f in fleets.values()):
+                break
+            time.sleep(POLL_ROUND_S)
+        time.sleep(args.idle_s)
+        out: dict[str, Any] = {k: round(rss_mb(p.pid), 1) for k, p in procs.items()}
+        for key, fleet in fleets.items():
+            idle = measure_idle(fleet, ctx, args.window_s) if key == "web_off" else None
+            out[f"daemon_{key}_rss_mb"] = round(rss_mb(fleet.daemons[0].proc.pid), 1)
+            if idle:
+                out["daemon_alone"] = {k: idle[k] for k in ("cpu_pct_per_daemon_median", "traffic")}
+        return out
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()
+        for fleet in fleets.values():
+            fleet.stop()
+        for net in nets.values():
+            net.down()
+        ctx.destroy(linger=0)
+
+
+def fmt_traffic(t: dict[str, Any], key: str) -> str:
+    return f"{t[key]['pkts_per_s']:.1f} pkt/s {t[key]['bytes_per_s'] / 1000:.1f} kB/s"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    b = result["baseline"]
+    alone = b["daemon_alone"]
+    hb = result["heartbeat_s"]
+    print(
+        f"Baseline RSS: bare python {b['python_bare']} MB; python + zmq, zeroconf, networkx "
+        f"{b['python_zmq_zeroconf_networkx']} MB; one idle daemon: web on {b['daemon_web_on_rss_mb']} MB, "
+        f"web off {b['daemon_web_off_rss_mb']} MB (target < 60 MB)"
+    )
+    print(
+        f"One daemon alone (web off): CPU {alone['cpu_pct_per_daemon_median']} %; "
+        f"beacons {fmt_traffic(alone['traffic'], 'beacons')}; mDNS {fmt_traffic(alone['traffic'], 'mdns')}; "
+        f"TCP {fmt_traffic(alone['traffic'], 'zmqtcp')}"
+    )
+    print()
+    head = (
+        f"{'N':>3} {'launch':>7} {'disc/first':>10} {'disc/last':>9} {'disc/ready':>10} "
+        f"{'RSS med':>8} {'RSS max':>8} {'CPU/d med':>9} {'CPU tot':>8} "
+        f"{'beacon pkt/s':>13} {'mDNS pkt/s':>11} {'TCP pkt/s':>10} {'TCP kB/s':>9} {'flaps':>6}"
+    )
+    print(head)
+    for r in result["sizes"]:
+        if "rss_mb_median" not in r:
+            print(f"{r['n']:>3} did not converge: {r}")
+            continue
+        t = r["traffic"]
+        ev = r["log_events"]
+        print(
+            f"{r['n']:>3} {r['launch_s']:>6.1f}s {r['discovery_from_first_launch_s']:>9.1f}s "
+            f"{r['discovery_from_last_launch_s']:>8.1f}s {r['discovery_from_last_ready_s']:>9.1f}s "
+            f"{r['rss_mb_median']:>6.1f}MB {r['rss_mb_max']:>6.1f}MB {r['cpu_pct_per_daemon_median']:>8.2f}% "
+            f"{r['cpu_pct_total']:>7.1f}% {t['beacons']['pkts_per_s']:>7.1f} ({r['n'] / hb:>4.0f}) "
+            f"{t['mdns']['pkts_per_s']:>11.1f} {t['zmqtcp']['pkts_per_s']:>10.1f} "
+            f"{t['zmqtcp']['bytes_per_s'] / 1000:>9.1f} {ev['evasive'] + ev['expired'] + ev['back']:>6}"
+        )
+    print(
+        "launch: first launch -> all control sockets answer; disc/first, disc/last, disc/ready: all list N-1 alive "
+        "peers, from the first launch, the last launch, the last daemon ready (poll resolution ~"
+        f"{POLL_ROUND_S}s+). CPU: % of one core over the window (CPU tot: all daemons). Beacon pkt/s: sent, "
+        "(expected N/heartbeat). flaps: evasive/expired/back log lines. Targets: 50 daemons see each other "
+        "within 5 s; idle RSS < 60 MB."
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,30,50", help="numbers of daemons, comma-separated")
+    parser.add_argument("--idle-s", type=float, default=5.0, help="idle time after all see each other")
+    parser.add_argument("--window-s", type=float, default=5.0, help="measuring window for CPU and traffic")
+    parser.add_argument(
+        "--stagger",
+        default="cpus",
+        help="'cpus': keep at most one starting daemon per CPU; else seconds between launches (0: all at once)",
+    )
+    parser.add_argument("--deadline-s", type=float, default=120.0, help="give up on a size after this")
+    parser.add_argument("--http", action="store_true", help="run the N daemons with their web page on")
+    parser.add_argument("--pmk-args", default="", help="more flags for the N daemons, e.g. '--discovery.local false'")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/scale.py needs root: it runs the daemons in a network namespace", file=sys.stderr)
+        return 2
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    result: dict[str, Any] = {
+        "bench": "scale",
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg()[0],
+        "heartbeat_s": 0.5,
+        "stagger": args.stagger,
+        "http": args.http,
+        "pmk_args": args.pmk_args,
+        "sizes": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="pmkscale-") as tmpdir:
+        tmp = Path(tmpdir)
+        (tmp / "run").mkdir()
+        # Sockets and the same-host discovery folder in our own directory, so nothing is left behind.
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_RUNTIME_DIR": str(tmp / "run"), "HOME": str(tmp)}
+        result["baseline"] = baselines(tmp, env, args)
+        for n in sizes:
+            net = Net()
+            try:
+                net.up()
+                result["sizes"].append(run_size(net, tmp, env, n, args))
+            finally:
+                with contextlib.suppress(Exception):
+                    net.down()
+    print_table(result)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

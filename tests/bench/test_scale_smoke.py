@@ -1,0 +1,47 @@
+"""bench/scale.py still runs: a tiny size prints its JSON line with sane figures (needs root, like the bench)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.netns import CI, netns_unavailable_reason
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+N = 3
+
+
+def require_bench() -> None:
+    """Skip without root, iproute2 or nftables; under CI=true that is a failure instead."""
+    reason = netns_unavailable_reason() or (None if shutil.which("nft") else "needs nftables ('nft') for counters")
+    if reason:
+        if CI:
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+
+
+def test_scale_bench_prints_sane_figures() -> None:
+    require_bench()
+    cmd = [sys.executable, str(ROOT / "bench" / "scale.py"), "--sizes", str(N), "--idle-s", "0.5", "--window-s", "2"]
+    r = subprocess.run([*cmd, "--deadline-s", "20"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.startswith('{"bench": "scale"')]
+    assert len(lines) == 1, r.stdout
+    result = json.loads(lines[0])
+    (size,) = result["sizes"]
+    assert size["n"] == N and size["all_saw_all"] and size["still_all_alive"] == N, size
+    assert 0 < size["discovery_from_first_launch_s"] < 20
+    assert size["discovery_from_last_launch_s"] <= size["discovery_from_first_launch_s"]
+    base = result["baseline"]
+    assert 0 < base["python_bare"] < base["python_zmq_zeroconf_networkx"] < base["daemon_web_off_rss_mb"] < 500
+    assert base["daemon_web_off_rss_mb"] < base["daemon_web_on_rss_mb"]
+    assert base["daemon_web_off_rss_mb"] * 0.8 < size["rss_mb_median"] <= size["rss_mb_max"] < 500
+    assert 0 <= size["cpu_pct_per_daemon_median"] < 100
+    # One beacon per daemon per heartbeat (0.5 s), give or take one at the window's edges.
+    assert abs(size["traffic"]["beacons"]["pkts_per_s"] - N / result["heartbeat_s"]) <= 1.5, size["traffic"]
+    assert size["log_events"] == {"evasive": 0, "expired": 0, "back": 0, "errors": 0}

@@ -1,0 +1,95 @@
+"""Which peers get a PING each heartbeat: only those that need one (mesh's policy, with a recording transport)."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from pumpkin import messages
+from pumpkin.mesh import Mesh
+from pumpkin.messages import PING, Origin
+from pumpkin.peers import PeerTable
+
+HEARTBEAT_S = 0.5
+
+
+class Links:
+    """Stands in for the transport at its seam: records what would be sent to whom."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def send_control(self, node: str, frames: list[bytes]) -> bool:
+        self.sent.append((node, messages.decode(frames).body))
+        return True
+
+    send = send_control
+
+    def connect(self, node: str, endpoint: str) -> None:
+        pass
+
+    def take(self) -> list[tuple[str, dict[str, Any]]]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+def origin(node: str) -> Origin:
+    return Origin(node, f"tcp://10.0.0.1:{1000 + len(node)}", None, "host-" + node, "dg")
+
+
+def mesh_with_peer() -> tuple[Mesh, Links]:
+    links = Links()
+    peers = PeerTable(evasive_s=3 * HEARTBEAT_S, expired_s=10 * HEARTBEAT_S)
+    router = SimpleNamespace(replan=lambda force=False: None)
+    mesh = Mesh(
+        node_id="me",
+        host="host-me",
+        me=lambda: origin("me"),
+        local_seeds=list,
+        local_load=dict,
+        transport=links,
+        router=router,
+        peers=peers,
+        failed=None,
+        learn=None,
+        forget=None,
+        heartbeat_s=HEARTBEAT_S,
+    )
+    peer, _ = peers.heard("p", "tcp://10.0.0.1:1001", "hello")
+    peer.seeds_digest = "dg"  # known, with the seeds its beacons announce
+    return mesh, links
+
+
+def heartbeat(mesh: Mesh, load: dict[str, float]) -> None:
+    mesh._ping("p", time.monotonic(), load, {}, only_if_needed=True)
+
+
+def test_a_peer_whose_beacons_we_hear_gets_no_ping_while_we_are_idle():
+    mesh, links = mesh_with_peer()
+    heartbeat(mesh, {"greet": 0.0})  # not heard by beacon yet: a PING, asking for PINGs back
+    assert links.take() == [("p", {**origin("me").fields(), "load": {"greet": 0.0}, "echo": True})]
+    mesh.on_origin(origin("p"), "broadcast")  # its beacon
+    heartbeat(mesh, {"greet": 0.0})
+    assert links.take() == []
+
+
+def test_load_travels_while_busy_and_once_more_when_back_to_zero():
+    mesh, links = mesh_with_peer()
+    mesh.on_origin(origin("p"), "broadcast")
+    heartbeat(mesh, {"greet": 2.0})
+    heartbeat(mesh, {"greet": 2.0})
+    heartbeat(mesh, {"greet": 0.0})
+    heartbeat(mesh, {"greet": 0.0})
+    assert [body["load"] for _, body in links.take()] == [{"greet": 2.0}, {"greet": 2.0}, {"greet": 0.0}]
+
+
+def test_a_peer_that_does_not_hear_our_beacons_asks_and_gets_pings():
+    mesh, links = mesh_with_peer()
+    mesh.on_origin(origin("p"), "broadcast")
+    mesh.handle(messages.encode(PING, origin("p"), load={}, echo=True))
+    assert [node for node, _ in links.take()] == ["p"]  # answered at once
+    mesh.handle(messages.encode(PING, origin("p"), load={}, echo=True))
+    assert links.take() == []  # not twice: from now on the heartbeat pings it
+    heartbeat(mesh, {})
+    assert [(node, body["echo"]) for node, body in links.take()] == [("p", False)]
