@@ -71,6 +71,7 @@ class PeerLink:
         self.backlog: deque[list[bytes]] = deque()
         self.batch: list[bytes] = []  # packets' frames queued during this turn of the loop, sent as one message
         self.batched = 0
+        self.hot = False  # a packet left during this turn of the loop: the next ones wait for the batch
         self.sent = 0
         self.flusher: asyncio.Task[None] | None = None
 
@@ -205,20 +206,30 @@ class Transport:
     def send_packet(self, node: str, frames: list[bytes]) -> bool:
         """Queue a packet's frames for ``node``; False when there is no link or no room.
 
-        Packets queued during one turn of the event loop leave together as one ZeroMQ message (their frames
-        back to back, see ``packet``): one send and one wake-up of the peer for the lot, instead of one per
-        packet. A packet alone still leaves at the end of the turn that made it.
+        The first packet of a turn of the event loop leaves at once; the ones queued after it in the same
+        turn leave together at the end of the turn, as one ZeroMQ message (their frames back to back, see
+        ``packet``): one send and one wake-up of the peer for the lot instead of one per packet, and no
+        added latency for a packet alone.
         """
         link = self.links.get(node)
         if link is None or len(link.backlog) >= PEER_BACKLOG_MSGS:
             return False
+        if not link.hot:
+            # The first packet of a turn leaves at once (no added latency); the ones after it in the same
+            # turn are batched, and the batch leaves when the turn ends.
+            link.hot = True
+            asyncio.get_running_loop().call_soon(self._end_turn, node, link)
+            self._push(node, link, frames)
+            return True
         link.batch += frames
         link.batched += 1
-        if link.batched == 1:
-            asyncio.get_running_loop().call_soon(self._send_batch, node, link)
-        elif link.batched >= BATCH_PACKETS:
+        if link.batched >= BATCH_PACKETS:
             self._send_batch(node, link)
         return True
+
+    def _end_turn(self, node: str, link: PeerLink) -> None:
+        link.hot = False
+        self._send_batch(node, link)
 
     def _send_batch(self, node: str, link: PeerLink) -> None:
         if not link.batched or self.links.get(node) is not link:
