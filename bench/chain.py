@@ -17,7 +17,7 @@ results as one JSON line. Daemons find each other through the local discovery fo
 no mDNS); as root the whole run is moved into a throwaway network namespace first, like scripts/hello.sh.
 
     .venv/bin/python bench/chain.py [--packets 20000] [--sizes 100,10000] [--transports ipc,tcp]
-                                    [--latency-packets 2000] [--only chain,latency,inprocess] [--threaded]
+                                    [--latency-packets 2000] [--only chain,latency,inprocess] [--threaded] [--repeat 3]
 
 The step and sink seeds are marked ``inline`` (they take microseconds: see pumpkin.seed); ``--threaded``
 adds every Pumpkin row again with them on worker threads, the default for a seed.
@@ -344,6 +344,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,10000", help="payload sizes in bytes")
     ap.add_argument("--transports", default="ipc,tcp")
     ap.add_argument("--only", default="chain,latency,inprocess")
+    ap.add_argument("--repeat", type=int, default=1, help="throughput pairs per row (medians are printed)")
     ap.add_argument("--threaded", action="store_true", help="also run every Pumpkin row with threaded seeds")
     ap.add_argument("--raw-role")
     ap.add_argument("--raw-ctl", type=Path)
@@ -376,16 +377,24 @@ def main() -> None:
         print(f"{'chain throughput':<28} {'size':>6} {'pumpkin pkt/s':>14} {'raw pkt/s':>12} {'ratio':>7}")
         for transport in transports:
             for size in sizes:
-                raw = throughput(raw_chain(transport, args.packets, size, "throughput"))
                 for label, inline in variants:
-                    ours = throughput(pumpkin_chain(transport, args.packets, size, "throughput", inline))
+                    # --repeat N: N pairs, raw then Pumpkin, back to back; medians of rates and of pair ratios.
+                    pairs = []
+                    for _ in range(args.repeat):
+                        raw_rate = throughput(raw_chain(transport, args.packets, size, "throughput"))
+                        ours_rate = throughput(pumpkin_chain(transport, args.packets, size, "throughput", inline))
+                        pairs.append((ours_rate, raw_rate))
+                    ours = statistics.median(o for o, _ in pairs)
+                    raw = statistics.median(r for _, r in pairs)
+                    ratio = statistics.median(o / r for o, r in pairs)
                     results[f"chain_{transport}_{size}_{label}"] = {
                         "pumpkin_pps": round(ours),
                         "raw_pps": round(raw),
-                        "ratio": round(ours / raw, 3),
+                        "ratio": round(ratio, 3),
+                        "runs": args.repeat,
                     }
                     row = f"4 daemons, {transport}, {label}"
-                    print(f"{row:<28} {size:>6} {ours:>14,.0f} {raw:>12,.0f} {ours / raw:>7.3f}")
+                    print(f"{row:<28} {size:>6} {ours:>14,.0f} {raw:>12,.0f} {ratio:>7.3f}")
     if "latency" in only:
         print(f"\n{'per-hop latency':<28} {'':>6} {'pumpkin p50/p99 us':>20} {'raw p50/p99 us':>16} {'p50 ratio':>9}")
         for transport in transports:

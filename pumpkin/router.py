@@ -279,7 +279,10 @@ class Router:
     # -- internals -------------------------------------------------------------------------------
 
     def _deliver(self, name: str, nodes: list[str], packet: Packet) -> None:
-        turn = next(self._turns.setdefault(name, itertools.count()))
+        turns = self._turns.get(name)
+        if turns is None:
+            turns = self._turns[name] = itertools.count()
+        turn = next(turns)
         candidates = list(nodes)
         while candidates:
             node = (
