@@ -216,6 +216,10 @@ class Daemon:
         await self.start()
         await self._stopped.wait()
 
+    async def wait_stopped(self) -> None:
+        """Return once ``stop`` has finished."""
+        await self._stopped.wait()
+
     async def stop(self) -> None:
         """Stop in the documented order; safe to call more than once."""
         if self._stopping:
@@ -608,6 +612,17 @@ class Daemon:
         }
 
 
+def _tune_gc() -> None:
+    """Garbage collection for a daemon process: everything made at start-up (modules, seeds) moves out of the
+    collector's sight, and young collections run every 20,000 allocations instead of 700. Packets make many
+    short-lived objects and almost no cycles, so the default thresholds spent 5-8% of a busy daemon's CPU
+    on collections that found nothing (bench/chain.py, per-packet CPU per daemon)."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
 async def serve(config: Config) -> int:
     """Run a daemon until SIGINT/SIGTERM; the exit status for the command line."""
     import signal
@@ -617,7 +632,9 @@ async def serve(config: Config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(daemon.stop()))
     try:
-        await daemon.run()
+        await daemon.start()
+        _tune_gc()
+        await daemon.wait_stopped()
     finally:
         with contextlib.suppress(Exception):
             await daemon.stop()
