@@ -5,7 +5,10 @@ Each run starts a fresh ``pmk`` with the hello world's greet and extract seeds, 
 (inside a throwaway network namespace when run as root, like scripts/hello.sh), waits until it watches
 its folder, then renames N prepared files into the folder at once and times until N result files exist
 in tx/extract (and, separately, until every file has left the folder: the intake rate). Prints each run
-and the median of the runs.
+and the median of the runs, next to a baseline run in the same invocation: a plain Python loop that does
+the file-system work a file needs at the least (list the folder, read and parse each file, write a result
+file, move the input to done/), with no daemon, no journal and no fsync; the ratio is Pumpkin's end-to-end
+rate over the baseline's.
 
     .venv/bin/python bench/rx_ingest.py [--files 2000] [--runs 3] [--settle 0.5]
 """
@@ -100,27 +103,55 @@ def one_run(n: int, settle_s: float, base: Path) -> tuple[float, float]:
         log.close()
 
 
+def baseline_run(n: int, base: Path) -> float:
+    """Files per second for the least file-system work per file: read, parse, write a result, move to done/."""
+    rx, tx, done = base / "rx", base / "tx", base / "rx" / "done"
+    for folder in (rx, tx, done):
+        folder.mkdir(parents=True)
+    for i in range(n):
+        (rx / f"f{i:05d}.json").write_text(json.dumps({"state": "UNGREETED", "data": f"n{i}"}))
+    start = time.perf_counter()
+    for entry in list(os.scandir(rx)):
+        if not entry.is_file():
+            continue
+        doc = json.loads(Path(entry.path).read_bytes())
+        (tx / entry.name).write_text(json.dumps({"state": "GREETING", "data": f"Hello {doc['data']}"}))
+        os.rename(entry.path, done / entry.name)
+    return n / (time.perf_counter() - start)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--settle", type=float, default=0.5, help="rx.settle_s (default 0.5, the default of the key)")
     args = ap.parse_args()
-    ends, intakes = [], []
+    ends, intakes, bases = [], [], []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="pmk-bench-") as tmp:
+            bases.append(baseline_run(args.files, Path(tmp) / "baseline"))
             end, intake = one_run(args.files, args.settle, Path(tmp))
         ends.append(end)
         intakes.append(intake)
-        print(f"run {run + 1}: {end:8.0f} files/s end to end (into tx/), {intake:8.0f} files/s out of rx/")
+        print(
+            f"run {run + 1}: {end:8.0f} files/s end to end (into tx/), {intake:8.0f} files/s out of rx/; "
+            f"baseline {bases[-1]:8.0f} files/s"
+        )
+    ratio = statistics.median(e / b for e, b in zip(ends, bases, strict=True))
     print(
         f"median of {args.runs}: {statistics.median(ends):.0f} files/s end to end, "
-        f"{statistics.median(intakes):.0f} files/s intake ({args.files} files, rx.settle_s={args.settle:g})"
+        f"{statistics.median(intakes):.0f} files/s intake ({args.files} files, rx.settle_s={args.settle:g}); "
+        f"baseline {statistics.median(bases):.0f} files/s; ratio {ratio:.3f}"
     )
     result = {
         "end_to_end_files_per_s": round(statistics.median(ends)),
         "intake_files_per_s": round(statistics.median(intakes)),
-        "runs": [{"end_to_end": round(e), "intake": round(i)} for e, i in zip(ends, intakes, strict=True)],
+        "baseline_files_per_s": round(statistics.median(bases)),
+        "ratio": round(ratio, 3),
+        "runs": [
+            {"end_to_end": round(e), "intake": round(i), "baseline": round(b)}
+            for e, i, b in zip(ends, intakes, bases, strict=True)
+        ],
     }
     print(json.dumps({"benchmark": "rx_ingest", "files": args.files, "settle_s": args.settle, "results": result}))
 
