@@ -1,8 +1,9 @@
 """The daemon: wires configuration, working directory, transport, seeds, automaton and router together.
 
 Start order: claim the working directory (identity), bind sockets, load seeds, put them in the automaton,
-serve the web page, start consumers, bring back packets saved at the last stop, route again what the intake
-journal holds unfinished and start watching the rx folder, start injectors, then heartbeats and discovery.
+start heartbeats and discovery, start the consuming seeds (peers may send work from now on), serve the web
+page, bring back packets saved at the last stop, route again what the intake journal holds unfinished and
+start watching the rx folder, then start the injectors.
 Stop order (``stop`` is idempotent): stop intake (web page, rx folder, injectors), drain in-flight work (bounded
 wait), save what still waits to ``pending/`` and acknowledge it to its senders, say goodbye to peers (BYE, a
 goodbye beacon, mDNS unregister), stop seed threads (``on_unload``), finish tx writes and journal commits, close
@@ -15,6 +16,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import importlib
 import logging
 import os
 import time
@@ -156,14 +158,21 @@ class Daemon:
             static_peers=disc.peers,
         )
         self._load_seeds()
-        await self._start_web()  # before any seed runs: the page is there from the first packet on
-        self._started = True
-        await self._start_intake()
-        for runner in sorted(self.router.local.values(), key=lambda r: r.spec.is_injector):
-            runner.start()
         self._tasks.append(asyncio.create_task(self._sweep(), name="expiry-sweep"))
+        # Peers learn of us and send us work while the page starts (importing it alone takes ~150 ms).
         self.mesh.start()
         await self._start_discovery(chosen)
+        for runner in self.router.local.values():
+            if not runner.spec.is_injector:
+                runner.start()
+        await self._start_web()  # before this node makes data: the page is there from its first packet on
+        if self._stopping:
+            return  # stopped while starting (a signal): stop() has done the rest
+        self._started = True
+        await self._start_intake()
+        for runner in self.router.local.values():
+            if runner.spec.is_injector:
+                runner.start()
 
     def origin(self) -> Origin:
         """Who this node is and where peers reach it, as announced in beacons and messages."""
@@ -308,9 +317,12 @@ class Daemon:
     async def _start_web(self) -> None:
         if not self.config.http.enable:
             return
-        from .web import WebServer  # imported only when on: aiohttp is not needed by a daemon without a page
-
-        self.web = WebServer(self, self.config.http)
+        # Imported only when on (a daemon without a page needs no aiohttp), and on a thread: the import takes
+        # ~150 ms, during which the loop goes on answering the peers that discovery has just brought.
+        web = await asyncio.to_thread(importlib.import_module, "pumpkin.web")
+        if self._stopping:
+            return
+        self.web = web.WebServer(self, self.config.http)
         await self.web.start()
 
     def enable_seed(self, name: str, enabled: bool) -> bool:

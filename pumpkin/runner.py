@@ -168,6 +168,8 @@ class SeedRunner:
                 )
                 return
             self._instances.append(instance)
+            if self._inline:
+                self._schedule_inline()  # packets that came before the seed started
             return
         for i in range(self.spec.workers):
             instance = self._instantiate()
