@@ -11,6 +11,8 @@ The chain is inject -> step1 -> step2 -> extract (bench/seeds/). Three set-ups, 
   (end-to-end over 3 hops; the sink acknowledges each packet to the source over ipc://).
 - ``inprocess``: all four seeds in one daemon, next to a plain asyncio pipeline (four coroutines joined by
   asyncio queues, passing the same dicts) in a process of its own.
+- where Ray is installed (it is not a dependency), the ``chain`` part adds a row: the 4-daemon ipc:// chain
+  next to a pipeline of 3 Ray actors fed by the driver (``--ray-packets``).
 
 Every figure is printed as packets per second (or microseconds) and as a ratio to its baseline, then all
 results as one JSON line. Daemons find each other through the local discovery folder only (no broadcast,
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -147,6 +150,50 @@ async def asyncio_pipeline(n: int, size: int) -> float:
     rate = await sink()
     await asyncio.gather(*tasks)
     return rate
+
+
+# -- the optional Ray baseline ---------------------------------------------------------------------
+
+
+def ray_pipeline(n: int, size: int) -> float:
+    """Packets per second through 3 Ray actors (step1 -> step2 -> sink) fed by the driver, as in the issue."""
+    import ray  # optional: this row runs only where Ray is installed
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+
+    @ray.remote
+    class Step:
+        def __init__(self, nxt: Any) -> None:
+            self.nxt = nxt
+
+        def run(self, data: dict[str, Any]) -> Any:
+            data["hops"] = data.get("hops", 0) + 1
+            return self.nxt.run.remote(data)
+
+    @ray.remote
+    class Sink:
+        def __init__(self) -> None:
+            self.count, self.first, self.last = 0, 0.0, 0.0
+
+        def run(self, data: dict[str, Any]) -> None:
+            self.count += 1
+            self.first = self.first or data["t"]
+            self.last = time.monotonic()
+
+        def result(self) -> tuple[int, float, float]:
+            return self.count, self.first, self.last
+
+    sink = Sink.remote()
+    first = Step.remote(Step.remote(sink))
+    pad = "x" * size
+    ray.get([first.run.remote({"i": i, "t": time.monotonic(), "pad": pad}) for i in range(n)])
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        count, t0, t1 = ray.get(sink.result.remote())
+        if count >= n:
+            return n / (t1 - t0)
+        time.sleep(0.01)
+    raise TimeoutError("the Ray pipeline did not finish")
 
 
 # -- running things --------------------------------------------------------------------------------
@@ -353,12 +400,17 @@ def main() -> None:
     ap.add_argument("--raw-size", type=int)
     ap.add_argument("--raw-mode")
     ap.add_argument("--asyncio-baseline", nargs=2, type=int)
+    ap.add_argument("--ray-baseline", nargs=2, type=int)
+    ap.add_argument("--ray-packets", type=int, default=3000, help="packets through the Ray pipeline (if installed)")
     args = ap.parse_args()
     if args.raw_role:
         raw_role(args.raw_role, args.raw_ctl, args.raw_endpoints.split(","), args.raw_n, args.raw_size, args.raw_mode)
         return
     if args.asyncio_baseline:
         print(asyncio.run(asyncio_pipeline(*args.asyncio_baseline)))
+        return
+    if args.ray_baseline:
+        print(ray_pipeline(*args.ray_baseline))
         return
     if os.geteuid() == 0 and not os.environ.get("PMK_BENCH_SANDBOXED") and shutil.which("ip"):
         os.environ["PMK_BENCH_SANDBOXED"] = "1"
@@ -424,6 +476,20 @@ def main() -> None:
                 }
                 row = f"4 seeds, 1 daemon, {label}"
                 print(f"{row:<28} {size:>6} {ours:>14,.0f} {base:>14,.0f} {ours / base:>7.3f}")
+    if "chain" in only and importlib.util.find_spec("ray") is not None:
+        # Optional (Ray is not a dependency): Pumpkin's 4-daemon ipc:// chain next to 3 Ray actors fed by a driver.
+        out = subprocess.run(
+            [sys.executable, __file__, "--ray-baseline", str(args.ray_packets), "100"],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        ray_pps = float(out.stdout.strip().splitlines()[-1])
+        ours = throughput(pumpkin_chain("ipc", args.packets, 100, "throughput"))
+        results["vs_ray_100"] = {
+            "pumpkin_pps": round(ours),
+            "ray_pps": round(ray_pps),
+            "ratio": round(ours / ray_pps, 1),
+        }
+        print(f"\n{'vs Ray (3 actors)':<28} {100:>6} {ours:>14,.0f} {ray_pps:>12,.0f} {ours / ray_pps:>7.1f}x")
     print(json.dumps({"benchmark": "chain", "packets": args.packets, "results": results}))
 
 
