@@ -431,7 +431,7 @@ def main() -> int:
         return 2
     sizes = [int(s) for s in args.sizes.split(",") if s]
     result: dict[str, Any] = {
-        "bench": "scale",
+        "benchmark": "scale",
         "cpus": os.cpu_count(),
         "loadavg_at_start": os.getloadavg()[0],
         "heartbeat_s": 0.5,

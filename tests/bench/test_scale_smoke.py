@@ -30,7 +30,7 @@ def test_scale_bench_prints_sane_figures() -> None:
     cmd = [sys.executable, str(ROOT / "bench" / "scale.py"), "--sizes", str(N), "--idle-s", "0.5", "--window-s", "2"]
     r = subprocess.run([*cmd, "--deadline-s", "20"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
-    lines = [line for line in r.stdout.splitlines() if line.startswith('{"bench": "scale"')]
+    lines = [line for line in r.stdout.splitlines() if line.startswith('{"benchmark": "scale"')]
     assert len(lines) == 1, r.stdout
     result = json.loads(lines[0])
     (size,) = result["sizes"]
