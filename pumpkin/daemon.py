@@ -481,7 +481,7 @@ class Daemon:
         cfg = self.config
         self.journal = Journal(self.workdir.path / "journal", cfg.node.group, self.ids)
         self.holds = Holds(self.journal.lineage_free)
-        self.router.hold = self.holds.add
+        self.router.hold = self.holds.add_packet
         recovered = await asyncio.to_thread(self.journal.recover)
         self.journal.start()
         if cfg.tx.dir is not None:

@@ -88,6 +88,11 @@ class Holds:
         """Start counting ``lineage`` (before its first packet is routed)."""
         self.counts.setdefault(lineage, 0)
 
+    def add_packet(self, packet: Packet, delta: int) -> None:
+        """``add`` for ``packet``'s lineage; nearly free while no lineage is tracked (the common case)."""
+        if self.counts:
+            self.add(packet.lineage, delta)
+
     def add(self, lineage: str, delta: int) -> None:
         """``delta`` more (or fewer) packets of ``lineage`` are held here."""
         count = self.counts.get(lineage)

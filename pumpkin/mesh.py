@@ -288,7 +288,7 @@ class Mesh:
             acked = table.pop((pid, seed), None)
             if acked is not None:
                 self._inflight_per_seed[(msg.origin.id, seed)] -= 1
-                self.router.hold(acked.lineage, -1)
+                self.router.hold(acked, -1)
                 freed.add(seed)
         self._heard(msg.origin.id, "ack")
         for seed in freed:
@@ -317,7 +317,7 @@ class Mesh:
         key = (packet.id, seed)
         if key not in table:
             self._inflight_per_seed[(node, seed)] += 1
-            self.router.hold(packet.lineage, 1)  # in our custody until the peer acknowledges it
+            self.router.hold(packet, 1)  # in our custody until the peer acknowledges it
         table[key] = packet
         self.counters["sent"] += 1
         return True
@@ -341,7 +341,7 @@ class Mesh:
         if runner is not None and runner.pending < self.router.seed_queue_max:
             if sender:
                 self.custody[(packet.id, to)] = sender  # type: ignore[index]
-            self.router.hold(packet.lineage, 1)  # the router lets go of it when the seed has finished
+            self.router.hold(packet, 1)  # the router lets go of it when the seed has finished
             runner.submit(packet)
             return
         if to is not None and self.router.automaton.knows(to):
@@ -395,7 +395,7 @@ class Mesh:
             self._inflight_per_seed.pop((node, seed), None)
         for (_, seed), packet in table.items():
             self.router.deliver_to(seed, packet, exclude=node)
-            self.router.hold(packet.lineage, -1)
+            self.router.hold(packet, -1)
         self.counters["rerouted"] += len(table)
         return len(table)
 

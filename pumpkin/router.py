@@ -45,11 +45,11 @@ RemoteSend = Callable[[str, str, Packet], bool]
 LoadOf = Callable[[str, str], float]
 #: room(node_id, seed_name) -> True when that remote replica can take another packet now.
 RoomAt = Callable[[str, str], bool]
-#: hold(lineage, delta): this node now holds delta more (or fewer) packets of lineage (see journal.Holds).
-Hold = Callable[[str, int], None]
+#: hold(packet, delta): this node now holds delta more (or fewer) packets of its lineage (see journal.Holds).
+Hold = Callable[[Packet, int], None]
 
 
-def _no_hold(lineage: str, delta: int) -> None:
+def _no_hold(packet: Packet, delta: int) -> None:
     pass
 
 
@@ -140,7 +140,7 @@ class Router:
             self.route(packet)
         else:
             self.deliver_to(seed, packet)
-        self.hold(packet.lineage, -1)  # after routing it again, so the count never dips to 0 on the way
+        self.hold(packet, -1)  # after routing it again, so the count never dips to 0 on the way
 
     def expire(self) -> None:
         """Fail the waiting packets whose time is up."""
@@ -150,7 +150,7 @@ class Router:
                 "expired",
                 f"packet {packet.id} waited {self.waiting.expiry_s:g} s for a seed consuming {packet.tag}; none came",
             )
-            self.hold(packet.lineage, -1)
+            self.hold(packet, -1)
         self._check_throttles()
 
     def kick(self, seed: str) -> None:
@@ -260,7 +260,7 @@ class Router:
     def _finished(self, packet: Packet, seed: str) -> None:
         if self.on_finished is not None:
             self.on_finished(packet, seed)
-        self.hold(packet.lineage, -1)
+        self.hold(packet, -1)
 
     def inject(self, tag: StateTag, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
         """Make a new packet (a new lineage) from outside the network and route it."""
@@ -292,7 +292,7 @@ class Router:
                 runner = self.local.get(name)
                 if runner is not None and runner.pending < self.seed_queue_max:
                     self.counters["local"] += 1
-                    self.hold(packet.lineage, 1)
+                    self.hold(packet, 1)
                     self.delivered[name, node] += 1
                     runner.submit(packet)
                     return
@@ -312,7 +312,7 @@ class Router:
     def _park(self, packet: Packet, seed: str | None = None) -> None:
         if self.waiting.park(packet, self.clock(), seed):
             self.counters["parked"] += 1
-            self.hold(packet.lineage, 1)
+            self.hold(packet, 1)
             log.debug("packet %s waits in %s (for %s)", packet.id, packet.tag, seed or "any consumer")
             return
         self._fail(
