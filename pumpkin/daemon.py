@@ -393,14 +393,15 @@ class Daemon:
         if frames and bytes(frames[0]) in messages.KINDS:
             self.mesh.handle(frames)
             return
-        for one in packets.split_batch(frames):
+        batch = packets.split_batch(frames)
+        for one in batch:
             try:
                 packet, to, sender = packets.decode_addressed(one)
             except PacketError as exc:
                 self.stats.bad_inbound += 1
                 self.failed.keep_raw(one, "bad-packet", f"malformed packet from the network: {exc}")
                 continue
-            self.mesh.on_packet(packet, to, sender)
+            self.mesh.on_packet(packet, to, sender, alone=len(batch) == 1)
 
     def inject(self, state: str, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
         """Put ``data`` into the network in ``state`` (shorthands expand against this node's group)."""

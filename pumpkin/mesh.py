@@ -322,8 +322,9 @@ class Mesh:
         self.counters["sent"] += 1
         return True
 
-    def on_packet(self, packet: Packet, to: str | None, sender: str | None) -> None:
-        """A packet from a peer: drop it if already seen, else hand it to its seed and ack when done."""
+    def on_packet(self, packet: Packet, to: str | None, sender: str | None, alone: bool = False) -> None:
+        """A packet from a peer: drop it if already seen, else hand it to its seed and ack when done.
+        ``alone``: it came in a message of its own, so nothing else is waiting to be batched with it."""
         key = (packet.id, to)
         if key in self._recent:
             self.counters["duplicates"] += 1
@@ -342,7 +343,7 @@ class Mesh:
             if sender:
                 self.custody[(packet.id, to)] = sender  # type: ignore[index]
             self.router.hold(packet, 1)  # the router lets go of it when the seed has finished
-            runner.submit(packet)
+            runner.submit(packet, now=alone)
             return
         if to is not None and self.router.automaton.knows(to):
             self.router.deliver_to(to, packet)

@@ -123,6 +123,8 @@ def legacy_view(packet: Packet | None, emit: Callable[[str, Any, bool], None]) -
 class SeedRunner:
     """Runs one seed's instances on worker threads; lives on the event loop that created it."""
 
+    _inline_running = False  # an inline seed is running on the loop's thread (never nest them)
+
     def __init__(
         self, spec: SeedSpec, node_id: str, loop: asyncio.AbstractEventLoop, on_outcome: Callable[[Outcome], None]
     ) -> None:
@@ -179,14 +181,21 @@ class SeedRunner:
         for t in self._threads:
             t.start()
 
-    def submit(self, packet: Packet) -> None:
-        """Queue ``packet`` for the next free instance."""
+    def submit(self, packet: Packet, now: bool = False) -> None:
+        """Queue ``packet`` for the next free instance. ``now``: an inline seed with nothing else queued runs it
+        before returning, instead of on the loop's next turn (a lone packet from the network: latency)."""
         self.pending += 1
         if self.spec.inline:
             self._inline.append(packet)
-            self._schedule_inline()
+            if now and len(self._inline) == 1 and not self._inline_scheduled and self._can_run_inline():
+                self._run_inline()
+            else:
+                self._schedule_inline()
         else:
             self._queue.put(packet)
+
+    def _can_run_inline(self) -> bool:
+        return bool(self._instances) and self._flowing.is_set() and not SeedRunner._inline_running
 
     def _schedule_inline(self) -> None:
         if not self._inline_scheduled and self._instances and self._flowing.is_set():
@@ -197,10 +206,14 @@ class SeedRunner:
         """On the loop: run a batch of an inline seed's packets, then let other callbacks have a turn."""
         self._inline_scheduled = False
         instance = self._instances[0]
-        for _ in range(OUTBOX_BATCH):
-            if not self._inline or not self._flowing.is_set():
-                return
-            self._on_outcome(self._invoke(instance, self._inline.popleft()))
+        SeedRunner._inline_running = True  # what this seed feeds to other inline seeds waits for a turn
+        try:
+            for _ in range(OUTBOX_BATCH):
+                if not self._inline or not self._flowing.is_set():
+                    return
+                self._on_outcome(self._invoke(instance, self._inline.popleft()))
+        finally:
+            SeedRunner._inline_running = False
         self._schedule_inline()
 
     def outcome_done(self, outcome: Outcome) -> None:
