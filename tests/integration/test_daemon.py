@@ -128,6 +128,61 @@ class Picky(Seed):
     asyncio.run(main())
 
 
+def test_inline_seeds_run_on_the_loop_locally_and_for_a_peer_and_fail_one_packet_only(tmp_path):
+    """Inline seeds run on the daemon's own thread, in one daemon and when their packets come over ZeroMQ
+    (alone, or in a batch); a raising inline seed fails that packet only and the loop goes on."""
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        double="""
+import threading
+from pumpkin import Seed
+THREADS = set()
+class Double(Seed):
+    consumes = "N"
+    emits = "D"
+    inline = True
+    def run(self, n):
+        THREADS.add(threading.current_thread().name)
+        if n == 3:
+            raise ValueError("three is not allowed")
+        return 2 * n
+""",
+        sink=RECORDER.format(state="D"),
+    )
+
+    async def main():
+        b = Daemon(cfg(tmp_path, "b", seeds=[seeds / "double.py"]))
+        a = Daemon(cfg(tmp_path, "a", seeds=[seeds / "sink.py"]))
+        await b.start()
+        await a.start()
+        try:
+            b.learn_peer(a.node_id, a.transport.data_endpoints[0], [SeedInfo("Sink", a.specs["Sink"].inputs, ())])
+            a.learn_peer(
+                b.node_id,
+                b.transport.data_endpoints[0],
+                [SeedInfo("Double", b.specs["Double"].inputs, b.specs["Double"].outputs)],
+            )
+            a.inject("N", 1)  # over ZeroMQ, alone in its message: runs as it arrives
+            seen = sink_module(a).SEEN
+            await async_wait_until(lambda: len(seen) == 1, what="the lone packet doubled by the peer")
+            for n in range(2, 40):  # a burst: batched, run on the loop's next turn
+                a.inject("N", n)
+            await async_wait_until(lambda: len(seen) == 38, what="37 more, the one with 3 failed")
+            assert sorted(s[0] for s in seen) == sorted(2 * n for n in range(1, 40) if n != 3)
+            ran_on = sink_module(b, "Double").THREADS
+            assert ran_on == {"MainThread"}  # the loop's thread: no worker thread was used
+            assert b.failed.counts == {"seed-error": 1}
+            assert "three is not allowed" in next((tmp_path / "b/failed").glob("*.error")).read_text()
+            b.inject("N", 50)  # and in the daemon itself
+            await async_wait_until(lambda: len(seen) == 39, what="a local packet")
+            assert seen[-1][0] == 100 and not a.mesh.inflight.get(b.node_id)
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(main())
+
+
 def test_undeclared_state_and_unsendable_data_are_reported(tmp_path):
     seeds = write_seeds(
         tmp_path / "seeds",

@@ -83,3 +83,17 @@ def test_missing_path_and_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     report = loader.load([tmp_path / "nope", tmp_path / "empty"], "default")
     assert [why for _, why in report.errors] == ["no such file or folder", "the folder holds no seed files (*.py)"]
+
+
+def test_inline_is_for_one_worker_of_a_consuming_seed(tmp_path):
+    seed = (
+        "from pumpkin import Seed\nclass S(Seed):\n    {decl}\n    inline = True\n{extra}    def run(self, *a): pass\n"
+    )
+    write(tmp_path, "ok.py", seed.format(decl="consumes = 'A'", extra=""))
+    write(tmp_path, "injector.py", seed.format(decl="emits = 'A'", extra=""))
+    write(tmp_path, "workers.py", seed.format(decl="consumes = 'A'", extra="    workers = 2\n"))
+    report = loader.load([tmp_path / "ok.py"], "default")
+    assert [(s.name, s.inline) for s in report.seeds] == [("S", True)]
+    for name in ("injector.py", "workers.py"):
+        errors = loader.load([tmp_path / name], "default").errors
+        assert len(errors) == 1 and "'inline' is for a consuming seed with one worker" in errors[0][1], errors
