@@ -292,7 +292,7 @@ class Daemon:
     def add_seed(self, spec: SeedSpec) -> None:
         """Run ``spec`` on this node from now on."""
         assert self.router is not None
-        runner = SeedRunner(spec, self.node_id, asyncio.get_running_loop(), self.router.on_outcome)
+        runner = SeedRunner(spec, self.node_id, asyncio.get_running_loop(), self.router.on_outcome, self._seed_broken)
         self.router.local[spec.name] = runner
         self.specs[spec.name] = spec
         flow = f"{', '.join(map(str, spec.inputs)) or 'injector'} -> {', '.join(map(str, spec.outputs)) or 'extractor'}"
@@ -304,6 +304,18 @@ class Daemon:
             runner.start()
             if self.mesh is not None:
                 self.mesh.announce()
+
+    def _seed_broken(self, runner: SeedRunner) -> None:
+        """Every instance of a local seed failed its on_load: take it out of the automaton, as if disabled."""
+        name = runner.spec.name
+        if self.router is None or self.router.local.get(name) is not runner or self._stopping:
+            return
+        log.error(
+            "Seed %s cannot run (its on_load failed, see above): disabled; its packets go to other replicas "
+            "or wait for it",
+            name,
+        )
+        self.enable_seed(name, False)
 
     def _seed_summaries(self) -> list[dict[str, Any]]:
         return [self.specs[n].summary() for n in sorted(self.specs) if n not in self.disabled]
@@ -349,6 +361,7 @@ class Daemon:
                 self.router.deliver_to(name, packet)  # to another replica, or it waits for this seed
                 if self.router.on_finished is not None:
                     self.router.on_finished(packet, name)  # passed on or parked: ours now, so ack its sender
+                self.router.hold(packet, -1)  # held again where it went; no longer in this seed's queue
             log.info("Seed disabled: %s (its packets go to other replicas or wait)", name)
         self.router.replan()
         self._digest = hashlib.sha1(orjson.dumps(self._seed_summaries())).hexdigest()[:12]

@@ -126,12 +126,21 @@ class SeedRunner:
     _inline_running = False  # an inline seed is running on the loop's thread (never nest them)
 
     def __init__(
-        self, spec: SeedSpec, node_id: str, loop: asyncio.AbstractEventLoop, on_outcome: Callable[[Outcome], None]
+        self,
+        spec: SeedSpec,
+        node_id: str,
+        loop: asyncio.AbstractEventLoop,
+        on_outcome: Callable[[Outcome], None],
+        on_broken: Callable[[SeedRunner], None] | None = None,
     ) -> None:
+        """``on_broken`` is called on the loop once every instance has failed its on_load."""
         self.spec = spec
         self.node_id = node_id
         self._loop = loop
         self._on_outcome = on_outcome
+        self._on_broken = on_broken
+        self._load_failures = 0
+        self._load_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._instances: list[Any] = []
@@ -158,16 +167,7 @@ class SeedRunner:
         """Make the instances, call their on_load, and start their threads (and injectors' schedules)."""
         if self.spec.inline:
             instance = self._instantiate()
-            try:
-                instance.on_load()
-            except Exception as exc:  # noqa: BLE001
-                log.error(
-                    "seed %s: on_load raised %s: %s; it will not run",
-                    self.spec.name,
-                    type(exc).__name__,
-                    exc,
-                    exc_info=True,
-                )
+            if not self._loaded(instance, "it will not run"):
                 return
             self._instances.append(instance)
             if self._inline:
@@ -325,17 +325,30 @@ class SeedRunner:
             self._outbox_scheduled = True
         self._loop.call_soon(self._deliver_outbox)
 
-    def _work(self, instance: Any) -> None:
+    def _loaded(self, instance: Any, otherwise: str) -> bool:
+        """Call ``instance.on_load()``; False (logged with the traceback and ``otherwise``) when it raised."""
         try:
             instance.on_load()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a seed's bug must not stop the daemon
             log.error(
-                "seed %s: on_load raised %s: %s; this instance will not run",
+                "seed %s: on_load raised %s: %s; %s",
                 self.spec.name,
                 type(exc).__name__,
                 exc,
+                otherwise,
                 exc_info=True,
             )
+            with self._load_lock:
+                self._load_failures += 1
+                broken = self._load_failures == (1 if self.spec.inline else self.spec.workers)
+            if broken and self._on_broken is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed under us during shutdown
+                    self._loop.call_soon_threadsafe(self._on_broken, self)
+            return False
+        return True
+
+    def _work(self, instance: Any) -> None:
+        if not self._loaded(instance, "this instance will not run"):
             return
         if self.spec.is_injector:
             self._inject_loop(instance)

@@ -183,6 +183,43 @@ class Double(Seed):
     asyncio.run(main())
 
 
+def test_a_seed_whose_on_load_raises_is_reported_and_the_others_run(tmp_path, caplog):
+    broken = """
+from pumpkin import Seed
+class {name}(Seed):
+    consumes = "N"
+    inline = {inline}
+    def on_load(self):
+        raise RuntimeError("no model file")
+    def run(self, n):
+        pass
+"""
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        threaded=broken.format(name="Threaded", inline=False),
+        inline=broken.format(name="Inline", inline=True),
+        sink=RECORDER.format(state="N"),
+    )
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
+        await d.start()
+        try:
+            for name, what in (("Threaded", "this instance will not run"), ("Inline", "it will not run")):
+                line = f"seed {name}: on_load raised RuntimeError: no model file; {what}"
+                await async_wait_until(lambda line=line: line in caplog.text, what=line)
+                # It cannot run, so it leaves the automaton (as if disabled) instead of swallowing packets.
+                await async_wait_until(lambda name=name: name in d.disabled, what=f"{name} disabled")
+            assert list(d.automaton.consumers(tags.parse("N"))) == ["Sink"]
+            d.inject("N", 7)
+            await async_wait_until(lambda: sink_module(d).SEEN, what="the working seed's packet")
+            assert d.router.waiting.counts() == {} and d.failed.counts == {}
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
 def test_undeclared_state_and_unsendable_data_are_reported(tmp_path):
     seeds = write_seeds(
         tmp_path / "seeds",
