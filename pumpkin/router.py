@@ -12,7 +12,9 @@ Flow control: a replica has room while its queue (local) or its unacknowledged p
 hands such packets on, oldest first, as soon as a replica has room again. A local seed whose outputs pile
 up that way (``THROTTLE_HIGH`` waiting in one of its output states) is throttled: it takes no new input (an
 injector makes no new packets) until the pile is under ``THROTTLE_LOW``. So a fast producer slows down to
-the pace of the slowest seed after it, across daemons, instead of filling memory or failing packets.
+the pace of the slowest seed after it, across daemons, instead of filling memory or failing packets. A throttle under
+which nothing moves for ``THROTTLE_STUCK_S`` (seeds in a cycle waiting for each other) is lifted, so a cycle
+under load ends in packets failed with a reason, never in a silent hang.
 
 All methods run on the event loop; nothing here blocks.
 """
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 
 THROTTLE_HIGH = 1000  # packets waiting for a busy seed, in one state, that pause the seed producing them
 THROTTLE_LOW = 250
+# A throttle that sees none of the piled packets handed on for this long is not helping (seeds in a cycle, on one
+# daemon or across several, waiting for each other): it is lifted, and the seed is not throttled again for a while.
+THROTTLE_STUCK_S = 2.0
+THROTTLE_COOLDOWN_S = 10.0
 
 #: send(node_id, seed_name, packet) -> True when the packet was handed to the transport for that node.
 RemoteSend = Callable[[str, str, Packet], bool]
@@ -98,6 +104,8 @@ class Router:
         self.hold: Hold = _no_hold
         self._turns: dict[str, itertools.count[int]] = {}
         self._throttled: dict[str, SeedRunner] = {}
+        self._throttle_progress: dict[str, tuple[float, int]] = {}  # seed -> (when, piled packets handed on by then)
+        self._no_throttle_until: dict[str, float] = {}
         self._seen_version = -1
 
     # -- entry points ----------------------------------------------------------------------------
@@ -143,7 +151,8 @@ class Router:
         self.hold(packet, -1)  # after routing it again, so the count never dips to 0 on the way
 
     def expire(self) -> None:
-        """Fail the waiting packets whose time is up."""
+        """Fail the waiting packets whose time is up (and lift throttles that are not helping)."""
+        self.check_stuck_throttles()
         for packet in self.waiting.expire(self.clock()):
             self._fail(
                 packet,
@@ -178,18 +187,47 @@ class Router:
         return False
 
     def _throttle_if_piling(self, runner: SeedRunner) -> None:
-        if not self.waiting.any_busy() or runner.spec.name in self._throttled:
+        name = runner.spec.name
+        if not self.waiting.any_busy() or name in self._throttled:
             return
         if any(self.waiting.busy(tag) >= THROTTLE_HIGH for tag in runner.spec.outputs):
-            self._throttled[runner.spec.name] = runner
+            now = self.clock()
+            if now < self._no_throttle_until.get(name, 0.0):
+                return
+            self._throttled[name] = runner
+            self._throttle_progress[name] = (now, self._handed_on(runner))
             runner.throttle(True)
             self.counters["throttled"] += 1
+
+    def _handed_on(self, runner: SeedRunner) -> int:
+        return sum(self.waiting.taken[tag] for tag in runner.spec.outputs)
 
     def _check_throttles(self) -> None:
         for name, runner in list(self._throttled.items()):
             if all(self.waiting.busy(tag) < THROTTLE_LOW for tag in runner.spec.outputs):
                 del self._throttled[name]
                 runner.throttle(False)
+
+    def check_stuck_throttles(self) -> None:
+        """Lift a throttle under which none of the piled packets moved for THROTTLE_STUCK_S (call periodically)."""
+        now = self.clock()
+        for name, runner in list(self._throttled.items()):
+            since, handed_on = self._throttle_progress[name]
+            moved = self._handed_on(runner)
+            if moved > handed_on:
+                self._throttle_progress[name] = (now, moved)
+            elif now - since >= THROTTLE_STUCK_S:
+                del self._throttled[name]
+                self._no_throttle_until[name] = now + THROTTLE_COOLDOWN_S
+                runner.throttle(False)
+                self.counters["throttle_stuck"] += 1
+                log.warning(
+                    "seed %s was throttled while its outputs waited, and none of them moved for %g s (seeds waiting "
+                    "for each other in a cycle?): it runs unthrottled for %g s; what cannot wait goes to failed/",
+                    name,
+                    THROTTLE_STUCK_S,
+                    THROTTLE_COOLDOWN_S,
+                )
 
     def on_outcome(self, outcome: Outcome) -> None:
         """Turn a finished seed invocation into new packets (runs on the loop)."""

@@ -30,6 +30,7 @@ class WaitingRoom:
         self._per_state: Counter[StateTag] = Counter()
         self._for_seed: Counter[StateTag] = Counter()  # packets of a state waiting for one particular seed
         self._total = 0
+        self.taken: Counter[StateTag] = Counter()  # packets handed on by ``take``, per state: progress
 
     def park(self, packet: Packet, now: float, seed: str | None = None) -> bool:
         """Queue ``packet`` (for ``seed`` only, if given); False (nothing queued) when the state is full."""
@@ -49,6 +50,7 @@ class WaitingRoom:
         if not queue:
             del self._queues[(tag, seed)]
         self._count(tag, seed, -len(out))
+        self.taken[tag] += len(out)
         return out
 
     def waiting_for(self, tag: StateTag, seed: str | None) -> int:

@@ -250,3 +250,44 @@ def test_a_seed_whose_outputs_pile_up_is_throttled_until_they_drain(tmp_path, mo
     r.on_outcome(Outcome(slow, slow.got[-1]))  # type: ignore[arg-type]
     assert r.waiting.busy(T("B")) == 1 and not make_.throttled
     assert [p.data for p in slow.got] == [0, 1, 2, 3, 4]
+
+
+def test_seeds_throttling_each_other_in_a_cycle_are_let_go_when_nothing_moves(tmp_path, monkeypatch, caplog):
+    import pumpkin.router as router_module
+
+    monkeypatch.setattr(router_module, "THROTTLE_HIGH", 2)
+    monkeypatch.setattr(router_module, "THROTTLE_LOW", 1)
+    r, clock = make(tmp_path, max_wait=100, queue_max=1)
+    a = add_local(r, spec("a", ["X"], ["Y"]))
+    b = add_local(r, spec("b", ["Y"], ["X"]))
+    for n in range(3):  # each a's queue and b's queue hold one; the rest piles up in front of them
+        r.on_outcome(Outcome(a, None, [Emission(None, n)]))  # type: ignore[arg-type]
+        r.on_outcome(Outcome(b, None, [Emission(None, n)]))  # type: ignore[arg-type]
+    assert a.throttled and b.throttled  # each waits for the other: a throttled seed takes nothing in
+    clock.now += 1.0
+    r.expire()
+    assert a.throttled and b.throttled  # not yet: THROTTLE_STUCK_S is 2 s
+    clock.now += 1.5
+    r.expire()
+    assert not a.throttled and not b.throttled and r.counters["throttle_stuck"] == 2
+    assert "none of them moved for 2 s" in caplog.text
+    r.on_outcome(Outcome(a, None, [Emission(None, 9)]))  # type: ignore[arg-type]
+    assert not a.throttled  # not again during the cool-down
+
+
+def test_a_throttle_under_which_packets_move_stays(tmp_path, monkeypatch):
+    import pumpkin.router as router_module
+
+    monkeypatch.setattr(router_module, "THROTTLE_HIGH", 2)
+    monkeypatch.setattr(router_module, "THROTTLE_LOW", 1)
+    r, clock = make(tmp_path, max_wait=100, queue_max=1)
+    make_ = add_local(r, spec("make", ["A"], ["B"]))
+    slow = add_local(r, spec("slow", ["B"]))
+    for n in range(5):
+        r.on_outcome(Outcome(make_, None, [Emission(None, n)]))  # type: ignore[arg-type]
+    assert make_.throttled
+    for _ in range(2):  # slow finishes one packet a second: the pile moves, so the throttle is doing its job
+        clock.now += 1.5
+        r.on_outcome(Outcome(slow, slow.got[-1]))  # type: ignore[arg-type]
+        r.expire()
+    assert make_.throttled and r.counters["throttle_stuck"] == 0
