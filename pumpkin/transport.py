@@ -1,12 +1,14 @@
 """ZeroMQ sockets: one inbox per node, one outbound link per peer, and a control socket.
 
-- The inbox is a PULL socket bound to the node's data endpoint(s); every peer PUSHes to it. The receive
-  task drains ready messages per wake-up (one ``await`` per message costs up to 10x, see
+- The inbox is a PULL socket bound to the node's data endpoint(s); every peer PUSHes to it. A reader callback
+  on its descriptor drains the ready messages per wake-up (one ``await`` per message costs up to 10x, see
   ../shared/notes/measured-facts.md), up to ``INBOX_BATCH`` before yielding, so that a burst never
   starves the loop's other tasks (heartbeats: a peer that stops pinging under load looks dead).
 - A link to a peer is a PUSH socket with a bounded high-water mark, written with NOBLOCK: a slow or dead
   peer never blocks the loop or other peers. Messages that do not fit wait in a bounded per-peer backlog
   flushed by a task; when that is full too, ``send`` says so and the router picks another replica.
+- Packets for one peer made in the same turn of the loop leave as one message (``send_packet``): the first
+  at once, the others at the end of the turn, up to ``BATCH_PACKETS`` a message.
 - The control socket (ROUTER, always on ipc://) answers JSON requests from the ``pmk`` command line.
 """
 
