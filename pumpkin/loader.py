@@ -163,6 +163,13 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
             raise SeedLoadError(f"{where}: 'workers' must be a whole number >= 1, not {cls.workers!r}")
         if cls.every_s is not None and (not isinstance(cls.every_s, (int, float)) or cls.every_s <= 0):
             raise SeedLoadError(f"{where}: 'every_s' must be a positive number of seconds, not {cls.every_s!r}")
+        processes = cls.processes
+        if not isinstance(processes, int) or processes < 0:
+            raise SeedLoadError(f"{where}: 'processes' must be a whole number >= 0, not {processes!r}")
+        if processes and (not inputs or cls.inline or cls.workers != 1):
+            raise SeedLoadError(
+                f"{where}: 'processes' is for a consuming seed, without 'inline' or 'workers' (each process is one)"
+            )
         if cls.inline and (not inputs or cls.workers != 1):
             raise SeedLoadError(f"{where}: 'inline' is for a consuming seed with one worker (it runs on the loop)")
         if cls.every_s is not None and inputs:
@@ -175,7 +182,8 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
                 factory=cls,
                 path=path,
                 legacy=False,
-                workers=cls.workers,
+                workers=processes or cls.workers,
+                processes=processes,
                 every_s=cls.every_s,
                 inline=bool(cls.inline),
                 description=(cls.__doc__ or "").strip().split("\n")[0],

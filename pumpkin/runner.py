@@ -8,7 +8,9 @@ more than the packet). A seed that raises fails that packet only; what it emitte
 discarded, so the kept input can be injected again without duplicates.
 
 An ``inline`` seed has one instance and no thread: its packets queue on the loop and run there, a batch
-per callback, with no hand-over between threads (see ``seed``).
+per callback, with no hand-over between threads (see ``seed``). A seed with ``processes = N`` runs in a
+pool of N worker processes (see ``procpool``); the runner keeps at most two packets per process in the pool
+and the rest in its own queue, so that throttling and shutdown see them.
 
 Back-pressure: the router may ``throttle`` a runner whose outputs pile up; its workers then take no new
 packet and its injector makes no new one until it is let go. An injector also has at most
@@ -64,6 +66,8 @@ class Outcome:
     traceback: str = ""
     seconds: float = 0.0
     streamed: bool = False  # one emission of an injector, posted as it was made
+    pooled: bool = False  # run in a worker process (processes = N)
+    broken_pool: bool = False  # ... whose process died
 
 
 class LegacyContext:
@@ -87,7 +91,8 @@ def _emission(state: str | None, data: Any, forked: bool = False) -> Emission:
     return Emission(state, data, forked)
 
 
-def _iter_results(result: Any) -> Iterator[Emission]:
+def iter_results(result: Any) -> Iterator[Emission]:
+    """What a modern seed's ``run`` returned, as emissions (see ``seed``)."""
     if result is None:
         return
     if isinstance(result, Emit):
@@ -154,6 +159,9 @@ class SeedRunner:
         self._outbox_lock = threading.Lock()
         self._outbox_scheduled = False
         self._inline: deque[Packet] = deque()  # an inline seed's queue (it has no thread)
+        self._pool: Any = None  # concurrent.futures.ProcessPoolExecutor for a seed with processes = N
+        self._pool_queue: deque[Packet] = deque()
+        self._pool_busy = 0  # packets handed to the pool and not back yet
         self._inline_scheduled = False
         self.pending = 0  # queued + running, counted on the loop
         self.processed = 0
@@ -165,6 +173,10 @@ class SeedRunner:
 
     def start(self) -> None:
         """Make the instances, call their on_load, and start their threads (and injectors' schedules)."""
+        if self.spec.processes:
+            self._pool = self._new_pool()
+            self._pump()  # packets that came before the seed started
+            return
         if self.spec.inline:
             instance = self._instantiate()
             if not self._loaded(instance, "it will not run"):
@@ -185,7 +197,10 @@ class SeedRunner:
         """Queue ``packet`` for the next free instance. ``now``: an inline seed with nothing else queued runs it
         before returning, instead of on the loop's next turn (a lone packet from the network: latency)."""
         self.pending += 1
-        if self.spec.inline:
+        if self.spec.processes:
+            self._pool_queue.append(packet)
+            self._pump()
+        elif self.spec.inline:
             self._inline.append(packet)
             if now and len(self._inline) == 1 and not self._inline_scheduled and self._can_run_inline():
                 self._run_inline()
@@ -193,6 +208,54 @@ class SeedRunner:
                 self._schedule_inline()
         else:
             self._queue.put(packet)
+
+    def _new_pool(self) -> Any:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from . import procpool
+
+        group = self.spec.inputs[0].group
+        return ProcessPoolExecutor(
+            max_workers=self.spec.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=procpool.init_worker,
+            initargs=(str(self.spec.path), group, self.spec.name, self.node_id),
+        )
+
+    def _pump(self) -> None:
+        """On the loop: hand queued packets to the pool, at most two per process at a time."""
+        from . import procpool
+
+        while (
+            self._pool is not None
+            and self._pool_queue
+            and self._flowing.is_set()
+            and self._pool_busy < 2 * self.spec.processes
+        ):
+            packet = self._pool_queue.popleft()
+            self._pool_busy += 1
+            try:
+                future = self._pool.submit(procpool.run_packet, packet)
+            except RuntimeError as exc:  # the pool broke (a worker died) or is shut down
+                self._pool_result(packet, None, exc)
+                continue
+            future.add_done_callback(lambda f, p=packet: self._pool_result(p, f, None))
+
+    def _pool_result(self, packet: Packet, future: Any, error: BaseException | None) -> None:
+        """In the pool's thread (or on the loop): turn a worker's answer into an Outcome for the loop."""
+        outcome = Outcome(self, packet, pooled=True)
+        try:
+            if error is not None:
+                raise error
+            outcome.emissions, outcome.error, outcome.traceback, outcome.seconds = future.result()
+        except Exception as exc:  # noqa: BLE001 - the worker died or the pool went away: this packet fails
+            outcome.error = (
+                f"seed {self.spec.name}: its worker process failed ({type(exc).__name__}: {exc}); "
+                "a new pool is started for the next packets"
+            )
+            outcome.broken_pool = True
+        self._post(outcome)
 
     def _can_run_inline(self) -> bool:
         return bool(self._instances) and self._flowing.is_set() and not SeedRunner._inline_running
@@ -222,6 +285,12 @@ class SeedRunner:
             self.pending -= 1
         elif outcome.streamed:
             self._window.release()
+        if outcome.pooled:
+            self._pool_busy -= 1
+            if outcome.broken_pool and self._pool is not None and not self._stopping.is_set():
+                old, self._pool = self._pool, self._new_pool()
+                old.shutdown(wait=False, cancel_futures=True)
+            self._pump()
         self.processed += 1
         self.busy_s += outcome.seconds
         if outcome.error:
@@ -235,6 +304,8 @@ class SeedRunner:
             self._flowing.set()
             if self.spec.inline:
                 self._schedule_inline()
+            elif self.spec.processes:
+                self._pump()
 
     @property
     def throttled(self) -> bool:
@@ -260,8 +331,9 @@ class SeedRunner:
 
     def take_queued(self) -> list[Packet]:
         """Remove and return the packets no instance has started yet (on the loop, before ``stop``)."""
-        taken: list[Packet] = list(self._inline)
+        taken: list[Packet] = [*self._inline, *self._pool_queue]
         self._inline.clear()
+        self._pool_queue.clear()
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -282,6 +354,9 @@ class SeedRunner:
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        if self._pool is not None:
+            # The workers finish what they hold and exit (their atexit runs on_unload).
+            self._pool.shutdown(wait=True, cancel_futures=True)
         for instance in self._instances:
             try:
                 instance.on_unload()
@@ -404,7 +479,7 @@ class SeedRunner:
                     result = instance.run(packet.data, packet)
                 else:
                     result = instance.run(packet.data)
-                for e in _iter_results(result):
+                for e in iter_results(result):
                     emit(e)
         except Exception as exc:  # noqa: BLE001 - a seed's bug fails its packet, not the daemon
             outcome.emissions = []

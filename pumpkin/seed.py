@@ -30,6 +30,8 @@ handles one packet at a time), which is how a slow seed is given replicas. ``inl
 consuming seed's one instance on the daemon's event loop instead of a thread: no hand-over between threads,
 so a quick seed (microseconds of pure Python per packet) moves data several times faster, but while it runs
 nothing else on that daemon does, so never mark a seed inline that blocks, sleeps or computes for long.
+``processes = N`` runs N instances in N worker processes instead of threads, for a seed that computes in
+Python: threads share one interpreter lock, processes use as many cores (see ``procpool``).
 ``on_load()`` runs once before the first packet and ``on_unload()`` at shutdown.
 """
 
@@ -58,6 +60,7 @@ class Seed:
     consumes: ClassVar[str | Sequence[str]] = ()
     emits: ClassVar[str | Sequence[str]] = ()
     workers: ClassVar[int] = 1
+    processes: ClassVar[int] = 0
     inline: ClassVar[bool] = False
     every_s: ClassVar[float | None] = None
     auto_load: ClassVar[bool] = True
@@ -84,6 +87,7 @@ def seed(
     consumes: str | Sequence[str] = (),
     emits: str | Sequence[str] = (),
     workers: int = 1,
+    processes: int = 0,
     inline: bool = False,
     every_s: float | None = None,
     name: str | None = None,
@@ -101,6 +105,7 @@ def seed(
             "consumes": consumes,
             "emits": emits,
             "workers": workers,
+            "processes": processes,
             "inline": inline,
             "every_s": every_s,
             "auto_load": auto_load,
@@ -130,6 +135,7 @@ class SeedSpec:
     workers: int = 1
     every_s: float | None = None
     inline: bool = False
+    processes: int = 0  # > 0: run in that many worker processes (then ``workers`` equals it)
     description: str = ""
     manifest: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -214,6 +215,56 @@ class {name}(Seed):
             d.inject("N", 7)
             await async_wait_until(lambda: sink_module(d).SEEN, what="the working seed's packet")
             assert d.router.waiting.counts() == {} and d.failed.counts == {}
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+def test_a_seed_with_processes_runs_in_worker_processes_and_survives_a_dead_worker(tmp_path):
+    """processes = 2: packets run in two worker processes (not the daemon's), a raising packet fails alone, and a
+    worker killed under a packet fails that packet with the reason while a new pool takes the next ones."""
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        heavy="""
+import os
+from pumpkin import Seed
+class Heavy(Seed):
+    consumes = "N"
+    emits = "R"
+    processes = 2
+    def on_load(self):
+        self.seen = 0
+    def run(self, n):
+        self.seen += 1
+        if n == 3:
+            raise ValueError("three is not allowed")
+        if n == 99:
+            os._exit(1)  # the worker dies under this packet
+        return [n, sum(i * i for i in range(20000)), os.getpid()]
+""",
+        sink=RECORDER.format(state="R"),
+    )
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
+        await d.start()
+        try:
+            for n in range(12):
+                d.inject("N", n)
+            seen = sink_module(d).SEEN
+            await async_wait_until(lambda: len(seen) == 11, timeout_s=60, what="11 of 12 through the pool")
+            assert sorted(s[0][0] for s in seen) == [n for n in range(12) if n != 3]
+            pids = {s[0][2] for s in seen}
+            assert os.getpid() not in pids and 1 <= len(pids) <= 2
+            assert d.failed.counts == {"seed-error": 1}
+            d.inject("N", 99)
+            await async_wait_until(lambda: d.failed.counts["seed-error"] == 2, timeout_s=60, what="the dead worker")
+            reasons = [p.read_text() for p in (tmp_path / "a/failed").glob("*.error")]
+            assert any("its worker process failed" in r for r in reasons), reasons
+            d.inject("N", 100)
+            await async_wait_until(lambda: len(seen) == 12, timeout_s=60, what="a packet after the new pool")
+            assert seen[-1][0][0] == 100
         finally:
             await d.stop()
 

@@ -97,3 +97,23 @@ def test_inline_is_for_one_worker_of_a_consuming_seed(tmp_path):
     for name in ("injector.py", "workers.py"):
         errors = loader.load([tmp_path / name], "default").errors
         assert len(errors) == 1 and "'inline' is for a consuming seed with one worker" in errors[0][1], errors
+
+
+def test_processes_is_for_a_consuming_seed_without_inline_or_workers(tmp_path):
+    seed = (
+        "from pumpkin import Seed\nclass S(Seed):\n    {decl}\n    processes = {n}\n{extra}"
+        "    def run(self, *a): pass\n"
+    )
+    write(tmp_path, "ok.py", seed.format(decl="consumes = 'A'", n=3, extra=""))
+    report = loader.load([tmp_path / "ok.py"], "default")
+    assert [(s.processes, s.workers) for s in report.seeds] == [(3, 3)]
+    bad = {
+        "injector.py": seed.format(decl="emits = 'A'", n=2, extra=""),
+        "inline.py": seed.format(decl="consumes = 'A'", n=2, extra="    inline = True\n"),
+        "workers.py": seed.format(decl="consumes = 'A'", n=2, extra="    workers = 2\n"),
+        "negative.py": seed.format(decl="consumes = 'A'", n=-1, extra=""),
+    }
+    for name, text in bad.items():
+        write(tmp_path, name, text)
+        errors = loader.load([tmp_path / name], "default").errors
+        assert len(errors) == 1 and "'processes'" in errors[0][1], (name, errors)
