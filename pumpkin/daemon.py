@@ -510,7 +510,9 @@ class Daemon:
             self._admit(replay, fresh=False)
         expected = [e for e in recovered if not e.moved]
         if cfg.rx.dir is not None:
-            self.dropdir = DropDir(cfg.rx, cfg.node.group, self.node_id, self.ids, self.journal, self._admit)
+            self.dropdir = DropDir(
+                cfg.rx, cfg.node.group, self.node_id, self.ids, self.journal, self._admit, cfg.routing.ttl_hops
+            )
             await self.dropdir.start(expected)
         else:
             for entry in expected:
@@ -581,9 +583,9 @@ class Daemon:
             name = str(request.get("file", "-"))
             raw = base64.b64decode(str(request["content_base64"]), validate=True)
             parsed = (
-                parse_lines(raw.splitlines(keepends=True), name, group, self.ids)
+                parse_lines(raw.splitlines(keepends=True), name, group, self.ids, self.config.routing.ttl_hops)
                 if is_lines(name)
-                else parse_document(raw, name, group, self.ids)
+                else parse_document(raw, name, group, self.ids, self.config.routing.ttl_hops)
             )
             for note in parsed.notes:
                 log.warning("pmk inject %s: %s", name, note)

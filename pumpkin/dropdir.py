@@ -39,7 +39,7 @@ from . import dropfile
 from .config import RxConfig
 from .errors import PacketError
 from .journal import Entry, Journal, Source, fsync_dir
-from .packet import Hop, IdMaker, Packet
+from .packet import DEFAULT_TTL_HOPS, Hop, IdMaker, Packet
 
 log = logging.getLogger(__name__)
 logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every batch of events at INFO
@@ -111,8 +111,11 @@ class DropDir:
         ids: IdMaker,
         journal: Journal,
         admit: Callable[[list[Packet]], None],
+        ttl_hops: int = DEFAULT_TTL_HOPS,
     ) -> None:
+        """``ttl_hops``: the hops a packet from a file may make unless the file says (``routing.ttl_hops``)."""
         assert cfg.dir is not None
+        self.ttl_hops = ttl_hops
         self.root = Path(os.path.abspath(cfg.dir))
         self.cfg = cfg
         self.group = group
@@ -356,7 +359,7 @@ class DropDir:
             state = dropfile.state_of_folder(folder, self.group)
             data = fh.read()
             digest.update(data)
-            out.packets = [dropfile.raw_packet(state, data, out.rel, self.ids)]
+            out.packets = [dropfile.raw_packet(state, data, out.rel, self.ids, self.ttl_hops)]
         elif dropfile.is_lines(name):
 
             def lines() -> Iterator[bytes]:
@@ -364,12 +367,12 @@ class DropDir:
                     digest.update(line)
                     yield line
 
-            parsed = dropfile.parse_lines(lines(), out.rel, self.group, self.ids)
+            parsed = dropfile.parse_lines(lines(), out.rel, self.group, self.ids, self.ttl_hops)
             out.packets, out.notes = parsed.packets, parsed.notes
         else:
             raw = fh.read()
             digest.update(raw)
-            parsed = dropfile.parse_document(raw, out.rel, self.group, self.ids)
+            parsed = dropfile.parse_document(raw, out.rel, self.group, self.ids, self.ttl_hops)
             out.packets, out.notes = parsed.packets, parsed.notes
         out.source = Source(out.rel, st.st_size, st.st_mtime_ns, digest.hexdigest())
 

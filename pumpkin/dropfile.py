@@ -26,7 +26,7 @@ import orjson
 
 from . import tags
 from .errors import PacketError, TagError
-from .packet import LEGACY_DROPPED, IdMaker, Packet, from_document, from_legacy
+from .packet import DEFAULT_TTL_HOPS, LEGACY_DROPPED, IdMaker, Packet, from_document, from_legacy
 
 #: Sub-folders of the drop folder that are never read: where processed and unreadable files go.
 RESERVED = ("done", "failed")
@@ -72,18 +72,20 @@ def _rx_meta(packet: Packet, rel: str, line: int | None, old_id: str | None) -> 
     packet.meta = {**packet.meta, "rx": rx}
 
 
-def _from_json(obj: Any, rel: str, group: str, ids: IdMaker, parsed: Parsed, line: int | None = None) -> None:
+def _from_json(
+    obj: Any, rel: str, group: str, ids: IdMaker, parsed: Parsed, line: int | None = None, ttl: int = DEFAULT_TTL_HOPS
+) -> None:
     """One packet from a decoded document or legacy array, appended to ``parsed``."""
     now = time.time()
     if isinstance(obj, list):
-        packet = from_legacy(obj, group, ids)
+        packet = from_legacy(obj, group, ids, ttl)
         header = obj[0] if isinstance(obj[0], dict) else {}
         for key in LEGACY_DROPPED:
             if key in header:
                 parsed.notes.append(f"ignored the legacy header field {key!r}: Pumpkin never runs code from a packet")
         _rx_meta(packet, rel, line, None)
     elif isinstance(obj, dict):
-        packet = from_document(obj, group, ids)
+        packet = from_document(obj, group, ids, ttl)
         if packet.ttl < 1:
             raise PacketError(f"'ttl' {packet.ttl} leaves no hops; remove 'ttl' to get the default")
         old_id = obj.get("id") if isinstance(obj.get("id"), str) else None
@@ -105,23 +107,23 @@ def _loads(raw: bytes) -> Any:
         raise PacketError(f"not valid JSON ({exc}); a packet file holds e.g. {EXAMPLE}") from None
 
 
-def parse_document(raw: bytes, rel: str, group: str, ids: IdMaker) -> Parsed:
-    """The packet in a whole-file JSON document (modern object or legacy array)."""
+def parse_document(raw: bytes, rel: str, group: str, ids: IdMaker, ttl: int = DEFAULT_TTL_HOPS) -> Parsed:
+    """The packet in a whole-file JSON document (modern object or legacy array); ``ttl`` unless it says."""
     if not raw.strip():
         raise PacketError(f"the file is empty; a packet file holds e.g. {EXAMPLE}")
     parsed = Parsed()
-    _from_json(_loads(raw), rel, group, ids, parsed)
+    _from_json(_loads(raw), rel, group, ids, parsed, ttl=ttl)
     return parsed
 
 
-def parse_lines(lines: Iterable[bytes], rel: str, group: str, ids: IdMaker) -> Parsed:
-    """The packets of a JSON-lines file, one document per non-blank line."""
+def parse_lines(lines: Iterable[bytes], rel: str, group: str, ids: IdMaker, ttl: int = DEFAULT_TTL_HOPS) -> Parsed:
+    """The packets of a JSON-lines file, one document per non-blank line; ``ttl`` unless one says."""
     parsed = Parsed()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            _from_json(_loads(line), rel, group, ids, parsed, number)
+            _from_json(_loads(line), rel, group, ids, parsed, number, ttl)
         except PacketError as exc:
             raise PacketError(f"line {number}: {exc}; nothing from this file was injected") from None
     if not parsed.packets:
@@ -129,8 +131,8 @@ def parse_lines(lines: Iterable[bytes], rel: str, group: str, ids: IdMaker) -> P
     return parsed
 
 
-def raw_packet(state: tags.StateTag, data: bytes, rel: str, ids: IdMaker) -> Packet:
+def raw_packet(state: tags.StateTag, data: bytes, rel: str, ids: IdMaker, ttl: int = DEFAULT_TTL_HOPS) -> Packet:
     """A packet whose data is a raw file's bytes, in the state its folder names."""
-    packet = Packet(ids.root(), state, data)
+    packet = Packet(ids.root(), state, data, [], ttl)
     _rx_meta(packet, rel, None, None)
     return packet

@@ -260,7 +260,7 @@ def to_document(packet: Packet) -> dict[str, Any]:
     return doc
 
 
-def from_document(doc: Any, group: str, ids: IdMaker) -> Packet:
+def from_document(doc: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT_TTL_HOPS) -> Packet:
     """A packet from its file form; tag shorthands expand against ``group``; a missing id gets a new one."""
     if not isinstance(doc, dict):
         raise PacketError("a packet document must be a JSON object with 'state' and 'data'")
@@ -282,7 +282,7 @@ def from_document(doc: Any, group: str, ids: IdMaker) -> Packet:
     pid = doc.get("id")
     if not isinstance(pid, str) or pid.count(":") != 3:
         pid = ids.root()
-    ttl = doc.get("ttl", DEFAULT_TTL_HOPS)
+    ttl = doc.get("ttl", default_ttl)
     created = doc.get("created", time.time())
     if not isinstance(ttl, int) or not isinstance(created, (int, float)):
         raise PacketError("'ttl' must be an integer and 'created' a number")
@@ -296,7 +296,7 @@ def from_document(doc: Any, group: str, ids: IdMaker) -> Packet:
 LEGACY_DROPPED = ("code",)
 
 
-def from_legacy(obj: Any, group: str, ids: IdMaker) -> Packet:
+def from_legacy(obj: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT_TTL_HOPS) -> Packet:
     """A new packet (new lineage) from an original-Pumpkin ``[header, {}, entry]`` array; see the module doc."""
     if not isinstance(obj, list) or not obj:
         raise PacketError("a legacy packet is a JSON array [header, {}, entry]")
@@ -312,7 +312,7 @@ def from_legacy(obj: Any, group: str, ids: IdMaker) -> Packet:
         raise PacketError(f"'stag': {exc}") from None
     if "data" not in entry:
         raise PacketError(f"the legacy entry with stag {entry['stag']!r} has no 'data'")
-    ttl = header.get("ttl", DEFAULT_TTL_HOPS)
+    ttl = header.get("ttl", default_ttl)
     try:
         ttl = int(ttl)
     except (TypeError, ValueError):

@@ -256,3 +256,30 @@ def test_tx_files_are_written_once_per_lineage_and_result(tmp_path):
     paths = asyncio.run(main())
     assert paths[0] == paths[1] != paths[2]
     assert sorted(p.read_text() for p in (tmp_path / "tx" / "extract").iterdir()) == ["Hello Mars", "Hello Mars, again"]
+
+
+def test_packets_from_files_get_the_configured_hops_unless_the_file_says(tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "ttl.py").write_text(
+        "from pumpkin import Seed\nSEEN = []\nclass Ttl(Seed):\n    consumes = 'SHOUT'\n"
+        "    def run(self, data, packet):\n        SEEN.append((data, packet.ttl))\n"
+    )
+    rx = tmp_path / "rx"
+
+    async def main() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[seeds / "ttl.py"], routing_ttl_hops="5"))
+        await d.start()
+        try:
+            (rx / "plain.json").write_text('{"state": "SHOUT", "data": "plain"}')
+            (rx / "own.json").write_text('{"state": "SHOUT", "data": "own", "ttl": 9}')
+            (rx / "old.pkt").write_text('[{"box": "0"}, {}, {"stag": "String:SHOUT", "data": "old"}]')
+            (rx / "SHOUT").mkdir()
+            (rx / "SHOUT" / "raw.bin").write_bytes(b"raw")
+            seen = sys.modules[d.specs["Ttl"].factory.__module__].SEEN
+            await async_wait_until(lambda: len(seen) == 4, what="four files' packets")
+            assert sorted(seen, key=str) == sorted([("plain", 5), ("own", 9), ("old", 5), (b"raw", 5)], key=str)
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
