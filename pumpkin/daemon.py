@@ -148,6 +148,7 @@ class Daemon:
             me=self.origin,
             local_seeds=self._seed_summaries,
             local_load=self._local_load,
+            local_done=self.local_done,
             transport=self.transport,
             router=self.router,
             peers=self.peers,
@@ -323,6 +324,13 @@ class Daemon:
     def _local_load(self) -> dict[str, float]:
         assert self.router is not None
         return {n: r.pending / r.spec.workers for n, r in self.router.local.items()}
+
+    def local_done(self) -> dict[str, int]:
+        """Packets each local seed has handled (an injector: made), for peers' pages."""
+        assert self.router is not None
+        return {
+            n: self.router.emitted_by[n] if r.spec.is_injector else r.processed for n, r in self.router.local.items()
+        }
 
     # -- web page and API (pumpkin/web.py) -------------------------------------------------------
 

@@ -74,12 +74,17 @@ class Mesh:
         forget: Callable[[str], None],
         heartbeat_s: float,
         static_peers: tuple[str, ...] = (),
+        local_done: Callable[[], dict[str, int]] = dict,
     ) -> None:
+        """``local_done``: packets each local seed has handled so far (sent in PINGs, for network-wide rates)."""
         self.node_id = node_id
         self.host = host
         self.me = me
         self.local_seeds = local_seeds
         self.local_load = local_load
+        self.local_done = local_done
+        self._done_sent: dict[str, dict[str, int]] = {}  # the counts each peer last got from us
+        self._done_reported: dict[str, dict[str, int]] = {}  # each peer's own seeds' counts, from its PINGs
         self.transport = transport
         self.router = router
         self.peers = peers
@@ -259,6 +264,8 @@ class Mesh:
             return
         self._heard(o.id, "ping")
         self._reported[o.id] = {str(k): float(v) for k, v in msg.body.get("load", {}).items()}
+        if "done" in msg.body:
+            self._done_reported[o.id] = {str(k): int(v) for k, v in msg.body["done"].items()}
         if msg.body.get("echo"):
             now = time.monotonic()
             newly = now - self._echo_at.get(o.id, -1e9) > self._fresh_s
@@ -407,7 +414,7 @@ class Mesh:
         self._workers.pop(node, None)
         self._reported.pop(node, None)
         self._origins.pop(node, None)
-        for table in (self._beacon_at, self._echo_at, self._load_sent):
+        for table in (self._beacon_at, self._echo_at, self._load_sent, self._done_sent, self._done_reported):
             table.pop(node, None)
         if known:
             log.info("Peer %s %s%s", node, why, f"; re-routing {moved} unacknowledged packet(s)" if moved else "")
@@ -420,10 +427,10 @@ class Mesh:
             if self._announce_pending:
                 self._announce_pending = False
                 self.announce()
-            now, load = time.monotonic(), self.local_load()
+            now, load, done = time.monotonic(), self.local_load(), self.local_done()
             frames: dict[bool, list[bytes]] = {}
             for node in list(self.peers.peers):
-                self._ping(node, now, load, frames, only_if_needed=True)
+                self._ping(node, now, load, frames, only_if_needed=True, done=done)
             evasive, expired = self.peers.sweep()
             for peer in evasive:
                 moved = self._reroute(peer.node_id)
@@ -449,20 +456,29 @@ class Mesh:
         load: dict[str, float],
         frames: dict[bool, list[bytes]],
         only_if_needed: bool = False,
+        done: dict[str, int] | None = None,
     ) -> None:
         """PING ``node`` (with ``only_if_needed``: only when it needs one, see the module docstring);
-        ``frames`` caches the two encodings of this heartbeat's PING."""
+        ``frames`` caches the two encodings of this heartbeat's PING. ``done`` (the local seeds' counts) goes
+        along, and a change in it is reason enough to ping: peers' pages show the whole network's rates."""
         deaf = now - self._beacon_at.get(node, -1e9) > self._fresh_s  # we need its PINGs to know it lives
         busy = {k: v for k, v in load.items() if v}
+        done = self.local_done() if done is None else done
         if only_if_needed:
             asked = now - self._echo_at.get(node, -1e9) <= self._fresh_s
-            if not (deaf or asked or busy or busy != self._load_sent.get(node, {})):
+            moved = done != self._done_sent.get(node, {})
+            if not (deaf or asked or busy or moved or busy != self._load_sent.get(node, {})):
                 return
         if deaf not in frames:
-            frames[deaf] = messages.encode(PING, self.me(), load=load, echo=deaf)
+            frames[deaf] = messages.encode(PING, self.me(), load=load, echo=deaf, done=done)
         if self.transport.send_control(node, frames[deaf]):
             self._load_sent[node] = busy
+            self._done_sent[node] = done
             self.counters["pings"] += 1
+
+    def done_of(self, node: str) -> dict[str, int]:
+        """How many packets each of ``node``'s seeds has handled, as its last PING said ({} before one)."""
+        return self._done_reported.get(node, {})
 
     def _hello_static_peers(self) -> None:
         known = {a for p in self.peers.peers.values() for a in [p.endpoint, *p.addresses]}

@@ -314,12 +314,17 @@ def counters_view(d: Daemon, rates: Rates) -> dict[str, Any]:
 
 
 def _rate_counters(d: Daemon) -> dict[str, int]:
-    """What ``Rates`` differentiates: runs of local seeds plus packets sent to remote replicas, per peer sends."""
-    assert d.router is not None and d.transport is not None
-    # An injector's runs are not its packets (a run may emit many, and streamed emissions count as runs).
-    c = {f"seed:{n}": d.router.emitted_by[n] if r.spec.is_injector else r.processed for n, r in d.router.local.items()}
+    """What ``Rates`` differentiates: packets handled by every replica of each seed in the network (local counts,
+    and each peer's own counts from its PINGs; for a peer that has not said, what this node sent it), and
+    messages sent per peer."""
+    assert d.router is not None and d.transport is not None and d.mesh is not None
+    c = {f"seed:{n}": v for n, v in d.local_done().items()}
+    reported = {node: d.mesh.done_of(node) for node in d.peers.peers}
+    for done in reported.values():
+        for name, n in done.items():
+            c[f"seed:{name}"] = c.get(f"seed:{name}", 0) + n
     for (name, node), n in d.router.delivered.items():
-        if node != d.node_id:
+        if node != d.node_id and name not in reported.get(node, {}):
             c[f"seed:{name}"] = c.get(f"seed:{name}", 0) + n
     for node, link in d.transport.links.items():
         c[f"peer:{node}"] = link.sent

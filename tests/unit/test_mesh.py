@@ -61,14 +61,14 @@ def mesh_with_peer() -> tuple[Mesh, Links]:
     return mesh, links
 
 
-def heartbeat(mesh: Mesh, load: dict[str, float]) -> None:
-    mesh._ping("p", time.monotonic(), load, {}, only_if_needed=True)
+def heartbeat(mesh: Mesh, load: dict[str, float], done: dict[str, int] | None = None) -> None:
+    mesh._ping("p", time.monotonic(), load, {}, only_if_needed=True, done=done or {})
 
 
 def test_a_peer_whose_beacons_we_hear_gets_no_ping_while_we_are_idle():
     mesh, links = mesh_with_peer()
     heartbeat(mesh, {"greet": 0.0})  # not heard by beacon yet: a PING, asking for PINGs back
-    assert links.take() == [("p", {**origin("me").fields(), "load": {"greet": 0.0}, "echo": True})]
+    assert links.take() == [("p", {**origin("me").fields(), "load": {"greet": 0.0}, "echo": True, "done": {}})]
     mesh.on_origin(origin("p"), "broadcast")  # its beacon
     heartbeat(mesh, {"greet": 0.0})
     assert links.take() == []
@@ -93,3 +93,14 @@ def test_a_peer_that_does_not_hear_our_beacons_asks_and_gets_pings():
     assert links.take() == []  # not twice: from now on the heartbeat pings it
     heartbeat(mesh, {})
     assert [(node, body["echo"]) for node, body in links.take()] == [("p", False)]
+
+
+def test_seed_counts_travel_when_they_change_so_every_page_shows_the_whole_network():
+    mesh, links = mesh_with_peer()
+    mesh.on_origin(origin("p"), "broadcast")  # its beacons are heard: no ping needed for liveness
+    heartbeat(mesh, {"greet": 0.0}, {"greet": 5})
+    heartbeat(mesh, {"greet": 0.0}, {"greet": 5})  # unchanged: nothing to say
+    heartbeat(mesh, {"greet": 0.0}, {"greet": 9})
+    assert [body["done"] for _, body in links.take()] == [{"greet": 5}, {"greet": 9}]
+    mesh.handle(messages.encode(PING, origin("p"), load={}, done={"shout": 12}))
+    assert mesh.done_of("p") == {"shout": 12} and mesh.done_of("nobody") == {}

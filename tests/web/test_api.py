@@ -213,6 +213,52 @@ def test_peers_and_hosts_show_an_introduced_daemon_and_where_data_flows(tmp_path
     run(main)
 
 
+def test_every_page_shows_the_rates_of_seeds_anywhere_in_the_network(tmp_path):
+    """A -> B -> C: A sends nothing to C, yet A's counters show C's seed at work (peers' PINGs carry their counts)."""
+    ticker = seed_file(
+        tmp_path,
+        "ticker",
+        "from pumpkin import Seed\nclass Tick(Seed):\n    emits = 'N'\n    every_s = 0.02\n"
+        "    def run(self):\n        return 1\n",
+    )
+    double = seed_file(
+        tmp_path,
+        "double",
+        "from pumpkin import seed\n@seed(consumes='N', emits='D')\ndef double(n):\n    return 2 * n\n",
+    )
+    sink = seed_file(tmp_path, "sink", "from pumpkin import seed\n@seed(consumes='D')\ndef sink(d):\n    pass\n")
+
+    async def main() -> None:
+        a, b, c = (Daemon(cfg(tmp_path, n, seeds=[f])) for n, f in (("a", ticker), ("b", double), ("c", sink)))
+        for d in (c, b, a):
+            await d.start()
+        try:
+            everyone = (a, b, c)
+            for x in everyone:
+                for y in everyone:
+                    if x is not y:
+                        x.learn_peer(
+                            y.node_id,
+                            y.transport.data_endpoints[0],
+                            [SeedInfo.from_summary(s.summary()) for s in y.specs.values()],
+                        )
+            async with aiohttp.ClientSession() as s:
+                client = Client(s, a)
+
+                async def sink_rate() -> float:
+                    _, counters = await client.get("/api/v1/counters")
+                    return counters["rates"]["seeds"].get("sink", 0.0)
+
+                await async_wait_until(sink_rate, timeout_s=20, what="C's sink at work, seen from A")
+                assert a.router.delivered.get(("sink", c.node_id), 0) == 0  # A never sent C a thing
+                assert a.mesh.done_of(c.node_id)["sink"] > 0
+        finally:
+            for d in (a, b, c):
+                await d.stop()
+
+    run(main)
+
+
 def test_posts_are_refused_without_the_token(tmp_path):
     async def main() -> None:
         ro = Daemon(cfg(tmp_path, "ro", seeds=hello()))
