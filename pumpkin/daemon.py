@@ -655,6 +655,7 @@ def _tune_gc() -> None:
     on collections that found nothing (bench/chain.py, per-packet CPU per daemon)."""
     import gc
 
+    gc.collect()  # what start-up left behind is freed, not frozen
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
 
