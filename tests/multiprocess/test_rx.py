@@ -51,7 +51,11 @@ def drop(rx: Path, rel: str, content: bytes | str) -> Path:
 
 
 def files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    """The files a reader would take: not the dot-files a writer fills before renaming them (the tx writer's
+    ``.name.tmp``, which a kill -9 can leave until the restarted daemon writes that result again)."""
+    if not folder.exists():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def results(tx: Path) -> list[str]:
