@@ -14,14 +14,13 @@ The functions here run in the worker processes; ``SeedRunner`` drives the pool f
 from __future__ import annotations
 
 import atexit
-import logging
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 from .packet import Packet
-from .runner import Emission, iter_results
+from .runner import Emission, instantiate, iter_results, raised, run_modern
 from .seed import run_arity
 
 _instance: Any = None
@@ -39,9 +38,7 @@ def init_worker(path: str, group: str, name: str, node_id: str) -> None:
     try:
         specs = loader.load_file(Path(path), group, explicit=True)
         spec = next(s for s in specs if s.name == name)
-        instance = spec.factory()
-        instance.node_id = node_id
-        instance.log = logging.getLogger(f"pumpkin.seed.{name}")
+        instance = instantiate(spec, node_id)
         instance.on_load()
     except Exception as exc:  # noqa: BLE001 - reported for every packet this worker is given
         _load_error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
@@ -57,8 +54,7 @@ def run_packet(packet: Packet) -> tuple[list[Emission], str, str, float]:
         return [], f"seed {_name} could not load in its worker process: {_load_error.splitlines()[0]}", _load_error, 0.0
     started = time.perf_counter()
     try:
-        result = _instance.run(packet.data, packet) if _arity >= 2 else _instance.run(packet.data)
-        emissions = list(iter_results(result))
+        emissions = list(iter_results(run_modern(_instance, _arity, packet)))
     except Exception as exc:  # noqa: BLE001 - a seed's bug fails its packet, not the worker
-        return [], f"seed {_name} raised {type(exc).__name__}: {exc}", traceback.format_exc(), 0.0
+        return [], raised(_name, exc), traceback.format_exc(), 0.0
     return emissions, "", "", time.perf_counter() - started

@@ -125,6 +125,32 @@ def legacy_view(packet: Packet | None, emit: Callable[[str, Any, bool], None]) -
     return PmkSeed.LegacyPacket([header, {}, entry], emit)
 
 
+def instantiate(spec: SeedSpec, node_id: str) -> Any:
+    """A new instance of ``spec``'s seed, as the daemon ``node_id`` gives it (on_load not called yet)."""
+    if spec.legacy:
+        instance = spec.factory(LegacyContext(spec, node_id), spec.manifest.get("object_poi"))
+        instance.conf = spec.manifest
+    else:
+        instance = spec.factory()
+        instance.node_id = node_id
+        instance.log = logging.getLogger(f"pumpkin.seed.{spec.name}")
+    return instance
+
+
+def run_modern(instance: Any, arity: int, packet: Packet | None) -> Any:
+    """Call a modern seed's ``run`` the way its signature asks (see ``seed``); what it returned."""
+    if packet is None:
+        return instance.run()
+    if arity >= 2:
+        return instance.run(packet.data, packet)
+    return instance.run(packet.data)
+
+
+def raised(seed: str, exc: Exception) -> str:
+    """The one-line reason a packet failed because its seed raised ``exc``."""
+    return f"seed {seed} raised {type(exc).__name__}: {exc}"
+
+
 class SeedRunner:
     """Runs one seed's instances on worker threads; lives on the event loop that created it."""
 
@@ -162,6 +188,7 @@ class SeedRunner:
         self._pool: Any = None  # concurrent.futures.ProcessPoolExecutor for a seed with processes = N
         self._pool_queue: deque[Packet] = deque()
         self._pool_busy = 0  # packets handed to the pool and not back yet
+        self._run_in_pool: Callable[[Packet], Any] | None = None  # procpool.run_packet, once there is a pool
         self._inline_scheduled = False
         self.pending = 0  # queued + running, counted on the loop
         self.processed = 0
@@ -213,8 +240,9 @@ class SeedRunner:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        from . import procpool
+        from . import procpool  # here: procpool imports this module
 
+        self._run_in_pool = procpool.run_packet
         group = self.spec.inputs[0].group
         return ProcessPoolExecutor(
             max_workers=self.spec.processes,
@@ -225,8 +253,6 @@ class SeedRunner:
 
     def _pump(self) -> None:
         """On the loop: hand queued packets to the pool, at most two per process at a time."""
-        from . import procpool
-
         while (
             self._pool is not None
             and self._pool_queue
@@ -236,7 +262,7 @@ class SeedRunner:
             packet = self._pool_queue.popleft()
             self._pool_busy += 1
             try:
-                future = self._pool.submit(procpool.run_packet, packet)
+                future = self._pool.submit(self._run_in_pool, packet)
             except RuntimeError as exc:  # the pool broke (a worker died) or is shut down
                 self._pool_result(packet, None, exc)
                 continue
@@ -366,14 +392,7 @@ class SeedRunner:
     # -- worker side -----------------------------------------------------------------------------
 
     def _instantiate(self) -> Any:
-        if self.spec.legacy:
-            instance = self.spec.factory(LegacyContext(self.spec, self.node_id), self.spec.manifest.get("object_poi"))
-            instance.conf = self.spec.manifest
-        else:
-            instance = self.spec.factory()
-            instance.node_id = self.node_id
-            instance.log = logging.getLogger(f"pumpkin.seed.{self.spec.name}")
-        return instance
+        return instantiate(self.spec, self.node_id)
 
     def _post(self, outcome: Outcome) -> None:
         self._outbox.append(outcome)
@@ -473,17 +492,11 @@ class SeedRunner:
                 else:
                     instance.run(view, *self._legacy_args(packet.data))
             else:
-                if packet is None:
-                    result = instance.run()
-                elif self._arity >= 2:
-                    result = instance.run(packet.data, packet)
-                else:
-                    result = instance.run(packet.data)
-                for e in iter_results(result):
+                for e in iter_results(run_modern(instance, self._arity, packet)):
                     emit(e)
         except Exception as exc:  # noqa: BLE001 - a seed's bug fails its packet, not the daemon
             outcome.emissions = []
-            outcome.error = f"seed {self.spec.name} raised {type(exc).__name__}: {exc}"
+            outcome.error = raised(self.spec.name, exc)
             outcome.traceback = traceback.format_exc()
         outcome.seconds = time.perf_counter() - started
         return outcome
