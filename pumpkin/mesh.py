@@ -263,9 +263,10 @@ class Mesh:
             self._send_hello(o, reply=True, via="ping")
             return
         self._heard(o.id, "ping")
-        self._reported[o.id] = {str(k): float(v) for k, v in msg.body.get("load", {}).items()}
+        # dict(): a body that is not an object raises TypeError/ValueError, which ``handle`` reports as a reject.
+        self._reported[o.id] = {str(k): float(v) for k, v in dict(msg.body.get("load", {})).items()}
         if "done" in msg.body:
-            self._done_reported[o.id] = {str(k): int(v) for k, v in msg.body["done"].items()}
+            self._done_reported[o.id] = {str(k): int(v) for k, v in dict(msg.body["done"]).items()}
         if msg.body.get("echo"):
             now = time.monotonic()
             newly = now - self._echo_at.get(o.id, -1e9) > self._fresh_s
@@ -343,10 +344,10 @@ class Mesh:
             self._recent.popitem(last=False)
         self.counters["received"] += 1
         # Straight to the local seed only while it is in the automaton here (not disabled, not unloaded).
-        runner = self.router.local.get(to) if to and self.router.automaton.runs_on(to, self.node_id) else None
+        runner = self.router.local_room(to) if to and self.router.automaton.runs_on(to, self.node_id) else None
         if sender:
             self._heard(sender, "packet")
-        if runner is not None and runner.pending < self.router.seed_queue_max:
+        if runner is not None:
             if sender:
                 self.custody[(packet.id, to)] = sender  # type: ignore[index]
             self.router.hold(packet, 1)  # the router lets go of it when the seed has finished

@@ -12,9 +12,9 @@ Flow control: a replica has room while its queue (local) or its unacknowledged p
 hands such packets on, oldest first, as soon as a replica has room again. A local seed whose outputs pile
 up that way (``THROTTLE_HIGH`` waiting in one of its output states) is throttled: it takes no new input (an
 injector makes no new packets) until the pile is under ``THROTTLE_LOW``. So a fast producer slows down to
-the pace of the slowest seed after it, across daemons, instead of filling memory or failing packets. A throttle under
-which nothing moves for ``THROTTLE_STUCK_S`` (seeds in a cycle waiting for each other) is lifted, so a cycle
-under load ends in packets failed with a reason, never in a silent hang.
+the pace of the slowest seed after it, across daemons, instead of filling memory or failing packets. A
+throttle under which nothing moves for ``THROTTLE_STUCK_S`` (seeds in a cycle waiting for each other) is
+lifted, so a cycle under load ends in packets failed with a reason, never in a silent hang.
 
 All methods run on the event loop; nothing here blocks.
 """
@@ -176,13 +176,14 @@ class Router:
         if self._throttled:
             self._check_throttles()
 
+    def local_room(self, seed: str) -> SeedRunner | None:
+        """The local runner of ``seed`` when it can queue another packet (under ``seed_queue_max``), else None."""
+        runner = self.local.get(seed)
+        return runner if runner is not None and runner.pending < self.seed_queue_max else None
+
     def _has_room(self, seed: str, nodes: Sequence[str]) -> bool:
-        for node in nodes:
-            if node == self.node_id:
-                runner = self.local.get(seed)
-                if runner is not None and runner.pending < self.seed_queue_max:
-                    return True
-            elif self.remote_room(node, seed):
+        for node in nodes:  # a loop, not any(): this runs for every packet handed on by kick
+            if self.local_room(seed) is not None if node == self.node_id else self.remote_room(node, seed):
                 return True
         return False
 
@@ -205,8 +206,11 @@ class Router:
     def _check_throttles(self) -> None:
         for name, runner in list(self._throttled.items()):
             if all(self.waiting.busy(tag) < THROTTLE_LOW for tag in runner.spec.outputs):
-                del self._throttled[name]
-                runner.throttle(False)
+                self._release_throttle(name, runner)
+
+    def _release_throttle(self, name: str, runner: SeedRunner) -> None:
+        del self._throttled[name], self._throttle_progress[name]
+        runner.throttle(False)
 
     def check_stuck_throttles(self) -> None:
         """Lift a throttle under which none of the piled packets moved for THROTTLE_STUCK_S (call periodically)."""
@@ -217,9 +221,8 @@ class Router:
             if moved > handed_on:
                 self._throttle_progress[name] = (now, moved)
             elif now - since >= THROTTLE_STUCK_S:
-                del self._throttled[name]
+                self._release_throttle(name, runner)
                 self._no_throttle_until[name] = now + THROTTLE_COOLDOWN_S
-                runner.throttle(False)
                 self.counters["throttle_stuck"] += 1
                 log.warning(
                     "seed %s was throttled while its outputs waited, and none of them moved for %g s (seeds waiting "
@@ -327,8 +330,8 @@ class Router:
                 candidates[0] if len(candidates) == 1 else pick_replica(candidates, lambda n: self._load(n, name), turn)
             )
             if node == self.node_id:
-                runner = self.local.get(name)
-                if runner is not None and runner.pending < self.seed_queue_max:
+                runner = self.local_room(name)
+                if runner is not None:
                     self.counters["local"] += 1
                     self.hold(packet, 1)
                     self.delivered[name, node] += 1

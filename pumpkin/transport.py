@@ -261,7 +261,7 @@ class Transport:
             return False
         if link.batched:
             self._send_batch(node, link)  # packets queued before this message leave before it
-        if link.backlog and len(link.backlog) >= PEER_BACKLOG_MSGS:
+        if len(link.backlog) >= PEER_BACKLOG_MSGS:
             return False
         self._push(node, link, frames)
         return True
