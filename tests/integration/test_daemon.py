@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ from pumpkin import config, loader, tags
 from pumpkin import packet as codec
 from pumpkin.automaton import SeedInfo
 from pumpkin.daemon import Daemon
+from pumpkin.discovery import LocalDiscovery
 from tests.helpers import async_wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -600,7 +602,12 @@ def test_a_same_host_card_follows_seed_changes_so_peers_stop_saying_hello(tmp_pa
             await async_wait_until(lambda: a.node_id in b.peers.peers and b.node_id in a.peers.peers)
             a.enable_seed("greet", False)
             await async_wait_until(lambda: b.peers.peers[a.node_id].seeds_digest == a.origin().digest)
-            await asyncio.sleep(0.2)  # four heartbeats: b reads a's card each time
+            card = next(x for x in a.discoveries if isinstance(x, LocalDiscovery))._card
+            assert card is not None
+            # Once a's card says the new digest, b cannot read a stale one any more; what it said before is done.
+            await async_wait_until(
+                lambda: json.loads(card.read_bytes()).get("dg") == a.origin().digest, what="a's card to follow"
+            )
             said_hello = b.mesh._hello_sent.get(a.node_id)
             await asyncio.sleep(1.5)  # longer than HELLO_RETRY_S: a stale card would make b say hello again
             assert b.mesh._hello_sent.get(a.node_id) == said_hello, "b keeps saying hello: a's card is stale"
