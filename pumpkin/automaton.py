@@ -141,6 +141,25 @@ class Automaton:
         """The states data in ``tag`` can reach."""
         return set(nx.descendants(self.graph, tag)) if tag in self.graph else set()
 
+    def cycle_through(self, name: str) -> list[str]:
+        """The seeds of a cycle through seed ``name`` (data it emits can come back to it), or [] when none."""
+        info = self._seeds.get(name)
+        if info is None:
+            return []
+        for out in info.outputs:
+            for into in info.inputs:
+                if out not in self.graph or into not in self.graph:
+                    continue
+                try:
+                    states = nx.shortest_path(self.graph, out, into)
+                except nx.NetworkXNoPath:
+                    continue
+                seeds = [name]
+                for u, v in zip(states, states[1:], strict=False):
+                    seeds.append(sorted(self.graph[u][v])[0])
+                return seeds
+        return []
+
     def node_link(self) -> dict[str, Any]:
         """The automaton in networkx's node-link JSON form, with tags as strings."""
         g = nx.MultiDiGraph()

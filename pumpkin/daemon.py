@@ -1,13 +1,16 @@
 """The daemon: wires configuration, working directory, transport, seeds, automaton and router together.
 
-Start order: claim the working directory (identity), bind sockets, load seeds, put them in the automaton,
-start heartbeats and discovery, start the consuming seeds (peers may send work from now on), serve the web
-page, bring back packets saved at the last stop, route again what the intake journal holds unfinished and
-start watching the rx folder, then start the injectors.
-Stop order (``stop`` is idempotent): stop intake (web page, rx folder, injectors), drain in-flight work (bounded
-wait), save what still waits to ``pending/`` and acknowledge it to its senders, say goodbye to peers (BYE, a
-goodbye beacon, mDNS unregister), stop seed threads (``on_unload``), finish tx writes and journal commits, close
-sockets, release the working directory.
+Start order: claim the working directory (identity), bind sockets, open the intake journal and the tx writer
+(everything that takes a seed's outputs is there before any seed runs), load seeds, put them in the
+automaton, start heartbeats and discovery, start the consuming seeds (peers may send work from now on), serve
+the web page, bring back packets saved at the last stop, route again what the intake journal holds
+unfinished and start watching the rx folder, then start the injectors.
+Stop order (``stop`` is idempotent): stop intake (web page, rx folder, injectors), drain work (local queues
+and packets peers have not acknowledged; bounded wait), stop taking packets from peers, stop seed threads
+(``on_unload``), save everything still held (queued, waiting, unacknowledged by a peer) to ``pending/``
+(fsynced) and let go of it, finish failed/ and tx writes (so their senders get ACKs), say goodbye to peers
+(ACKs, BYE, a goodbye beacon, mDNS unregister), finish journal commits, close sockets, release the working
+directory.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import importlib
 import logging
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -32,12 +35,13 @@ from . import loader, messages, netinfo, tags
 from . import packet as packets
 from .automaton import Automaton, SeedInfo
 from .config import Config
+from .custody import Custody, hold
 from .discovery import BeaconDiscovery, LocalDiscovery, MdnsDiscovery
 from .dropdir import DropDir
 from .dropfile import is_lines, parse_document, parse_lines
 from .errors import PacketError, TagError
 from .failed import FailedStore
-from .journal import Holds, Journal, fsync_dir
+from .journal import Journal, fsync_dir
 from .mesh import Mesh
 from .messages import Origin
 from .packet import Hop, IdMaker, Packet
@@ -90,11 +94,13 @@ class Daemon:
         self.mesh: Mesh | None = None
         self.discoveries: list[BeaconDiscovery | MdnsDiscovery | LocalDiscovery] = []
         self.host = netinfo.host_key()
+        # This run of the node, told from the next by peers (see messages): a restart is noticed at once.
+        self.incarnation = time.time_ns()
         self.advertise = "127.0.0.1"
         self._digest = ""
         # Intake durability and the rx/tx folders (see the "intake" block below).
         self.journal: Journal | None = None
-        self.holds: Holds | None = None
+        self._recovered: list[Any] = []  # journal entries left unfinished by the last run
         self.dropdir: DropDir | None = None
         self.tx: TxWriter | None = None
         self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
@@ -142,6 +148,7 @@ class Daemon:
         for url in self.origin().tcp, self.origin().ipc:
             if url:
                 log.info("Node endpoint: %s", url)
+        await self._open_intake()
         self.mesh = Mesh(
             node_id=self.node_id,
             host=self.host,
@@ -152,10 +159,10 @@ class Daemon:
             transport=self.transport,
             router=self.router,
             peers=self.peers,
-            failed=self.failed,
             learn=self.learn_peer,
             forget=self.forget_peer,
             heartbeat_s=disc.heartbeat_s,
+            scheduler=asyncio.get_running_loop(),
             static_peers=disc.peers,
         )
         self._load_seeds()
@@ -182,7 +189,7 @@ class Daemon:
         ipc = next((u for u in self.transport.data_endpoints if u.startswith("ipc://")), None)
         if tcp is not None:
             tcp = f"tcp://{self.advertise}:{tcp.rsplit(':', 1)[1]}"
-        return Origin(self.node_id, tcp, ipc, self.host, self._digest)
+        return Origin(self.node_id, tcp, ipc, self.host, self._digest, inc=self.incarnation)
 
     async def _start_discovery(self, chosen: list[netinfo.Interface]) -> None:
         disc = self.config.discovery
@@ -250,30 +257,45 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.dropdir is not None:
             await self.dropdir.close()
-        saved: list[Packet] = []
         if router is not None:
             for runner in router.local.values():
                 runner.stop_injecting()
-            deadline = time.monotonic() + DRAIN_TIMEOUT_S
-            while any(r.pending for r in router.local.values()) and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            left = [p for r in router.local.values() for p in r.take_queued()]
-            saved = [*left, *(p for p, _ in router.waiting.release(lambda tag: True))]
-            self._save_pending(saved)
+            await self._drain()
+            if self.mesh is not None:
+                self.mesh.accepting = False  # senders keep what we have not taken; our BYE sends it elsewhere
+            queued = [p for r in router.local.values() for p in r.take_queued()]
+            await asyncio.gather(*(asyncio.to_thread(r.stop) for r in router.local.values()))
+            queued += [p for r in router.local.values() for p in r.take_queued()]
+            inflight = self.mesh.take_inflight() if self.mesh is not None else []
+            waiting = [p for p, _ in router.waiting.release(lambda tag: True)]
+            self._save_pending([*queued, *waiting, *inflight])
+        if self.failed is not None:
+            await self.failed.close()
+        if self.tx is not None:
+            await self.tx.close()
         if self.mesh is not None:
-            self.mesh.acknowledge_all()
-            await self.mesh.stop()
+            self.mesh.stop()
         for discovery in reversed(self.discoveries):
             with contextlib.suppress(Exception):
                 await discovery.stop()
-        if router is not None:
-            await asyncio.gather(*(asyncio.to_thread(r.stop) for r in router.local.values()))
-        await self._stop_intake(saved)
+        if self.journal is not None:
+            await self.journal.close()
         if self.transport is not None:
             await self.transport.close()
         if self.workdir is not None:
             self.workdir.release()
         log.info("Node %s stopped", self.node_id)
+
+    async def _drain(self) -> None:
+        """Give local seeds and peers up to DRAIN_TIMEOUT_S to finish what they hold (polled)."""
+        assert self.router is not None
+        runners = list(self.router.local.values())
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            busy = any(r.pending for r in runners if not r.spec.is_injector)
+            if not busy and not (self.mesh is not None and self.mesh.inflight_counts()):
+                return
+            await asyncio.sleep(0.02)
 
     # -- seeds -----------------------------------------------------------------------------------
 
@@ -367,9 +389,7 @@ class Daemon:
             self.automaton.remove(self.node_id, name)
             for packet in runner.take_queued():
                 self.router.deliver_to(name, packet)  # to another replica, or it waits for this seed
-                if self.router.on_finished is not None:
-                    self.router.on_finished(packet, name)  # passed on or parked: ours now, so ack its sender
-                self.router.hold(packet, -1)  # held again where it went; no longer in this seed's queue
+                hold(packet, -1)  # held again where it went; no longer in this seed's queue
             log.info("Seed disabled: %s (its packets go to other replicas or wait)", name)
         self.router.replan()
         self._digest = hashlib.sha1(orjson.dumps(self._seed_summaries())).hexdigest()[:12]
@@ -431,35 +451,47 @@ class Daemon:
         return self.router.inject(tags.parse(state, self.config.node.group), data, meta, via)
 
     def _save_pending(self, left: list[Packet]) -> None:
+        """Write ``left`` to ``pending/`` as one fsynced JSON-lines file, then let go of them: they are safe."""
         if not left or self.workdir is None:
             return
         folder = self.workdir.path / "pending"
         folder.mkdir(exist_ok=True)
-        for i, p in enumerate(left):
-            with open(folder / f"{i:06d}.pkt", "wb") as fh:
-                fh.write(orjson.dumps(packets.to_document(p)))
-                fh.flush()
-                os.fsync(fh.fileno())  # durable: the intake journal lets go of these lineages (_stop_intake)
+        final = folder / f"{time.time_ns():020d}.jsonl"
+        tmp = folder / f".{final.name}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(b"".join(orjson.dumps(packets.to_document(p)) + b"\n" for p in left))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
         fsync_dir(folder)
-        log.info("Saved %d packet(s) still waiting to %s; they resume at the next start", len(left), folder)
+        for packet in left:
+            hold(packet, -1)  # its sender is acknowledged, or the intake journal lets go of it
+        log.info("Saved %d packet(s) still on their way to %s; they resume at the next start", len(left), folder)
 
     async def _restore_pending(self) -> None:
         """Route again what was saved at the last stop; journaled first, so a crash now loses none of it."""
         assert self.workdir is not None and self.journal is not None and self.failed is not None
         folder = self.workdir.path / "pending"
-        files = sorted(folder.glob("*.pkt")) if folder.exists() else []
+        files = sorted([*folder.glob("*.pkt"), *folder.glob("*.jsonl")]) if folder.exists() else []
         resumed: list[Packet] = []
         for file in files:
-            try:
-                resumed.append(packets.from_document(orjson.loads(file.read_bytes()), self.config.node.group, self.ids))
-            except (PacketError, orjson.JSONDecodeError, OSError) as exc:
-                self.failed.keep_raw([file.read_bytes()], "bad-pending", f"{file}: cannot resume: {exc}")
+            lines = file.read_bytes().splitlines() if file.suffix == ".jsonl" else [file.read_bytes()]
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    resumed.append(packets.from_document(orjson.loads(line), self.config.node.group, self.ids))
+                except (PacketError, orjson.JSONDecodeError) as exc:
+                    self.failed.keep_raw([line], "bad-pending", f"{file} line {number}: cannot resume: {exc}")
         if resumed:
             await self.journal.add([(None, resumed)])
             self._admit(resumed, fresh=False)
             log.info("Resumed %d packet(s) saved at the last stop", len(resumed))
+        self.failed.sync()  # what could not be resumed is kept durably before its file goes
         for file in files:
             file.unlink()
+        for tmp in folder.glob(".*.tmp") if folder.exists() else []:
+            tmp.unlink()  # a save cut short: its packets are still in the journal or with their senders
 
     async def _sweep(self) -> None:
         assert self.router is not None
@@ -497,20 +529,26 @@ class Daemon:
 
     # -- intake: the journal, the rx folder, pmk inject and the tx folder --------------------------
 
-    async def _start_intake(self) -> None:
-        """Open the journal, route again what it holds unfinished, start the tx writer and the rx folder."""
+    async def _open_intake(self) -> None:
+        """Open the journal (reading what the last run left unfinished) and the tx writer: both take packets
+        from the moment any seed may run."""
         assert self.workdir is not None and self.router is not None
         cfg = self.config
         self.journal = Journal(self.workdir.path / "journal", cfg.node.group, self.ids)
-        self.holds = Holds(self.journal.lineage_free)
-        self.router.hold = self.holds.add_packet
-        recovered = await asyncio.to_thread(self.journal.recover)
+        self._recovered = await asyncio.to_thread(self.journal.recover)
         self.journal.start()
         if cfg.tx.dir is not None:
             self.tx = TxWriter(cfg.tx.dir, cfg.tx.form)
             self.tx.start()
             self.router.on_extracted = self._to_tx
+            self.router.done_before = self.tx.written_before
             log.info("Writing results to tx folder %s", cfg.tx.dir)
+
+    async def _start_intake(self) -> None:
+        """Route again what was saved at the last stop and what the journal holds unfinished; watch the rx folder."""
+        assert self.workdir is not None and self.router is not None and self.journal is not None
+        cfg = self.config
+        recovered, self._recovered = self._recovered, []
         await self._restore_pending()
         replay = [p for entry in recovered for p in entry.packets]
         if replay:
@@ -527,44 +565,39 @@ class Daemon:
                 self.journal.moved(entry)
 
     def _admit(self, batch: list[Packet], fresh: bool = True) -> None:
-        """Route packets the journal holds (``fresh``: new injections), counting their lineages until this
-        node is done with them."""
-        assert self.router is not None and self.holds is not None
+        """Route packets the journal holds (``fresh``: new injections); each lineage's custody tells the
+        journal when this node is done with it."""
+        assert self.router is not None and self.journal is not None
+        journal = self.journal
+        custodies: dict[str, Custody] = {}
         for packet in batch:
-            self.holds.track(packet.lineage)
+            lineage = packet.lineage
+            custody = custodies.get(lineage)
+            if custody is None:
+                custody = custodies[lineage] = Custody(functools.partial(journal.lineage_free, lineage))
+            packet.custody = custody
             if fresh:
                 self.router.admit(packet)
             else:
                 self.router.route(packet)
-            self.holds.settle(packet.lineage)
+        for custody in custodies.values():
+            custody.settle()
 
     def _to_tx(self, packet: Packet, seed: str) -> None:
-        assert self.tx is not None and self.holds is not None
-        holds, lineage = self.holds, packet.lineage
-        holds.add(lineage, 1)  # the lineage is not finished before its result file is durable
+        assert self.tx is not None
+        hold(packet, 1)  # not safe before its result file is durable
 
         def then(result: Path | OSError) -> None:
             if isinstance(result, OSError):
-                assert self.failed is not None
-                self.failed.keep(
+                assert self.router is not None
+                self.router.fail(
                     packet,
                     "tx-write",
                     f"the result of {seed} for {packet.id} could not be written to {self.config.tx.dir}: {result}",
                 )
-            holds.add(lineage, -1)
+            hold(packet, -1)
 
         self.tx.submit(packet, seed, then)
-
-    async def _stop_intake(self, saved: list[Packet]) -> None:
-        if self.holds is not None:
-            # Lineages whose every held packet is now durable in pending/ are finished for the journal.
-            for lineage, n in Counter(p.lineage for p in saved).items():
-                if self.holds.counts.get(lineage) == n:
-                    self.holds.add(lineage, -n)
-        if self.tx is not None:
-            await self.tx.close()
-        if self.journal is not None:
-            await self.journal.close()
 
     async def _inject_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """``pmk inject``: the packets are journaled (durable) before the answer says they are accepted."""
@@ -627,7 +660,7 @@ class Daemon:
             "bad_inbound": self.stats.bad_inbound,
             **self._intake_snapshot(),
             "mesh": dict(self.mesh.counters) if self.mesh else {},
-            "inflight": {n: len(t) for n, t in self.mesh.inflight.items() if t} if self.mesh else {},
+            "inflight": self.mesh.inflight_counts() if self.mesh else {},
             "discovery": {
                 type(d).__name__: {
                     "rejected": d.rejected,

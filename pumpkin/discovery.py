@@ -151,7 +151,8 @@ class MdnsDiscovery(_Rejects):
         me = self._me()
         port = int(me.tcp.rsplit(":", 1)[1]) if me.tcp else 0
         self._azc = AsyncZeroconf(interfaces=self.addresses, ip_version=IPVersion.V4Only)
-        props = {k: v for k, v in {"id": me.id, "tcp": me.tcp, "ipc": me.ipc, "host": me.host, "v": "1"}.items() if v}
+        fields = {"id": me.id, "tcp": me.tcp, "ipc": me.ipc, "host": me.host, "v": "1", "inc": str(me.inc)}
+        props = {k: v for k, v in fields.items() if v}
         self._info = AsyncServiceInfo(
             MDNS_TYPE,
             f"{me.id}.{MDNS_TYPE}",
@@ -197,6 +198,7 @@ class MdnsDiscovery(_Rejects):
                     "ipc": props.get("ipc"),
                     "host": props.get("host", ""),
                     "dg": "",
+                    "inc": int(props.get("inc", "0")),
                 }
             )
         except (MessageError, ValueError, UnicodeDecodeError) as exc:

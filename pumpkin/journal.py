@@ -16,11 +16,12 @@ Layout of ``<workdir>/journal/``, one *batch* per group commit::
 A batch's files are deleted when every entry in it is finished and its source has left the drop folder.
 Many callers share one commit (one fsync per batch, not per file); commits run on a thread.
 
-*Finished* means this node holds no packet of the entry's lineages any more (``Holds``): each was
-extracted (and written to the tx folder, when there is one), dropped by a seed, kept in failed/, handed to
-another node, or saved to pending/ at a clean stop. Packets being processed at a crash are routed again
-at the restart, so seeds may see them twice; the tx folder's files are written idempotently so results are
-not duplicated there.
+*Finished* means nothing of the entry's lineages is held on this node any more (each lineage's ``Custody``,
+see ``custody``, was released): each packet made from it was extracted (and its tx result file is durable,
+when there is a tx folder), dropped by a seed, kept in failed/ (durably), acknowledged by the peer it was
+sent to (which acknowledges only once what it made is safe in turn), or saved to pending/ at a clean stop.
+Packets being processed at a crash are routed again at the restart, so seeds may see them twice; the tx
+folder's files are written idempotently, and a result already there is not made again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,45 +71,6 @@ class Entry:
     def finished(self) -> bool:
         """True when no packet of this entry is held here any more."""
         return not self.open
-
-
-class Holds:
-    """Counts the packets of tracked lineages held on this node; calls ``on_free(lineage)`` when none is left.
-
-    The router counts a packet as held while it is queued for or run by a local seed or waits for a consumer;
-    a packet handed to a tx write is held until the write is durable.
-    """
-
-    def __init__(self, on_free: Callable[[str], None]) -> None:
-        self.on_free = on_free
-        self.counts: dict[str, int] = {}
-
-    def track(self, lineage: str) -> None:
-        """Start counting ``lineage`` (before its first packet is routed)."""
-        self.counts.setdefault(lineage, 0)
-
-    def add_packet(self, packet: Packet, delta: int) -> None:
-        """``add`` for ``packet``'s lineage; nearly free while no lineage is tracked (the common case)."""
-        if self.counts:
-            self.add(packet.lineage, delta)
-
-    def add(self, lineage: str, delta: int) -> None:
-        """``delta`` more (or fewer) packets of ``lineage`` are held here."""
-        count = self.counts.get(lineage)
-        if count is None:
-            return
-        count += delta
-        if count > 0:
-            self.counts[lineage] = count
-        else:
-            del self.counts[lineage]
-            self.on_free(lineage)
-
-    def settle(self, lineage: str) -> None:
-        """Call after routing a tracked lineage's first packets: frees it when nothing was kept here."""
-        if self.counts.get(lineage) == 0:
-            del self.counts[lineage]
-            self.on_free(lineage)
 
 
 def fsync_dir(path: Path) -> None:
@@ -219,7 +180,7 @@ class Journal:
         return entries
 
     def lineage_free(self, lineage: str) -> None:
-        """``Holds`` callback: this node holds nothing of ``lineage`` any more."""
+        """A lineage's custody was released: this node holds nothing of ``lineage`` any more."""
         entry = self.by_lineage.pop(lineage, None)
         if entry is None:
             return

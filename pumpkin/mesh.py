@@ -1,8 +1,12 @@
-"""Peers, as the daemon sees them: HELLO exchange, heartbeats, liveness, and packets sent with custody.
+"""Peers, as the daemon sees them: HELLO exchange, heartbeats, liveness, incarnations, and packets sent with custody.
 
 - Discovery (any of ``discovery``'s ways, or a static peer list) reports origins; an unknown origin,
   or one whose seeds digest changed, gets a HELLO asking for one back. HELLOs carry the sender's seeds
   and the peers it knows, so what one daemon learns (e.g. from a unicast beacon only it heard) spreads.
+- Every origin carries its node's *incarnation* (see ``messages``). A node id heard with a newer one is a
+  restarted peer: what its predecessor had not acknowledged is re-routed at once, its link is closed (with
+  whatever was queued on it) and a new one opened to the new endpoint before anything else is sent. News of
+  an older incarnation (a cached mDNS record, a late BYE) is ignored.
 - Any message from a peer, or its broadcast beacon, counts as hearing from it. Every ``heartbeat_s`` a
   peer gets a PING only when it needs one: when we do not hear its beacons (the PING then says ``echo``,
   asking it to ping us back, since it has no other way to show us it lives), when it asked us so, or
@@ -10,49 +14,103 @@
   a LAN, thus exchange no PINGs while idle: N daemons send N beacons per heartbeat, not N^2 PINGs.
   A silent peer turns evasive (no new packets go to it, and the packets it has not acknowledged are
   re-routed to other replicas), then expires (its seeds leave the automaton). A BYE removes it at once.
-- A packet sent to a peer is addressed to one seed and stays in this node's ``inflight`` table until the
-  peer ACKs it (its seed finished with it, or the peer took it into its own waiting room). Unacknowledged
-  packets of a peer that goes silent are re-routed, so a killed peer loses nothing; a packet that turns
-  out to be processed twice yields children with the same ids (see ``packet``), and the receiver drops
-  the duplicate.
+- A packet sent to a peer is addressed to one seed and stays in that peer's ``InFlight`` table until the
+  peer ACKs it, which it does once the packet is safe (see ``custody``: its seed finished and what it made
+  is acknowledged downstream or durable). Unanswered, it is sent again after a timeout paced by the
+  observed ACK times; the receiver answers a packet it has seen before with an ACK (done) or a HELD
+  (still working on it), so a lost ACK costs one more round trip, never a stuck window. A packet sent
+  ``UNANSWERED_MAX`` times without any answer goes to another replica where one has room.
 - The number of packets in flight to a replica, over its workers, is that replica's load for routing,
   and its flow-control window: at most ``CREDIT_PER_WORKER`` unacknowledged packets per worker of the
   replica. A replica at its window takes nothing more until ACKs come back (the router keeps the packets
   waiting for that seed and ``kick``s them on as ACKs arrive), so a fast sender never buries a slow one.
+
+The mesh reads time from the ``clock`` and sets timers through the ``Scheduler`` it is given (the event
+loop in the daemon), and sends through ``Links`` (the transport): tests drive it with fakes of both.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from . import messages
 from .automaton import SeedInfo
+from .custody import UNANSWERED_MAX, Custody, Flight, InFlight, Key, Received, hold
 from .errors import PacketError, TagError
-from .failed import FailedStore
 from .messages import ACK, BYE, HELLO, PING, Message, MessageError, Origin
 from .packet import Packet, encode
 from .peers import Liveness, PeerTable
 from .router import Router
-from .transport import Transport
 
 log = logging.getLogger(__name__)
 
 HELLO_RETRY_S = 1.0
 #: Ways of finding peers that every daemon on the LAN shares: a peer found this way needs no gossip.
 LAN_WIDE = frozenset({"broadcast", "mdns", "local"})
-DEDUPE_WINDOW = 100_000
 MAX_INFLIGHT_PER_PEER = 50_000
 CREDIT_PER_WORKER = 1000
 #: A peer whose broadcast beacon came within this many heartbeats needs no PING for liveness: a beacon
 #: can come just after our heartbeat, and one lost datagram should cost a PING, not an evasive peer.
 BEACON_FRESH_HEARTBEATS = 2
+#: How often retransmission timers are looked at while anything is in flight (none are set when idle).
+RETRANSMIT_TICK_S = 0.05
 
 Learn = Callable[[str, str, list[SeedInfo], str], bool]
+
+
+class Timer(Protocol):
+    """A scheduled call that can be called off (asyncio's ``TimerHandle``)."""
+
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """Runs callbacks soon or later (the event loop)."""
+
+    def call_soon(self, callback: Callable[[], object]) -> object: ...
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer: ...
+
+
+class Links(Protocol):
+    """The transport's side of the mesh: one outbound link per peer."""
+
+    @property
+    def links(self) -> Mapping[str, object]: ...
+
+    def connect(self, node: str, endpoint: str) -> None: ...
+
+    def disconnect(self, node: str) -> list[list[bytes]]: ...
+
+    def send(self, node: str, frames: list[bytes]) -> bool: ...
+
+    def send_packet(self, node: str, frames: list[bytes]) -> bool: ...
+
+    def send_control(self, node: str, frames: list[bytes]) -> bool: ...
+
+
+@dataclass
+class Remote:
+    """What this node knows of one other node beyond liveness and seeds (``peers.Peer``), for one incarnation."""
+
+    node: str
+    inc: int = 0
+    origin: Origin | None = None
+    found_via: str = ""
+    workers: dict[str, int] = field(default_factory=dict)  # its seeds' worker counts, from its HELLO
+    reported: dict[str, float] = field(default_factory=dict)  # its seeds' load, from its PINGs
+    done_reported: dict[str, int] = field(default_factory=dict)  # its seeds' counts, from its PINGs
+    hello_sent: float = -1e9
+    beacon_at: float = -1e9  # when its broadcast beacon was last heard
+    echo_at: float = -1e9  # when it last asked for our PINGs
+    load_sent: dict[str, float] = field(default_factory=dict)  # the non-zero load it last got from us
+    done_sent: dict[str, int] = field(default_factory=dict)  # the counts it last got from us
+    inflight: InFlight = field(default_factory=InFlight)
 
 
 class Mesh:
@@ -66,13 +124,14 @@ class Mesh:
         me: Callable[[], Origin],
         local_seeds: Callable[[], list[dict[str, Any]]],
         local_load: Callable[[], dict[str, float]],
-        transport: Transport,
+        transport: Links,
         router: Router,
         peers: PeerTable,
-        failed: FailedStore,
         learn: Learn,
         forget: Callable[[str], None],
         heartbeat_s: float,
+        scheduler: Scheduler,
+        clock: Callable[[], float] = time.monotonic,
         static_peers: tuple[str, ...] = (),
         local_done: Callable[[], dict[str, int]] = dict,
     ) -> None:
@@ -83,76 +142,69 @@ class Mesh:
         self.local_seeds = local_seeds
         self.local_load = local_load
         self.local_done = local_done
-        self._done_sent: dict[str, dict[str, int]] = {}  # the counts each peer last got from us
-        self._done_reported: dict[str, dict[str, int]] = {}  # each peer's own seeds' counts, from its PINGs
         self.transport = transport
         self.router = router
         self.peers = peers
-        self.failed = failed
         self.learn = learn
         self.forget = forget
         self.heartbeat_s = heartbeat_s
+        self.scheduler = scheduler
+        self.clock = clock
         self.static_peers = static_peers
-        self.inflight: dict[str, OrderedDict[tuple[str, str], Packet]] = {}
-        self._inflight_per_seed: Counter[tuple[str, str]] = Counter()
-        self.custody: dict[tuple[str, str], str] = {}
-        self._recent: OrderedDict[tuple[str, str | None], None] = OrderedDict()
-        self._workers: dict[str, dict[str, int]] = {}
-        self._reported: dict[str, dict[str, float]] = {}
-        self._hello_sent: dict[str, float] = {}
-        self._beacon_at: dict[str, float] = {}  # when each peer's broadcast beacon was last heard
-        self._echo_at: dict[str, float] = {}  # when each peer last asked for our PINGs
-        self._load_sent: dict[str, dict[str, float]] = {}  # the non-zero load each peer last got from us
-        self._origins: dict[str, Origin] = {}
-        self._found_via: dict[str, str] = {}
+        self.remotes: dict[str, Remote] = {}
+        self.received = Received()
         self._announce_pending = False
-        self._acks: dict[str, list[list[str]]] = {}
+        self._acks: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
         self._ack_flush_scheduled = False
+        self._beat: Timer | None = None
+        self._tick: Timer | None = None
+        self._stopped = False
+        #: False once the daemon stops: packets from peers are left with their senders (who still hold them).
+        self.accepting = True
+        self._waiters: dict[Key, set[str]] = {}  # other senders of a packet held here, answered when it is safe
         self.counters: Counter[str] = Counter()
         self._rejects_logged: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
         router.send_remote = self.send_packet
         router.remote_load = self.load_of
         router.remote_room = self.has_room
-        router.on_finished = self._finished
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start heartbeats (and hellos to static peers)."""
-        self._task = asyncio.create_task(self._heartbeat_loop(), name="heartbeats")
+        self._beat = self.scheduler.call_later(0.0, self._heartbeat)
 
-    async def stop(self) -> None:
-        """Acknowledge what this node took custody of, and say goodbye to every peer."""
-        if self._task is not None:
-            self._task.cancel()
+    def stop(self) -> None:
+        """Stop the timers, send the ACKs that are due, and say goodbye to every peer."""
+        self._stopped = True
+        for timer in (self._beat, self._tick):
+            if timer is not None:
+                timer.cancel()
         self._flush_acks()
         bye = messages.encode(BYE, self.me())
         for node in list(self.peers.peers):
             self.transport.send_control(node, bye)
 
-    def acknowledge_all(self) -> None:
-        """Tell senders we hold everything they sent us (it is saved to disk at shutdown)."""
-        for key, sender in list(self.custody.items()):
-            self._queue_ack(sender, key)
-        self.custody.clear()
-        self._flush_acks()
+    def take_inflight(self) -> list[Packet]:
+        """Remove and return every packet no peer has acknowledged yet (a clean stop saves them).
+
+        Each stays held (see ``custody``) until the caller lets go of it, once it is safe on disk.
+        """
+        out = [f.packet for r in self.remotes.values() for f in r.inflight.take_all()]
+        return out
+
+    def inflight_counts(self) -> dict[str, int]:
+        """Unacknowledged packets per peer."""
+        return {n: len(r.inflight) for n, r in self.remotes.items() if len(r.inflight)}
 
     # -- discovery -------------------------------------------------------------------------------
 
     def on_origin(self, origin: Origin, via: str) -> None:
         """A discovery mechanism heard of ``origin``."""
         if origin.id == self.node_id:
-            me = self.me()
-            if (origin.tcp, origin.ipc) != (me.tcp, me.ipc) and "same-id" not in self._rejects_logged:
-                self._rejects_logged.add("same-id")
-                log.error(
-                    "another node uses this node's id %s (at %s, found by %s): give each daemon its own "
-                    "working directory or --node-id",
-                    origin.id,
-                    origin.tcp or origin.ipc,
-                    via,
-                )
+            self._same_id(origin, via)
+            return
+        if self._stale(origin):
             return
         if origin.bye:
             self._drop(origin.id, "said goodbye")
@@ -163,19 +215,59 @@ class Mesh:
             return
         self._send_hello(origin, reply=True, via=via)
 
+    def _same_id(self, origin: Origin, via: str) -> None:
+        me = self.me()
+        ours = origin.inc == me.inc if origin.inc else (origin.tcp, origin.ipc) == (me.tcp, me.ipc)
+        if ours or "same-id" in self._rejects_logged:
+            return  # our own beacon heard back, or gossip about us
+        self._rejects_logged.add("same-id")
+        log.error(
+            "another node uses this node's id %s (at %s, found by %s): give each daemon its own "
+            "working directory or --node-id",
+            origin.id,
+            origin.tcp or origin.ipc,
+            via,
+        )
+
+    def _stale(self, origin: Origin) -> bool:
+        """True when ``origin`` speaks for an older incarnation than the one we know (ignore it). A newer one
+        means the peer restarted: the old one is dropped (its unacknowledged packets re-routed) first."""
+        remote = self.remotes.get(origin.id)
+        if remote is None or not origin.inc:
+            return False
+        if not remote.inc:
+            remote.inc = origin.inc
+            return False
+        if origin.inc < remote.inc:
+            self.counters["stale"] += 1
+            return True
+        if origin.inc > remote.inc:
+            self.counters["restarts"] += 1
+            self._drop(origin.id, "restarted (a new incarnation)", known=True)
+        return False
+
+    def _remote(self, node: str, inc: int = 0) -> Remote:
+        remote = self.remotes.get(node)
+        if remote is None:
+            remote = self.remotes[node] = Remote(node, inc)
+        return remote
+
     def _send_hello(self, origin: Origin, reply: bool, via: str = "", force: bool = False) -> None:
         endpoint = origin.endpoint_for(self.host)
         if endpoint is None:
             return
-        now = time.monotonic()
-        if not force and now - self._hello_sent.get(origin.id, -1e9) < HELLO_RETRY_S:
+        remote = self._remote(origin.id, origin.inc)
+        now = self.clock()
+        if not force and now - remote.hello_sent < HELLO_RETRY_S:
             return
-        self._hello_sent[origin.id] = now
-        if via:
-            self._found_via.setdefault(origin.id, via)
+        remote.hello_sent = now
+        if via and not remote.found_via:
+            remote.found_via = via
+        if remote.origin is None or origin.inc >= remote.origin.inc:
+            remote.origin = origin
         self.transport.connect(origin.id, endpoint)
         # Through the backlog: a new link is not connected yet, and mDNS reports a peer only once.
-        self.transport.send(origin.id, self._hello_frames(reply, self._found_via.get(origin.id, "")))
+        self.transport.send(origin.id, self._hello_frames(reply, remote.found_via))
         if via and origin.id not in self.peers.peers:
             log.debug("heard of %s by %s; said hello at %s", origin.id, via, endpoint)
 
@@ -186,7 +278,8 @@ class Mesh:
         return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply, found_by=found_by)
 
     def _addresses(self, node: str) -> list[Any]:
-        o = self._origins.get(node)
+        remote = self.remotes.get(node)
+        o = remote.origin if remote is not None else None
         return [o.tcp, o.ipc, o.host] if o else [None, None, ""]
 
     def announce(self) -> None:
@@ -204,7 +297,7 @@ class Mesh:
         except MessageError as exc:
             self._reject("peer message", str(exc))
             return
-        if msg.origin.id == self.node_id:
+        if msg.origin.id == self.node_id or self._stale(msg.origin):
             return
         try:
             if msg.kind == HELLO:
@@ -226,12 +319,16 @@ class Mesh:
         summaries = msg.body["seeds"]
         seeds = [SeedInfo.from_summary(s) for s in summaries]
         new = o.id not in self.peers.peers
-        self._origins[o.id] = o
+        remote = self._remote(o.id, o.inc)
+        remote.origin = o
+        remote.inc = remote.inc or o.inc
+        remote.workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
         self.learn(o.id, endpoint, seeds, "hello")
         peer = self.peers.peers[o.id]
         peer.seeds_digest = o.digest
         peer.addresses = [a for a in (o.tcp, o.ipc) if a]
-        self._workers[o.id] = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
+        if new and remote.found_via:
+            peer.via = remote.found_via
         if msg.body.get("reply"):
             self._send_hello(o, reply=False, force=True)
         for entry in msg.body.get("peers", []):
@@ -250,7 +347,7 @@ class Mesh:
                 except MessageError:
                     continue
                 self.on_origin(gossip, "gossip")
-        found_by = {self._found_via.get(o.id, ""), str(msg.body.get("found_by", ""))}
+        found_by = {remote.found_via, str(msg.body.get("found_by", ""))}
         if new and not found_by & LAN_WIDE:
             # Pass on what we learnt: the others may not hear this peer themselves (a unicast beacon, a
             # static peer). Once per heartbeat at most, so that a crowd arriving at once is one message each.
@@ -262,15 +359,17 @@ class Mesh:
         if peer is None:
             self._send_hello(o, reply=True, via="ping")
             return
+        remote = self._remote(o.id, o.inc)
         self._heard(o.id, "ping")
         # dict(): a body that is not an object raises TypeError/ValueError, which ``handle`` reports as a reject.
-        self._reported[o.id] = {str(k): float(v) for k, v in dict(msg.body.get("load", {})).items()}
+        remote.reported = {str(k): float(v) for k, v in dict(msg.body.get("load", {})).items()}
+        peer.load = remote.reported
         if "done" in msg.body:
-            self._done_reported[o.id] = {str(k): int(v) for k, v in dict(msg.body["done"]).items()}
+            remote.done_reported = {str(k): int(v) for k, v in dict(msg.body["done"]).items()}
         if msg.body.get("echo"):
-            now = time.monotonic()
-            newly = now - self._echo_at.get(o.id, -1e9) > self._fresh_s
-            self._echo_at[o.id] = now
+            now = self.clock()
+            newly = now - remote.echo_at > self._fresh_s
+            remote.echo_at = now
             if newly:  # answer at once: it stopped hearing our beacons and may soon take us for evasive
                 self._ping(o.id, now, self.local_load(), {})
         if peer.seeds_digest != o.digest:
@@ -281,24 +380,26 @@ class Mesh:
         if node not in self.peers.peers:
             return
         if via == "broadcast":
-            self._beacon_at[node] = time.monotonic()
+            self._remote(node).beacon_at = self.clock()
         _, revived = self.peers.heard(node, "", via)
         if revived:
             log.info("Peer %s is back", node)
             self.router.replan(force=True)
 
     def _on_ack(self, msg: Message) -> None:
-        table = self.inflight.get(msg.origin.id)
-        if not table:
-            return
-        freed: set[str] = set()
-        for pid, seed in msg.body["acks"]:
-            acked = table.pop((pid, seed), None)
-            if acked is not None:
-                self._inflight_per_seed[(msg.origin.id, seed)] -= 1
-                self.router.hold(acked, -1)
-                freed.add(seed)
+        remote = self.remotes.get(msg.origin.id)
         self._heard(msg.origin.id, "ack")
+        if remote is None:
+            return
+        now = self.clock()
+        freed: set[str] = set()
+        for pid, seed in msg.body.get("acks", []):
+            flight = remote.inflight.ack((pid, seed), now)
+            if flight is not None:
+                hold(flight.packet, -1)
+                freed.add(seed)
+        for pid, seed in msg.body.get("held", []):
+            remote.inflight.held((pid, seed), now)
         for seed in freed:
             self.router.kick(seed)
 
@@ -308,143 +409,211 @@ class Mesh:
         (log.warning if key not in self._rejects_logged else log.debug)("ignored %s: %s", what, why)
         self._rejects_logged.add(key)
 
-    # -- packets ---------------------------------------------------------------------------------
+    # -- packets out -----------------------------------------------------------------------------
 
     def send_packet(self, node: str, seed: str, packet: Packet) -> bool:
-        """Send ``packet`` for ``seed`` to ``node`` and keep it until acknowledged; False if that cannot be now."""
+        """Send ``packet`` for ``seed`` to ``node`` and hold it until acknowledged; False if that cannot be now."""
         if not self.has_room(node, seed):
             return False
-        table = self.inflight.setdefault(node, OrderedDict())
         try:
             frames = encode(packet, to=seed, sender=self.node_id)
         except PacketError as exc:
-            self.failed.keep(packet, "bad-data", str(exc))
+            self.router.fail(packet, "bad-data", str(exc))
             return True  # handled: kept with its reason
         if not self.transport.send_packet(node, frames):
             return False
-        key = (packet.id, seed)
-        if key not in table:
-            self._inflight_per_seed[(node, seed)] += 1
-            self.router.hold(packet, 1)  # in our custody until the peer acknowledges it
-        table[key] = packet
+        if self._remote(node).inflight.add(packet, seed, self.clock()):
+            hold(packet, 1)  # in our custody until the peer acknowledges it
         self.counters["sent"] += 1
+        self._arm_retransmit()
         return True
-
-    def on_packet(self, packet: Packet, to: str | None, sender: str | None, alone: bool = False) -> None:
-        """A packet from a peer: drop it if already seen, else hand it to its seed and ack when done.
-        ``alone``: it came in a message of its own, so nothing else is waiting to be batched with it."""
-        key = (packet.id, to)
-        if key in self._recent:
-            self.counters["duplicates"] += 1
-            if sender and to:
-                self._queue_ack(sender, (packet.id, to))
-            return
-        self._recent[key] = None
-        if len(self._recent) > DEDUPE_WINDOW:
-            self._recent.popitem(last=False)
-        self.counters["received"] += 1
-        # Straight to the local seed only while it is in the automaton here (not disabled, not unloaded).
-        runner = self.router.local_room(to) if to and self.router.automaton.runs_on(to, self.node_id) else None
-        if sender:
-            self._heard(sender, "packet")
-        if runner is not None:
-            if sender:
-                self.custody[(packet.id, to)] = sender  # type: ignore[index]
-            self.router.hold(packet, 1)  # the router lets go of it when the seed has finished
-            runner.submit(packet, now=alone)
-            return
-        if to is not None and self.router.automaton.knows(to):
-            self.router.deliver_to(to, packet)
-        else:
-            self.router.route(packet)
-        if sender and to:
-            self._queue_ack(sender, (packet.id, to))  # parked or passed on: it is ours now
-
-    def _finished(self, packet: Packet, seed: str) -> None:
-        sender = self.custody.pop((packet.id, seed), None)
-        if sender is not None:
-            self._queue_ack(sender, (packet.id, seed))
-
-    def _queue_ack(self, sender: str, key: tuple[str, str]) -> None:
-        self._acks.setdefault(sender, []).append([key[0], key[1]])
-        if not self._ack_flush_scheduled:
-            self._ack_flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_acks)
-
-    def _flush_acks(self) -> None:
-        self._ack_flush_scheduled = False
-        acks, self._acks = self._acks, {}
-        for sender, items in acks.items():
-            # Through the backlog (not dropped when the socket is full): a lost ACK would inflate the
-            # sender's idea of our load and make it re-route packets we already processed.
-            self.transport.send(sender, messages.encode(ACK, self.me(), acks=items))
 
     def has_room(self, node: str, seed: str) -> bool:
         """True when ``node`` is alive and its replica of ``seed`` has room in its flow-control window."""
         peer = self.peers.peers.get(node)
         if peer is None or peer.state is not Liveness.ALIVE:
             return False
-        window = CREDIT_PER_WORKER * self._workers.get(node, {}).get(seed, 1)
-        if self._inflight_per_seed.get((node, seed), 0) >= window:
+        remote = self._remote(node)
+        inflight = remote.inflight
+        if inflight.per_seed.get(seed, 0) >= CREDIT_PER_WORKER * remote.workers.get(seed, 1):
             return False
-        table = self.inflight.get(node)
-        return table is None or len(table) < MAX_INFLIGHT_PER_PEER
+        return len(inflight) < MAX_INFLIGHT_PER_PEER
 
     def load_of(self, node: str, seed: str) -> float:
         """Queued packets per worker at ``node``'s replica of ``seed``, as far as this node knows."""
-        ours = self._inflight_per_seed.get((node, seed), 0)
-        reported = self._reported.get(node, {}).get(seed, 0.0)
-        return max(ours / self._workers.get(node, {}).get(seed, 1), reported)
+        remote = self.remotes.get(node)
+        if remote is None:
+            return 0.0
+        ours = remote.inflight.per_seed.get(seed, 0)
+        return max(ours / remote.workers.get(seed, 1), remote.reported.get(seed, 0.0))
+
+    def _arm_retransmit(self) -> None:
+        if self._tick is None and not self._stopped:
+            self._tick = self.scheduler.call_later(RETRANSMIT_TICK_S, self._retransmit)
+
+    def _retransmit(self) -> None:
+        """Ask again about packets whose ACK is overdue; hand on those a peer never answers for."""
+        self._tick = None
+        now = self.clock()
+        busy = False
+        for node, remote in list(self.remotes.items()):
+            if not len(remote.inflight):
+                continue
+            busy = True
+            peer = self.peers.peers.get(node)
+            if peer is None or peer.state is not Liveness.ALIVE:
+                continue  # an evasive peer's packets were re-routed already
+            for flight in remote.inflight.due(now):
+                if flight.unanswered >= UNANSWERED_MAX and self._elsewhere(flight, node):
+                    remote.inflight.remove(flight)
+                    self.counters["rerouted"] += 1
+                    self.router.deliver_to(flight.seed, flight.packet, exclude=node)
+                    hold(flight.packet, -1)
+                    continue
+                try:
+                    frames = encode(flight.packet, to=flight.seed, sender=self.node_id)
+                except PacketError:  # it was encoded once already
+                    continue
+                if not self.transport.send_packet(node, frames):
+                    break  # its link is full: the next tick tries again
+                remote.inflight.resent(flight, now)
+                self.counters["resent"] += 1
+        if busy:
+            self._arm_retransmit()
+
+    def _elsewhere(self, flight: Flight, node: str) -> bool:
+        """True when another replica of the flight's seed could take it now."""
+        nodes = self.router.automaton.consumers(flight.packet.tag).get(flight.seed, [])
+        for other in nodes:
+            if other == node:
+                continue
+            if (
+                self.router.local_room(flight.seed) is not None
+                if other == self.node_id
+                else self.has_room(other, flight.seed)
+            ):
+                return True
+        return False
 
     def _reroute(self, node: str) -> int:
-        table = self.inflight.pop(node, None)
-        if not table:
+        remote = self.remotes.get(node)
+        if remote is None:
             return 0
-        for _, seed in table:
-            self._inflight_per_seed.pop((node, seed), None)
-        for (_, seed), packet in table.items():
-            self.router.deliver_to(seed, packet, exclude=node)
-            self.router.hold(packet, -1)
-        self.counters["rerouted"] += len(table)
-        return len(table)
+        flights = remote.inflight.take_all()
+        for flight in flights:
+            self.router.deliver_to(flight.seed, flight.packet, exclude=node)
+            hold(flight.packet, -1)  # after routing it again, so its custody never dips to 0 on the way
+        self.counters["rerouted"] += len(flights)
+        return len(flights)
 
     def _drop(self, node: str, why: str, known: bool | None = None) -> None:
         known = node in self.peers.peers if known is None else known
         moved = self._reroute(node)
-        self._found_via.pop(node, None)
-        self._workers.pop(node, None)
-        self._reported.pop(node, None)
-        self._origins.pop(node, None)
-        for table in (self._beacon_at, self._echo_at, self._load_sent, self._done_sent, self._done_reported):
-            table.pop(node, None)
+        self.remotes.pop(node, None)
         if known:
             log.info("Peer %s %s%s", node, why, f"; re-routing {moved} unacknowledged packet(s)" if moved else "")
             self.forget(node)
+        else:
+            self.transport.disconnect(node)
+
+    # -- packets in ------------------------------------------------------------------------------
+
+    def on_packet(self, packet: Packet, to: str | None, sender: str | None, alone: bool = False) -> None:
+        """A packet from a peer: answer a duplicate, else take custody of it and hand it to its seed.
+        ``alone``: it came in a message of its own, so nothing else is waiting to be batched with it."""
+        if not self.accepting:
+            self.counters["refused_stopping"] += 1
+            return
+        key: Key = (packet.id, to or "")
+        if self.received.seen(key):
+            self.counters["duplicates"] += 1
+            if sender and to:
+                if self.received.is_held(key):
+                    self._waiters.setdefault(key, set()).add(sender)
+                    self._queue_answer(sender, key, held=True)
+                else:
+                    self._queue_answer(sender, key)
+            return
+        custody: Custody | None = None
+        if sender and to:
+            custody = packet.custody = Custody(lambda: self._released(sender, key))
+            self.received.take(key, custody)
+        else:
+            self.received.note(key)
+        self.counters["received"] += 1
+        if sender:
+            self._heard(sender, "packet")
+        # Straight to the local seed only while it is in the automaton here (not disabled, not unloaded).
+        runner = self.router.local_room(to) if to and self.router.automaton.runs_on(to, self.node_id) else None
+        if runner is not None:
+            self.router.submit_local(runner, packet, now=alone)
+        elif to is not None and self.router.automaton.knows(to):
+            self.router.deliver_to(to, packet)
+        else:
+            self.router.route(packet)
+        if custody is not None:
+            custody.settle()
+
+    def _released(self, sender: str, key: Key) -> None:
+        """Everything made of a packet from ``sender`` is safe: acknowledge it."""
+        self.received.done(key)
+        self._queue_answer(sender, key)
+        for other in self._waiters.pop(key, ()):
+            if other != sender:
+                self._queue_answer(other, key)
+
+    def _queue_answer(self, sender: str, key: Key, held: bool = False) -> None:
+        acks, helds = self._acks.setdefault(sender, ([], []))
+        (helds if held else acks).append([key[0], key[1]])
+        if not self._ack_flush_scheduled:
+            self._ack_flush_scheduled = True
+            self.scheduler.call_soon(self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_flush_scheduled = False
+        answers, self._acks = self._acks, {}
+        for sender, (acks, helds) in answers.items():
+            body: dict[str, Any] = {"acks": acks}
+            if helds:
+                body["held"] = helds
+            # Through the backlog (not dropped when the socket is full). Should it still not leave (no link
+            # to a sender we forgot), the sender asks again after its timeout and gets the answer then.
+            if not self.transport.send(sender, messages.encode(ACK, self.me(), **body)):
+                self.counters["answers_unsent"] += 1
 
     # -- heartbeats ------------------------------------------------------------------------------
 
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            if self._announce_pending:
-                self._announce_pending = False
-                self.announce()
-            now, load, done = time.monotonic(), self.local_load(), self.local_done()
-            frames: dict[bool, list[bytes]] = {}
-            for node in list(self.peers.peers):
-                self._ping(node, now, load, frames, only_if_needed=True, done=done)
-            evasive, expired = self.peers.sweep()
-            for peer in evasive:
-                moved = self._reroute(peer.node_id)
-                log.warning(
-                    "Peer %s is evasive (silent for %.1f s)%s",
-                    peer.node_id,
-                    self.peers.evasive_s,
-                    f"; re-routing {moved} unacknowledged packet(s)" if moved else "",
-                )
-            for peer in expired:
-                self._drop(peer.node_id, f"expired (silent for {self.peers.expired_s:g} s)", known=True)
-            self._hello_static_peers()
-            await asyncio.sleep(self.heartbeat_s)
+    def _heartbeat(self) -> None:
+        """One heartbeat; supervised: a bug here is logged and the next heartbeat still comes."""
+        try:
+            self.heartbeat()
+        except Exception:  # noqa: BLE001 - heartbeats must outlive a bug in one of them
+            self.counters["heartbeat_errors"] += 1
+            log.exception("heartbeat failed; the next one comes in %g s", self.heartbeat_s)
+        if not self._stopped:
+            self._beat = self.scheduler.call_later(self.heartbeat_s, self._heartbeat)
+
+    def heartbeat(self) -> None:
+        """PING the peers that need it, update liveness (re-route for evasive peers, forget expired ones)."""
+        if self._announce_pending:
+            self._announce_pending = False
+            self.announce()
+        now, load, done = self.clock(), self.local_load(), self.local_done()
+        frames: dict[bool, list[bytes]] = {}
+        for node in list(self.peers.peers):
+            self._ping(node, now, load, frames, only_if_needed=True, done=done)
+        evasive, expired = self.peers.sweep()
+        for peer in evasive:
+            moved = self._reroute(peer.node_id)
+            log.warning(
+                "Peer %s is evasive (silent for %.1f s)%s",
+                peer.node_id,
+                self.peers.evasive_s,
+                f"; re-routing {moved} unacknowledged packet(s)" if moved else "",
+            )
+        for peer in expired:
+            self._drop(peer.node_id, f"expired (silent for {self.peers.expired_s:g} s)", known=True)
+        self._hello_static_peers()
 
     @property
     def _fresh_s(self) -> float:
@@ -462,24 +631,26 @@ class Mesh:
         """PING ``node`` (with ``only_if_needed``: only when it needs one, see the module docstring);
         ``frames`` caches the two encodings of this heartbeat's PING. ``done`` (the local seeds' counts) goes
         along, and a change in it is reason enough to ping: peers' pages show the whole network's rates."""
-        deaf = now - self._beacon_at.get(node, -1e9) > self._fresh_s  # we need its PINGs to know it lives
+        remote = self._remote(node)
+        deaf = now - remote.beacon_at > self._fresh_s  # we need its PINGs to know it lives
         busy = {k: v for k, v in load.items() if v}
         done = self.local_done() if done is None else done
         if only_if_needed:
-            asked = now - self._echo_at.get(node, -1e9) <= self._fresh_s
-            moved = done != self._done_sent.get(node, {})
-            if not (deaf or asked or busy or moved or busy != self._load_sent.get(node, {})):
+            asked = now - remote.echo_at <= self._fresh_s
+            moved = done != remote.done_sent
+            if not (deaf or asked or busy or moved or busy != remote.load_sent):
                 return
         if deaf not in frames:
             frames[deaf] = messages.encode(PING, self.me(), load=load, echo=deaf, done=done)
         if self.transport.send_control(node, frames[deaf]):
-            self._load_sent[node] = busy
-            self._done_sent[node] = done
+            remote.load_sent = busy
+            remote.done_sent = done
             self.counters["pings"] += 1
 
     def done_of(self, node: str) -> dict[str, int]:
         """How many packets each of ``node``'s seeds has handled, as its last PING said ({} before one)."""
-        return self._done_reported.get(node, {})
+        remote = self.remotes.get(node)
+        return remote.done_reported if remote is not None else {}
 
     def _hello_static_peers(self) -> None:
         known = {a for p in self.peers.peers.values() for a in [p.endpoint, *p.addresses]}

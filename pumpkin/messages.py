@@ -3,7 +3,12 @@
 Beacon (one UDP datagram, at most ``MAX_BEACON_BYTES``)::
 
     b"PMKB" + JSON {"v": 1, "id": node id, "tcp": "tcp://10.77.0.11:41234" | null,
-                    "ipc": "ipc:///tmp/..." | null, "host": host key, "dg": seeds digest, "bye": false}
+                    "ipc": "ipc:///tmp/..." | null, "host": host key, "dg": seeds digest,
+                    "inc": incarnation, "bye": false}
+
+``inc`` tells one run of a node from the next (the daemon's start time in nanoseconds): a node id heard
+with a newer incarnation is a restarted peer, whose predecessor's memory, endpoint and unacknowledged
+packets are gone. An older one is stale news (a cached mDNS record) and is ignored. 0: not known.
 
 A beacon is small and says only who and where; what a node can do travels in a HELLO. Over ZeroMQ
 (to the peer's inbox, next to packets) every message is two frames, ``[kind, JSON body]``, and every
@@ -15,7 +20,8 @@ body carries the sender's ``id``, ``tcp``, ``ipc``, ``host`` and ``dg`` as in th
                     "echo": bool: the sender does not hear the receiver's      when needed, see mesh)
                     beacons, so the receiver should PING it every heartbeat}
     b"PMKY" BYE    {}                                                         (leaving now)
-    b"PMKA" ACK    {"acks": [[packet id, seed name], ...]}                    (done with these)
+    b"PMKA" ACK    {"acks": [[packet id, seed name], ...],                     (done with these: they are
+                    "held": [[packet id, seed name], ...]}                     safe; still working on these)
 
 Everything here is untrusted input: ``decode_*`` raise MessageError for anything malformed, oversized or
 of another protocol version, and the caller counts and logs it.
@@ -58,6 +64,7 @@ class Origin:
     host: str
     digest: str = ""
     bye: bool = False
+    inc: int = 0
 
     def endpoint_for(self, my_host: str) -> str | None:
         """ipc:// when the sender shares this host (and network namespace), tcp:// otherwise."""
@@ -66,7 +73,15 @@ class Origin:
         return self.tcp
 
     def fields(self) -> dict[str, Any]:
-        return {"v": VERSION, "id": self.id, "tcp": self.tcp, "ipc": self.ipc, "host": self.host, "dg": self.digest}
+        return {
+            "v": VERSION,
+            "id": self.id,
+            "tcp": self.tcp,
+            "ipc": self.ipc,
+            "host": self.host,
+            "dg": self.digest,
+            "inc": self.inc,
+        }
 
 
 @dataclass
@@ -94,7 +109,10 @@ def origin_from(body: Any) -> Origin:
         raise MessageError("no endpoint to reach the sender")
     if not isinstance(host, str) or not isinstance(dg, str):
         raise MessageError("host and dg must be strings")
-    return Origin(node, tcp, ipc, host, dg, bool(body.get("bye", False)))
+    inc = body.get("inc", 0)
+    if type(inc) is not int or inc < 0:
+        raise MessageError(f"incarnation {inc!r} is not a non-negative integer")
+    return Origin(node, tcp, ipc, host, dg, bool(body.get("bye", False)), inc)
 
 
 def encode_beacon(origin: Origin) -> bytes:
@@ -147,9 +165,10 @@ def decode(frames: list[bytes]) -> Message:
         if not isinstance(load, dict) or not all(isinstance(v, (int, float)) for v in load.values()):
             raise MessageError("PING 'load' must map seed names to numbers")
     elif kind == ACK:
-        acks = body.get("acks")
-        if not isinstance(acks, list) or not all(
-            isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in acks
-        ):
-            raise MessageError("ACK 'acks' must be a list of [packet id, seed]")
+        for key in ("acks", "held"):
+            keys = body.get(key, [])
+            if not isinstance(keys, list) or not all(
+                isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in keys
+            ):
+                raise MessageError(f"ACK '{key}' must be a list of [packet id, seed]")
     return Message(kind, origin, body)

@@ -54,13 +54,16 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from . import tags
 from .errors import PacketError, TagError
 from .tags import StateTag
+
+if TYPE_CHECKING:
+    from .custody import Custody
 
 MAGIC = b"PMK1"
 DEFAULT_TTL_HOPS = 64
@@ -93,6 +96,8 @@ class Packet:
     ttl: int = DEFAULT_TTL_HOPS
     created: float = field(default_factory=time.time)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Who this node answers to for the packet (see ``custody``); local to this node, never sent.
+    custody: Custody | None = field(default=None, compare=False, repr=False)
 
     @property
     def lineage(self) -> str:

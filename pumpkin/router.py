@@ -10,11 +10,18 @@ packet that cannot wait (queue full, expired, out of hops) goes to the failed/ a
 Flow control: a replica has room while its queue (local) or its unacknowledged packets (remote, see
 ``mesh``) are under a bound; a packet for a seed with no room anywhere waits for that seed, and ``kick``
 hands such packets on, oldest first, as soon as a replica has room again. A local seed whose outputs pile
-up that way (``THROTTLE_HIGH`` waiting in one of its output states) is throttled: it takes no new input (an
-injector makes no new packets) until the pile is under ``THROTTLE_LOW``. So a fast producer slows down to
-the pace of the slowest seed after it, across daemons, instead of filling memory or failing packets. A
-throttle under which nothing moves for ``THROTTLE_STUCK_S`` (seeds in a cycle waiting for each other) is
-lifted, so a cycle under load ends in packets failed with a reason, never in a silent hang.
+up (``THROTTLE_HIGH`` waiting in one of its output states, for a busy seed or for any consumer at all) is
+throttled: it takes no new input (an injector makes no new packets) until the pile is under
+``THROTTLE_LOW``, for as long as that takes. So a fast producer slows down to the pace of the slowest seed
+after it, across daemons (a peer holds back its ACKs until what it made is safe, see ``custody``), and
+waits while a state has no consumer at all, instead of filling memory or failing packets. Only where the
+seed lies on a cycle of the automaton (seeds waiting for each other) is a throttle under which nothing moves
+for ``THROTTLE_STUCK_S`` lifted, and the log names the cycle's seeds.
+
+Custody: every packet is held (``custody.hold``) while it is queued for or run by a local seed, waits here,
+is in flight to a peer, or is being written to failed/ or the tx folder; what a seed makes from a packet
+inherits its custody. So the one that sent or accepted the packet hears it is safe only once all of that
+is over.
 
 All methods run on the event loop; nothing here blocks.
 """
@@ -30,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .automaton import Automaton
+from .custody import hold
 from .failed import FailedStore
 from .packet import Hop, IdMaker, Packet
 from .runner import Outcome, SeedRunner
@@ -51,12 +59,9 @@ RemoteSend = Callable[[str, str, Packet], bool]
 LoadOf = Callable[[str, str], float]
 #: room(node_id, seed_name) -> True when that remote replica can take another packet now.
 RoomAt = Callable[[str, str], bool]
-#: hold(packet, delta): this node now holds delta more (or fewer) packets of its lineage (see journal.Holds).
-Hold = Callable[[Packet, int], None]
-
-
-def _no_hold(packet: Packet, delta: int) -> None:
-    pass
+#: done_before(seed, packet) -> True when ``seed`` (an extractor) finished with ``packet`` in an earlier life
+#: of this node, durably (its tx result file exists): the packet is a duplicate, answered without a rerun.
+DoneBefore = Callable[[str, Packet], bool]
 
 
 def pick_replica(nodes: Sequence[str], load: Callable[[str], float], turn: int) -> str:
@@ -97,11 +102,7 @@ class Router:
         self.delivered: Counter[tuple[str, str]] = Counter()  # (seed, node) -> packets handed to that replica
         self.emitted_by: Counter[str] = Counter()  # local seed -> packets it emitted (for the page's rates)
         self.on_extracted: Callable[[Packet, str], None] | None = None
-        #: Called when a seed has finished with a packet (its outputs routed, or its failure kept).
-        self.on_finished: Callable[[Packet, str], None] | None = None
-        # Told whenever a packet starts or stops being held here (queued, running, waiting, in custody of a
-        # peer): the intake journal learns from it when a lineage is finished on this node.
-        self.hold: Hold = _no_hold
+        self.done_before: DoneBefore | None = None
         self._turns: dict[str, itertools.count[int]] = {}
         self._throttled: dict[str, SeedRunner] = {}
         self._throttle_progress: dict[str, tuple[float, int]] = {}  # seed -> (when, piled packets handed on by then)
@@ -113,7 +114,7 @@ class Router:
     def route(self, packet: Packet) -> None:
         """Send ``packet`` on to every seed that consumes its state, or park it."""
         if packet.ttl <= 0:
-            self._fail(packet, "ttl", f"packet {packet.id} in {packet.tag} ran out of hops (a loop in the automaton?)")
+            self.fail(packet, "ttl", f"packet {packet.id} in {packet.tag} ran out of hops (a loop in the automaton?)")
             return
         consumers = self.automaton.consumers(packet.tag)
         if not consumers:
@@ -148,18 +149,18 @@ class Router:
             self.route(packet)
         else:
             self.deliver_to(seed, packet)
-        self.hold(packet, -1)  # after routing it again, so the count never dips to 0 on the way
+        hold(packet, -1)  # after routing it again, so the count never dips to 0 on the way
 
     def expire(self) -> None:
         """Fail the waiting packets whose time is up (and lift throttles that are not helping)."""
         self.check_stuck_throttles()
         for packet in self.waiting.expire(self.clock()):
-            self._fail(
+            self.fail(
                 packet,
                 "expired",
                 f"packet {packet.id} waited {self.waiting.expiry_s:g} s for a seed consuming {packet.tag}; none came",
             )
-            self.hold(packet, -1)
+            hold(packet, -1)
         self._check_throttles()
 
     def kick(self, seed: str) -> None:
@@ -181,6 +182,17 @@ class Router:
         runner = self.local.get(seed)
         return runner if runner is not None and runner.pending < self.seed_queue_max else None
 
+    def submit_local(self, runner: SeedRunner, packet: Packet, now: bool = False) -> None:
+        """Queue ``packet`` for a local seed (with room: see ``local_room``), held until the seed has finished.
+        A packet an extractor finished durably before (``done_before``) is not run again."""
+        spec = runner.spec
+        if spec.is_extractor and self.done_before is not None and self.done_before(spec.name, packet):
+            self.counters["done_before"] += 1
+            return
+        hold(packet, 1)
+        self.delivered[spec.name, self.node_id] += 1
+        runner.submit(packet, now=now)
+
     def _has_room(self, seed: str, nodes: Sequence[str]) -> bool:
         for node in nodes:  # a loop, not any(): this runs for every packet handed on by kick
             if self.local_room(seed) is not None if node == self.node_id else self.remote_room(node, seed):
@@ -189,9 +201,9 @@ class Router:
 
     def _throttle_if_piling(self, runner: SeedRunner) -> None:
         name = runner.spec.name
-        if not self.waiting.any_busy() or name in self._throttled:
+        if not len(self.waiting) or name in self._throttled:
             return
-        if any(self.waiting.busy(tag) >= THROTTLE_HIGH for tag in runner.spec.outputs):
+        if any(self.waiting.in_state(tag) >= THROTTLE_HIGH for tag in runner.spec.outputs):
             now = self.clock()
             if now < self._no_throttle_until.get(name, 0.0):
                 return
@@ -205,7 +217,7 @@ class Router:
 
     def _check_throttles(self) -> None:
         for name, runner in list(self._throttled.items()):
-            if all(self.waiting.busy(tag) < THROTTLE_LOW for tag in runner.spec.outputs):
+            if all(self.waiting.in_state(tag) < THROTTLE_LOW for tag in runner.spec.outputs):
                 self._release_throttle(name, runner)
 
     def _release_throttle(self, name: str, runner: SeedRunner) -> None:
@@ -213,24 +225,32 @@ class Router:
         runner.throttle(False)
 
     def check_stuck_throttles(self) -> None:
-        """Lift a throttle under which none of the piled packets moved for THROTTLE_STUCK_S (call periodically)."""
+        """Lift a throttle under which none of the piled packets moved for THROTTLE_STUCK_S, where the seed lies
+        on a cycle of the automaton (call periodically). Elsewhere a throttle holds as long as the pile does."""
         now = self.clock()
         for name, runner in list(self._throttled.items()):
             since, handed_on = self._throttle_progress[name]
             moved = self._handed_on(runner)
             if moved > handed_on:
                 self._throttle_progress[name] = (now, moved)
-            elif now - since >= THROTTLE_STUCK_S:
-                self._release_throttle(name, runner)
-                self._no_throttle_until[name] = now + THROTTLE_COOLDOWN_S
-                self.counters["throttle_stuck"] += 1
-                log.warning(
-                    "seed %s was throttled while its outputs waited, and none of them moved for %g s (seeds waiting "
-                    "for each other in a cycle?): it runs unthrottled for %g s; what cannot wait goes to failed/",
-                    name,
-                    THROTTLE_STUCK_S,
-                    THROTTLE_COOLDOWN_S,
-                )
+                continue
+            if now - since < THROTTLE_STUCK_S:
+                continue
+            cycle = self.automaton.cycle_through(name)
+            if not cycle:
+                self._throttle_progress[name] = (now, moved)
+                continue
+            self._release_throttle(name, runner)
+            self._no_throttle_until[name] = now + THROTTLE_COOLDOWN_S
+            self.counters["throttle_stuck"] += 1
+            log.warning(
+                "seed %s was throttled while its outputs waited, and none of them moved for %g s: it lies on a cycle "
+                "of seeds waiting for each other (%s); it runs unthrottled for %g s",
+                name,
+                THROTTLE_STUCK_S,
+                " -> ".join([*cycle, cycle[0]]),
+                THROTTLE_COOLDOWN_S,
+            )
 
     def on_outcome(self, outcome: Outcome) -> None:
         """Turn a finished seed invocation into new packets (runs on the loop)."""
@@ -241,7 +261,7 @@ class Router:
         if outcome.error:
             self.counters["seed_errors"] += 1
             if parent is not None:
-                self._fail(
+                self.fail(
                     parent,
                     "seed-error",
                     f"{outcome.error} while processing {parent.id} in {parent.tag}",
@@ -269,11 +289,12 @@ class Router:
                 (parent.ttl - 1) if parent is not None else self.ttl_hops,
                 parent.created if parent is not None else now,
                 dict(parent.meta) if parent is not None else {},
+                parent.custody if parent is not None else None,
             )
             if tag is None:
                 declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
                 wanted = emission.state if emission.state is not None else "its only output"
-                self._fail(
+                self.fail(
                     child,
                     "undeclared-state",
                     f"seed {spec.name} emitted state {wanted!r}, which it does not declare (declared: {declared})",
@@ -282,7 +303,7 @@ class Router:
                 continue
             child.trail.append(Hop(spec.name, self.node_id, str(tag), now))
             if emission.error:
-                self._fail(
+                self.fail(
                     child,
                     "bad-data",
                     f"seed {spec.name} emitted data that cannot travel: {emission.error}",
@@ -299,9 +320,7 @@ class Router:
             self.kick(spec.name)
 
     def _finished(self, packet: Packet, seed: str) -> None:
-        if self.on_finished is not None:
-            self.on_finished(packet, seed)
-        self.hold(packet, -1)
+        hold(packet, -1)
 
     def inject(self, tag: StateTag, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
         """Make a new packet (a new lineage) from outside the network and route it."""
@@ -333,9 +352,7 @@ class Router:
                 runner = self.local_room(name)
                 if runner is not None:
                     self.counters["local"] += 1
-                    self.hold(packet, 1)
-                    self.delivered[name, node] += 1
-                    runner.submit(packet)
+                    self.submit_local(runner, packet)
                     return
             elif self.send_remote(node, name, packet):
                 self.counters["remote"] += 1
@@ -353,19 +370,21 @@ class Router:
     def _park(self, packet: Packet, seed: str | None = None) -> None:
         if self.waiting.park(packet, self.clock(), seed):
             self.counters["parked"] += 1
-            self.hold(packet, 1)
+            hold(packet, 1)
             log.debug("packet %s waits in %s (for %s)", packet.id, packet.tag, seed or "any consumer")
             return
-        self._fail(
+        self.fail(
             packet,
             "waiting-full",
             f"packet {packet.id} could not wait for a consumer of {packet.tag}: "
             f"{self.waiting.max_per_state} packets already wait in that state",
         )
 
-    def _fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None:
+    def fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None:
+        """Keep ``packet`` in failed/ with its reason; it stays held until the kept files are durable."""
         self.counters["failed"] += 1
-        self.failed.keep(packet, kind, reason, detail, seed=seed)
+        hold(packet, 1)
+        self.failed.keep(packet, kind, reason, detail, seed=seed, then=lambda: hold(packet, -1))
 
 
 def _fork(packet: Packet) -> Packet:
@@ -378,4 +397,5 @@ def _fork(packet: Packet) -> Packet:
         packet.ttl,
         packet.created,
         dict(packet.meta),
+        packet.custody,
     )

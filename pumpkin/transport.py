@@ -92,11 +92,11 @@ class PeerLink:
         self.sent = 0
         self.flusher: asyncio.Task[None] | None = None
 
-    def close(self) -> None:
-        """Close the socket (queued messages get LINGER_MS to leave)."""
+    def close(self, linger_ms: int = LINGER_MS) -> None:
+        """Close the socket; queued messages get ``linger_ms`` to leave."""
         if self.flusher is not None:
             self.flusher.cancel()
-        self.socket.close()
+        self.socket.close(linger=linger_ms)
 
 
 class Transport:
@@ -208,16 +208,18 @@ class Transport:
         if link is not None and link.endpoint == endpoint:
             return
         if link is not None:
-            link.close()
+            link.close(linger_ms=0)  # what was queued for the old endpoint is not for the new one
         self.links[node] = PeerLink(self.ctx, endpoint)
 
     def disconnect(self, node: str) -> list[list[bytes]]:
-        """Close the link to ``node``; returns the messages still in its backlog (not yet sent)."""
+        """Close the link to ``node``, dropping what is queued on it (the peer is gone: whatever was in it
+        is re-routed by its sender, and must not reach a restarted process at the same endpoint); returns
+        the messages that were still in its backlog."""
         link = self.links.pop(node, None)
         if link is None:
             return []
         left = list(link.backlog)
-        link.close()
+        link.close(linger_ms=0)
         return left
 
     def send_packet(self, node: str, frames: list[bytes]) -> bool:
@@ -307,8 +309,9 @@ class Transport:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for node in list(self.links):
-            self.disconnect(node)
+        for link in self.links.values():
+            link.close()  # our own stop: ACKs and BYEs get LINGER_MS to leave
+        self.links.clear()
         for sock in (self._inbox, self._control):
             if sock is not None:
                 sock.close(linger=0)

@@ -109,6 +109,11 @@ class TxWriter:
                 self.written += isinstance(result, Path)
                 then(result)
 
+    def written_before(self, seed: str, packet: Packet) -> bool:
+        """True when ``packet``'s result file for extractor ``seed`` exists (durable: it is renamed into place
+        only after its fsync): the packet reached the extractor before, in this run or an earlier one."""
+        return self._path(seed, packet).exists()
+
     def _path(self, seed: str, packet: Packet) -> Path:
         return self.root / _UNSAFE.sub("_", seed) / file_name(packet, self.form)
 

@@ -87,6 +87,10 @@ class WaitingRoom:
         """Packets of ``tag`` waiting for a particular seed (its replicas had no room): a backlog to throttle."""
         return self._for_seed[tag]
 
+    def in_state(self, tag: StateTag) -> int:
+        """Packets of ``tag`` waiting, whatever for: a pile to throttle its producers on."""
+        return self._per_state.get(tag, 0)
+
     def any_busy(self) -> bool:
         """True when some packet waits for a particular seed."""
         return bool(self._for_seed)

@@ -178,7 +178,7 @@ class Double(Seed):
             assert "three is not allowed" in next((tmp_path / "b/failed").glob("*.error")).read_text()
             b.inject("N", 50)  # and in the daemon itself
             await async_wait_until(lambda: len(seen) == 39, what="a local packet")
-            assert seen[-1][0] == 100 and not a.mesh.inflight.get(b.node_id)
+            assert seen[-1][0] == 100 and not a.mesh.inflight_counts().get(b.node_id)
         finally:
             await a.stop()
             await b.stop()
@@ -397,7 +397,7 @@ def test_waiting_packets_survive_a_restart(tmp_path):
         await d.start()
         d.inject("KEEP", {"n": 1})
         await d.stop()
-        assert list((tmp_path / "a/pending").glob("*.pkt"))
+        assert list((tmp_path / "a/pending").glob("*.jsonl"))
         d2 = Daemon(cfg(tmp_path, "a", taskdir=seeds))
         await d2.start()
         try:
@@ -559,8 +559,8 @@ class Slow(Seed):
 
             def done() -> bool:
                 nonlocal most
-                most = max(most, len(a.mesh.inflight.get(b.node_id, {})))
-                return len(sink_module(b, "Slow").SEEN) >= 5000 and not a.mesh.inflight.get(b.node_id)
+                most = max(most, a.mesh.inflight_counts().get(b.node_id, 0))
+                return len(sink_module(b, "Slow").SEEN) >= 5000 and not a.mesh.inflight_counts().get(b.node_id)
 
             await async_wait_until(done, timeout_s=60, interval_s=0.01, what="5000 packets through the slow seed")
             assert sorted(sink_module(b, "Slow").SEEN) == list(range(5000))
@@ -608,9 +608,9 @@ def test_a_same_host_card_follows_seed_changes_so_peers_stop_saying_hello(tmp_pa
             await async_wait_until(
                 lambda: json.loads(card.read_bytes()).get("dg") == a.origin().digest, what="a's card to follow"
             )
-            said_hello = b.mesh._hello_sent.get(a.node_id)
+            said_hello = b.mesh.remotes[a.node_id].hello_sent
             await asyncio.sleep(1.5)  # longer than HELLO_RETRY_S: a stale card would make b say hello again
-            assert b.mesh._hello_sent.get(a.node_id) == said_hello, "b keeps saying hello: a's card is stale"
+            assert b.mesh.remotes[a.node_id].hello_sent == said_hello, "b keeps saying hello: a's card is stale"
         finally:
             await a.stop()
             await b.stop()

@@ -4,14 +4,16 @@ abandoning a journal or daemon without its orderly stop."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import sys
 from pathlib import Path
 
 from pumpkin import config, loader, tags
+from pumpkin.custody import Custody
 from pumpkin.daemon import Daemon
-from pumpkin.journal import Holds, Journal, Source
+from pumpkin.journal import Journal, Source
 from pumpkin.packet import IdMaker, Packet
 from pumpkin.txdir import TxWriter
 from tests.helpers import async_wait_until
@@ -70,15 +72,15 @@ def test_journal_gives_back_exactly_the_unfinished_entries_after_a_crash(tmp_pat
         j = Journal(tmp_path / "journal", "default", ids)
         assert j.recover() == []
         j.start()
-        holds = Holds(j.lineage_free)
         await j.add([(None, [a]), (None, [b])])
         await j.add([(Source("c.json", 3, 4, "ff"), [c])])
-        for p in (a, b, c):
-            holds.track(p.lineage)
-        holds.settle(a.lineage)  # a: nothing held here, so finished at once
-        holds.add(b.lineage, 1)  # b: still held at the crash
-        holds.add(c.lineage, 1)
-        holds.add(c.lineage, -1)  # c: finished, but its file was never moved on
+        custody = {p.data: Custody(functools.partial(j.lineage_free, p.lineage)) for p in (a, b, c)}
+        custody["A"].settle()  # a: nothing held here, so finished at once
+        custody[b"\x00B"].add(1)  # b: still held at the crash
+        custody[b"\x00B"].settle()
+        custody["C"].add(1)
+        custody["C"].settle()
+        custody["C"].add(-1)  # c: finished, but its file was never moved on
         await async_wait_until(lambda: j.commits >= 3, what="the finish records to be committed")
         await crash(j)
 

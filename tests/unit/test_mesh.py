@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,6 +9,7 @@ from pumpkin import messages
 from pumpkin.mesh import Mesh
 from pumpkin.messages import PING, Origin
 from pumpkin.peers import PeerTable
+from tests.unit.fakenet import Clock, Scheduler
 
 HEARTBEAT_S = 0.5
 
@@ -19,6 +19,7 @@ class Links:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.links: dict[str, str] = {}
 
     def send_control(self, node: str, frames: list[bytes]) -> bool:
         self.sent.append((node, messages.decode(frames).body))
@@ -40,7 +41,8 @@ def origin(node: str) -> Origin:
 
 def mesh_with_peer() -> tuple[Mesh, Links]:
     links = Links()
-    peers = PeerTable(evasive_s=3 * HEARTBEAT_S, expired_s=10 * HEARTBEAT_S)
+    clock = Clock()
+    peers = PeerTable(evasive_s=3 * HEARTBEAT_S, expired_s=10 * HEARTBEAT_S, clock=clock)
     router = SimpleNamespace(replan=lambda force=False: None)
     mesh = Mesh(
         node_id="me",
@@ -51,10 +53,11 @@ def mesh_with_peer() -> tuple[Mesh, Links]:
         transport=links,
         router=router,
         peers=peers,
-        failed=None,
         learn=None,
         forget=None,
         heartbeat_s=HEARTBEAT_S,
+        scheduler=Scheduler(clock),
+        clock=clock,
     )
     peer, _ = peers.heard("p", "tcp://10.0.0.1:1001", "hello")
     peer.seeds_digest = "dg"  # known, with the seeds its beacons announce
@@ -62,7 +65,7 @@ def mesh_with_peer() -> tuple[Mesh, Links]:
 
 
 def heartbeat(mesh: Mesh, load: dict[str, float], done: dict[str, int] | None = None) -> None:
-    mesh._ping("p", time.monotonic(), load, {}, only_if_needed=True, done=done or {})
+    mesh._ping("p", mesh.clock(), load, {}, only_if_needed=True, done=done or {})
 
 
 def test_a_peer_whose_beacons_we_hear_gets_no_ping_while_we_are_idle():

@@ -4,8 +4,9 @@ from pathlib import Path
 
 from pumpkin import tags
 from pumpkin.automaton import Automaton, SeedInfo
+from pumpkin.custody import Custody
 from pumpkin.failed import FailedStore
-from pumpkin.packet import IdMaker
+from pumpkin.packet import IdMaker, Packet
 from pumpkin.router import Router, pick_replica
 from pumpkin.runner import Emission, Outcome
 from pumpkin.seed import SeedSpec
@@ -28,7 +29,7 @@ class FakeRunner:
         self.pending = 0
         self.got: list = []
 
-    def submit(self, packet) -> None:
+    def submit(self, packet, now: bool = False) -> None:
         self.pending += 1
         self.got.append(packet)
 
@@ -190,15 +191,23 @@ def test_a_packet_parked_for_a_busy_seed_goes_back_to_that_seed_only(tmp_path):
     assert sorted(p.data for p in fast.got) == [0, 1, 2]
 
 
-def test_on_finished_fires_for_success_and_failure(tmp_path):
+def test_custody_is_released_once_a_seed_finished_or_its_failure_is_durable(tmp_path):
     r, _ = make(tmp_path)
     s = add_local(r, spec("s", ["A"], ["B"]))
-    done: list = []
-    r.on_finished = lambda p, seed: done.append((p.data, seed))
-    a, b = r.inject(T("A"), 1), r.inject(T("A"), 2)
+    add_local(r, spec("sink", ["B"]))
+    released: list = []
+    for n in (1, 2):
+        p = Packet(r.ids.root(), T("A"), n, custody=Custody(lambda n=n: released.append(n)))
+        r.admit(p)
+        p.custody.settle()
+    a, b = s.got
     r.on_outcome(Outcome(s, a, [Emission(None, "x")]))  # type: ignore[arg-type]
+    assert released == []  # its child waits at sink: still held here
     r.on_outcome(Outcome(s, b, error="boom"))  # type: ignore[arg-type]
-    assert done == [(1, "s"), (2, "s")]
+    assert released == [2]  # kept in failed/, fsynced (at once: no event loop runs here)
+    sink = r.local["sink"]
+    r.on_outcome(Outcome(sink, sink.got[0]))  # type: ignore[arg-type]
+    assert released == [2, 1]
 
 
 def test_a_remote_replica_at_its_window_gets_the_waiting_packets_as_it_acknowledges(tmp_path):
@@ -270,7 +279,7 @@ def test_seeds_throttling_each_other_in_a_cycle_are_let_go_when_nothing_moves(tm
     clock.now += 1.5
     r.expire()
     assert not a.throttled and not b.throttled and r.counters["throttle_stuck"] == 2
-    assert "none of them moved for 2 s" in caplog.text
+    assert "none of them moved for 2 s" in caplog.text and "(a -> b -> a)" in caplog.text
     r.on_outcome(Outcome(a, None, [Emission(None, 9)]))  # type: ignore[arg-type]
     assert not a.throttled  # not again during the cool-down
 
@@ -291,3 +300,21 @@ def test_a_throttle_under_which_packets_move_stays(tmp_path, monkeypatch):
         r.on_outcome(Outcome(slow, slow.got[-1]))  # type: ignore[arg-type]
         r.expire()
     assert make_.throttled and r.counters["throttle_stuck"] == 0
+
+
+def test_a_producer_stays_throttled_while_its_state_has_no_consumer_however_long(tmp_path, monkeypatch):
+    import pumpkin.router as router_module
+
+    monkeypatch.setattr(router_module, "THROTTLE_HIGH", 3)
+    monkeypatch.setattr(router_module, "THROTTLE_LOW", 1)
+    r, clock = make(tmp_path, max_wait=100, expiry=1e6)
+    make_ = add_local(r, spec("make", [], ["B"]))  # an injector; nobody consumes B (its seed's hosts are down)
+    for n in range(4):
+        r.on_outcome(Outcome(make_, None, [Emission(None, n)]))  # type: ignore[arg-type]
+    assert make_.throttled and r.waiting.counts() == {"default:*:B": 4}
+    for _ in range(10):
+        clock.now += 5.0
+        r.expire()
+    assert make_.throttled and r.counters["throttle_stuck"] == 0 and r.counters["failed"] == 0
+    sink = add_local(r, spec("sink", ["B"]))  # a consumer comes back
+    assert [p.data for p in sink.got] == [0, 1, 2, 3] and not make_.throttled

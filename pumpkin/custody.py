@@ -1,0 +1,258 @@
+"""Custody: who answers for a packet until it is safe somewhere else. Pure bookkeeping, no I/O, no clock.
+
+A node that accepts a packet (from a peer, the rx folder, ``pmk inject``) answers for it until everything made
+from it is *safe*: acknowledged by the peer it was sent to, written durably (a tx result file, ``failed/``,
+``pending/``), or consumed by a seed that emitted nothing. A ``Custody`` token travels with the packet and
+with every packet a seed makes from it on this node; it counts the packets of its kind held here (queued,
+running, waiting, in flight to a peer, being written) and calls its ``release`` when that count drops to
+zero: then the sender gets its ACK (or the intake journal lets go of the entry). So an ACK means "safe
+downstream", never "in memory here", and a node that dies with packets in hand loses nothing: their
+senders still hold them and send them again.
+
+Sending side: ``InFlight`` keeps the packets sent to one peer and not yet acknowledged, with a
+retransmission timer each. Timers are paced by the acknowledgement times observed for that peer and seed
+(``RttEstimator``, RFC 6298's smoothed estimate and variance) and back off exponentially while unanswered.
+A packet sent again is a question ("still have it?"), answered idempotently by packet id: ``Received``
+on the receiving side tells an ACK (done with it) from a HELD (still working on it) for a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .packet import Packet
+
+#: RFC 6298's initial retransmission timeout, used before any acknowledgement time was seen.
+RTO_INITIAL_S = 1.0
+#: Floor of the retransmission timeout: ACKs are batched per turn of the loop and a seed takes its time.
+RTO_MIN_S = 0.2
+#: Ceiling, also of the backed-off timeout of a packet a peer keeps saying it holds (it is alive and working).
+RTO_MAX_S = 10.0
+#: RFC 6298's gains for the smoothed round trip and its variance, and the variance's weight in the timeout.
+RTT_ALPHA = 1 / 8
+RTT_BETA = 1 / 4
+RTT_K = 4
+#: Sends of a packet to one peer that may go unanswered (no ACK, no HELD) before it goes to another replica.
+UNANSWERED_MAX = 2
+#: Packets a receiver remembers having taken (for telling duplicates), past those it still holds.
+RECEIVED_WINDOW = 100_000
+
+Key = tuple[str, str]  # (packet id, seed name)
+
+
+def _nothing() -> None:
+    return None
+
+
+class Custody:
+    """The count of packets held on this node that stand for one accepted packet; ``release`` at zero.
+
+    Starts at 1: the caller holds it while routing the first packets, then ``settle``s. Released once;
+    later changes are ignored (e.g. a packet saved to pending/ at a clean stop that a seed then finishes).
+    """
+
+    __slots__ = ("count", "release", "released")
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self.count = 1
+        self.release = release
+        self.released = False
+
+    def add(self, delta: int) -> None:
+        """``delta`` more (or fewer) packets of this custody are held here."""
+        if self.released:
+            return
+        self.count += delta
+        if self.count <= 0:
+            self.released = True
+            self.release()
+
+    def settle(self) -> None:
+        """The caller's own hold ends (after routing): released now when nothing else holds it."""
+        self.add(-1)
+
+    def __reduce__(self) -> tuple[Callable[[], None], tuple[()]]:
+        # A packet pickled to a worker process (processes = N) leaves its custody behind: it stays on the loop.
+        return (_nothing, ())
+
+
+def hold(packet: Packet, delta: int) -> None:
+    """``delta`` more (or fewer) copies of ``packet`` are held on this node (a no-op for untracked packets)."""
+    custody = packet.custody
+    if custody is not None:
+        custody.add(delta)
+
+
+class RttEstimator:
+    """Smoothed acknowledgement time and its variance (RFC 6298 section 2), giving the retransmission timeout."""
+
+    __slots__ = ("srtt", "rttvar")
+
+    def __init__(self) -> None:
+        self.srtt = 0.0
+        self.rttvar = 0.0
+
+    def sample(self, rtt: float) -> None:
+        """Take one measured time from sending a packet to its ACK (never of a packet sent again: Karn)."""
+        if self.srtt == 0.0:
+            self.srtt, self.rttvar = rtt, rtt / 2
+            return
+        self.rttvar = (1 - RTT_BETA) * self.rttvar + RTT_BETA * abs(self.srtt - rtt)
+        self.srtt = (1 - RTT_ALPHA) * self.srtt + RTT_ALPHA * rtt
+
+    @property
+    def rto(self) -> float:
+        """Seconds to wait for an ACK before asking again."""
+        if self.srtt == 0.0:
+            return RTO_INITIAL_S
+        return min(RTO_MAX_S, max(RTO_MIN_S, self.srtt + RTT_K * self.rttvar))
+
+
+@dataclass(slots=True)
+class Flight:
+    """One packet sent to a peer for one seed, not yet acknowledged."""
+
+    packet: Packet
+    seed: str
+    sent_at: float  # the first send: ACK times are measured from it, and only for packets sent once
+    due: float  # when to ask again
+    sends: int = 1
+    unanswered: int = 1  # sends since the peer last said anything about this packet (ACK or HELD)
+
+
+class InFlight:
+    """The packets sent to one peer and not yet acknowledged, oldest first, with their timers."""
+
+    def __init__(self) -> None:
+        self.flights: OrderedDict[Key, Flight] = OrderedDict()
+        self.per_seed: Counter[str] = Counter()
+        self.rtt: dict[str, RttEstimator] = {}
+
+    def __len__(self) -> int:
+        return len(self.flights)
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self.flights
+
+    def rto(self, seed: str) -> float:
+        """The current retransmission timeout for packets sent for ``seed``."""
+        est = self.rtt.get(seed)
+        return est.rto if est is not None else RTO_INITIAL_S
+
+    def add(self, packet: Packet, seed: str, now: float) -> bool:
+        """Record a first send of ``packet`` for ``seed``; False (nothing changed) when it is in flight already."""
+        key = (packet.id, seed)
+        if key in self.flights:
+            return False
+        self.flights[key] = Flight(packet, seed, now, now + self.rto(seed))
+        self.per_seed[seed] += 1
+        return True
+
+    def ack(self, key: Key, now: float) -> Flight | None:
+        """The peer is done with ``key``: forget it; returns its flight (None when it was not in flight)."""
+        flight = self.flights.pop(key, None)
+        if flight is None:
+            return None
+        self._count_out(flight.seed)
+        if flight.sends == 1:
+            self.rtt.setdefault(flight.seed, RttEstimator()).sample(now - flight.sent_at)
+        return flight
+
+    def held(self, key: Key, now: float) -> None:
+        """The peer still holds ``key`` (a duplicate it is working on): ask again later, backing off."""
+        flight = self.flights.get(key)
+        if flight is None:
+            return
+        flight.unanswered = 0
+        flight.due = now + self._backoff(flight)
+        self.flights.move_to_end(key)
+
+    def due(self, now: float) -> list[Flight]:
+        """Flights whose timer has fired, oldest first (a flight sent again moves to the back: see ``resent``).
+
+        Flights are kept in the order of their timers as long as the timeout does not shrink; one that does
+        at worst fires a little late.
+        """
+        out = []
+        for flight in self.flights.values():
+            if flight.due > now:
+                break
+            out.append(flight)
+        return out
+
+    def resent(self, flight: Flight, now: float) -> None:
+        """``flight`` was sent again: back off its timer."""
+        flight.sends += 1
+        flight.unanswered += 1
+        flight.due = now + self._backoff(flight)
+        self.flights.move_to_end((flight.packet.id, flight.seed))
+
+    def remove(self, flight: Flight) -> None:
+        """Take ``flight`` out (it goes to another replica)."""
+        if self.flights.pop((flight.packet.id, flight.seed), None) is not None:
+            self._count_out(flight.seed)
+
+    def take_all(self) -> list[Flight]:
+        """Remove and return every flight, oldest first (the peer is gone)."""
+        flights = list(self.flights.values())
+        self.flights.clear()
+        self.per_seed.clear()
+        return flights
+
+    def next_due(self) -> float | None:
+        """When the earliest timer fires (None: nothing in flight)."""
+        for flight in self.flights.values():
+            return flight.due
+        return None
+
+    def _backoff(self, flight: Flight) -> float:
+        return min(RTO_MAX_S, self.rto(flight.seed) * (1 << min(flight.sends - 1, 6)))
+
+    def _count_out(self, seed: str) -> None:
+        left = self.per_seed[seed] - 1
+        if left > 0:
+            self.per_seed[seed] = left
+        else:
+            del self.per_seed[seed]
+
+
+class Received:
+    """What a receiver knows of the packets peers sent it: which it still holds, which it took before.
+
+    A packet seen again is a duplicate: while its custody is held here the answer is HELD, after it was
+    released the answer is ACK (its ACK was lost, or the sender asks again).
+    """
+
+    def __init__(self, window: int = RECEIVED_WINDOW) -> None:
+        self.window = window
+        self.holding: dict[Key, Custody] = {}
+        self._seen: OrderedDict[Key, None] = OrderedDict()
+
+    def seen(self, key: Key) -> bool:
+        """True when ``key`` was taken before (in the window, or still held)."""
+        return key in self._seen or key in self.holding
+
+    def take(self, key: Key, custody: Custody) -> None:
+        """Remember ``key`` as taken and held under ``custody`` until that is released (``done``)."""
+        self.holding[key] = custody
+        self._seen[key] = None
+        if len(self._seen) > self.window:
+            self._seen.popitem(last=False)
+
+    def note(self, key: Key) -> None:
+        """Remember ``key`` as taken, with nothing to answer for (a packet nobody asked us to acknowledge)."""
+        self._seen[key] = None
+        if len(self._seen) > self.window:
+            self._seen.popitem(last=False)
+
+    def done(self, key: Key) -> None:
+        """``key``'s custody was released: a duplicate of it is now answered with an ACK."""
+        self.holding.pop(key, None)
+
+    def is_held(self, key: Key) -> bool:
+        """True while this node still answers for ``key``."""
+        return key in self.holding
