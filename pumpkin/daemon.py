@@ -24,6 +24,7 @@ import importlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,7 +42,7 @@ from .dropdir import DropDir
 from .dropfile import is_lines, parse_document, parse_lines
 from .errors import PacketError, TagError
 from .failed import FailedStore
-from .journal import Journal, fsync_dir
+from .journal import Entry, Journal, fsync_dir
 from .mesh import Mesh
 from .messages import Origin
 from .packet import Hop, IdMaker, Packet
@@ -101,6 +102,7 @@ class Daemon:
         # Intake durability and the rx/tx folders (see the "intake" block below).
         self.journal: Journal | None = None
         self._recovered: list[Any] = []  # journal entries left unfinished by the last run
+        self._journaling: set[asyncio.Future[None]] = set()  # packets on their way into the journal
         self.dropdir: DropDir | None = None
         self.tx: TxWriter | None = None
         self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
@@ -265,6 +267,7 @@ class Daemon:
                 self.mesh.accepting = False  # senders keep what we have not taken; our BYE sends it elsewhere
             queued = [p for r in router.local.values() for p in r.take_queued()]
             await asyncio.gather(*(asyncio.to_thread(r.stop) for r in router.local.values()))
+            await asyncio.gather(*self._journaling, return_exceptions=True)  # routed before the save below
             queued += [p for r in router.local.values() for p in r.take_queued()]
             inflight = self.mesh.take_inflight() if self.mesh is not None else []
             waiting = [p for p, _ in router.waiting.release(lambda tag: True)]
@@ -484,8 +487,8 @@ class Daemon:
                 except (PacketError, orjson.JSONDecodeError) as exc:
                     self.failed.keep_raw([line], "bad-pending", f"{file} line {number}: cannot resume: {exc}")
         if resumed:
-            await self.journal.add([(None, resumed)])
-            self._admit(resumed, fresh=False)
+            [entry] = await self.journal.add([(None, resumed)])
+            self._admit(entry, resumed, fresh=False)
             log.info("Resumed %d packet(s) saved at the last stop", len(resumed))
         self.failed.sync()  # what could not be resumed is kept durably before its file goes
         for file in files:
@@ -537,6 +540,7 @@ class Daemon:
         self.journal = Journal(self.workdir.path / "journal", cfg.node.group, self.ids)
         self._recovered = await asyncio.to_thread(self.journal.recover)
         self.journal.start()
+        self.router.make_durable = self._make_durable
         if cfg.tx.dir is not None:
             self.tx = TxWriter(cfg.tx.dir, cfg.tx.form)
             self.tx.start()
@@ -550,10 +554,12 @@ class Daemon:
         cfg = self.config
         recovered, self._recovered = self._recovered, []
         await self._restore_pending()
-        replay = [p for entry in recovered for p in entry.packets]
+        replay = sum(len(entry.packets) for entry in recovered)
         if replay:
-            log.info("Routing again %d packet(s) accepted before the last stop and not finished", len(replay))
-            self._admit(replay, fresh=False)
+            log.info("Routing again %d packet(s) accepted before the last stop and not finished", replay)
+        for entry in recovered:
+            if entry.packets:
+                self._admit(entry, entry.packets, fresh=False)
         expected = [e for e in recovered if not e.moved]
         if cfg.rx.dir is not None:
             self.dropdir = DropDir(
@@ -564,8 +570,8 @@ class Daemon:
             for entry in expected:
                 self.journal.moved(entry)
 
-    def _admit(self, batch: list[Packet], fresh: bool = True) -> None:
-        """Route packets the journal holds (``fresh``: new injections); each lineage's custody tells the
+    def _admit(self, entry: Entry, batch: list[Packet], fresh: bool = True) -> None:
+        """Route the packets of a journal entry (``fresh``: new injections); each lineage's custody tells the
         journal when this node is done with it."""
         assert self.router is not None and self.journal is not None
         journal = self.journal
@@ -574,7 +580,7 @@ class Daemon:
             lineage = packet.lineage
             custody = custodies.get(lineage)
             if custody is None:
-                custody = custodies[lineage] = Custody(functools.partial(journal.lineage_free, lineage))
+                custody = custodies[lineage] = Custody(functools.partial(journal.release, entry, lineage))
             packet.custody = custody
             if fresh:
                 self.router.admit(packet)
@@ -582,6 +588,25 @@ class Daemon:
                 self.router.route(packet)
         for custody in custodies.values():
             custody.settle()
+
+    def _make_durable(self, batch: list[Packet], then: Callable[[], None] | None) -> None:
+        """Journal ``batch`` (packets a seed made that must not depend on their input's custody), then route it."""
+
+        async def journal_then_route() -> None:
+            assert self.journal is not None and self.router is not None
+            try:
+                [entry] = await self.journal.add([(None, batch)])
+            except OSError as exc:
+                for packet in batch:
+                    self.router.fail(packet, "journal", f"packet {packet.id} could not be made durable: {exc}")
+            else:
+                self._admit(entry, batch, fresh=False)
+            if then is not None:
+                then()
+
+        task = asyncio.ensure_future(journal_then_route())
+        self._journaling.add(task)
+        task.add_done_callback(self._journaling.discard)
 
     def _to_tx(self, packet: Packet, seed: str) -> None:
         assert self.tx is not None
@@ -611,10 +636,10 @@ class Daemon:
         for p in batch:
             p.trail.append(Hop("pmk-inject", self.node_id, str(p.tag), now))
         try:
-            await self.journal.add([(None, batch)])
+            [entry] = await self.journal.add([(None, batch)])
         except OSError as exc:
             return {"ok": False, "error": f"the packet could not be made durable: {exc}"}
-        self._admit(batch)
+        self._admit(entry, batch)
         listed = [{"id": p.id, "state": str(p.tag)} for p in batch]
         return {"ok": True, "id": batch[0].id, "state": listed[0]["state"], "packets": listed}
 

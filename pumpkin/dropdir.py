@@ -110,7 +110,7 @@ class DropDir:
         node_id: str,
         ids: IdMaker,
         journal: Journal,
-        admit: Callable[[list[Packet]], None],
+        admit: Callable[[Entry, list[Packet]], None],
         ttl_hops: int = DEFAULT_TTL_HOPS,
     ) -> None:
         """``ttl_hops``: the hops a packet from a file may make unless the file says (``routing.ttl_hops``)."""
@@ -308,7 +308,7 @@ class DropDir:
                     r.known = entry
                     for note in r.notes:
                         log.warning("rx %s: %s", r.rel, note)
-                    self.admit(r.packets)
+                    self.admit(entry, r.packets)
                     self.counters["files_accepted"] += 1
                     self.counters["packets_injected"] += len(r.packets)
                     r.packets = []

@@ -90,7 +90,6 @@ class Journal:
         self.group = group
         self.ids = ids
         self.entries: dict[str, Entry] = {}
-        self.by_lineage: dict[str, Entry] = {}
         self.batches: dict[str, set[str]] = {}  # batch -> ids of its entries not yet done and moved
         self.commits = 0
         self._adds: list[tuple[Entry, list[Packet], asyncio.Future[None]]] = []
@@ -146,8 +145,6 @@ class Journal:
 
     def _register(self, entry: Entry) -> None:
         self.entries[entry.id] = entry
-        for lineage in entry.open:
-            self.by_lineage[lineage] = entry
 
     def start(self) -> None:
         """Start committing (on the running loop)."""
@@ -179,10 +176,9 @@ class Journal:
         await asyncio.gather(*futures)
         return entries
 
-    def lineage_free(self, lineage: str) -> None:
-        """A lineage's custody was released: this node holds nothing of ``lineage`` any more."""
-        entry = self.by_lineage.pop(lineage, None)
-        if entry is None:
+    def release(self, entry: Entry, lineage: str) -> None:
+        """The custody of ``entry``'s packets of ``lineage`` was released: nothing of them is held here any more."""
+        if lineage not in entry.open:
             return
         entry.open.discard(lineage)
         if entry.finished:

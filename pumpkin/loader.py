@@ -172,6 +172,10 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
             )
         if cls.inline and (not inputs or cls.workers != 1):
             raise SeedLoadError(f"{where}: 'inline' is for a consuming seed with one worker (it runs on the loop)")
+        if cls.durable and inputs:
+            raise SeedLoadError(
+                f"{where}: 'durable' is for injectors (what a consuming seed makes is covered by its input's custody)"
+            )
         if cls.every_s is not None and inputs:
             raise SeedLoadError(f"{where}: 'every_s' is for injectors, but the seed consumes {inputs[0]}")
         specs.append(
@@ -186,6 +190,7 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
                 processes=processes,
                 every_s=cls.every_s,
                 inline=bool(cls.inline),
+                durable=bool(cls.durable),
                 description=(cls.__doc__ or "").strip().split("\n")[0],
             )
         )

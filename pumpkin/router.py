@@ -21,7 +21,10 @@ for ``THROTTLE_STUCK_S`` lifted, and the log names the cycle's seeds.
 Custody: every packet is held (``custody.hold``) while it is queued for or run by a local seed, waits here,
 is in flight to a peer, or is being written to failed/ or the tx folder; what a seed makes from a packet
 inherits its custody. So the one that sent or accepted the packet hears it is safe only once all of that
-is over.
+is over. Two kinds of emission are made durable here instead (``make_durable``: the intake journal) before
+they are routed: those of a seed on a cycle of the automaton, whose custody would otherwise chain around
+the cycle and, under load, fill every flow-control window on it with packets waiting for each other; and
+those of an injector that declares ``durable = True``.
 
 All methods run on the event loop; nothing here blocks.
 """
@@ -59,6 +62,9 @@ RemoteSend = Callable[[str, str, Packet], bool]
 LoadOf = Callable[[str, str], float]
 #: room(node_id, seed_name) -> True when that remote replica can take another packet now.
 RoomAt = Callable[[str, str], bool]
+#: make_durable(packets, then): journal ``packets`` (fsynced), route them with the journal's custody, then
+#: call ``then`` (None: nothing to call).
+MakeDurable = Callable[[list[Packet], Callable[[], None] | None], None]
 #: done_before(seed, packet) -> True when ``seed`` (an extractor) finished with ``packet`` in an earlier life
 #: of this node, durably (its tx result file exists): the packet is a duplicate, answered without a rerun.
 DoneBefore = Callable[[str, Packet], bool]
@@ -103,6 +109,9 @@ class Router:
         self.emitted_by: Counter[str] = Counter()  # local seed -> packets it emitted (for the page's rates)
         self.on_extracted: Callable[[Packet, str], None] | None = None
         self.done_before: DoneBefore | None = None
+        self.make_durable: MakeDurable | None = None
+        self._cyclic: dict[str, bool] = {}
+        self._cyclic_version = -1
         self._turns: dict[str, itertools.count[int]] = {}
         self._throttled: dict[str, SeedRunner] = {}
         self._throttle_progress: dict[str, tuple[float, int]] = {}  # seed -> (when, piled packets handed on by then)
@@ -277,6 +286,9 @@ class Router:
             if self.on_extracted is not None:
                 self.on_extracted(parent, spec.name)
         now = time.time()
+        durable: list[Packet] | None = None
+        if self.make_durable is not None and (spec.durable if parent is None else self._on_cycle(spec.name)):
+            durable = []
         for index, emission in enumerate(outcome.emissions):
             tag = spec.output_for(emission.state)
             pid = self.ids.child(parent.id, spec.name, index) if parent is not None else self.ids.root()
@@ -312,12 +324,31 @@ class Router:
                 continue
             self.counters["emitted"] += 1
             self.emitted_by[spec.name] += 1
-            self.route(child)
+            if durable is None:
+                self.route(child)
+            else:
+                child.custody = None
+                durable.append(child)
+        if durable and self.make_durable is not None:
+            if parent is None:
+                self.make_durable(durable, None)
+            else:
+                hold(parent, 1)  # released once its children are in the journal
+                self.make_durable(durable, lambda: hold(parent, -1))
         if outcome.emissions and spec.outputs:
             self._throttle_if_piling(runner)
         if parent is not None:
             self._finished(parent, spec.name)
             self.kick(spec.name)
+
+    def _on_cycle(self, seed: str) -> bool:
+        if self._cyclic_version != self.automaton.version:
+            self._cyclic.clear()
+            self._cyclic_version = self.automaton.version
+        cyclic = self._cyclic.get(seed)
+        if cyclic is None:
+            cyclic = self._cyclic[seed] = bool(self.automaton.cycle_through(seed))
+        return cyclic
 
     def _finished(self, packet: Packet, seed: str) -> None:
         hold(packet, -1)

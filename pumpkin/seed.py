@@ -32,7 +32,9 @@ so a quick seed (microseconds of pure Python per packet) moves data several time
 nothing else on that daemon does, so never mark a seed inline that blocks, sleeps or computes for long.
 ``processes = N`` runs N instances in N worker processes instead of threads, for a seed that computes in
 Python: threads share one interpreter lock, processes use as many cores (see ``procpool``).
-``on_load()`` runs once before the first packet and ``on_unload()`` at shutdown.
+``on_load()`` runs once before the first packet and ``on_unload()`` at shutdown. An injector that says
+``durable = True`` has each packet it makes written to the node's intake journal (fsynced) before it is
+routed, with the guarantee of the rx folder and ``pmk inject``: nothing it made is lost by a crash after.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Seed:
     workers: ClassVar[int] = 1
     processes: ClassVar[int] = 0
     inline: ClassVar[bool] = False
+    durable: ClassVar[bool] = False
     every_s: ClassVar[float | None] = None
     auto_load: ClassVar[bool] = True
     name: ClassVar[str] = ""
@@ -89,6 +92,7 @@ def seed(
     workers: int = 1,
     processes: int = 0,
     inline: bool = False,
+    durable: bool = False,
     every_s: float | None = None,
     name: str | None = None,
     auto_load: bool = True,
@@ -107,6 +111,7 @@ def seed(
             "workers": workers,
             "processes": processes,
             "inline": inline,
+            "durable": durable,
             "every_s": every_s,
             "auto_load": auto_load,
             "name": name or func.__name__,
@@ -136,6 +141,7 @@ class SeedSpec:
     every_s: float | None = None
     inline: bool = False
     processes: int = 0  # > 0: run in that many worker processes (then ``workers`` equals it)
+    durable: bool = False  # an injector whose packets are journaled before they are routed
     description: str = ""
     manifest: dict[str, Any] = field(default_factory=dict, compare=False)
 

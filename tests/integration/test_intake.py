@@ -72,9 +72,12 @@ def test_journal_gives_back_exactly_the_unfinished_entries_after_a_crash(tmp_pat
         j = Journal(tmp_path / "journal", "default", ids)
         assert j.recover() == []
         j.start()
-        await j.add([(None, [a]), (None, [b])])
-        await j.add([(Source("c.json", 3, 4, "ff"), [c])])
-        custody = {p.data: Custody(functools.partial(j.lineage_free, p.lineage)) for p in (a, b, c)}
+        entries = await j.add([(None, [a]), (None, [b])])
+        entries += await j.add([(Source("c.json", 3, 4, "ff"), [c])])
+        custody = {
+            p.data: Custody(functools.partial(j.release, entry, p.lineage))
+            for p, entry in zip((a, b, c), entries, strict=True)
+        }
         custody["A"].settle()  # a: nothing held here, so finished at once
         custody[b"\x00B"].add(1)  # b: still held at the crash
         custody[b"\x00B"].settle()
@@ -94,7 +97,7 @@ def test_journal_gives_back_exactly_the_unfinished_entries_after_a_crash(tmp_pat
         assert back[0].packets[0].id == b.id  # the same packet, so the same lineage: tx/ stays idempotent
         j.start()
         j.moved(back[1])
-        j.lineage_free(b.lineage)
+        j.release(back[0], b.lineage)
         await j.close()
         assert list((tmp_path / "journal").iterdir()) == []
 

@@ -223,3 +223,27 @@ def test_received_tells_held_from_done():
     seen.note(("p2", "s"))
     seen.note(("p3", "s"))
     assert not seen.seen(("p1", "s"))  # out of the window
+
+
+def test_a_seed_on_a_cycle_has_its_emissions_journaled_so_custody_does_not_chain_around_it(tmp_path):
+    net = Net(tmp_path)
+    a, b = net.add("A"), net.add("B")
+    a.add_seed(spec("there", ("PING",), ("PONG",)))
+    b.add_seed(spec("back", ("PONG",), ("PING",)))
+    journaled: list[Packet] = []
+
+    def make_durable(packets: list[Packet], then) -> None:  # the daemon journals them, then routes them
+        journaled.extend(packets)
+        if then is not None:
+            then()
+
+    b.router.make_durable = make_durable
+    net.meet(a, b)
+    custody, log = released()
+    a.inject("PING", 1, custody)
+    a.finish("there")
+    net.scheduler.run_for(0.01)
+    b.finish("back")  # its output goes round the cycle: to the journal instead of into A's custody chain
+    net.scheduler.run_for(0.01)
+    assert [p.data for p in journaled] == [1] and journaled[0].custody is None
+    assert inflight(a) == 0 and log == ["released"]
