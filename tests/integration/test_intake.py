@@ -32,9 +32,12 @@ class Shout(Seed):
 
 
 def cfg(tmp_path: Path, *, seeds: list[Path], rx: bool = True, tx: bool = False, **extra: str):
+    # These daemons run in pytest's own network namespace: no discovery (nothing may leave the machine).
     flags = {
         "node.workdir": str(tmp_path / "node"),
         "endpoint.type": "zmq.IPC",
+        "discovery.enable": "false",
+        "http.port": "0",
         "node.seed": ",".join(map(str, seeds)),
         "rx.settle_s": "0.05",
         "rx.poll_interval_s": "0.1",
