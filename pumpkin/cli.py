@@ -1,7 +1,7 @@
 """The ``pmk`` command line: run the daemon, or talk to a running one.
 
 pmk [options]                  run a daemon in the foreground (Ctrl-C stops it)
-pmk seeds check PATH...        load seed files or folders and report, without running them
+pmk seeds check PATH...        load seed files or folders, make an instance of each seed, and report
 pmk graph                      print the automaton of a running daemon
 pmk peers                      list the peers a running daemon knows
 pmk stats                      print a running daemon's counters
@@ -25,10 +25,12 @@ from . import __version__, loader
 from . import config as configuration
 from .console import LineAtomicWriter
 from .errors import ConfigError, DaemonNotRunning, PumpkinError
+from .runner import try_instance
 from .transport import MAX_CONTROL_BYTES, request_sync
 from .workdir import DEFAULT_ROOT, in_use, running_control_files
 
 SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers")
+CHECK_NODE_ID = "pmk-seeds-check"  # the node id seeds see when pmk seeds check makes them
 
 
 def _daemon_parser() -> argparse.ArgumentParser:
@@ -169,9 +171,20 @@ def _client_parser() -> argparse.ArgumentParser:
 
     seeds = sub.add_parser("seeds", help="work with seed files")
     seeds_sub = seeds.add_subparsers(dest="action", required=True)
-    check = seeds_sub.add_parser("check", help="load seeds and report, without running them")
+    check = seeds_sub.add_parser(
+        "check",
+        help="load seeds, make an instance of each, and report, without running them",
+        description="Import seed files or folders and make one instance of each seed (its __init__ runs, not "
+        "its on_load), reporting every file or seed that fails as a daemon would at start. Exit status 1 "
+        "when any does.",
+    )
     check.add_argument("paths", nargs="+", type=Path)
     check.add_argument("--group", default="default")
+    check.add_argument(
+        "--on-load",
+        action="store_true",
+        help="also call each instance's on_load, then its on_unload (they may open files, connections, models)",
+    )
     graph = sub.add_parser("graph", help="print the automaton of a running daemon")
     graph.add_argument("--json", action="store_true", help="print networkx node-link JSON")
     common(graph)
@@ -227,19 +240,32 @@ def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
     return {"op": "inject", "file": args.file.name, "content_base64": encoded}
 
 
-def _seeds_check(paths: list[Path], group: str) -> int:
+def _seeds_check(paths: list[Path], group: str, on_load: bool) -> int:
     report = loader.load(paths, group)
+    ok = 0
+    failed: list[str] = []
     for spec in report.seeds:
         ins = ", ".join(map(str, spec.inputs)) or "(injector)"
         outs = ", ".join(map(str, spec.outputs)) or "(extractor)"
         kind = "legacy" if spec.legacy else "seed"
-        print(f"ok       {spec.name}: {ins} -> {outs}  [{kind}, {spec.path}]")
+        fault = try_instance(spec, CHECK_NODE_ID, load=on_load)
+        if fault is None:
+            ok += 1
+            print(f"ok       {spec.name}: {ins} -> {outs}  [{kind}, {spec.path}]")
+        else:
+            then = "" if fault.stage == "on_unload" else "; a daemon would disable it"
+            failed.append(f"{spec.path}: {fault}{then}\n{fault.traceback.rstrip()}")
     for path, why in report.skipped:
         print(f"skipped  {path}: {why}")
-    for path, why in report.errors:
-        print(f"error    {why if str(path) in why else f'{path}: {why}'}")
-    print(f"{len(report.seeds)} seed(s) ok, {len(report.skipped)} skipped, {len(report.errors)} error(s)")
-    return 0 if report.ok else 1
+    for why in [*(why if str(path) in why else f"{path}: {why}" for path, why in report.errors), *failed]:
+        print(f"error    {why}")
+    errors = len(report.errors) + len(failed)
+    if on_load:
+        print("Imported each file, made an instance of each seed and called its on_load, then its on_unload.")
+    else:
+        print("Imported each file and made an instance of each seed (on_load not called: --on-load calls it).")
+    print(f"{ok} seed(s) ok, {len(report.skipped)} skipped, {errors} error(s)")
+    return 0 if errors == 0 else 1
 
 
 def run_client(argv: list[str]) -> int:
@@ -247,7 +273,7 @@ def run_client(argv: list[str]) -> int:
     args = _client_parser().parse_args(argv)
     try:
         if args.command == "seeds":
-            return _seeds_check(args.paths, args.group)
+            return _seeds_check(args.paths, args.group, args.on_load)
         if args.command == "graph":
             _print_graph(_ask(args, {"op": "graph"}), args.json)
         elif args.command == "peers":

@@ -332,14 +332,14 @@ class Daemon:
                 self.mesh.announce()
 
     def _seed_broken(self, runner: SeedRunner) -> None:
-        """Every instance of a local seed failed its on_load: take it out of the automaton, as if disabled."""
+        """No instance of a local seed could be made or loaded: take it out of the automaton, as if disabled."""
         name = runner.spec.name
         if self.router is None or self.router.local.get(name) is not runner or self._stopping:
             return
         log.error(
-            "Seed %s cannot run (its on_load failed, see above): disabled; its packets go to other replicas "
-            "or wait for it",
+            "Seed %s cannot run (%s): disabled; its packets go to other replicas or wait for it",
             name,
+            runner.broken_reason,
         )
         self.enable_seed(name, False)
 
@@ -380,6 +380,10 @@ class Daemon:
         assert self.router is not None
         runner = self.router.local[name]  # KeyError: not a local seed
         if enabled == (name not in self.disabled):
+            return False
+        if enabled and runner.broken_reason:
+            # Its instances are gone: packets routed to it would wait in its queue until the daemon stops.
+            log.warning("Seed %s stays disabled: it cannot run (%s); restart the daemon", name, runner.broken_reason)
             return False
         if enabled:
             self.disabled.discard(name)

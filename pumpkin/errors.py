@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import traceback
+from types import TracebackType
+
 
 class PumpkinError(Exception):
     """Base of every error Pumpkin raises on purpose."""
@@ -25,6 +29,24 @@ class ManifestError(PumpkinError):
 
 class SeedLoadError(PumpkinError):
     """A seed file could not be loaded; the message names the file and the reason."""
+
+
+class SeedStartError(PumpkinError):
+    """A seed's ``__init__`` or ``on_load`` raised: that instance cannot run; the message names the seed."""
+
+    def __init__(self, seed: str, stage: str, cause: BaseException) -> None:
+        super().__init__(f"seed {seed}: {stage} raised {type(cause).__name__}: {cause}")
+        self.seed = seed
+        self.stage = stage  # "__init__" or "on_load" (or "on_unload", when pmk seeds check calls it)
+        self.traceback = "".join(traceback.format_exception(type(cause), cause, _seed_frames(cause.__traceback__)))
+
+
+def _seed_frames(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without its leading frames in Pumpkin's own code: the seed's author needs only theirs."""
+    here = os.path.dirname(__file__)
+    while tb is not None and tb.tb_next is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == here:
+        tb = tb.tb_next
+    return tb
 
 
 class SeedError(PumpkinError):

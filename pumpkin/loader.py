@@ -19,7 +19,7 @@ from types import ModuleType
 from . import PmkSeed
 from .errors import ManifestError, SeedLoadError
 from .manifest import LegacyManifest, parse_declared, parse_legacy
-from .seed import Seed, SeedSpec
+from .seed import SEED_FAULTS, Seed, SeedSpec
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _import(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken seed is reported, never fatal
+    except SEED_FAULTS as exc:  # a broken seed (even one calling sys.exit()) is reported, never fatal
         sys.modules.pop(name, None)
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         raise SeedLoadError(f"{path}: importing the seed raised {type(exc).__name__}: {exc}\n{tb}") from None

@@ -5,7 +5,9 @@ queue: whichever instance is free takes the next packet, so local replicas are s
 construction. Results go back to the loop as ``Outcome`` objects through an outbox: one
 ``call_soon_threadsafe`` wakes the loop for however many outcomes are ready (a wake-up per packet costs
 more than the packet). A seed that raises fails that packet only; what it emitted before raising is
-discarded, so the kept input can be injected again without duplicates.
+discarded, so the kept input can be injected again without duplicates. An instance whose ``__init__`` or
+``on_load`` raises is logged and does not run; when no instance can, ``on_broken`` tells the daemon, which
+disables the seed (its packets go to other replicas or wait).
 
 An ``inline`` seed has one instance and no thread: its packets queue on the loop and run there, a batch
 per callback, with no hand-over between threads (see ``seed``). A seed with ``processes = N`` runs in a
@@ -34,9 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import PmkSeed
-from .errors import PacketError
+from .errors import PacketError, SeedStartError
 from .packet import Packet, check_data
-from .seed import Emit, SeedSpec, run_arity
+from .seed import SEED_FAULTS, Emit, SeedSpec, run_arity
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,38 @@ def instantiate(spec: SeedSpec, node_id: str) -> Any:
     return instance
 
 
+def ready_instance(spec: SeedSpec, node_id: str, load: bool = True) -> Any:
+    """A new instance of ``spec``'s seed with its on_load called (``load=False``: not called).
+
+    Raises SeedStartError naming the seed and which of ``__init__`` and ``on_load`` raised what.
+    """
+    try:
+        instance = instantiate(spec, node_id)
+    except SEED_FAULTS as exc:
+        raise SeedStartError(spec.name, "__init__", exc) from exc
+    if load:
+        try:
+            instance.on_load()
+        except SEED_FAULTS as exc:
+            raise SeedStartError(spec.name, "on_load", exc) from exc
+    return instance
+
+
+def try_instance(spec: SeedSpec, node_id: str, load: bool = False) -> SeedStartError | None:
+    """Make one instance of ``spec``'s seed as the daemon would (``load``: then call its on_load and on_unload
+    too), and drop it; None when that worked, else why not (``pmk seeds check``)."""
+    try:
+        instance = ready_instance(spec, node_id, load)
+    except SeedStartError as exc:
+        return exc
+    if load:
+        try:
+            instance.on_unload()
+        except SEED_FAULTS as exc:
+            return SeedStartError(spec.name, "on_unload", exc)
+    return None
+
+
 def run_modern(instance: Any, arity: int, packet: Packet | None) -> Any:
     """Call a modern seed's ``run`` the way its signature asks (see ``seed``); what it returned."""
     if packet is None:
@@ -146,7 +180,7 @@ def run_modern(instance: Any, arity: int, packet: Packet | None) -> Any:
     return instance.run(packet.data)
 
 
-def raised(seed: str, exc: Exception) -> str:
+def raised(seed: str, exc: BaseException) -> str:
     """The one-line reason a packet failed because its seed raised ``exc``."""
     return f"seed {seed} raised {type(exc).__name__}: {exc}"
 
@@ -164,7 +198,8 @@ class SeedRunner:
         on_outcome: Callable[[Outcome], None],
         on_broken: Callable[[SeedRunner], None] | None = None,
     ) -> None:
-        """``on_broken`` is called on the loop once every instance has failed its on_load."""
+        """``on_broken`` is called on the loop once no instance can run (each one's __init__ or on_load
+        raised; ``broken_reason`` says how the last one failed)."""
         self.spec = spec
         self.node_id = node_id
         self._loop = loop
@@ -172,6 +207,7 @@ class SeedRunner:
         self._on_broken = on_broken
         self._load_failures = 0
         self._load_lock = threading.Lock()
+        self.broken_reason = ""  # set once no instance can run
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._instances: list[Any] = []
@@ -189,6 +225,7 @@ class SeedRunner:
         self._pool_queue: deque[Packet] = deque()
         self._pool_busy = 0  # packets handed to the pool and not back yet
         self._run_in_pool: Callable[[Packet], Any] | None = None  # procpool.run_packet, once there is a pool
+        self._probing = False  # packets wait until a worker process says it could make the seed
         self._inline_scheduled = False
         self.pending = 0  # queued + running, counted on the loop
         self.processed = 0
@@ -199,23 +236,22 @@ class SeedRunner:
     # -- loop side -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Make the instances, call their on_load, and start their threads (and injectors' schedules)."""
+        """Start the worker threads (each makes its instance and calls its on_load), the inline instance, or
+        the worker processes. An instance whose __init__ or on_load raises is logged and does not run."""
         if self.spec.processes:
             self._pool = self._new_pool()
-            self._pump()  # packets that came before the seed started
+            self._probe()  # then the packets that came before the seed started
             return
         if self.spec.inline:
-            instance = self._instantiate()
-            if not self._loaded(instance, "it will not run"):
+            instance = self._ready("it will not run")
+            if instance is None:
                 return
             self._instances.append(instance)
             if self._inline:
                 self._schedule_inline()  # packets that came before the seed started
             return
         for i in range(self.spec.workers):
-            instance = self._instantiate()
-            self._instances.append(instance)
-            t = threading.Thread(target=self._work, args=(instance,), name=f"seed-{self.spec.name}-{i}", daemon=True)
+            t = threading.Thread(target=self._work, name=f"seed-{self.spec.name}-{i}", daemon=True)
             self._threads.append(t)
         for t in self._threads:
             t.start()
@@ -251,10 +287,41 @@ class SeedRunner:
             initargs=(str(self.spec.path), group, self.spec.name, self.node_id),
         )
 
+    def _probe(self) -> None:
+        """Ask the pool whether its worker could make the seed; packets wait for the answer, so that a seed
+        no process can make is taken out (``on_broken``) instead of failing every packet."""
+        from . import procpool
+
+        self._probing = True
+        future = self._pool.submit(procpool.load_error)
+
+        def answered(f: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed under us during shutdown
+                self._loop.call_soon_threadsafe(self._probed, f)
+
+        future.add_done_callback(answered)
+
+    def _probed(self, future: Any) -> None:
+        """On the loop: the probe's answer, (error, traceback). An error breaks the seed, and its packets stay
+        queued (for ``take_queued``) instead of failing in the pool."""
+        if self._stopping.is_set() or future.cancelled():
+            return
+        try:
+            error, tb = future.result()
+        except Exception:  # noqa: BLE001 - the pool broke: its packets fail with the reason, a new pool follows
+            error = ""
+        if error:
+            log.error("%s; it will not run\n%s", error, tb.rstrip())
+            self._load_failed(error, 1)
+            return
+        self._probing = False
+        self._pump()
+
     def _pump(self) -> None:
         """On the loop: hand queued packets to the pool, at most two per process at a time."""
         while (
-            self._pool is not None
+            not self._probing
+            and self._pool is not None
             and self._pool_queue
             and self._flowing.is_set()
             and self._pool_busy < 2 * self.spec.processes
@@ -386,13 +453,10 @@ class SeedRunner:
         for instance in self._instances:
             try:
                 instance.on_unload()
-            except Exception:  # noqa: BLE001 - a seed's bug must not stop the shutdown
+            except SEED_FAULTS:  # a seed's bug must not stop the shutdown
                 log.exception("seed %s: on_unload raised", self.spec.name)
 
     # -- worker side -----------------------------------------------------------------------------
-
-    def _instantiate(self) -> Any:
-        return instantiate(self.spec, self.node_id)
 
     def _post(self, outcome: Outcome) -> None:
         self._outbox.append(outcome)
@@ -419,31 +483,33 @@ class SeedRunner:
             self._outbox_scheduled = True
         self._loop.call_soon(self._deliver_outbox)
 
-    def _loaded(self, instance: Any, otherwise: str) -> bool:
-        """Call ``instance.on_load()``; False (logged with the traceback and ``otherwise``) when it raised."""
+    def _ready(self, otherwise: str) -> Any:
+        """A new instance with on_load called, or None (logged with the traceback and ``otherwise``) when its
+        __init__ or on_load raised: a seed's bug must not stop the daemon."""
         try:
-            instance.on_load()
-        except Exception as exc:  # noqa: BLE001 - a seed's bug must not stop the daemon
-            log.error(
-                "seed %s: on_load raised %s: %s; %s",
-                self.spec.name,
-                type(exc).__name__,
-                exc,
-                otherwise,
-                exc_info=True,
-            )
-            with self._load_lock:
-                self._load_failures += 1
-                broken = self._load_failures == (1 if self.spec.inline else self.spec.workers)
-            if broken and self._on_broken is not None:
-                with contextlib.suppress(RuntimeError):  # the loop closed under us during shutdown
-                    self._loop.call_soon_threadsafe(self._on_broken, self)
-            return False
-        return True
+            return ready_instance(self.spec, self.node_id)
+        except SeedStartError as exc:
+            log.error("%s; %s\n%s", exc, otherwise, exc.traceback.rstrip())
+            self._load_failed(str(exc), 1 if self.spec.inline else self.spec.workers)
+            return None
 
-    def _work(self, instance: Any) -> None:
-        if not self._loaded(instance, "this instance will not run"):
+    def _load_failed(self, reason: str, of: int) -> None:
+        """One more instance (of ``of``) cannot run; when none can, the seed is broken (``on_broken``)."""
+        with self._load_lock:
+            self._load_failures += 1
+            broken = self._load_failures == of
+            if broken:
+                self.broken_reason = reason
+        if broken and self._on_broken is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed under us during shutdown
+                self._loop.call_soon_threadsafe(self._on_broken, self)
+
+    def _work(self) -> None:
+        # The instance is made here, not on the loop: a slow __init__ (loading a model) delays only this seed.
+        instance = self._ready("this instance will not run")
+        if instance is None:
             return
+        self._instances.append(instance)
         if self.spec.is_injector:
             self._inject_loop(instance)
             return
@@ -494,7 +560,7 @@ class SeedRunner:
             else:
                 for e in iter_results(run_modern(instance, self._arity, packet)):
                     emit(e)
-        except Exception as exc:  # noqa: BLE001 - a seed's bug fails its packet, not the daemon
+        except SEED_FAULTS as exc:  # a seed's bug (even sys.exit()) fails its packet, not the daemon
             outcome.emissions = []
             outcome.error = raised(self.spec.name, exc)
             outcome.traceback = traceback.format_exc()

@@ -48,6 +48,12 @@ from typing import Any, ClassVar, NamedTuple
 
 from .tags import StateTag
 
+#: What seed code may raise that fails only what the seed was doing (a packet, an instance, a file): any
+#: exception, and ``sys.exit()`` or a KeyboardInterrupt raised by the seed itself, which would otherwise end a
+#: worker thread silently or stop the daemon's event loop. (Ctrl-C reaches the daemon as a signal handler, not
+#: as a KeyboardInterrupt in seed code.)
+SEED_FAULTS: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt)
+
 
 class Emit(NamedTuple):
     """One packet to emit: ``data`` in ``state`` (a declared output; None means the only one)."""

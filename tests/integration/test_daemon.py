@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 import zmq
 
 from pumpkin import config, loader, tags
@@ -217,6 +218,161 @@ class {name}(Seed):
             d.inject("N", 7)
             await async_wait_until(lambda: sink_module(d).SEEN, what="the working seed's packet")
             assert d.router.waiting.counts() == {} and d.failed.counts == {}
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+BAD_INIT = {
+    "threaded": """
+from pumpkin import Seed
+class Bad(Seed):
+    consumes = "N"
+    workers = 2
+    def __init__(self):
+        raise ValueError("no config")
+    def run(self, n):
+        pass
+""",
+    "inline": """
+from pumpkin import Seed
+class Bad(Seed):
+    consumes = "N"
+    inline = True
+    def __init__(self):
+        raise ValueError("no config")
+    def run(self, n):
+        pass
+""",
+    "processes": """
+from pumpkin import Seed
+class Bad(Seed):
+    consumes = "N"
+    processes = 2
+    def __init__(self):
+        raise ValueError("no config")
+    def run(self, n):
+        pass
+""",
+    "legacy": """###START-CONF
+##{"object_name": "Bad", "object_poi": "bad-1",
+## "parameters": [{"name": "n", "type": "Int", "state": "N"}],
+## "return": [{"name": "n", "type": "Int", "state": "DONE"}]}
+##END-CONF
+from pumpkin import *
+class Bad(PmkSeed.Seed):
+    def __init__(self, context, poi=None):
+        PmkSeed.Seed.__init__(self, context, poi)
+        raise ValueError("no config")
+    def run(self, pkt, n):
+        self.dispatch(pkt, n, "DONE")
+""",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INIT))
+def test_a_seed_whose_init_raises_is_disabled_and_the_others_run(tmp_path, caplog, kind):
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        bad=BAD_INIT[kind],
+        double=DOUBLE,
+        sink=RECORDER.format(state="N"),
+    )
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
+        await d.start()  # the daemon is up: no exception, whatever kind of seed failed
+        try:
+            await async_wait_until(lambda: "Bad" in d.disabled, what="Bad disabled")
+            reason = "seed Bad: __init__ raised ValueError: no config"
+            assert f"Seed Bad cannot run ({reason}): disabled" in caplog.text
+            assert 'bad.py", line' in caplog.text and 'raise ValueError("no config")' in caplog.text  # the traceback
+            assert "Bad" not in d.automaton.seeds() and "Bad" not in {s["name"] for s in d._seed_summaries()}
+            assert list(d.automaton.consumers(tags.parse("N"))) == ["Sink"]
+            d.inject("M", 21)  # through the working seeds: Double, then Sink
+            await async_wait_until(lambda: sink_module(d).SEEN, what="the working seeds' packet")
+            assert [data for data, _, _ in sink_module(d).SEEN] == [42]
+            assert d.router.waiting.counts() == {} and d.failed.counts == {}
+            assert not d.enable_seed("Bad", True) and "Bad" in d.disabled  # it cannot run: it stays out
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+DOUBLE = """
+from pumpkin import Seed
+class Double(Seed):
+    consumes = "M"
+    emits = "N"
+    def run(self, n):
+        return 2 * n
+"""
+
+
+def test_seed_code_that_exits_or_interrupts_fails_its_own_work_never_the_daemon(tmp_path, caplog):
+    """sys.exit() or KeyboardInterrupt in a seed file's class body, __init__, on_load or run is a seed fault."""
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        at_import="""
+from pumpkin import Seed
+class Gone(Seed):
+    consumes = "N"
+    raise KeyboardInterrupt
+""",
+        exits_in_init="""
+import sys
+from pumpkin import Seed
+class ExitsInInit(Seed):
+    consumes = "N"
+    inline = True
+    def __init__(self):
+        sys.exit(2)
+    def run(self, n):
+        pass
+""",
+        interrupted_on_load="""
+from pumpkin import Seed
+class InterruptedOnLoad(Seed):
+    consumes = "N"
+    def on_load(self):
+        raise KeyboardInterrupt
+    def run(self, n):
+        pass
+""",
+        quitter="""
+import sys
+from pumpkin import Seed
+class Quitter(Seed):
+    consumes = "Q"
+    emits = "N"
+    inline = True
+    def run(self, n):
+        if n == "quit":
+            sys.exit("bye")
+        return n
+""",
+        sink=RECORDER.format(state="N"),
+    )
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
+        await d.start()
+        try:
+            assert "at_import.py: importing the seed raised KeyboardInterrupt" in caplog.text
+            assert "Gone" not in d.specs
+            await async_wait_until(
+                lambda: {"ExitsInInit", "InterruptedOnLoad"} <= d.disabled, what="the two seeds disabled"
+            )
+            assert "seed ExitsInInit: __init__ raised SystemExit: 2" in caplog.text
+            assert "seed InterruptedOnLoad: on_load raised KeyboardInterrupt" in caplog.text
+            d.inject("Q", "quit")  # fails that packet only
+            d.inject("Q", "go on")
+            await async_wait_until(lambda: sink_module(d).SEEN, what="the next packet through Quitter")
+            assert [data for data, _, _ in sink_module(d).SEEN] == ["go on"]
+            assert d.failed.counts == {"seed-error": 1}
+            assert "seed Quitter raised SystemExit: bye" in caplog.text
         finally:
             await d.stop()
 

@@ -95,6 +95,29 @@ def test_seeds_check_reports_per_file(sandbox, tmp_path):
     assert client(sandbox, "seeds", "check", str(SEEDS / "fanout")).returncode == 0
 
 
+def test_a_seed_whose_init_raises_fails_seeds_check_and_is_left_out_by_the_daemon(pmk, sandbox, tmp_path):
+    (tmp_path / "model.py").write_text(
+        "from pumpkin import Seed\n"
+        "class Model(Seed):\n"
+        "    consumes = 'N'\n"
+        "    def __init__(self):\n"
+        "        self.weights = open('/nonexistent/weights.bin').read()\n"
+        "    def run(self, n):\n"
+        "        return n\n"
+    )
+    r = client(sandbox, "seeds", "check", str(SEEDS / "helloworld"), str(tmp_path / "model.py"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ok       greet: default:String:UNGREETED -> default:String:GREETING" in r.stdout
+    assert "seed Model: __init__ raised FileNotFoundError: [Errno 2] No such file or directory" in r.stdout
+    assert f'File "{tmp_path / "model.py"}", line 5, in __init__' in r.stdout  # where, in the seed's own code
+    assert r.stdout.strip().endswith("3 seed(s) ok, 0 skipped, 1 error(s)")
+    # The daemon runs the other seeds, without that one.
+    p = pmk("--endpoint.type", "zmq.IPC", "--taskdir", str(SEEDS / "helloworld"), "--taskdir", str(tmp_path))
+    p.wait_for("Greeting: Hello World")
+    p.wait_for("Seed Model cannot run (seed Model: __init__ raised FileNotFoundError", stream="err")
+    assert p.stop(signal.SIGTERM) == 0
+
+
 def test_fanout_example_sends_every_number_to_both_consumers(pmk):
     p = pmk("--endpoint.type", "zmq.IPC", "--taskdir", str(SEEDS / "fanout"))
     wait_until(lambda: p.count("square:") == 5 and p.count("parity:") == 5, 15, what="10 results")

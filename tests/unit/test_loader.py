@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pumpkin import loader
+from pumpkin import cli, loader
 
 ROOT = Path(__file__).resolve().parents[2]
 LEGACY = (ROOT / "seeds/helloworld/greet.py").read_text()
@@ -47,6 +47,8 @@ def test_one_broken_seed_does_not_stop_the_others(tmp_path):
     write(tmp_path, "badjson.py", LEGACY.replace('"object_poi": "my-greet-1234",', '"object_poi": "x"'))
     write(tmp_path, "noclass.py", "x = 1\n")
     write(tmp_path, "boom.py", "import no_such_module_here\n")
+    write(tmp_path, "exits.py", "import sys\nsys.exit(3)\n")
+    write(tmp_path, "interrupts.py", "from pumpkin import Seed\nclass I(Seed):\n    raise KeyboardInterrupt\n")
     write(tmp_path, "nostate.py", LEGACY.replace('"state" : "GREETING"', '"note": "x"'))
     write(
         tmp_path,
@@ -66,6 +68,8 @@ def test_one_broken_seed_does_not_stop_the_others(tmp_path):
     assert "manifest is not valid JSON" in errors["badjson.py"] and "badjson.py" in errors["badjson.py"]
     assert "found nothing that looks like a seed" in errors["noclass.py"]
     assert "ModuleNotFoundError" in errors["boom.py"] and "Traceback" in errors["boom.py"]
+    assert "importing the seed raised SystemExit: 3" in errors["exits.py"]
+    assert "importing the seed raised KeyboardInterrupt" in errors["interrupts.py"]
     assert "has no 'state'" in errors["nostate.py"]
     assert "no class of that name derives PmkSeed.Seed" in errors["wrongname.py"]
     assert "defines no run()" in errors["norun.py"]
@@ -117,3 +121,40 @@ def test_processes_is_for_a_consuming_seed_without_inline_or_workers(tmp_path):
         write(tmp_path, name, text)
         errors = loader.load([tmp_path / name], "default").errors
         assert len(errors) == 1 and "'processes'" in errors[0][1], (name, errors)
+
+
+BAD_SEEDS = """
+from pumpkin import Seed
+class Fine(Seed):
+    consumes = "A"
+    def run(self, x): pass
+class NoConfig(Seed):
+    consumes = "A"
+    def __init__(self):
+        raise ValueError("no config")
+    def run(self, x): pass
+class Exits(Seed):
+    consumes = "A"
+    def on_load(self):
+        import sys
+        sys.exit(4)
+    def run(self, x): pass
+"""
+
+
+def test_seeds_check_makes_each_seed_and_names_the_ones_that_raise(tmp_path, capsys):
+    f = write(tmp_path, "bad.py", BAD_SEEDS)
+    legacy = write(tmp_path, "legacy.py", LEGACY.replace("PmkSeed.Seed.__init__(self, context, poi)", "1 / 0"))
+    assert cli.main(["seeds", "check", str(f), str(legacy)]) == 1
+    out = capsys.readouterr().out
+    assert "ok       Fine:" in out and "ok       Exits:" in out  # on_load is not called by default
+    assert f"error    {f}: seed NoConfig: __init__ raised ValueError: no config; a daemon would disable it" in out
+    assert f"error    {legacy}: seed greet: __init__ raised ZeroDivisionError: division by zero" in out
+    assert 'raise ValueError("no config")' in out  # the seed's traceback, without Pumpkin's own frames
+    assert "runner.py" not in out and "on_load not called" in out
+    assert out.strip().endswith("2 seed(s) ok, 0 skipped, 2 error(s)")
+    assert cli.main(["seeds", "check", "--on-load", str(f)]) == 1
+    out = capsys.readouterr().out
+    assert "seed Exits: on_load raised SystemExit: 4" in out and "called its on_load, then its on_unload" in out
+    assert out.strip().endswith("1 seed(s) ok, 0 skipped, 2 error(s)")
+    assert cli.main(["seeds", "check", str(ROOT / "seeds/helloworld")]) == 0
