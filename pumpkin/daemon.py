@@ -40,7 +40,7 @@ from .custody import Custody, hold
 from .discovery import BeaconDiscovery, LocalDiscovery, MdnsDiscovery
 from .dropdir import DropDir
 from .dropfile import is_lines, parse_document, parse_lines
-from .errors import PacketError, TagError
+from .errors import IntakeError, PacketError, TagError
 from .failed import FailedStore
 from .journal import Entry, Journal, fsync_dir
 from .mesh import Mesh
@@ -452,7 +452,8 @@ class Daemon:
             self.mesh.on_packet(packet, to, sender, alone=len(batch) == 1)
 
     def inject(self, state: str, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
-        """Put ``data`` into the network in ``state`` (shorthands expand against this node's group)."""
+        """Put ``data`` into the network in ``state`` (shorthands expand against this node's group), at once and
+        not journaled: input from outside goes through ``accept``."""
         assert self.router is not None
         packets.check_data(data)
         return self.router.inject(tags.parse(state, self.config.node.group), data, meta, via)
@@ -628,24 +629,40 @@ class Daemon:
 
         self.tx.submit(packet, seed, then)
 
-    async def _inject_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """``pmk inject``: the packets are journaled (durable) before the answer says they are accepted."""
+    async def accept(self, batch: list[Packet], via: str) -> None:
+        """Take new packets from outside (``pmk inject``, ``POST /api/v1/inject``) and route them, returning
+        once they are journaled (durable); ``via`` names the door in their trail.
+
+        Raises IntakeError, and nothing is accepted, while the journal is not open or when its commit failed.
+        """
         if self.journal is None:
-            return {"ok": False, "error": "the daemon is still starting"}
-        try:
-            batch = self._packets_of(request)
-        except (TagError, PacketError, ValueError) as exc:
-            return {"ok": False, "error": str(exc)}
+            raise IntakeError("the daemon is still starting; try again in a moment")
         now = time.time()
         for p in batch:
-            p.trail.append(Hop("pmk-inject", self.node_id, str(p.tag), now))
+            p.trail.append(Hop(via, self.node_id, str(p.tag), now))
         try:
             [entry] = await self.journal.add([(None, batch)])
         except OSError as exc:
-            return {"ok": False, "error": f"the packet could not be made durable: {exc}"}
+            raise IntakeError(f"the packet could not be made durable: {exc}") from None
         self._admit(entry, batch)
+
+    async def _inject_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``pmk inject``: the packets are journaled (durable) before the answer says they are accepted."""
+        try:
+            batch = self._packets_of(request)
+            await self.accept(batch, "pmk-inject")
+        except (TagError, PacketError, ValueError, IntakeError) as exc:
+            return {"ok": False, "error": str(exc)}
         listed = [{"id": p.id, "state": str(p.tag)} for p in batch]
         return {"ok": True, "id": batch[0].id, "state": listed[0]["state"], "packets": listed}
+
+    def new_packet(self, state: str, data: Any) -> Packet:
+        """A packet of ``data`` in ``state`` that starts a new lineage (not routed yet); TagError or PacketError
+        when either is bad."""
+        packets.check_data(data)
+        return Packet(
+            self.ids.root(), tags.parse(state, self.config.node.group), data, [], self.config.routing.ttl_hops
+        )
 
     def _packets_of(self, request: dict[str, Any]) -> list[Packet]:
         group = self.config.node.group
@@ -660,13 +677,11 @@ class Daemon:
             for note in parsed.notes:
                 log.warning("pmk inject %s: %s", name, note)
             return parsed.packets
-        tag = tags.parse(str(request.get("state", "")), group)
         if "data_base64" in request:
             data: Any = base64.b64decode(str(request["data_base64"]), validate=True)
         else:
             data = request.get("data")
-            packets.check_data(data)
-        return [Packet(self.ids.root(), tag, data, [], self.config.routing.ttl_hops)]
+        return [self.new_packet(str(request.get("state", "")), data)]
 
     def _intake_snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

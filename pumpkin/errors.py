@@ -49,6 +49,10 @@ def _seed_frames(tb: TracebackType | None) -> TracebackType | None:
     return tb
 
 
+class IntakeError(PumpkinError):
+    """Packets from outside could not be accepted now (the journal is not open, or its commit failed)."""
+
+
 class SeedError(PumpkinError):
     """A seed did something its manifest does not allow (e.g. emitted an undeclared state)."""
 

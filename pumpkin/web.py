@@ -33,7 +33,7 @@ from aiohttp import web
 
 from . import __version__, tags
 from .config import HttpConfig
-from .errors import PacketError, TagError
+from .errors import IntakeError, PacketError, TagError
 from .packet import Packet
 from .tags import StateTag
 
@@ -607,9 +607,13 @@ class WebServer:
         if not isinstance(body, dict) or not isinstance(body.get("state"), str) or "data" not in body:
             return _error(400, 'the body must be a JSON object {"state": "STATE", "data": ...}')
         try:
-            pkt = self.daemon.inject(body["state"], body["data"], via="web-inject")
+            pkt = self.daemon.new_packet(body["state"], body["data"])
         except (TagError, PacketError) as exc:
             return _error(400, str(exc))
+        try:
+            await self.daemon.accept([pkt], "web-inject")  # 201 means durable, as for pmk inject
+        except IntakeError as exc:
+            return _error(503, f"not accepted: {exc}")
         self._sample()
         return _json({"id": pkt.id, "state": str(pkt.tag)}, 201)
 

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from pumpkin import config, loader, tags
 from pumpkin.custody import Custody
 from pumpkin.daemon import Daemon
@@ -287,6 +289,83 @@ def test_packets_from_files_get_the_configured_hops_unless_the_file_says(tmp_pat
             seen = sys.modules[d.specs["Ttl"].factory.__module__].SEEN
             await async_wait_until(lambda: len(seen) == 4, what="four files' packets")
             assert sorted(seen, key=str) == sorted([("plain", 5), ("own", 9), ("old", 5), (b"raw", 5)], key=str)
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+async def crash_daemon(d: Daemon) -> None:
+    """What kill -9 leaves of a daemon: its journal commits nothing more, and the packets it held in memory are
+    gone (none is saved to pending/); then its sockets and working directory are freed for the next one."""
+    assert d.journal is not None and d.router is not None
+    await crash(d.journal)
+    d.router.waiting.release(lambda tag: True)
+    await d.stop()
+
+
+def test_post_inject_answers_201_once_the_packet_is_journaled_so_a_crash_loses_none(tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "shout.py").write_text(SHOUT_SINK)
+
+    async def post(d: Daemon, body: object) -> tuple[int, dict[str, object]]:
+        async with aiohttp.ClientSession() as s:
+            url = d.web.url.rstrip("/") + "/api/v1/inject"
+            async with s.post(url, json=body, headers={"Authorization": "Bearer t"}) as r:
+                return r.status, await r.json()
+
+    async def accepted_then_killed() -> str:
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"], rx=False, http_token="t"))
+        await d.start()
+        status, sent = await post(d, {"state": "SHOUT", "data": "Web"})  # nobody consumes SHOUT here: it waits
+        assert status == 201 and sent["state"] == "default:*:SHOUT"
+        journaled = [
+            doc["id"]
+            for jrn in (tmp_path / "node" / "journal").glob("*.jrn")
+            for line in jrn.read_bytes().splitlines()
+            for doc in json.loads(line)["packets"]
+        ]
+        assert journaled == [sent["id"]] and d.journal.unfinished() == 1
+        await crash_daemon(d)
+        return str(sent["id"])
+
+    async def restarted(sent: str) -> None:
+        d = Daemon(cfg(tmp_path, seeds=[seeds / "shout.py"], rx=False))
+        await d.start()
+        try:
+            seen = sys.modules[d.specs["Shout"].factory.__module__].SEEN
+            await async_wait_until(lambda: seen == ["Web"], what="the packet accepted before the crash")
+            await async_wait_until(lambda: d.journal.unfinished() == 0, what="the journal to let go")
+        finally:
+            await d.stop()
+
+    sent = asyncio.run(accepted_then_killed())
+    assert not list((tmp_path / "node" / "pending").glob("*"))  # so only the journal can bring it back
+    asyncio.run(restarted(sent))
+
+
+def test_post_inject_answers_503_when_the_packet_cannot_be_made_durable(tmp_path, monkeypatch):
+    async def main() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"], rx=False, http_token="t"))
+        await d.start()
+        try:
+            url = d.web.url.rstrip("/") + "/api/v1/inject"
+            body, auth = {"state": "UNGREETED", "data": "Web"}, {"Authorization": "Bearer t"}
+
+            async def disk_full(items: object) -> None:
+                raise OSError(28, "No space left on device")
+
+            monkeypatch.setattr(d.journal, "add", disk_full)
+            async with aiohttp.ClientSession() as s:
+                async with s.post(url, json=body, headers=auth) as r:
+                    assert r.status == 503
+                    assert "not accepted: the packet could not be made durable" in (await r.json())["error"]
+                journal, d.journal = d.journal, None  # as while the daemon starts
+                async with s.post(url, json=body, headers=auth) as r:
+                    assert r.status == 503 and "still starting" in (await r.json())["error"]
+                d.journal = journal
+            assert d.router.counters["injected"] == 0  # nothing was routed
         finally:
             await d.stop()
 
