@@ -92,8 +92,18 @@ KEYS: tuple[Key, ...] = (
         "waiting_max_packets",
         "int",
         10000,
-        "Packets kept per state while no seed consumes it; past this they go to failed/.",
+        "Packets waiting for a consumer (or for a busy seed) kept in memory, across all states; past this they "
+        "spill to the spool folder on disk (routing.spool_max_bytes).",
         minimum=1,
+    ),
+    Key(
+        "routing",
+        "spool_max_bytes",
+        "int",
+        1 << 30,
+        "Disk quota in bytes of WORKDIR/spool/, where waiting packets that do not fit in memory spill (emptied at "
+        "start); past it they go to failed/. 0: no spilling, what does not fit in memory goes to failed/.",
+        minimum=0,
     ),
     Key(
         "routing",
@@ -305,6 +315,7 @@ class RoutingConfig:
     """[routing]"""
 
     waiting_max_packets: int
+    spool_max_bytes: int
     waiting_expiry_s: float
     seed_queue_max: int
     ttl_hops: int
@@ -484,6 +495,7 @@ def _build(v: dict[str, Any]) -> Config:
         endpoint=EndpointConfig(v["endpoint.type"], endpoints, v["endpoint.tcp_host"], v["endpoint.tcp_port"]),
         routing=RoutingConfig(
             v["routing.waiting_max_packets"],
+            v["routing.spool_max_bytes"],
             v["routing.waiting_expiry_s"],
             v["routing.seed_queue_max"],
             v["routing.ttl_hops"],

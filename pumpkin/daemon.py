@@ -50,6 +50,7 @@ from .peers import PeerTable
 from .router import Router
 from .runner import SeedRunner
 from .seed import SeedSpec
+from .spool import Spool
 from .transport import Transport
 from .txdir import TxWriter
 from .waiting import WaitingRoom
@@ -123,7 +124,8 @@ class Daemon:
         log.info("Exec context: %s", self.ids.ship)
         log.info("Working directory: %s", self.workdir.path)
         self.failed = FailedStore(self.workdir.failed)
-        waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s)
+        spool = Spool(self.workdir.path / "spool", cfg.routing.spool_max_bytes)
+        waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s, spool)
         self.router = Router(
             self.node_id,
             self.automaton,

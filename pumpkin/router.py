@@ -140,7 +140,7 @@ class Router:
         if self.automaton.version == self._seen_version and not force:
             return
         self._seen_version = self.automaton.version
-        for packet, seed in self.waiting.release(lambda tag: bool(self.automaton.consumers(tag))):
+        for packet, seed in self.waiting.hand_out(lambda tag: bool(self.automaton.consumers(tag))):
             self.counters["released"] += 1
             self._resume(packet, seed)
         self._check_throttles()
@@ -407,8 +407,7 @@ class Router:
         self.fail(
             packet,
             "waiting-full",
-            f"packet {packet.id} could not wait for a consumer of {packet.tag}: "
-            f"{self.waiting.max_per_state} packets already wait in that state",
+            f"packet {packet.id} could not wait for a consumer of {packet.tag}: {self.waiting.why_full()}",
         )
 
     def fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None:

@@ -491,6 +491,52 @@ def test_packets_wait_for_a_seed_and_flow_when_it_arrives(tmp_path):
     asyncio.run(main())
 
 
+def test_packets_past_memory_wait_on_disk_flow_in_order_and_are_saved_at_stop(tmp_path):
+    seeds = write_seeds(tmp_path / "later", sink=RECORDER.format(state="LATE"))
+    write_seeds(tmp_path / "none", other=RECORDER.format(state="OTHER"))
+    (tmp_path / "a" / "spool").mkdir(parents=True)
+    (tmp_path / "a" / "spool" / "junk.jsonl").write_text("left by a crash\n")
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=tmp_path / "none", waiting_max_packets=10))
+        await d.start()
+        spool = tmp_path / "a" / "spool"
+        try:
+            for n in range(300):
+                d.inject("LATE", n)
+            assert d.router.waiting.counts() == {"default:*:LATE": 300} and d.router.waiting.in_memory == 10
+            assert [f.name for f in spool.iterdir()] == ["000001-000000.jsonl"] and d.failed.counts == {}
+            spec = loader.load([seeds / "sink.py"], "default").seeds[0]
+            object.__setattr__(spec, "name", "LateSink")
+            d.add_seed(spec)
+            late = sink_module(d, "LateSink").SEEN
+            await async_wait_until(lambda: len(late) == 300, what="spooled packets to flow to the new seed")
+            assert [s[0] for s in late] == list(range(300)) and not any(spool.iterdir())
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+def test_spooled_packets_are_saved_to_pending_at_a_clean_stop(tmp_path):
+    write_seeds(tmp_path / "none", other=RECORDER.format(state="OTHER"))
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=tmp_path / "none", waiting_max_packets=10))
+        await d.start()
+        try:
+            for n in range(100):
+                d.inject("LATE", n)
+            assert len(d.router.waiting) == 100 and d.router.waiting.in_memory == 10
+        finally:
+            await d.stop()
+        saved = [json.loads(line) for f in sorted((tmp_path / "a" / "pending").glob("*.jsonl")) for line in f.open()]
+        assert [doc["data"] for doc in saved] == list(range(100))
+        assert not any((tmp_path / "a" / "spool").iterdir())
+
+    asyncio.run(main())
+
+
 def test_malformed_packets_from_the_network_are_kept_and_the_daemon_goes_on(tmp_path):
     seeds = write_seeds(tmp_path / "seeds", sink=RECORDER.format(state="IN"))
 

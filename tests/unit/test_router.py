@@ -10,6 +10,7 @@ from pumpkin.packet import IdMaker, Packet
 from pumpkin.router import Router, pick_replica
 from pumpkin.runner import Emission, Outcome
 from pumpkin.seed import SeedSpec
+from pumpkin.spool import Spool
 from pumpkin.waiting import WaitingRoom
 
 T = tags.parse
@@ -47,14 +48,14 @@ def spec(name, ins=(), outs=(), workers=1) -> SeedSpec:
     return SeedSpec(name, tuple(map(T, ins)), tuple(map(T, outs)), object, Path(name), False, workers)
 
 
-def make(tmp_path, max_wait=3, expiry=10.0, queue_max=100):
+def make(tmp_path, max_wait=3, expiry=10.0, queue_max=100, spool=None):
     clock = Clock()
     r = Router(
         "me",
         Automaton(),
         IdMaker("5eed0000"),
         FailedStore(tmp_path / "failed"),
-        WaitingRoom(max_wait, expiry),
+        WaitingRoom(max_wait, expiry, spool),
         seed_queue_max=queue_max,
         clock=clock,
     )
@@ -104,6 +105,33 @@ def test_full_waiting_queue_and_expiry_go_to_failed_with_reasons(tmp_path):
     assert any("2 packets already wait" in t for t in reasons)
     assert sum("waited 5 s" in t for t in reasons) == 2
     assert len(list((tmp_path / "failed").glob("*.pkt"))) == 3
+
+
+def test_packets_past_memory_spill_and_past_the_spool_quota_fail_naming_it(tmp_path):
+    spool = Spool(tmp_path / "spool", 2000)
+    r, _ = make(tmp_path, max_wait=2, spool=spool)
+    for n in range(20):
+        r.inject(T("X"), n)
+    parked = len(r.waiting)
+    assert 2 < parked < 20 and r.failed.counts["waiting-full"] == 20 - parked
+    reason = next((tmp_path / "failed").glob("*.error")).read_text()
+    assert "of its 2000 bytes on disk (routing.spool_max_bytes)" in reason
+    greet = add_local(r, spec("greet", ["X"]))
+    assert [p.data for p in greet.got] == list(range(parked)) and spool.used_bytes == 0
+
+
+def test_a_spooled_packet_keeps_its_custody(tmp_path):
+    r, _ = make(tmp_path, max_wait=1, spool=Spool(tmp_path / "spool", 1 << 20))
+    released: list = []
+    for n in range(3):
+        p = Packet(r.ids.root(), T("A"), n, custody=Custody(lambda n=n: released.append(n)))
+        r.admit(p)
+        p.custody.settle()
+    assert r.waiting.in_memory == 1 and len(r.waiting) == 3 and released == []
+    sink = add_local(r, spec("sink", ["A"]))
+    for p in sink.got:
+        r.on_outcome(Outcome(sink, p))  # type: ignore[arg-type]
+    assert released == [0, 1, 2]
 
 
 def test_waiting_does_not_delay_other_states(tmp_path):
@@ -225,6 +253,26 @@ def test_a_remote_replica_at_its_window_gets_the_waiting_packets_as_it_acknowled
     window = 10
     r.kick("greet")
     assert sent == [0, 1, 2, 3, 4] and len(r.waiting) == 0
+
+
+def test_a_spooled_backlog_for_a_busy_seed_stays_put_when_the_automaton_changes(tmp_path):
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    r, _ = make(tmp_path, max_wait=5, spool=spool)
+    r.automaton.add("B", SeedInfo("greet", (T("A"),), ()))
+    window, sent = 3, []
+    r.remote_room = lambda node, seed: len(sent) < window
+    r.send_remote = lambda node, seed, p: r.remote_room(node, seed) and (sent.append(p.data) or True)
+    for n in range(50):
+        r.inject(T("A"), n)
+    assert r.waiting.waiting_for(T("A"), "greet") == 47 and r.waiting.in_memory == 5
+    files = {f.name: f.stat().st_size for f in spool.folder.iterdir()}
+    r.automaton.add("C", SeedInfo("other", (T("Z"),), ()))
+    r.replan()  # greet still has no room: its first packet comes straight back, the rest are not touched
+    assert {f.name: f.stat().st_size for f in spool.folder.iterdir()} == files
+    assert r.counters["released"] == 1 and r.waiting.in_memory == 5
+    window = 100
+    r.kick("greet")
+    assert sent == list(range(50)) and len(r.waiting) == 0 and spool.used_bytes == 0
 
 
 def test_a_kick_with_a_refusing_link_takes_each_packet_once(tmp_path):
