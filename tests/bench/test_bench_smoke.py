@@ -64,6 +64,16 @@ def test_rx_benchmark_counts_files_end_to_end():
     assert "files/s end to end" in out.stdout and "median of 1" in out.stdout
 
 
+def test_spool_benchmark_times_spills_and_read_backs():
+    out = run_bench("bench/spool.py", "--packets", "3000", "--memory", "1000")
+    results = json_line(out)["results"]
+    memory, spool = results["memory"], results["spool"]
+    assert all(positive(memory[k]) for k in ("park_memory_us", "take_us")), memory
+    assert all(positive(spool[k]) for k in ("park_memory_us", "spill_us", "take_us", "read_back_us", "spool_mb")), spool
+    assert all(r[k] >= 0 for r in (memory, spool) for k in ("rss_grown_mb", "peak_grown_mb")), results
+    assert "median of 1" in out.stdout and "of which read back" in out.stdout
+
+
 def test_discovery_benchmark_times_a_new_and_a_killed_peer():
     require_netns()
     out = run_bench("bench/discovery.py", "--runs", "1", timeout_s=240)
