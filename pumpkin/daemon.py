@@ -21,10 +21,11 @@ import contextlib
 import functools
 import hashlib
 import importlib
+import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -272,8 +273,9 @@ class Daemon:
             await asyncio.gather(*self._journaling, return_exceptions=True)  # routed before the save below
             queued += [p for r in router.local.values() for p in r.take_queued()]
             inflight = self.mesh.take_inflight() if self.mesh is not None else []
-            waiting = [p for p, _ in router.waiting.release(lambda tag: True)]
-            self._save_pending([*queued, *waiting, *inflight])
+            # What waits may be mostly on disk (the spool): streamed to pending/ a batch at a time.
+            waiting = ([p for p, _ in batch] for batch in router.waiting.drain())
+            self._save_pending(itertools.chain([[*queued, *inflight]], waiting))
         if self.failed is not None:
             await self.failed.close()
         if self.tx is not None:
@@ -460,23 +462,32 @@ class Daemon:
         packets.check_data(data)
         return self.router.inject(tags.parse(state, self.config.node.group), data, meta, via)
 
-    def _save_pending(self, left: list[Packet]) -> None:
-        """Write ``left`` to ``pending/`` as one fsynced JSON-lines file, then let go of them: they are safe."""
-        if not left or self.workdir is None:
+    def _save_pending(self, batches: Iterable[list[Packet]]) -> None:
+        """Write the packets of ``batches`` to ``pending/`` as one fsynced JSON-lines file, then let go of them:
+        they are safe there."""
+        if self.workdir is None:
             return
         folder = self.workdir.path / "pending"
         folder.mkdir(exist_ok=True)
         final = folder / f"{time.time_ns():020d}.jsonl"
         tmp = folder / f".{final.name}.tmp"
+        custodies: list[Custody] = []  # not the packets themselves: a spooled backlog need not fit in memory
+        saved = 0
         with open(tmp, "wb") as fh:
-            fh.write(b"".join(orjson.dumps(packets.to_document(p)) + b"\n" for p in left))
+            for batch in batches:
+                fh.write(b"".join(orjson.dumps(packets.to_document(p)) + b"\n" for p in batch))
+                custodies.extend(p.custody for p in batch if p.custody is not None)
+                saved += len(batch)
             fh.flush()
             os.fsync(fh.fileno())
+        if not saved:
+            tmp.unlink()
+            return
         os.replace(tmp, final)
         fsync_dir(folder)
-        for packet in left:
-            hold(packet, -1)  # its sender is acknowledged, or the intake journal lets go of it
-        log.info("Saved %d packet(s) still on their way to %s; they resume at the next start", len(left), folder)
+        for custody in custodies:
+            custody.add(-1)  # its sender is acknowledged, or the intake journal lets go of it
+        log.info("Saved %d packet(s) still on their way to %s; they resume at the next start", saved, folder)
 
     async def _restore_pending(self) -> None:
         """Route again what was saved at the last stop; journaled first, so a crash now loses none of it."""
