@@ -16,25 +16,9 @@ from pumpkin import packet as codec
 from pumpkin.automaton import SeedInfo
 from pumpkin.daemon import Daemon
 from pumpkin.discovery import LocalDiscovery
-from tests.helpers import async_wait_until
+from tests.helpers import async_wait_until, cfg
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cfg(tmp_path: Path, name: str, *, taskdir: Path | None = None, seeds: list[Path] | None = None, **routing):
-    # These daemons run in pytest's own network namespace: no discovery (nothing may leave the machine).
-    flags = {
-        "node.workdir": str(tmp_path / name),
-        "endpoint.type": "zmq.IPC",
-        "discovery.enable": "false",
-        "http.port": "0",
-    }
-    if taskdir:
-        flags["node.taskdir"] = str(taskdir)
-    if seeds:
-        flags["node.seed"] = ",".join(map(str, seeds))
-    flags.update({f"routing.{k}": str(v) for k, v in routing.items()})
-    return config.load(env={}, flags=flags)
 
 
 def write_seeds(folder: Path, **files: str) -> Path:
