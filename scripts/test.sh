@@ -48,6 +48,11 @@ if [ "$(id -u)" = 0 ]; then
   confine=(unshare --net --mount --pid --fork --mount-proc --kill-child)
 else
   confine=(unshare --user --map-root-user --net --mount --pid --fork --mount-proc --kill-child)
+  # Inside we are uid 0, so pytest and pmk would use /tmp/pytest-of-root and /tmp/pumpkin-0, which belong to
+  # the real root wherever it ran them: give the run a temporary folder that is ours.
+  TMPDIR="${TMPDIR:-/tmp}/pumpkin-test-$(id -u)"
+  export TMPDIR
+  mkdir -p -m 0700 "$TMPDIR"
 fi
 # Try for real: a kernel or container may refuse some namespace, or capabilities inside the user namespace.
 if command -v ip >/dev/null && "${confine[@]}" ip link set lo up 2>/dev/null; then
@@ -56,7 +61,7 @@ if command -v ip >/dev/null && "${confine[@]}" ip link set lo up 2>/dev/null; th
   "${confine[@]}" env --default-signal=INT _PUMPKIN_TEST_CONFINED=1 scripts/test.sh "$@" <&0 &
   suite=$!
   # Killing unshare kills the run's PID 1 (--kill-child), and with it everything in the run's namespaces.
-  trap 'kill -KILL "$suite" 2>/dev/null || true' TERM
+  trap 'echo "test.sh: SIGTERM: stopping the suite and all it started" >&2; kill -KILL "$suite" 2>/dev/null || true' TERM
   trap ':' INT # Ctrl-C reaches pytest itself (same process group): wait for its summary
   status=0
   until wait "$suite"; do
