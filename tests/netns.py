@@ -68,7 +68,7 @@ def exits() -> list[str] | None:
     except (OSError, subprocess.CalledProcessError, ValueError):
         return None
     names = {link["ifname"] for link in links}
-    out = []
+    out: list[str] = []
     for link in links:
         if "UP" not in link.get("flags", ()) or link.get("link_type") == "loopback":
             continue
