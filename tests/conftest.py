@@ -13,12 +13,19 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_until
-from tests.netns import Sandbox, require_netns
+from tests.netns import Sandbox, exposure_reason, require_netns
 
 ROOT = Path(__file__).resolve().parent.parent
 # The console script users run, when the suite runs from an installed venv; the module otherwise.
 _SCRIPT = Path(sys.executable).with_name("pmk")
 PMK = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "pumpkin"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to start where a daemon's beacons or mDNS could leave the machine (see tests/netns.py)."""
+    reason = None if config.option.help else exposure_reason()
+    if reason:
+        raise pytest.UsageError(reason)
 
 
 @pytest.fixture(autouse=True)

@@ -17,25 +17,9 @@ from pumpkin import packet as codec
 from pumpkin.automaton import SeedInfo
 from pumpkin.daemon import Daemon
 from pumpkin.discovery import LocalDiscovery
-from tests.helpers import async_wait_until
+from tests.helpers import async_wait_until, cfg
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def cfg(tmp_path: Path, name: str, *, taskdir: Path | None = None, seeds: list[Path] | None = None, **routing):
-    # These daemons run in pytest's own network namespace: no discovery (nothing may leave the machine).
-    flags = {
-        "node.workdir": str(tmp_path / name),
-        "endpoint.type": "zmq.IPC",
-        "discovery.enable": "false",
-        "http.port": "0",
-    }
-    if taskdir:
-        flags["node.taskdir"] = str(taskdir)
-    if seeds:
-        flags["node.seed"] = ",".join(map(str, seeds))
-    flags.update({f"routing.{k}": str(v) for k, v in routing.items()})
-    return config.load(env={}, flags=flags)
 
 
 def write_seeds(folder: Path, **files: str) -> Path:
@@ -498,7 +482,7 @@ def test_packets_past_memory_wait_on_disk_flow_in_order_and_are_saved_at_stop(tm
     (tmp_path / "a" / "spool" / "junk.jsonl").write_text("left by a crash\n")
 
     async def main():
-        d = Daemon(cfg(tmp_path, "a", taskdir=tmp_path / "none", waiting_max_packets=10))
+        d = Daemon(cfg(tmp_path, "a", taskdir=tmp_path / "none", flags={"routing.waiting_max_packets": "10"}))
         await d.start()
         spool = tmp_path / "a" / "spool"
         try:
@@ -522,7 +506,7 @@ def test_spooled_packets_are_saved_to_pending_at_a_clean_stop(tmp_path):
     write_seeds(tmp_path / "none", other=RECORDER.format(state="OTHER"))
 
     async def main():
-        d = Daemon(cfg(tmp_path, "a", taskdir=tmp_path / "none", waiting_max_packets=10))
+        d = Daemon(cfg(tmp_path, "a", taskdir=tmp_path / "none", flags={"routing.waiting_max_packets": "10"}))
         await d.start()
         try:
             for n in range(100):

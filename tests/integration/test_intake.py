@@ -12,13 +12,13 @@ from pathlib import Path
 
 import aiohttp
 
-from pumpkin import config, loader, tags
+from pumpkin import loader, tags
 from pumpkin.custody import Custody
 from pumpkin.daemon import Daemon
 from pumpkin.journal import Journal, Source
 from pumpkin.packet import IdMaker, Packet
 from pumpkin.txdir import TxWriter
-from tests.helpers import async_wait_until
+from tests.helpers import async_wait_until, cfg
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "seeds" / "helloworld"
@@ -33,23 +33,8 @@ class Shout(Seed):
 """
 
 
-def cfg(tmp_path: Path, *, seeds: list[Path], rx: bool = True, tx: bool = False, **extra: str):
-    # These daemons run in pytest's own network namespace: no discovery (nothing may leave the machine).
-    flags = {
-        "node.workdir": str(tmp_path / "node"),
-        "endpoint.type": "zmq.IPC",
-        "discovery.enable": "false",
-        "http.port": "0",
-        "node.seed": ",".join(map(str, seeds)),
-        "rx.settle_s": "0.05",
-        "rx.poll_interval_s": "0.1",
-    }
-    if rx:
-        flags["rx.dir"] = str(tmp_path / "rx")
-    if tx:
-        flags["tx.dir"] = str(tmp_path / "tx")
-    flags.update({k.replace("_", ".", 1): v for k, v in extra.items()})
-    return config.load(env={}, flags=flags)
+# A file is taken soon after it stops changing, and a folder without events is looked at often.
+QUICK_RX = {"rx.settle_s": "0.05", "rx.poll_interval_s": "0.1"}
 
 
 def source_of(rx: Path, rel: str) -> Source:
@@ -135,7 +120,7 @@ def test_a_file_accepted_just_before_a_crash_is_moved_on_not_injected_again(tmp_
     (rx / "venus.json").write_text('{"state": "UNGREETED", "data": "Venus (new)"}')
 
     async def restart() -> None:
-        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py", HELLO / "extract.py"]))
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py", HELLO / "extract.py"], rx=rx, flags=QUICK_RX))
         await d.start()
         try:
             await async_wait_until(lambda: d.router.counters["extracted"] >= 3, what="three greetings")
@@ -158,7 +143,7 @@ def test_a_state_nobody_consumes_waits_then_flows_when_a_consumer_joins(tmp_path
     rx = tmp_path / "rx"
 
     async def main() -> None:
-        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"]))
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"], rx=rx, flags=QUICK_RX))
         await d.start()
         try:
             (rx / "hi.json").write_text('{"state": "SHOUT", "data": "hi"}')
@@ -183,14 +168,14 @@ def test_a_clean_stop_hands_waiting_packets_to_pending_without_a_second_copy(tmp
     rx = tmp_path / "rx"
 
     async def without_consumer() -> None:
-        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"]))
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"], rx=rx, flags=QUICK_RX))
         await d.start()
         (rx / "hi.json").write_text('{"state": "SHOUT", "data": "hi"}')
         await async_wait_until(lambda: (rx / "done" / "hi.json").exists(), what="hi.json in done/")
         await d.stop()
 
     async def with_consumer() -> None:
-        d = Daemon(cfg(tmp_path, seeds=[seeds / "shout.py"]))
+        d = Daemon(cfg(tmp_path, seeds=[seeds / "shout.py"], rx=rx, flags=QUICK_RX))
         await d.start()
         try:
             seen = sys.modules[d.specs["Shout"].factory.__module__].SEEN
@@ -209,7 +194,12 @@ def test_a_clean_stop_hands_waiting_packets_to_pending_without_a_second_copy(tmp
 
 def test_processed_files_can_be_removed_instead_of_kept(tmp_path):
     async def main() -> None:
-        c = cfg(tmp_path, seeds=[HELLO / "greet.py", HELLO / "extract.py"], rx_processed="remove")
+        c = cfg(
+            tmp_path,
+            seeds=[HELLO / "greet.py", HELLO / "extract.py"],
+            rx=tmp_path / "rx",
+            flags={**QUICK_RX, "rx.processed": "remove"},
+        )
         d = Daemon(c)
         await d.start()
         try:
@@ -224,7 +214,7 @@ def test_processed_files_can_be_removed_instead_of_kept(tmp_path):
 
 def test_pmk_inject_requests_are_durable_before_the_answer(tmp_path):
     async def main() -> None:
-        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py", HELLO / "extract.py"], rx=False, tx=True))
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py", HELLO / "extract.py"], tx=tmp_path / "tx"))
         await d.start()
         try:
             raw = (HELLO / "data.pkt").read_bytes()
@@ -278,7 +268,7 @@ def test_packets_from_files_get_the_configured_hops_unless_the_file_says(tmp_pat
     rx = tmp_path / "rx"
 
     async def main() -> None:
-        d = Daemon(cfg(tmp_path, seeds=[seeds / "ttl.py"], routing_ttl_hops="5"))
+        d = Daemon(cfg(tmp_path, seeds=[seeds / "ttl.py"], rx=rx, flags={**QUICK_RX, "routing.ttl_hops": "5"}))
         await d.start()
         try:
             (rx / "plain.json").write_text('{"state": "SHOUT", "data": "plain"}')
@@ -316,7 +306,7 @@ def test_post_inject_answers_201_once_the_packet_is_journaled_so_a_crash_loses_n
                 return r.status, await r.json()
 
     async def accepted_then_killed() -> str:
-        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"], rx=False, http_token="t"))
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"], token="t"))
         await d.start()
         status, sent = await post(d, {"state": "SHOUT", "data": "Web"})  # nobody consumes SHOUT here: it waits
         assert status == 201 and sent["state"] == "default:*:SHOUT"
@@ -331,7 +321,7 @@ def test_post_inject_answers_201_once_the_packet_is_journaled_so_a_crash_loses_n
         return str(sent["id"])
 
     async def restarted(sent: str) -> None:
-        d = Daemon(cfg(tmp_path, seeds=[seeds / "shout.py"], rx=False))
+        d = Daemon(cfg(tmp_path, seeds=[seeds / "shout.py"]))
         await d.start()
         try:
             seen = sys.modules[d.specs["Shout"].factory.__module__].SEEN
@@ -347,7 +337,7 @@ def test_post_inject_answers_201_once_the_packet_is_journaled_so_a_crash_loses_n
 
 def test_post_inject_answers_503_when_the_packet_cannot_be_made_durable(tmp_path, monkeypatch):
     async def main() -> None:
-        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"], rx=False, http_token="t"))
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"], token="t"))
         await d.start()
         try:
             url = d.web.url.rstrip("/") + "/api/v1/inject"

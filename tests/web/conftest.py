@@ -1,8 +1,8 @@
 """Fixtures for the page's tests: Debian's Chromium driven by Playwright, run inside the test's sandbox.
 
 The daemons run in a network namespace (``sandbox``), so their HTTP servers live on that namespace's
-loopback. pytest stays in the root namespace and starts Chromium inside the sandbox through a small
-wrapper script; Playwright talks to the browser over pipes, which cross namespaces.
+loopback. pytest stays in its own namespace (scripts/test.sh's) and starts Chromium inside the sandbox
+through a small wrapper script; Playwright talks to the browser over pipes, which cross namespaces.
 """
 
 from __future__ import annotations

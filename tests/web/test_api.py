@@ -19,11 +19,10 @@ from typing import Any
 
 import aiohttp
 
-from pumpkin import config
 from pumpkin.automaton import SeedInfo
 from pumpkin.daemon import Daemon
 from tests.conftest import PMK, ROOT
-from tests.helpers import async_wait_until, wait_until
+from tests.helpers import async_wait_until, cfg, wait_until
 from tests.web.conftest import api, web_url
 
 SEEDS = ROOT / "seeds"
@@ -41,21 +40,6 @@ from pumpkin import seed
 def shout(greeting):
     return greeting.upper()
 """
-
-
-def cfg(tmp_path: Path, name: str, token: str = "", seeds: list[Path] | None = None, **flags: str) -> config.Config:
-    values = {
-        "node.workdir": str(tmp_path / name),
-        "endpoint.type": "zmq.IPC",
-        "discovery.enable": "false",
-        "http.host": "127.0.0.1",
-        "http.port": "0",
-        "http.token": token,
-        **flags,
-    }
-    if seeds:
-        values["node.seed"] = ",".join(map(str, seeds))
-    return config.load(env={}, flags=values)
 
 
 def seed_file(tmp_path: Path, name: str, text: str) -> Path:
@@ -393,7 +377,7 @@ def test_a_taken_port_moves_the_page_to_the_next_one(tmp_path, caplog):
         port = taken.getsockname()[1]
 
         async def main() -> None:
-            d = Daemon(cfg(tmp_path, "a", seeds=hello(), **{"http.port": str(port)}))
+            d = Daemon(cfg(tmp_path, "a", seeds=hello(), flags={"http.port": str(port)}))
             await d.start()
             try:
                 assert d.web.port != port and d.web.url == f"http://127.0.0.1:{d.web.port}/"
@@ -407,7 +391,7 @@ def test_a_taken_port_moves_the_page_to_the_next_one(tmp_path, caplog):
 
 def test_http_enable_false_serves_nothing(tmp_path):
     async def main() -> None:
-        d = Daemon(cfg(tmp_path, "a", seeds=hello(), **{"http.enable": "false"}))
+        d = Daemon(cfg(tmp_path, "a", seeds=hello(), flags={"http.enable": "false"}))
         await d.start()
         try:
             assert d.web is None
