@@ -310,3 +310,44 @@ def test_a_bad_rx_setting_stops_start_up_with_one_line(sandbox, tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == f"pmk: config key rx.dir: {tmp_path / 'afile'} is not a folder"
     r = client(sandbox, "--rx", str(tmp_path / "in"), "--rx.settle_s", "soon", "--workdir", str(tmp_path / "w"))
     assert r.returncode == 2 and r.stderr.strip() == "pmk: config key rx.settle_s: 'soon' is not a valid float"
+
+
+DURABLE_SOURCE = """
+from pumpkin import Seed
+
+class Source(Seed):
+    emits = "NUMBER"
+    durable = True
+    def run(self):
+        yield from range(200)
+"""
+NUMBER_SINK = """
+from pumpkin import Seed
+
+class Sink(Seed):
+    consumes = "NUMBER"
+    def run(self, n):
+        print(f"number {n}")
+"""
+
+
+def test_a_durable_injectors_packets_survive_kill_9(pmk, sandbox, tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "source.py").write_text(DURABLE_SOURCE)
+    (seeds / "sink.py").write_text(NUMBER_SINK)
+    wd = tmp_path / "node"
+    first = pmk("--endpoint.type", "zmq.IPC", "--seed", str(seeds / "source.py"), workdir=wd)
+
+    def unfinished() -> int:
+        r = client(sandbox, "stats", "--workdir", str(wd))
+        return json.loads(r.stdout)["journal"]["unfinished"] if r.returncode == 0 else -1
+
+    # Nobody consumes NUMBER here: the 200 packets wait in memory, and the journal answers for them.
+    wait_until(lambda: unfinished() == 200, 20, what="the injector's 200 packets in the journal")
+    first.stop(signal.SIGKILL)
+    second = pmk("--endpoint.type", "zmq.IPC", "--seed", str(seeds / "sink.py"), workdir=wd)
+    wait_until(lambda: second.count("number ") >= 200, 20, what="the 200 packets after the restart")
+    numbers = sorted(int(line.split()[1]) for line in second.out if line.startswith("number "))
+    assert numbers == list(range(200))
+    wait_until(lambda: unfinished() == 0, 10, what="the journal to let go")
