@@ -9,11 +9,12 @@ zero: then the sender gets its ACK (or the intake journal lets go of the entry).
 downstream", never "in memory here", and a node that dies with packets in hand loses nothing: their
 senders still hold them and send them again.
 
-Sending side: ``InFlight`` keeps the packets sent to one peer and not yet acknowledged, with a
-retransmission timer each. Timers are paced by the acknowledgement times observed for that peer and seed
-(``RttEstimator``, RFC 6298's smoothed estimate and variance) and back off exponentially while unanswered.
-A packet sent again is a question ("still have it?"), answered idempotently by packet id: ``Received``
-on the receiving side tells an ACK (done with it) from a HELD (still working on it) for a duplicate.
+Sending side: ``InFlight`` keeps the packets sent to one peer and not yet acknowledged, with a timer
+each. Timers are paced by the acknowledgement times observed for that peer and seed (``RttEstimator``, RFC
+6298's smoothed estimate and variance) and back off exponentially while they fire. When one fires, the peer
+is asked about the packet (a QUERY, ids only): ``Received`` on the receiving side answers ACK (done with
+it, the first ACK was lost), HELD (still working on it) or unknown (it never arrived: then the packet itself
+is sent again). A packet that arrives twice is answered the same way, so everything is idempotent by id.
 """
 
 from __future__ import annotations
@@ -88,28 +89,41 @@ def hold(packet: Packet, delta: int) -> None:
 
 
 class RttEstimator:
-    """Smoothed acknowledgement time and its variance (RFC 6298 section 2), giving the retransmission timeout."""
+    """Smoothed acknowledgement time and its variance (RFC 6298 section 2), giving the retransmission timeout.
 
-    __slots__ = ("srtt", "rttvar")
+    A timer that fires doubles the timeout (section 5.5) until an ACK of a packet sent once measures anew:
+    under Karn's rule a packet sent again measures nothing, so without this a peer whose queue grew slower
+    than our first samples said would have every packet asked about again.
+    """
+
+    __slots__ = ("srtt", "rttvar", "backoff", "_backed_off_at")
 
     def __init__(self) -> None:
         self.srtt = 0.0
         self.rttvar = 0.0
+        self.backoff = 1
+        self._backed_off_at = -1e18
 
     def sample(self, rtt: float) -> None:
         """Take one measured time from sending a packet to its ACK (never of a packet sent again: Karn)."""
+        self.backoff = 1
         if self.srtt == 0.0:
             self.srtt, self.rttvar = rtt, rtt / 2
             return
         self.rttvar = (1 - RTT_BETA) * self.rttvar + RTT_BETA * abs(self.srtt - rtt)
         self.srtt = (1 - RTT_ALPHA) * self.srtt + RTT_ALPHA * rtt
 
+    def timed_out(self, now: float) -> None:
+        """A timer fired: double the timeout, once per timeout's length (many packets time out together)."""
+        if now - self._backed_off_at >= self.rto:
+            self._backed_off_at = now
+            self.backoff = min(self.backoff * 2, 64)
+
     @property
     def rto(self) -> float:
         """Seconds to wait for an ACK before asking again."""
-        if self.srtt == 0.0:
-            return RTO_INITIAL_S
-        return min(RTO_MAX_S, max(RTO_MIN_S, self.srtt + RTT_K * self.rttvar))
+        base = RTO_INITIAL_S if self.srtt == 0.0 else max(RTO_MIN_S, self.srtt + RTT_K * self.rttvar)
+        return min(RTO_MAX_S, base * self.backoff)
 
 
 @dataclass(slots=True)
@@ -118,10 +132,11 @@ class Flight:
 
     packet: Packet
     seed: str
-    sent_at: float  # the first send: ACK times are measured from it, and only for packets sent once
-    due: float  # when to ask again
+    sent_at: float  # the first send: ACK times are measured from it, only for packets sent once, never asked about
+    due: float  # when to ask about it
     sends: int = 1
-    unanswered: int = 1  # sends since the peer last said anything about this packet (ACK or HELD)
+    asked: int = 0  # QUERYs about it so far
+    unanswered: int = 1  # sends and QUERYs since the peer last said anything about this packet
 
 
 class InFlight:
@@ -158,7 +173,7 @@ class InFlight:
         if flight is None:
             return None
         self._count_out(flight.seed)
-        if flight.sends == 1:
+        if flight.sends == 1 and not flight.asked:
             self.rtt.setdefault(flight.seed, RttEstimator()).sample(now - flight.sent_at)
         return flight
 
@@ -184,12 +199,24 @@ class InFlight:
             out.append(flight)
         return out
 
-    def resent(self, flight: Flight, now: float) -> None:
-        """``flight`` was sent again: back off its timer."""
-        flight.sends += 1
+    def queried(self, flight: Flight, now: float) -> None:
+        """The peer was asked about ``flight`` (its timer fired): back off its timer, and the timeout of its seed."""
+        self.rtt.setdefault(flight.seed, RttEstimator()).timed_out(now)
+        flight.asked += 1
         flight.unanswered += 1
         flight.due = now + self._backoff(flight)
         self.flights.move_to_end((flight.packet.id, flight.seed))
+
+    def resent(self, flight: Flight, now: float) -> None:
+        """``flight`` was sent again (the peer said it never got it)."""
+        flight.sends += 1
+        flight.unanswered = 1
+        flight.due = now + self._backoff(flight)
+        self.flights.move_to_end((flight.packet.id, flight.seed))
+
+    def get(self, key: Key) -> Flight | None:
+        """The flight of ``key``, if in flight."""
+        return self.flights.get(key)
 
     def remove(self, flight: Flight) -> None:
         """Take ``flight`` out (it goes to another replica)."""
@@ -210,7 +237,7 @@ class InFlight:
         return None
 
     def _backoff(self, flight: Flight) -> float:
-        return min(RTO_MAX_S, self.rto(flight.seed) * (1 << min(flight.sends - 1, 6)))
+        return self.rto(flight.seed)  # backed off already (RttEstimator.timed_out) while timers fire
 
     def _count_out(self, seed: str) -> None:
         left = self.per_seed[seed] - 1

@@ -16,10 +16,11 @@
   re-routed to other replicas), then expires (its seeds leave the automaton). A BYE removes it at once.
 - A packet sent to a peer is addressed to one seed and stays in that peer's ``InFlight`` table until the
   peer ACKs it, which it does once the packet is safe (see ``custody``: its seed finished and what it made
-  is acknowledged downstream or durable). Unanswered, it is sent again after a timeout paced by the
-  observed ACK times; the receiver answers a packet it has seen before with an ACK (done) or a HELD
-  (still working on it), so a lost ACK costs one more round trip, never a stuck window. A packet sent
-  ``UNANSWERED_MAX`` times without any answer goes to another replica where one has room.
+  is acknowledged downstream or durable). Unanswered after a timeout paced by the observed ACK times, the
+  peer is asked about it (a QUERY, ids only, one message for every packet due): the answer is ACK (done: the
+  first ACK was lost), HELD (still working on it) or unknown (never arrived: the packet is sent again). So a
+  lost ACK or packet costs one more round trip, never a stuck window. A packet the peer does not answer
+  for ``UNANSWERED_MAX`` times goes to another replica where one has room.
 - The number of packets in flight to a replica, over its workers, is that replica's load for routing,
   and its flow-control window: at most ``CREDIT_PER_WORKER`` unacknowledged packets per worker of the
   replica. A replica at its window takes nothing more until ACKs come back (the router keeps the packets
@@ -42,7 +43,7 @@ from . import messages
 from .automaton import SeedInfo
 from .custody import UNANSWERED_MAX, Custody, Flight, InFlight, Key, Received, hold
 from .errors import PacketError, TagError
-from .messages import ACK, BYE, HELLO, PING, Message, MessageError, Origin
+from .messages import ACK, BYE, HELLO, MAX_KEYS_PER_QUERY, PING, QUERY, Message, MessageError, Origin
 from .packet import Packet, encode
 from .peers import Liveness, PeerTable
 from .router import Router
@@ -308,6 +309,8 @@ class Mesh:
                 self._drop(msg.origin.id, "said goodbye")
             elif msg.kind == ACK:
                 self._on_ack(msg)
+            elif msg.kind == QUERY:
+                self._on_query(msg)
         except (MessageError, TagError, KeyError, TypeError, ValueError) as exc:
             self._reject(f"{msg.kind.decode()} from {msg.origin.id}", str(exc))
 
@@ -400,8 +403,41 @@ class Mesh:
                 freed.add(seed)
         for pid, seed in msg.body.get("held", []):
             remote.inflight.held((pid, seed), now)
+        for pid, seed in msg.body.get("unknown", []):
+            flight = remote.inflight.get((pid, seed))
+            if flight is not None:
+                self._send_again(remote, flight, now)
         for seed in freed:
             self.router.kick(seed)
+
+    def _send_again(self, remote: Remote, flight: Flight, now: float) -> None:
+        """Send a packet the peer says it never got."""
+        try:
+            frames = encode(flight.packet, to=flight.seed, sender=self.node_id)
+        except PacketError:  # it was encoded once already
+            return
+        if self.transport.send_packet(remote.node, frames):
+            remote.inflight.resent(flight, now)
+            self.counters["resent"] += 1
+
+    def _on_query(self, msg: Message) -> None:
+        """A peer asks what became of packets it sent us: done, held, or never seen."""
+        sender = msg.origin.id
+        self._heard(sender, "query")
+        acks: list[list[str]] = []
+        held: list[list[str]] = []
+        unknown: list[list[str]] = []
+        for pid, seed in msg.body.get("ask", []):
+            key = (pid, seed)
+            if self.received.is_held(key):
+                self._waiters.setdefault(key, set()).add(sender)
+                held.append([pid, seed])
+            elif self.received.seen(key):
+                acks.append([pid, seed])
+            else:
+                unknown.append([pid, seed])
+        self.counters["queries_answered"] += 1
+        self.transport.send(sender, messages.encode(ACK, self.me(), acks=acks, held=held, unknown=unknown))
 
     def _reject(self, what: str, why: str) -> None:
         self.counters["rejected"] += 1
@@ -452,7 +488,7 @@ class Mesh:
             self._tick = self.scheduler.call_later(RETRANSMIT_TICK_S, self._retransmit)
 
     def _retransmit(self) -> None:
-        """Ask again about packets whose ACK is overdue; hand on those a peer never answers for."""
+        """Ask peers about packets whose ACK is overdue; hand on those a peer never answers for."""
         self._tick = None
         now = self.clock()
         busy = False
@@ -463,6 +499,7 @@ class Mesh:
             peer = self.peers.peers.get(node)
             if peer is None or peer.state is not Liveness.ALIVE:
                 continue  # an evasive peer's packets were re-routed already
+            ask: list[list[str]] = []
             for flight in remote.inflight.due(now):
                 if flight.unanswered >= UNANSWERED_MAX and self._elsewhere(flight, node):
                     remote.inflight.remove(flight)
@@ -470,14 +507,13 @@ class Mesh:
                     self.router.deliver_to(flight.seed, flight.packet, exclude=node)
                     hold(flight.packet, -1)
                     continue
-                try:
-                    frames = encode(flight.packet, to=flight.seed, sender=self.node_id)
-                except PacketError:  # it was encoded once already
-                    continue
-                if not self.transport.send_packet(node, frames):
-                    break  # its link is full: the next tick tries again
-                remote.inflight.resent(flight, now)
-                self.counters["resent"] += 1
+                remote.inflight.queried(flight, now)
+                ask.append([flight.packet.id, flight.seed])
+            for start in range(0, len(ask), MAX_KEYS_PER_QUERY):
+                self.transport.send(
+                    node, messages.encode(QUERY, self.me(), ask=ask[start : start + MAX_KEYS_PER_QUERY])
+                )
+                self.counters["queries"] += 1
         if busy:
             self._arm_retransmit()
 

@@ -21,7 +21,10 @@ body carries the sender's ``id``, ``tcp``, ``ipc``, ``host`` and ``dg`` as in th
                     beacons, so the receiver should PING it every heartbeat}
     b"PMKY" BYE    {}                                                         (leaving now)
     b"PMKA" ACK    {"acks": [[packet id, seed name], ...],                     (done with these: they are
-                    "held": [[packet id, seed name], ...]}                     safe; still working on these)
+                    "held": [[packet id, seed name], ...],                     safe; still working on these;
+                    "unknown": [[packet id, seed name], ...]}                  never got these)
+    b"PMKQ" QUERY  {"ask": [[packet id, seed name], ...]}                     (what of these? answered by
+                                                                               an ACK listing each of them)
 
 Everything here is untrusted input: ``decode_*`` raise MessageError for anything malformed, oversized or
 of another protocol version, and the caller counts and logs it.
@@ -42,12 +45,15 @@ HELLO = b"PMKH"
 PING = b"PMKP"
 BYE = b"PMKY"
 ACK = b"PMKA"
-KINDS = (HELLO, PING, BYE, ACK)
+QUERY = b"PMKQ"
+KINDS = (HELLO, PING, BYE, ACK, QUERY)
 MAX_BEACON_BYTES = 1024
 MAX_MESSAGE_BYTES = 4 << 20
 MAX_ID_CHARS = 128
 MAX_SEEDS_PER_HELLO = 1000
 MAX_PEERS_PER_HELLO = 1000
+#: Packets asked about in one QUERY (a sender asks again about whatever an answer did not cover).
+MAX_KEYS_PER_QUERY = 5000
 
 
 class MessageError(PumpkinError):
@@ -164,8 +170,8 @@ def decode(frames: list[bytes]) -> Message:
         load = body.get("load", {})
         if not isinstance(load, dict) or not all(isinstance(v, (int, float)) for v in load.values()):
             raise MessageError("PING 'load' must map seed names to numbers")
-    elif kind == ACK:
-        for key in ("acks", "held"):
+    elif kind in (ACK, QUERY):
+        for key in ("acks", "held", "unknown") if kind == ACK else ("ask",):
             keys = body.get(key, [])
             if not isinstance(keys, list) or not all(
                 isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in keys

@@ -46,7 +46,7 @@ def test_an_ack_means_safe_downstream_not_in_memory_here(tmp_path):
     assert (inflight(w["B"]), inflight(a), log) == (0, 0, ["released"])
 
 
-def test_a_lost_ack_costs_one_retransmission_and_no_rerun(tmp_path):
+def test_a_lost_ack_costs_one_question_and_no_rerun(tmp_path):
     net, a, w, d = chain(tmp_path)
     dropped: list[str] = []
 
@@ -66,19 +66,21 @@ def test_a_lost_ack_costs_one_retransmission_and_no_rerun(tmp_path):
     assert dropped == ["ack"] and inflight(w["B"]) == 1  # the ACK was lost: B still holds the child
     net.scheduler.run_for(RTO_INITIAL_S + 0.1)
     assert inflight(w["B"]) == 0 and inflight(a) == 0
-    assert w["B"].mesh.counters["resent"] == 1 and d.mesh.counters["duplicates"] == 1
-    assert d.runners["sink"].processed == 1  # the duplicate was answered, not run again
+    assert w["B"].mesh.counters["queries"] == 1 and d.mesh.counters["queries_answered"] == 1
+    assert w["B"].mesh.counters["resent"] == 0  # D answered "done": nothing to send again
+    assert d.runners["sink"].processed == 1
 
 
-def test_a_duplicate_still_being_worked_on_is_answered_held_and_asked_about_less_often(tmp_path):
+def test_a_packet_still_being_worked_on_is_answered_held_and_asked_about_less_often(tmp_path):
     net, a, w, d = chain(tmp_path)
     a.inject("RAW", 1)
     net.scheduler.run_for(RTO_INITIAL_S + 0.1)  # B holds it, unfinished, past A's timeout
-    assert a.mesh.counters["resent"] == 1 and w["B"].mesh.counters["duplicates"] == 1
+    assert a.mesh.counters["queries"] == 1 and w["B"].mesh.counters["queries_answered"] == 1
     flight = next(iter(a.mesh.remotes["B"].inflight.flights.values()))
     assert flight.unanswered == 0  # B said HELD: alive and working, no reason to look elsewhere
     net.scheduler.run_for(RTO_INITIAL_S)
-    assert a.mesh.counters["resent"] == 1  # backed off: the next question comes later
+    assert a.mesh.counters["queries"] == 1  # backed off: the next question comes later
+    assert a.mesh.counters["resent"] == 0
     assert len(w["B"].runners["work"].got) == 1
     w["B"].finish("work")
     d.finish("sink", lambda data: [])
@@ -90,7 +92,7 @@ def test_a_duplicate_still_being_worked_on_is_answered_held_and_asked_about_less
 
 def test_a_packet_nobody_answers_for_goes_to_another_replica(tmp_path):
     net, a, w, d = chain(tmp_path, replicas="BC")
-    net.drop = lambda src, dst, frames: dst == "B" and bytes(frames[0]) == b"PMK1"  # B never gets packets
+    net.drop = lambda src, dst, frames: dst == "B"  # B hears nothing more (its link is broken one way)
     packet = a.inject("RAW", 1)
     net.scheduler.run_for(0.01)
     first = "B" if "B" in a.mesh.inflight_counts() else "C"
@@ -99,7 +101,7 @@ def test_a_packet_nobody_answers_for_goes_to_another_replica(tmp_path):
         packet = a.inject("RAW", 2)
         net.scheduler.run_for(0.01)
     assert a.mesh.inflight_counts().get("B") == 1
-    net.scheduler.run_for(RTO_INITIAL_S * 4)  # sent, asked again twice with no answer at all
+    net.scheduler.run_for(RTO_INITIAL_S * 4)  # sent, asked about once, no answer at all
     assert a.mesh.counters["rerouted"] == 1
     assert [p.id for p in w["C"].runners["work"].got] == [packet.id]
 
@@ -183,7 +185,7 @@ def test_an_extractors_custody_waits_for_the_tx_file(tmp_path):
     assert inflight(w["B"]) == 0 and inflight(a) == 0
 
 
-def test_rto_follows_the_measured_ack_times_and_ignores_retransmitted_packets():
+def test_rto_follows_the_measured_ack_times_and_ignores_packets_asked_about():
     est = RttEstimator()
     assert est.rto == RTO_INITIAL_S
     for _ in range(20):
@@ -196,10 +198,15 @@ def test_rto_follows_the_measured_ack_times_and_ignores_retransmitted_packets():
     p = Packet("s:c:0:1", T("RAW"), 1)
     table.add(p, "work", now=0.0)
     [flight] = table.due(now=1.0)
-    table.resent(flight, now=1.0)
+    table.queried(flight, now=1.0)
     assert flight.due == pytest.approx(1.0 + 2 * RTO_INITIAL_S)  # backed off
     table.ack((p.id, "work"), now=1.5)
-    assert "work" not in table.rtt  # Karn: an ACK of a packet sent twice measures nothing
+    assert table.rtt["work"].srtt == 0.0  # Karn: an ACK of a packet asked about measures nothing...
+    assert table.rto("work") == 2 * RTO_INITIAL_S  # ... and the timeout stays backed off until one does
+    q = Packet("s:c:0:2", T("RAW"), 2)
+    table.add(q, "work", now=2.0)
+    table.ack((q.id, "work"), now=2.5)
+    assert table.rto("work") == pytest.approx(max(RTO_MIN_S, 0.5 + 4 * 0.25))
 
 
 def test_custody_is_released_once():
@@ -247,3 +254,20 @@ def test_a_seed_on_a_cycle_has_its_emissions_journaled_so_custody_does_not_chain
     net.scheduler.run_for(0.01)
     assert [p.data for p in journaled] == [1] and journaled[0].custody is None
     assert inflight(a) == 0 and log == ["released"]
+
+
+def test_a_packet_the_peer_never_got_is_sent_again(tmp_path):
+    net, a, w, d = chain(tmp_path)
+    lost: list[str] = []
+
+    def drop(src: str, dst: str, frames: list[bytes]) -> bool:
+        if bytes(frames[0]) == b"PMK1" and dst == "B" and not lost:
+            lost.append("packet")  # the link broke with it in a socket buffer
+            return True
+        return False
+
+    net.drop = drop
+    a.inject("RAW", 1)
+    net.scheduler.run_for(RTO_INITIAL_S + 0.1)
+    assert lost == ["packet"] and a.mesh.counters["resent"] == 1
+    assert [p.data for p in w["B"].runners["work"].got] == [1]
