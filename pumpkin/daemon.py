@@ -25,6 +25,7 @@ import itertools
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -60,6 +61,9 @@ from .workdir import Workdir, claim, runtime_base
 log = logging.getLogger("pumpkin")
 
 DRAIN_TIMEOUT_S = 5.0
+#: Results an extractor may have made beyond what the tx folder holds durably: its seed waits past that. What it
+#: ran on beyond the durable results is run again after a crash (its sender still holds it): this bounds that.
+TX_AHEAD_MAX = 64
 EXPIRY_SWEEP_S = 1.0
 
 
@@ -105,6 +109,7 @@ class Daemon:
         self.journal: Journal | None = None
         self._recovered: list[Any] = []  # journal entries left unfinished by the last run
         self._journaling: set[asyncio.Future[None]] = set()  # packets on their way into the journal
+        self._tx_ahead: Counter[str] = Counter()  # per extractor: results not yet durable in the tx folder
         self.dropdir: DropDir | None = None
         self.tx: TxWriter | None = None
         self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
@@ -169,6 +174,7 @@ class Daemon:
             heartbeat_s=disc.heartbeat_s,
             scheduler=asyncio.get_running_loop(),
             static_peers=disc.peers,
+            beacon_to=self._beacon_to,
         )
         self._load_seeds()
         self._tasks.append(asyncio.create_task(self._sweep(), name="expiry-sweep"))
@@ -232,6 +238,11 @@ class Daemon:
             self.discoveries.append(local)
         if disc.peers:
             log.info("Static peers: %s", ", ".join(disc.peers))
+
+    def _beacon_to(self, address: str) -> None:
+        for discovery in self.discoveries:
+            if isinstance(discovery, BeaconDiscovery):
+                discovery.send_to(address)
 
     async def run(self) -> None:
         """Start, then serve until ``stop`` is called."""
@@ -627,8 +638,12 @@ class Daemon:
         task.add_done_callback(self._journaling.discard)
 
     def _to_tx(self, packet: Packet, seed: str) -> None:
-        assert self.tx is not None
+        assert self.tx is not None and self.router is not None
         hold(packet, 1)  # not safe before its result file is durable
+        runner = self.router.local.get(seed)
+        ahead = self._tx_ahead[seed] = self._tx_ahead[seed] + 1
+        if ahead >= TX_AHEAD_MAX and runner is not None:
+            runner.throttle(True)
 
         def then(result: Path | OSError) -> None:
             if isinstance(result, OSError):
@@ -639,6 +654,9 @@ class Daemon:
                     f"the result of {seed} for {packet.id} could not be written to {self.config.tx.dir}: {result}",
                 )
             hold(packet, -1)
+            left = self._tx_ahead[seed] = self._tx_ahead[seed] - 1
+            if left <= TX_AHEAD_MAX // 2 and runner is not None and runner.throttled:
+                runner.throttle(False)
 
         self.tx.submit(packet, seed, then)
 

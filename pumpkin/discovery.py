@@ -89,12 +89,20 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
 
     def send_now(self, bye: bool = False) -> None:
         """Send one beacon to every target (``bye``: announce that this node is leaving)."""
+        self._send([*((b, self.port) for b in self.broadcasts), *self.unicasts], bye)
+
+    def send_to(self, address: str) -> None:
+        """Send one beacon to ``address`` alone: a peer that does not hear our broadcasts (another subnet).
+        A datagram each heartbeat keeps it hearing from us when its TCP link to us stalls on a lossy network."""
+        self._send([(address, self.port)])
+
+    def _send(self, targets: list[tuple[str, int]], bye: bool = False) -> None:
         if self._transport is None:
             return
         origin = self._beacon()
         origin.bye = bye
         data = encode_beacon(origin)
-        for target in [*((b, self.port) for b in self.broadcasts), *self.unicasts]:
+        for target in targets:
             try:
                 self._transport.sendto(data, target)
                 self.sent += 1

@@ -60,6 +60,10 @@ CREDIT_PER_WORKER = 1000
 BEACON_FRESH_HEARTBEATS = 2
 #: How often retransmission timers are looked at while anything is in flight (none are set when idle).
 RETRANSMIT_TICK_S = 0.05
+#: Every this many heartbeats a node that knows peers its LAN may not hear (found by a unicast beacon, a static
+#: address or gossip) tells every peer what it knows again: two of them that lost each other (a long partition
+#: across subnets) then find each other again even where nobody is new to the one in the middle.
+GOSSIP_HEARTBEATS = 10
 
 Learn = Callable[[str, str, list[SeedInfo], str], bool]
 
@@ -135,8 +139,10 @@ class Mesh:
         clock: Callable[[], float] = time.monotonic,
         static_peers: tuple[str, ...] = (),
         local_done: Callable[[], dict[str, int]] = dict,
+        beacon_to: Callable[[str], None] | None = None,
     ) -> None:
-        """``local_done``: packets each local seed has handled so far (sent in PINGs, for network-wide rates)."""
+        """``local_done``: packets each local seed has handled so far (sent in PINGs, for network-wide rates);
+        ``beacon_to(address)``: send one UDP beacon to a host (to peers that do not hear our broadcasts)."""
         self.node_id = node_id
         self.host = host
         self.me = me
@@ -152,12 +158,14 @@ class Mesh:
         self.scheduler = scheduler
         self.clock = clock
         self.static_peers = static_peers
+        self.beacon_to = beacon_to
         self.remotes: dict[str, Remote] = {}
         self.received = Received()
         self._announce_pending = False
         self._acks: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
         self._ack_flush_scheduled = False
         self._beat: Timer | None = None
+        self._beats = 0
         self._tick: Timer | None = None
         self._stopped = False
         #: False once the daemon stops: packets from peers are left with their senders (who still hold them).
@@ -631,6 +639,11 @@ class Mesh:
 
     def heartbeat(self) -> None:
         """PING the peers that need it, update liveness (re-route for evasive peers, forget expired ones)."""
+        self._beats += 1
+        if not self._announce_pending and self._beats % GOSSIP_HEARTBEATS == 0:
+            self._announce_pending = any(
+                r.found_via and r.found_via not in LAN_WIDE for n, r in self.remotes.items() if n in self.peers.peers
+            )
         if self._announce_pending:
             self._announce_pending = False
             self.announce()
@@ -671,8 +684,10 @@ class Mesh:
         deaf = now - remote.beacon_at > self._fresh_s  # we need its PINGs to know it lives
         busy = {k: v for k, v in load.items() if v}
         done = self.local_done() if done is None else done
+        asked = now - remote.echo_at <= self._fresh_s
+        if asked and only_if_needed:
+            self._beacon_directly(remote)
         if only_if_needed:
-            asked = now - remote.echo_at <= self._fresh_s
             moved = done != remote.done_sent
             if not (deaf or asked or busy or moved or busy != remote.load_sent):
                 return
@@ -682,6 +697,17 @@ class Mesh:
             remote.load_sent = busy
             remote.done_sent = done
             self.counters["pings"] += 1
+
+    def _beacon_directly(self, remote: Remote) -> None:
+        """A UDP beacon to a peer that does not hear our broadcasts: unlike a PING it never waits behind
+        a TCP stream stalled by packet loss, so the peer does not take us for gone while that lasts."""
+        tcp = remote.origin.tcp if remote.origin is not None else None
+        if self.beacon_to is None or not tcp:
+            return
+        host = tcp.removeprefix("tcp://").rsplit(":", 1)[0]
+        if host:
+            self.beacon_to(host)
+            self.counters["direct_beacons"] += 1
 
     def done_of(self, node: str) -> dict[str, int]:
         """How many packets each of ``node``'s seeds has handled, as its last PING said ({} before one)."""
