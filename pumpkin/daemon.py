@@ -25,7 +25,6 @@ import itertools
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -109,7 +108,6 @@ class Daemon:
         self.journal: Journal | None = None
         self._recovered: list[Any] = []  # journal entries left unfinished by the last run
         self._journaling: set[asyncio.Future[None]] = set()  # packets on their way into the journal
-        self._tx_ahead: Counter[str] = Counter()  # per extractor: results not yet durable in the tx folder
         self.dropdir: DropDir | None = None
         self.tx: TxWriter | None = None
         self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
@@ -335,6 +333,8 @@ class Daemon:
         assert self.router is not None
         runner = SeedRunner(spec, self.node_id, asyncio.get_running_loop(), self.router.on_outcome, self._seed_broken)
         self.router.local[spec.name] = runner
+        if spec.is_extractor and self.tx is not None:
+            runner.limit_unsettled(TX_AHEAD_MAX)
         self.specs[spec.name] = spec
         flow = f"{', '.join(map(str, spec.inputs)) or 'injector'} -> {', '.join(map(str, spec.outputs)) or 'extractor'}"
         log.info("Seed loaded: %s (%s)%s", spec.name, flow, f" x{spec.workers}" if spec.workers > 1 else "")
@@ -641,9 +641,6 @@ class Daemon:
         assert self.tx is not None and self.router is not None
         hold(packet, 1)  # not safe before its result file is durable
         runner = self.router.local.get(seed)
-        ahead = self._tx_ahead[seed] = self._tx_ahead[seed] + 1
-        if ahead >= TX_AHEAD_MAX and runner is not None:
-            runner.throttle(True)
 
         def then(result: Path | OSError) -> None:
             if isinstance(result, OSError):
@@ -654,9 +651,8 @@ class Daemon:
                     f"the result of {seed} for {packet.id} could not be written to {self.config.tx.dir}: {result}",
                 )
             hold(packet, -1)
-            left = self._tx_ahead[seed] = self._tx_ahead[seed] - 1
-            if left <= TX_AHEAD_MAX // 2 and runner is not None and runner.throttled:
-                runner.throttle(False)
+            if runner is not None:
+                runner.settled()
 
         self.tx.submit(packet, seed, then)
 

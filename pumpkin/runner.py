@@ -14,6 +14,10 @@ per callback, with no hand-over between threads (see ``seed``). A seed with ``pr
 pool of N worker processes (see ``procpool``); the runner keeps at most two packets per process in the pool
 and the rest in its own queue, so that throttling and shutdown see them.
 
+Durable results: an extractor whose results are written to the tx folder runs at most ``limit_unsettled``
+packets beyond those its writer has made durable (``settled``): whatever it ran on past the durable results
+is run again after a crash, since its sender still holds it, so the limit bounds those re-runs.
+
 Back-pressure: the router may ``throttle`` a runner whose outputs pile up; its workers then take no new
 packet and its injector makes no new one until it is let go. An injector also has at most
 ``INJECT_WINDOW`` emissions on their way to the loop, so a generator that yields in a tight loop cannot
@@ -227,6 +231,9 @@ class SeedRunner:
         self._run_in_pool: Callable[[Packet], Any] | None = None  # procpool.run_packet, once there is a pool
         self._probing = False  # packets wait until a worker process says it could make the seed
         self._inline_scheduled = False
+        self._unsettled_max = 0
+        self._unsettled = 0  # runs whose results are not durable yet (see limit_unsettled)
+        self._settle = threading.Condition()
         self.pending = 0  # queued + running, counted on the loop
         self.processed = 0
         self.failures = 0
@@ -325,6 +332,7 @@ class SeedRunner:
             and self._pool_queue
             and self._flowing.is_set()
             and self._pool_busy < 2 * self.spec.processes
+            and self._claim(block=False)
         ):
             packet = self._pool_queue.popleft()
             self._pool_busy += 1
@@ -365,8 +373,8 @@ class SeedRunner:
         SeedRunner._inline_running = True  # what this seed feeds to other inline seeds waits for a turn
         try:
             for _ in range(OUTBOX_BATCH):
-                if not self._inline or not self._flowing.is_set():
-                    return
+                if not self._inline or not self._flowing.is_set() or not self._claim(block=False):
+                    return  # settled() schedules the rest
                 self._on_outcome(self._invoke(instance, self._inline.popleft()))
         finally:
             SeedRunner._inline_running = False
@@ -376,6 +384,8 @@ class SeedRunner:
         """Bookkeeping for a finished invocation (called on the loop)."""
         if outcome.packet is not None:
             self.pending -= 1
+            if self._unsettled_max and (outcome.error or not self.spec.is_extractor):
+                self.settled()  # nothing to make durable: its place is free at once
         elif outcome.streamed:
             self._window.release()
         if outcome.pooled:
@@ -388,6 +398,32 @@ class SeedRunner:
         self.busy_s += outcome.seconds
         if outcome.error:
             self.failures += 1
+
+    def limit_unsettled(self, limit: int) -> None:
+        """From now on run at most ``limit`` packets whose results are not ``settled`` yet (0: no limit)."""
+        self._unsettled_max = limit
+
+    def settled(self) -> None:
+        """On the loop: one result made durable (or a run that made none), so another packet may run."""
+        with self._settle:
+            self._unsettled -= 1
+            self._settle.notify()
+        if self.spec.inline:
+            self._schedule_inline()
+        elif self.spec.processes:
+            self._pump()
+
+    def _claim(self, block: bool) -> bool:
+        """Take a place among the unsettled runs; False (without blocking) when there is none now."""
+        if not self._unsettled_max:
+            return True
+        with self._settle:
+            while self._unsettled >= self._unsettled_max and not self._stopping.is_set():
+                if not block:
+                    return False
+                self._settle.wait(0.2)
+            self._unsettled += 1
+            return True
 
     def throttle(self, on: bool) -> None:
         """Hold (or let go) the taking of new packets and the making of new injections."""
@@ -515,6 +551,7 @@ class SeedRunner:
             return
         while True:
             self._flowing.wait()
+            self._claim(block=True)
             item = self._queue.get()
             if item is _STOP:
                 return
