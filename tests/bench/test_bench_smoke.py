@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from tests.netns import require_netns
+import pytest
+
+from tests.netns import CI, require_netns
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,3 +87,24 @@ def test_discovery_benchmark_times_a_new_and_a_killed_peer():
         r = results[mode]
         assert all(positive(v) for v in r.values()), r
         assert r["evasive_s"] < r["expired_s"], r
+
+
+def test_reliability_benchmark_counts_loss_and_duplicates_with_and_without_loss():
+    require_netns()
+    if not shutil.which("nft"):
+        if CI:
+            pytest.fail("CI=true but needs nftables ('nft') for the lossy runs")
+        pytest.skip("needs nftables ('nft') for the lossy runs")
+    out = run_bench("bench/reliability.py", "--packets", "200", "--repeat", "1", "--deadline", "60", timeout_s=240)
+    result = json_line(out)
+    assert result["benchmark"] == "reliability" and result["packets"] == 200, result
+    results = result["results"]
+    clean = results["no_loss"]
+    assert positive(clean["seconds_median"]) and positive(clean["pkt_per_s_median"]), clean
+    for mode in ("no_loss", "loss"):
+        (run,) = results[mode]["runs"]
+        assert all(isinstance(run[k], int) and run[k] >= 0 for k in ("lost", "duplicated", "failed", "resent")), run
+    # A lossy run that does not finish within the deadline is reported as such (seconds null), not as a crash.
+    ratio = results["ratio_loss_to_no_loss"]
+    assert ratio is None or positive(ratio), results
+    assert "no_loss #1" in out.stdout and "loss #1" in out.stdout

@@ -92,12 +92,30 @@ class Lan:
         nft = f"table ip pmkblock {{\n{chain}}}\n"
         subprocess.run(["ip", "netns", "exec", self.ns(host), "nft", "-f", "-"], input=nft, text=True, check=True)
 
+    def lossy(self, percent: int) -> None:
+        """Drop ``percent``% of the frames each switch delivers to a host, at random (nftables: no netem here).
+
+        Every host-to-host path ends at a host's switch port, so each one, across the router too, loses
+        ``percent``% each way (the router's own ports are spared, so that no path loses twice).
+        """
+        rule = f'oifname "v*" numgen random mod 100 < {int(percent)} drop'
+        chain = f" chain swforward {{\n type filter hook forward priority 0; policy accept;\n  {rule}\n }}\n"
+        nft = f"table bridge pmkloss {{\n{chain}}}\n"
+        for sw in SUBNETS:
+            subprocess.run(["ip", "netns", "exec", self.ns(sw), "nft", "-f", "-"], input=nft, text=True, check=True)
+
+    def lossless(self) -> None:
+        """Undo ``lossy``."""
+        for sw in SUBNETS:
+            sh("ip", "netns", "exec", self.ns(sw), "nft", "delete", "table", "bridge", "pmkloss", check=False)
+
     def reset(self) -> None:
         """Between tests: kill what runs on the hosts, plug every host back in, drop nft rules."""
         for host in HOSTS:
             kill_inside(self.ns(host))
             self.heal(host)
             sh("ip", "netns", "exec", self.ns(host), "nft", "delete", "table", "ip", "pmkblock", check=False)
+        self.lossless()
 
     def down(self) -> None:
         """Delete everything this run made."""
