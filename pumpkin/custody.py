@@ -31,14 +31,18 @@ if TYPE_CHECKING:
 RTO_INITIAL_S = 1.0
 #: Floor of the retransmission timeout: ACKs are batched per turn of the loop and a seed takes its time.
 RTO_MIN_S = 0.2
-#: Ceiling, also of the backed-off timeout of a packet a peer keeps saying it holds (it is alive and working).
-RTO_MAX_S = 10.0
+#: Ceiling, also of the backed-off timeout: a QUERY is small, and a link that was stalled and dialled again
+#: (see ``transport``) lost what it held, which only the next QUERY finds out.
+RTO_MAX_S = 3.0
 #: RFC 6298's gains for the smoothed round trip and its variance, and the variance's weight in the timeout.
 RTT_ALPHA = 1 / 8
 RTT_BETA = 1 / 4
 RTT_K = 4
-#: Sends of a packet to one peer that may go unanswered (no ACK, no HELD) before it goes to another replica.
-UNANSWERED_MAX = 2
+#: Sends of and questions about a packet that may go unanswered (no ACK, no HELD) before it goes to another
+#: replica. With the timeout doubling each time that is about 30 timeouts' worth (6 s at the 0.2 s floor): a TCP
+#: stream stalled by packet loss recovers within that, and sending its packets elsewhere meanwhile only makes
+#: them run twice once it does. A peer that is gone falls silent and is handled as evasive much sooner.
+UNANSWERED_MAX = 5
 #: Packets a receiver remembers having taken (for telling duplicates), past those it still holds.
 RECEIVED_WINDOW = 100_000
 

@@ -94,13 +94,14 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
     def send_to(self, address: str) -> None:
         """Send one beacon to ``address`` alone: a peer that does not hear our broadcasts (another subnet).
         A datagram each heartbeat keeps it hearing from us when its TCP link to us stalls on a lossy network."""
-        self._send([(address, self.port)])
+        self._send([(address, self.port)], direct=True)
 
-    def _send(self, targets: list[tuple[str, int]], bye: bool = False) -> None:
+    def _send(self, targets: list[tuple[str, int]], bye: bool = False, direct: bool = False) -> None:
         if self._transport is None:
             return
         origin = self._beacon()
         origin.bye = bye
+        origin.direct = direct
         data = encode_beacon(origin)
         for target in targets:
             try:

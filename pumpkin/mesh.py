@@ -111,7 +111,8 @@ class Remote:
     reported: dict[str, float] = field(default_factory=dict)  # its seeds' load, from its PINGs
     done_reported: dict[str, int] = field(default_factory=dict)  # its seeds' counts, from its PINGs
     hello_sent: float = -1e9
-    beacon_at: float = -1e9  # when its broadcast beacon was last heard
+    beacon_at: float = -1e9  # when its beacon (broadcast or direct) was last heard
+    direct_at: float = -1e9  # when it last sent a beacon to us alone: it does not hear our broadcasts
     echo_at: float = -1e9  # when it last asked for our PINGs
     load_sent: dict[str, float] = field(default_factory=dict)  # the non-zero load it last got from us
     done_sent: dict[str, int] = field(default_factory=dict)  # the counts it last got from us
@@ -220,7 +221,7 @@ class Mesh:
             return
         peer = self.peers.peers.get(origin.id)
         if peer is not None and origin.digest and peer.seeds_digest == origin.digest:
-            self._heard(origin.id, via)
+            self._heard(origin.id, "direct" if origin.direct else via)
             return
         self._send_hello(origin, reply=True, via=via)
 
@@ -390,8 +391,11 @@ class Mesh:
         """Any sign of life from a known peer; one that comes back gets the packets that waited for it."""
         if node not in self.peers.peers:
             return
-        if via == "broadcast":
-            self._remote(node).beacon_at = self.clock()
+        if via in ("broadcast", "direct"):
+            remote = self._remote(node)
+            remote.beacon_at = self.clock()
+            if via == "direct":
+                remote.direct_at = remote.beacon_at
         _, revived = self.peers.heard(node, "", via)
         if revived:
             log.info("Peer %s is back", node)
@@ -505,8 +509,8 @@ class Mesh:
                 continue
             busy = True
             peer = self.peers.peers.get(node)
-            if peer is None or peer.state is not Liveness.ALIVE:
-                continue  # an evasive peer's packets were re-routed already
+            if peer is None:
+                continue
             ask: list[list[str]] = []
             for flight in remote.inflight.due(now):
                 if flight.unanswered >= UNANSWERED_MAX and self._elsewhere(flight, node):
@@ -525,25 +529,35 @@ class Mesh:
         if busy:
             self._arm_retransmit()
 
-    def _elsewhere(self, flight: Flight, node: str) -> bool:
-        """True when another replica of the flight's seed could take it now."""
+    def _elsewhere(self, flight: Flight, node: str, room: bool = True) -> bool:
+        """True when another replica of the flight's seed could take it now (``room``), or is there at all."""
         nodes = self.router.automaton.consumers(flight.packet.tag).get(flight.seed, [])
         for other in nodes:
             if other == node:
                 continue
-            if (
-                self.router.local_room(flight.seed) is not None
-                if other == self.node_id
-                else self.has_room(other, flight.seed)
-            ):
+            if other == self.node_id:
+                if not room or self.router.local_room(flight.seed) is not None:
+                    return True
+            elif self.has_room(other, flight.seed) if room else self._alive(other):
                 return True
         return False
 
-    def _reroute(self, node: str) -> int:
+    def _alive(self, node: str) -> bool:
+        peer = self.peers.peers.get(node)
+        return peer is not None and peer.state is Liveness.ALIVE
+
+    def _reroute(self, node: str, evasive: bool = False) -> int:
+        """Route again what ``node`` has not acknowledged. For an ``evasive`` peer (silent, perhaps only behind a
+        lossy link) only what another replica can take: the rest would wait here for it and be sent again."""
         remote = self.remotes.get(node)
         if remote is None:
             return 0
-        flights = remote.inflight.take_all()
+        if evasive:
+            flights = [f for f in list(remote.inflight.flights.values()) if self._elsewhere(f, node, room=False)]
+            for flight in flights:
+                remote.inflight.remove(flight)
+        else:
+            flights = remote.inflight.take_all()
         for flight in flights:
             self.router.deliver_to(flight.seed, flight.packet, exclude=node)
             hold(flight.packet, -1)  # after routing it again, so its custody never dips to 0 on the way
@@ -653,7 +667,7 @@ class Mesh:
             self._ping(node, now, load, frames, only_if_needed=True, done=done)
         evasive, expired = self.peers.sweep()
         for peer in evasive:
-            moved = self._reroute(peer.node_id)
+            moved = self._reroute(peer.node_id, evasive=True)
             log.warning(
                 "Peer %s is evasive (silent for %.1f s)%s",
                 peer.node_id,
@@ -685,7 +699,10 @@ class Mesh:
         busy = {k: v for k, v in load.items() if v}
         done = self.local_done() if done is None else done
         asked = now - remote.echo_at <= self._fresh_s
-        if asked and only_if_needed:
+        unheard = now - remote.direct_at <= self._fresh_s  # it beacons us directly: it does not hear ours either
+        if (asked or deaf or unheard) and only_if_needed:
+            # It does not hear our broadcasts (it said so, or beacons us directly), or likely not (we do not hear
+            # its own: another subnet). Its request for PINGs comes over TCP, which a lossy link can stall.
             self._beacon_directly(remote)
         if only_if_needed:
             moved = done != remote.done_sent

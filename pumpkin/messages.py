@@ -4,7 +4,10 @@ Beacon (one UDP datagram, at most ``MAX_BEACON_BYTES``)::
 
     b"PMKB" + JSON {"v": 1, "id": node id, "tcp": "tcp://10.77.0.11:41234" | null,
                     "ipc": "ipc:///tmp/..." | null, "host": host key, "dg": seeds digest,
-                    "inc": incarnation, "bye": false}
+                    "inc": incarnation, "bye": false, "direct": false}
+
+``direct`` marks a beacon sent to one peer's address rather than broadcast: the sender does not hear the
+receiver's broadcasts (another subnet), so the receiver answers in kind (see ``mesh``).
 
 ``inc`` tells one run of a node from the next (the daemon's start time in nanoseconds): a node id heard
 with a newer incarnation is a restarted peer, whose predecessor's memory, endpoint and unacknowledged
@@ -71,6 +74,7 @@ class Origin:
     digest: str = ""
     bye: bool = False
     inc: int = 0
+    direct: bool = False  # a beacon sent to this node alone, not broadcast
 
     def endpoint_for(self, my_host: str) -> str | None:
         """ipc:// when the sender shares this host (and network namespace), tcp:// otherwise."""
@@ -118,12 +122,12 @@ def origin_from(body: Any) -> Origin:
     inc = body.get("inc", 0)
     if type(inc) is not int or inc < 0:
         raise MessageError(f"incarnation {inc!r} is not a non-negative integer")
-    return Origin(node, tcp, ipc, host, dg, bool(body.get("bye", False)), inc)
+    return Origin(node, tcp, ipc, host, dg, bool(body.get("bye", False)), inc, bool(body.get("direct", False)))
 
 
 def encode_beacon(origin: Origin) -> bytes:
     """The datagram announcing ``origin``."""
-    data = BEACON_MAGIC + orjson.dumps({**origin.fields(), "bye": origin.bye})
+    data = BEACON_MAGIC + orjson.dumps({**origin.fields(), "bye": origin.bye, "direct": origin.direct})
     if len(data) > MAX_BEACON_BYTES:
         raise MessageError(f"beacon of {len(data)} bytes exceeds {MAX_BEACON_BYTES}")
     return data

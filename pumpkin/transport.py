@@ -33,6 +33,8 @@ LINGER_MS = 1000
 MAX_CONTROL_BYTES = 1 << 20
 MAX_INBOX_FRAME_BYTES = 256 << 20
 BATCH_PACKETS = 64  # packets per outbound message at most
+TCP_STALL_MS = 2000
+TCP_CONNECT_MS = 1000
 INBOX_BATCH = 500  # messages handled per wake-up before the loop's other tasks get a turn
 
 # Plain ints: pyzmq's send_multipart combines enum flags per frame, which costs more than the send itself.
@@ -82,6 +84,13 @@ class PeerLink:
         sock.setsockopt(zmq.SNDHWM, PEER_HWM_MSGS)
         sock.setsockopt(zmq.LINGER, LINGER_MS)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on completed connections: a dead peer fills nothing
+        if endpoint.startswith("tcp://"):
+            # A TCP stream whose data stays unacknowledged this long is closed and dialled again (TCP_USER_TIMEOUT
+            # on Linux): on a lossy link the kernel's doubling retransmission timeout otherwise stalls it for tens
+            # of seconds. What it held is asked about and sent again by the mesh (QUERY, "unknown").
+            sock.setsockopt(zmq.TCP_MAXRT, TCP_STALL_MS)
+            # A lost SYN would cost the kernel's 1 s, then 2 s, ...: give up sooner and dial again.
+            sock.setsockopt(zmq.CONNECT_TIMEOUT, TCP_CONNECT_MS)
         sock.connect(endpoint)
         self.socket = sock
         self.sync: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)

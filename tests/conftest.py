@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class PmkProcess:
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env, bufsize=1
         )
         self.out: list[str] = []
+        self.out_at: list[float] = []  # when each stdout line arrived (monotonic)
         self.err: list[str] = []
         self._readers = [
             threading.Thread(target=self._pump, args=(s, b), daemon=True)
@@ -55,10 +57,11 @@ class PmkProcess:
         for t in self._readers:
             t.start()
 
-    @staticmethod
-    def _pump(stream, into: list[str]) -> None:  # type: ignore[no-untyped-def]
+    def _pump(self, stream, into: list[str]) -> None:  # type: ignore[no-untyped-def]
         for line in stream:
             into.append(line.rstrip("\n"))
+            if into is self.out:
+                self.out_at.append(time.monotonic())
 
     @property
     def pid(self) -> int:

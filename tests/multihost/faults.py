@@ -131,7 +131,7 @@ class Outcome:
         for host, st in self.stats.items():
             lines.append(
                 f"  {host} at the end: inflight {st.get('inflight', {})}, waiting {st.get('waiting', {})}, "
-                f"mesh {_pick(st.get('mesh', {}), 'sent', 'received', 'duplicates', 'rerouted')}, "
+                f"mesh {st.get('mesh', {})}, "
                 f"router {_pick(st.get('router', {}), 'throttled', 'throttle_stuck', 'parked', 'failed')}, "
                 f"processed { ({k: v.get('processed') for k, v in st.get('seeds', {}).items()}) }"
             )
@@ -382,6 +382,15 @@ class FaultChain:
         return Outcome(self.count, [list(r) for r in self.sink_runs()], tx, elapsed_s, failed, pending, stats)
 
     def close(self) -> None:
-        """Stop whatever still runs (idempotent)."""
+        """Stop whatever still runs (idempotent); with PUMPKIN_FAULTS_LOGS=DIR, keep every daemon's log there."""
         for p in self.all_procs:
             p.stop()
+        keep = os.environ.get("PUMPKIN_FAULTS_LOGS")
+        if keep:
+            folder = Path(keep) / self.tmp.name
+            folder.mkdir(parents=True, exist_ok=True)
+            for host, procs in self.procs.items():
+                for i, p in enumerate(procs):
+                    (folder / f"{host}{i}.log").write_text("\n".join(p.err))
+                    stamped = (f"{t:.3f} {line}" for t, line in zip(p.out_at, p.out, strict=False))
+                    (folder / f"{host}{i}.out").write_text("\n".join(stamped))
