@@ -49,6 +49,17 @@ def node_id(host: str) -> str:
     return f"node{host}"
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The peak resident memory of process ``pid`` so far (VmHWM), in MB; None when it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 @dataclass
 class Outcome:
     """What reached the sink, and what the nodes kept, after one run of the chain."""
@@ -130,7 +141,8 @@ class Outcome:
                 lines.append(f"  failed/ on {host}: {_some(sorted(Counter(_kind(r) for r in reasons).items()))}")
         for host, st in self.stats.items():
             lines.append(
-                f"  {host} at the end: inflight {st.get('inflight', {})}, waiting {st.get('waiting', {})}, "
+                f"  {host} at the end: peak RSS {st.get('peak_rss_mb', '?')} MB, "
+                f"inflight {st.get('inflight', {})}, waiting {st.get('waiting', {})}, "
                 f"mesh {st.get('mesh', {})}, "
                 f"router {_pick(st.get('router', {}), 'throttled', 'throttle_stuck', 'parked', 'failed')}, "
                 f"processed { ({k: v.get('processed') for k, v in st.get('seeds', {}).items()}) }"
@@ -364,6 +376,7 @@ class FaultChain:
                 out = self.client(host, "stats")
                 if out:
                     stats[host] = json.loads(out)
+                    stats[host]["peak_rss_mb"] = peak_rss_mb(self.current(host).pid)
         for host in HOSTS:
             for p in self.procs[host]:
                 p.stop()
@@ -374,7 +387,9 @@ class FaultChain:
             failed[host] = [
                 e.read_text().split("\n", 1)[0] for e in sorted((wd / "failed").glob("*.error")) if e.is_file()
             ]
-            pending[host] = len(list((wd / "pending").glob("*.pkt")))
+            pending[host] = sum(
+                len(f.read_bytes().splitlines()) for f in (wd / "pending").glob("*.jsonl") if f.is_file()
+            )
         tx: dict[int, list[str]] = {}
         for name in self.tx_names():
             doc = orjson.loads((self.tx_dir / SINK / name).read_bytes())
