@@ -111,7 +111,9 @@ class Remote:
     reported: dict[str, float] = field(default_factory=dict)  # its seeds' load, from its PINGs
     done_reported: dict[str, int] = field(default_factory=dict)  # its seeds' counts, from its PINGs
     hello_sent: float = -1e9
+    since: float = 0.0  # when this node first heard of it
     beacon_at: float = -1e9  # when its beacon (broadcast or direct) was last heard
+    broadcast_at: float = -1e9  # when its broadcast beacon was last heard
     direct_at: float = -1e9  # when it last sent a beacon to us alone: it does not hear our broadcasts
     echo_at: float = -1e9  # when it last asked for our PINGs
     load_sent: dict[str, float] = field(default_factory=dict)  # the non-zero load it last got from us
@@ -259,7 +261,7 @@ class Mesh:
     def _remote(self, node: str, inc: int = 0) -> Remote:
         remote = self.remotes.get(node)
         if remote is None:
-            remote = self.remotes[node] = Remote(node, inc)
+            remote = self.remotes[node] = Remote(node, inc, since=self.clock())
         return remote
 
     def _send_hello(self, origin: Origin, reply: bool, via: str = "", force: bool = False) -> None:
@@ -396,6 +398,8 @@ class Mesh:
             remote.beacon_at = self.clock()
             if via == "direct":
                 remote.direct_at = remote.beacon_at
+            else:
+                remote.broadcast_at = remote.beacon_at
         _, revived = self.peers.heard(node, "", via)
         if revived:
             log.info("Peer %s is back", node)
@@ -699,8 +703,11 @@ class Mesh:
         busy = {k: v for k, v in load.items() if v}
         done = self.local_done() if done is None else done
         asked = now - remote.echo_at <= self._fresh_s
-        unheard = now - remote.direct_at <= self._fresh_s  # it beacons us directly: it does not hear ours either
-        if (asked or deaf or unheard) and only_if_needed:
+        # It beacons us directly and we do not hear its broadcasts: another subnet, where it does not hear ours either.
+        unheard = now - remote.direct_at <= self._fresh_s < now - remote.broadcast_at
+        # (Not deaf in its first moments: its broadcasts may simply not have come yet.)
+        settled = now - remote.since > self._fresh_s
+        if (asked or (deaf and settled) or unheard) and only_if_needed:
             # It does not hear our broadcasts (it said so, or beacons us directly), or likely not (we do not hear
             # its own: another subnet). Its request for PINGs comes over TCP, which a lossy link can stall.
             self._beacon_directly(remote)
