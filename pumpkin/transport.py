@@ -35,6 +35,7 @@ MAX_INBOX_FRAME_BYTES = 256 << 20
 BATCH_PACKETS = 64  # packets per outbound message at most
 TCP_STALL_MS = 2000
 TCP_CONNECT_MS = 1000
+TCP_STREAMS = 2
 INBOX_BATCH = 500  # messages handled per wake-up before the loop's other tasks get a turn
 
 # Plain ints: pyzmq's send_multipart combines enum flags per frame, which costs more than the send itself.
@@ -91,6 +92,10 @@ class PeerLink:
             sock.setsockopt(zmq.TCP_MAXRT, TCP_STALL_MS)
             # A lost SYN would cost the kernel's 1 s, then 2 s, ...: give up sooner and dial again.
             sock.setsockopt(zmq.CONNECT_TIMEOUT, TCP_CONNECT_MS)
+            # Several TCP streams to the peer, taking messages in turn: one that loss stalls holds up only its
+            # share (nothing here depends on order), and each has a congestion window of its own.
+            for _ in range(TCP_STREAMS - 1):
+                sock.connect(endpoint)
         sock.connect(endpoint)
         self.socket = sock
         self.sync: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
