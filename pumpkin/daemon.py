@@ -60,6 +60,7 @@ from .workdir import Workdir, claim, runtime_base
 log = logging.getLogger("pumpkin")
 
 DRAIN_TIMEOUT_S = 5.0
+DRAIN_ACK_WAIT_S = 0.5  # at a stop, how long ACKs may pause before what peers hold is saved instead
 #: Results an extractor may have made beyond what the tx folder holds durably: its seed waits past that. What it
 #: ran on beyond the durable results is run again after a crash (its sender still holds it): this bounds that.
 TX_AHEAD_MAX = 64
@@ -303,13 +304,19 @@ class Daemon:
         log.info("Node %s stopped", self.node_id)
 
     async def _drain(self) -> None:
-        """Give local seeds and peers up to DRAIN_TIMEOUT_S to finish what they hold (polled)."""
+        """Give local seeds up to DRAIN_TIMEOUT_S to finish what they hold, and peers as long as their ACKs keep
+        coming (polled): packets a peer holds for longer (its own downstream is away) are saved instead."""
         assert self.router is not None
         runners = list(self.router.local.values())
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        now = time.monotonic()
+        deadline, last_ack = now + DRAIN_TIMEOUT_S, now
+        inflight = sum(self.mesh.inflight_counts().values()) if self.mesh is not None else 0
         while time.monotonic() < deadline:
             busy = any(r.pending for r in runners if not r.spec.is_injector)
-            if not busy and not (self.mesh is not None and self.mesh.inflight_counts()):
+            left = sum(self.mesh.inflight_counts().values()) if self.mesh is not None else 0
+            if left < inflight:
+                inflight, last_ack = left, time.monotonic()
+            if not busy and (not left or time.monotonic() - last_ack > DRAIN_ACK_WAIT_S):
                 return
             await asyncio.sleep(0.02)
 

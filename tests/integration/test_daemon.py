@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -805,3 +806,48 @@ def test_a_same_host_card_follows_seed_changes_so_peers_stop_saying_hello(tmp_pa
         asyncio.run(main())
     finally:
         shutil.rmtree(run, ignore_errors=True)
+
+
+def test_a_clean_stop_saves_what_a_peer_has_not_acknowledged_and_the_next_start_sends_it_again(tmp_path):
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        hold="""
+import threading
+from pumpkin import Seed
+GO = threading.Event()
+class Hold(Seed):
+    consumes = "N"
+    def run(self, n):
+        GO.wait(30)  # holds the packet (unacknowledged to its sender) until the test lets it go
+""",
+        sink=RECORDER.format(state="N"),
+    )
+
+    async def main():
+        b = Daemon(cfg(tmp_path, "b", seeds=[seeds / "hold.py"]))
+        write_seeds(tmp_path / "none", other=RECORDER.format(state="OTHER"))
+        a = Daemon(cfg(tmp_path, "a", taskdir=tmp_path / "none"))
+        await b.start()
+        await a.start()
+        try:
+            a.learn_peer(b.node_id, b.transport.data_endpoints[0], [SeedInfo("Hold", b.specs["Hold"].inputs, ())])
+            b.learn_peer(a.node_id, a.transport.data_endpoints[0], [])
+            for n in range(3):
+                await a.accept([a.new_packet("N", n)], "test")  # journaled: the node answers for them
+            await async_wait_until(lambda: a.mesh.inflight_counts().get(b.node_id) == 3, what="3 sent to b")
+            await a.stop()  # b holds all three: they are saved, not lost
+        finally:
+            sys.modules[b.specs["Hold"].factory.__module__].GO.set()
+            await b.stop()
+        saved = [json.loads(line) for f in (tmp_path / "a/pending").glob("*.jsonl") for line in f.read_text().split()]
+        assert sorted(doc["data"] for doc in saved) == [0, 1, 2]
+        again = Daemon(cfg(tmp_path, "a", seeds=[seeds / "sink.py"]))
+        await again.start()
+        try:
+            await async_wait_until(lambda: len(sink_module(again).SEEN) == 3, what="the saved packets, routed again")
+            assert sorted(s[0] for s in sink_module(again).SEEN) == [0, 1, 2]
+            await async_wait_until(lambda: again.journal.unfinished() == 0, what="the journal to let go")
+        finally:
+            await again.stop()
+
+    asyncio.run(main())
