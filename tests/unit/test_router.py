@@ -12,16 +12,9 @@ from pumpkin.runner import Emission, Outcome
 from pumpkin.seed import SeedSpec
 from pumpkin.spool import Spool
 from pumpkin.waiting import WaitingRoom
+from tests.unit.fakenet import Clock
 
 T = tags.parse
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeRunner:
