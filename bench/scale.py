@@ -37,15 +37,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zmq
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pumpkin.transport import request_sync  # noqa: E402
 from tests.netns import Sandbox, sh  # noqa: E402
 
 PMK = [sys.executable, "-m", "pumpkin"]
@@ -201,40 +201,27 @@ class Fleet:
         return counts
 
 
-def ask_all(
-    ctx: zmq.Context[zmq.Socket[bytes]], daemons: list[Daemon], op: str, timeout_s: float = REQUEST_TIMEOUT_S
-) -> dict[str, dict[str, Any]]:
+def ask_all(daemons: list[Daemon], op: str, timeout_s: float = REQUEST_TIMEOUT_S) -> dict[str, dict[str, Any]]:
     """One control request to each daemon, in parallel; the replies that came within the timeout."""
-    socks: dict[zmq.Socket[bytes], Daemon] = {}
-    poller = zmq.Poller()
-    try:
-        for d in daemons:
-            endpoint = d.endpoint()
-            if not endpoint:
-                continue
-            s = ctx.socket(zmq.REQ)
-            s.setsockopt(zmq.LINGER, 0)
-            s.connect(endpoint)
-            s.send(json.dumps({"op": op}).encode())
-            socks[s] = d
-            poller.register(s, zmq.POLLIN)
-        replies: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout_s
-        while len(replies) < len(socks) and time.monotonic() < deadline:
-            for s, _ in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
-                replies[socks[s].name] = json.loads(s.recv())
-                poller.unregister(s)
-        return replies
-    finally:
-        for s in socks:
-            s.close()
+    asked = [(d.name, d.endpoint()) for d in daemons]
+
+    def one(endpoint: str) -> dict[str, Any] | None:
+        try:
+            return request_sync(endpoint, {"op": op}, timeout_s)
+        except (TimeoutError, ConnectionError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(32, max(1, len(asked)))) as pool:
+        answers = pool.map(one, [endpoint for _, endpoint in asked if endpoint])
+        names = [name for name, endpoint in asked if endpoint]
+        return {name: reply for name, reply in zip(names, answers, strict=True) if reply is not None}
 
 
 def alive_peers(reply: dict[str, Any]) -> int:
     return sum(1 for p in reply.get("peers", []) if p["state"] == "alive")
 
 
-def wait_discovery(ctx: zmq.Context[zmq.Socket[bytes]], fleet: Fleet, n: int, stagger: str, deadline_s: float) -> None:
+def wait_discovery(fleet: Fleet, n: int, stagger: str, deadline_s: float) -> None:
     """Launch ``n`` daemons (staggered) and poll until each lists n-1 alive peers, or the deadline passes."""
     concurrent = (os.cpu_count() or 2) if stagger == "cpus" else 0
     gap_s = 0.0 if stagger == "cpus" else float(stagger)
@@ -249,7 +236,7 @@ def wait_discovery(ctx: zmq.Context[zmq.Socket[bytes]], fleet: Fleet, n: int, st
         pending = [d for d in fleet.daemons if d.saw_all is None]
         if not names and not pending:
             return
-        replies = ask_all(ctx, pending, "peers", POLL_TIMEOUT_S)
+        replies = ask_all(pending, "peers", POLL_TIMEOUT_S)
         now = time.monotonic()
         for d in pending:
             r = replies.get(d.name)
@@ -264,7 +251,7 @@ def wait_discovery(ctx: zmq.Context[zmq.Socket[bytes]], fleet: Fleet, n: int, st
         time.sleep(POLL_ROUND_S)
 
 
-def measure_idle(fleet: Fleet, ctx: zmq.Context[zmq.Socket[bytes]], window_s: float) -> dict[str, Any]:
+def measure_idle(fleet: Fleet, window_s: float) -> dict[str, Any]:
     """RSS, CPU and traffic of the fleet over ``window_s`` (nothing else asks the daemons meanwhile)."""
     pids = [d.proc.pid for d in fleet.daemons]
     c0, t0 = fleet.net.counters(), time.monotonic()
@@ -275,7 +262,7 @@ def measure_idle(fleet: Fleet, ctx: zmq.Context[zmq.Socket[bytes]], window_s: fl
     secs = t1 - t0
     rss = [rss_mb(p) for p in pids]
     cpu_pct = [100 * (b - a) / secs for a, b in zip(cpu0, cpu1, strict=True)]
-    replies = ask_all(ctx, fleet.daemons, "peers")
+    replies = ask_all(fleet.daemons, "peers")
     return {
         "rss_mb_median": round(statistics.median(rss), 1),
         "rss_mb_max": round(max(rss), 1),
@@ -291,9 +278,8 @@ def measure_idle(fleet: Fleet, ctx: zmq.Context[zmq.Socket[bytes]], window_s: fl
 def run_size(net: Net, tmp: Path, env: dict[str, str], n: int, args: argparse.Namespace) -> dict[str, Any]:
     fleet = Fleet(net, tmp / f"n{n}", env, args.http, shlex.split(args.pmk_args))
     fleet.tmp.mkdir()
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
-        wait_discovery(ctx, fleet, n, args.stagger, args.deadline_s)
+        wait_discovery(fleet, n, args.stagger, args.deadline_s)
         ds = fleet.daemons
         first = min(d.launched for d in ds)
         last_launch = max(d.launched for d in ds)
@@ -315,12 +301,11 @@ def run_size(net: Net, tmp: Path, env: dict[str, str], n: int, args: argparse.Na
                 "discovery_from_last_ready_s": round(done - max(ready), 2),
             }
             time.sleep(args.idle_s)
-            out |= measure_idle(fleet, ctx, args.window_s)
+            out |= measure_idle(fleet, args.window_s)
         out["log_events"] = fleet.log_events()
         return out
     finally:
         fleet.stop()
-        ctx.destroy(linger=0)
 
 
 def baselines(tmp: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
@@ -331,7 +316,6 @@ def baselines(tmp: Path, env: dict[str, str], args: argparse.Namespace) -> dict[
     }
     nets = {"web_on": Net(), "web_off": Net()}
     fleets: dict[str, Fleet] = {}
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         for key, net in nets.items():
             net.up()
@@ -342,13 +326,13 @@ def baselines(tmp: Path, env: dict[str, str], args: argparse.Namespace) -> dict[
             p.stdout.readline()  # type: ignore[union-attr]
         deadline = time.monotonic() + args.deadline_s
         while time.monotonic() < deadline:
-            if all(ask_all(ctx, f.daemons, "ping") for f in fleets.values()):
+            if all(ask_all(f.daemons, "ping") for f in fleets.values()):
                 break
             time.sleep(POLL_ROUND_S)
         time.sleep(args.idle_s)
         out: dict[str, Any] = {k: round(rss_mb(p.pid), 1) for k, p in procs.items()}
         for key, fleet in fleets.items():
-            idle = measure_idle(fleet, ctx, args.window_s) if key == "web_off" else None
+            idle = measure_idle(fleet, args.window_s) if key == "web_off" else None
             out[f"daemon_{key}_rss_mb"] = round(rss_mb(fleet.daemons[0].proc.pid), 1)
             if idle:
                 out["daemon_alone"] = {k: idle[k] for k in ("cpu_pct_per_daemon_median", "traffic")}
@@ -361,7 +345,6 @@ def baselines(tmp: Path, env: dict[str, str], args: argparse.Namespace) -> dict[
             fleet.stop()
         for net in nets.values():
             net.down()
-        ctx.destroy(linger=0)
 
 
 def fmt_traffic(t: dict[str, Any], key: str) -> str:

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__, loader
+from . import __version__, loader, logfold
 from . import config as configuration
 from .console import LineAtomicWriter
 from .errors import ConfigError, DaemonNotRunning, PumpkinError
@@ -58,11 +58,13 @@ def _daemon_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(debug: bool) -> None:
+def _setup_logging(debug: bool, lines_per_minute: int) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(levelname)s:%(name)s:%(message)s" if debug else "%(levelname)s:%(message)s",
     )
+    # A flood of one kind of line (bad input from a stranger, a failing disk) folds into a count per minute.
+    logfold.install(lines_per_minute)
 
 
 def run_daemon(argv: list[str]) -> int:
@@ -79,7 +81,7 @@ def run_daemon(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"pmk: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(cfg.node.debug)
+    _setup_logging(cfg.node.debug, cfg.limits.log_lines_per_minute)
     # Seeds print results from many threads; whole lines, flushed at once, as a terminal shows them.
     sys.stdout = LineAtomicWriter(sys.stdout)
     from .daemon import serve
@@ -118,6 +120,8 @@ def _ask(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any]:
         reply = request_sync(endpoint, message, timeout_s=args.timeout)
     except TimeoutError:
         raise DaemonNotRunning(f"the pmk at {endpoint} did not answer within {args.timeout:g} s") from None
+    except ConnectionError as exc:
+        raise DaemonNotRunning(f"no pmk answers at {endpoint}: {exc}") from None
     if not reply.get("ok"):
         raise DaemonNotRunning(f"the daemon refused: {reply.get('error', 'no reason given')}")
     return reply

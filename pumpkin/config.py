@@ -122,6 +122,51 @@ KEYS: tuple[Key, ...] = (
         minimum=1,
     ),
     Key("routing", "ttl_hops", "int", 64, "Hops a packet may make before it goes to failed/ (stops loops).", minimum=1),
+    # -- [limits]: bounds on what peers and input can make a daemon hold (README: "Limits") --
+    Key(
+        "limits",
+        "message_max_bytes",
+        "int",
+        256 << 20,
+        "Largest message taken from peers, all its frames together; the rest of a larger one is dropped unread "
+        "(counted in pmk stats) and a frame over this makes ZeroMQ drop the connection.",
+        minimum=1024,
+    ),
+    Key(
+        "limits",
+        "failed_max_bytes",
+        "int",
+        1 << 30,
+        "Disk quota in bytes of WORKDIR/failed/; once it is used up, further failures are counted and logged but "
+        "not kept (until files there are removed). 0: nothing is kept.",
+        minimum=0,
+    ),
+    Key(
+        "limits",
+        "inbound_connections_max",
+        "int",
+        4096,
+        "TCP connections to the data port held at once (at most half the open-files limit); past it new ones are "
+        "closed at once, counted.",
+        minimum=1,
+    ),
+    Key(
+        "limits",
+        "inbound_per_address_max",
+        "int",
+        64,
+        "TCP connections to the data port held at once from one address; past it new ones are closed, counted.",
+        minimum=1,
+    ),
+    Key(
+        "limits",
+        "log_lines_per_minute",
+        "int",
+        10,
+        "Log lines of one kind (logger, level and message) written per minute; the rest are folded into one line "
+        "saying how many. 0: no folding.",
+        minimum=0,
+    ),
     Key(
         "discovery",
         "enable",
@@ -322,6 +367,17 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """[limits]"""
+
+    message_max_bytes: int
+    failed_max_bytes: int
+    inbound_connections_max: int
+    inbound_per_address_max: int
+    log_lines_per_minute: int
+
+
+@dataclass(frozen=True)
 class DiscoveryConfig:
     """[discovery] and [supernodes]"""
 
@@ -376,6 +432,7 @@ class Config:
     node: NodeConfig
     endpoint: EndpointConfig
     routing: RoutingConfig
+    limits: LimitsConfig
     discovery: DiscoveryConfig
     rx: RxConfig
     tx: TxConfig
@@ -499,6 +556,13 @@ def _build(v: dict[str, Any]) -> Config:
             v["routing.waiting_expiry_s"],
             v["routing.seed_queue_max"],
             v["routing.ttl_hops"],
+        ),
+        limits=LimitsConfig(
+            v["limits.message_max_bytes"],
+            v["limits.failed_max_bytes"],
+            v["limits.inbound_connections_max"],
+            v["limits.inbound_per_address_max"],
+            v["limits.log_lines_per_minute"],
         ),
         discovery=DiscoveryConfig(
             v["discovery.enable"],

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from . import loader, messages, netinfo, tags
+from . import loader, logfold, messages, netinfo, tags
 from . import packet as packets
 from .automaton import Automaton, SeedInfo
 from .config import Config
@@ -52,7 +52,7 @@ from .router import Router
 from .runner import SeedRunner
 from .seed import SeedSpec
 from .spool import Spool
-from .transport import Transport
+from .transport import InboxLimits, Transport, open_files, raise_open_files_limit
 from .txdir import TxWriter
 from .waiting import WaitingRoom
 from .workdir import Workdir, claim, runtime_base
@@ -65,6 +65,7 @@ DRAIN_ACK_WAIT_S = 0.5  # at a stop, how long ACKs may pause before what peers h
 #: ran on beyond the durable results is run again after a crash (its sender still holds it): this bounds that.
 TX_AHEAD_MAX = 64
 EXPIRY_SWEEP_S = 1.0
+EXPIRE_BATCH = 1000  # packets failed as expired per turn of the loop: a mass expiry must not stall it
 
 
 def hello_world_dir() -> Path:
@@ -113,6 +114,7 @@ class Daemon:
         self.tx: TxWriter | None = None
         self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
         self.web: Any = None  # pumpkin.web.WebServer while [http] enable is on
+        self.open_files_limit = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -128,7 +130,14 @@ class Daemon:
         log.info("Node assigned UID: %s", self.node_id)
         log.info("Exec context: %s", self.ids.ship)
         log.info("Working directory: %s", self.workdir.path)
-        self.failed = FailedStore(self.workdir.failed)
+        before, self.open_files_limit, hard = raise_open_files_limit()
+        log.info(
+            "Open files limit: %d%s",
+            self.open_files_limit,
+            f" (raised from {before})" if before != self.open_files_limit else f" (hard limit {hard})",
+        )
+        self.failed = FailedStore(self.workdir.failed, cfg.limits.failed_max_bytes)
+        await asyncio.to_thread(self.failed.measure)
         spool = Spool(self.workdir.path / "spool", cfg.routing.spool_max_bytes)
         waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s, spool)
         self.router = Router(
@@ -146,6 +155,13 @@ class Daemon:
             cfg.endpoint.endpoints,
             cfg.endpoint.tcp_host,
             cfg.endpoint.tcp_port,
+            InboxLimits(
+                cfg.limits.message_max_bytes,
+                # Half the descriptors at most: the rest stay for files, peers, the page and pmk commands.
+                max(1, min(cfg.limits.inbound_connections_max, self.open_files_limit // 2)),
+                cfg.limits.inbound_per_address_max,
+            ),
+            self._on_oversized,
         )
         self.transport.on_frames = self._on_frames
         self.transport.on_control = self._on_control
@@ -473,6 +489,13 @@ class Daemon:
                 continue
             self.mesh.on_packet(packet, to, sender, alone=len(batch) == 1)
 
+    def _on_oversized(self, head: list[bytes], frames: int, size: int) -> None:
+        assert self.failed is not None
+        self.stats.bad_inbound += 1
+        limit = self.config.limits.message_max_bytes
+        why = f"a message of {frames} frame(s) from the network exceeds limits.message_max_bytes ({limit}): dropped"
+        self.failed.keep_raw(head, "oversized-message", why, total_bytes=size)
+
     def inject(self, state: str, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
         """Put ``data`` into the network in ``state`` (shorthands expand against this node's group), at once and
         not journaled: input from outside goes through ``accept``."""
@@ -536,7 +559,9 @@ class Daemon:
         assert self.router is not None
         while True:
             await asyncio.sleep(min(EXPIRY_SWEEP_S, self.config.routing.waiting_expiry_s / 4))
-            self.router.expire()
+            while self.router.expire(EXPIRE_BATCH):
+                await asyncio.sleep(0)
+            logfold.flush()  # "folded K similar lines" once a kind's minute is over, even if it went quiet
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -727,6 +752,36 @@ class Daemon:
             out["tx"] = {"dir": str(self.tx.root), "written": self.tx.written}
         return out
 
+    def _limits_snapshot(self) -> dict[str, Any]:
+        """What the bounds of [limits] refused or dropped, next to the bounds themselves."""
+        assert self.failed is not None
+        out: dict[str, Any] = {
+            "failed": {
+                "used_bytes": self.failed.used_bytes,
+                "max_bytes": self.failed.max_bytes,
+                "not_kept": dict(self.failed.not_kept),
+            },
+            "log": {"lines_per_minute": self.config.limits.log_lines_per_minute, "folded": logfold.folded_total()},
+            "open_files": {"in_use": open_files(), "limit": self.open_files_limit},
+        }
+        if self.transport is not None:
+            t = self.transport
+            out["inbox"] = {
+                "message_max_bytes": t.limits.message_max_bytes,
+                "oversized": t.oversized,
+                "oversized_bytes": t.oversized_bytes,
+                "handler_errors": t.rejected,
+            }
+            out["connections"] = {
+                "open": len(t.connections),
+                "accepted": t.accepted,
+                "max": t.limits.connections_max,
+                "per_address_max": t.limits.per_address_max,
+                "refused": dict(t.connections.refused),
+                "busiest": dict(t.connections.busiest()),
+            }
+        return out
+
     def snapshot(self) -> dict[str, Any]:
         """Counters and queue depths, JSON-ready."""
         assert self.router is not None and self.failed is not None
@@ -736,6 +791,7 @@ class Daemon:
             "failed": dict(self.failed.counts),
             "waiting": self.router.waiting.counts(),
             "bad_inbound": self.stats.bad_inbound,
+            "limits": self._limits_snapshot(),
             **self._intake_snapshot(),
             "mesh": dict(self.mesh.counters) if self.mesh else {},
             "inflight": self.mesh.inflight_counts() if self.mesh else {},

@@ -3,7 +3,15 @@
 Each item is two files with the same stem: ``<stem>.pkt`` holds the packet in its file form (see
 ``packet``), so it can be read, fixed and dropped into an rx folder again, and ``<stem>.error`` holds the
 reason on its first line, followed by a traceback when there is one. Bytes that were not even a packet
-are kept as ``<stem>.raw`` (the frames, base64, one per line).
+are kept as ``<stem>.raw`` (the frames, base64, one per line), cut to their first ``RAW_KEEP_BYTES``: the
+``.error`` file then gives the frames' number and whole size.
+
+The folder has a quota (``max_bytes``, ``limits.failed_max_bytes``): what it holds is measured at start, and an
+item that would take it past the quota is not written. It is still counted (``counts``, and ``not_kept``), listed
+in ``recent`` (with no file), and its packet let go of as if it had been kept; the log says so once, when the
+folder fills. Refusing new items rather than deleting old ones: what is there may be what someone is looking at,
+or about to inject again. While full, the folder is measured again every ``REMEASURE_S``, so removing files
+there makes room again without a restart.
 
 A packet kept here counts as safe (its sender is acknowledged, the intake journal lets go of it) only once
 its files are durable: they are written at once and fsynced in batches on a thread, and ``keep``'s ``then``
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import logging
 import os
@@ -32,13 +41,21 @@ from .packet import Packet, to_document
 log = logging.getLogger(__name__)
 
 RECENT_MAX = 200  # failures remembered in memory for the web page (all of them stay on disk)
+RAW_KEEP_BYTES = 64 << 10  # of bytes that were not a packet, this much is kept: enough to see what they were
+REMEASURE_S = 30.0
 
 
 class FailedStore:
     """Writes failed packets under ``root`` and counts them by kind of failure."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int = 1 << 30, clock: Callable[[], float] = time.monotonic) -> None:
         self.root = root
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.used_bytes = 0  # what the folder holds (measured by ``measure``, then counted as items are written)
+        self.not_kept: Counter[str] = Counter()  # failures past the quota, by kind: counted, not written
+        self._full_since: float | None = None  # when the quota was last found used up (None: not full)
+        self._measured_at = clock()
         self.counts: Counter[str] = Counter()
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_MAX)
         self._seq = itertools.count(1)
@@ -75,9 +92,23 @@ class FailedStore:
             body = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
         return self._write(stem, ".pkt", body, kind, reason, detail, seed, packet.id, str(packet.tag), then)
 
-    def keep_raw(self, frames: list[bytes], kind: str, reason: str) -> Path:
-        """Keep bytes that could not be decoded as a packet."""
-        body = b"\n".join(base64.b64encode(bytes(f)) for f in frames) + b"\n"
+    def keep_raw(self, frames: list[bytes], kind: str, reason: str, total_bytes: int | None = None) -> Path:
+        """Keep bytes that could not be decoded as a packet: their first ``RAW_KEEP_BYTES`` only.
+
+        ``total_bytes``: the size of the whole message, when ``frames`` are only its first frames.
+        """
+        kept: list[bytes] = []
+        room = RAW_KEEP_BYTES
+        for frame in frames:
+            if room <= 0:
+                break
+            part = bytes(frame[:room])
+            kept.append(part)
+            room -= len(part)
+        size = sum(len(f) for f in frames) if total_bytes is None else total_bytes
+        if size > RAW_KEEP_BYTES or len(kept) < len(frames):
+            reason = f"{reason} ({size} bytes; the first {RAW_KEEP_BYTES} kept)"
+        body = b"\n".join(base64.b64encode(f) for f in kept) + b"\n"
         return self._write(self._stem(kind), ".raw", body, kind, reason, "")
 
     def _write(
@@ -96,6 +127,8 @@ class FailedStore:
         self.counts[kind] += 1
         reason = " ".join(reason.split())
         path = stem.with_suffix(suffix)
+        note = (reason + "\n" + (detail.rstrip() + "\n" if detail else "")).encode()
+        kept = self._room(len(body) + len(note))
         self.recent.append(
             {
                 "time": round(time.time(), 3),
@@ -104,12 +137,19 @@ class FailedStore:
                 "seed": seed,
                 "packet": packet_id,
                 "state": state,
-                "file": path.name,
+                "file": path.name if kept else None,
             }
         )
+        if not kept:
+            self.not_kept[kind] += 1
+            log.debug("%s (not kept: failed/ is full)", reason)
+            self._unsynced.append(([], then))  # let go of it as if kept: its sender must not hold it for ever
+            self._sync_soon()
+            return path
         path.write_bytes(body)
         error = stem.with_suffix(".error")
-        error.write_text(reason + "\n" + (detail.rstrip() + "\n" if detail else ""))
+        error.write_bytes(note)
+        self.used_bytes += len(body) + len(note)
         self._unsynced.append(([path, error], then))
         self._sync_soon()
         # Loud once per kind, then quiet: a flood of bad input must not drown the log.
@@ -119,6 +159,66 @@ class FailedStore:
         else:
             log.debug("%s (kept in %s)", reason, path)
         return path
+
+    def _room(self, size: int) -> bool:
+        """True when ``size`` more bytes fit in the quota (measuring the folder again now and then while full)."""
+        if self.used_bytes + size <= self.max_bytes:
+            if self._full_since is not None:
+                self._full_since = None
+                log.warning(
+                    "failed/ has room again (%d of %d bytes used): failures are kept again",
+                    self.used_bytes,
+                    self.max_bytes,
+                )
+            return True
+        now = self.clock()
+        if self._full_since is not None and now - self._measured_at >= REMEASURE_S:
+            self._remeasure()  # someone may have cleaned up (seen now where no loop runs, else by a later item)
+            if self.used_bytes + size <= self.max_bytes:
+                return self._room(size)
+        if self._full_since is None:
+            self._full_since = now
+            log.error(
+                "failed/ is full: %s holds %d bytes of its %d (limits.failed_max_bytes); further failures are "
+                "counted (pmk stats: limits.failed.not_kept) and logged at debug level, but not kept until files "
+                "there are removed",
+                self.root,
+                self.used_bytes,
+                self.max_bytes,
+            )
+        return False
+
+    def _remeasure(self) -> None:
+        """Measure the folder again, on a thread where an event loop runs (a scan of many files takes a while)."""
+        self._measured_at = self.clock()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.measure()
+            return
+
+        def done(task: asyncio.Future[int]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                self.used_bytes = task.result()
+
+        loop.run_in_executor(None, self._scan).add_done_callback(done)
+
+    def measure(self) -> int:
+        """Measure what the folder holds now (its files' sizes); returns it."""
+        self.used_bytes = self._scan()
+        self._measured_at = self.clock()
+        return self.used_bytes
+
+    def _scan(self) -> int:
+        total = 0
+        try:
+            with os.scandir(self.root) as entries:
+                for entry in entries:
+                    with contextlib.suppress(OSError):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:
+            pass
+        return total
 
     def _sync_soon(self) -> None:
         try:
@@ -133,7 +233,9 @@ class FailedStore:
         while self._unsynced:
             batch, self._unsynced = self._unsynced, []
             try:
-                await asyncio.to_thread(self._fsync, [p for paths, _ in batch for p in paths])
+                paths = [p for paths, _ in batch for p in paths]
+                if paths:
+                    await asyncio.to_thread(self._fsync, paths)
             except OSError as exc:  # written but perhaps not durable: say so, and let the packets go anyway
                 log.error("failed/: fsync in %s failed: %s", self.root, exc)
             for _, then in batch:
@@ -146,7 +248,9 @@ class FailedStore:
         if not batch:
             return
         try:
-            self._fsync([p for paths, _ in batch for p in paths])
+            paths = [p for paths, _ in batch for p in paths]
+            if paths:
+                self._fsync(paths)
         except OSError as exc:
             log.error("failed/: fsync in %s failed: %s", self.root, exc)
         for _, then in batch:

@@ -160,10 +160,13 @@ class Router:
             self.deliver_to(seed, packet)
         hold(packet, -1)  # after routing it again, so the count never dips to 0 on the way
 
-    def expire(self) -> None:
-        """Fail the waiting packets whose time is up (and lift throttles that are not helping)."""
+    def expire(self, limit: int | None = None) -> bool:
+        """Fail the waiting packets whose time is up, at most ``limit`` of them (and lift throttles that are not
+        helping); True when the limit was reached, so more may be due (each costs a failed/ item: a sweep of a
+        mass expiry is done in parts, with the loop's other work in between)."""
         self.check_stuck_throttles()
-        for packet in self.waiting.expire(self.clock()):
+        expired = self.waiting.expire(self.clock(), limit)
+        for packet in expired:
             self.fail(
                 packet,
                 "expired",
@@ -171,6 +174,7 @@ class Router:
             )
             hold(packet, -1)
         self._check_throttles()
+        return limit is not None and len(expired) >= limit
 
     def kick(self, seed: str) -> None:
         """A replica of ``seed`` has room again: hand it the packets that wait for it, oldest first."""

@@ -8,6 +8,11 @@ appends to its last segment and reads from its first; a new segment starts once 
 ``segment_bytes``, and a segment is deleted as soon as it has been read back whole. The quota (``max_bytes``)
 counts the bytes of the files on disk, read or not, so it is what the folder really takes.
 
+Open files are bounded too: a queue's writer (on its last segment) and reader (on its first) are opened when
+used and closed again, least recently used first, past ``OPEN_FILES_MAX`` across the spool (a reader keeps its
+offset). Thousands of states waiting at once (each a queue) would otherwise take as many descriptors, and a
+64 KiB buffer each.
+
 No more a durable store than memory: a waiting packet is in custody here, so whoever handed it over (a peer
 waiting for the ACK, the intake journal) still holds it and sends or routes it again after a crash, and a clean
 stop saves it to pending/. So nothing is fsynced, and the folder is emptied when the spool is made (what a crash
@@ -18,7 +23,7 @@ An OSError here (the disk failing, the folder removed under us) is an infrastruc
 from __future__ import annotations
 
 import shutil
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,16 +36,22 @@ from .waiting import Entry
 
 SEGMENT_BYTES = 4 << 20  # small enough that a half-read head segment wastes little of the quota
 IO_BUFFER_BYTES = 64 << 10  # read back and write in chunks of this many bytes, not a system call per packet
+OPEN_FILES_MAX = 64  # segment files open at once, across all queues (each with an IO_BUFFER_BYTES buffer)
 
 
 class Spool:
     """A folder of spooled queues sharing one quota of ``max_bytes`` (0: nothing is ever spooled)."""
 
-    def __init__(self, folder: Path, max_bytes: int, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(
+        self, folder: Path, max_bytes: int, segment_bytes: int = SEGMENT_BYTES, open_files_max: int = OPEN_FILES_MAX
+    ) -> None:
         self.folder = folder
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self.open_files_max = open_files_max
         self.used_bytes = 0
+        # The files open now, least recently used first: (queue number, "r" or "w") -> its queue.
+        self._open: OrderedDict[tuple[int, str], SpoolQueue] = OrderedDict()
         self._next_queue = 0
         # Spooled packets always carry their id; from_document wants an IdMaker only for documents without one.
         self.ids = IdMaker("00000000")
@@ -51,6 +62,25 @@ class Spool:
         """A new, empty queue of packets waiting for ``seed`` (None: for any consumer)."""
         self._next_queue += 1
         return SpoolQueue(self, self._next_queue, seed)
+
+    @property
+    def open_files(self) -> int:
+        """Segment files open now."""
+        return len(self._open)
+
+    def _using(self, queue: SpoolQueue, kind: str) -> None:
+        """``queue`` uses its file of ``kind`` now: the least recently used ones past the bound are closed."""
+        key = (queue.number, kind)
+        if key in self._open:
+            self._open.move_to_end(key)
+            return
+        self._open[key] = queue
+        while len(self._open) > self.open_files_max:
+            (_, old_kind), old = self._open.popitem(last=False)
+            old._close_file(old_kind)
+
+    def _closed(self, queue: SpoolQueue, kind: str) -> None:
+        self._open.pop((queue.number, kind), None)
 
 
 class _Segment:
@@ -65,15 +95,32 @@ class _Segment:
 class SpoolQueue:
     """One waiting queue's disk part: a FIFO of entries appended at the back and read back from the front."""
 
+    # One per state with spilled packets, and there may be thousands of those: no __dict__ each.
+    __slots__ = (
+        "_count",
+        "_custody",
+        "_front",
+        "_next_segment",
+        "_read",
+        "_read_offset",
+        "_reader",
+        "_seed",
+        "_segments",
+        "_spool",
+        "_writer",
+        "number",
+    )
+
     def __init__(self, spool: Spool, number: int, seed: str | None) -> None:
         self._spool = spool
-        self._number = number
+        self.number = number
         self._seed = seed
         self._segments: deque[_Segment] = deque()  # oldest first; the last is the one written
         self._next_segment = 0
         self._writer: BinaryIO | None = None  # on the last segment
-        self._reader: BinaryIO | None = None  # on the first segment
+        self._reader: BinaryIO | None = None  # on the first segment (None: closed, or not opened yet)
         self._read = 0  # records of the first segment read so far
+        self._read_offset = 0  # where the reader is in the first segment, while it is closed
         # Read from disk (to learn the head's expiry) or put back (``unread``), not yet handed out.
         self._front: deque[Entry] = deque()
         # The custody of each packet on disk, in order: a live object (its release answers a sender), never
@@ -94,10 +141,9 @@ class SpoolQueue:
         if spool.used_bytes + len(line) > spool.max_bytes:
             return False
         tail = self._segments[-1] if self._segments else None
-        if tail is None or self._writer is None or tail.size >= spool.segment_bytes:
+        if tail is None or tail.size >= spool.segment_bytes:
             tail = self._start_segment()
-        assert self._writer is not None
-        self._writer.write(line)
+        self._write_file(tail).write(line)
         self._custody.append(packet.custody)
         tail.records += 1
         tail.size += len(line)
@@ -138,7 +184,7 @@ class SpoolQueue:
             return out
         if self._writer is not None:
             self._writer.flush()
-        offset = self._reader.tell() if self._reader is not None else 0
+        offset = self._reader.tell() if self._reader is not None else self._read_offset
         for segment in self._segments:
             with open(segment.path, "rb", buffering=IO_BUFFER_BYTES) as fh:
                 fh.seek(offset)
@@ -156,24 +202,48 @@ class SpoolQueue:
         self._drop_files()
 
     def _start_segment(self) -> _Segment:
-        if self._writer is not None:
-            self._writer.close()  # the reader may come to this segment: it must see every line
-        segment = _Segment(self._spool.folder / f"{self._number:06d}-{self._next_segment:06d}.jsonl")
+        self._close_file("w")  # the reader may come to this segment: it must see every line
+        segment = _Segment(self._spool.folder / f"{self.number:06d}-{self._next_segment:06d}.jsonl")
         self._next_segment += 1
-        self._writer = open(segment.path, "wb", buffering=IO_BUFFER_BYTES)  # noqa: SIM115 (kept open across calls)
+        segment.path.touch()
         self._segments.append(segment)
         return segment
+
+    def _write_file(self, tail: _Segment) -> BinaryIO:
+        """The writer on ``tail`` (the last segment), opened again if it was closed."""
+        if self._writer is None:
+            self._writer = open(tail.path, "ab", buffering=IO_BUFFER_BYTES)  # noqa: SIM115 (kept open across calls)
+        self._spool._using(self, "w")
+        return self._writer
+
+    def _read_file(self, head: _Segment) -> BinaryIO:
+        """The reader on ``head`` (the first segment), opened again where it was if it was closed."""
+        if self._reader is None:
+            self._reader = open(head.path, "rb", buffering=IO_BUFFER_BYTES)  # noqa: SIM115 (kept open across calls)
+            if self._read_offset:
+                self._reader.seek(self._read_offset)
+        self._spool._using(self, "r")
+        return self._reader
+
+    def _close_file(self, kind: str) -> None:
+        """Close the writer (``"w"``) or the reader (``"r"``, remembering where it was); opened again when used."""
+        if kind == "w" and self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        elif kind == "r" and self._reader is not None:
+            self._read_offset = self._reader.tell()
+            self._reader.close()
+            self._reader = None
+        self._spool._closed(self, kind)
 
     def _read_one(self) -> Entry:
         head = self._segments[0]
         if self._read == head.records:  # read whole: its lines are all in memory or handed out
             self._delete_head()
             head = self._segments[0]
-        if self._reader is None:
-            self._reader = open(head.path, "rb", buffering=IO_BUFFER_BYTES)  # noqa: SIM115 (kept open across calls)
         if len(self._segments) == 1 and self._writer is not None:
             self._writer.flush()  # reading the segment being written: its buffered lines too
-        line = self._reader.readline()
+        line = self._read_file(head).readline()
         self._read += 1
         if self._read == head.records and len(self._segments) > 1:
             self._delete_head()
@@ -187,12 +257,10 @@ class SpoolQueue:
 
     def _delete_head(self) -> None:
         head = self._segments.popleft()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        if not self._segments and self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._close_file("r")
+        self._read_offset = 0
+        if not self._segments:
+            self._close_file("w")
         self._read = 0
         head.path.unlink()
         self._spool.used_bytes -= head.size

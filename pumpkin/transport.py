@@ -9,17 +9,46 @@
   flushed by a task; when that is full too, ``send`` says so and the router picks another replica.
 - Packets for one peer made in the same turn of the loop leave as one message (``send_packet``): the first
   at once, the others at the end of the turn, up to ``BATCH_PACKETS`` a message.
-- The control socket (ROUTER, always on ipc://) answers JSON requests from the ``pmk`` command line.
+- The control socket answers JSON requests from the ``pmk`` command line: a Unix stream socket (``ipc://`` path)
+  served by asyncio, not ZeroMQ, one request per connection (the request, then the end of the client's
+  stream; the reply, then the end of ours). Not ZeroMQ's ipc:// because libzmq aborts the whole process when
+  an ipc:// connection comes in while no file descriptor is free; asyncio pauses accepting for a second
+  instead, so a ``pmk`` command then fails alone, with a clear time-out.
+
+Bounds on what a peer (or a stranger reaching the data port) can make the inbox hold (``InboxLimits``):
+
+- A message is read frame by frame, copied while the frames read so far stay within ``message_max_bytes`` in
+  all; past that the rest of it is dropped frame by frame, never copied, and the message is counted
+  (``oversized``) and handed to ``on_oversized`` with its first frames. ZeroMQ's own MAXMSGSIZE, set to the same
+  figure, is per frame: a larger frame makes it drop the connection before holding the frame. ZeroMQ hands over
+  a multipart message only once its last frame has come, so while it arrives a message of many frames, each
+  under the limit, is held whole by ZeroMQ (not by us): a bound that only knowing the peers (authentication)
+  makes tight.
+- Connections to the data port are watched through a ZeroMQ monitor (accepted, disconnected); one over
+  ``connections_max`` in all, or over ``per_address_max`` from one IP address, is shut down at once and
+  counted (``refused``): the node's file descriptors stay for what it needs (``connections_max`` is at most half
+  the open-files limit, which the daemon raises to its hard limit at start; see ``raise_open_files_limit``).
+  ZeroMQ itself aborts the process when an ipc:// connection comes while no descriptor is free (libzmq 4.3.5,
+  ipc_listener.cpp, an assertion on EMFILE), and spins on a TCP one: keeping descriptors free is the defence.
+  A connection that has not completed ZeroMQ's handshake within ``INBOX_HANDSHAKE_MS`` is closed by ZeroMQ.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
-from collections import deque
+import os
+import resource
+import socket
+import struct
+import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import zmq
@@ -31,8 +60,12 @@ PEER_HWM_MSGS = 10000
 PEER_BACKLOG_MSGS = 10000
 LINGER_MS = 1000
 MAX_CONTROL_BYTES = 1 << 20
-MAX_INBOX_FRAME_BYTES = 256 << 20
+MESSAGE_MAX_BYTES = 256 << 20  # default of limits.message_max_bytes
+OVERSIZED_HEAD_BYTES = 64 << 10  # of a message past the limit, this much of its first frames is handed on
+CONTROL_READ_S = 10.0  # a control client has this long to send its request, and to take the reply
+INBOX_HANDSHAKE_MS = 10_000  # a connection silent this long without completing ZeroMQ's handshake is closed
 BATCH_PACKETS = 64  # packets per outbound message at most
+BATCH_MAX_BYTES = 1 << 20  # a batch grows past this only by its first packet: see limits.message_max_bytes
 TCP_STALL_MS = 2000
 TCP_CONNECT_MS = 1000
 TCP_STREAMS = 2
@@ -44,7 +77,19 @@ _SEND_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _SEND_LAST = int(zmq.NOBLOCK)
 
 FrameHandler = Callable[[list[bytes]], None]
+#: on_oversized(first_frames, frames, size): a message past message_max_bytes, of which only the first frames
+#: (up to OVERSIZED_HEAD_BYTES) were kept; ``frames`` and ``size`` are the whole message's.
+OversizedHandler = Callable[[list[bytes], int, int], None]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class InboxLimits:
+    """What one message, and the connections to the data port, may take (config ``[limits]``)."""
+
+    message_max_bytes: int = MESSAGE_MAX_BYTES
+    connections_max: int = 4096
+    per_address_max: int = 64
 
 
 def send_now(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
@@ -69,6 +114,127 @@ def recv_now(sock: zmq.Socket[bytes]) -> list[bytes]:
         frame = sock.recv(_SEND_LAST, copy=False)
         frames.append(frame.bytes)
     return frames
+
+
+class Inbound(NamedTuple):
+    """One message as ``recv_bounded`` read it."""
+
+    frames: list[bytes]  # all of them; or, when not ``whole``, the first ones (up to OVERSIZED_HEAD_BYTES)
+    frame_count: int  # frames in the message
+    size: int  # bytes in the message
+    whole: bool  # False: it was past the limit, and only its head is here
+    sender: str = ""  # the "User-Id" ZAP gave the connection, when asked for (``user``)
+
+
+def recv_bounded(sock: zmq.Socket[bytes], max_bytes: int, user: bool = False) -> Inbound:
+    """Receive a whole multipart message without blocking (raises zmq.Again when none is ready), copying its
+    frames only while they stay within ``max_bytes`` in all.
+
+    Past that, the remaining frames are received and dropped without a copy (each is freed as the next comes),
+    and only the message's first OVERSIZED_HEAD_BYTES are kept: we never hold more than ``max_bytes`` of it.
+    """
+    frame = sock.recv(_SEND_LAST, copy=False)
+    sender = frame.get("User-Id") if user else ""
+    size = len(frame)
+    count = 1
+    frames: list[bytes] = []
+    whole = size <= max_bytes
+    if whole:
+        frames.append(frame.bytes)
+    else:
+        frames.append(bytes(frame.buffer[:OVERSIZED_HEAD_BYTES]))
+    while frame.more:
+        frame = sock.recv(_SEND_LAST, copy=False)
+        count += 1
+        size += len(frame)
+        if whole and size <= max_bytes:
+            frames.append(frame.bytes)
+            continue
+        if whole:  # just went past the limit: keep only the head of what was copied
+            whole = False
+            frames = _head(frames, OVERSIZED_HEAD_BYTES)
+        if sum(map(len, frames)) < OVERSIZED_HEAD_BYTES:
+            frames.append(bytes(frame.buffer[: OVERSIZED_HEAD_BYTES - sum(map(len, frames))]))
+    return Inbound(frames, count, size, whole, sender if isinstance(sender, str) else "")
+
+
+def _head(frames: list[bytes], limit: int) -> list[bytes]:
+    out: list[bytes] = []
+    for frame in frames:
+        if limit <= 0:
+            break
+        out.append(frame[:limit])
+        limit -= len(out[-1])
+    return out
+
+
+class ConnectionBook:
+    """The connections the inbox holds, in all and per address: whether a new one may stay. Pure bookkeeping."""
+
+    def __init__(self, max_total: int, max_per_address: int) -> None:
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+        self._open: dict[int, str | None] = {}  # fd -> peer address (None: not counted per address, e.g. ipc://)
+        self._per_address: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()  # why -> connections shut down
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def opened(self, fd: int, address: str | None) -> bool:
+        """A connection was accepted on ``fd``: True when it may stay (it is then counted until ``closed``)."""
+        if len(self._open) >= self.max_total:
+            self.refused["total"] += 1
+            return False
+        if address is not None and self._per_address[address] >= self.max_per_address:
+            self.refused["per_address"] += 1
+            return False
+        self._open[fd] = address
+        if address is not None:
+            self._per_address[address] += 1
+        return True
+
+    def closed(self, fd: int) -> None:
+        """The connection on ``fd`` is gone (one that was refused was never counted: nothing to do)."""
+        if fd not in self._open:
+            return
+        address = self._open.pop(fd)
+        if address is not None:
+            self._per_address[address] -= 1
+            if not self._per_address[address]:
+                del self._per_address[address]
+
+    def busiest(self, n: int = 5) -> list[tuple[str, int]]:
+        """The addresses holding the most connections."""
+        return self._per_address.most_common(n)
+
+
+def raise_open_files_limit() -> tuple[int, int, int]:
+    """Raise this process's soft limit of open files to its hard limit; returns (before, now, hard).
+
+    A daemon holds a descriptor per connection, file and socket; the common soft default of 1024 is what a
+    flood of idle connections exhausts first. Where the hard limit is unlimited, the kernel's nr_open caps it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if target == resource.RLIM_INFINITY:
+        try:
+            target = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            target = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft, now, hard
+
+
+def open_files() -> int:
+    """File descriptors this process has open now (-1 where /proc does not tell)."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # minus the one listdir itself opened
+    except OSError:
+        return -1
 
 
 def _last_endpoint(sock: zmq.asyncio.Socket) -> str:
@@ -102,6 +268,7 @@ class PeerLink:
         self.backlog: deque[list[bytes]] = deque()
         self.batch: list[bytes] = []  # packets' frames queued during this turn of the loop, sent as one message
         self.batched = 0
+        self.batch_bytes = 0
         self.hot = False  # a packet left during this turn of the loop: the next ones wait for the batch
         self.sent = 0
         self.flusher: asyncio.Task[None] | None = None
@@ -123,8 +290,16 @@ class Transport:
         endpoints: tuple[str, ...] = (),
         tcp_host: str = "*",
         tcp_port: int = 0,
+        limits: InboxLimits | None = None,
+        on_oversized: OversizedHandler | None = None,
     ) -> None:
         self.ctx = zmq.asyncio.Context()
+        self.limits = limits or InboxLimits()
+        self.on_oversized: OversizedHandler = on_oversized or (lambda head, frames, size: None)
+        self.connections = ConnectionBook(self.limits.connections_max, self.limits.per_address_max)
+        self.oversized = 0  # messages past limits.message_max_bytes
+        self.oversized_bytes = 0  # their bytes, dropped
+        self.accepted = 0  # connections accepted on the data endpoints
         self.runtime_dir = runtime_dir
         self.endpoint_type = endpoint_type
         self._wanted = endpoints
@@ -139,14 +314,17 @@ class Transport:
         self.dropped_control = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._inbox: zmq.asyncio.Socket | None = None
-        self._control: zmq.asyncio.Socket | None = None
+        self._control: asyncio.Server | None = None
 
     async def start(self) -> None:
         """Bind the inbox and the control socket and start serving them."""
         inbox = self.ctx.socket(zmq.PULL)
         inbox.setsockopt(zmq.RCVHWM, PEER_HWM_MSGS)
-        inbox.setsockopt(zmq.MAXMSGSIZE, MAX_INBOX_FRAME_BYTES)
+        inbox.setsockopt(zmq.MAXMSGSIZE, self.limits.message_max_bytes)  # per frame: see the module doc
+        inbox.setsockopt(zmq.HANDSHAKE_IVL, INBOX_HANDSHAKE_MS)
         inbox.setsockopt(zmq.LINGER, 0)
+        # Before binding, so that no connection is accepted unseen.
+        monitor = self._monitor(inbox)
         wanted = list(self._wanted)
         if not wanted:
             # zmq.IPC: ipc:// for daemons on this host, and tcp:// still, for other hosts.
@@ -157,14 +335,12 @@ class Transport:
             inbox.bind(url)
             self.data_endpoints.append(_last_endpoint(inbox))
         self._inbox = inbox
-        control = self.ctx.socket(zmq.ROUTER)
-        control.setsockopt(zmq.LINGER, 0)
-        control.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_BYTES)
-        control.bind(f"ipc://{self.runtime_dir / 'control'}")
-        self.control_endpoint = _last_endpoint(control)
-        self._control = control
+        path = self.runtime_dir / "control"
+        path.unlink(missing_ok=True)  # left by a run that was killed
+        self._control = await asyncio.start_unix_server(self._serve_control, path=str(path))
+        self.control_endpoint = f"ipc://{path}"
         self._tasks.append(asyncio.create_task(self._receive(inbox), name="inbox"))
-        self._tasks.append(asyncio.create_task(self._serve_control(control), name="control"))
+        self._tasks.append(asyncio.create_task(self._watch_connections(monitor), name="inbox-connections"))
 
     # -- inbound ---------------------------------------------------------------------------------
 
@@ -181,14 +357,21 @@ class Transport:
         fd = int(sync.getsockopt(zmq.FD))
         idle = asyncio.Event()
 
+        max_bytes = self.limits.message_max_bytes
+
         def drain() -> None:
             for _ in range(INBOX_BATCH):
                 try:
-                    frames = recv_now(sync)
+                    got = recv_bounded(sync, max_bytes)
                 except zmq.Again:
                     return
                 try:
-                    self.on_frames(frames)
+                    if got.whole:
+                        self.on_frames(got.frames)
+                    else:
+                        self.oversized += 1
+                        self.oversized_bytes += got.size
+                        self.on_oversized(got.frames, got.frame_count, got.size)
                 except Exception:  # noqa: BLE001 - one bad message must not stop the inbox
                     self.rejected += 1
                     log.exception("handling an inbound message failed")
@@ -201,18 +384,86 @@ class Transport:
         finally:
             loop.remove_reader(fd)
 
-    async def _serve_control(self, sock: zmq.asyncio.Socket) -> None:
-        while True:
-            frames = await sock.recv_multipart()
-            ident, body = frames[0], frames[-1]
+    def _monitor(self, inbox: zmq.asyncio.Socket) -> zmq.asyncio.Socket:
+        """A PAIR socket receiving the inbox's connection events (accepted, disconnected)."""
+        address = f"inproc://inbox-monitor-{id(self)}"
+        inbox.monitor(address, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        events = self.ctx.socket(zmq.PAIR)
+        # No high-water mark on the way to us: at one, ZeroMQ's I/O thread would block on sending an event (the
+        # monitor's send does not give up) while our loop is busy. Two events per connection, small ones.
+        events.setsockopt(zmq.RCVHWM, 0)
+        events.setsockopt(zmq.LINGER, 0)
+        events.connect(address)
+        return events
+
+    async def _watch_connections(self, events: zmq.asyncio.Socket) -> None:
+        """Count the inbox's connections, and shut down those over the limits (see the module doc)."""
+        sync: zmq.Socket[bytes] = zmq.Socket.shadow(events.underlying)
+        try:
+            while True:
+                await events.poll(None, zmq.POLLIN)  # type: ignore[call-arg]  # pyzmq's stub lacks the flag
+                while True:
+                    try:
+                        head, endpoint = recv_now(sync)
+                    except zmq.Again:
+                        break
+                    except ValueError:
+                        continue  # not the two frames of an event
+                    event, fd = struct.unpack("=hi", head[:6])
+                    if event == zmq.EVENT_ACCEPTED:
+                        self.accepted += 1
+                        self._admit(fd, endpoint.decode(errors="replace"))
+                    elif event == zmq.EVENT_DISCONNECTED:
+                        self.connections.closed(fd)
+        finally:
+            events.close(linger=0)
+
+    def _admit(self, fd: int, endpoint: str) -> None:
+        """A connection was accepted on ``fd`` (by the data endpoint ``endpoint``): keep it, or shut it down."""
+        try:
+            conn = socket.socket(fileno=os.dup(fd))  # our own descriptor of it: ZeroMQ owns ``fd``
+        except OSError as exc:
+            # No descriptor free (EMFILE), or it is gone already: nothing to look at, and nothing to count.
+            if exc.errno not in (errno.EBADF, errno.ENOTSOCK):
+                self.connections.refused[f"unchecked-{errno.errorcode.get(exc.errno or 0, exc.errno)}"] += 1
+            return
+        with conn:
             try:
+                local = conn.getsockname()
+                address: str | None = None
+                if conn.family in (socket.AF_INET, socket.AF_INET6):
+                    # By the time the event is read, ``fd`` may be another descriptor (that connection closed and
+                    # the number was reused): it is one of ours only if it is a connection to our data port.
+                    if not endpoint.endswith(f":{local[1]}"):
+                        return
+                    address = str(conn.getpeername()[0])
+                elif conn.family != socket.AF_UNIX or not endpoint.endswith(str(local)):
+                    return
+            except OSError:
+                return  # closed meanwhile
+            if not self.connections.opened(fd, address):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)  # ZeroMQ sees the end of the stream and closes ``fd`` itself
+
+    async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One control request: its JSON until the client ends its stream, then our reply."""
+        try:
+            body = await asyncio.wait_for(_read_all(reader, MAX_CONTROL_BYTES), CONTROL_READ_S)
+            try:
+                if body is None:
+                    raise ValueError(f"a control request is at most {MAX_CONTROL_BYTES} bytes")
                 request = orjson.loads(body)
                 if not isinstance(request, dict) or self.on_control is None:
                     raise ValueError("a control request is a JSON object with an 'op'")
                 reply = await self.on_control(request)
             except Exception as exc:  # noqa: BLE001 - a bad request gets an error reply, not a crash
                 reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            await sock.send_multipart([ident, b"", orjson.dumps(reply, default=str)])
+            writer.write(orjson.dumps(reply, default=str))
+            await asyncio.wait_for(writer.drain(), CONTROL_READ_S)
+        except (TimeoutError, OSError):
+            pass  # the client went away, or never finished its request: nobody to answer
+        finally:
+            writer.close()
 
     # -- outbound --------------------------------------------------------------------------------
 
@@ -254,8 +505,12 @@ class Transport:
             asyncio.get_running_loop().call_soon(self._end_turn, node, link)
             self._push(node, link, frames)
             return True
+        size = sum(map(len, frames))
+        if link.batched and link.batch_bytes + size > BATCH_MAX_BYTES:
+            self._send_batch(node, link)  # large packets travel alone: a message stays under the peer's limit
         link.batch += frames
         link.batched += 1
+        link.batch_bytes += size
         if link.batched >= BATCH_PACKETS:
             self._send_batch(node, link)
         return True
@@ -267,7 +522,7 @@ class Transport:
     def _send_batch(self, node: str, link: PeerLink) -> None:
         if not link.batched or self.links.get(node) is not link:
             return  # sent already (a full batch), or the link was closed meanwhile
-        frames, link.batch, link.batched = link.batch, [], 0
+        frames, link.batch, link.batched, link.batch_bytes = link.batch, [], 0, 0
         self._push(node, link, frames)  # accepted when queued: never refused now
 
     def send(self, node: str, frames: list[bytes]) -> bool:
@@ -326,23 +581,51 @@ class Transport:
         for link in self.links.values():
             link.close()  # our own stop: ACKs and BYEs get LINGER_MS to leave
         self.links.clear()
-        for sock in (self._inbox, self._control):
-            if sock is not None:
-                sock.close(linger=0)
+        if self._control is not None:
+            self._control.close()
+        if self._inbox is not None:
+            self._inbox.close(linger=0)
         self.ctx.term()
 
 
+async def _read_all(reader: asyncio.StreamReader, limit: int) -> bytes | None:
+    """Everything until the end of the stream; None when it is longer than ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await reader.read(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def request_sync(endpoint: str, message: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
-    """Blocking form of ``request`` for the command line."""
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
+    """Send one control request to the daemon at ``endpoint`` (``ipc://PATH``) and return its reply.
+
+    Raises TimeoutError when it does not answer within ``timeout_s``, ConnectionError when nothing listens there.
+    """
+    path = endpoint.removeprefix("ipc://")
+    deadline = time.monotonic() + timeout_s
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(path)
+            sock.sendall(orjson.dumps(message))
+            sock.shutdown(socket.SHUT_WR)
+            chunks: list[bytes] = []
+            while True:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except TimeoutError:
+            raise TimeoutError(f"no answer from {endpoint} within {timeout_s:g} s") from None
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise ConnectionError(f"nothing answers at {endpoint} ({exc.strerror})") from None
     try:
-        sock.connect(endpoint)
-        sock.send(orjson.dumps(message))
-        if not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
-            raise TimeoutError(f"no answer from {endpoint} within {timeout_s:g} s")
-        reply = orjson.loads(sock.recv())
-        return reply if isinstance(reply, dict) else {"ok": False, "error": "malformed reply"}
-    finally:
-        sock.close()
+        reply = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        return {"ok": False, "error": "malformed reply (the daemon stopped while answering?)"}
+    return reply if isinstance(reply, dict) else {"ok": False, "error": "malformed reply"}

@@ -13,16 +13,22 @@ too until its disk part has been read back, so every queue stays first in, first
 ``take``, ``hand_out``, ``release`` or ``expire`` is filled again with the oldest spilled packets, read back
 in chunks.
 Every count (``counts``, ``busy``, ``waiting_for``, ``len``) includes spooled packets.
+Expiry looks only at queues whose oldest packet is due: a heap holds each queue's head deadline, so a sweep
+over thousands of idle queues costs nothing until one of them expires (packets of a queue expire in the order
+they came: one expiry time for all, from one monotonic clock).
 Bookkeeping driven by the caller's clock (the spool does the file I/O); the router decides when to park
 and when to release.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import Protocol
+from operator import itemgetter
+from typing import Any, Protocol
 
 from .packet import Packet
 from .tags import StateTag
@@ -87,6 +93,13 @@ class WaitingRoom:
         self._for_seed: Counter[StateTag] = Counter()  # packets of a state waiting for one particular seed
         self._total = 0
         self.taken: Counter[StateTag] = Counter()  # packets handed on by ``take``, per state: progress
+        # Deadlines: (when the head of a queue expires, tie-breaker, key), a heap; _due holds each queue's live
+        # entry there, and entries that no longer match it (the head was taken meanwhile) are skipped when popped.
+        self._deadlines: list[tuple[float, int, _Key]] = []
+        self._due: dict[_Key, float] = {}
+        self._seq = itertools.count()
+        self.version = 0  # changes whenever a count does: views computed from the counts are cached on it
+        self._views: dict[object, tuple[int, object]] = {}
         self._handed: tuple[_Key, Entry] | None = None  # the packet ``hand_out`` has just handed out
         self._came_back = False
 
@@ -164,23 +177,35 @@ class WaitingRoom:
         """
         return self._hand_out([(k, self._size(k)) for k in self._queues if ready(k[0])])
 
-    def expire(self, now: float) -> list[Packet]:
-        """Remove and return the packets whose time is up."""
+    def expire(self, now: float, limit: int | None = None) -> list[Packet]:
+        """Remove and return the packets whose time is up (looking only at queues whose head is due); at most
+        ``limit`` of them, the oldest queues' first (the rest stay for the next call)."""
         out: list[Packet] = []
-        for key, queue in list(self._queues.items()):
+        heap = self._deadlines
+        most = len(self) if limit is None else limit
+        while heap and heap[0][0] <= now and len(out) < most:
+            due, _, key = heapq.heappop(heap)
+            if self._due.get(key) != due:
+                continue  # stale: that queue's head changed since, and has an entry of its own
+            del self._due[key]
+            queue = self._queues.get(key)
+            if queue is None:
+                continue
             before = len(out)
-            while queue and queue[0][0] <= now:
+            while queue and queue[0][0] <= now and len(out) < most:
                 out.append(queue.popleft()[1])
             self._in_memory -= len(out) - before
             disk = self._disk.get(key)
             if not queue and disk is not None:  # the disk part is younger: only once the memory part is gone
                 head = disk.head_expiry()
-                while head is not None and head <= now:
-                    out.extend(p for _, p in disk.read(READ_BACK_CHUNK, until=now))
+                while head is not None and head <= now and len(out) < most:
+                    out.extend(p for _, p in disk.read(min(READ_BACK_CHUNK, most - len(out)), until=now))
                     head = disk.head_expiry()
             self._count(key, before - len(out))
             self._tidy(key)
-        self._read_back()
+            self._schedule(key)
+        if out:
+            self._read_back()
         return out
 
     def busy(self, tag: StateTag) -> int:
@@ -197,7 +222,27 @@ class WaitingRoom:
 
     def counts(self) -> dict[str, int]:
         """Waiting packets per state."""
-        return {str(t): n for t, n in self._per_state.items() if n}
+        return dict(self._view("counts", lambda: {str(t): n for t, n in self._per_state.items() if n}))
+
+    def largest(self, n: int) -> list[tuple[str, int]]:
+        """The ``n`` states with the most waiting packets, fullest first, and their counts."""
+        return list(
+            self._view(
+                ("largest", n),
+                lambda: [(str(t), c) for t, c in heapq.nlargest(n, self._per_state.items(), key=itemgetter(1))],
+            )
+        )
+
+    def state_count(self) -> int:
+        """How many states have packets waiting."""
+        return len(self._per_state)
+
+    def _view(self, name: object, make: Callable[[], Any]) -> Any:
+        """``make()``, computed again only once the counts have changed (the page asks four times a second)."""
+        cached = self._views.get(name)
+        if cached is None or cached[0] != self.version:
+            cached = self._views[name] = (self.version, make())
+        return cached[1]
 
     def peek(self, tag: StateTag, limit: int = 20) -> list[Packet]:
         """Up to ``limit`` of the packets waiting in ``tag``, oldest first (reading the spool if need be)."""
@@ -247,6 +292,14 @@ class WaitingRoom:
 
     def _store(self, key: _Key, entry: Entry) -> bool:
         """Put ``entry`` at the back of its queue: in memory while there is room and the queue has not spilled."""
+        if key not in self._queues:
+            if not self._append(key, entry):
+                return False
+            self._schedule(key, entry[0])
+            return True
+        return self._append(key, entry)
+
+    def _append(self, key: _Key, entry: Entry) -> bool:
         disk = self._disk.get(key)
         if disk is None and self._in_memory < self.max_in_memory:
             self._queues.setdefault(key, deque()).append(entry)
@@ -310,6 +363,8 @@ class WaitingRoom:
             self._in_memory += 1
         self._count(key, 1)
         self._came_back = True
+        if entry[0] < self._due.get(key, float("inf")):
+            self._schedule(key, entry[0])
 
     def _tidy(self, key: _Key) -> None:
         """Forget the empty parts of ``key``'s queue."""
@@ -321,6 +376,26 @@ class WaitingRoom:
         queue = self._queues.get(key)
         if queue is not None and not queue and disk is None:
             del self._queues[key]
+            self._due.pop(key, None)
+
+    def _schedule(self, key: _Key, due: float | None = None) -> None:
+        """Put ``key``'s head deadline (``due``, or the one its oldest packet has) on the heap."""
+        if due is None:
+            queue = self._queues.get(key)
+            if queue is None:
+                return
+            if queue:
+                due = queue[0][0]
+            else:
+                disk = self._disk.get(key)
+                due = disk.head_expiry() if disk is not None else None
+                if due is None:
+                    return
+        self._due[key] = due
+        heapq.heappush(self._deadlines, (due, next(self._seq), key))
+        if len(self._deadlines) > 2 * len(self._due) + 1024:  # many stale entries: keep the heap small
+            self._deadlines = [(d, next(self._seq), k) for k, d in self._due.items()]
+            heapq.heapify(self._deadlines)
 
     def _read_back(self, at_least: int = READ_BACK_CHUNK) -> None:
         """Fill freed memory with the oldest spilled packets, queue by queue in the order they spilled, once
@@ -347,3 +422,4 @@ class WaitingRoom:
             if not self._for_seed[tag]:
                 del self._for_seed[tag]
         self._total += delta
+        self.version += 1

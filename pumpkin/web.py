@@ -48,6 +48,13 @@ RATE_WINDOW_S = 2.0  # packets/s are averaged over this much history
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies and idle browsers from closing the stream
 PORT_TRIES = 10  # the configured port, then the next 9, then any free one
 RECENT_FAILURES = 20  # failures each stats payload carries; /api/v1/failed gives more
+FEEDS_SHOWN = 100  # seeds listed in one seed's feeds and fed_by (a state many seeds share could list thousands)
+#: A graph rebuild that took t seconds is not followed by another for GRAPH_REBUILD_PAUSE x t: however fast the
+#: structure changes (peers announcing thousands of seeds, again and again), rebuilding takes a tenth of the loop
+#: at most; a change then reaches the page that much later (3,000 seeds: ~0.15 s to build, so ~1.5 s).
+GRAPH_REBUILD_PAUSE = 10.0
+GRAPH_REBUILD_FREE_S = 0.02  # rebuilds quicker than this are never held back (every network of a usual size)
+WAITING_SHOWN = 50  # states with waiting packets the page gets, the fullest (/api/v1/waiting has them all)
 WAITING_PEEK = 5  # oldest waiting packets shown per state by default
 PREVIEW_CHARS = 200
 SHUTDOWN_S = 2.0
@@ -153,12 +160,66 @@ def _all_seeds(d: Daemon) -> dict[str, tuple[tuple[StateTag, ...], tuple[StateTa
     return known
 
 
+class _TagIndex:
+    """Seeds by the tags they consume (or emit), for finding which match a tag without comparing every pair.
+
+    Tags match only within one (group, state) key, where types are equal or one is ``*``: so per key, one list
+    of seeds per type and one of all of them, each in name order.
+    """
+
+    def __init__(self, entries: list[tuple[str, StateTag]]) -> None:
+        self._by_type: dict[tuple[str, str], dict[str, list[str]]] = {}
+        self._all: dict[tuple[str, str], list[str]] = {}
+        for name, tag in entries:
+            self._by_type.setdefault(tag.key, {}).setdefault(tag.type, []).append(name)
+            self._all.setdefault(tag.key, []).append(name)
+        for names in self._all.values():
+            names.sort()
+        for by_type in self._by_type.values():
+            for names in by_type.values():
+                names.sort()
+
+    def matching(self, tag: StateTag, limit: int) -> set[str]:
+        """The first ``limit`` (by name) seeds listed with a tag matching ``tag``."""
+        if tag.type == tags.ANY_TYPE:
+            lists = [self._all.get(tag.key, [])]
+        else:
+            by_type = self._by_type.get(tag.key, {})
+            lists = [by_type.get(tag.type, []), by_type.get(tags.ANY_TYPE, [])]
+        found: set[str] = set()
+        for names in lists:
+            taken: set[str] = set()
+            for name in names:  # every name here matches: stop at ``limit`` distinct ones
+                taken.add(name)
+                if len(taken) >= limit:
+                    break
+            found |= taken
+        return found
+
+
+def _first(names: set[str], limit: int) -> list[str]:
+    return sorted(names)[:limit]
+
+
+def feeds_of(
+    known: dict[str, tuple[tuple[StateTag, ...], tuple[StateTag, ...]]], limit: int = FEEDS_SHOWN
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Which seeds each seed feeds (its outputs match their inputs) and is fed by, the first ``limit`` of each
+    by name: in time linear in the seeds' tags (times ``limit``), not in the square of the seeds."""
+    consumers = _TagIndex([(name, t) for name, (ins, _) in known.items() for t in ins])
+    producers = _TagIndex([(name, t) for name, (_, outs) in known.items() for t in outs])
+    feeds: dict[str, list[str]] = {}
+    fed_by: dict[str, list[str]] = {}
+    for name, (ins, outs) in known.items():
+        feeds[name] = _first(set().union(*(consumers.matching(o, limit) for o in outs)), limit)
+        fed_by[name] = _first(set().union(*(producers.matching(i, limit) for i in ins)), limit)
+    return feeds, fed_by
+
+
 def seeds_view(d: Daemon) -> list[dict[str, Any]]:
     """Every seed in the network (and this node's disabled ones), with which seeds it feeds."""
     known = _all_seeds(d)
-    feeds: dict[str, list[str]] = {}
-    for a, (_, outs) in known.items():
-        feeds[a] = sorted(b for b, (ins, _) in known.items() if any(o.matches(i) for o in outs for i in ins))
+    feeds, fed_by = feeds_of(known)
     out = []
     for name in sorted(known):
         ins, outs = known[name]
@@ -174,7 +235,7 @@ def seeds_view(d: Daemon) -> list[dict[str, Any]]:
                 "injector": not ins,
                 "extractor": not outs,
                 "feeds": feeds[name],
-                "fed_by": sorted(a for a, fed in feeds.items() if name in fed),
+                "fed_by": fed_by[name],
                 "workers": spec.workers if spec else None,
                 "description": spec.description if spec else "",
             }
@@ -217,14 +278,27 @@ def hosts_view(d: Daemon, seeds: list[dict[str, Any]] | None = None) -> dict[str
             }
         )
     present = {n["id"] for n in nodes}
-    where = {s["name"]: s["nodes"] for s in seeds}
+    # Which hosts feed which: per consumed tag, the hosts of the seeds emitting a matching tag (found by key and
+    # type, not by comparing every pair of seeds), to the hosts of the consuming seed.
+    where = {s["name"]: [n for n in s["nodes"] if n in present] for s in seeds}
+    known = _all_seeds(d)
+    emitters: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for name, (_, outs) in known.items():
+        for tag in outs:
+            emitters.setdefault(tag.key, {}).setdefault(tag.type, set()).update(where.get(name, ()))
     flows: dict[tuple[str, str], set[str]] = {}
     for s in seeds:
-        for b in s["feeds"]:
-            for x in s["nodes"]:
-                for y in where.get(b, []):
-                    if x != y and x in present and y in present:
-                        flows.setdefault((x, y), set()).add(b)
+        sources: set[str] = set()
+        for tag in known.get(s["name"], ((), ()))[0]:
+            by_type = emitters.get(tag.key, {})
+            if tag.type == tags.ANY_TYPE:
+                sources = sources.union(*by_type.values())
+            else:
+                sources |= by_type.get(tag.type, set()) | by_type.get(tags.ANY_TYPE, set())
+        for x in sources:
+            for y in where[s["name"]]:
+                if x != y:
+                    flows.setdefault((x, y), set()).add(s["name"])
     for peer in d.transport.links:
         if peer in present and d.transport.links[peer].sent:
             flows.setdefault((d.node_id, peer), set())
@@ -257,19 +331,22 @@ def failed_view(d: Daemon, limit: int = 50, seed: str | None = None) -> dict[str
     }
 
 
-def _waiting_on_graph(d: Daemon) -> list[dict[str, Any]]:
-    """Waiting counts, each with the automaton states it is drawn on (a wildcard type matches every type)."""
-    assert d.router is not None
-    states = d.automaton.states()
+def _waiting_on_graph(d: Daemon, shown: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """Waiting counts of the states ``shown``, each with the automaton states it is drawn on (a wildcard type
+    matches every type); automaton states looked up by (group, state), not compared one by one."""
+    by_key: dict[tuple[str, str], list[StateTag]] = {}
+    for s in d.automaton.states():
+        by_key.setdefault(s.key, []).append(s)
     out = []
-    for text, count in sorted(d.router.waiting.counts().items()):
+    for text, count in sorted(shown):
         tag = tags.parse(text)
-        exact = [str(s) for s in states if s == tag]
+        candidates = by_key.get(tag.key, [])
+        exact = [str(s) for s in candidates if s == tag]
         out.append(
             {
                 "state": text,
                 "count": count,
-                "nodes": exact or [str(s) for s in states if not s.is_pseudo and s.matches(tag)],
+                "nodes": exact or [str(s) for s in candidates if not s.is_pseudo and s.matches(tag)],
             }
         )
     return out
@@ -279,6 +356,10 @@ def counters_view(d: Daemon, rates: Rates) -> dict[str, Any]:
     """Counters, rates (packets/s as seen from this node), loads and queue depths."""
     assert d.router is not None and d.transport is not None and d.failed is not None
     snap = d.snapshot()
+    # The fullest states only: a stranger's packets can make thousands of states wait, which the page could not
+    # draw, and which would make every sample as large (/api/v1/waiting lists them all).
+    shown = d.router.waiting.largest(WAITING_SHOWN)
+    snap["waiting"] = dict(shown)
     seeds = snap["seeds"]
     for name, c in seeds.items():
         c["rate"] = rates.rate(f"seed:{name}")
@@ -305,8 +386,9 @@ def counters_view(d: Daemon, rates: Rates) -> dict[str, Any]:
         "rates": {"seeds": seed_rates, "peers": {n: p["rate"] for n, p in peers.items()}},
         "peers": peers,
         "loads": loads,
-        "waiting_total": sum(snap["waiting"].values()),
-        "waiting_on": _waiting_on_graph(d),
+        "waiting_total": len(d.router.waiting),
+        "waiting_states": d.router.waiting.state_count(),
+        "waiting_on": _waiting_on_graph(d, shown),
         "failed_total": sum(d.failed.counts.values()),
         "seed_failures": seed_failures,
         "recent_failures": failed_view(d, RECENT_FAILURES)["recent"],
@@ -349,7 +431,11 @@ class WebServer:
         self.graph_seq = 0
         self.stats_seq = 0
         self._graph_key: Any = None
+        # The graph payload's parts that depend on the automaton alone, kept while it stays the same version (a
+        # peer turning evasive changes the hosts, not them): (key, automaton view, seeds view).
+        self._structure: tuple[Any, dict[str, Any], list[dict[str, Any]]] | None = None
         self._stats_key: bytes = b""
+        self._rebuild_after = 0.0  # monotonic time before which the graph payload is not rebuilt
         self._notify = asyncio.Event()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -437,17 +523,23 @@ class WebServer:
         self.rates.add(_rate_counters(d))
         changed = False
         key = self._graph_signature()
-        if key != self._graph_key:
+        began = time.monotonic()
+        if key != self._graph_key and began >= self._rebuild_after:
             self._graph_key = key
-            seeds = seeds_view(d)
+            structure = (d.automaton.version, frozenset(d.disabled), tuple(sorted(d.specs)))
+            if self._structure is None or self._structure[0] != structure:
+                self._structure = (structure, automaton_view(d), seeds_view(d))
+            _, automaton, seeds = self._structure
             self.graph = {
                 "node": node_view(d, self.url, bool(self.config.token)),
-                "automaton": automaton_view(d),
+                "automaton": automaton,
                 "seeds": seeds,
                 "hosts": hosts_view(d, seeds),
             }
             self.graph_seq += 1
             changed = True
+            took = time.monotonic() - began
+            self._rebuild_after = began + GRAPH_REBUILD_PAUSE * took if took > GRAPH_REBUILD_FREE_S else 0.0
         stats = counters_view(d, self.rates)
         stats_key = orjson.dumps({k: v for k, v in stats.items() if k not in ("time", "uptime_s")}, default=str)
         if stats_key != self._stats_key:
