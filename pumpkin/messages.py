@@ -35,6 +35,7 @@ of another protocol version, and the caller counts and logs it.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,20 +109,20 @@ def origin_from(body: Any) -> Origin:
     if not isinstance(body, dict):
         raise MessageError("body is not a JSON object")
     if body.get("v") != VERSION:
-        raise MessageError(f"protocol version {body.get('v')!r}, this node speaks {VERSION}")
+        raise MessageError(f"protocol version {reprlib.repr(body.get('v'))}, this node speaks {VERSION}")
     node, tcp, ipc, host, dg = (body.get(k) for k in ("id", "tcp", "ipc", "host", "dg"))
     if not isinstance(node, str) or not node or len(node) > MAX_ID_CHARS:
         raise MessageError("no valid node id")
     for name, url, scheme in (("tcp", tcp, "tcp://"), ("ipc", ipc, "ipc://")):
         if url is not None and not (isinstance(url, str) and url.startswith(scheme) and len(url) < 512):
-            raise MessageError(f"{name} endpoint {url!r} is not a {scheme} URL")
+            raise MessageError(f"{name} endpoint {reprlib.repr(url)} is not a {scheme} URL")
     if tcp is None and ipc is None:
         raise MessageError("no endpoint to reach the sender")
     if not isinstance(host, str) or not isinstance(dg, str):
         raise MessageError("host and dg must be strings")
     inc = body.get("inc", 0)
     if type(inc) is not int or inc < 0:
-        raise MessageError(f"incarnation {inc!r} is not a non-negative integer")
+        raise MessageError(f"incarnation {reprlib.repr(inc)} is not a non-negative integer")
     return Origin(node, tcp, ipc, host, dg, bool(body.get("bye", False)), inc, bool(body.get("direct", False)))
 
 
