@@ -52,6 +52,7 @@ import hashlib
 import itertools
 import os
 import random
+import reprlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -204,7 +205,7 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
     except KeyError as exc:
         raise PacketError(f"header lacks the key {exc.args[0]!r}") from None
     if not isinstance(pid, str) or pid.count(":") != 3:
-        raise PacketError(f"id {pid!r} is not ship:container:box:fragment")
+        raise PacketError(f"id {reprlib.repr(pid)} is not ship:container:box:fragment")
     if not isinstance(ttl, int) or not isinstance(created, (int, float)):
         raise PacketError("ttl must be an integer and created a number")
     try:
@@ -212,7 +213,7 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
     except TagError as exc:
         raise PacketError(str(exc)) from None
     if tag is None:
-        raise PacketError(f"tag {tag_text!r} is not a full group:type:STATE tag")
+        raise PacketError(f"tag {reprlib.repr(tag_text)} is not a full group:type:STATE tag")
     if enc == ENC_BYTES:
         data: Any = payload
     elif enc == ENC_JSON:
@@ -221,7 +222,7 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
         except orjson.JSONDecodeError as exc:
             raise PacketError(f"packet {pid}: payload is not JSON: {exc}") from None
     else:
-        raise PacketError(f"packet {pid}: unknown payload encoding {enc!r}")
+        raise PacketError(f"packet {pid}: unknown payload encoding {reprlib.repr(enc)}")
     meta = header.get("meta", {})
     if not isinstance(meta, dict):
         raise PacketError(f"packet {pid}: meta is not a JSON object")
@@ -321,7 +322,7 @@ def from_legacy(obj: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT_T
     try:
         ttl = int(ttl)
     except (TypeError, ValueError):
-        raise PacketError(f"header 'ttl' {ttl!r} is not a number of hops") from None
+        raise PacketError(f"header 'ttl' {reprlib.repr(ttl)} is not a number of hops") from None
     if ttl < 1:
         raise PacketError(f"header 'ttl' {ttl} leaves no hops")
     kept = {k: v for k, v in header.items() if k not in LEGACY_DROPPED}
