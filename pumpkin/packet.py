@@ -248,7 +248,11 @@ def _trail(raw: Any) -> list[Hop]:
 
 
 def _text(value: Any) -> str:
-    return value if type(value) is str else str(value)
+    if type(value) is str:
+        return value
+    if isinstance(value, (list, dict)):  # str() of a deeply nested one recurses past Python's limit
+        raise TypeError("a trail entry's name is not a scalar")
+    return str(value)
 
 
 def to_document(packet: Packet) -> dict[str, Any]:
