@@ -71,6 +71,10 @@ DEFAULT_TTL_HOPS = 64
 MAX_HEADER_BYTES = 1 << 20
 ENC_JSON = "j"
 ENC_BYTES = "b"
+#: orjson reads JSON nested up to 1024 levels deep but writes at most 254, and the deepest file that holds a
+#: packet (a journal record) nests its data and meta 3 levels down: deeper ones from outside are refused at once,
+#: rather than accepted and then impossible to journal, spool, keep in failed/ or send on.
+MAX_NESTING = 251
 
 
 class Hop(NamedTuple):
@@ -139,6 +143,16 @@ def check_data(data: Any) -> None:
         orjson.dumps(data)
     except TypeError as exc:
         raise PacketError(f"data of type {type(data).__name__} is neither JSON-serialisable nor bytes: {exc}") from None
+
+
+def _check_nesting(value: Any, what: str, raw: bytes | None = None) -> None:
+    """PacketError when ``value`` (decoded from ``raw``, when given) nests more than MAX_NESTING levels deep."""
+    if raw is not None and raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return  # cannot nest deeper than it has brackets: the common case, at the cost of two byte counts
+    try:
+        orjson.dumps([[[value]]])
+    except TypeError:
+        raise PacketError(f"{what} nests deeper than {MAX_NESTING} levels") from None
 
 
 def encode(packet: Packet, to: str | None = None, sender: str | None = None) -> list[bytes]:
@@ -221,11 +235,13 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
             data = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise PacketError(f"packet {pid}: payload is not JSON: {exc}") from None
+        _check_nesting(data, f"packet {pid}: the data", payload)
     else:
         raise PacketError(f"packet {pid}: unknown payload encoding {reprlib.repr(enc)}")
     meta = header.get("meta", {})
     if not isinstance(meta, dict):
         raise PacketError(f"packet {pid}: meta is not a JSON object")
+    _check_nesting(meta, f"packet {pid}: meta", raw_header)
     to, sender = header.get("to"), header.get("from")
     if not isinstance(to, (str, type(None))) or not isinstance(sender, (str, type(None))):
         raise PacketError(f"packet {pid}: 'to' and 'from' must be a seed name and a node id")
@@ -287,6 +303,7 @@ def from_document(doc: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT
             raise PacketError("'data_base64' is not valid base64") from None
     elif "data" in doc:
         data = doc["data"]
+        _check_nesting(data, "'data'")
     else:
         raise PacketError("the packet document has neither 'data' nor 'data_base64'")
     pid = doc.get("id")
@@ -299,6 +316,7 @@ def from_document(doc: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT
     meta = doc.get("meta", {})
     if not isinstance(meta, dict):
         raise PacketError("'meta' must be a JSON object")
+    _check_nesting(meta, "'meta'")
     return Packet(pid, tag, data, _trail(doc.get("trail", [])), ttl, float(created), meta)
 
 
@@ -330,5 +348,7 @@ def from_legacy(obj: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT_T
     if ttl < 1:
         raise PacketError(f"header 'ttl' {ttl} leaves no hops")
     kept = {k: v for k, v in header.items() if k not in LEGACY_DROPPED}
+    _check_nesting(entry["data"], "'data'")
+    _check_nesting(kept, "the header")
     now = time.time()
     return Packet(ids.root(), tag, entry["data"], [], ttl, now, {"legacy_header": kept} if kept else {})
