@@ -68,6 +68,8 @@ if TYPE_CHECKING:
 
 MAGIC = b"PMK1"
 DEFAULT_TTL_HOPS = 64
+#: The largest ttl a legacy header may give (its ttl is any number, converted): the wire carries a 64-bit integer.
+MAX_TTL_HOPS = 2**63 - 1
 MAX_HEADER_BYTES = 1 << 20
 ENC_JSON = "j"
 ENC_BYTES = "b"
@@ -347,6 +349,8 @@ def from_legacy(obj: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT_T
         raise PacketError(f"header 'ttl' {reprlib.repr(ttl)} is not a number of hops") from None
     if ttl < 1:
         raise PacketError(f"header 'ttl' {ttl} leaves no hops")
+    if ttl > MAX_TTL_HOPS:
+        raise PacketError(f"header 'ttl' {reprlib.repr(ttl)} is more than {MAX_TTL_HOPS} hops")
     kept = {k: v for k, v in header.items() if k not in LEGACY_DROPPED}
     _check_nesting(entry["data"], "'data'")
     _check_nesting(kept, "the header")
