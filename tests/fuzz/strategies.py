@@ -32,6 +32,10 @@ class Raw:
 
     text: str
 
+    def __repr__(self) -> str:
+        text = self.text
+        return f"Raw({text if len(text) <= 60 else f'{text[:25]}...({len(text)} chars)...{text[-25:]}'!r})"
+
 
 def dumps(value: Any) -> bytes:
     """``value`` as JSON text; ``Raw`` parts verbatim, lone surrogates as the (invalid) UTF-8 of their code."""
