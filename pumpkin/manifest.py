@@ -69,6 +69,8 @@ def parse_legacy(source: str, group: str) -> LegacyManifest | None:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"line {first_line + exc.lineno - 1}: manifest is not valid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # an integer past 4300 digits; nesting past Python's stack
+        raise ManifestError(f"line {first_line}: manifest is not valid JSON: {str(exc).split(';')[0]}") from None
     if not isinstance(raw, dict):
         raise ManifestError("the manifest must be a JSON object")
     name = raw.get("object_name")
