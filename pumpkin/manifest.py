@@ -41,7 +41,9 @@ class LegacyManifest:
 
 def find_legacy_block(source: str) -> tuple[str, int] | None:
     """The JSON text of the manifest block and the line it starts on, or None when there is no block."""
-    lines = source.splitlines()
+    # Python's own line ends: str.splitlines() also splits at \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and \u2029,
+    # which JSON may hold unescaped in a string.
+    lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     start = next((i for i, line in enumerate(lines) if line.strip().startswith(START_MARK)), None)
     if start is None:
         return None
