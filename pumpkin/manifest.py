@@ -114,6 +114,8 @@ def _legacy_entries(raw: dict[str, Any], key: str, group: str) -> tuple[StateTag
 
 def parse_declared(value: str | Sequence[str], group: str, what: str) -> tuple[StateTag, ...]:
     """The tags of a modern ``consumes``/``emits`` declaration (a string or a list of strings)."""
+    if not isinstance(value, (str, Sequence)):
+        raise ManifestError(f"'{what}' must be a state tag or a list of them, not {type(value).__name__}")
     items = [value] if isinstance(value, str) else list(value)
     out: list[StateTag] = []
     for item in items:
