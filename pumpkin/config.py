@@ -410,6 +410,8 @@ def _convert(key: Key, raw: Any) -> Any:
             raise AssertionError(key.kind)
     except ValueError:
         raise ConfigError(f"config key {key.dotted}: {text!r} is not a valid {key.kind}") from None
+    except RuntimeError as exc:  # Path.expanduser(): ~user of a user that does not exist, or no home at all
+        raise ConfigError(f"config key {key.dotted}: {text!r}: {exc}") from None
     if key.minimum is not None and value < key.minimum:
         raise ConfigError(f"config key {key.dotted}: {value} is below the minimum {key.minimum:g}")
     return value
