@@ -398,6 +398,8 @@ def _convert(key: Key, raw: Any) -> Any:
             if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ValueError
             return lowered in ("1", "true", "yes", "on")
+        elif key.kind in ("path", "paths") and "\0" in text:
+            raise ValueError  # no file name holds one: os functions raise ValueError on it later
         elif key.kind == "path":
             return Path(text).expanduser() if text else None
         elif key.kind == "paths":
