@@ -393,6 +393,8 @@ def _convert(key: Key, raw: Any) -> Any:
             value: Any = int(text)
         elif key.kind == "float":
             value = float(text)
+            if value != value:
+                raise ValueError  # NaN: it compares false with everything, the minimum below included
         elif key.kind == "bool":
             lowered = text.lower()
             if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
