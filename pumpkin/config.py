@@ -19,6 +19,7 @@ from .dropfile import DEFAULT_IGNORE
 from .errors import ConfigError
 
 ENDPOINT_TYPES = ("zmq.IPC", "zmq.TCP")
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Key:
     help: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def dotted(self) -> str:
@@ -86,7 +88,7 @@ KEYS: tuple[Key, ...] = (
         "Explicit ZeroMQ URLs to bind for data, comma-separated (e.g. tcp://*:7900). Empty: chosen from type.",
     ),
     Key("endpoint", "tcp_host", "str", "*", "Address to bind for zmq.TCP ('*' means every interface)."),
-    Key("endpoint", "tcp_port", "int", 0, "Port to bind for zmq.TCP; 0 picks a free one.", minimum=0),
+    Key("endpoint", "tcp_port", "int", 0, "Port to bind for zmq.TCP; 0 picks a free one.", minimum=0, maximum=MAX_PORT),
     Key(
         "routing",
         "waiting_max_packets",
@@ -134,7 +136,15 @@ KEYS: tuple[Key, ...] = (
     Key(
         "discovery", "local", "bool", True, "Find daemons on this host (and network namespace) through a shared folder."
     ),
-    Key("discovery", "bcport", "int", 7700, "UDP port of beacons (shared by the daemons of a host).", minimum=1),
+    Key(
+        "discovery",
+        "bcport",
+        "int",
+        7700,
+        "UDP port of beacons (shared by the daemons of a host).",
+        minimum=1,
+        maximum=MAX_PORT,
+    ),
     Key(
         "discovery",
         "interface",
@@ -260,6 +270,7 @@ KEYS: tuple[Key, ...] = (
         7780,
         "Port of the page and API; when it is taken, the next free one of the following 9, then any; 0 picks any.",
         minimum=0,
+        maximum=MAX_PORT,
     ),
     Key(
         "http",
@@ -418,6 +429,8 @@ def _convert(key: Key, raw: Any) -> Any:
         raise ConfigError(f"config key {key.dotted}: {text!r}: {exc}") from None
     if key.minimum is not None and value < key.minimum:
         raise ConfigError(f"config key {key.dotted}: {value} is below the minimum {key.minimum:g}")
+    if key.maximum is not None and value > key.maximum:
+        raise ConfigError(f"config key {key.dotted}: {value} is above the maximum {key.maximum:g}")
     return value
 
 
@@ -453,6 +466,11 @@ def load(
     return _build(values)
 
 
+def _port(text: str) -> bool:
+    """True when ``text`` is a port number peers can be reached at, 1 to 65535."""
+    return len(text) <= 5 and text.isascii() and text.isdigit() and 0 < int(text) <= MAX_PORT
+
+
 def _build(v: dict[str, Any]) -> Config:
     endpoints = tuple(e.strip() for e in v["endpoint.endpoints"].split(",") if e.strip())
     for url in endpoints:
@@ -460,17 +478,16 @@ def _build(v: dict[str, Any]) -> Config:
             raise ConfigError(f"config key endpoint.endpoints: {url!r} is not a tcp:// or ipc:// URL")
     peers = tuple(e.strip() for e in v["discovery.peers"].split(",") if e.strip())
     for url in peers:
-        if not url.startswith("tcp://") or url.rsplit(":", 1)[-1] in ("*", "0") or ":" not in url[6:]:
+        if not url.startswith("tcp://") or ":" not in url[6:] or not _port(url.rsplit(":", 1)[-1]):
             raise ConfigError(f"config key discovery.peers: {url!r} is not a tcp://HOST:PORT endpoint")
     supernodes = []
     for item in (h.strip() for h in v["supernodes.hosts"].split(",")):
         if not item:
             continue
         host, _, port = item.partition(":")
-        try:
-            supernodes.append((host, int(port) if port else v["discovery.bcport"]))
-        except ValueError:
-            raise ConfigError(f"config key supernodes.hosts: {item!r} is not host or host:port") from None
+        if port and not _port(port):
+            raise ConfigError(f"config key supernodes.hosts: {item!r} is not host or host:port")
+        supernodes.append((host, int(port) if port else v["discovery.bcport"]))
     hb, ev, ex = v["discovery.heartbeat_s"], v["discovery.evasive_s"], v["discovery.expired_s"]
     if not hb < ev < ex:
         raise ConfigError(
