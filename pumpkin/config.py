@@ -399,6 +399,7 @@ def _convert(key: Key, raw: Any) -> Any:
     text = raw.strip()
     try:
         if key.kind == "str":
+            text.encode()  # a ValueError for a lone surrogate (an undecodable byte in the environment or argv)
             return text
         if key.kind == "int":
             value: Any = int(text)
