@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 # one test is what we want, since no parser here reads HOME except through an explicit argument.
 _SHARED = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
 
-settings.register_profile("ci", max_examples=1500, database=None, print_blob=True, **_SHARED)
+settings.register_profile("ci", max_examples=1000, database=None, print_blob=True, **_SHARED)
 settings.register_profile("dev", max_examples=200, **_SHARED)
 settings.register_profile("thorough", max_examples=20000, **_SHARED)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))

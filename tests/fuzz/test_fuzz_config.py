@@ -138,7 +138,7 @@ line = st.one_of(
 )
 
 
-@given(st.lists(line, max_size=8).map("\n".join).map(lambda t: t.encode("utf-8", "surrogatepass")) | st.binary())
+@given(st.lists(line, max_size=6).map("\n".join).map(lambda t: t.encode("utf-8", "surrogatepass")) | st.binary())
 @example(b"\xff[node]\n")
 @example(b"[node]\nid = a\n[node]\n")
 @example(b"[node]\nid = a\nid = b\n")
