@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pumpkin import dropfile, tags
 from pumpkin.errors import PacketError
 from pumpkin.packet import IdMaker
-from tests.fuzz.strategies import deep, dumps, json_values, mutated, only, utf8_text
+from tests.fuzz.strategies import any_text, deep, dumps, json_values, mutated, only, utf8_text
 from tests.fuzz.test_fuzz_packet import DOCUMENT_KEYS, LEGACY_KEYS, check_travels, legacy_arrays, state_tags
 
 GROUP = "g"
@@ -95,3 +95,18 @@ def test_json_lines_are_all_packets_or_an_error_naming_the_first_bad_line(lines:
             assert str(exc).startswith(f"line {bad[0]}: ")
         else:
             assert "has no packets" in str(exc)
+
+
+@given(any_text, st.sampled_from([GROUP, "", "a b"]))
+@example("done", GROUP)
+@example("String:UNGREETED", GROUP)
+def test_any_folder_name_is_a_state_or_a_packet_error(folder: str, group: str) -> None:
+    state = only(PacketError, dropfile.state_of_folder, folder, group)
+    if state is not None:
+        assert tags.parse(str(state)) == state
+
+
+@given(any_text, st.lists(any_text | st.sampled_from(dropfile.DEFAULT_IGNORE + ("[", "[!", "[]]", "\\")), max_size=4))
+def test_any_name_and_ignore_patterns_give_a_yes_or_no(name: str, patterns: list[str]) -> None:
+    assert only((), dropfile.ignored, name, patterns) in (True, False)
+    assert only((), dropfile.is_lines, name) in (True, False)
