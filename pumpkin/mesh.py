@@ -73,6 +73,11 @@ RETRANSMIT_TICK_S = 0.05
 #: address or gossip) tells every peer what it knows again: two of them that lost each other (a long partition
 #: across subnets) then find each other again even where nobody is new to the one in the middle.
 GOSSIP_HEARTBEATS = 10
+#: An origin we said HELLO to and never heard from again is forgotten (its link closed) after this long.
+HELLO_GIVE_UP_S = 10.0
+#: Origins at most that we greet without having heard back from: news of more is ignored (and counted), so a
+#: flood of made-up origins cannot make us open links without end.
+MAX_UNANSWERED_ORIGINS = 256
 #: Heartbeats during which a peer that asked for PINGs (it does not hear our broadcasts) gets direct beacons.
 ECHO_HOLD_HEARTBEATS = 20
 
@@ -249,7 +254,22 @@ class Mesh:
         if peer is not None and origin.digest and peer.seeds_digest == origin.digest:
             self._heard(origin.id, "direct" if origin.direct else via)
             return
+        if origin.id not in self.remotes and self._unanswered() >= MAX_UNANSWERED_ORIGINS:
+            self.counters["origins_ignored"] += 1
+            return
         self._send_hello(origin, reply=True, via=via)
+
+    def _unanswered(self) -> int:
+        """Origins greeted that are not peers (yet)."""
+        return len(self.remotes) - sum(1 for n in self.remotes if n in self.peers.peers)
+
+    def _give_up_on_silent_origins(self, now: float) -> None:
+        """Close the links to origins that never answered our HELLO (made up, gone, or not for us)."""
+        for node, remote in list(self.remotes.items()):
+            if node not in self.peers.peers and not len(remote.inflight) and now - remote.hello_sent > HELLO_GIVE_UP_S:
+                del self.remotes[node]
+                self.transport.disconnect(node)
+                self.counters["origins_given_up"] += 1
 
     def _certified(self, origin: Origin, what: str) -> bool:
         """In a keyed network: True when ``origin`` carries a valid certificate for its key and that key holds its
@@ -741,6 +761,7 @@ class Mesh:
             )
         for peer in expired:
             self._drop(peer.node_id, f"expired (silent for {self.peers.expired_s:g} s)", known=True)
+        self._give_up_on_silent_origins(now)
         self._hello_static_peers()
 
     @property
