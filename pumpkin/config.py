@@ -280,6 +280,14 @@ KEYS: tuple[Key, ...] = (
         "Secret that POST requests (inject, enable/disable a seed) must carry as 'Authorization: Bearer TOKEN'. "
         "Empty: the API is read-only.",
     ),
+    Key(
+        "network",
+        "key_file",
+        "path",
+        None,
+        "The network key file (made by 'pmk network create'; mode 600): only daemons with the same key see each "
+        "other, and their traffic is encrypted. Empty: an open network, which anyone on the LAN can join.",
+    ),
 )
 
 ALIASES: dict[str, str] = {
@@ -296,6 +304,7 @@ ALIASES: dict[str, str] = {
     "supernodes": "supernodes.hosts",
     "rx": "rx.dir",
     "tx": "tx.dir",
+    "network-key": "network.key_file",
 }
 
 
@@ -351,6 +360,13 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class NetworkConfig:
+    """[network]"""
+
+    key_file: Path | None
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     """[http]"""
 
@@ -391,6 +407,7 @@ class Config:
     rx: RxConfig
     tx: TxConfig
     http: HttpConfig
+    network: NetworkConfig = NetworkConfig(None)
 
 
 def _convert(key: Key, raw: Any) -> Any:
@@ -541,6 +558,7 @@ def _build(v: dict[str, Any]) -> Config:
         rx=rx,
         tx=tx,
         http=HttpConfig(v["http.enable"], v["http.host"], v["http.port"], v["http.token"]),
+        network=NetworkConfig(v["network.key_file"]),
     )
 
 

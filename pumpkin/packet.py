@@ -42,6 +42,11 @@ Legacy form (packet files written for the original Pumpkin, read by ``from_legac
 
 ``stag`` is ``group:type:STATE`` or ``type:STATE`` (this node's group). The header's fields are kept in
 ``meta["legacy_header"]`` (legacy seeds see them again); a header ``code`` field is dropped, never run.
+
+Numbers are checked where a file is read, so that a value no later step can carry (a ttl past 64 bits, a time
+that is not finite) is that file's error and never reaches the journal or the wire: a legacy header's ``ttl``
+must be 1 to ``MAX_TTL_HOPS`` (``dropfile`` holds an rx document's to the same); a document's ``ttl`` must fit
+in 64 bits, its ``created`` and trail times be finite.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import base64
 import functools
 import hashlib
 import itertools
+import math
 import os
 import random
 import reprlib
@@ -68,8 +74,10 @@ if TYPE_CHECKING:
 
 MAGIC = b"PMK1"
 DEFAULT_TTL_HOPS = 64
-#: The largest ttl a legacy header may give (its ttl is any number, converted): the wire carries a 64-bit integer.
-MAX_TTL_HOPS = 2**63 - 1
+#: The most hops a packet file may ask for: far past any real path, and far inside what JSON readers keep exact.
+MAX_TTL_HOPS = 1_000_000
+#: The integers orjson writes (the journal, the wire, failed/): a signed or an unsigned 64-bit value.
+JSON_INT_MIN, JSON_INT_MAX = -(1 << 63), (1 << 64) - 1
 MAX_HEADER_BYTES = 1 << 20
 ENC_JSON = "j"
 ENC_BYTES = "b"
@@ -260,9 +268,13 @@ def _trail(raw: Any) -> list[Hop]:
     if not isinstance(raw, list):
         raise PacketError("trail is not a list")
     try:
-        return [Hop(_text(s), _text(n), _text(t), float(a)) for s, n, t, a in raw]
-    except (TypeError, ValueError):
+        hops = [Hop(_text(s), _text(n), _text(t), float(a)) for s, n, t, a in raw]
+    except (TypeError, ValueError, OverflowError):
         raise PacketError("trail entries must be [seed, node, tag, time]") from None
+    # float("inf") reads, but JSON writes it as null, which no reader takes back: a journaled packet would be lost.
+    if not all(math.isfinite(h.at) for h in hops):
+        raise PacketError("trail times must be finite numbers")
+    return hops
 
 
 def _text(value: Any) -> str:
@@ -313,13 +325,21 @@ def from_document(doc: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT
         pid = ids.root()
     ttl = doc.get("ttl", default_ttl)
     created = doc.get("created", time.time())
-    if not isinstance(ttl, int) or not isinstance(created, (int, float)):
+    if type(ttl) is not int or isinstance(created, bool) or not isinstance(created, (int, float)):
         raise PacketError("'ttl' must be an integer and 'created' a number")
+    if not JSON_INT_MIN <= ttl <= JSON_INT_MAX:
+        raise PacketError(f"'ttl' {ttl} does not fit in 64 bits")
+    try:
+        created = float(created)
+    except OverflowError:
+        raise PacketError("'created' is out of range") from None
+    if not math.isfinite(created):
+        raise PacketError(f"'created' {created} is not a finite number of seconds")
     meta = doc.get("meta", {})
     if not isinstance(meta, dict):
         raise PacketError("'meta' must be a JSON object")
     _check_nesting(meta, "'meta'")
-    return Packet(pid, tag, data, _trail(doc.get("trail", [])), ttl, float(created), meta)
+    return Packet(pid, tag, data, _trail(doc.get("trail", [])), ttl, created, meta)
 
 
 #: Header fields of a legacy packet that never travel on: code is never run, and ids are made anew.
@@ -342,17 +362,26 @@ def from_legacy(obj: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT_T
         raise PacketError(f"'stag': {exc}") from None
     if "data" not in entry:
         raise PacketError(f"the legacy entry with stag {entry['stag']!r} has no 'data'")
-    ttl = header.get("ttl", default_ttl)
-    try:
-        ttl = int(ttl)
-    except (TypeError, ValueError):
-        raise PacketError(f"header 'ttl' {reprlib.repr(ttl)} is not a number of hops") from None
-    if ttl < 1:
-        raise PacketError(f"header 'ttl' {ttl} leaves no hops")
-    if ttl > MAX_TTL_HOPS:
-        raise PacketError(f"header 'ttl' {reprlib.repr(ttl)} is more than {MAX_TTL_HOPS} hops")
+    ttl = _legacy_ttl(header["ttl"]) if "ttl" in header else default_ttl
     kept = {k: v for k, v in header.items() if k not in LEGACY_DROPPED}
     _check_nesting(entry["data"], "'data'")
     _check_nesting(kept, "the header")
     now = time.time()
     return Packet(ids.root(), tag, entry["data"], [], ttl, now, {"legacy_header": kept} if kept else {})
+
+
+def _legacy_ttl(raw: Any) -> int:
+    """A legacy header's ttl (the original wrote numbers or digit strings), checked to be 1..MAX_TTL_HOPS."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise PacketError(f"header 'ttl' {raw!r} is not a number of hops")
+    try:
+        value = raw if isinstance(raw, float) else int(raw)
+    except ValueError:
+        raise PacketError(f"header 'ttl' {raw!r} is not a number of hops") from None
+    if isinstance(value, float) and not value.is_integer():
+        raise PacketError(f"header 'ttl' {raw!r} is not a whole number of hops")
+    if value < 1:
+        raise PacketError(f"header 'ttl' {raw} leaves no hops")
+    if value > MAX_TTL_HOPS:
+        raise PacketError(f"header 'ttl' {raw} is more than the {MAX_TTL_HOPS} hops a packet file may ask for")
+    return int(value)

@@ -10,6 +10,9 @@
 - Packets for one peer made in the same turn of the loop leave as one message (``send_packet``): the first
   at once, the others at the end of the turn, up to ``BATCH_PACKETS`` a message.
 - The control socket (ROUTER, always on ipc://) answers JSON requests from the ``pmk`` command line.
+- In a keyed network (see ``membership``) every link and the inbox speak CurveZMQ: a link connects only with the
+  peer's certified public key as the server key, and the inbox's ZAP handler (on the loop) tags every message
+  with the client's public key, which the mesh checks against the members it knows.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from typing import Any
 import orjson
 import zmq
 import zmq.asyncio
+import zmq.utils.z85
+
+from .membership import NodeKeys
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,10 @@ INBOX_BATCH = 500  # messages handled per wake-up before the loop's other tasks 
 _SEND_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _SEND_LAST = int(zmq.NOBLOCK)
 
-FrameHandler = Callable[[list[bytes]], None]
+#: on_frames(frames, sender): a message from the inbox, with the sender's CurveZMQ public key ("" when open).
+FrameHandler = Callable[[list[bytes], str], None]
+#: server_key(node) -> the public key to connect to ``node`` with (Z85), or None when not known.
+ServerKey = Callable[[str], bytes | None]
 ControlHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -71,6 +80,17 @@ def recv_now(sock: zmq.Socket[bytes]) -> list[bytes]:
     return frames
 
 
+def recv_now_from(sock: zmq.Socket[bytes]) -> tuple[list[bytes], str]:
+    """``recv_now``, with the public key ZAP gave the message's sender (its "User-Id")."""
+    frame = sock.recv(_SEND_LAST, copy=False)
+    user = frame.get("User-Id")
+    frames = [frame.bytes]
+    while frame.more:
+        frame = sock.recv(_SEND_LAST, copy=False)
+        frames.append(frame.bytes)
+    return frames, user if isinstance(user, str) else ""
+
+
 def _last_endpoint(sock: zmq.asyncio.Socket) -> str:
     value = sock.getsockopt(zmq.LAST_ENDPOINT)
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -79,9 +99,17 @@ def _last_endpoint(sock: zmq.asyncio.Socket) -> str:
 class PeerLink:
     """The outbound PUSH socket to one peer, with its backlog."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str) -> None:
+    def __init__(
+        self, ctx: zmq.asyncio.Context, endpoint: str, keys: NodeKeys | None = None, server_key: bytes | None = None
+    ) -> None:
+        """With ``keys`` and ``server_key``: CurveZMQ, accepting only a server that holds that key's secret."""
         self.endpoint = endpoint
+        self.server_key = server_key
         sock = ctx.socket(zmq.PUSH)
+        if keys is not None and server_key is not None:
+            sock.curve_secretkey = keys.secret
+            sock.curve_publickey = keys.public
+            sock.curve_serverkey = server_key
         sock.setsockopt(zmq.SNDHWM, PEER_HWM_MSGS)
         sock.setsockopt(zmq.LINGER, LINGER_MS)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on completed connections: a dead peer fills nothing
@@ -123,8 +151,14 @@ class Transport:
         endpoints: tuple[str, ...] = (),
         tcp_host: str = "*",
         tcp_port: int = 0,
+        keys: NodeKeys | None = None,
+        server_key: ServerKey | None = None,
     ) -> None:
+        """``keys`` and ``server_key``: a keyed network (CurveZMQ everywhere); both None: an open one."""
         self.ctx = zmq.asyncio.Context()
+        self.keys = keys
+        self.server_key = server_key
+        self.refused_links = 0  # links not made: no certified key known for the peer
         self.runtime_dir = runtime_dir
         self.endpoint_type = endpoint_type
         self._wanted = endpoints
@@ -133,7 +167,7 @@ class Transport:
         self.data_endpoints: list[str] = []
         self.control_endpoint = ""
         self.links: dict[str, PeerLink] = {}
-        self.on_frames: FrameHandler = lambda frames: None
+        self.on_frames: FrameHandler = lambda frames, sender: None
         self.on_control: ControlHandler | None = None
         self.rejected = 0
         self.dropped_control = 0
@@ -144,6 +178,15 @@ class Transport:
     async def start(self) -> None:
         """Bind the inbox and the control socket and start serving them."""
         inbox = self.ctx.socket(zmq.PULL)
+        if self.keys is not None:
+            zap = self.ctx.socket(zmq.ROUTER)
+            zap.setsockopt(zmq.LINGER, 0)
+            zap.bind("inproc://zeromq.zap.01")  # before the inbox binds: every handshake then asks it
+            self._tasks.append(asyncio.create_task(self._serve_zap(zap), name="zap"))
+            inbox.curve_server = True
+            inbox.curve_secretkey = self.keys.secret
+            inbox.curve_publickey = self.keys.public
+            inbox.zap_domain = b"pumpkin"
         inbox.setsockopt(zmq.RCVHWM, PEER_HWM_MSGS)
         inbox.setsockopt(zmq.MAXMSGSIZE, MAX_INBOX_FRAME_BYTES)
         inbox.setsockopt(zmq.LINGER, 0)
@@ -168,6 +211,21 @@ class Transport:
 
     # -- inbound ---------------------------------------------------------------------------------
 
+    async def _serve_zap(self, sock: zmq.asyncio.Socket) -> None:
+        """ZAP (RFC 27): let every CurveZMQ client in, naming it by its public key. Whether that key belongs to a
+        member is the mesh's question, per message: a HELLO with a valid certificate is how a key joins."""
+        while True:
+            request = await sock.recv_multipart()
+            try:
+                envelope, _, version, request_id, _domain, _address, _identity, mechanism, *credentials = request
+            except ValueError:
+                continue  # not a ZAP request: libzmq never sends one like it
+            if mechanism == b"CURVE" and credentials and len(credentials[0]) == 32:
+                reply = [b"200", b"OK", zmq.utils.z85.encode(credentials[0])]
+            else:
+                reply = [b"400", b"CurveZMQ only", b""]
+            await sock.send_multipart([envelope, b"", version, request_id, *reply, b""])
+
     async def _receive(self, sock: zmq.asyncio.Socket) -> None:
         """Serve the inbox from the loop's own reader callback on the socket's file descriptor.
 
@@ -181,14 +239,16 @@ class Transport:
         fd = int(sync.getsockopt(zmq.FD))
         idle = asyncio.Event()
 
+        keyed = self.keys is not None
+
         def drain() -> None:
             for _ in range(INBOX_BATCH):
                 try:
-                    frames = recv_now(sync)
+                    frames, sender = recv_now_from(sync) if keyed else (recv_now(sync), "")
                 except zmq.Again:
                     return
                 try:
-                    self.on_frames(frames)
+                    self.on_frames(frames, sender)
                 except Exception:  # noqa: BLE001 - one bad message must not stop the inbox
                     self.rejected += 1
                     log.exception("handling an inbound message failed")
@@ -217,13 +277,20 @@ class Transport:
     # -- outbound --------------------------------------------------------------------------------
 
     def connect(self, node: str, endpoint: str) -> None:
-        """Open (or re-point) the link to ``node`` at ``endpoint``."""
+        """Open (or re-point) the link to ``node`` at ``endpoint`` (in a keyed network: only with its certified
+        key as the server key; without one known, no link is made)."""
+        server_key = None
+        if self.keys is not None:
+            server_key = self.server_key(node) if self.server_key is not None else None
+            if server_key is None:
+                self.refused_links += 1
+                return
         link = self.links.get(node)
-        if link is not None and link.endpoint == endpoint:
+        if link is not None and link.endpoint == endpoint and link.server_key == server_key:
             return
         if link is not None:
             link.close(linger_ms=0)  # what was queued for the old endpoint is not for the new one
-        self.links[node] = PeerLink(self.ctx, endpoint)
+        self.links[node] = PeerLink(self.ctx, endpoint, self.keys, server_key)
 
     def disconnect(self, node: str) -> list[list[bytes]]:
         """Close the link to ``node``, dropping what is queued on it (the peer is gone: whatever was in it
