@@ -78,8 +78,6 @@ HELLO_GIVE_UP_S = 10.0
 #: Origins at most that we greet without having heard back from: news of more is ignored (and counted), so a
 #: flood of made-up origins cannot make us open links without end.
 MAX_UNANSWERED_ORIGINS = 256
-#: Heartbeats during which a peer that asked for PINGs (it does not hear our broadcasts) gets direct beacons.
-ECHO_HOLD_HEARTBEATS = 20
 
 Learn = Callable[[str, str, list[SeedInfo], str], bool]
 
@@ -782,27 +780,28 @@ class Mesh:
         along, and a change in it is reason enough to ping: peers' pages show the whole network's rates."""
         remote = self._remote(node)
         deaf = now - remote.beacon_at > self._fresh_s  # we need its PINGs to know it lives
+        # (Not deaf in its first moments: its broadcasts may simply not have come yet.)
+        settled = now - remote.since > self._fresh_s
+        # Ask for its PINGs and direct beacons while we hear no beacon of it, and, once settled, for as long as
+        # its broadcasts do not reach us: its direct beacons then keep us from taking it for gone, and asking only
+        # while deaf would stop them, let us turn deaf, and ask again, every other heartbeat.
+        echo = deaf or (settled and now - remote.broadcast_at > self._fresh_s)
         busy = {k: v for k, v in load.items() if v}
         done = self.local_done() if done is None else done
         asked = now - remote.echo_at <= self._fresh_s
         # It beacons us directly and we do not hear its broadcasts: another subnet, where it does not hear ours either.
         unheard = now - remote.direct_at <= self._fresh_s < now - remote.broadcast_at
-        # (Not deaf in its first moments: its broadcasts may simply not have come yet.)
-        settled = now - remote.since > self._fresh_s
-        # Once it asked, it hears our direct beacons and stops asking: keep them coming for a while, or it would
-        # turn deaf and ask again every other heartbeat.
-        asked_lately = now - remote.echo_at <= ECHO_HOLD_HEARTBEATS * self.heartbeat_s
-        if (asked_lately or (deaf and settled) or unheard) and only_if_needed:
+        if (asked or (deaf and settled) or unheard) and only_if_needed:
             # It does not hear our broadcasts (it said so, or beacons us directly), or likely not (we do not hear
             # its own: another subnet). Its request for PINGs comes over TCP, which a lossy link can stall.
             self._beacon_directly(remote)
         if only_if_needed:
             moved = done != remote.done_sent
-            if not (deaf or asked or busy or moved or busy != remote.load_sent):
+            if not (echo or asked or busy or moved or busy != remote.load_sent):
                 return
-        if deaf not in frames:
-            frames[deaf] = messages.encode(PING, self.me(), load=load, echo=deaf, done=done)
-        if self.transport.send_control(node, frames[deaf]):
+        if echo not in frames:
+            frames[echo] = messages.encode(PING, self.me(), load=load, echo=echo, done=done)
+        if self.transport.send_control(node, frames[echo]):
             remote.load_sent = busy
             remote.done_sent = done
             self.counters["pings"] += 1

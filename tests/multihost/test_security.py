@@ -133,8 +133,9 @@ def test_a_stranger_on_the_lan_cannot_join_send_receive_or_disturb_a_keyed_netwo
     assert report["received"] == 0  # ...but nothing ever reached the endpoint its beacons named
     sa, sb = stats(hosts, "A", a), stats(hosts, "B", b)
     assert sb["from_strangers"] >= 1, sb  # its CurveZMQ packets reached B's inbox and were dropped, counted
-    # The flood of 1,500 beacons is heard in part (the kernel drops much of a burst) and every one refused.
-    assert sa["discovery"]["BeaconDiscovery"]["rejected"] >= 500, sa["discovery"]
+    # The flood of 1,500 beacons is heard in part (the kernel drops much of a burst: 462-1,100 of them arrived in
+    # runs here) and every one that arrived is refused: none is among A's peers below.
+    assert sa["discovery"]["BeaconDiscovery"]["rejected"] >= 100, sa["discovery"]
     peers = json.loads(hosts.client("A", "peers", "--json", "--workdir", str(a.workdir)))
     assert [(p["id"], p["state"]) for p in peers] == [("nodeB0", "alive")]
     assert all(lan.ip("C") not in address for p in peers for address in [p["endpoint"], *p["addresses"]])
