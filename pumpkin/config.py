@@ -281,6 +281,15 @@ KEYS: tuple[Key, ...] = (
         "Empty: the API is read-only.",
     ),
     Key(
+        "http",
+        "allowed_hosts",
+        "str",
+        "",
+        "Other names (comma-separated) the page may be reached by, as the browser's Host header gives them: a "
+        "name matches with any port, name:port with that port only; '*' accepts any. The listen address, "
+        "localhost and (for 0.0.0.0) this machine's addresses and host name always work.",
+    ),
+    Key(
         "network",
         "key_file",
         "path",
@@ -374,6 +383,7 @@ class HttpConfig:
     host: str
     port: int
     token: str
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -557,7 +567,13 @@ def _build(v: dict[str, Any]) -> Config:
         ),
         rx=rx,
         tx=tx,
-        http=HttpConfig(v["http.enable"], v["http.host"], v["http.port"], v["http.token"]),
+        http=HttpConfig(
+            v["http.enable"],
+            v["http.host"],
+            v["http.port"],
+            v["http.token"],
+            tuple(h.strip() for h in v["http.allowed_hosts"].split(",") if h.strip()),
+        ),
         network=NetworkConfig(v["network.key_file"]),
     )
 
