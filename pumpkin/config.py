@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -420,6 +421,19 @@ class Config:
     network: NetworkConfig = NetworkConfig(None)
 
 
+#: Linux's limits on a file name and a whole path (NAME_MAX, PATH_MAX): longer ones fail at the first use.
+NAME_MAX_BYTES, PATH_MAX_BYTES = 255, 4095
+
+
+def _path(key: Key, text: str) -> Path:
+    """``text`` as a path (``~`` expanded), refused when no file system here could hold it."""
+    path = Path(text).expanduser()
+    encoded = os.fsencode(path)
+    if len(encoded) > PATH_MAX_BYTES or any(len(os.fsencode(part)) > NAME_MAX_BYTES for part in path.parts):
+        raise ConfigError(f"config key {key.dotted}: {reprlib.repr(text)} is longer than a path or file name may be")
+    return path
+
+
 def _convert(key: Key, raw: Any) -> Any:
     if not isinstance(raw, str):
         return raw
@@ -442,9 +456,9 @@ def _convert(key: Key, raw: Any) -> Any:
         elif key.kind in ("path", "paths") and "\0" in text:
             raise ValueError  # no file name holds one: os functions raise ValueError on it later
         elif key.kind == "path":
-            return Path(text).expanduser() if text else None
+            return _path(key, text) if text else None
         elif key.kind == "paths":
-            return [Path(p.strip()).expanduser() for p in text.split(",") if p.strip()]
+            return [_path(key, p.strip()) for p in text.split(",") if p.strip()]
         elif key.kind == "choice":
             if text not in key.choices:
                 raise ConfigError(f"config key {key.dotted}: {text!r} is not one of {', '.join(key.choices)}")
@@ -452,7 +466,7 @@ def _convert(key: Key, raw: Any) -> Any:
         else:  # pragma: no cover - a programming error in KEYS
             raise AssertionError(key.kind)
     except ValueError:
-        raise ConfigError(f"config key {key.dotted}: {text!r} is not a valid {key.kind}") from None
+        raise ConfigError(f"config key {key.dotted}: {reprlib.repr(text)} is not a valid {key.kind}") from None
     except RuntimeError as exc:  # Path.expanduser(): ~user of a user that does not exist, or no home at all
         raise ConfigError(f"config key {key.dotted}: {text!r}: {exc}") from None
     if key.minimum is not None and value < key.minimum:

@@ -373,15 +373,17 @@ def from_legacy(obj: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT_T
 def _legacy_ttl(raw: Any) -> int:
     """A legacy header's ttl (the original wrote numbers or digit strings), checked to be 1..MAX_TTL_HOPS."""
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-        raise PacketError(f"header 'ttl' {raw!r} is not a number of hops")
+        raise PacketError(f"header 'ttl' {reprlib.repr(raw)} is not a number of hops")
     try:
         value = raw if isinstance(raw, float) else int(raw)
     except ValueError:
-        raise PacketError(f"header 'ttl' {raw!r} is not a number of hops") from None
+        raise PacketError(f"header 'ttl' {reprlib.repr(raw)} is not a number of hops") from None
     if isinstance(value, float) and not value.is_integer():
-        raise PacketError(f"header 'ttl' {raw!r} is not a whole number of hops")
+        raise PacketError(f"header 'ttl' {reprlib.repr(raw)} is not a whole number of hops")
     if value < 1:
-        raise PacketError(f"header 'ttl' {raw} leaves no hops")
+        raise PacketError(f"header 'ttl' {reprlib.repr(value)} leaves no hops")
     if value > MAX_TTL_HOPS:
-        raise PacketError(f"header 'ttl' {raw} is more than the {MAX_TTL_HOPS} hops a packet file may ask for")
+        raise PacketError(
+            f"header 'ttl' {reprlib.repr(value)} is more than the {MAX_TTL_HOPS} hops a packet file may ask for"
+        )
     return int(value)

@@ -157,7 +157,15 @@ valid_values: dict[str, st.SearchStrategy[Any]] = {
         lambda t: Path("/nonexistent", t.strip() or "x")
     ),
 }
-TEXT_KEYS = ("endpoint.endpoints", "discovery.peers", "supernodes.hosts", "rx.ignore", "node.group")
+# Keys whose text is parsed further (lists, names): their own tests check them.
+TEXT_KEYS = (
+    "endpoint.endpoints",
+    "discovery.peers",
+    "supernodes.hosts",
+    "rx.ignore",
+    "node.group",
+    "http.allowed_hosts",
+)
 SIMPLE_KEYS = [
     k
     for k in KEYS

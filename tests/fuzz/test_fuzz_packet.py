@@ -174,7 +174,7 @@ legacy_tags = st.builds(lambda t, s: f"{t}:{s}", parts, parts) | state_tags.map(
 legacy_arrays = st.tuples(
     st.fixed_dictionaries(
         {"box": st.just("0"), "e": st.just("E"), "ship": parts, "container": parts},
-        optional={"ttl": st.integers(1, 2**63 - 1), "code": utf8_text},
+        optional={"ttl": st.integers(1, codec.MAX_TTL_HOPS), "code": utf8_text},
     ),
     st.fixed_dictionaries({"stag": legacy_tags, "data": json_values, "exstate": st.just("0001"), "func": utf8_text}),
     st.booleans(),
