@@ -256,7 +256,7 @@ class Run:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def pmk(run: Run, name: str, seeds: list[str], transport: str) -> None:
+def pmk(run: Run, name: str, seeds: list[str], transport: str, network_key: Path | None = None) -> None:
     cmd = [
         sys.executable,
         "-m",
@@ -276,6 +276,8 @@ def pmk(run: Run, name: str, seeds: list[str], transport: str) -> None:
     ]
     for s in seeds:
         cmd += ["--seed", str(SEEDS / f"{s}.py")]
+    if network_key is not None:
+        cmd += ["--network-key", str(network_key)]
     run.spawn(cmd, f"{name}.log")
 
 
@@ -298,11 +300,20 @@ def throughput(res: dict[str, Any]) -> float:
     return float(res["n"] / (res["last_arrived"] - res["first_sent"]))
 
 
-def pumpkin_chain(transport: str, n: int, size: int, mode: str, inline: bool = True) -> dict[str, Any]:
+def pumpkin_chain(
+    transport: str, n: int, size: int, mode: str, inline: bool = True, keyed: bool = False
+) -> dict[str, Any]:
     run = Run(n, size, mode, inline)
     try:
+        key = None
+        if keyed:  # a network key: every link is CurveZMQ, beacons and HELLOs are sealed and certified
+            from pumpkin.membership import NetworkKey
+
+            key = run.tmp / "network.key"
+            key.write_text(NetworkKey.create().text())
+            key.chmod(0o600)
         for name in reversed(CHAIN):
-            pmk(run, name, [name], transport)
+            pmk(run, name, [name], transport, key)
         for upstream, seed in zip(CHAIN, CHAIN[1:], strict=False):
             run.wait_for(
                 f"{upstream} to know {seed}", lambda u=upstream, s=seed: knows_remote(run.tmp / u, s.capitalize())
@@ -393,6 +404,9 @@ def main() -> None:
     ap.add_argument("--only", default="chain,latency,inprocess")
     ap.add_argument("--repeat", type=int, default=1, help="throughput pairs per row (medians are printed)")
     ap.add_argument("--threaded", action="store_true", help="also run every Pumpkin row with threaded seeds")
+    ap.add_argument(
+        "--keyed", action="store_true", help="also run every Pumpkin row in a keyed network (CurveZMQ on every link)"
+    )
     ap.add_argument("--raw-role")
     ap.add_argument("--raw-ctl", type=Path)
     ap.add_argument("--raw-endpoints")
@@ -425,6 +439,8 @@ def main() -> None:
     }
     # Seeds run inline (on the loop) unless the row says "threaded" (the default for seeds: a worker thread).
     variants = [("inline", True), ("threaded", False)] if args.threaded else [("inline", True)]
+    if args.keyed:
+        variants += [(f"{label}+keyed", inline) for label, inline in variants]
     if "chain" in only:
         print(f"{'chain throughput':<28} {'size':>6} {'pumpkin pkt/s':>14} {'raw pkt/s':>12} {'ratio':>7}")
         for transport in transports:
@@ -434,7 +450,10 @@ def main() -> None:
                     pairs = []
                     for _ in range(args.repeat):
                         raw_rate = throughput(raw_chain(transport, args.packets, size, "throughput"))
-                        ours_rate = throughput(pumpkin_chain(transport, args.packets, size, "throughput", inline))
+                        keyed = label.endswith("+keyed")
+                        ours_rate = throughput(
+                            pumpkin_chain(transport, args.packets, size, "throughput", inline, keyed)
+                        )
                         pairs.append((ours_rate, raw_rate))
                     ours = statistics.median(o for o, _ in pairs)
                     raw = statistics.median(r for _, r in pairs)
@@ -452,7 +471,7 @@ def main() -> None:
         for transport in transports:
             raw50, raw99 = per_hop_us(raw_chain(transport, args.latency_packets, 100, "latency")["latencies"])
             for label, inline in variants:
-                res = pumpkin_chain(transport, args.latency_packets, 100, "latency", inline)
+                res = pumpkin_chain(transport, args.latency_packets, 100, "latency", inline, label.endswith("+keyed"))
                 p50, p99 = per_hop_us(res["latencies"])
                 results[f"latency_{transport}_{label}"] = {
                     "pumpkin_p50_us": round(p50),
@@ -468,6 +487,8 @@ def main() -> None:
         for size in sizes:
             base = asyncio_inprocess(args.packets, size)
             for label, inline in variants:
+                if label.endswith("+keyed"):
+                    continue  # one daemon: no link to encrypt
                 ours = throughput(pumpkin_inprocess(args.packets, size, inline))
                 results[f"inprocess_{size}_{label}"] = {
                     "pumpkin_pps": round(ours),

@@ -7,6 +7,8 @@ pmk peers                      list the peers a running daemon knows
 pmk stats                      print a running daemon's counters
 pmk inject STATE DATA          send one packet into a running daemon
 pmk inject [STATE] --file F    send a packet file (.json, .pkt, .jsonl), or with STATE a file's bytes
+pmk network create FILE        make a network key (mode 600); start every daemon with --network-key FILE
+pmk keys                       this node's public key, the network key's fingerprint, the members it knows
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from .runner import try_instance
 from .transport import MAX_CONTROL_BYTES, request_sync
 from .workdir import DEFAULT_ROOT, in_use, running_control_files
 
-SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers")
+SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers", "network", "keys")
 CHECK_NODE_ID = "pmk-seeds-check"  # the node id seeds see when pmk seeds check makes them
 
 
@@ -213,6 +216,18 @@ def _client_parser() -> argparse.ArgumentParser:
         "file as the rx folder reads it (.json or .pkt document, .jsonl lines)",
     )
     common(inject)
+    network = sub.add_parser("network", help="make a network key")
+    network_sub = network.add_subparsers(dest="action", required=True)
+    create = network_sub.add_parser(
+        "create",
+        help="make a new network key",
+        description="Make a new network key: every daemon started with --network-key FILE is a member of the "
+        "network, and daemons without it cannot join, read or send. Written with mode 600 to FILE (or printed, "
+        "with '-': then chmod 600 the file you keep it in). Copy it to each host by a safe way (scp -p).",
+    )
+    create.add_argument("file", help="where to write the key, or - for standard output")
+    keys = sub.add_parser("keys", help="show this node's public key and the network it is in")
+    common(keys)
     return p
 
 
@@ -242,6 +257,41 @@ def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
     if args.state is not None:
         return {"op": "inject", "state": args.state, "data_base64": encoded}
     return {"op": "inject", "file": args.file.name, "content_base64": encoded}
+
+
+def _network_create(file: str) -> int:
+    from .membership import NetworkKey
+
+    text = NetworkKey.create().text()
+    if file == "-":
+        sys.stdout.write(text)
+        return 0
+    path = Path(file)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"pmk: {path} exists; a new key would cut its network off: pick another name", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"pmk: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    print(f"Network key written to {path} (mode 600). Start every daemon of the network with --network-key {path}")
+    return 0
+
+
+def _print_keys(reply: dict[str, Any]) -> None:
+    if reply.get("keyed"):
+        print(f"Network key fingerprint: {reply['fingerprint']}")
+    else:
+        print("Open network: this daemon has no network key (anyone on the LAN can join; see pmk network create)")
+    print(f"This node ({reply['node']}): {reply['public_key']}")
+    members = reply.get("members", {})
+    if members:
+        print(f"Members it knows: {len(members)}")
+        for node in sorted(members):
+            print(f"  {node:<24}  {members[node]}")
 
 
 def _seeds_check(paths: list[Path], group: str, on_load: bool) -> int:
@@ -284,6 +334,10 @@ def run_client(argv: list[str]) -> int:
             _print_peers(_ask(args, {"op": "peers"}), args.json)
         elif args.command == "stats":
             print(json.dumps(_ask(args, {"op": "stats"}), indent=2))
+        elif args.command == "network":
+            return _network_create(args.file)
+        elif args.command == "keys":
+            _print_keys(_ask(args, {"op": "keys"}))
         elif args.command == "inject":
             reply = _ask(args, _inject_request(args))
             for item in reply.get("packets") or [reply]:

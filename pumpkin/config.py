@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from .dropfile import DEFAULT_IGNORE
 from .errors import ConfigError
 
 ENDPOINT_TYPES = ("zmq.IPC", "zmq.TCP")
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Key:
     help: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def dotted(self) -> str:
@@ -86,7 +89,7 @@ KEYS: tuple[Key, ...] = (
         "Explicit ZeroMQ URLs to bind for data, comma-separated (e.g. tcp://*:7900). Empty: chosen from type.",
     ),
     Key("endpoint", "tcp_host", "str", "*", "Address to bind for zmq.TCP ('*' means every interface)."),
-    Key("endpoint", "tcp_port", "int", 0, "Port to bind for zmq.TCP; 0 picks a free one.", minimum=0),
+    Key("endpoint", "tcp_port", "int", 0, "Port to bind for zmq.TCP; 0 picks a free one.", minimum=0, maximum=MAX_PORT),
     Key(
         "routing",
         "waiting_max_packets",
@@ -179,7 +182,15 @@ KEYS: tuple[Key, ...] = (
     Key(
         "discovery", "local", "bool", True, "Find daemons on this host (and network namespace) through a shared folder."
     ),
-    Key("discovery", "bcport", "int", 7700, "UDP port of beacons (shared by the daemons of a host).", minimum=1),
+    Key(
+        "discovery",
+        "bcport",
+        "int",
+        7700,
+        "UDP port of beacons (shared by the daemons of a host).",
+        minimum=1,
+        maximum=MAX_PORT,
+    ),
     Key(
         "discovery",
         "interface",
@@ -305,6 +316,7 @@ KEYS: tuple[Key, ...] = (
         7780,
         "Port of the page and API; when it is taken, the next free one of the following 9, then any; 0 picks any.",
         minimum=0,
+        maximum=MAX_PORT,
     ),
     Key(
         "http",
@@ -313,6 +325,23 @@ KEYS: tuple[Key, ...] = (
         "",
         "Secret that POST requests (inject, enable/disable a seed) must carry as 'Authorization: Bearer TOKEN'. "
         "Empty: the API is read-only.",
+    ),
+    Key(
+        "http",
+        "allowed_hosts",
+        "str",
+        "",
+        "Other names (comma-separated) the page may be reached by, as the browser's Host header gives them: a "
+        "name matches with any port, name:port with that port only; '*' accepts any. The listen address, "
+        "localhost and (for 0.0.0.0) this machine's addresses and host name always work.",
+    ),
+    Key(
+        "network",
+        "key_file",
+        "path",
+        None,
+        "The network key file (made by 'pmk network create'; mode 600): only daemons with the same key see each "
+        "other, and their traffic is encrypted. Empty: an open network, which anyone on the LAN can join.",
     ),
 )
 
@@ -330,6 +359,7 @@ ALIASES: dict[str, str] = {
     "supernodes": "supernodes.hosts",
     "rx": "rx.dir",
     "tx": "tx.dir",
+    "network-key": "network.key_file",
 }
 
 
@@ -396,6 +426,13 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class NetworkConfig:
+    """[network]"""
+
+    key_file: Path | None
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     """[http]"""
 
@@ -403,6 +440,7 @@ class HttpConfig:
     host: str
     port: int
     token: str
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -437,6 +475,20 @@ class Config:
     rx: RxConfig
     tx: TxConfig
     http: HttpConfig
+    network: NetworkConfig = NetworkConfig(None)
+
+
+#: Linux's limits on a file name and a whole path (NAME_MAX, PATH_MAX): longer ones fail at the first use.
+NAME_MAX_BYTES, PATH_MAX_BYTES = 255, 4095
+
+
+def _path(key: Key, text: str) -> Path:
+    """``text`` as a path (``~`` expanded), refused when no file system here could hold it."""
+    path = Path(text).expanduser()
+    encoded = os.fsencode(path)
+    if len(encoded) > PATH_MAX_BYTES or any(len(os.fsencode(part)) > NAME_MAX_BYTES for part in path.parts):
+        raise ConfigError(f"config key {key.dotted}: {reprlib.repr(text)} is longer than a path or file name may be")
+    return path
 
 
 def _convert(key: Key, raw: Any) -> Any:
@@ -445,20 +497,25 @@ def _convert(key: Key, raw: Any) -> Any:
     text = raw.strip()
     try:
         if key.kind == "str":
+            text.encode()  # a ValueError for a lone surrogate (an undecodable byte in the environment or argv)
             return text
         if key.kind == "int":
             value: Any = int(text)
         elif key.kind == "float":
             value = float(text)
+            if value != value:
+                raise ValueError  # NaN: it compares false with everything, the minimum below included
         elif key.kind == "bool":
             lowered = text.lower()
             if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ValueError
             return lowered in ("1", "true", "yes", "on")
+        elif key.kind in ("path", "paths") and "\0" in text:
+            raise ValueError  # no file name holds one: os functions raise ValueError on it later
         elif key.kind == "path":
-            return Path(text).expanduser() if text else None
+            return _path(key, text) if text else None
         elif key.kind == "paths":
-            return [Path(p.strip()).expanduser() for p in text.split(",") if p.strip()]
+            return [_path(key, p.strip()) for p in text.split(",") if p.strip()]
         elif key.kind == "choice":
             if text not in key.choices:
                 raise ConfigError(f"config key {key.dotted}: {text!r} is not one of {', '.join(key.choices)}")
@@ -466,9 +523,13 @@ def _convert(key: Key, raw: Any) -> Any:
         else:  # pragma: no cover - a programming error in KEYS
             raise AssertionError(key.kind)
     except ValueError:
-        raise ConfigError(f"config key {key.dotted}: {text!r} is not a valid {key.kind}") from None
+        raise ConfigError(f"config key {key.dotted}: {reprlib.repr(text)} is not a valid {key.kind}") from None
+    except RuntimeError as exc:  # Path.expanduser(): ~user of a user that does not exist, or no home at all
+        raise ConfigError(f"config key {key.dotted}: {text!r}: {exc}") from None
     if key.minimum is not None and value < key.minimum:
         raise ConfigError(f"config key {key.dotted}: {value} is below the minimum {key.minimum:g}")
+    if key.maximum is not None and value > key.maximum:
+        raise ConfigError(f"config key {key.dotted}: {value} is above the maximum {key.maximum:g}")
     return value
 
 
@@ -504,6 +565,11 @@ def load(
     return _build(values)
 
 
+def _port(text: str) -> bool:
+    """True when ``text`` is a port number peers can be reached at, 1 to 65535."""
+    return len(text) <= 5 and text.isascii() and text.isdigit() and 0 < int(text) <= MAX_PORT
+
+
 def _build(v: dict[str, Any]) -> Config:
     endpoints = tuple(e.strip() for e in v["endpoint.endpoints"].split(",") if e.strip())
     for url in endpoints:
@@ -511,17 +577,16 @@ def _build(v: dict[str, Any]) -> Config:
             raise ConfigError(f"config key endpoint.endpoints: {url!r} is not a tcp:// or ipc:// URL")
     peers = tuple(e.strip() for e in v["discovery.peers"].split(",") if e.strip())
     for url in peers:
-        if not url.startswith("tcp://") or url.rsplit(":", 1)[-1] in ("*", "0") or ":" not in url[6:]:
+        if not url.startswith("tcp://") or ":" not in url[6:] or not _port(url.rsplit(":", 1)[-1]):
             raise ConfigError(f"config key discovery.peers: {url!r} is not a tcp://HOST:PORT endpoint")
     supernodes = []
     for item in (h.strip() for h in v["supernodes.hosts"].split(",")):
         if not item:
             continue
         host, _, port = item.partition(":")
-        try:
-            supernodes.append((host, int(port) if port else v["discovery.bcport"]))
-        except ValueError:
-            raise ConfigError(f"config key supernodes.hosts: {item!r} is not host or host:port") from None
+        if port and not _port(port):
+            raise ConfigError(f"config key supernodes.hosts: {item!r} is not host or host:port")
+        supernodes.append((host, int(port) if port else v["discovery.bcport"]))
     hb, ev, ex = v["discovery.heartbeat_s"], v["discovery.evasive_s"], v["discovery.expired_s"]
     if not hb < ev < ex:
         raise ConfigError(
@@ -580,7 +645,14 @@ def _build(v: dict[str, Any]) -> Config:
         ),
         rx=rx,
         tx=tx,
-        http=HttpConfig(v["http.enable"], v["http.host"], v["http.port"], v["http.token"]),
+        http=HttpConfig(
+            v["http.enable"],
+            v["http.host"],
+            v["http.port"],
+            v["http.token"],
+            tuple(h.strip() for h in v["http.allowed_hosts"].split(",") if h.strip()),
+        ),
+        network=NetworkConfig(v["network.key_file"]),
     )
 
 

@@ -44,6 +44,7 @@ from .dropfile import is_lines, parse_document, parse_lines
 from .errors import IntakeError, PacketError, TagError
 from .failed import FailedStore
 from .journal import Entry, Journal, fsync_dir
+from .membership import Membership, NetworkKey, NodeKeys, open_network_warning
 from .mesh import Mesh
 from .messages import Origin
 from .packet import Hop, IdMaker, Packet
@@ -82,6 +83,8 @@ class Stats:
 
     started: float = field(default_factory=time.time)
     bad_inbound: int = 0
+    from_strangers: int = 0  # messages on the inbox from a key that is no member's (keyed network)
+    forged_sender: int = 0  # packets from a member naming another node as their sender
 
 
 class Daemon:
@@ -105,6 +108,7 @@ class Daemon:
         # This run of the node, told from the next by peers (see messages): a restart is noticed at once.
         self.incarnation = time.time_ns()
         self.advertise = "127.0.0.1"
+        self.membership: Membership | None = None
         self._digest = ""
         # Intake durability and the rx/tx folders (see the "intake" block below).
         self.journal: Journal | None = None
@@ -130,6 +134,8 @@ class Daemon:
         log.info("Node assigned UID: %s", self.node_id)
         log.info("Exec context: %s", self.ids.ship)
         log.info("Working directory: %s", self.workdir.path)
+        self.membership = self._membership()
+        self.host = self.membership.hide_host(netinfo.host_key())
         before, self.open_files_limit, hard = raise_open_files_limit()
         log.info(
             "Open files limit: %d%s",
@@ -155,6 +161,8 @@ class Daemon:
             cfg.endpoint.endpoints,
             cfg.endpoint.tcp_host,
             cfg.endpoint.tcp_port,
+            self.membership.keys if self.membership.keyed else None,
+            self.membership.key_of if self.membership.keyed else None,
             InboxLimits(
                 cfg.limits.message_max_bytes,
                 # Half the descriptors at most: the rest stay for files, peers, the page and pmk commands.
@@ -190,6 +198,7 @@ class Daemon:
             scheduler=asyncio.get_running_loop(),
             static_peers=disc.peers,
             beacon_to=self._beacon_to,
+            membership=self.membership,
         )
         self._load_seeds()
         self._tasks.append(asyncio.create_task(self._sweep(), name="expiry-sweep"))
@@ -215,16 +224,44 @@ class Daemon:
         ipc = next((u for u in self.transport.data_endpoints if u.startswith("ipc://")), None)
         if tcp is not None:
             tcp = f"tcp://{self.advertise}:{tcp.rsplit(':', 1)[1]}"
-        return Origin(self.node_id, tcp, ipc, self.host, self._digest, inc=self.incarnation)
+        m = self.membership
+        pk = m.public if m is not None and m.keyed else ""
+        cert = m.cert(self.node_id, pk) if pk and m is not None else ""
+        return Origin(self.node_id, tcp, ipc, self.host, self._digest, inc=self.incarnation, pk=pk, cert=cert)
+
+    def _membership(self) -> Membership:
+        """This node's keys, and the network key if one is configured (logged either way)."""
+        assert self.workdir is not None
+        keys = NodeKeys.load_or_create(self.workdir.path)
+        key_file = self.config.network.key_file
+        if key_file is None:
+            log.warning(open_network_warning())
+            return Membership(None, keys)
+        network = NetworkKey.load(key_file)
+        log.info(
+            "Network key %s (fingerprint %s); this node's public key: %s",
+            key_file,
+            network.fingerprint,
+            keys.public.decode(),
+        )
+        return Membership(network, keys)
 
     async def _start_discovery(self, chosen: list[netinfo.Interface]) -> None:
         disc = self.config.discovery
-        assert self.mesh is not None and self.workdir is not None
+        assert self.mesh is not None and self.workdir is not None and self.membership is not None
         on_origin = self.mesh.on_origin
-        if (disc.enable and disc.broadcast) or disc.supernodes:
+        # In a keyed network the beacon port is always heard: a static peer greets us with a sealed beacon first,
+        # since CurveZMQ cannot connect to a node whose key it does not know.
+        if (disc.enable and disc.broadcast) or disc.supernodes or self.membership.keyed:
             broadcasts = [i.broadcast for i in chosen if i.broadcast] if disc.enable and disc.broadcast else []
             beacons = BeaconDiscovery(
-                disc.bcport, broadcasts, list(disc.supernodes), self.origin, on_origin, disc.heartbeat_s
+                disc.bcport,
+                broadcasts,
+                list(disc.supernodes),
+                self.origin,
+                on_origin,
+                disc.heartbeat_s,
+                self.membership,
             )
             try:
                 await beacons.start()
@@ -474,10 +511,16 @@ class Daemon:
 
     # -- packets ---------------------------------------------------------------------------------
 
-    def _on_frames(self, frames: list[bytes]) -> None:
+    def _on_frames(self, frames: list[bytes], key: str = "") -> None:
+        """A message from the inbox; ``key``: the CurveZMQ key it came with (a keyed network)."""
         assert self.mesh is not None and self.failed is not None
         if frames and bytes(frames[0]) in messages.KINDS:
-            self.mesh.handle(frames)
+            self.mesh.handle(frames, key)
+            return
+        member = self.mesh.member(key) if self.mesh.keyed else None
+        if self.mesh.keyed and member is None:
+            # Not from a member (a key no valid HELLO bound): not read at all, only counted.
+            self.stats.from_strangers += 1
             return
         batch = packets.split_batch(frames)
         for one in batch:
@@ -486,6 +529,9 @@ class Daemon:
             except PacketError as exc:
                 self.stats.bad_inbound += 1
                 self.failed.keep_raw(one, "bad-packet", f"malformed packet from the network: {exc}")
+                continue
+            if member is not None and sender != member:
+                self.stats.forged_sender += 1  # a member claiming another's packets: refused
                 continue
             self.mesh.on_packet(packet, to, sender, alone=len(batch) == 1)
 
@@ -587,6 +633,17 @@ class Daemon:
             return {"ok": True, "node": self.node_id, **self.snapshot()}
         if op == "peers":
             return {"ok": True, "node": self.node_id, "peers": self.peers.summaries()}
+        if op == "keys":
+            m = self.membership
+            assert m is not None
+            return {
+                "ok": True,
+                "node": self.node_id,
+                "keyed": m.keyed,
+                "fingerprint": m.network.fingerprint if m.network else "",
+                "public_key": m.public,
+                "members": dict(m.bound),
+            }
         if op == "inject":
             return await self._inject_request(request)
         return {"ok": False, "error": f"unknown op {op!r}"}
@@ -792,6 +849,16 @@ class Daemon:
             "waiting": self.router.waiting.counts(),
             "bad_inbound": self.stats.bad_inbound,
             "limits": self._limits_snapshot(),
+            "from_strangers": self.stats.from_strangers,
+            "forged_sender": self.stats.forged_sender,
+            "network": {
+                "keyed": self.membership.keyed if self.membership else False,
+                "fingerprint": self.membership.network.fingerprint
+                if self.membership and self.membership.network
+                else "",
+                "public_key": self.membership.public if self.membership else "",
+                "refused_links": self.transport.refused_links if self.transport else 0,
+            },
             **self._intake_snapshot(),
             "mesh": dict(self.mesh.counters) if self.mesh else {},
             "inflight": self.mesh.inflight_counts() if self.mesh else {},

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from .membership import Membership
 from .messages import MessageError, Origin, decode_beacon, encode_beacon, origin_from
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,12 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
         beacon: Callable[[], Origin],
         on_origin: OnOrigin,
         interval_s: float,
+        membership: Membership | None = None,
     ) -> None:
+        """``membership``: seal our beacons and accept only members' (a keyed network), or None (open)."""
         _Rejects.__init__(self)
+        self.membership = membership
+        self._seq = 0
         self.port = port
         self.broadcasts = broadcasts
         self.unicasts = unicasts
@@ -102,7 +107,11 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
         origin = self._beacon()
         origin.bye = bye
         origin.direct = direct
-        data = encode_beacon(origin)
+        self._seq += 1
+        origin.seq = self._seq
+        if origin.pk and origin.tcp:
+            origin.ipc = None  # a path on our host is no stranger's business: it travels in the encrypted HELLO
+        data = encode_beacon(origin, self.membership)
         for target in targets:
             try:
                 self._transport.sendto(data, target)
@@ -120,7 +129,7 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.received += 1
         try:
-            origin = decode_beacon(data)
+            origin = decode_beacon(data, self.membership)
         except MessageError as exc:
             self.reject(f"datagram from {addr[0]}", str(exc))
             return
@@ -160,7 +169,17 @@ class MdnsDiscovery(_Rejects):
         me = self._me()
         port = int(me.tcp.rsplit(":", 1)[1]) if me.tcp else 0
         self._azc = AsyncZeroconf(interfaces=self.addresses, ip_version=IPVersion.V4Only)
-        fields = {"id": me.id, "tcp": me.tcp, "ipc": me.ipc, "host": me.host, "v": "1", "inc": str(me.inc)}
+        ipc = None if me.pk and me.tcp else me.ipc  # in a keyed network the ipc path travels in the encrypted HELLO
+        fields = {
+            "id": me.id,
+            "tcp": me.tcp,
+            "ipc": ipc,
+            "host": me.host,
+            "v": "1",
+            "inc": str(me.inc),
+            "pk": me.pk,
+            "cert": me.cert,
+        }
         props = {k: v for k, v in fields.items() if v}
         self._info = AsyncServiceInfo(
             MDNS_TYPE,
@@ -208,6 +227,8 @@ class MdnsDiscovery(_Rejects):
                     "host": props.get("host", ""),
                     "dg": "",
                     "inc": int(props.get("inc", "0")),
+                    "pk": props.get("pk", ""),
+                    "cert": props.get("cert", ""),
                 }
             )
         except (MessageError, ValueError, UnicodeDecodeError) as exc:

@@ -13,6 +13,20 @@ moved to ``done/`` (or removed) and the folder fsynced. A file that cannot be re
 ``failed/`` next to a ``<name>.error`` file giving the reason on one line. Names keep their sub-folder
 (``done/UNGREETED/photo.jpg``); a name already taken gets ``-1``, ``-2``, ... before its extension.
 
+**What the folder's writers can do.** Whoever may write into the folder may make the daemon inject data, and
+nothing more: the daemon may run as root, and what lies in the folder must not make it read or write anywhere
+else. So no link is ever followed: every file and folder is opened relative to a descriptor of the folder it
+lies in, with ``O_NOFOLLOW`` (the drop folder itself is opened once, at start, as configured). Only regular
+files with one link are read: a symbolic link, a FIFO, a socket, a device or a file with several hard links
+(a link can reach a file its maker may not read) is refused unopened and moved, as it is, to ``failed/`` with
+the reason; a file is opened non-blocking and checked (``fstat``) to be the one that was looked at. ``done/``
+and ``failed/`` must be real folders owned by the daemon's user: while one is not, no file is taken (nothing
+is read or written) and the reason is logged once; taking resumes when it is fixed. A sub-folder of theirs
+that is not keeps the file bound for it in the drop folder, never read again (as any file that cannot be
+moved on). A
+file not owned by the daemon's user is read when it has one link (that is how users hand files to a daemon
+that runs as root). File events are watched on the folder and its real sub-folders only, never through links.
+
 All state is owned by the event loop; only stat, read, rename and fsync calls run on threads.
 """
 
@@ -23,6 +37,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import logging
 import os
 import signal
@@ -38,7 +53,7 @@ from typing import IO
 from . import dropfile
 from .config import RxConfig
 from .errors import PacketError
-from .journal import Entry, Journal, Source, fsync_dir
+from .journal import Entry, Journal, Source, Unwritable
 from .packet import DEFAULT_TTL_HOPS, Hop, IdMaker, Packet
 
 log = logging.getLogger(__name__)
@@ -47,8 +62,18 @@ logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every batch
 BATCH_FILES = 256  # files per journal commit: one fsync each way, and a bounded pause of the scanner
 READ_CHUNK_BYTES = 1 << 20
 WATCH_STEP_MS = 50  # watchfiles: how long a burst of events is gathered before the scanner is woken
+# Sub-folders given file events; past this many, the rest are found by the rescan alone (inotify watches are a
+# per-user kernel resource, and every folder costs one).
+WATCH_FOLDERS_MAX = 256
+REWATCH_S = 60.0  # after file events failed to start: try them again this often (or when the sub-folders change)
+# O_NONBLOCK: opening a FIFO (put there after it was looked at) must not wait for a writer; O_NOCTTY: a terminal
+# device must not become ours. Neither changes how a regular file reads.
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+ERROR_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Signature = tuple[int, int]  # (size, mtime_ns)
+Identity = tuple[int, int]  # (st_dev, st_ino): the very file that was read, whatever its name holds later
 
 
 @dataclass
@@ -63,6 +88,8 @@ class Read:
     error: str = ""
     again: bool = False  # changed while read, or still open for writing: wait for it to settle again
     known: Entry | None = None  # accepted before a crash: only move it on
+    ident: Identity | None = None  # what was read (or refused): only that is moved on
+    refused: bool = False  # never opened: a link, a special file, a file with several links
 
 
 @dataclass
@@ -71,6 +98,18 @@ class Seen:
 
     sig: Signature
     since: float
+
+
+class Refused(Exception):
+    """An entry of the folder the daemon will not open, or a folder it will not write in; the text says why."""
+
+    def __init__(self, reason: str, ident: Identity | None = None) -> None:
+        super().__init__(reason)
+        self.ident = ident
+
+
+class _Changed(Exception):
+    """The entry is not what the scan saw (gone, or replaced since): look at it again at the next scan."""
 
 
 def writer_open(fd: int) -> bool | None:
@@ -89,15 +128,82 @@ def writer_open(fd: int) -> bool | None:
     return False
 
 
-def _free_name(path: Path) -> Path:
-    if not path.exists() and not path.with_name(path.name + ".error").exists():
-        return path
-    stem, suffix = os.path.splitext(path.name)
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a file" if stat.S_ISREG(mode) else "of an unknown kind"
+
+
+def refusal(st: os.stat_result) -> str | None:
+    """Why an entry (as ``lstat`` sees it) is never opened; None for a regular file with one link."""
+    if stat.S_ISLNK(st.st_mode):
+        return "refused: a symbolic link; links are never followed here (move or copy the file itself in)"
+    if not stat.S_ISREG(st.st_mode):
+        return f"refused: {_kind(st.st_mode)}; only regular files are read"
+    if st.st_nlink > 1:
+        return (
+            f"refused: the file has {st.st_nlink} hard links (a link can reach a file its maker may not read); "
+            "move or copy the file in instead"
+        )
+    return None
+
+
+def open_dir(name: str, dir_fd: int) -> int:
+    """A descriptor of the folder ``name`` in ``dir_fd``; OSError when it is not a folder or is a link to one."""
+    return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+
+
+def own_dir(name: str, dir_fd: int, label: str) -> int:
+    """A descriptor of the folder ``name`` in ``dir_fd`` (made when missing) that the daemon may write in: a real
+    folder, reached through no link, owned by the daemon's user. Raises Refused saying what is wrong."""
+    try:
+        os.mkdir(name, dir_fd=dir_fd)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise Refused(f"{label} cannot be made: {exc.strerror or exc}") from None
+    try:
+        fd = open_dir(name, dir_fd)
+    except OSError as exc:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            raise Refused(f"{label} cannot be opened: {exc.strerror or exc}") from None
+        raise Refused(f"{label} is {_kind(st.st_mode)}, not a folder") from None
+    owner, euid = os.fstat(fd).st_uid, os.geteuid()
+    if owner != euid:
+        os.close(fd)
+        raise Refused(f"{label} belongs to uid {owner}, not to the daemon's user (uid {euid})")
+    return fd
+
+
+def _taken(name: str, dir_fd: int) -> bool:
+    for candidate in (name, name + ".error"):
+        try:
+            os.stat(candidate, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        return True
+    return False
+
+
+def _free_name(name: str, dir_fd: int) -> str:
+    if not _taken(name, dir_fd):
+        return name
+    stem, suffix = os.path.splitext(name)
     for n in range(1, 1_000_000):
-        candidate = path.with_name(f"{stem}-{n}{suffix}")
-        if not candidate.exists() and not candidate.with_name(candidate.name + ".error").exists():
+        candidate = f"{stem}-{n}{suffix}"
+        if not _taken(candidate, dir_fd):
             return candidate
-    raise OSError(errno.EEXIST, f"no free name for {path}")
+    raise OSError(errno.EEXIST, f"no free name for {name}")
 
 
 class DropDir:
@@ -125,11 +231,18 @@ class DropDir:
         self.admit = admit
         self.counters: Counter[str] = Counter()
         self.events = False  # file events are arriving (else: polling only)
+        self.halted = ""  # why no file is taken now (done/ or failed/ is unsafe); empty while files are taken
+        self._root_fd = -1
+        self._expected: list[Entry] = []  # accepted before a crash: recognised before any file is read
         self._seen: dict[str, Seen] = {}
         self._stuck: dict[str, tuple[Signature, Entry | None]] = {}  # could not be moved on: retried, never re-read
         self._warned: set[str] = set()
         self._wake = asyncio.Event()
         self._stop = threading.Event()  # watchfiles checks it from its thread
+        self._folders: list[str] = []  # the real sub-folders the last scan found
+        self._watching: list[str] | None = None  # the sub-folders file events are watched in
+        self._rewatch = threading.Event()  # set: the watch ends, and starts again on the sub-folders found now
+        self._folders_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._leases = threading.current_thread() is threading.main_thread()
 
@@ -141,9 +254,8 @@ class DropDir:
             # A writer opening a file while we hold its lease for a moment makes the kernel send SIGIO, whose
             # default action would end the daemon.
             signal.signal(signal.SIGIO, signal.SIG_IGN)
-        await asyncio.to_thread(self._prepare)
-        if expected:
-            await self._recognise(expected)
+        self._root_fd = await asyncio.to_thread(self._open_root)
+        self._expected = list(expected)  # the scanner recognises them before it reads any file
         self._tasks = [
             asyncio.create_task(self._scanner(), name="rx-scanner"),
             asyncio.create_task(self._watcher(), name="rx-watcher"),
@@ -157,59 +269,121 @@ class DropDir:
     async def close(self) -> None:
         """Stop taking files; a batch already read finishes (journaled, routed, moved). Idempotent."""
         self._stop.set()
+        self._rewatch.set()
         self._wake.set()
         for task in self._tasks:
             if task.get_name() == "rx-watcher":
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
 
     def snapshot(self) -> dict[str, object]:
         """Counters for ``pmk stats``."""
-        return {"dir": str(self.root), "events": self.events, **self.counters}
+        halted = {"halted": self.halted} if self.halted else {}
+        return {"dir": str(self.root), "events": self.events, **halted, **self.counters}
 
-    def _prepare(self) -> None:
+    def _open_root(self) -> int:
+        # Opened once, following the configured path as an administrator wrote it: what becomes of that path
+        # later (renamed, replaced by a link) never moves the daemon into another folder.
         self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         for sub in dropfile.RESERVED:
-            (self.root / sub).mkdir(exist_ok=True)
+            with contextlib.suppress(OSError):
+                os.mkdir(sub, dir_fd=fd)  # there at once; what is there instead is judged by every scan
+        return fd
+
+    def _halt(self, reason: str) -> None:
+        """Say once when taking files stops (and why) or starts again."""
+        if reason and reason != self.halted:
+            log.error(
+                "rx folder %s: %s; no file is taken (nothing in the folder is read or written) until that is fixed",
+                self.root,
+                reason,
+            )
+        elif not reason and self.halted:
+            log.warning("rx folder %s: done/ and failed/ are usable again; taking files", self.root)
+        self.halted = reason
 
     # -- watching --------------------------------------------------------------------------------
 
     async def _watcher(self) -> None:
         try:
             import watchfiles
-
-            reserved = tuple(str(self.root / sub) + os.sep for sub in dropfile.RESERVED)
-            async for _ in watchfiles.awatch(
-                self.root,
-                watch_filter=lambda _c, p: not p.startswith(reserved),
-                debounce=1000,
-                step=WATCH_STEP_MS,
-                stop_event=self._stop,
-                rust_timeout=1000,
-                recursive=True,
-            ):
-                self.events = True
-                self._wake.set()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - events are an optimisation; polling still finds every file
-            log.warning(
-                "rx folder %s: file events unavailable (%s); polling every %g s",
-                self.root,
-                exc,
-                self.cfg.poll_interval_s,
+        except ImportError as exc:
+            self._warn(
+                "watch", f"rx folder {self.root}: no file events ({exc}); polling every {self.cfg.poll_interval_s:g} s"
             )
+            return
+        reserved = {str(self.root / sub) for sub in dropfile.RESERVED}  # made and moved into by us
+        while not self._stop.is_set():
+            # Never recursive: watchfiles follows symbolic links into whatever they point at (all of / for a
+            # link to it). The folder and each real sub-folder are watched, each on its own.
+            self._watching = self._folders[:WATCH_FOLDERS_MAX]
+            self._rewatch = threading.Event()
+            if self._stop.is_set():
+                return
+            self._folders_changed.clear()
+            try:
+                async for _ in watchfiles.awatch(
+                    self.root,
+                    *(self.root / name for name in self._watching),
+                    watch_filter=lambda _c, p: p not in reserved,
+                    debounce=1000,
+                    step=WATCH_STEP_MS,
+                    stop_event=self._rewatch,
+                    rust_timeout=1000,
+                    recursive=False,
+                ):
+                    self.events = True
+                    self._wake.set()
+                continue  # the sub-folders changed (or the daemon stops)
+            except asyncio.CancelledError:
+                raise
+            except FileNotFoundError:
+                pass  # a sub-folder went away between the scan and the watch: the scan notices, and it starts again
+            except Exception as exc:  # noqa: BLE001 - events are an optimisation; polling still finds every file
+                self._warn(
+                    "watch",
+                    f"rx folder {self.root}: file events unavailable ({exc}); polling every "
+                    f"{self.cfg.poll_interval_s:g} s",
+                )
             self.events = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._folders_changed.wait(), REWATCH_S)
 
     async def _scanner(self) -> None:
         while not self._stop.is_set():
             timeout = self.cfg.poll_interval_s
             try:
-                found = await asyncio.to_thread(self._scan)
+                halted, found, folders = await asyncio.to_thread(self._scan)
             except OSError as exc:
+                # Not an empty folder: what the scan could not list must not count as gone (see _settled).
                 self._warn("scan", f"rx folder {self.root} cannot be read: {exc}; trying again")
-                found = {}
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            self._halt(halted)
+            if folders != self._folders:
+                self._folders = folders
+                self._folders_changed.set()
+                if folders[:WATCH_FOLDERS_MAX] != self._watching:
+                    self._rewatch.set()
+            if halted:
+                self.counters["scans"] += 1
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            if self._expected:
+                expected, self._expected = self._expected, []
+                await self._recognise(expected)
+                continue  # what it moved on is gone from the folder: look again before reading anything
             ready, wait_s = self._settled(found, time.monotonic())
+            self.counters["scans"] += 1
             if wait_s is not None:
                 timeout = min(timeout, wait_s)
             for i in range(0, len(ready), BATCH_FILES):
@@ -222,34 +396,64 @@ class DropDir:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _scan(self) -> dict[str, Signature]:
-        """Every candidate file (relative name -> size and mtime); on a thread."""
+    def _scan(self) -> tuple[str, dict[str, Signature], list[str]]:
+        """Why no file may be taken now (or ""), every candidate entry (relative name -> size and mtime, as
+        lstat sees it), and the real sub-folders; on a thread."""
+        try:
+            self._check_folders()
+        except Refused as exc:
+            return str(exc), {}, self._folders
         out: dict[str, Signature] = {}
+        folders: list[str] = []
         patterns = self.cfg.ignore
-        with os.scandir(self.root) as top:
+        with os.scandir(self._root_fd) as top:
             for entry in top:
-                if dropfile.ignored(entry.name, patterns):
+                if entry.name in dropfile.RESERVED or dropfile.ignored(entry.name, patterns):
                     continue
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name not in dropfile.RESERVED:
-                        self._scan_state_folder(entry, out)
-                elif entry.is_file():
-                    st = entry.stat()
-                    out[entry.name] = (st.st_size, st.st_mtime_ns)
-                else:
-                    self._warn(entry.name, f"rx: {entry.path} is neither a file nor a folder; it is left alone")
-        return out
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.name)
+                        self._scan_state_folder(entry.name, out)
+                    else:
+                        st = entry.stat(follow_symlinks=False)  # links, FIFOs...: listed, and refused when read
+                        out[entry.name] = (st.st_size, st.st_mtime_ns)
+                except FileNotFoundError:
+                    continue  # gone since it was listed
+        return "", out, sorted(folders)
 
-    def _scan_state_folder(self, folder: os.DirEntry[str], out: dict[str, Signature]) -> None:
-        with os.scandir(folder.path) as inner:
-            for entry in inner:
-                if dropfile.ignored(entry.name, self.cfg.ignore):
-                    continue
-                if entry.is_file():
-                    st = entry.stat()
-                    out[f"{folder.name}/{entry.name}"] = (st.st_size, st.st_mtime_ns)
-                else:
-                    self._warn(entry.path, f"rx: {entry.path} is not read: a state folder holds files, not folders")
+    def _scan_state_folder(self, name: str, out: dict[str, Signature]) -> None:
+        try:
+            fd = open_dir(name, self._root_fd)
+        except OSError:
+            return  # replaced since it was listed (a link now?): the next scan sees what it is
+        try:
+            with os.scandir(fd) as inner:
+                for entry in inner:
+                    if dropfile.ignored(entry.name, self.cfg.ignore):
+                        continue
+                    rel = f"{name}/{entry.name}"
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            self._warn(
+                                rel, f"rx: {self.root / rel} is not read: a state folder holds files, not folders"
+                            )
+                            continue
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    out[rel] = (st.st_size, st.st_mtime_ns)
+        finally:
+            os.close(fd)
+
+    def _check_folders(self) -> None:
+        """Raise Refused unless every folder files are moved to is one the daemon may write in (made if missing)."""
+        for sub in dropfile.RESERVED:
+            if sub == "done" and self.cfg.processed == "remove":
+                # Made as ever, but never written in: whatever is there instead does no harm.
+                with contextlib.suppress(OSError):
+                    os.mkdir(sub, dir_fd=self._root_fd)
+                continue
+            os.close(own_dir(sub, self._root_fd, f"{sub}/"))
 
     def _settled(self, found: dict[str, Signature], now: float) -> tuple[list[str], float | None]:
         """The files that have looked the same for ``settle_s``, oldest first; and when to look again."""
@@ -295,7 +499,7 @@ class DropDir:
                 for p in r.packets:
                     p.trail.append(Hop("rx", self.node_id, str(p.tag), now))
             try:
-                entries = await self.journal.add([(r.source, r.packets) for r in good])
+                results = await self.journal.add_each([(r.source, r.packets) for r in good])
             except OSError as exc:
                 self._warn(
                     "journal", f"rx: cannot accept files now ({exc}); they stay in {self.root} and are tried again"
@@ -303,48 +507,83 @@ class DropDir:
                 for r in good:
                     self._seen.pop(r.rel, None)
                 good = []
-            else:
-                for r, entry in zip(good, entries, strict=True):
-                    r.known = entry
-                    for note in r.notes:
-                        log.warning("rx %s: %s", r.rel, note)
-                    self.admit(entry, r.packets)
-                    self.counters["files_accepted"] += 1
-                    self.counters["packets_injected"] += len(r.packets)
-                    r.packets = []
-                    moves.append((r, "done"))
+                results = []
+            for r, result in zip(good, results, strict=True):
+                if isinstance(result, Unwritable):
+                    r.error, r.packets = str(result), []  # this file alone: the others of the batch are accepted
+                    moves.append((r, "failed"))
+                    continue
+                r.known = result
+                for note in r.notes:
+                    log.warning("rx %s: %s", r.rel, note)
+                self.admit(result, r.packets)
+                self.counters["files_accepted"] += 1
+                self.counters["packets_injected"] += len(r.packets)
+                r.packets = []
+                moves.append((r, "done"))
         if moves:
             await self._move_on(moves)
+
+    @contextlib.contextmanager
+    def _opened(self, rel: str) -> Iterator[tuple[IO[bytes], os.stat_result]]:
+        """The regular file ``rel`` with one link, opened through no link and checked to be the entry looked at.
+
+        Raises Refused (an entry never to be opened), _Changed (gone or replaced: look again) or OSError.
+        """
+        folder, _, name = rel.rpartition("/")
+        try:
+            dir_fd = open_dir(folder, self._root_fd) if folder else self._root_fd
+        except OSError:
+            raise _Changed from None  # the sub-folder went away, or is a link now: the next scan says which
+        try:
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise _Changed from None
+            why = refusal(st)
+            if why:
+                raise Refused(why, (st.st_dev, st.st_ino))
+            try:
+                fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
+                    raise _Changed from None  # gone, or no longer a regular file since the stat above
+                raise
+            with open(fd, "rb") as fh:
+                now = os.fstat(fd)
+                if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or refusal(now):
+                    raise _Changed
+                yield fh, now
+        finally:
+            if folder:
+                os.close(dir_fd)
 
     def _read(self, rel: str, sig: Signature) -> Read:
         """Read one file as packets (on a thread); never raises."""
         out = Read(rel, sig)
         try:
-            fh = open(self.root / rel, "rb")  # noqa: SIM115 - closed below, after the re-check
-        except FileNotFoundError:
+            with self._opened(rel) as (fh, st):
+                out.ident = (st.st_dev, st.st_ino)
+                try:
+                    self._read_open(fh, st, out)
+                except PacketError as exc:
+                    out.error = str(exc)
+                except OSError as exc:
+                    out.error = f"cannot be read: {exc.strerror or exc}"
+                after = os.fstat(fh.fileno())
+                if not out.again and (after.st_size, after.st_mtime_ns) != sig:
+                    out.again = True  # written to while we read it
+        except _Changed:
             out.again = True
-            return out
+        except Refused as exc:
+            out.error, out.refused, out.ident = str(exc), True, exc.ident
         except OSError as exc:
-            out.error = f"cannot be opened: {exc.strerror}"
-            return out
-        with fh:
-            try:
-                self._read_open(fh, out)
-            except PacketError as exc:
-                out.error = str(exc)
-            except OSError as exc:
-                out.error = f"cannot be read: {exc.strerror or exc}"
-            after = os.fstat(fh.fileno())
-            if not out.again and (after.st_size, after.st_mtime_ns) != sig:
-                out.again, out.error = True, ""  # written to while we read it
+            out.error = f"cannot be opened: {exc.strerror or exc}"
         if out.again:
-            out.packets, out.source = [], None
+            out.packets, out.source, out.error = [], None, ""
         return out
 
-    def _read_open(self, fh: IO[bytes], out: Read) -> None:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise PacketError("not a regular file")
+    def _read_open(self, fh: IO[bytes], st: os.stat_result, out: Read) -> None:
         if (st.st_size, st.st_mtime_ns) != out.sig or writer_open(fh.fileno()):
             out.again = True
             return
@@ -353,43 +592,43 @@ class DropDir:
                 f"the file has {st.st_size} bytes, more than rx.max_file_bytes "
                 f"({self.cfg.max_file_bytes}); raise that key or split the file"
             )
-        digest = hashlib.sha256()
+        # At most one byte more than it had: a writer that appends without end cannot make us read without end.
+        raw = fh.read(st.st_size + 1)
+        if len(raw) != st.st_size:
+            out.again = True
+            return
         folder, _, name = out.rel.rpartition("/")
         if folder:
             state = dropfile.state_of_folder(folder, self.group)
-            data = fh.read()
-            digest.update(data)
-            out.packets = [dropfile.raw_packet(state, data, out.rel, self.ids, self.ttl_hops)]
-        elif dropfile.is_lines(name):
-
-            def lines() -> Iterator[bytes]:
-                for line in fh:
-                    digest.update(line)
-                    yield line
-
-            parsed = dropfile.parse_lines(lines(), out.rel, self.group, self.ids, self.ttl_hops)
-            out.packets, out.notes = parsed.packets, parsed.notes
+            out.packets = [dropfile.raw_packet(state, raw, out.rel, self.ids, self.ttl_hops)]
         else:
-            raw = fh.read()
-            digest.update(raw)
-            parsed = dropfile.parse_document(raw, out.rel, self.group, self.ids, self.ttl_hops)
+            if dropfile.is_lines(name):
+                parsed = dropfile.parse_lines(io.BytesIO(raw), out.rel, self.group, self.ids, self.ttl_hops)
+            else:
+                parsed = dropfile.parse_document(raw, out.rel, self.group, self.ids, self.ttl_hops)
             out.packets, out.notes = parsed.packets, parsed.notes
-        out.source = Source(out.rel, st.st_size, st.st_mtime_ns, digest.hexdigest())
+        out.source = Source(out.rel, st.st_size, st.st_mtime_ns, hashlib.sha256(raw).hexdigest())
 
     async def _move_on(self, moves: list[tuple[Read, str]]) -> None:
-        results = await asyncio.to_thread(self._move_all, [(r.rel, where, r.error) for r, where in moves])
+        results = await asyncio.to_thread(self._move_all, [(r.rel, where, r.error, r.ident) for r, where in moves])
         for (r, where), problem in zip(moves, results, strict=True):
             self._seen.pop(r.rel, None)
             if where == "failed":
                 self.counters["files_failed"] += 1
-                first = self.counters["files_failed"] == 1
+                kind = "files_refused" if r.refused else "files_failed"
+                if r.refused:
+                    self.counters["files_refused"] += 1
+                first = self.counters[kind] == 1
                 log.log(
                     logging.WARNING if first else logging.DEBUG,
                     "rx %s: %s (%s)%s",
                     r.rel,
                     r.error,
                     "could not be moved to failed/" if problem else "moved to failed/",
-                    " [further failed files are logged at debug level; see failed/ and pmk stats]" if first else "",
+                    f" [further {'refused' if r.refused else 'failed'} files are logged at debug level; see "
+                    "failed/ and pmk stats]"
+                    if first
+                    else "",
                 )
             if problem:
                 self._stuck[r.rel] = (r.sig, r.known)
@@ -402,34 +641,73 @@ class DropDir:
                 self.counters["files_done"] += 1
                 self.journal.moved(r.known)
 
-    def _move_all(self, items: list[tuple[str, str, str]]) -> list[str]:
-        """Move each file to done/ or failed/ (or remove it), then fsync the folders; on a thread."""
+    def _move_all(self, items: list[tuple[str, str, str, Identity | None]]) -> list[str]:
+        """Move each entry to done/ or failed/ (or remove it), then fsync the folders; on a thread.
+
+        Every step is relative to a folder descriptor opened through no link; an entry whose name holds
+        another file than the one read (replaced meanwhile) is left for the next scan: the one read is gone.
+        """
         problems: list[str] = []
-        touched: set[Path] = set()
-        for rel, where, error in items:
-            src = self.root / rel
-            try:
-                if where == "done" and self.cfg.processed == "remove":
-                    src.unlink()
-                else:
-                    dest = _free_name(self.root / where / rel)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    if where == "failed":
-                        reason = " ".join(error.split())
-                        dest.with_name(dest.name + ".error").write_text(f"{rel}: {reason}\n", encoding="utf-8")
-                    os.replace(src, dest)
-                    touched.add(dest.parent)
-                touched.add(src.parent)
-                problems.append("")
-            except FileNotFoundError:
-                problems.append("")  # gone already (a user took it back): nothing left to move
-            except OSError as exc:
-                problems.append(str(exc.strerror or exc))
-        for folder in touched:
-            try:
-                fsync_dir(folder)
-            except OSError as exc:
-                log.warning("rx: fsync of %s failed: %s", folder, exc)
+        fds: dict[str, int] = {}  # "x" a sub-folder of the drop folder, "done/" done/ itself, "done/x" its sub-folder
+        touched: set[int] = set()
+
+        def source_fd(folder: str) -> int:
+            if not folder:
+                return self._root_fd
+            if folder not in fds:
+                fds[folder] = open_dir(folder, self._root_fd)
+            return fds[folder]
+
+        def dest_fd(where: str, folder: str) -> int:
+            if f"{where}/" not in fds:
+                fds[f"{where}/"] = own_dir(where, self._root_fd, f"{where}/")
+            top = fds[f"{where}/"]
+            if not folder:
+                return top
+            if f"{where}/{folder}" not in fds:
+                fds[f"{where}/{folder}"] = own_dir(folder, top, f"{where}/{folder}/")
+            return fds[f"{where}/{folder}"]
+
+        try:
+            for rel, where, error, ident in items:
+                folder, _, name = rel.rpartition("/")
+                try:
+                    src = source_fd(folder)
+                    try:
+                        st = os.stat(name, dir_fd=src, follow_symlinks=False)
+                    except FileNotFoundError:
+                        problems.append("")  # gone already (a user took it back): nothing left to move
+                        continue
+                    if ident is not None and (st.st_dev, st.st_ino) != ident:
+                        problems.append("")  # replaced since it was read: the new one is looked at anew
+                        continue
+                    if where == "done" and self.cfg.processed == "remove":
+                        os.unlink(name, dir_fd=src)
+                    else:
+                        dest = dest_fd(where, folder)
+                        target = _free_name(name, dest)
+                        if where == "failed":
+                            reason = " ".join(error.split())
+                            with open(
+                                os.open(target + ".error", ERROR_FLAGS, 0o644, dir_fd=dest), "w", encoding="utf-8"
+                            ) as fh:
+                                fh.write(f"{rel}: {reason}\n")
+                        os.rename(name, target, src_dir_fd=src, dst_dir_fd=dest)
+                        touched.add(dest)
+                    touched.add(src)
+                    problems.append("")
+                except Refused as exc:
+                    problems.append(str(exc))
+                except OSError as exc:
+                    problems.append(str(exc.strerror or exc))
+            for fd in touched:
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    log.warning("rx: fsync of a folder in %s failed: %s", self.root, exc)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
         return problems
 
     # -- after a crash ---------------------------------------------------------------------------
@@ -437,30 +715,41 @@ class DropDir:
     async def _recognise(self, expected: list[Entry]) -> None:
         """Files still here that were accepted before a crash are moved on, not injected again."""
 
-        def check() -> list[tuple[Entry, Signature | None]]:
-            out = []
+        def check() -> list[tuple[Entry, tuple[Signature, Identity] | str | None]]:
+            out: list[tuple[Entry, tuple[Signature, Identity] | str | None]] = []
             for entry in expected:
                 assert entry.source is not None
-                path = self.root / entry.source.rel
-                same: Signature | None = None
+                src = entry.source
+                same: tuple[Signature, Identity] | str | None = None
                 try:
-                    st = path.stat()
-                    sig = (st.st_size, st.st_mtime_ns)
-                    if sig == (entry.source.size, entry.source.mtime_ns) and _sha256(path) == entry.source.sha256:
-                        same = sig
-                except OSError:
-                    pass  # gone: it was moved on before the crash
+                    with self._opened(src.rel) as (fh, st):
+                        sig = (st.st_size, st.st_mtime_ns)
+                        if sig == (src.size, src.mtime_ns) and _sha256(fh) == src.sha256:
+                            same = (sig, (st.st_dev, st.st_ino))
+                except (Refused, _Changed):
+                    pass  # gone (moved on before the crash), or not the file that was accepted
+                except OSError as exc:
+                    same = str(exc.strerror or exc)  # cannot tell: it must not be taken for a new file
                 out.append((entry, same))
             return out
 
         moves: list[tuple[Read, str]] = []
-        for entry, sig in await asyncio.to_thread(check):
-            if sig is None:
+        for entry, same in await asyncio.to_thread(check):
+            assert entry.source is not None
+            if same is None:
                 self.journal.moved(entry)  # it left the folder before the crash (or was replaced)
+            elif isinstance(same, str):
+                # Left where it is, and never read while it keeps the size and mtime it was accepted with.
+                self._stuck[entry.source.rel] = ((entry.source.size, entry.source.mtime_ns), entry)
+                self._warn(
+                    f"move:{entry.source.rel}",
+                    f"rx {entry.source.rel}: accepted before the last stop, but cannot be checked now ({same}); "
+                    "it stays in the folder and will not be read again",
+                )
             else:
-                assert entry.source is not None
                 self.counters["files_recognised"] += 1
-                moves.append((Read(entry.source.rel, sig, entry.source, known=entry), "done"))
+                sig, ident = same
+                moves.append((Read(entry.source.rel, sig, entry.source, known=entry, ident=ident), "done"))
         if moves:
             log.info("rx: %d file(s) were accepted before the last stop but not yet moved; moving them on", len(moves))
             await self._move_on(moves)
@@ -471,9 +760,8 @@ class DropDir:
             log.warning("%s", message)
 
 
-def _sha256(path: Path) -> str:
+def _sha256(fh: IO[bytes]) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(READ_CHUNK_BYTES):
-            digest.update(chunk)
+    while chunk := fh.read(READ_CHUNK_BYTES):
+        digest.update(chunk)
     return digest.hexdigest()

@@ -11,7 +11,8 @@ Where a file lies decides how it is read (``rx`` is the drop folder)::
 
 A file is all or nothing: when any part of it is bad, none of its packets is injected and the reason names
 the part (``line 17: ...``). Every packet gets a new id (a new lineage): dropping a file is an injection.
-Its ``meta["rx"]`` says where it came from (``file``, and ``line`` for JSON lines).
+Its ``meta["rx"]`` says where it came from (``file``, and ``line`` for JSON lines). A ``ttl`` a file gives must be
+1 to ``packet.MAX_TTL_HOPS``: a value out of range is that file's error, like any other.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import orjson
 
 from . import tags
 from .errors import PacketError, TagError
-from .packet import DEFAULT_TTL_HOPS, LEGACY_DROPPED, IdMaker, Packet, from_document, from_legacy
+from .packet import DEFAULT_TTL_HOPS, LEGACY_DROPPED, MAX_TTL_HOPS, IdMaker, Packet, from_document, from_legacy
 
 #: Sub-folders of the drop folder that are never read: where processed and unreadable files go.
 RESERVED = ("done", "failed")
@@ -86,8 +87,10 @@ def _from_json(
         _rx_meta(packet, rel, line, None)
     elif isinstance(obj, dict):
         packet = from_document(obj, group, ids, ttl)
-        if packet.ttl < 1:
+        if "ttl" in obj and packet.ttl < 1:
             raise PacketError(f"'ttl' {packet.ttl} leaves no hops; remove 'ttl' to get the default")
+        if "ttl" in obj and packet.ttl > MAX_TTL_HOPS:
+            raise PacketError(f"'ttl' {packet.ttl} is more than the {MAX_TTL_HOPS} hops a packet file may ask for")
         old_id = obj.get("id") if isinstance(obj.get("id"), str) else None
         packet.id, packet.created = ids.root(), now
         _rx_meta(packet, rel, line, old_id)

@@ -14,7 +14,9 @@ Layout of ``<workdir>/journal/``, one *batch* per group commit::
     <batch>.done   ids of this batch's entries finished since, one per line (fsynced at the next commit).
 
 A batch's files are deleted when every entry in it is finished and its source has left the drop folder.
-Many callers share one commit (one fsync per batch, not per file); commits run on a thread.
+Many callers share one commit (one fsync per batch, not per file); commits run on a thread. Each entry is
+written as JSON on its own: one that cannot be (a number past 64 bits, nesting deeper than orjson writes) is
+refused alone (``Unwritable``), and the others of its commit are accepted.
 
 *Finished* means nothing of the entry's lineages is held on this node any more (each lineage's ``Custody``,
 see ``custody``, was released): each packet made from it was extracted (and its tx result file is durable,
@@ -40,6 +42,13 @@ from .errors import PacketError
 from .packet import IdMaker, Packet, from_document, to_document
 
 log = logging.getLogger(__name__)
+
+
+class Unwritable(OSError):
+    """One item the journal cannot write as JSON; only that item is refused, never the rest of its commit.
+
+    An OSError, as every other reason an item is not accepted, so callers of ``add`` need one handler.
+    """
 
 
 @dataclass(frozen=True)
@@ -164,17 +173,37 @@ class Journal:
     async def add(self, items: list[tuple[Source | None, list[Packet]]]) -> list[Entry]:
         """Make each item (a source and its packets) durable; returns their entries once they are on disk.
 
-        Raises OSError when the commit failed (disk full, I/O error): then nothing was accepted.
+        Raises OSError when the commit failed (disk full, I/O error): then nothing was accepted; ``Unwritable``
+        when an item cannot be written (then only that item was not accepted: ``add_each`` says which).
+        """
+        results = await self.add_each(items)
+        for result in results:
+            if isinstance(result, Unwritable):
+                raise result
+        return [r for r in results if isinstance(r, Entry)]
+
+    async def add_each(self, items: list[tuple[Source | None, list[Packet]]]) -> list[Entry | Unwritable]:
+        """``add``, with each item's own outcome: its entry once durable, or why it cannot be written.
+
+        Raises OSError when the commit itself failed (disk full, I/O error): then nothing was accepted.
         """
         if self._closing:
             raise OSError("the journal is closing")
         loop = asyncio.get_running_loop()
         entries = [Entry("", "", source, {p.lineage for p in pkts}, moved=source is None) for source, pkts in items]
-        futures = [loop.create_future() for _ in items]
+        futures: list[asyncio.Future[None]] = [loop.create_future() for _ in items]
         self._adds.extend(zip(entries, (pkts for _, pkts in items), futures, strict=True))
         self._wake.set()
-        await asyncio.gather(*futures)
-        return entries
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        results: list[Entry | Unwritable] = []
+        for entry, outcome in zip(entries, outcomes, strict=True):
+            if isinstance(outcome, Unwritable):
+                results.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                results.append(entry)
+        return results
 
     def release(self, entry: Entry, lineage: str) -> None:
         """The custody of ``entry``'s packets of ``lineage`` was released: nothing of them is held here any more."""
@@ -231,7 +260,7 @@ class Journal:
             if not (adds or done or drop):
                 continue
             try:
-                await asyncio.to_thread(self._commit, batch, records, done, drop)
+                refused = await asyncio.to_thread(self._commit, batch, records, done, drop)
             except Exception as exc:  # noqa: BLE001 - callers must hear of any failure, not wait forever
                 log.error("journal commit failed in %s: %s; %d source(s) not accepted", self.root, exc, len(adds))
                 for _, _, fut in adds:
@@ -239,20 +268,35 @@ class Journal:
                         fut.set_exception(exc if isinstance(exc, OSError) else OSError(str(exc)))
                 continue
             self.commits += 1
-            if adds:
-                self.batches[batch] = {entry.id for entry, _, _ in adds}
-            for entry, _, fut in adds:
+            written = [add for i, add in enumerate(adds) if i not in refused]
+            if written:
+                self.batches[batch] = {entry.id for entry, _, _ in written}
+            for i, (entry, _, fut) in enumerate(adds):
+                if i in refused:
+                    if not fut.done():
+                        fut.set_exception(Unwritable(f"cannot be written to the journal as JSON: {refused[i]}"))
+                    continue
                 self._register(entry)
                 if not fut.done():
                     fut.set_result(None)
 
-    def _commit(self, batch: str, records: list[dict[str, Any]], done: dict[str, list[str]], drop: list[str]) -> None:
-        """Write one batch, append finish records, delete retired batches (on a thread)."""
-        if records:
+    def _commit(
+        self, batch: str, records: list[dict[str, Any]], done: dict[str, list[str]], drop: list[str]
+    ) -> dict[int, str]:
+        """Write one batch, append finish records, delete retired batches (on a thread); returns the records
+        that could not be written as JSON (index -> why), which were left out."""
+        lines: list[bytes] = []
+        refused: dict[int, str] = {}
+        for i, record in enumerate(records):
+            try:
+                lines.append(orjson.dumps(record) + b"\n")
+            except TypeError as exc:  # orjson: an int past 64 bits, nesting past 254 levels, a non-JSON value
+                refused[i] = str(exc)
+        if lines:
             final = self.root / f"{batch}.jrn"
             tmp = final.with_suffix(".tmp")
             with open(tmp, "wb") as fh:
-                fh.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
+                fh.write(b"".join(lines))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
@@ -267,3 +311,4 @@ class Journal:
             (self.root / f"{name}.jrn").unlink(missing_ok=True)
             (self.root / f"{name}.done").unlink(missing_ok=True)
         fsync_dir(self.root)
+        return refused

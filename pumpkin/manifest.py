@@ -41,7 +41,9 @@ class LegacyManifest:
 
 def find_legacy_block(source: str) -> tuple[str, int] | None:
     """The JSON text of the manifest block and the line it starts on, or None when there is no block."""
-    lines = source.splitlines()
+    # Python's own line ends: str.splitlines() also splits at \x0b, \x0c, \x1c-\x1e, \x85, \u2028 and \u2029,
+    # which JSON may hold unescaped in a string.
+    lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     start = next((i for i, line in enumerate(lines) if line.strip().startswith(START_MARK)), None)
     if start is None:
         return None
@@ -69,6 +71,8 @@ def parse_legacy(source: str, group: str) -> LegacyManifest | None:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"line {first_line + exc.lineno - 1}: manifest is not valid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # an integer past 4300 digits; nesting past Python's stack
+        raise ManifestError(f"line {first_line}: manifest is not valid JSON: {str(exc).split(';')[0]}") from None
     if not isinstance(raw, dict):
         raise ManifestError("the manifest must be a JSON object")
     name = raw.get("object_name")
@@ -110,6 +114,8 @@ def _legacy_entries(raw: dict[str, Any], key: str, group: str) -> tuple[StateTag
 
 def parse_declared(value: str | Sequence[str], group: str, what: str) -> tuple[StateTag, ...]:
     """The tags of a modern ``consumes``/``emits`` declaration (a string or a list of strings)."""
+    if not isinstance(value, (str, Sequence)):
+        raise ManifestError(f"'{what}' must be a state tag or a list of them, not {type(value).__name__}")
     items = [value] if isinstance(value, str) else list(value)
     out: list[StateTag] = []
     for item in items:

@@ -26,6 +26,11 @@
   replica. A replica at its window takes nothing more until ACKs come back (the router keeps the packets
   waiting for that seed and ``kick``s them on as ACKs arrive), so a fast sender never buries a slow one.
 
+Membership (see ``membership``): in a keyed network an origin heard by discovery counts only with a valid
+certificate for its key, the first key proven for a node id holds it (another is refused and logged), a beacon
+not newer than the last one of the same daemon run is a replay, and a message on the inbox counts only when the
+CurveZMQ key that sent it is bound to the node id it claims; a key joins with a HELLO carrying its certificate.
+
 The mesh reads time from the ``clock`` and sets timers through the ``Scheduler`` it is given (the event
 loop in the daemon), and sends through ``Links`` (the transport): tests drive it with fakes of both.
 """
@@ -43,6 +48,7 @@ from . import messages
 from .automaton import SeedInfo
 from .custody import UNANSWERED_MAX, Custody, Flight, InFlight, Key, Received, hold
 from .errors import PacketError, TagError
+from .membership import Membership
 from .messages import ACK, BYE, HELLO, MAX_KEYS_PER_QUERY, PING, QUERY, Message, MessageError, Origin
 from .packet import Packet, encode
 from .peers import Liveness, PeerTable
@@ -67,6 +73,11 @@ RETRANSMIT_TICK_S = 0.05
 #: address or gossip) tells every peer what it knows again: two of them that lost each other (a long partition
 #: across subnets) then find each other again even where nobody is new to the one in the middle.
 GOSSIP_HEARTBEATS = 10
+#: An origin we said HELLO to and never heard from again is forgotten (its link closed) after this long.
+HELLO_GIVE_UP_S = 10.0
+#: Origins at most that we greet without having heard back from: news of more is ignored (and counted), so a
+#: flood of made-up origins cannot make us open links without end.
+MAX_UNANSWERED_ORIGINS = 256
 
 Learn = Callable[[str, str, list[SeedInfo], str], bool]
 
@@ -115,6 +126,7 @@ class Remote:
     done_reported: dict[str, int] = field(default_factory=dict)  # its seeds' counts, from its PINGs
     hello_sent: float = -1e9
     since: float = 0.0  # when this node first heard of it
+    beacon_seq: tuple[int, int] = (0, 0)  # (incarnation, seq) of its newest beacon: older ones are replays
     beacon_at: float = -1e9  # when its beacon (broadcast or direct) was last heard
     broadcast_at: float = -1e9  # when its broadcast beacon was last heard
     direct_at: float = -1e9  # when it last sent a beacon to us alone: it does not hear our broadcasts
@@ -146,6 +158,7 @@ class Mesh:
         static_peers: tuple[str, ...] = (),
         local_done: Callable[[], dict[str, int]] = dict,
         beacon_to: Callable[[str], None] | None = None,
+        membership: Membership | None = None,
     ) -> None:
         """``local_done``: packets each local seed has handled so far (sent in PINGs, for network-wide rates);
         ``beacon_to(address)``: send one UDP beacon to a host (to peers that do not hear our broadcasts)."""
@@ -165,6 +178,8 @@ class Mesh:
         self.clock = clock
         self.static_peers = static_peers
         self.beacon_to = beacon_to
+        self.membership = membership
+        self.keyed = membership is not None and membership.keyed
         self.remotes: dict[str, Remote] = {}
         self.received = Received()
         self._announce_pending = False
@@ -219,8 +234,17 @@ class Mesh:
         if origin.id == self.node_id:
             self._same_id(origin, via)
             return
+        if self.keyed and not self._certified(origin, f"{via} news of {origin.id}"):
+            return
+        if origin.seq:
+            remote = self.remotes.get(origin.id)
+            if remote is not None and (origin.inc, origin.seq) <= remote.beacon_seq:
+                self.counters["replayed"] += 1
+                return
         if self._stale(origin):
             return
+        if origin.seq:
+            self._remote(origin.id, origin.inc).beacon_seq = (origin.inc, origin.seq)
         if origin.bye:
             self._drop(origin.id, "said goodbye")
             return
@@ -228,7 +252,51 @@ class Mesh:
         if peer is not None and origin.digest and peer.seeds_digest == origin.digest:
             self._heard(origin.id, "direct" if origin.direct else via)
             return
+        if origin.id not in self.remotes and self._unanswered() >= MAX_UNANSWERED_ORIGINS:
+            self.counters["origins_ignored"] += 1
+            return
         self._send_hello(origin, reply=True, via=via)
+
+    def _unanswered(self) -> int:
+        """Origins greeted that are not peers (yet)."""
+        return len(self.remotes) - sum(1 for n in self.remotes if n in self.peers.peers)
+
+    def _give_up_on_silent_origins(self, now: float) -> None:
+        """Close the links to origins that never answered our HELLO (made up, gone, or not for us)."""
+        for node, remote in list(self.remotes.items()):
+            if node not in self.peers.peers and not len(remote.inflight) and now - remote.hello_sent > HELLO_GIVE_UP_S:
+                del self.remotes[node]
+                self.transport.disconnect(node)
+                self.counters["origins_given_up"] += 1
+
+    def _certified(self, origin: Origin, what: str) -> bool:
+        """In a keyed network: True when ``origin`` carries a valid certificate for its key and that key holds its
+        id here (the first key proven for an id holds it for this daemon's life)."""
+        assert self.membership is not None
+        if not self.membership.valid_cert(origin.id, origin.pk, origin.cert):
+            self._reject(what, "no valid certificate for its key (not a member of this network)")
+            return False
+        if not self.membership.bind(origin.id, origin.pk):
+            self._reject(what, f"node id {origin.id} is held by another key: refused (an impostor, or a new key)")
+            return False
+        return True
+
+    def member(self, sender: str) -> str | None:
+        """The node id bound to CurveZMQ key ``sender`` (None: not a member we know). Open network: None."""
+        return self.membership.holders.get(sender) if self.membership is not None else None
+
+    def _sent_by_member(self, msg: Message, sender: str) -> bool:
+        """In a keyed network: True when ``sender`` (the key the message came with) holds the id it claims; a HELLO
+        may bind its key by its certificate."""
+        holder = self.member(sender)
+        if holder == msg.origin.id:
+            return True
+        what = f"{msg.kind.decode()} claiming {msg.origin.id}"
+        if holder is None and msg.kind == HELLO and msg.origin.pk == sender:
+            return self._certified(msg.origin, what)
+        self.counters["not_members"] += 1
+        self._reject(what, "sent with a key that does not hold that id" if holder else "sent by a key of no member")
+        return False
 
     def _same_id(self, origin: Origin, via: str) -> None:
         me = self.me()
@@ -295,7 +363,9 @@ class Mesh:
     def _addresses(self, node: str) -> list[Any]:
         remote = self.remotes.get(node)
         o = remote.origin if remote is not None else None
-        return [o.tcp, o.ipc, o.host] if o else [None, None, ""]
+        if o is None:
+            return [None, None, ""]
+        return [o.tcp, o.ipc, o.host, o.pk, o.cert] if self.keyed else [o.tcp, o.ipc, o.host]
 
     def announce(self) -> None:
         """Our seeds changed: tell every peer at once (beacons carry the new digest too)."""
@@ -305,14 +375,18 @@ class Mesh:
 
     # -- messages --------------------------------------------------------------------------------
 
-    def handle(self, frames: list[bytes]) -> None:
-        """A HELLO, PING, BYE or ACK from the inbox."""
+    def handle(self, frames: list[bytes], sender: str = "") -> None:
+        """A HELLO, PING, BYE, ACK or QUERY from the inbox; ``sender``: the CurveZMQ key it came with (keyed)."""
         try:
             msg = messages.decode(frames)
         except MessageError as exc:
             self._reject("peer message", str(exc))
             return
-        if msg.origin.id == self.node_id or self._stale(msg.origin):
+        if msg.origin.id == self.node_id:
+            return
+        if self.keyed and not self._sent_by_member(msg, sender):
+            return
+        if self._stale(msg.origin):
             return
         try:
             if msg.kind == HELLO:
@@ -349,7 +423,7 @@ class Mesh:
         if msg.body.get("reply"):
             self._send_hello(o, reply=False, force=True)
         for entry in msg.body.get("peers", []):
-            if isinstance(entry, list) and len(entry) == 4 and entry[0] not in self.peers.peers:
+            if isinstance(entry, list) and len(entry) in (4, 6) and entry[0] not in self.peers.peers:
                 try:
                     gossip = messages.origin_from(
                         {
@@ -359,6 +433,8 @@ class Mesh:
                             "ipc": entry[2],
                             "host": entry[3] or "",
                             "dg": "",
+                            "pk": entry[4] if len(entry) == 6 else "",
+                            "cert": entry[5] if len(entry) == 6 else "",
                         }
                     )
                 except MessageError:
@@ -683,6 +759,7 @@ class Mesh:
             )
         for peer in expired:
             self._drop(peer.node_id, f"expired (silent for {self.peers.expired_s:g} s)", known=True)
+        self._give_up_on_silent_origins(now)
         self._hello_static_peers()
 
     @property
@@ -703,24 +780,28 @@ class Mesh:
         along, and a change in it is reason enough to ping: peers' pages show the whole network's rates."""
         remote = self._remote(node)
         deaf = now - remote.beacon_at > self._fresh_s  # we need its PINGs to know it lives
+        # (Not deaf in its first moments: its broadcasts may simply not have come yet.)
+        settled = now - remote.since > self._fresh_s
+        # Ask for its PINGs and direct beacons while we hear no beacon of it, and, once settled, for as long as
+        # its broadcasts do not reach us: its direct beacons then keep us from taking it for gone, and asking only
+        # while deaf would stop them, let us turn deaf, and ask again, every other heartbeat.
+        echo = deaf or (settled and now - remote.broadcast_at > self._fresh_s)
         busy = {k: v for k, v in load.items() if v}
         done = self.local_done() if done is None else done
         asked = now - remote.echo_at <= self._fresh_s
         # It beacons us directly and we do not hear its broadcasts: another subnet, where it does not hear ours either.
         unheard = now - remote.direct_at <= self._fresh_s < now - remote.broadcast_at
-        # (Not deaf in its first moments: its broadcasts may simply not have come yet.)
-        settled = now - remote.since > self._fresh_s
         if (asked or (deaf and settled) or unheard) and only_if_needed:
             # It does not hear our broadcasts (it said so, or beacons us directly), or likely not (we do not hear
             # its own: another subnet). Its request for PINGs comes over TCP, which a lossy link can stall.
             self._beacon_directly(remote)
         if only_if_needed:
             moved = done != remote.done_sent
-            if not (deaf or asked or busy or moved or busy != remote.load_sent):
+            if not (echo or asked or busy or moved or busy != remote.load_sent):
                 return
-        if deaf not in frames:
-            frames[deaf] = messages.encode(PING, self.me(), load=load, echo=deaf, done=done)
-        if self.transport.send_control(node, frames[deaf]):
+        if echo not in frames:
+            frames[echo] = messages.encode(PING, self.me(), load=load, echo=echo, done=done)
+        if self.transport.send_control(node, frames[echo]):
             remote.load_sent = busy
             remote.done_sent = done
             self.counters["pings"] += 1
@@ -747,6 +828,13 @@ class Mesh:
             key = f"static:{endpoint}"
             if endpoint in known:
                 self.transport.disconnect(key)
+                continue
+            if self.keyed:
+                # Its key is not known yet, and CurveZMQ needs it to connect: a sealed beacon to its host asks it to
+                # greet us (it learns our key from the beacon), and its HELLO brings its own.
+                host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
+                if self.beacon_to is not None and host:
+                    self.beacon_to(host)
                 continue
             if key not in self.transport.links:
                 self.transport.connect(key, endpoint)

@@ -6,6 +6,12 @@ Beacon (one UDP datagram, at most ``MAX_BEACON_BYTES``)::
                     "ipc": "ipc:///tmp/..." | null, "host": host key, "dg": seeds digest,
                     "inc": incarnation, "bye": false, "direct": false}
 
+In a keyed network (see ``membership``) a beacon is instead ``b"PMKS" + seal (16 bytes) + JSON``, the seal an
+HMAC of the JSON under the network's beacon key, and the JSON adds ``"pk"`` (the node's CurveZMQ public key),
+``"cert"`` (its certificate binding id and key) and ``"seq"`` (a counter per daemon run: a beacon not newer than
+the last one heard from that node is a replay). ``host`` is then an HMAC of the host, and ``ipc`` is left out
+(it travels in the encrypted HELLO). Open and keyed nodes ignore each other's beacons.
+
 ``direct`` marks a beacon sent to one peer's address rather than broadcast: the sender does not hear the
 receiver's broadcasts (another subnet), so the receiver answers in kind (see ``mesh``).
 
@@ -35,15 +41,18 @@ of another protocol version, and the caller counts and logs it.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from .errors import PumpkinError
+from .membership import SEAL_BYTES, Membership
 
 VERSION = 1
 BEACON_MAGIC = b"PMKB"
+SEALED_BEACON_MAGIC = b"PMKS"
 HELLO = b"PMKH"
 PING = b"PMKP"
 BYE = b"PMKY"
@@ -75,6 +84,9 @@ class Origin:
     bye: bool = False
     inc: int = 0
     direct: bool = False  # a beacon sent to this node alone, not broadcast
+    pk: str = ""  # CurveZMQ public key (Z85), in a keyed network
+    cert: str = ""  # the certificate binding id and pk (see membership)
+    seq: int = 0  # beacons only: grows with every beacon of a daemon run
 
     def endpoint_for(self, my_host: str) -> str | None:
         """ipc:// when the sender shares this host (and network namespace), tcp:// otherwise."""
@@ -83,7 +95,7 @@ class Origin:
         return self.tcp
 
     def fields(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "v": VERSION,
             "id": self.id,
             "tcp": self.tcp,
@@ -92,6 +104,9 @@ class Origin:
             "dg": self.digest,
             "inc": self.inc,
         }
+        if self.pk:
+            out["pk"], out["cert"] = self.pk, self.cert
+        return out
 
 
 @dataclass
@@ -108,41 +123,67 @@ def origin_from(body: Any) -> Origin:
     if not isinstance(body, dict):
         raise MessageError("body is not a JSON object")
     if body.get("v") != VERSION:
-        raise MessageError(f"protocol version {body.get('v')!r}, this node speaks {VERSION}")
+        raise MessageError(f"protocol version {reprlib.repr(body.get('v'))}, this node speaks {VERSION}")
     node, tcp, ipc, host, dg = (body.get(k) for k in ("id", "tcp", "ipc", "host", "dg"))
     if not isinstance(node, str) or not node or len(node) > MAX_ID_CHARS:
         raise MessageError("no valid node id")
     for name, url, scheme in (("tcp", tcp, "tcp://"), ("ipc", ipc, "ipc://")):
         if url is not None and not (isinstance(url, str) and url.startswith(scheme) and len(url) < 512):
-            raise MessageError(f"{name} endpoint {url!r} is not a {scheme} URL")
+            raise MessageError(f"{name} endpoint {reprlib.repr(url)} is not a {scheme} URL")
     if tcp is None and ipc is None:
         raise MessageError("no endpoint to reach the sender")
     if not isinstance(host, str) or not isinstance(dg, str):
         raise MessageError("host and dg must be strings")
-    inc = body.get("inc", 0)
-    if type(inc) is not int or inc < 0:
-        raise MessageError(f"incarnation {inc!r} is not a non-negative integer")
-    return Origin(node, tcp, ipc, host, dg, bool(body.get("bye", False)), inc, bool(body.get("direct", False)))
+    inc, seq = body.get("inc", 0), body.get("seq", 0)
+    if type(inc) is not int or inc < 0 or type(seq) is not int or seq < 0:
+        raise MessageError("incarnation and seq must be non-negative integers")
+    pk, cert = body.get("pk", ""), body.get("cert", "")
+    if not isinstance(pk, str) or not isinstance(cert, str) or len(pk) > 40 or len(cert) > 64:
+        raise MessageError("pk and cert must be short strings")
+    bye, direct = bool(body.get("bye", False)), bool(body.get("direct", False))
+    return Origin(node, tcp, ipc, host, dg, bye, inc, direct, pk, cert, seq)
 
 
-def encode_beacon(origin: Origin) -> bytes:
-    """The datagram announcing ``origin``."""
-    data = BEACON_MAGIC + orjson.dumps({**origin.fields(), "bye": origin.bye, "direct": origin.direct})
+def encode_beacon(origin: Origin, membership: Membership | None = None) -> bytes:
+    """The datagram announcing ``origin`` (sealed in a keyed network)."""
+    body = orjson.dumps({**origin.fields(), "bye": origin.bye, "direct": origin.direct, "seq": origin.seq})
+    if membership is not None and membership.keyed:
+        data = SEALED_BEACON_MAGIC + membership.seal(body) + body
+    else:
+        data = BEACON_MAGIC + body
     if len(data) > MAX_BEACON_BYTES:
         raise MessageError(f"beacon of {len(data)} bytes exceeds {MAX_BEACON_BYTES}")
     return data
 
 
-def decode_beacon(data: bytes) -> Origin:
-    """The origin announced by a datagram; MessageError when it is not a valid beacon."""
+def decode_beacon(data: bytes, membership: Membership | None = None) -> Origin:
+    """The origin announced by a datagram; MessageError when it is not a valid beacon of this node's network
+    (sealed by a member, its certificate valid, in a keyed one; unsealed in an open one)."""
     if len(data) > MAX_BEACON_BYTES:
         raise MessageError(f"beacon of {len(data)} bytes exceeds {MAX_BEACON_BYTES}")
-    if not data.startswith(BEACON_MAGIC):
+    keyed = membership is not None and membership.keyed
+    if data.startswith(SEALED_BEACON_MAGIC):
+        if not keyed:
+            raise MessageError("a beacon of a keyed network (this node has no network key)")
+        assert membership is not None
+        seal, body = data[4 : 4 + SEAL_BYTES], data[4 + SEAL_BYTES :]
+        if not membership.sealed(body, seal):
+            raise MessageError("beacon seal does not match (not a member of this network)")
+    elif data.startswith(BEACON_MAGIC):
+        if keyed:
+            raise MessageError("an unsealed beacon (an open network's, or a stranger's)")
+        body = data[len(BEACON_MAGIC) :]
+    else:
         raise MessageError("not a Pumpkin beacon (bad magic)")
     try:
-        return origin_from(orjson.loads(data[len(BEACON_MAGIC) :]))
+        origin = origin_from(orjson.loads(body))
     except orjson.JSONDecodeError:
         raise MessageError("beacon body is not JSON") from None
+    if keyed:
+        assert membership is not None
+        if not membership.valid_cert(origin.id, origin.pk, origin.cert):
+            raise MessageError(f"beacon of {origin.id} has no valid certificate for its key")
+    return origin
 
 
 def encode(kind: bytes, origin: Origin, **body: Any) -> list[bytes]:

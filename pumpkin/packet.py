@@ -42,6 +42,11 @@ Legacy form (packet files written for the original Pumpkin, read by ``from_legac
 
 ``stag`` is ``group:type:STATE`` or ``type:STATE`` (this node's group). The header's fields are kept in
 ``meta["legacy_header"]`` (legacy seeds see them again); a header ``code`` field is dropped, never run.
+
+Numbers are checked where a file is read, so that a value no later step can carry (a ttl past 64 bits, a time
+that is not finite) is that file's error and never reaches the journal or the wire: a legacy header's ``ttl``
+must be 1 to ``MAX_TTL_HOPS`` (``dropfile`` holds an rx document's to the same); a document's ``ttl`` must fit
+in 64 bits, its ``created`` and trail times be finite.
 """
 
 from __future__ import annotations
@@ -50,8 +55,10 @@ import base64
 import functools
 import hashlib
 import itertools
+import math
 import os
 import random
+import reprlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -67,9 +74,17 @@ if TYPE_CHECKING:
 
 MAGIC = b"PMK1"
 DEFAULT_TTL_HOPS = 64
+#: The most hops a packet file may ask for: far past any real path, and far inside what JSON readers keep exact.
+MAX_TTL_HOPS = 1_000_000
+#: The integers orjson writes (the journal, the wire, failed/): a signed or an unsigned 64-bit value.
+JSON_INT_MIN, JSON_INT_MAX = -(1 << 63), (1 << 64) - 1
 MAX_HEADER_BYTES = 1 << 20
 ENC_JSON = "j"
 ENC_BYTES = "b"
+#: orjson reads JSON nested up to 1024 levels deep but writes at most 254, and the deepest file that holds a
+#: packet (a journal record) nests its data and meta 3 levels down: deeper ones from outside are refused at once,
+#: rather than accepted and then impossible to journal, spool, keep in failed/ or send on.
+MAX_NESTING = 251
 
 
 class Hop(NamedTuple):
@@ -140,6 +155,16 @@ def check_data(data: Any) -> None:
         raise PacketError(f"data of type {type(data).__name__} is neither JSON-serialisable nor bytes: {exc}") from None
 
 
+def _check_nesting(value: Any, what: str, raw: bytes | None = None) -> None:
+    """PacketError when ``value`` (decoded from ``raw``, when given) nests more than MAX_NESTING levels deep."""
+    if raw is not None and raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return  # cannot nest deeper than it has brackets: the common case, at the cost of two byte counts
+    try:
+        orjson.dumps([[[value]]])
+    except TypeError:
+        raise PacketError(f"{what} nests deeper than {MAX_NESTING} levels") from None
+
+
 def encode(packet: Packet, to: str | None = None, sender: str | None = None) -> list[bytes]:
     """The wire frames of ``packet``; ``to`` and ``sender`` address it to one seed on a peer."""
     if isinstance(packet.data, (bytes, bytearray, memoryview)):
@@ -204,7 +229,7 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
     except KeyError as exc:
         raise PacketError(f"header lacks the key {exc.args[0]!r}") from None
     if not isinstance(pid, str) or pid.count(":") != 3:
-        raise PacketError(f"id {pid!r} is not ship:container:box:fragment")
+        raise PacketError(f"id {reprlib.repr(pid)} is not ship:container:box:fragment")
     if not isinstance(ttl, int) or not isinstance(created, (int, float)):
         raise PacketError("ttl must be an integer and created a number")
     try:
@@ -212,7 +237,7 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
     except TagError as exc:
         raise PacketError(str(exc)) from None
     if tag is None:
-        raise PacketError(f"tag {tag_text!r} is not a full group:type:STATE tag")
+        raise PacketError(f"tag {reprlib.repr(tag_text)} is not a full group:type:STATE tag")
     if enc == ENC_BYTES:
         data: Any = payload
     elif enc == ENC_JSON:
@@ -220,11 +245,13 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
             data = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise PacketError(f"packet {pid}: payload is not JSON: {exc}") from None
+        _check_nesting(data, f"packet {pid}: the data", payload)
     else:
-        raise PacketError(f"packet {pid}: unknown payload encoding {enc!r}")
+        raise PacketError(f"packet {pid}: unknown payload encoding {reprlib.repr(enc)}")
     meta = header.get("meta", {})
     if not isinstance(meta, dict):
         raise PacketError(f"packet {pid}: meta is not a JSON object")
+    _check_nesting(meta, f"packet {pid}: meta", raw_header)
     to, sender = header.get("to"), header.get("from")
     if not isinstance(to, (str, type(None))) or not isinstance(sender, (str, type(None))):
         raise PacketError(f"packet {pid}: 'to' and 'from' must be a seed name and a node id")
@@ -241,13 +268,21 @@ def _trail(raw: Any) -> list[Hop]:
     if not isinstance(raw, list):
         raise PacketError("trail is not a list")
     try:
-        return [Hop(_text(s), _text(n), _text(t), float(a)) for s, n, t, a in raw]
-    except (TypeError, ValueError):
+        hops = [Hop(_text(s), _text(n), _text(t), float(a)) for s, n, t, a in raw]
+    except (TypeError, ValueError, OverflowError):
         raise PacketError("trail entries must be [seed, node, tag, time]") from None
+    # float("inf") reads, but JSON writes it as null, which no reader takes back: a journaled packet would be lost.
+    if not all(math.isfinite(h.at) for h in hops):
+        raise PacketError("trail times must be finite numbers")
+    return hops
 
 
 def _text(value: Any) -> str:
-    return value if type(value) is str else str(value)
+    if type(value) is str:
+        return value
+    if isinstance(value, (list, dict)):  # str() of a deeply nested one recurses past Python's limit
+        raise TypeError("a trail entry's name is not a scalar")
+    return str(value)
 
 
 def to_document(packet: Packet) -> dict[str, Any]:
@@ -282,6 +317,7 @@ def from_document(doc: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT
             raise PacketError("'data_base64' is not valid base64") from None
     elif "data" in doc:
         data = doc["data"]
+        _check_nesting(data, "'data'")
     else:
         raise PacketError("the packet document has neither 'data' nor 'data_base64'")
     pid = doc.get("id")
@@ -289,12 +325,21 @@ def from_document(doc: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT
         pid = ids.root()
     ttl = doc.get("ttl", default_ttl)
     created = doc.get("created", time.time())
-    if not isinstance(ttl, int) or not isinstance(created, (int, float)):
+    if type(ttl) is not int or isinstance(created, bool) or not isinstance(created, (int, float)):
         raise PacketError("'ttl' must be an integer and 'created' a number")
+    if not JSON_INT_MIN <= ttl <= JSON_INT_MAX:
+        raise PacketError(f"'ttl' {ttl} does not fit in 64 bits")
+    try:
+        created = float(created)
+    except OverflowError:
+        raise PacketError("'created' is out of range") from None
+    if not math.isfinite(created):
+        raise PacketError(f"'created' {created} is not a finite number of seconds")
     meta = doc.get("meta", {})
     if not isinstance(meta, dict):
         raise PacketError("'meta' must be a JSON object")
-    return Packet(pid, tag, data, _trail(doc.get("trail", [])), ttl, float(created), meta)
+    _check_nesting(meta, "'meta'")
+    return Packet(pid, tag, data, _trail(doc.get("trail", [])), ttl, created, meta)
 
 
 #: Header fields of a legacy packet that never travel on: code is never run, and ids are made anew.
@@ -317,13 +362,28 @@ def from_legacy(obj: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT_T
         raise PacketError(f"'stag': {exc}") from None
     if "data" not in entry:
         raise PacketError(f"the legacy entry with stag {entry['stag']!r} has no 'data'")
-    ttl = header.get("ttl", default_ttl)
-    try:
-        ttl = int(ttl)
-    except (TypeError, ValueError):
-        raise PacketError(f"header 'ttl' {ttl!r} is not a number of hops") from None
-    if ttl < 1:
-        raise PacketError(f"header 'ttl' {ttl} leaves no hops")
+    ttl = _legacy_ttl(header["ttl"]) if "ttl" in header else default_ttl
     kept = {k: v for k, v in header.items() if k not in LEGACY_DROPPED}
+    _check_nesting(entry["data"], "'data'")
+    _check_nesting(kept, "the header")
     now = time.time()
     return Packet(ids.root(), tag, entry["data"], [], ttl, now, {"legacy_header": kept} if kept else {})
+
+
+def _legacy_ttl(raw: Any) -> int:
+    """A legacy header's ttl (the original wrote numbers or digit strings), checked to be 1..MAX_TTL_HOPS."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise PacketError(f"header 'ttl' {reprlib.repr(raw)} is not a number of hops")
+    try:
+        value = raw if isinstance(raw, float) else int(raw)
+    except ValueError:
+        raise PacketError(f"header 'ttl' {reprlib.repr(raw)} is not a number of hops") from None
+    if isinstance(value, float) and not value.is_integer():
+        raise PacketError(f"header 'ttl' {reprlib.repr(raw)} is not a whole number of hops")
+    if value < 1:
+        raise PacketError(f"header 'ttl' {reprlib.repr(value)} leaves no hops")
+    if value > MAX_TTL_HOPS:
+        raise PacketError(
+            f"header 'ttl' {reprlib.repr(value)} is more than the {MAX_TTL_HOPS} hops a packet file may ask for"
+        )
+    return int(value)

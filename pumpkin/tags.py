@@ -10,6 +10,7 @@ the first (``String:POSITIVE|NEGATIVE`` is ``String:POSITIVE`` or ``String:NEGAT
 from __future__ import annotations
 
 import re
+import reprlib
 from typing import NamedTuple
 
 from .errors import TagError
@@ -80,7 +81,7 @@ def _check(part: str, what: str, text: str, allow_any: bool = False) -> str:
 def parse(text: str, group: str = DEFAULT_GROUP, inherit: StateTag | None = None) -> StateTag:
     """Parse one tag, expanding shorthands against ``group`` (or the parts of ``inherit``)."""
     if not isinstance(text, str) or not text.strip():
-        raise TagError(f"state tag {text!r} is empty; expected group:type:STATE, type:STATE or STATE")
+        raise TagError(f"state tag {reprlib.repr(text)} is empty; expected group:type:STATE, type:STATE or STATE")
     parts = text.strip().split(":")
     if len(parts) > 3:
         raise TagError(f"state tag {text!r} has {len(parts)} parts; expected at most group:type:STATE")
@@ -96,7 +97,7 @@ def parse(text: str, group: str = DEFAULT_GROUP, inherit: StateTag | None = None
 def parse_alternatives(text: str, group: str = DEFAULT_GROUP) -> list[StateTag]:
     """Parse ``A|B|...`` into its tags, in order, without duplicates."""
     if not isinstance(text, str):
-        raise TagError(f"state tag {text!r} is not a string")
+        raise TagError(f"state tag {reprlib.repr(text)} is not a string")
     first: StateTag | None = None
     out: list[StateTag] = []
     for alt in text.split("|"):

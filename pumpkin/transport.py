@@ -14,6 +14,9 @@
   stream; the reply, then the end of ours). Not ZeroMQ's ipc:// because libzmq aborts the whole process when
   an ipc:// connection comes in while no file descriptor is free; asyncio pauses accepting for a second
   instead, so a ``pmk`` command then fails alone, with a clear time-out.
+- In a keyed network (see ``membership``) every link and the inbox speak CurveZMQ: a link connects only with the
+  peer's certified public key as the server key, and the inbox's ZAP handler (on the loop) tags every message
+  with the client's public key, which the mesh checks against the members it knows.
 
 Bounds on what a peer (or a stranger reaching the data port) can make the inbox hold (``InboxLimits``):
 
@@ -53,6 +56,9 @@ from typing import Any, NamedTuple
 import orjson
 import zmq
 import zmq.asyncio
+import zmq.utils.z85
+
+from .membership import NodeKeys
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +82,10 @@ INBOX_BATCH = 500  # messages handled per wake-up before the loop's other tasks 
 _SEND_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _SEND_LAST = int(zmq.NOBLOCK)
 
-FrameHandler = Callable[[list[bytes]], None]
+#: on_frames(frames, sender): a message from the inbox, with the sender's CurveZMQ public key ("" when open).
+FrameHandler = Callable[[list[bytes], str], None]
+#: server_key(node) -> the public key to connect to ``node`` with (Z85), or None when not known.
+ServerKey = Callable[[str], bytes | None]
 #: on_oversized(first_frames, frames, size): a message past message_max_bytes, of which only the first frames
 #: (up to OVERSIZED_HEAD_BYTES) were kept; ``frames`` and ``size`` are the whole message's.
 OversizedHandler = Callable[[list[bytes], int, int], None]
@@ -245,9 +254,17 @@ def _last_endpoint(sock: zmq.asyncio.Socket) -> str:
 class PeerLink:
     """The outbound PUSH socket to one peer, with its backlog."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str) -> None:
+    def __init__(
+        self, ctx: zmq.asyncio.Context, endpoint: str, keys: NodeKeys | None = None, server_key: bytes | None = None
+    ) -> None:
+        """With ``keys`` and ``server_key``: CurveZMQ, accepting only a server that holds that key's secret."""
         self.endpoint = endpoint
+        self.server_key = server_key
         sock = ctx.socket(zmq.PUSH)
+        if keys is not None and server_key is not None:
+            sock.curve_secretkey = keys.secret
+            sock.curve_publickey = keys.public
+            sock.curve_serverkey = server_key
         sock.setsockopt(zmq.SNDHWM, PEER_HWM_MSGS)
         sock.setsockopt(zmq.LINGER, LINGER_MS)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on completed connections: a dead peer fills nothing
@@ -290,9 +307,12 @@ class Transport:
         endpoints: tuple[str, ...] = (),
         tcp_host: str = "*",
         tcp_port: int = 0,
+        keys: NodeKeys | None = None,
+        server_key: ServerKey | None = None,
         limits: InboxLimits | None = None,
         on_oversized: OversizedHandler | None = None,
     ) -> None:
+        """``keys`` and ``server_key``: a keyed network (CurveZMQ everywhere); both None: an open one."""
         self.ctx = zmq.asyncio.Context()
         self.limits = limits or InboxLimits()
         self.on_oversized: OversizedHandler = on_oversized or (lambda head, frames, size: None)
@@ -300,6 +320,9 @@ class Transport:
         self.oversized = 0  # messages past limits.message_max_bytes
         self.oversized_bytes = 0  # their bytes, dropped
         self.accepted = 0  # connections accepted on the data endpoints
+        self.keys = keys
+        self.server_key = server_key
+        self.refused_links = 0  # links not made: no certified key known for the peer
         self.runtime_dir = runtime_dir
         self.endpoint_type = endpoint_type
         self._wanted = endpoints
@@ -308,7 +331,7 @@ class Transport:
         self.data_endpoints: list[str] = []
         self.control_endpoint = ""
         self.links: dict[str, PeerLink] = {}
-        self.on_frames: FrameHandler = lambda frames: None
+        self.on_frames: FrameHandler = lambda frames, sender: None
         self.on_control: ControlHandler | None = None
         self.rejected = 0
         self.dropped_control = 0
@@ -319,6 +342,15 @@ class Transport:
     async def start(self) -> None:
         """Bind the inbox and the control socket and start serving them."""
         inbox = self.ctx.socket(zmq.PULL)
+        if self.keys is not None:
+            zap = self.ctx.socket(zmq.ROUTER)
+            zap.setsockopt(zmq.LINGER, 0)
+            zap.bind("inproc://zeromq.zap.01")  # before the inbox binds: every handshake then asks it
+            self._tasks.append(asyncio.create_task(self._serve_zap(zap), name="zap"))
+            inbox.curve_server = True
+            inbox.curve_secretkey = self.keys.secret
+            inbox.curve_publickey = self.keys.public
+            inbox.zap_domain = b"pumpkin"
         inbox.setsockopt(zmq.RCVHWM, PEER_HWM_MSGS)
         inbox.setsockopt(zmq.MAXMSGSIZE, self.limits.message_max_bytes)  # per frame: see the module doc
         inbox.setsockopt(zmq.HANDSHAKE_IVL, INBOX_HANDSHAKE_MS)
@@ -344,6 +376,21 @@ class Transport:
 
     # -- inbound ---------------------------------------------------------------------------------
 
+    async def _serve_zap(self, sock: zmq.asyncio.Socket) -> None:
+        """ZAP (RFC 27): let every CurveZMQ client in, naming it by its public key. Whether that key belongs to a
+        member is the mesh's question, per message: a HELLO with a valid certificate is how a key joins."""
+        while True:
+            request = await sock.recv_multipart()
+            try:
+                envelope, _, version, request_id, _domain, _address, _identity, mechanism, *credentials = request
+            except ValueError:
+                continue  # not a ZAP request: libzmq never sends one like it
+            if mechanism == b"CURVE" and credentials and len(credentials[0]) == 32:
+                reply = [b"200", b"OK", zmq.utils.z85.encode(credentials[0])]
+            else:
+                reply = [b"400", b"CurveZMQ only", b""]
+            await sock.send_multipart([envelope, b"", version, request_id, *reply, b""])
+
     async def _receive(self, sock: zmq.asyncio.Socket) -> None:
         """Serve the inbox from the loop's own reader callback on the socket's file descriptor.
 
@@ -358,16 +405,17 @@ class Transport:
         idle = asyncio.Event()
 
         max_bytes = self.limits.message_max_bytes
+        keyed = self.keys is not None
 
         def drain() -> None:
             for _ in range(INBOX_BATCH):
                 try:
-                    got = recv_bounded(sync, max_bytes)
+                    got = recv_bounded(sync, max_bytes, keyed)
                 except zmq.Again:
                     return
                 try:
                     if got.whole:
-                        self.on_frames(got.frames)
+                        self.on_frames(got.frames, got.sender)
                     else:
                         self.oversized += 1
                         self.oversized_bytes += got.size
@@ -468,13 +516,20 @@ class Transport:
     # -- outbound --------------------------------------------------------------------------------
 
     def connect(self, node: str, endpoint: str) -> None:
-        """Open (or re-point) the link to ``node`` at ``endpoint``."""
+        """Open (or re-point) the link to ``node`` at ``endpoint`` (in a keyed network: only with its certified
+        key as the server key; without one known, no link is made)."""
+        server_key = None
+        if self.keys is not None:
+            server_key = self.server_key(node) if self.server_key is not None else None
+            if server_key is None:
+                self.refused_links += 1
+                return
         link = self.links.get(node)
-        if link is not None and link.endpoint == endpoint:
+        if link is not None and link.endpoint == endpoint and link.server_key == server_key:
             return
         if link is not None:
             link.close(linger_ms=0)  # what was queued for the old endpoint is not for the new one
-        self.links[node] = PeerLink(self.ctx, endpoint)
+        self.links[node] = PeerLink(self.ctx, endpoint, self.keys, server_key)
 
     def disconnect(self, node: str) -> list[list[bytes]]:
         """Close the link to ``node``, dropping what is queued on it (the peer is gone: whatever was in it

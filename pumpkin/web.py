@@ -1,9 +1,19 @@
 """The live web page and its JSON API, served by the daemon itself on its own event loop (aiohttp).
 
 Everything is under ``/api/v1`` (documented in ``web/openapi.json`` and the README); the page is ``/`` and its
-files ``/static/...``, all from the package, so it works on a LAN with no internet. GETs are open to whoever can
-reach ``[http] host``; POSTs (inject a packet, enable or disable a local seed) need ``Authorization: Bearer
-<[http] token>`` and are refused with 403 while no token is configured.
+files ``/static/...``, all from the package, so it works on a LAN with no internet.
+
+Who may see and do what: GETs show the network's structure and counters to whoever can reach ``[http] host``;
+packet data, failure reasons and file paths only to a request carrying ``Authorization: Bearer <[http] token>``
+(never, while no token is configured). POSTs (inject a packet, enable or disable a local seed) need the token
+and ``Content-Type: application/json``, which a page of another site cannot send without a CORS preflight, and
+preflights are refused. Every request must name this server in its ``Host`` header (its address, ``localhost``,
+or a name in ``[http] allowed_hosts``), so a site whose DNS name is rebound to this machine reads nothing.
+
+Slow clients: a connection must send a request's headers within ``HEADER_TIMEOUT_S`` of opening it or of its
+previous answer, and a POST's body within ``BODY_TIMEOUT_S``; an event stream whose reader takes nothing for
+``WRITE_TIMEOUT_S`` is closed. At most ``connection_limit()`` connections are open at once: one more closes the
+one that has been idle longest, so idle connections cannot starve the page or the daemon's file descriptors.
 
 Live updates: one sampler task looks at the daemon every ``SAMPLE_S`` and keeps two payloads, *graph* (the
 structure: automaton, seeds, hosts; rebuilt only when the automaton version, the peer table or the disabled set
@@ -19,21 +29,24 @@ import asyncio
 import contextlib
 import errno
 import hmac
+import ipaddress
 import logging
+import resource
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import netifaces
 import orjson
 from aiohttp import web
 
 from . import __version__, tags
 from .config import HttpConfig
-from .errors import IntakeError, PacketError, TagError
+from .errors import ConfigError, IntakeError, PacketError, TagError
 from .packet import Packet
 from .tags import StateTag
 
@@ -58,8 +71,22 @@ WAITING_SHOWN = 50  # states with waiting packets the page gets, the fullest (/a
 WAITING_PEEK = 5  # oldest waiting packets shown per state by default
 PREVIEW_CHARS = 200
 SHUTDOWN_S = 2.0
+HEADER_TIMEOUT_S = 10.0  # a request's headers must arrive this soon after the connection opens or last answered
+BODY_TIMEOUT_S = 10.0  # a POST's body must arrive this soon after its headers (MAX_BODY_BYTES: 100 kB/s at least)
+WRITE_TIMEOUT_S = 10.0  # an event stream whose reader takes no data for this long is closed
+MAX_BODY_BYTES = 1 << 20
+MAX_CONNECTIONS = 256  # open at once; fewer when the open-file limit is low (see connection_limit)
+MIN_CONNECTIONS = 8
+MAX_STREAMS = 32  # event streams at once, and never more than half the connections
+HOST_REFRESH_S = 1.0  # a wildcard bind reads this machine's addresses again on an unknown Host, this often at most
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "*")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# What a failure record shows without the token: where and when, not the reason (it can quote the data) nor
+# the file it was kept in.
+PUBLIC_FAILURE_KEYS = ("time", "kind", "seed", "packet", "state")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+K = TypeVar("K", bound=Hashable)
 
 
 def web_root() -> Path:
@@ -71,7 +98,13 @@ def web_root() -> Path:
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data, default=str), status=status, content_type="application/json")
+    # no-store: what a request with the token was shown must not be kept for one without
+    return web.Response(
+        body=orjson.dumps(data, default=str),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -89,16 +122,176 @@ def preview(data: Any) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 
-def packet_view(packet: Packet, now_wall: float) -> dict[str, Any]:
-    """A waiting packet as the page lists it."""
-    return {
+def packet_view(packet: Packet, now_wall: float, full: bool = False) -> dict[str, Any]:
+    """A waiting packet as the page lists it; its data only when ``full`` (the request carried the token)."""
+    out = {
         "id": packet.id,
         "state": str(packet.tag),
-        "data": preview(packet.data),
         "age_s": round(now_wall - packet.created, 3),
         "ttl": packet.ttl,
         "trail": [{"seed": h.seed, "node": h.node, "state": h.tag, "at": h.at} for h in packet.trail],
     }
+    if full:
+        out["data"] = preview(packet.data)
+    return out
+
+
+def failure_view(record: dict[str, Any], full: bool) -> dict[str, Any]:
+    """A failure record: all of it when ``full``, else only ``PUBLIC_FAILURE_KEYS``."""
+    return dict(record) if full else {k: record[k] for k in PUBLIC_FAILURE_KEYS if k in record}
+
+
+def public_counters(stats: dict[str, Any]) -> dict[str, Any]:
+    """``counters_view`` without what needs the token: folder paths and failure reasons."""
+    out = dict(stats)
+    for key in ("rx", "tx"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k != "dir"}
+    out["recent_failures"] = [failure_view(r, False) for r in stats.get("recent_failures", [])]
+    return out
+
+
+class Connections(Generic[K]):
+    """Open connections and whether each is busy (a request being handled) or idle, since when: says which to
+    close for idling too long, and which to drop when there are too many. Pure: the clock is injected.
+
+    The dict keeps idle connections in the order they became idle (busy ones hold None), so the first idle
+    one is the longest idle.
+    """
+
+    def __init__(self, idle_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.idle_s = idle_s
+        self.clock = clock
+        self._idle_since: dict[K, float | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._idle_since)
+
+    def opened(self, key: K, limit: int) -> list[K]:
+        """A new connection; returns the ones to close now to stay within ``limit``: the longest idle, or this
+        new one itself when every other is busy."""
+        self._idle_since[key] = self.clock()
+        drop: list[K] = []
+        while len(self._idle_since) > max(limit, 1):
+            victim = next((k for k, since in self._idle_since.items() if since is not None and k != key), key)
+            del self._idle_since[victim]
+            drop.append(victim)
+            if victim == key:
+                break
+        return drop
+
+    def busy(self, key: K) -> None:
+        """A request on ``key`` is being handled: meanwhile it neither idles out nor is dropped."""
+        if key in self._idle_since:
+            self._idle_since[key] = None
+
+    def idle(self, key: K) -> None:
+        """``key`` answered its request: its next one must come within ``idle_s``."""
+        if key in self._idle_since:
+            del self._idle_since[key]
+            self._idle_since[key] = self.clock()
+
+    def closed(self, key: K) -> None:
+        """``key`` is gone."""
+        self._idle_since.pop(key, None)
+
+    def open(self) -> list[K]:
+        """Every connection still counted."""
+        return list(self._idle_since)
+
+    def expired(self) -> list[K]:
+        """The connections idle for ``idle_s`` or more, forgotten here: the caller closes them."""
+        deadline = self.clock() - self.idle_s
+        out = []
+        for key, since in self._idle_since.items():
+            if since is None:
+                continue
+            if since > deadline:
+                break  # idle ones are in order: the rest are younger
+            out.append(key)
+        for key in out:
+            del self._idle_since[key]
+        return out
+
+    def next_expiry_s(self) -> float:
+        """Seconds until a connection may next expire (``idle_s`` while none is idle: a new one waits that long)."""
+        first = next((since for since in self._idle_since.values() if since is not None), None)
+        return self.idle_s if first is None else max(0.0, first + self.idle_s - self.clock())
+
+
+def connection_limit() -> int:
+    """``MAX_CONNECTIONS``, or a quarter of this process's open-file limit when that is lower: the other three
+    quarters stay for the daemon's sockets, journal and seeds. Read at each new connection, so ``prlimit`` on
+    a running daemon counts."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, soft // 4))
+
+
+def split_host(value: str) -> tuple[str, int | None]:
+    """A ``Host`` header (or an ``[http] allowed_hosts`` entry) as (name, port or None), the name lower-case
+    without a trailing dot and an IP address in its canonical form; ValueError when it is not one."""
+    text = value.strip().lower()
+    if text.startswith("["):
+        name, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"not a host: {value!r}")
+        port = rest[1:]
+    elif text.count(":") > 1:  # an IPv6 address without brackets: only in allowed_hosts
+        name, port = text, ""
+    else:
+        name, _, port = text.partition(":")
+    name = name.rstrip(".")
+    if not name or (port and not (port.isascii() and port.isdigit() and int(port) <= 65535)):
+        raise ValueError(f"not a host: {value!r}")
+    with contextlib.suppress(ValueError):
+        name = ipaddress.ip_address(name).compressed
+    return name, int(port) if port else None
+
+
+class HostCheck:
+    """Which ``Host`` header values name this server (against DNS rebinding); pure, the machine's own names
+    and addresses passed in.
+
+    Accepted: the bound address, the loopback names and ``own`` (a wildcard bind's addresses and host names),
+    each with the bound port (no port means 80); a name listed in ``allowed`` with any port, or ``name:port``
+    with that port; anything when ``allowed`` holds ``*``. A request without a ``Host`` (HTTP/1.0) is accepted:
+    browsers always send one.
+    """
+
+    def __init__(self, bound: str, port: int, allowed: Iterable[str] = (), own: Iterable[str] = ()) -> None:
+        self.port = port
+        allowed = tuple(allowed)
+        self.names: set[str] = set()
+        self.anything = "*" in allowed
+        for name in (*LOOPBACK_NAMES, *own, *(() if bound in WILDCARD_HOSTS else (bound,))):
+            with contextlib.suppress(ValueError):
+                self.names.add(split_host(name)[0])
+        self.extra = {split_host(entry) for entry in allowed if entry != "*"}
+
+    def allows(self, value: str | None) -> bool:
+        """Whether a request with this ``Host`` header may be answered."""
+        if value is None or self.anything:
+            return True
+        try:
+            name, port = split_host(value)
+        except ValueError:
+            return False
+        port = 80 if port is None else port
+        return (name in self.names and port == self.port) or bool({(name, None), (name, port)} & self.extra)
+
+
+def own_names() -> set[str]:
+    """This machine's addresses (every interface, both families) and host names, for a wildcard bind."""
+    out = {socket.gethostname(), f"{socket.gethostname()}.local"}
+    for interface in netifaces.interfaces():
+        for family in (netifaces.AF_INET, netifaces.AF_INET6):
+            for entry in netifaces.ifaddresses(interface).get(family, []):
+                address = str(entry.get("addr", "")).split("%")[0]  # fe80::1%eth0: the zone is no part of a Host
+                if address:
+                    out.add(address)
+    return out
 
 
 class Rates:
@@ -306,8 +499,8 @@ def hosts_view(d: Daemon, seeds: list[dict[str, Any]] | None = None) -> dict[str
     return {"directed": True, "multigraph": False, "graph": {"node": d.node_id}, "nodes": nodes, "links": links}
 
 
-def waiting_view(d: Daemon, state: str | None = None, limit: int = WAITING_PEEK) -> dict[str, Any]:
-    """Packets waiting for a consumer, per state, with the oldest few of each."""
+def waiting_view(d: Daemon, state: str | None = None, limit: int = WAITING_PEEK, full: bool = False) -> dict[str, Any]:
+    """Packets waiting for a consumer, per state, with the oldest few of each (their data only when ``full``)."""
     assert d.router is not None
     now = time.time()
     out: dict[str, Any] = {}
@@ -315,20 +508,19 @@ def waiting_view(d: Daemon, state: str | None = None, limit: int = WAITING_PEEK)
         if state is not None and text != state:
             continue
         tag = tags.parse(text)
-        out[text] = {"count": count, "oldest": [packet_view(p, now) for p in d.router.waiting.peek(tag, limit)]}
+        out[text] = {"count": count, "oldest": [packet_view(p, now, full) for p in d.router.waiting.peek(tag, limit)]}
     return {"total": sum(v["count"] for v in out.values()), "states": out}
 
 
-def failed_view(d: Daemon, limit: int = 50, seed: str | None = None) -> dict[str, Any]:
-    """Failure counts by kind and the most recent failures, newest first."""
+def failed_view(d: Daemon, limit: int = 50, seed: str | None = None, full: bool = False) -> dict[str, Any]:
+    """Failure counts by kind and the most recent failures, newest first; their reasons, files and the folder
+    only when ``full``."""
     assert d.failed is not None
-    recent = [r for r in reversed(d.failed.recent) if seed is None or r["seed"] == seed][:limit]
-    return {
-        "counts": dict(d.failed.counts),
-        "total": sum(d.failed.counts.values()),
-        "recent": recent,
-        "folder": str(d.failed.root),
-    }
+    recent = [failure_view(r, full) for r in reversed(d.failed.recent) if seed is None or r["seed"] == seed][:limit]
+    out: dict[str, Any] = {"counts": dict(d.failed.counts), "total": sum(d.failed.counts.values()), "recent": recent}
+    if full:
+        out["folder"] = str(d.failed.root)
+    return out
 
 
 def _waiting_on_graph(d: Daemon, shown: list[tuple[str, int]]) -> list[dict[str, Any]]:
@@ -353,7 +545,8 @@ def _waiting_on_graph(d: Daemon, shown: list[tuple[str, int]]) -> list[dict[str,
 
 
 def counters_view(d: Daemon, rates: Rates) -> dict[str, Any]:
-    """Counters, rates (packets/s as seen from this node), loads and queue depths."""
+    """Counters, rates (packets/s as seen from this node), loads and queue depths; ``public_counters`` takes
+    out what needs the token."""
     assert d.router is not None and d.transport is not None and d.failed is not None
     snap = d.snapshot()
     # The fullest states only: a stranger's packets can make thousands of states wait, which the page could not
@@ -391,7 +584,7 @@ def counters_view(d: Daemon, rates: Rates) -> dict[str, Any]:
         "waiting_on": _waiting_on_graph(d, shown),
         "failed_total": sum(d.failed.counts.values()),
         "seed_failures": seed_failures,
-        "recent_failures": failed_view(d, RECENT_FAILURES)["recent"],
+        "recent_failures": failed_view(d, RECENT_FAILURES, full=True)["recent"],
     }
 
 
@@ -423,13 +616,27 @@ class WebServer:
         self.daemon = daemon
         self.config = config
         self.root = root or web_root()
+        for entry in config.allowed_hosts:
+            if entry != "*":
+                try:
+                    split_host(entry)
+                except ValueError:
+                    raise ConfigError(
+                        f"config key http.allowed_hosts: {entry!r} is not a host name or host:port"
+                    ) from None
         self.url = ""
         self.port = 0
         self.rates = Rates()
         self.graph: dict[str, Any] = {}
         self.stats: dict[str, Any] = {}
+        self.public_stats: dict[str, Any] = {}
         self.graph_seq = 0
         self.stats_seq = 0
+        self.connections: Connections[asyncio.Transport] = Connections(HEADER_TIMEOUT_S)
+        self.streams: set[web.StreamResponse] = set()
+        self.hosts = HostCheck(config.host, 0)
+        self._hosts_read = 0.0
+        self._warned_full = False
         self._graph_key: Any = None
         # The graph payload's parts that depend on the automaton alone, kept while it stays the same version (a
         # peer turning evasive changes the hosts, not them): (key, automaton view, seeds view).
@@ -439,13 +646,14 @@ class WebServer:
         self._notify = asyncio.Event()
         self._closing = False
         self._runner: web.AppRunner | None = None
-        self._sampler: asyncio.Task[None] | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.app = self._make_app()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors_as_json])
+        app = web.Application(middlewares=[self._guard, self._errors_as_json], client_max_size=MAX_BODY_BYTES)
         r = app.router
         r.add_get("/", self._index)
         r.add_static("/static", self.root, append_version=False)
@@ -469,27 +677,36 @@ class WebServer:
 
     async def start(self) -> None:
         """Bind (see ``[http] port``), start sampling, and log the page's URL."""
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_S)
+        server_log = _LoudOnce(logging.getLogger(f"{__name__}.server"))
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_S, logger=server_log)
         await runner.setup()
         self._runner = runner
+        assert runner.server is not None
+        factory, loop = runner.server, asyncio.get_running_loop()
         host, wanted = self.config.host, self.config.port
         tries = [wanted + i for i in range(PORT_TRIES) if wanted + i <= 65535] if wanted else []
         for port in [*tries, 0]:
-            site = web.TCPSite(runner, host, port)
             try:
-                await site.start()
+                # Our own listening socket instead of aiohttp's TCPSite, so that every connection is counted
+                # (aiohttp has no header timeout and no connection limit of its own).
+                self._server = await loop.create_server(lambda: _Counted(factory(), self), host or None, port)
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise
                 continue
             break
-        self.port = _bound_port(runner)
+        assert self._server is not None
+        self.port = int(self._server.sockets[0].getsockname()[1])
         if wanted and self.port != wanted:
             log.warning("Web port %d is taken (another pmk?); serving on %d instead", wanted, self.port)
-        wildcard = host in ("", "0.0.0.0", "::", "*")
+        wildcard = host in WILDCARD_HOSTS
+        self.hosts = self._host_check()
         self.url = f"http://{'127.0.0.1' if wildcard else _bracket(host)}:{self.port}/"
         self._sample()
-        self._sampler = asyncio.create_task(self._sample_forever(), name="web-sampler")
+        self._tasks = [
+            asyncio.create_task(self._sample_forever(), name="web-sampler"),
+            asyncio.create_task(self._reap_forever(), name="web-reaper"),
+        ]
         extra = f" (and on every interface: http://{socket.gethostname()}:{self.port}/)" if wildcard else ""
         log.info("Web page: %s%s", self.url, extra)
 
@@ -497,14 +714,66 @@ class WebServer:
         """Close event streams, stop sampling and release the port; safe to call twice."""
         self._closing = True
         self._notify.set()
-        if self._sampler is not None:
-            self._sampler.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
-            self._sampler = None
+                await task
+        self._tasks = []
+        if self._server is not None:
+            self._server.close()  # no new connections; the runner closes the open ones
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        for transport in self.connections.open():
+            transport.abort()  # what aiohttp closed politely but still waits for a reader to take
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHUTDOWN_S):
+                    await self._server.wait_closed()
+            self._server = None
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def connection_opened(self, transport: asyncio.Transport) -> None:
+        """Count a new connection; past the limit, close the longest idle one (or this one, if all are busy)."""
+        limit = connection_limit()
+        for old in self.connections.opened(transport, limit):
+            if not self._warned_full:
+                self._warned_full = True
+                log.warning(
+                    "web: %d connections open, the most this daemon allows (a quarter of its open-file limit, "
+                    "at most %d): closing the longest idle ones (further closings are logged at debug level)",
+                    limit,
+                    MAX_CONNECTIONS,
+                )
+            else:
+                log.debug("web: too many connections: closing the longest idle one")
+            old.abort()  # abort, not close: close would wait for a reader that may never read
+
+    def connection_closed(self, transport: asyncio.Transport) -> None:
+        """Forget a connection that closed."""
+        self.connections.closed(transport)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.05, self.connections.next_expiry_s()))
+            for transport in self.connections.expired():
+                log.debug("web: closing a connection that sent no complete request in %g s", HEADER_TIMEOUT_S)
+                transport.abort()
+
+    def _host_check(self) -> HostCheck:
+        wildcard = self.config.host in WILDCARD_HOSTS
+        self._hosts_read = time.monotonic()
+        own = own_names() if wildcard else ()
+        return HostCheck(self.config.host, self.port, self.config.allowed_hosts, own)
+
+    def _host_allowed(self, value: str | None) -> bool:
+        if self.hosts.allows(value):
+            return True
+        if self.config.host in WILDCARD_HOSTS and time.monotonic() - self._hosts_read >= HOST_REFRESH_S:
+            self.hosts = self._host_check()  # this machine may have a new address since
+            return self.hosts.allows(value)
+        return False
 
     # -- sampling --------------------------------------------------------------------------------
 
@@ -545,6 +814,7 @@ class WebServer:
         if stats_key != self._stats_key:
             self._stats_key = stats_key
             self.stats = stats
+            self.public_stats = public_counters(stats)
             self.stats_seq += 1
             changed = True
         if changed:
@@ -562,6 +832,30 @@ class WebServer:
     # -- middleware ------------------------------------------------------------------------------
 
     @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Refuse a foreign ``Host`` and a wrong token; mark the connection busy while its request is handled."""
+        host = request.headers.get("Host")
+        if not self._host_allowed(host):
+            why = (
+                f"Host {host!r} does not name this server (a DNS rebinding attempt?): reach it as {self.url}, "
+                "or add the name to [http] allowed_hosts"
+            )
+            resp = _error(421, why) if request.path.startswith("/api/") else web.Response(status=421, text=why)
+            resp.force_close()
+            return resp
+        given = request.headers.get("Authorization")
+        if given is not None and self.config.token and not _token_matches(given, self.config.token):
+            return self._unauthorised()  # a typo must not look like an empty folder
+        transport = request.transport
+        if transport is None:  # the client is already gone
+            return await handler(request)
+        self.connections.busy(transport)
+        try:
+            return await handler(request)
+        finally:
+            self.connections.idle(transport)
+
+    @web.middleware
     async def _errors_as_json(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
@@ -570,15 +864,27 @@ class WebServer:
                 raise
             return _error(exc.status, exc.reason if exc.text is None else exc.text.removeprefix(f"{exc.status}: "))
 
+    def _full(self, request: web.Request) -> bool:
+        """Whether the request carries the token: it may see packet data, failure reasons and file paths."""
+        given = request.headers.get("Authorization")
+        return bool(self.config.token) and given is not None and _token_matches(given, self.config.token)
+
+    @staticmethod
+    def _unauthorised() -> web.Response:
+        resp = _error(401, "missing or wrong token: send 'Authorization: Bearer <[http] token>'")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="pumpkin"'
+        return resp
+
     def _authorise(self, request: web.Request) -> web.Response | None:
-        token = self.config.token
-        if not token:
+        """None when a POST may go on: the token (checked by ``_guard``) and a JSON body."""
+        if not self.config.token:
             return _error(403, "this daemon's API is read-only: set [http] token in its configuration to allow POST")
-        given = request.headers.get("Authorization", "")
-        if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].strip().encode(), token.encode()):
-            resp = _error(401, "missing or wrong token: send 'Authorization: Bearer <[http] token>'")
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="pumpkin"'
-            return resp
+        if not self._full(request):
+            return self._unauthorised()
+        if request.content_type != "application/json":
+            got = request.headers.get("Content-Type")
+            why = f"POST bodies must be JSON: send 'Content-Type: application/json' (got {got or 'none'!r})"
+            return _error(415, why)
         return None
 
     # -- GET -------------------------------------------------------------------------------------
@@ -617,7 +923,7 @@ class WebServer:
         found["counters"] = counters["seeds"].get(name)
         found["rate"] = counters["rates"]["seeds"].get(name, 0.0)
         found["delivered"] = counters["delivered"].get(name, {})
-        found["recent_errors"] = failed_view(self.daemon, 20, seed=name)["recent"]
+        found["recent_errors"] = failed_view(self.daemon, 20, seed=name, full=self._full(request))["recent"]
         return _json(found)
 
     async def _peers(self, request: web.Request) -> web.Response:
@@ -642,48 +948,62 @@ class WebServer:
         return _json(hosts_view(self.daemon))
 
     async def _counters(self, request: web.Request) -> web.Response:
-        return _json(counters_view(self.daemon, self.rates))
+        stats = counters_view(self.daemon, self.rates)
+        return _json(stats if self._full(request) else public_counters(stats))
 
     async def _waiting(self, request: web.Request) -> web.Response:
         try:
             limit = int(request.query.get("limit", WAITING_PEEK))
         except ValueError:
             return _error(400, "limit must be a whole number")
-        return _json(waiting_view(self.daemon, request.query.get("state"), max(0, min(limit, 1000))))
+        state, full = request.query.get("state"), self._full(request)
+        return _json(waiting_view(self.daemon, state, max(0, min(limit, 1000)), full))
 
     async def _failed(self, request: web.Request) -> web.Response:
         try:
             limit = int(request.query.get("limit", 50))
         except ValueError:
             return _error(400, "limit must be a whole number")
-        return _json(failed_view(self.daemon, max(0, limit), request.query.get("seed")))
+        return _json(failed_view(self.daemon, max(0, limit), request.query.get("seed"), self._full(request)))
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         self._sample()
-        return _json({"graph": self.graph, "stats": self.stats})
+        return _json({"graph": self.graph, "stats": self.stats if self._full(request) else self.public_stats})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events, always the public view: EventSource cannot send the token (the page fetches the
+        rest with it)."""
+        most = min(MAX_STREAMS, connection_limit() // 2)
+        if len(self.streams) >= most:
+            full = _error(503, f"{most} event streams are open, this daemon's most: close another page of it first")
+            full.headers["Retry-After"] = "5"
+            return full
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
-        await resp.prepare(request)
+        self.streams.add(resp)
         graph_seq = stats_seq = -1
         try:
-            await resp.write(b"retry: 1000\n\n")
+            await resp.prepare(request)
+            await _send(request, resp, b"retry: 1000\n\n")
             while not self._closing:
                 notify = self._notify
                 if graph_seq != self.graph_seq:
                     graph_seq = self.graph_seq
-                    await resp.write(b"event: graph\ndata: " + orjson.dumps(self.graph, default=str) + b"\n\n")
+                    body = orjson.dumps(self.graph, default=str)
+                    await _send(request, resp, b"event: graph\ndata: " + body + b"\n\n")
                 if stats_seq != self.stats_seq:
                     stats_seq = self.stats_seq
-                    await resp.write(b"event: stats\ndata: " + orjson.dumps(self.stats, default=str) + b"\n\n")
+                    body = orjson.dumps(self.public_stats, default=str)
+                    await _send(request, resp, b"event: stats\ndata: " + body + b"\n\n")
                 try:
                     await asyncio.wait_for(notify.wait(), KEEPALIVE_S)
                 except TimeoutError:
-                    await resp.write(b": keep-alive\n\n")
+                    await _send(request, resp, b": keep-alive\n\n")
         except (ConnectionError, RuntimeError):
             pass  # the browser went away (aiohttp raises ConnectionResetError or RuntimeError on a closed transport)
+        finally:
+            self.streams.discard(resp)
         return resp
 
     # -- POST ------------------------------------------------------------------------------------
@@ -693,8 +1013,19 @@ class WebServer:
         if refused is not None:
             return refused
         try:
-            body = await request.json(loads=orjson.loads)
-        except (orjson.JSONDecodeError, UnicodeDecodeError):
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                raw = await request.read()
+        except TimeoutError:
+            resp = _error(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s")
+            resp.force_close()
+            await resp.prepare(request)
+            await resp.write_eof()
+            if request.transport is not None:
+                request.transport.close()  # now: aiohttp would wait for the rest of the body first
+            return resp
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             return _error(400, 'the body must be JSON: {"state": "STATE", "data": ...}')
         if not isinstance(body, dict) or not isinstance(body.get("state"), str) or "data" not in body:
             return _error(400, 'the body must be a JSON object {"state": "STATE", "data": ...}')
@@ -729,11 +1060,72 @@ class WebServer:
         return _json({"name": name, "enabled": enabled, "changed": changed})
 
 
-def _bound_port(runner: web.AppRunner) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple):
-            return int(address[1])
-    raise RuntimeError("the web server bound no TCP socket")
+class _LoudOnce(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log: its first warning or error as it is, the rest at debug level (it logs a traceback
+    for every malformed request, and a client sending junk must not fill the log)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+        self.loud = True
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.WARNING:
+            if not self.loud:
+                level = logging.DEBUG
+            else:
+                self.loud = False
+                msg = f"{msg} (further ones are logged at debug level)"
+        super().log(level, msg, *args, **kwargs)
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's protocol for one connection, with the server told when it opens and closes (aiohttp counts
+    nothing itself that a limit could use)."""
+
+    def __init__(self, inner: asyncio.Protocol, server: WebServer) -> None:
+        self.inner = inner
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.inner.connection_made(transport)
+        self.server.connection_opened(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.server.connection_closed(self.transport)
+        self.inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+async def _send(request: web.Request, resp: web.StreamResponse, chunk: bytes) -> None:
+    """Write to an event stream; a reader that takes nothing for ``WRITE_TIMEOUT_S`` is cut off."""
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await resp.write(chunk)
+    except TimeoutError:
+        log.info("web: closing an event stream whose reader took no data for %g s", WRITE_TIMEOUT_S)
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("the reader took no data") from None
+
+
+def _token_matches(header: str, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``token`` (compared in constant time)."""
+    return header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), token.encode())
 
 
 def _bracket(host: str) -> str:

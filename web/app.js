@@ -25,6 +25,11 @@ const ago = (s) => (s < 1 ? "just now" : s < 90 ? `${Math.round(s)} s ago` : s <
 const fmtDuration = (s) => (s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : s < 172800 ? `${(s / 3600).toFixed(1)} h` : `${(s / 86400).toFixed(1)} days`);
 const loadColour = d3.scaleLinear().domain([0, 1, 4, 10]).range(["#2ea043", "#3fb950", "#d29922", "#f85149"]).clamp(true);
 
+/* The daemon's [http] token, kept for this tab only: with it GETs also show packet data, failure reasons and file
+ * paths (the event stream never does: EventSource cannot send it), and POSTs are allowed. */
+const token = () => sessionStorage.getItem("pumpkin-token") || "";
+const authHeaders = () => (token() ? {Authorization: `Bearer ${token()}`} : {});
+
 function tagMatches(a, b) {
   const x = String(a).split(":"), y = String(b).split(":");
   return x[0] === y[0] && x[2] === y[2] && (x[1] === y[1] || x[1] === "*" || y[1] === "*");
@@ -364,7 +369,7 @@ function hostsModel(graph) {
 
 const page = {
   graph: null, stats: null, view: "states", selected: null, lastFailure: new Map(), failureSeen: 0,
-  events: [], extra: new Map(), showLabels: true, connected: false,
+  events: [], extra: new Map(), showLabels: true, connected: false, tokenError: "",
 };
 
 const views = {
@@ -533,18 +538,36 @@ function select(view, id) {
 }
 
 let extraTimer = 0;
+const extraKey = () => (page.selected ? `${page.selected.view}:${page.selected.id}` : "overview");
+/* What the details panel shows beyond the stream: a state's waiting packets, a seed's errors, and (with the
+ * token) the latest failures with their reasons. */
 async function fetchExtra() {
-  const s = page.selected;
-  if (!s) return;
-  const key = `${s.view}:${s.id}`;
+  const s = page.selected, key = extraKey();
   let url = null;
-  if (s.view === "states") url = `${API}/waiting?limit=10&state=${encodeURIComponent(s.id)}`;
-  if (s.view === "seeds") url = `${API}/seeds/${encodeURIComponent(s.id)}`;
+  if (!s && token()) url = `${API}/failed?limit=20`;
+  else if (s?.view === "states") url = `${API}/waiting?limit=10&state=${encodeURIComponent(s.id)}`;
+  else if (s?.view === "seeds") url = `${API}/seeds/${encodeURIComponent(s.id)}`;
   if (!url) return;
   try {
-    const r = await fetch(url);
-    if (r.ok) { page.extra.set(key, await r.json()); if (page.selected && `${page.selected.view}:${page.selected.id}` === key) renderDetails(false); }
+    const r = await fetch(url, {headers: authHeaders()});
+    if (r.status === 401) { forgetToken("The daemon refused that token."); return; }
+    if (r.ok) { page.extra.set(key, await r.json()); if (extraKey() === key) renderDetails(false); }
   } catch (e) { /* the stream's indicator already says when the daemon is gone */ }
+}
+
+function useToken(value) {
+  sessionStorage.setItem("pumpkin-token", value);
+  page.tokenError = "";
+  page.extra.clear();
+  renderDetails(true);
+  fetchExtra();
+}
+
+function forgetToken(why) {
+  sessionStorage.removeItem("pumpkin-token");
+  page.tokenError = why;
+  page.extra.clear();
+  renderDetails(true);
 }
 
 function row(label, value, cls = "") { return `<tr><td>${esc(label)}</td><td class="${cls}">${value}</td></tr>`; }
@@ -562,22 +585,25 @@ function renderDetails(fresh) {
   if (info === null) { page.selected = null; info = overview(); }
   if (fresh || !$("#details .info")) {
     el.innerHTML = `<div class="info"></div><div class="act"></div>`;
-    $("#details .act").innerHTML = actions();
+    $("#details .act").innerHTML = tokenBox() + actions();
     bindActions();
   }
   $("#details .info").innerHTML = info;
   $("#details .info").querySelectorAll("[data-goto]").forEach((a) => a.addEventListener("click", () => select(a.dataset.goto, a.dataset.id)));
 }
 
+/* Without the token a failure has no reason (it may quote the packet's data) and no file. */
 function failureList(items) {
   if (!items.length) return `<p class="muted">None.</p>`;
-  return `<ul>${items.map((f) => `<li class="err"><div>${esc(f.reason)}</div><div class="when">${new Date(f.time * 1000).toLocaleTimeString()} · ${esc(f.kind)}${f.seed ? " · " + nodeLink("seeds", f.seed) : ""}</div></li>`).join("")}</ul>`;
+  const what = (f) => (f.reason !== undefined ? esc(f.reason) : `${esc(f.kind)}${f.state ? " in " + esc(f.state) : ""} <span class="muted locked">(the reason needs the token)</span>`);
+  return `<ul>${items.map((f) => `<li class="err"><div>${what(f)}</div><div class="when">${new Date(f.time * 1000).toLocaleTimeString()} · ${esc(f.kind)}${f.seed ? " · " + nodeLink("seeds", f.seed) : ""}${f.file ? ` · <span class="mono">${esc(f.file)}</span>` : ""}</div></li>`).join("")}</ul>`;
 }
 
 function overview() {
   const g = page.graph, st = page.stats || {};
   const r = st.router || {};
   const kinds = Object.entries(st.failed || {}).map(([k, n]) => `${esc(k)} ${fmtNum(n)}`).join(", ") || "none";
+  const failed = page.extra.get("overview");
   return `<div class="kind">Network</div><h2>${esc(g.node.id)}</h2>
     <div class="sub">this page's node · group <b>${esc(g.node.group)}</b> · up ${fmtDuration(st.uptime_s || 0)}</div>
     <p class="muted">Click a state, a seed or a host for its details. Drag to move, scroll to zoom. Rates are packets per second as seen from this node.</p>
@@ -586,8 +612,9 @@ function overview() {
     ${row("extracted", fmtNum(r.extracted), "num")}${row("sent to peers", fmtNum(r.remote), "num")}
     ${row("waiting now", fmtNum(st.waiting_total), st.waiting_total ? "num warn" : "num")}
     ${row("failed", `${fmtNum(st.failed_total)} <span class="muted">(${kinds})</span>`, st.failed_total ? "bad" : "")}
+    ${failed?.folder ? row("kept in", `<span class="mono path">${esc(failed.folder)}</span>`) : ""}
     </table>
-    <h3>Recent failures</h3>${failureList(st.recent_failures || [])}
+    <h3>Recent failures</h3>${failureList(failed?.recent || st.recent_failures || [])}
     <h3>API</h3><p class="muted">JSON for all of this: <a href="${API}" target="_blank">${API}</a> · <a href="${API}/openapi.json" target="_blank">OpenAPI</a></p>`;
 }
 
@@ -606,7 +633,7 @@ function stateDetails(id) {
     ${node.pseudo ? `<p class="muted">${id.endsWith("INJECTION") ? "Where injectors' data comes from: outside the network." : "Where extractors' data goes: out of the network."}</p>` : ""}
     <h3>Waiting packets</h3>
     <table>${row("waiting for a consumer", `<b class="${waiting ? "warn" : ""}">${fmtNum(waiting)}</b>`)}</table>
-    ${waiting ? (packets.length ? `<ul>${packets.map((p) => `<li class="pkt"><div class="mono">${esc(p.id)}</div><div>${esc(p.data)}</div><div class="muted" style="font-size:11px">${ago(p.age_s)} · ${p.trail.length} hop(s): ${esc(p.trail.map((h) => h.seed).join(" → "))}</div></li>`).join("")}</ul>` : `<p class="muted">loading…</p>`) : ""}
+    ${waiting ? (packets.length ? `<ul>${packets.map((p) => `<li class="pkt"><div class="mono">${esc(p.id)}</div><div>${p.data !== undefined ? esc(p.data) : `<span class="muted locked">data: needs the token</span>`}</div><div class="muted" style="font-size:11px">${ago(p.age_s)} · ${p.trail.length} hop(s): ${esc(p.trail.map((h) => h.seed).join(" → "))}</div></li>`).join("")}</ul>` : `<p class="muted">loading…</p>`) : ""}
     <h3>Produced by</h3>${into.length ? `<ul>${into.map(seedItem).join("")}</ul>` : `<p class="muted">No seed emits this state.</p>`}
     <h3>Consumed by</h3>${from.length ? `<ul>${from.map(seedItem).join("")}</ul>` : `<p class="muted">No seed consumes this state${node.pseudo ? "" : ": its packets wait"}.</p>`}`;
 }
@@ -655,39 +682,47 @@ function hostDetails(id) {
     <h3>Seeds (${h.seeds.length})</h3><ul>${h.seeds.map((n) => `<li>${nodeLink("seeds", n)} <span class="muted">${seedRate(n) ? fmtRate(seedRate(n)) : ""}</span></li>`).join("") || `<li class="muted">none</li>`}</ul>`;
 }
 
-/* Actions need the daemon's [http] token; it is kept for this tab only. */
+/* The token's field, while the daemon has a token and this tab has none. */
+function tokenBox() {
+  const g = page.graph;
+  if (!g?.node.post || token()) return "";
+  return `<form class="actions" id="token-form"><input id="token" type="password" placeholder="[http] token" autocomplete="off"><button id="use-token" type="submit">Use</button></form>
+    <div class="note">${page.tokenError ? `<span class="bad">${esc(page.tokenError)}</span> ` : ""}With the daemon's token this page also shows packet data, failure reasons and file paths, and can inject packets and disable seeds (kept for this tab only).</div>`;
+}
+
+/* Actions need the daemon's [http] token. */
 function actions() {
   const s = page.selected, g = page.graph;
   if (!s || !g) return "";
   const readOnly = !g.node.post;
   const note = readOnly ? `<div class="note">Read-only: this daemon has no <code>[http] token</code>.</div>` : "";
-  const tokenField = !readOnly && !sessionStorage.getItem("pumpkin-token") ? `<form class="actions" onsubmit="return false"><input id="token" type="password" placeholder="[http] token, for the actions below" autocomplete="off"></form>` : "";
   if (s.view === "states") {
     const node = views.states.byId.get(s.id);
     if (!node || node.pseudo) return "";
-    return `<h3>Inject a packet</h3>${tokenField}<div class="actions"><input id="inject-data" placeholder='data: text or JSON, e.g. "Mars" or 42' ${readOnly ? "disabled" : ""}><button id="inject" ${readOnly ? "disabled" : ""}>Inject</button></div>${note}<div class="note" id="act-result"></div>`;
+    return `<h3>Inject a packet</h3><div class="actions"><input id="inject-data" placeholder='data: text or JSON, e.g. "Mars" or 42' ${readOnly ? "disabled" : ""}><button id="inject" ${readOnly ? "disabled" : ""}>Inject</button></div>${note}<div class="note" id="act-result"></div>`;
   }
   if (s.view === "seeds") {
     const seed = g.seeds.find((x) => x.name === s.id);
     if (!seed) return "";
     if (!seed.local) return `<h3>Control</h3><div class="note">Runs on another node: enable or disable it from that node's page.</div>`;
-    return `<h3>Control</h3>${tokenField}<div class="actions"><button id="toggle" ${readOnly ? "disabled" : ""}>${seed.enabled ? "Disable on this node" : "Enable on this node"}</button></div>${note}<div class="note" id="act-result"></div>`;
+    return `<h3>Control</h3><div class="actions"><button id="toggle" ${readOnly ? "disabled" : ""}>${seed.enabled ? "Disable on this node" : "Enable on this node"}</button></div>${note}<div class="note" id="act-result"></div>`;
   }
   return "";
 }
 
 async function post(path, body) {
-  const tokenInput = $("#token");
-  if (tokenInput?.value) sessionStorage.setItem("pumpkin-token", tokenInput.value.trim());
-  const token = sessionStorage.getItem("pumpkin-token") || "";
-  const r = await fetch(`${API}/${path}`, {method: "POST", headers: {"Content-Type": "application/json", Authorization: `Bearer ${token}`}, body: JSON.stringify(body ?? {})});
+  const typed = $("#token")?.value.trim();
+  if (typed) sessionStorage.setItem("pumpkin-token", typed);
+  const r = await fetch(`${API}/${path}`, {method: "POST", headers: {"Content-Type": "application/json", ...authHeaders()}, body: JSON.stringify(body ?? {})});
   const json = await r.json().catch(() => ({error: r.statusText}));
   if (r.status === 401) sessionStorage.removeItem("pumpkin-token");
+  else if (typed) useToken(typed);
   return {ok: r.ok, json};
 }
 
 function bindActions() {
   const result = (text, ok) => { const el = $("#act-result"); if (el) { el.textContent = text; el.className = `note ${ok ? "ok" : "bad"}`; } };
+  $("#token-form")?.addEventListener("submit", (ev) => { ev.preventDefault(); const v = $("#token").value.trim(); if (v) useToken(v); });
   $("#inject")?.addEventListener("click", async () => {
     const raw = $("#inject-data").value;
     let data = raw;
@@ -762,14 +797,14 @@ function onStats(st) {
   page.stats = st;
   for (const f of st.recent_failures || []) {
     if (f.seed && f.time * 1000 > (page.lastFailure.get(f.seed) || 0)) page.lastFailure.set(f.seed, f.time * 1000);
-    if (f.time > page.failureSeen && page.failureSeen) toast(`<b>failed</b> ${esc(f.reason)}`, false, `fail:${f.seed || f.kind}`);
+    if (f.time > page.failureSeen && page.failureSeen) toast(`<b>failed</b> ${esc(f.reason ?? `${f.kind}${f.seed ? ` in seed ${f.seed}` : ""}`)}`, false, `fail:${f.seed || f.kind}`);
   }
   page.failureSeen = Math.max(page.failureSeen || 1, ...(st.recent_failures || []).map((f) => f.time));
   const ghostsNow = (st.waiting_on || []).filter((w) => !w.nodes.length).map((w) => w.state).join();
   if (ghostsNow !== ghostsBefore) rebuild(); else decorate();
   renderDetails(false);
   const now = Date.now();
-  if (page.selected && now - extraTimer > 1000) { extraTimer = now; fetchExtra(); }
+  if ((page.selected || token()) && now - extraTimer > 1000) { extraTimer = now; fetchExtra(); }
 }
 
 function connect() {
@@ -778,7 +813,11 @@ function connect() {
   const es = new EventSource(`${API}/events`);
   const record = (type) => { page.events.push({type, t: Date.now()}); if (page.events.length > 500) page.events.shift(); };
   es.addEventListener("open", () => { page.connected = true; set("on", "live"); });
-  es.addEventListener("error", () => { page.connected = false; set(es.readyState === 2 ? "off" : "connecting", "reconnecting…"); });
+  es.addEventListener("error", () => {
+    page.connected = false;
+    set(es.readyState === 2 ? "off" : "connecting", "reconnecting…");
+    if (es.readyState === 2) setTimeout(connect, 5000);  // refused (e.g. 503, too many streams): the browser gives up, we do not
+  });
   es.addEventListener("graph", (ev) => { record("graph"); onGraph(JSON.parse(ev.data)); });
   es.addEventListener("stats", (ev) => { record("stats"); onStats(JSON.parse(ev.data)); });
   page.source = es;

@@ -7,15 +7,19 @@ import asyncio
 import functools
 import hashlib
 import json
+import os
 import sys
+import threading
 from pathlib import Path
 
 import aiohttp
+import pytest
 
-from pumpkin import loader, tags
+from pumpkin import dropdir, loader, tags
 from pumpkin.custody import Custody
 from pumpkin.daemon import Daemon
-from pumpkin.journal import Journal, Source
+from pumpkin.dropdir import DropDir
+from pumpkin.journal import Entry, Journal, Source, Unwritable
 from pumpkin.packet import IdMaker, Packet
 from pumpkin.txdir import TxWriter
 from tests.helpers import async_wait_until, cfg
@@ -360,3 +364,130 @@ def test_post_inject_answers_503_when_the_packet_cannot_be_made_durable(tmp_path
             await d.stop()
 
     asyncio.run(main())
+
+
+def test_an_entry_that_cannot_be_written_is_refused_alone_and_its_commit_goes_through(tmp_path):
+    ids = IdMaker("aaaa0000")
+    deep: object = "bottom"
+    for _ in range(300):  # orjson reads 1024 levels but writes 254
+        deep = [deep]
+    good, huge, nested, after = packet(ids, "A"), packet(ids, 1 << 70), packet(ids, deep), packet(ids, "B")
+
+    async def main() -> None:
+        j = Journal(tmp_path / "journal", "default", ids)
+        j.recover()
+        j.start()
+        results = await j.add_each([(None, [good]), (Source("huge.json", 1, 2, "ff"), [huge]), (None, [nested])])
+        assert isinstance(results[0], Entry) and results[0].id
+        assert isinstance(results[1], Unwritable) and "Integer exceeds 64-bit range" in str(results[1])
+        assert isinstance(results[2], Unwritable) and "Recursion limit reached" in str(results[2])
+        try:
+            await j.add([(None, [huge])])
+        except Unwritable as exc:
+            assert str(exc).startswith("cannot be written to the journal as JSON: ")
+        else:
+            raise AssertionError("add() accepted a packet it cannot write")
+        [entry] = await j.add([(None, [after])])  # the journal goes on as before
+        assert set(j.entries) == {results[0].id, entry.id}
+        await crash(j)
+
+    asyncio.run(main())
+    back = Journal(tmp_path / "journal", "default", IdMaker()).recover()
+    assert [[p.data for p in e.packets] for e in back] == [["A"], ["B"]]
+
+
+def test_a_link_inside_done_is_never_written_through(tmp_path, caplog):
+    # Only someone who may write in done/ can put a link there (done/ must be the daemon's): say a folder made
+    # writable for all. The file it would have received stays where it is, read once, and nothing goes outside.
+    rx, outside = tmp_path / "rx", tmp_path / "outside"
+    outside.mkdir()
+
+    async def main() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"], rx=rx, flags=QUICK_RX))
+        await d.start()
+        try:
+            (rx / "done" / "BLOB").symlink_to(outside)
+            (rx / "BLOB").mkdir()
+            (rx / "BLOB" / "x.bin").write_bytes(b"x")
+            await async_wait_until(lambda: d.dropdir.counters["files_accepted"] == 1, what="x.bin to be read")
+            scans = d.dropdir.counters["scans"]
+            await async_wait_until(lambda: d.dropdir.counters["scans"] >= scans + 3, what="three more scans")
+            assert d.dropdir.counters["files_accepted"] == 1 and d.dropdir.counters["files_done"] == 0
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+    assert list(outside.iterdir()) == [] and (rx / "BLOB" / "x.bin").read_bytes() == b"x"
+    assert "rx BLOB/x.bin: cannot move it to done/: done/BLOB/ is a symbolic link, not a folder" in caplog.text
+
+
+def test_the_drop_folder_is_the_one_opened_at_start(tmp_path):
+    rx, private = tmp_path / "rx", tmp_path / "private"
+    private.mkdir()
+    (private / "secret.json").write_text('{"state": "UNGREETED", "data": "SECRET"}')
+
+    async def main() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py", HELLO / "extract.py"], rx=rx, flags=QUICK_RX))
+        await d.start()
+        try:
+            rx.rename(tmp_path / "rx-moved")
+            rx.symlink_to(private)  # the configured path now leads elsewhere: the daemon stays where it was
+            (tmp_path / "rx-moved" / "mars.json").write_text('{"state": "UNGREETED", "data": "Mars"}')
+            await async_wait_until(lambda: d.dropdir.counters["files_done"] == 1, what="mars.json to be taken")
+            scans = d.dropdir.counters["scans"]
+            await async_wait_until(lambda: d.dropdir.counters["scans"] >= scans + 3, what="three more scans")
+            assert d.router.counters["injected"] == 1
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+    assert (tmp_path / "rx-moved" / "done" / "mars.json").exists()
+    assert [p.name for p in private.iterdir()] == ["secret.json"]
+
+
+def test_a_fifo_put_in_place_after_the_check_is_never_waited_on(tmp_path, monkeypatch):
+    # The race the scan cannot close: the name is a regular file when looked at, a FIFO when opened. Opened
+    # the blocking way, the read would wait for a writer for ever, and the whole rx folder with it.
+    c = cfg(tmp_path, rx=tmp_path / "rx", flags=QUICK_RX)
+    rx = c.rx.dir
+    rx.mkdir()
+    os.mkfifo(rx / "pipe.json")
+    d = DropDir(c.rx, "default", "node", IdMaker(), None, lambda e, p: None)  # type: ignore[arg-type]
+    d._root_fd = os.open(rx, os.O_RDONLY | os.O_DIRECTORY)
+    looked_at = iter([None])  # the first look says "a regular file", as it was a moment before
+    monkeypatch.setattr(dropdir, "refusal", lambda st: next(looked_at, "refused"))
+    st = (rx / "pipe.json").lstat()
+    reads: list[dropdir.Read] = []
+    reader = threading.Thread(target=lambda: reads.append(d._read("pipe.json", (st.st_size, st.st_mtime_ns))))
+    reader.daemon = True  # should it hang after all, the test fails instead of the run
+    reader.start()
+    reader.join(5)
+    os.close(d._root_fd)
+    assert reads and reads[0].again and not reads[0].error  # not read: the next scan looks again, and refuses it
+
+
+def test_a_done_folder_of_another_user_stops_intake_until_it_is_fixed(tmp_path, caplog):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a folder of another uid is made with chown")
+    rx = tmp_path / "rx"
+    (rx / "done").mkdir(parents=True)
+    os.chown(rx / "done", 4242, 4242)
+    (rx / "mars.json").write_text('{"state": "UNGREETED", "data": "Mars"}')
+
+    async def main() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py", HELLO / "extract.py"], rx=rx, flags=QUICK_RX))
+        await d.start()
+        try:
+            await async_wait_until(lambda: d.dropdir.halted, what="intake to stop")
+            assert d.dropdir.halted == "done/ belongs to uid 4242, not to the daemon's user (uid 0)"
+            scans = d.dropdir.counters["scans"]
+            await async_wait_until(lambda: d.dropdir.counters["scans"] >= scans + 3, what="three more scans")
+            assert (rx / "mars.json").exists() and d.router.counters["injected"] == 0
+            os.chown(rx / "done", 0, 0)
+            await async_wait_until(lambda: (rx / "done" / "mars.json").exists(), what="mars.json in done/")
+            assert not d.dropdir.halted
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+    assert caplog.text.count("done/ belongs to uid 4242") == 1

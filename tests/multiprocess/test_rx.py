@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
+import socket
+import stat
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 from tests.helpers import wait_until
@@ -351,3 +356,205 @@ def test_a_durable_injectors_packets_survive_kill_9(pmk, sandbox, tmp_path):
     numbers = sorted(int(line.split()[1]) for line in second.out if line.startswith("number "))
     assert numbers == list(range(200))
     wait_until(lambda: unfinished() == 0, 10, what="the journal to let go")
+
+
+# -- issue 11: what a local user who may write into the rx folder can make a daemon (perhaps root) do ---------------
+
+
+def rx_stats(sandbox, p) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    r = client(sandbox, "stats", "--workdir", str(p.workdir))
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["rx"]
+
+
+def more_scans(sandbox, p, n: int = 3) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the daemon has looked at the folder ``n`` more times: what it would have done, it has done."""
+    start = rx_stats(sandbox, p)["scans"]
+    wait_until(lambda: rx_stats(sandbox, p)["scans"] >= start + n, 10, what=f"{n} more scans of the rx folder")
+
+
+def reasons(failed: Path) -> dict[str, str]:
+    """Relative name in failed/ -> the one line its .error gives."""
+    return {
+        e.relative_to(failed).as_posix()[: -len(".error")]: e.read_text()
+        for e in failed.rglob("*.error")
+        if e.is_file()
+    }
+
+
+def watched_inodes(pid: int) -> set[int]:
+    """The inodes of every folder the process has an inotify watch on (see proc(5), /proc/PID/fdinfo)."""
+    out = set()
+    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+        with contextlib.suppress(OSError):
+            for line in info.read_text().splitlines():
+                if line.startswith("inotify wd:"):
+                    out.add(int(line.split(" ino:")[1].split()[0], 16))
+    return out
+
+
+def test_symlinks_anywhere_in_the_rx_folder_are_never_followed(pmk, tmp_path):
+    rx, private, seeds = tmp_path / "rx", tmp_path / "private", tmp_path / "seeds"
+    private.mkdir(mode=0o700)
+    (private / "secret.json").write_text('{"state": "UNGREETED", "data": "SECRET"}')
+    (private / "secret.bin").write_bytes(b"SECRET")
+    seeds.mkdir()
+    (seeds / "digest.py").write_text(BLOB_SEED)
+    p = pmk(*FAST, "--rx", str(rx), "--taskdir", str(HELLO), "--taskdir", str(seeds))
+    p.wait_for("Greeting: Hello World")
+    wait_until(lambda: (rx / "failed").is_dir(), 10, what="the rx folder to be watched")
+    (rx / "link.json").symlink_to(private / "secret.json")  # a file that is a link
+    (rx / "BLOB").mkdir()
+    (rx / "BLOB" / "link.bin").symlink_to(private / "secret.bin")  # a link in a state folder
+    (rx / "PHOTO").symlink_to(private)  # a state folder that is a link
+    drop(rx, "marker.json", '{"state": "UNGREETED", "data": "Marker"}')
+    p.wait_for("Greeting: Hello Marker")
+    wait_until(lambda: len(reasons(rx / "failed")) == 3, 10, what="three links refused into failed/")
+    why = reasons(rx / "failed")
+    assert sorted(why) == ["BLOB/link.bin", "PHOTO", "link.json"]
+    assert all(r.count("\n") == 1 and "refused: a symbolic link; links are never followed" in r for r in why.values())
+    # Moved as they are, links still: nothing was read through them, nothing written where they lead.
+    assert os.readlink(rx / "failed" / "link.json") == str(private / "secret.json")
+    assert os.readlink(rx / "failed" / "BLOB" / "link.bin") == str(private / "secret.bin")
+    assert os.readlink(rx / "failed" / "PHOTO") == str(private)
+    assert sorted(f.name for f in private.iterdir()) == ["secret.bin", "secret.json"]
+    assert not any("SECRET" in line for line in p.out) and not p.stdout_has("blob bytes")
+    assert p.stderr_has("refused: a symbolic link") and p.proc.poll() is None
+    # A link under a name the scan ignores stays, and file events never reach through it either.
+    (private / "deeper").mkdir()
+    (rx / ".hidden").symlink_to(private)
+    (rx / "UNGREETED").mkdir()
+    expected = {(rx / name).stat().st_ino for name in ("", "BLOB", "UNGREETED")}
+    wait_until(lambda: watched_inodes(p.pid) == expected, 10, what="file events on rx, BLOB and UNGREETED alone")
+    drop(rx, "second.json", '{"state": "UNGREETED", "data": "Second"}')
+    p.wait_for("Greeting: Hello Second")
+    assert watched_inodes(p.pid) == expected
+
+
+def test_a_symlinked_done_or_failed_stops_intake_with_one_line_and_nothing_is_written_outside(pmk, sandbox, tmp_path):
+    # The daemon keeps running (its peers, pmk inject, the page), but takes no file while done/ or failed/ is
+    # not its own folder: a writer of the rx folder must not be able to stop the daemon, nor make it write anywhere.
+    rx, outside = tmp_path / "rx", tmp_path / "outside"
+    for name in ("done", "failed", "later"):
+        (outside / name).mkdir(parents=True)
+    rx.mkdir()
+    (rx / "done").symlink_to(outside / "done")
+    (rx / "failed").symlink_to(outside / "failed")
+    drop(rx, "good.json", '{"state": "UNGREETED", "data": "Ceres"}')
+    drop(rx, "bad.json", '{"state": "UNGREETED", "data": ')
+    p = pmk(*FAST, "--rx", str(rx))
+    p.wait_for("Greeting: Hello World")
+    p.wait_for("done/ is a symbolic link, not a folder; no file is taken", stream="err")
+    more_scans(sandbox, p)
+    assert rx_stats(sandbox, p)["halted"] == "done/ is a symbolic link, not a folder"
+    assert sum("is a symbolic link, not a folder" in line for line in p.err) == 1  # said once, not every scan
+    r = client(sandbox, "inject", "UNGREETED", "Inject", "--workdir", str(p.workdir))
+    assert r.returncode == 0, r.stderr
+    p.wait_for("Greeting: Hello Inject")
+    assert sorted(f.name for f in rx.iterdir()) == ["bad.json", "done", "failed", "good.json"]
+    assert not p.stdout_has("Hello Ceres")
+
+    (rx / "done").unlink()  # one fixed: the other is still refused, and named
+    p.wait_for("failed/ is a symbolic link, not a folder", stream="err")
+    (rx / "failed").unlink()
+    p.wait_for("Greeting: Hello Ceres")
+    p.wait_for("done/ and failed/ are usable again", stream="err")
+    wait_until(lambda: (rx / "failed" / "bad.json.error").exists(), 10, what="bad.json in the real failed/")
+    assert (rx / "done" / "good.json").exists() and not (rx / "done").is_symlink()
+
+    # Replaced while the daemon runs: the same refusal, and still nothing outside.
+    (rx / "done").rename(tmp_path / "old-done")
+    (rx / "done").symlink_to(outside / "later")
+    drop(rx, "later.json", '{"state": "UNGREETED", "data": "Later"}')
+    wait_until(lambda: rx_stats(sandbox, p).get("halted"), 10, what="intake to stop")
+    more_scans(sandbox, p)
+    assert (rx / "later.json").exists() and not p.stdout_has("Hello Later")
+    assert sorted(outside.rglob("*")) == [outside / n for n in ("done", "failed", "later")]
+    assert p.proc.poll() is None
+
+
+def test_fifos_sockets_and_devices_in_the_folder_never_block_the_daemon(pmk, tmp_path):
+    rx = tmp_path / "rx"
+    p = pmk(*FAST, "--rx", str(rx))
+    p.wait_for("Greeting: Hello World")
+    wait_until(lambda: (rx / "failed").is_dir(), 10, what="the rx folder to be watched")
+    os.mkfifo(rx / "pipe.json")  # opened for reading the blocking way, it would wait for a writer for ever
+    (rx / "BLOB").mkdir()
+    os.mkfifo(rx / "BLOB" / "pipe.bin")
+    devices = 0
+    if os.geteuid() == 0:  # a device node needs CAP_MKNOD (not ours in a user namespace)
+        os.mknod(rx / "null.json", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+        devices = 1
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(rx / "sock.json"))
+        drop(rx, "after.json", '{"state": "UNGREETED", "data": "After"}')
+        p.wait_for("Greeting: Hello After")
+        wait_until(lambda: len(reasons(rx / "failed")) == 3 + devices, 10, what="the special files in failed/")
+    finally:
+        sock.close()
+    why = reasons(rx / "failed")
+    if devices:
+        assert "refused: a device; only regular files are read" in why["null.json"]
+    assert "refused: a named pipe (FIFO); only regular files are read" in why["pipe.json"]
+    assert "refused: a named pipe (FIFO)" in why["BLOB/pipe.bin"]
+    assert "refused: a socket; only regular files are read" in why["sock.json"]
+    assert stat.S_ISFIFO((rx / "failed" / "pipe.json").lstat().st_mode)
+
+
+OTHER_UID = 4242  # no user of the machine needs to have it: as root, files are given to it with chown
+
+
+def test_hard_links_are_refused_and_another_users_own_file_is_read(pmk, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: files of another uid are made with chown")
+    rx, other = tmp_path / "rx", tmp_path / "other"
+    other.mkdir(mode=0o700)
+    theirs, ours = other / "theirs.json", other / "ours.json"
+    theirs.write_text('{"state": "UNGREETED", "data": "THEIR SECRET"}')
+    ours.write_text('{"state": "UNGREETED", "data": "OUR SECRET"}')
+    for f in (theirs, ours):
+        f.chmod(0o600)
+    os.chown(theirs, OTHER_UID, OTHER_UID)
+    p = pmk(*FAST, "--rx", str(rx))
+    p.wait_for("Greeting: Hello World")
+    wait_until(lambda: (rx / "failed").is_dir(), 10, what="the rx folder to be watched")
+    os.link(theirs, rx / "theirs.json")  # a link to another user's file
+    os.link(ours, rx / "ours.json")  # a link to one of the daemon's user's own files: as dangerous
+    bob = drop(rx.parent / "staging", "bob.json", '{"state": "UNGREETED", "data": "Bob"}')
+    os.chown(bob, OTHER_UID, OTHER_UID)
+    os.replace(bob, rx / "bob.json")  # another user's own file, one link: how files reach a daemon run as root
+    p.wait_for("Greeting: Hello Bob")
+    wait_until(lambda: len(reasons(rx / "failed")) == 2, 10, what="both links in failed/")
+    why = reasons(rx / "failed")
+    assert all("refused: the file has 2 hard links" in why[n] for n in ("theirs.json", "ours.json")), why
+    assert not any("SECRET" in line for line in p.out)
+    assert theirs.stat().st_nlink == 2 and theirs.read_text().endswith('"THEIR SECRET"}')  # moved, never read
+    assert (rx / "done" / "bob.json").stat().st_uid == OTHER_UID
+
+
+def test_a_number_out_of_range_fails_its_file_alone_and_the_rest_of_its_batch_goes_through(pmk, tmp_path):
+    rx, staging = tmp_path / "rx", tmp_path / "staging"
+    staging.mkdir()
+    names = [f"good{i}" for i in range(5)]
+    for name in names:
+        (staging / f"{name}.json").write_text(json.dumps({"state": "UNGREETED", "data": name}))
+    header = '{"box": "0", "ttl": %s}'
+    for name, ttl in (("huge.pkt", "99999999999999999999"), ("huge-text.pkt", '"99999999999999999999"')):
+        (staging / name).write_text(f'[{header % ttl}, {{}}, {{"stag": "String:UNGREETED", "data": "Huge"}}]')
+    # Read as JSON, but nested deeper than any writer goes: the journal refuses this file, and it alone.
+    (staging / "deep.json").write_text('{"state": "UNGREETED", "data": ' + "[" * 300 + "]" * 300 + "}")
+    p = pmk(*FAST, "--rx", str(rx))
+    p.wait_for("Greeting: Hello World")
+    wait_until(lambda: (rx / "failed").is_dir(), 10, what="the rx folder to be watched")
+    for f in sorted(staging.iterdir()):  # in the same moment: well within one settle time, so one batch
+        os.replace(f, rx / f.name)
+    for name in names:
+        p.wait_for(f"Greeting: Hello {name}")
+    wait_until(lambda: len(reasons(rx / "failed")) == 3, 10, what="the three bad files in failed/")
+    why = reasons(rx / "failed")
+    assert why["huge.pkt"] == "huge.pkt: header 'ttl' 1e+20 is more than the 1000000 hops a packet file may ask for\n"
+    assert "header 'ttl' 99999999999999999999 is more than the 1000000 hops" in why["huge-text.pkt"]
+    assert why["deep.json"] == "deep.json: cannot be written to the journal as JSON: Recursion limit reached\n"
+    wait_until(lambda: len(files(rx / "done")) == 5, 10, what="the five good files in done/")
+    assert not p.stdout_has("Hello Huge") and p.proc.poll() is None

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 
 from pumpkin import dropfile, tags
@@ -114,3 +115,79 @@ def test_raw_files_take_their_state_from_the_folder():
 def test_names_writers_use_while_writing_are_ignored(name, skip):
     assert dropfile.ignored(name) is skip
     assert dropfile.is_lines("A.JSONL") and dropfile.is_lines("b.ndjson") and not dropfile.is_lines("c.json")
+
+
+# Numbers no later step can carry are the file's own error, found where it is read (issue 11): an int past
+# 64 bits made the journal's commit fail for every file of its batch, for ever.
+@pytest.mark.parametrize(
+    "ttl,msg",
+    [
+        (1e20, "more than the 1000000 hops"),  # what orjson makes of 99999999999999999999 written as a number
+        ("99999999999999999999", "more than the 1000000 hops"),
+        (codec.MAX_TTL_HOPS + 1, "more than the 1000000 hops"),
+        (-1, "leaves no hops"),
+        (7.5, "not a whole number"),
+        (float("nan"), "not a whole number"),
+        (float("inf"), "not a whole number"),
+        (True, "not a number of hops"),
+        ([7], "not a number of hops"),
+    ],
+)
+def test_legacy_ttl_out_of_range_is_that_files_error(ttl, msg):
+    with pytest.raises(PacketError, match=msg):
+        codec.from_legacy([{"ttl": ttl}, {"stag": "String:X", "data": 1}], "default", IDS)
+
+
+def test_legacy_ttl_in_range_is_kept_as_an_integer():
+    for given, hops in ((7.0, 7), ("12", 12), (codec.MAX_TTL_HOPS, codec.MAX_TTL_HOPS)):
+        assert codec.from_legacy([{"ttl": given}, {"stag": "String:X", "data": 1}], "default", IDS).ttl == hops
+
+
+def test_the_issue_11_legacy_file_fails_alone_with_its_reason():
+    raw = b'[{"ttl": 99999999999999999999}, {}, {"stag": "String:UNGREETED", "data": "Mars"}]'
+    with pytest.raises(PacketError, match=r"header 'ttl' 1e\+20 is more than the 1000000 hops"):
+        dropfile.parse_document(raw, "huge.pkt", "default", IDS)
+    line = b'[{"ttl": "99999999999999999999"}, {"stag": "String:A", "data": 1}]\n'
+    with pytest.raises(PacketError, match=r"^line 2: header 'ttl' 99999999999999999999 is more than"):
+        dropfile.parse_lines([b'{"state": "A", "data": 1}\n', line], "x.jsonl", "default", IDS)
+
+
+@pytest.mark.parametrize(
+    "raw,msg",
+    [
+        (b'{"state": "X", "data": 1, "ttl": 1000001}', "more than the 1000000 hops"),
+        (b'{"state": "X", "data": 1, "ttl": 18446744073709551615}', "more than the 1000000 hops"),
+        (b'{"state": "X", "data": 1, "ttl": 99999999999999999999}', "'ttl' must be an integer"),
+        (b'{"state": "X", "data": 1, "ttl": true}', "'ttl' must be an integer"),
+        (b'{"state": "X", "data": 1, "created": "now"}', "'created' a number"),
+        (b'{"state": "X", "data": 1, "trail": [["s", "n", "t", "inf"]]}', "trail times must be finite"),
+        (b'{"state": "X", "data": 1, "trail": [["s", "n", "t", "1e999"]]}', "trail times must be finite"),
+    ],
+)
+def test_document_numbers_out_of_range_are_that_files_error(raw, msg):
+    with pytest.raises(PacketError, match=msg):
+        dropfile.parse_document(raw, "f.json", "default", IDS)
+
+
+@pytest.mark.parametrize(
+    "extra,msg",
+    [
+        ({"ttl": 1 << 64}, "does not fit in 64 bits"),
+        ({"ttl": -(1 << 63) - 1}, "does not fit in 64 bits"),
+        ({"created": float("inf")}, "not a finite number"),
+        ({"created": float("nan")}, "not a finite number"),
+        ({"created": 10**400}, "'created' is out of range"),
+        ({"created": False}, "'created' a number"),
+        ({"trail": [["s", "n", "t", float("nan")]]}, "trail times must be finite"),
+    ],
+)
+def test_documents_built_in_python_are_held_to_what_json_can_carry(extra, msg):
+    # Documents that did not come through orjson (whose reader makes none of these) are checked all the same.
+    with pytest.raises(PacketError, match=msg):
+        codec.from_document({"state": "X", "data": 1, **extra}, "default", IDS)
+
+
+def test_every_packet_a_file_gives_can_be_written_as_json():
+    raw = b'[{"ttl": "9", "n": 18446744073709551615, "f": 1e308}, {}, {"stag": "String:A", "data": [1e-300]}]'
+    (p,) = dropfile.parse_document(raw, "ok.pkt", "default", IDS).packets
+    assert p.ttl == 9 and json.loads(orjson.dumps(codec.to_document(p)))["meta"]["legacy_header"]["f"] == 1e308

@@ -107,3 +107,19 @@ def test_seed_counts_travel_when_they_change_so_every_page_shows_the_whole_netwo
     assert [body["done"] for _, body in links.take()] == [{"greet": 5}, {"greet": 9}]
     mesh.handle(messages.encode(PING, origin("p"), load={}, done={"shout": 12}))
     assert mesh.done_of("p") == {"shout": 12} and mesh.done_of("nobody") == {}
+
+
+def test_origins_that_never_answer_are_bounded_and_forgotten(tmp_path):
+    from pumpkin.mesh import HELLO_GIVE_UP_S, MAX_UNANSWERED_ORIGINS
+    from tests.unit.fakenet import Net
+
+    net = Net(tmp_path)
+    a = net.add("A")
+    for i in range(MAX_UNANSWERED_ORIGINS + 50):  # made-up origins: nobody is there to answer
+        a.mesh.on_origin(Origin(f"ghost{i}", f"tcp://10.9.9.9:{1000 + i}", None, "h", "dg"), "broadcast")
+    assert len(a.mesh.remotes) == MAX_UNANSWERED_ORIGINS and a.mesh.counters["origins_ignored"] == 50
+    assert len(a.mesh.transport.links) == MAX_UNANSWERED_ORIGINS
+    net.clock.now += HELLO_GIVE_UP_S + 1
+    a.mesh.heartbeat()
+    assert a.mesh.remotes == {} and a.mesh.transport.links == {}
+    assert a.mesh.counters["origins_given_up"] == MAX_UNANSWERED_ORIGINS

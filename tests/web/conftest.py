@@ -7,6 +7,7 @@ through a small wrapper script; Playwright talks to the browser over pipes, whic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -86,9 +87,9 @@ def api(sandbox: Sandbox, url: str, method: str = "GET", body: Any = None, token
     return int(status), json.loads(text)
 
 
-@pytest.fixture
-def browser(sandbox: Sandbox, tmp_path: Path) -> Iterator[Any]:
-    """A headless Chromium inside the sandbox (skips without Playwright or Chromium, fails under CI)."""
+@contextlib.contextmanager
+def chromium(sandbox: Sandbox, tmp_path: Path, *extra_args: str) -> Iterator[Any]:
+    """A headless Chromium inside the sandbox, with ``extra_args`` (skips without Playwright or Chromium)."""
     require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -97,8 +98,15 @@ def browser(sandbox: Sandbox, tmp_path: Path) -> Iterator[Any]:
     wrapper.chmod(0o755)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(wrapper), headless=True, args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=str(wrapper), headless=True, args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture
+def browser(sandbox: Sandbox, tmp_path: Path) -> Iterator[Any]:
+    """A headless Chromium inside the sandbox (skips without Playwright or Chromium, fails under CI)."""
+    with chromium(sandbox, tmp_path) as b:
+        yield b

@@ -60,13 +60,20 @@ class Client:
         self.session = session
         self.base = daemon.web.url.rstrip("/")
 
-    async def get(self, path: str) -> tuple[int, Any]:
-        async with self.session.get(self.base + path) as r:
+    async def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        async with self.session.get(self.base + path, headers=headers) as r:
             return r.status, await r.json()
 
-    async def post(self, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
-        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-        async with self.session.post(self.base + path, json=body, headers=headers) as r:
+    async def post(
+        self, path: str, body: Any = None, token: str | None = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
+        """POST ``body`` as JSON (no body at all when None), as curl -H 'Content-Type: application/json' would."""
+        headers = {"Content-Type": content_type}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = b"" if body is None else json.dumps(body).encode()
+        async with self.session.post(self.base + path, data=data, headers=headers) as r:
             return r.status, await r.json()
 
 
@@ -75,8 +82,10 @@ def run(main: Any) -> None:
 
 
 def test_every_get_endpoint_matches_what_the_daemon_holds(tmp_path):
+    """With the token, as the page's owner sees it (test_without_the_token_... shows what others see)."""
+
     async def main() -> None:
-        d = Daemon(cfg(tmp_path, "a", seeds=[*hello(), seed_file(tmp_path, "boom", BOOM)]))
+        d = Daemon(cfg(tmp_path, "a", token="t", seeds=[*hello(), seed_file(tmp_path, "boom", BOOM)]))
         await d.start()
         try:
             await async_wait_until(lambda: d.router.counters["extracted"] >= 1, what="the hello world")
@@ -96,7 +105,7 @@ def test_every_get_endpoint_matches_what_the_daemon_holds(tmp_path):
                     assert route in index["routes"]
 
                 status, node = await c.get("/api/v1/node")
-                assert node["id"] == d.node_id and node["seeds"] == sorted(d.specs) and node["post"] is False
+                assert node["id"] == d.node_id and node["seeds"] == sorted(d.specs) and node["post"] is True
                 assert node["http"] == d.web.url and node["automaton_version"] == d.automaton.version
 
                 _, automaton = await c.get("/api/v1/automaton")
@@ -116,19 +125,19 @@ def test_every_get_endpoint_matches_what_the_daemon_holds(tmp_path):
                 _, greet = await c.get("/api/v1/seeds/greet")
                 assert greet["counters"]["processed"] == d.router.local["greet"].processed == 1
                 assert greet["delivered"] == {d.node_id: 1}
-                _, boom = await c.get("/api/v1/seeds/boom")
+                _, boom = await c.get("/api/v1/seeds/boom", token="t")
                 assert [e["reason"] for e in boom["recent_errors"]][0].startswith("seed boom raised ValueError: boom 7")
                 status, missing = await c.get("/api/v1/seeds/nope")
                 assert status == 404 and "nope" in missing["error"]
 
-                _, counters = await c.get("/api/v1/counters")
+                _, counters = await c.get("/api/v1/counters", token="t")
                 assert counters["router"] == dict(d.router.counters)
                 assert counters["seeds"]["greet"]["processed"] == 1 and counters["failed"] == dict(d.failed.counts)
                 assert counters["waiting"] == d.router.waiting.counts() == {"default:*:NOBODY": 1}
                 assert counters["waiting_on"] == [{"state": "default:*:NOBODY", "count": 1, "nodes": []}]
                 assert set(counters["rates"]["seeds"]) == {"inject", "greet", "extract", "boom"}
 
-                _, w = await c.get("/api/v1/waiting")
+                _, w = await c.get("/api/v1/waiting", token="t")
                 assert w["total"] == 1 and w["states"]["default:*:NOBODY"]["oldest"][0]["id"] == waiting.id
                 assert w["states"]["default:*:NOBODY"]["oldest"][0]["data"] == '{"x":1}'
                 _, w = await c.get("/api/v1/waiting?state=default:String:GREETING")
@@ -136,18 +145,18 @@ def test_every_get_endpoint_matches_what_the_daemon_holds(tmp_path):
                 status, _ = await c.get("/api/v1/waiting?limit=many")
                 assert status == 400
 
-                _, failed = await c.get("/api/v1/failed")
+                _, failed = await c.get("/api/v1/failed", token="t")
                 assert failed["counts"] == dict(d.failed.counts) and failed["total"] == 1
                 item = failed["recent"][0]
                 assert item["seed"] == "boom" and item["kind"] == "seed-error" and item["state"] == "default:Int:BOOM"
-                assert (d.failed.root / item["file"]).exists()
+                assert (d.failed.root / item["file"]).exists() and failed["folder"] == str(d.failed.root)
 
                 _, peers = await c.get("/api/v1/peers")
                 assert peers == {"node": d.node_id, "peers": []}
                 _, hosts = await c.get("/api/v1/hosts")
                 assert [h["id"] for h in hosts["nodes"]] == [d.node_id] and hosts["links"] == []
 
-                _, snap = await c.get("/api/v1/snapshot")
+                _, snap = await c.get("/api/v1/snapshot", token="t")
                 assert snap["graph"]["automaton"]["nodes"] == truth["nodes"]
                 assert snap["stats"]["router"] == counters["router"]
 
@@ -304,7 +313,7 @@ def test_a_disabled_seed_leaves_the_automaton_and_its_packets_wait_for_it(tmp_pa
                     lambda: d.router.waiting.counts().get("default:String:GREETING") == 1,
                     what="the greeting to wait for the disabled extractor",
                 )
-                _, w = await c.get("/api/v1/waiting")
+                _, w = await c.get("/api/v1/waiting", token="t")
                 assert w["states"]["default:String:GREETING"]["oldest"][0]["data"] == '"Hello Moon"'
                 status, r = await c.post("/api/v1/seeds/extract/disable", token="t")
                 assert r["changed"] is False

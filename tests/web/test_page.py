@@ -1,6 +1,7 @@
 """The live page in a real browser: Debian's Chromium (Playwright) against real ``pmk`` daemons in a sandbox.
 
-Screenshots land in ``test-artifacts/`` (one per view, and the 200-state page) for a person to look at.
+Screenshots land in ``test-artifacts/`` (one per view, the 200-state page, and the details panel without and
+with the token) for a person to look at.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.helpers import wait_until
-from tests.web.conftest import ARTIFACTS, api, web_url
+from tests.web.conftest import ARTIFACTS, api, chromium, web_url
 
 SEEDS = ROOT / "seeds"
 HELLO_STATES = [
@@ -54,6 +55,12 @@ def settle(page, view: str) -> None:
 
 def shoot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def use_token(page, token: str) -> None:
+    """Type the token into the details panel's field, as a user would."""
+    page.fill("#token", token)
+    page.click("#use-token")
 
 
 def test_page_draws_the_hello_world_and_shows_details(pmk, browser):
@@ -180,7 +187,10 @@ def test_a_second_daemon_with_one_more_seed_appears_without_a_reload(pmk, browse
     page.click('.tabs button[data-view="seeds"]')
     page.click(node("seeds", "check"))
     page.locator("#details .err").first.wait_for()
-    assert "multiple of 169" in page.locator("#details").inner_text()
+    assert "the reason needs the token" in page.locator("#details").inner_text()
+    assert "multiple of 169" not in page.locator("#details").inner_text()
+    use_token(page, "s3cret")
+    page.locator('#details .err:has-text("multiple of 169")').first.wait_for()
     settle(page, "seeds")
     shoot(page, "web-seeds")
 
@@ -190,6 +200,81 @@ def test_a_second_daemon_with_one_more_seed_appears_without_a_reload(pmk, browse
     page.wait_for_selector(node("hosts", b_id), state="detached", timeout=15_000)
     assert page.evaluate("window.__sameDocument") is True
     assert page.errors == []
+
+
+BOOM = """
+from pumpkin import seed
+
+@seed(consumes="Int:BOOM", emits="Int:AFTER")
+def boom(n):
+    raise ValueError(f"boom {n}")
+"""
+
+
+def test_the_page_shows_packet_data_and_failure_reasons_once_given_the_token(pmk, browser, tmp_path, sandbox):
+    (tmp_path / "boom").mkdir()
+    (tmp_path / "boom" / "boom.py").write_text(BOOM)
+    p = pmk(
+        *("--endpoint.type", "zmq.IPC", "--http.port", "0", "--http.token", "s3cret"),
+        *("--taskdir", str(SEEDS / "helloworld"), "--taskdir", str(tmp_path / "boom")),
+    )
+    url = web_url(p)
+    for state, data in (("Text:ORPHAN", "no one wants me"), ("Int:BOOM", 7777)):
+        status, _ = api(sandbox, url + "api/v1/inject", "POST", {"state": state, "data": data}, token="s3cret")
+        assert status == 201
+    page = browser.new_page(viewport={"width": 1440, "height": 860})
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_selector(node("states", "default:Text:ORPHAN"), timeout=15_000)
+    details = page.locator("#details")
+
+    # Without the token: counts, states and where things failed, but no data, reasons or paths.
+    page.wait_for_function("window.pumpkin.page.stats && window.pumpkin.page.stats.failed_total > 0")
+    details.get_by_text("the reason needs the token").wait_for()
+    assert "seed-error in default:Int:BOOM" in details.inner_text() and "7777" not in details.inner_text()
+    page.click(node("states", "default:Text:ORPHAN"))
+    details.get_by_text("data: needs the token").wait_for()
+    assert "no one wants me" not in details.inner_text()
+    shoot(page, "web-without-token")
+
+    use_token(page, "nope")
+    details.get_by_text("The daemon refused that token.").wait_for()
+    use_token(page, "s3cret")
+    details.get_by_text("no one wants me").wait_for()
+    page.keyboard.press("Escape")
+    details.get_by_text("seed boom raised ValueError: boom 7777").wait_for()
+    assert str(p.workdir / "failed") in details.inner_text()  # the folder, and each failure's file
+    shoot(page, "web-with-token")
+
+    # The token also lets the page inject (a JSON POST).
+    page.click(node("states", "default:String:UNGREETED"))
+    page.fill("#inject-data", "Page")
+    page.click("#inject")
+    details.get_by_text("Injected ").wait_for()
+    p.wait_for("Greeting: Hello Page")
+    assert page.errors == []
+
+
+def test_a_name_rebound_to_this_machine_gets_nothing_and_an_allowed_name_the_live_page(pmk, sandbox, tmp_path):
+    """DNS rebinding: a site's name made to resolve to 127.0.0.1. Chromium maps the names itself here."""
+    p = pmk("--endpoint.type", "zmq.IPC", "--http.port", "0", "--http.allowed_hosts", "pumpkin.test")
+    p.wait_for("Greeting: Hello World")
+    port = web_url(p).rstrip("/").rsplit(":", 1)[1]
+    rules = "--host-resolver-rules=MAP rebind.test 127.0.0.1, MAP pumpkin.test 127.0.0.1"
+    with chromium(sandbox, tmp_path, rules) as b:
+        page = b.new_page()
+        answer = page.goto(f"http://rebind.test:{port}/")
+        assert answer is not None and answer.status == 421
+        assert "[http] allowed_hosts" in page.inner_text("body")
+        # What the rebinding site's script would try next, from its own origin: the API.
+        assert page.evaluate("fetch('/api/v1/waiting').then((r) => r.status)") == 421
+        for host in ("pumpkin.test", "localhost", "127.0.0.1"):
+            live = open_page(b, f"http://{host}:{port}/")
+            live.wait_for_function("window.pumpkin.page.connected")  # the event stream
+            live.click(node("states", "default:String:GREETING"))  # and the details' own fetch
+            live.wait_for_function("window.pumpkin.page.extra.size > 0")
+            assert live.errors == [], host
 
 
 def _tree_seeds(folder: Path, states: int) -> None:
