@@ -69,6 +69,8 @@ MAX_CONTROL_BYTES = 1 << 20
 MESSAGE_MAX_BYTES = 256 << 20  # default of limits.message_max_bytes
 OVERSIZED_HEAD_BYTES = 64 << 10  # of a message past the limit, this much of its first frames is handed on
 CONTROL_READ_S = 10.0  # a control client has this long to send its request, and to take the reply
+ADMIT_RETRIES = 50  # a connection accepted while no descriptor was free is looked at again this many times
+ADMIT_RETRY_S = 0.1
 INBOX_HANDSHAKE_MS = 10_000  # a connection silent this long without completing ZeroMQ's handshake is closed
 BATCH_PACKETS = 64  # packets per outbound message at most
 BATCH_MAX_BYTES = 1 << 20  # a batch grows past this only by its first packet: see limits.message_max_bytes
@@ -192,6 +194,8 @@ class ConnectionBook:
 
     def opened(self, fd: int, address: str | None) -> bool:
         """A connection was accepted on ``fd``: True when it may stay (it is then counted until ``closed``)."""
+        if fd in self._open:
+            self.closed(fd)  # its DISCONNECTED event came after this ACCEPTED one's descriptor number was reused
         if len(self._open) >= self.max_total:
             self.refused["total"] += 1
             return False
@@ -466,13 +470,17 @@ class Transport:
         finally:
             events.close(linger=0)
 
-    def _admit(self, fd: int, endpoint: str) -> None:
+    def _admit(self, fd: int, endpoint: str, tries: int = 0) -> None:
         """A connection was accepted on ``fd`` (by the data endpoint ``endpoint``): keep it, or shut it down."""
         try:
             conn = socket.socket(fileno=os.dup(fd))  # our own descriptor of it: ZeroMQ owns ``fd``
         except OSError as exc:
-            # No descriptor free (EMFILE), or it is gone already: nothing to look at, and nothing to count.
-            if exc.errno not in (errno.EBADF, errno.ENOTSOCK):
+            if exc.errno in (errno.EMFILE, errno.ENFILE) and tries < ADMIT_RETRIES:
+                # No descriptor free to look at it with (a flood of connections is using them up, which is what
+                # shutting the extra ones down ends): look again shortly, when we have freed some.
+                asyncio.get_running_loop().call_later(ADMIT_RETRY_S, self._admit, fd, endpoint, tries + 1)
+                return
+            if exc.errno not in (errno.EBADF, errno.ENOTSOCK):  # else gone already: nothing to look at or count
                 self.connections.refused[f"unchecked-{errno.errorcode.get(exc.errno or 0, exc.errno)}"] += 1
             return
         with conn:
