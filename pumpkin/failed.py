@@ -8,8 +8,8 @@ are kept as ``<stem>.raw`` (the frames, base64, one per line), cut to their firs
 
 The folder has a quota (``max_bytes``, ``limits.failed_max_bytes``): what it holds is measured at start, and an
 item that would take it past the quota is not written. It is still counted (``counts``, and ``not_kept``), listed
-in ``recent`` (with no file), and its packet let go of as if it had been kept; the log says so once, when the
-folder fills. Refusing new items rather than deleting old ones: what is there may be what someone is looking at,
+in ``recent`` (with no file), logged (one line each, folded in a flood), and its packet let go of as if it had
+been kept. Refusing new items rather than deleting old ones: what is there may be what someone is looking at,
 or about to inject again. While full, the folder is measured again every ``REMEASURE_S``, so removing files
 there makes room again without a restart.
 
@@ -142,7 +142,8 @@ class FailedStore:
         )
         if not kept:
             self.not_kept[kind] += 1
-            log.debug("%s (not kept: failed/ is full)", reason)
+            # Every one is logged (a flood of them folds into one line a minute: see ``logfold``).
+            log.warning("failure not kept, failed/ is full: %s: %s (packet %s)", kind, reason, packet_id or "-")
             self._unsynced.append(([], then))  # let go of it as if kept: its sender must not hold it for ever
             self._sync_soon()
             return path
@@ -180,8 +181,7 @@ class FailedStore:
             self._full_since = now
             log.error(
                 "failed/ is full: %s holds %d bytes of its %d (limits.failed_max_bytes); further failures are "
-                "counted (pmk stats: limits.failed.not_kept) and logged at debug level, but not kept until files "
-                "there are removed",
+                "counted (pmk stats: limits.failed.not_kept) and logged, but not kept until files there are removed",
                 self.root,
                 self.used_bytes,
                 self.max_bytes,
