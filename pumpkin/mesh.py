@@ -41,7 +41,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from . import messages
@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 HELLO_RETRY_S = 1.0
 #: Ways of finding peers that every daemon on the LAN shares: a peer found this way needs no gossip.
 LAN_WIDE = frozenset({"broadcast", "mdns", "local"})
+#: Ways of hearing of a node that carry no proof of membership, even in a keyed network (mDNS records are not
+#: sealed: zeroconf answers anyone who asks, and anyone can answer).
+UNSEALED = frozenset({"mdns"})
 MAX_INFLIGHT_PER_PEER = 50_000
 #: A peer acknowledges a packet only once what it made is safe further on (see ``custody``), so the window must
 #: cover the whole rest of the chain's round trip: 1000 held back a 4-daemon chain (bench/chain.py, 0.29-0.34
@@ -236,6 +239,14 @@ class Mesh:
             return
         if self.keyed and not self._certified(origin, f"{via} news of {origin.id}"):
             return
+        if self.keyed and via in UNSEALED:
+            # Anyone can replay a member's record (its key and certificate are public) with another endpoint or
+            # incarnation: it only tells of a member we do not know yet, whom we greet over CurveZMQ, which only
+            # the key's holder can answer. It never re-points, restarts or revives one we know.
+            if origin.id in self.remotes or origin.id in self.peers.peers:
+                self.counters["unsealed_news_ignored"] += 1
+                return
+            origin = replace(origin, inc=0, bye=False)
         if origin.seq:
             remote = self.remotes.get(origin.id)
             if remote is not None and (origin.inc, origin.seq) <= remote.beacon_seq:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pumpkin.packet import MAX_NESTING
 from tests.conftest import ROOT
 from tests.helpers import wait_until
 from tests.multiprocess.test_pmk import client
@@ -542,7 +543,7 @@ def test_a_number_out_of_range_fails_its_file_alone_and_the_rest_of_its_batch_go
     header = '{"box": "0", "ttl": %s}'
     for name, ttl in (("huge.pkt", "99999999999999999999"), ("huge-text.pkt", '"99999999999999999999"')):
         (staging / name).write_text(f'[{header % ttl}, {{}}, {{"stag": "String:UNGREETED", "data": "Huge"}}]')
-    # Read as JSON, but nested deeper than any writer goes: the journal refuses this file, and it alone.
+    # Read as JSON, but nested deeper than the journal and the wire can carry: refused as it is read, it alone.
     (staging / "deep.json").write_text('{"state": "UNGREETED", "data": ' + "[" * 300 + "]" * 300 + "}")
     p = pmk(*FAST, "--rx", str(rx))
     p.wait_for("Greeting: Hello World")
@@ -555,6 +556,6 @@ def test_a_number_out_of_range_fails_its_file_alone_and_the_rest_of_its_batch_go
     why = reasons(rx / "failed")
     assert why["huge.pkt"] == "huge.pkt: header 'ttl' 1e+20 is more than the 1000000 hops a packet file may ask for\n"
     assert "header 'ttl' 99999999999999999999 is more than the 1000000 hops" in why["huge-text.pkt"]
-    assert why["deep.json"] == "deep.json: cannot be written to the journal as JSON: Recursion limit reached\n"
+    assert why["deep.json"] == f"deep.json: 'data' nests deeper than {MAX_NESTING} levels\n"
     wait_until(lambda: len(files(rx / "done")) == 5, 10, what="the five good files in done/")
     assert not p.stdout_has("Hello Huge") and p.proc.poll() is None

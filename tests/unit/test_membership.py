@@ -121,3 +121,22 @@ def test_a_message_counts_only_from_the_key_that_holds_its_id_and_a_hello_binds_
     forged_hello = messages.encode(HELLO, ob, seeds=[], peers=[], reply=False)
     a.mesh.handle(forged_hello, sender=stranger.public)  # a HELLO whose pk is not the sending key
     assert a.mesh.counters["not_members"] == 3
+
+
+def test_an_mdns_record_only_introduces_a_member_and_never_re_points_or_restarts_a_known_one(tmp_path):
+    net, a, key = keyed_net(tmp_path)
+    b = member(tmp_path, key, "B")
+    a.mesh.on_origin(origin_of(b, "nodeB", inc=3, seq=1), "broadcast")  # a sealed beacon: B at its endpoint
+    connected = []
+    a.mesh.transport.connect = lambda node, endpoint: connected.append((node, endpoint))
+    # A stranger replays B's record (key and certificate are public) with its own endpoint and a newer
+    # incarnation, which would have dropped B as restarted and pointed B's link at the stranger.
+    replay = origin_of(b, "nodeB", inc=99, seq=0)
+    replay.tcp = "tcp://10.0.0.66:6666"
+    a.mesh.on_origin(replay, "mdns")
+    assert connected == [] and a.mesh.remotes["nodeB"].inc == 3
+    assert a.mesh.counters["unsealed_news_ignored"] == 1 and a.mesh.counters["restarts"] == 0
+    # A member not known yet is greeted where the record says, with no incarnation taken from it.
+    c = member(tmp_path, key, "C")
+    a.mesh.on_origin(origin_of(c, "nodeC", inc=10**12, seq=0), "mdns")
+    assert connected == [("nodeC", "tcp://10.0.0.1:7000")] and a.mesh.remotes["nodeC"].inc == 0
