@@ -464,8 +464,17 @@ def test_a_symlinked_done_or_failed_stops_intake_with_one_line_and_nothing_is_wr
     assert (rx / "done" / "good.json").exists() and not (rx / "done").is_symlink()
 
     # Replaced while the daemon runs: the same refusal, and still nothing outside.
+    link = tmp_path / "link"
+    link.symlink_to(outside / "later")
     (rx / "done").rename(tmp_path / "old-done")
-    (rx / "done").symlink_to(outside / "later")
+    # The daemon may make done/ again between the two renames (a folder it finds missing): move that one away too.
+    for attempt in range(100):
+        try:
+            link.rename(rx / "done")  # over an empty folder, rename() fails: it never replaces a folder by a link
+            break
+        except OSError:
+            (rx / "done").rename(tmp_path / f"made-again-{attempt}")
+    assert (rx / "done").is_symlink()
     drop(rx, "later.json", '{"state": "UNGREETED", "data": "Later"}')
     wait_until(lambda: rx_stats(sandbox, p).get("halted"), 10, what="intake to stop")
     more_scans(sandbox, p)
