@@ -13,7 +13,6 @@ from pumpkin import *
 
 
 class probe_collector(PmkSeed.Seed):
-
     def __init__(self, context, poi=None):
         PmkSeed.Seed.__init__(self, context, poi)
 
@@ -21,4 +20,5 @@ class probe_collector(PmkSeed.Seed):
         stat = json.loads(data[0])
         host = stat[0]["host_id"]
         self.logger.info("Received trace: " + data[0])
-        print("probe answered by %s in group %s: %d seed(s), ttl %s" % (host, self.get_group(), len(stat[1]), pkt[0]["ttl"]))
+        seeds = len(stat[1])
+        print("probe answered by %s in group %s: %d seed(s), ttl %s" % (host, self.get_group(), seeds, pkt[0]["ttl"]))

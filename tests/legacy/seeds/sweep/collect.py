@@ -12,6 +12,5 @@ from pumpkin import *
 
 
 class collect(PmkSeed.Seed):
-
     def run(self, pkt, result):
         print("sweep: " + result)

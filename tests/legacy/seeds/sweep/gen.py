@@ -9,7 +9,6 @@
 ##END-CONF
 
 from pumpkin import PmkSeed
-import os
 
 
 class gen(PmkSeed.Seed):

@@ -12,7 +12,6 @@ from pumpkin import *
 
 
 class report(PmkSeed.Seed):
-
     def __init__(self, context, poi=None):
         PmkSeed.Seed.__init__(self, context, poi)
 

@@ -26,5 +26,6 @@ class sleeper(PmkSeed.Seed):
         took = time.time() - started
         ttl = pkt[0]["ttl"]
         self.logger.info("slept %s for %s", job[0], job[1])
-        sent = self.dispatch(pkt, "%s slept %.1f of %s s (ttl %s) on %s" % (job[1], took, job[0], ttl, self.node), "SLEPT")
+        line = "%s slept %.1f of %s s (ttl %s) on %s" % (job[1], took, job[0], ttl, self.node)
+        sent = self.dispatch(pkt, line, "SLEPT")
         assert sent[0]["last_func"] == "sleeper" and sent[-1]["stag"].endswith(":SLEPT")

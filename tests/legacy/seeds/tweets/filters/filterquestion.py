@@ -14,7 +14,6 @@ from pumpkin import PmkSeed
 
 
 class filterquestion(PmkSeed.Seed):
-
     def run(self, pkt, tweet):
         m = re.search(r"W(\s+)(.*)(\n)", tweet, re.S)
         if m and m.group(2).strip().endswith("?"):

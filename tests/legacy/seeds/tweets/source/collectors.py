@@ -14,7 +14,6 @@ from pumpkin import PmkSeed
 
 
 class collectenglish(PmkSeed.Seed):
-
     def __init__(self, context, poi=None):
         PmkSeed.Seed.__init__(self, context, poi)
         self.count = 0
