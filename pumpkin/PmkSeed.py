@@ -123,6 +123,9 @@ class Seed(FileHelpers):
             dpkt[0]["fragment"] = header["fragment"]
         otype = type or self._first_return_type()
         stag = f"{self.get_group()}:{otype}:{tag}"
+        if type is None:  # the first return's type, or else the one the manifest gives this state
+            stag = self._declared(stag, any_type=True) or stag
+            otype = stag.split(":")[1]
         if isinstance(msg, str):
             msg = str(msg)  # a LegacyText travels as the plain text
         entry = {
@@ -177,15 +180,16 @@ class Seed(FileHelpers):
         if declared is None:
             raise UndeclaredState(self._undeclared(stag))
 
-    def _declared(self, stag: str) -> str | None:
+    def _declared(self, stag: str, any_type: bool = False) -> str | None:
         spec = getattr(self.context, "spec", None)
         if spec is None:
             return stag
         group, otype, state = stag.split(":", 2)
-        for out in spec.outputs:
-            if out.group == group and out.state == state and (otype in (out.type, "*") or out.type == "*"):
+        same = [o for o in spec.outputs if o.group == group and o.state == state]
+        for out in same:
+            if otype in (out.type, "*") or out.type == "*":
                 return str(out)
-        return None
+        return str(same[0]) if any_type and same else None
 
     def _undeclared(self, stag: str) -> str:
         spec = getattr(self.context, "spec", None)

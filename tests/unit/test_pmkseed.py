@@ -200,3 +200,17 @@ def test_pre_run_can_skip_a_packet_and_error_finalize_only_mark_the_header(tmp_p
     assert view[0]["state"] == "ERROR" and view[-1]["data"] == "bad"
     seed.finalize(view, "end")
     assert view[0]["state"] == "DONE" and got == []
+
+
+def test_without_type_a_state_the_manifest_returns_under_another_type_is_found(tmp_path):
+    seed, _, env = make(tmp_path)
+    seed.context.spec = SeedSpec(
+        "worker",
+        (tags.parse("String:RAW"),),
+        (tags.parse("String:DONE"), tags.parse("Int:COUNT")),
+        worker,
+        None,
+        True,
+    )
+    view, got = running(seed, env, "a")
+    assert seed.dispatch(view, 3, "COUNT")[0]["c_tag"] == "default:Int:COUNT" and got[0][0] == "default:Int:COUNT"
