@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from . import loader, logfold, messages, netinfo, tags
+from . import legacy, loader, logfold, messages, netinfo, tags
 from . import packet as packets
 from .automaton import Automaton, SeedInfo
 from .config import Config
@@ -116,6 +116,7 @@ class Daemon:
         self._journaling: set[asyncio.Future[None]] = set()  # packets on their way into the journal
         self.dropdir: DropDir | None = None
         self.tx: TxWriter | None = None
+        self._legacy_env: legacy.LegacyEnv | None = None  # where legacy seeds work, made when the first loads
         self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
         self.web: Any = None  # pumpkin.web.WebServer while [http] enable is on
         self.open_files_limit = 0
@@ -385,13 +386,50 @@ class Daemon:
             log.error("Seed not loaded: %s", why if str(path) in why else f"{path}: {why}")
         for path, why in report.skipped:
             log.info("Seed skipped: %s (%s)", path, why)
+        if any(spec.legacy for spec in report.seeds):
+            self._legacy_env = self._make_legacy_env()
         for spec in report.seeds:
             self.add_seed(spec)
+
+    def _make_legacy_env(self) -> legacy.LegacyEnv:
+        """The working directory of legacy seeds (``work/``), with the taskdirs' data files copied in."""
+        assert self.workdir is not None
+        cfg = self.config
+        taskdirs = tuple(cfg.node.taskdir) if not cfg.node.seed else ()
+        root = self.workdir.path / "work"
+        for problem in legacy.prepare_workdir(root, taskdirs):
+            log.warning("%s", problem)
+        return legacy.LegacyEnv(
+            root=root,
+            group=cfg.node.group,
+            node_id=self.node_id,
+            ship=self.ids.ship,
+            debug=cfg.node.debug,
+            taskdirs=taskdirs,
+            rx=cfg.rx.dir,
+            stats=self._legacy_stats,
+        )
+
+    def _legacy_stats(self) -> dict[str, tuple[int, int]]:
+        """(packets in, packets out) of each local seed, for a legacy seed's ``context.get_stat()``."""
+        router = self.router
+        if router is None:
+            return {}
+        return {n: (r.processed, router.emitted_by[n]) for n, r in list(router.local.items())}
 
     def add_seed(self, spec: SeedSpec) -> None:
         """Run ``spec`` on this node from now on."""
         assert self.router is not None
-        runner = SeedRunner(spec, self.node_id, asyncio.get_running_loop(), self.router.on_outcome, self._seed_broken)
+        if spec.legacy and self._legacy_env is None:
+            self._legacy_env = self._make_legacy_env()
+        runner = SeedRunner(
+            spec,
+            self.node_id,
+            asyncio.get_running_loop(),
+            self.router.on_outcome,
+            self._seed_broken,
+            self._legacy_env if spec.legacy else None,
+        )
         self.router.local[spec.name] = runner
         if spec.is_extractor and self.tx is not None:
             runner.limit_unsettled(TX_AHEAD_MAX)

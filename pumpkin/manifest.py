@@ -81,6 +81,10 @@ def parse_legacy(source: str, group: str) -> LegacyManifest | None:
     auto_load = raw.get("auto-load", True)
     if not isinstance(auto_load, bool):
         raise ManifestError(f"'auto-load' must be true or false, not {auto_load!r}")
+    own = raw.get("group")
+    if own is not None and (not isinstance(own, str) or not own.strip()):
+        raise ManifestError(f"'group' must be a group name, not {own!r}")
+    group = own.strip() if isinstance(own, str) else group  # the seed's own group, as the original's get_group()
     inputs = _legacy_entries(raw, "parameters", group)
     outputs = _legacy_entries(raw, "return", group)
     return LegacyManifest(name, raw.get("object_poi"), auto_load, inputs, outputs, raw)

@@ -43,7 +43,8 @@ from .automaton import Automaton
 from .custody import hold
 from .failed import FailedStore
 from .packet import Hop, IdMaker, Packet
-from .runner import Outcome, SeedRunner
+from .runner import Emission, Outcome, SeedRunner
+from .seed import SeedSpec
 from .tags import StateTag
 from .waiting import WaitingRoom
 
@@ -289,14 +290,22 @@ class Router:
             self.counters["extracted"] += 1
             if self.on_extracted is not None:
                 self.on_extracted(parent, spec.name)
+        if parent is not None and self._refused(spec, parent, outcome.emissions):
+            return
         now = time.time()
         durable: list[Packet] | None = None
         if self.make_durable is not None and (spec.durable if parent is None else self._on_cycle(spec.name)):
             durable = []
         for index, emission in enumerate(outcome.emissions):
-            tag = spec.output_for(emission.state)
-            pid = self.ids.child(parent.id, spec.name, index) if parent is not None else self.ids.root()
+            tag = parent.tag if emission.again and parent is not None else spec.output_for(emission.state)
+            if parent is not None:
+                pid = self.ids.child(parent.id, spec.name, index, fork=emission.forked)
+            else:
+                pid = self.ids.root()
             trail = [*parent.trail] if parent is not None else []
+            meta = dict(parent.meta) if parent is not None else {}
+            if emission.header is not None:
+                meta["legacy_header"] = emission.header
             child = Packet(
                 pid,
                 tag or StateTag(self.automaton.group, "?", str(emission.state)),
@@ -304,7 +313,7 @@ class Router:
                 trail,
                 (parent.ttl - 1) if parent is not None else self.ttl_hops,
                 parent.created if parent is not None else now,
-                dict(parent.meta) if parent is not None else {},
+                meta,
                 parent.custody if parent is not None else None,
             )
             if tag is None:
@@ -344,6 +353,27 @@ class Router:
         if parent is not None:
             self._finished(parent, spec.name)
             self.kick(spec.name)
+
+    def _refused(self, spec: SeedSpec, parent: Packet, emissions: list[Emission]) -> bool:
+        """Fail ``parent`` whole, letting none of its emissions out, when any of them is in an undeclared
+        state or holds data that cannot travel; True when it did."""
+        for emission in emissions:
+            if emission.again:
+                continue
+            if spec.output_for(emission.state) is None:
+                declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
+                wanted = emission.state if emission.state is not None else "its only output"
+                kind = "undeclared-state"
+                why = f"seed {spec.name} emitted state {wanted!r}, which it does not declare (declared: {declared})"
+            elif emission.error:
+                kind, why = "bad-data", f"seed {spec.name} emitted data that cannot travel: {emission.error}"
+            else:
+                continue
+            self.fail(parent, kind, f"{why}; none of its {len(emissions)} emission(s) was sent", seed=spec.name)
+            self._finished(parent, spec.name)
+            self.kick(spec.name)
+            return True
+        return False
 
     def _on_cycle(self, seed: str) -> bool:
         if self._cyclic_version != self.automaton.version:

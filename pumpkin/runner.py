@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import PmkSeed
+from . import legacy
 from .errors import PacketError, SeedStartError
 from .packet import Packet, check_data
 from .seed import SEED_FAULTS, Emit, SeedSpec, run_arity
@@ -57,8 +57,10 @@ class Emission:
 
     state: str | None
     data: Any
-    forked: bool = False
+    forked: bool = False  # starts a new lineage (a legacy fork_dispatch)
     error: str = ""  # set when the data cannot travel (not JSON, not bytes)
+    header: dict[str, Any] | None = None  # a legacy seed's header fields, carried on in meta["legacy_header"]
+    again: bool = False  # the input again, in its own state (a legacy re_dispatch)
 
 
 @dataclass
@@ -76,25 +78,14 @@ class Outcome:
     broken_pool: bool = False  # ... whose process died
 
 
-class LegacyContext:
-    """The ``context`` a legacy seed's constructor receives."""
-
-    def __init__(self, spec: SeedSpec, node_id: str, emit: Callable[[str, Any, bool], None] | None = None) -> None:
-        self.conf = spec.manifest
-        self.node_id = node_id
-        self.emit = emit
-
-    def getUuid(self) -> str:  # noqa: N802 - the original's name
-        """The node's id."""
-        return self.node_id
-
-
-def _emission(state: str | None, data: Any, forked: bool = False) -> Emission:
+def _emission(
+    state: str | None, data: Any, forked: bool = False, header: dict[str, Any] | None = None, again: bool = False
+) -> Emission:
     try:
         check_data(data)
     except PacketError as exc:
-        return Emission(state, data, forked, str(exc))
-    return Emission(state, data, forked)
+        return Emission(state, data, forked, str(exc), header, again)
+    return Emission(state, data, forked, "", header, again)
 
 
 def iter_results(result: Any) -> Iterator[Emission]:
@@ -113,28 +104,15 @@ def iter_results(result: Any) -> Iterator[Emission]:
         yield _emission(None, result)
 
 
-def legacy_view(packet: Packet | None, emit: Callable[[str, Any, bool], None]) -> PmkSeed.LegacyPacket:
-    """The original's ``[header, {}, entry]`` list for ``packet`` (a fresh one for injectors)."""
-    if packet is None:
-        return PmkSeed.LegacyPacket([{"box": "0", "e": "E"}, {}, {"stag": "RAW", "exstate": "0001"}], emit)
-    ship, container, box, fragment = packet.id.split(":")
-    header = {
-        **packet.meta.get("legacy_header", {}),
-        "ship": ship,
-        "container": container,
-        "box": box,
-        "fragment": fragment,
-        "ttl": packet.ttl,
-        "state": packet.tag.state,
-    }
-    entry = {"stag": f"{packet.tag.type}:{packet.tag.state}", "data": packet.data, "exstate": "0001"}
-    return PmkSeed.LegacyPacket([header, {}, entry], emit)
-
-
-def instantiate(spec: SeedSpec, node_id: str) -> Any:
-    """A new instance of ``spec``'s seed, as the daemon ``node_id`` gives it (on_load not called yet)."""
+def instantiate(
+    spec: SeedSpec, node_id: str, env: legacy.LegacyEnv | None = None, emit: legacy.EmitFn | None = None
+) -> Any:
+    """A new instance of ``spec``'s seed, as the daemon ``node_id`` gives it (on_load not called yet); a legacy
+    seed works in ``env`` and what it dispatches outside ``run`` goes to ``emit``."""
     if spec.legacy:
-        instance = spec.factory(LegacyContext(spec, node_id), spec.manifest.get("object_poi"))
+        context = legacy.LegacyContext(spec, env or legacy.LegacyEnv.scratch(node_id))
+        context.emit = emit
+        instance = spec.factory(context, spec.manifest.get("object_poi"))
         instance.conf = spec.manifest
     else:
         instance = spec.factory()
@@ -143,13 +121,19 @@ def instantiate(spec: SeedSpec, node_id: str) -> Any:
     return instance
 
 
-def ready_instance(spec: SeedSpec, node_id: str, load: bool = True) -> Any:
-    """A new instance of ``spec``'s seed with its on_load called (``load=False``: not called).
+def ready_instance(
+    spec: SeedSpec,
+    node_id: str,
+    load: bool = True,
+    env: legacy.LegacyEnv | None = None,
+    emit: legacy.EmitFn | None = None,
+) -> Any:
+    """A new instance of ``spec``'s seed with its on_load called (``load=False``: not called); see instantiate.
 
     Raises SeedStartError naming the seed and which of ``__init__`` and ``on_load`` raised what.
     """
     try:
-        instance = instantiate(spec, node_id)
+        instance = instantiate(spec, node_id, env, emit)
     except SEED_FAULTS as exc:
         raise SeedStartError(spec.name, "__init__", exc) from exc
     if load:
@@ -201,10 +185,12 @@ class SeedRunner:
         loop: asyncio.AbstractEventLoop,
         on_outcome: Callable[[Outcome], None],
         on_broken: Callable[[SeedRunner], None] | None = None,
+        legacy_env: legacy.LegacyEnv | None = None,
     ) -> None:
         """``on_broken`` is called on the loop once no instance can run (each one's __init__ or on_load
-        raised; ``broken_reason`` says how the last one failed)."""
+        raised; ``broken_reason`` says how the last one failed). ``legacy_env``: where a legacy seed works."""
         self.spec = spec
+        self.legacy_env = legacy_env or (legacy.LegacyEnv.scratch(node_id) if spec.legacy else None)
         self.node_id = node_id
         self._loop = loop
         self._on_outcome = on_outcome
@@ -523,7 +509,7 @@ class SeedRunner:
         """A new instance with on_load called, or None (logged with the traceback and ``otherwise``) when its
         __init__ or on_load raised: a seed's bug must not stop the daemon."""
         try:
-            return ready_instance(self.spec, self.node_id)
+            return ready_instance(self.spec, self.node_id, env=self.legacy_env, emit=self._emit_outside)
         except SeedStartError as exc:
             log.error("%s; %s\n%s", exc, otherwise, exc.traceback.rstrip())
             self._load_failed(str(exc), 1 if self.spec.inline else self.spec.workers)
@@ -585,15 +571,12 @@ class SeedRunner:
         started = time.perf_counter()
         try:
             if self.spec.legacy:
+                assert self.legacy_env is not None
 
-                def legacy_emit(state: str, data: Any, forked: bool) -> None:
-                    emit(_emission(state, data, forked))
+                def legacy_emit(state: str, data: Any, **kw: Any) -> None:
+                    emit(_emission(state, data, **kw))
 
-                view = legacy_view(packet, legacy_emit)
-                if packet is None:
-                    instance.run(view)
-                else:
-                    instance.run(view, *self._legacy_args(packet.data))
+                legacy.invoke(instance, self.spec, self.legacy_env, packet, legacy_emit)
             else:
                 for e in iter_results(run_modern(instance, self._arity, packet)):
                     emit(e)
@@ -604,8 +587,12 @@ class SeedRunner:
         outcome.seconds = time.perf_counter() - started
         return outcome
 
-    def _legacy_args(self, data: Any) -> tuple[Any, ...]:
-        params = self.spec.manifest.get("parameters", [])
-        if len(params) > 1 and isinstance(data, list) and len(data) == len(params):
-            return tuple(data)
-        return (data,)
+    def _emit_outside(self, state: str, data: Any, **kw: Any) -> None:
+        """A legacy seed dispatched outside ``run`` (from a thread of its own): a new packet, as an injection."""
+        if self._stopping.is_set():
+            return
+        self._flowing.wait()
+        took = self._window.acquire(timeout=0.2)
+        while not took and not self._stopping.is_set():
+            took = self._window.acquire(timeout=0.2)
+        self._post(Outcome(self, None, [_emission(state, data, **kw)], streamed=took))

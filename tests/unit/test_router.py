@@ -1,5 +1,6 @@
 """Routing decisions, with the seed runners replaced by a recorder (the seam the router talks to)."""
 
+import json
 from pathlib import Path
 
 from pumpkin import tags
@@ -140,12 +141,18 @@ def test_outcome_makes_children_with_trail_and_rejects_undeclared_states(tmp_pat
     greet = add_local(r, spec("greet", ["String:UNGREETED"], ["String:GREETING"]))
     sink = add_local(r, spec("extract", ["String:GREETING"]))
     parent = r.inject(T("String:UNGREETED"), "World")
-    r.on_outcome(Outcome(greet, parent, [Emission("GREETING", "Hello World"), Emission("NOPE", 1)]))  # type: ignore[arg-type]
+    r.on_outcome(Outcome(greet, parent, [Emission("GREETING", "Hello World")]))  # type: ignore[arg-type]
     child = sink.got[0]
     assert child.data == "Hello World" and child.lineage == parent.lineage
     assert [h.seed for h in child.trail] == ["inject", "greet"] and child.ttl == parent.ttl - 1
+    # One undeclared state fails the whole input: none of its emissions goes out, the input is kept.
+    again = r.inject(T("String:UNGREETED"), "Mars")
+    r.on_outcome(Outcome(greet, again, [Emission("GREETING", "Hello Mars"), Emission("NOPE", 1)]))  # type: ignore[arg-type]
+    assert [p.data for p in sink.got] == ["Hello World"]
     assert r.failed.counts["undeclared-state"] == 1
-    assert "emitted state 'NOPE', which it does not declare" in next((tmp_path / "failed").glob("*.error")).read_text()
+    error = next((tmp_path / "failed").glob("*.error")).read_text()
+    assert "emitted state 'NOPE', which it does not declare" in error and "none of its 2 emission(s)" in error
+    assert json.loads(next((tmp_path / "failed").glob("*.pkt")).read_text())["data"] == "Mars"
 
 
 def test_seed_error_keeps_the_input_packet(tmp_path):
