@@ -22,6 +22,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from . import splitmerge
+
 log = logging.getLogger("pumpkin.legacy")
 
 #: Called as emit(state, data, forked) by the daemon's seed runner.
@@ -82,3 +84,50 @@ class Seed:
     def hasInputs(self) -> bool:  # noqa: N802 - the original's name
         """True when the manifest lists parameters."""
         return bool(self.conf and self.conf.get("parameters"))
+
+    # -- split and merge (the framework's side: pumpkin/splitmerge.py) ------------------------------------------
+
+    def split(self, pkt: Any, *data: Any) -> bool:
+        """Dispatch fragments of ``pkt`` (made by ``fragment_pkt``) and return True; False: run it whole."""
+        return False
+
+    def merge(self, pkt: Any, *data: Any) -> None:
+        """Called once per fragment's result, in fragment order, once all are there; dispatch the merged data."""
+
+    def fragment_pkt(self, pkt: Any, frag_no: Any) -> Any:
+        """A copy of ``pkt`` as fragment ``frag_no``: dispatched inside ``split``, it is a fragment."""
+        return splitmerge.fragment_view(pkt, frag_no, last=False)
+
+    def last_fragment_pkt(self, pkt: Any, frag_no: Any) -> Any:
+        """A copy of ``pkt`` as the last fragment, ``frag_no``."""
+        return splitmerge.fragment_view(pkt, frag_no, last=True)
+
+    def is_fragment(self, pkt: Any) -> bool:
+        """True when ``pkt`` is a fragment."""
+        return splitmerge.header_int(pkt, "fragment") > 0
+
+    def is_last_fragment(self, pkt: Any) -> bool:
+        """True for the last fragment (and for a packet that is not a fragment, as in the original)."""
+        return splitmerge.header_int(pkt, "e") == splitmerge.LAST_PKT
+
+    def get_fragment_id(self, pkt: Any) -> int:
+        """The fragment number ``fragment_pkt`` gave ``pkt`` (0: not a fragment)."""
+        return splitmerge.header_int(pkt, "fragment")
+
+    get_pkt_fragment_no = get_fragment_id
+
+    def clean_header(self, pkt: Any) -> Any:
+        """Mark ``pkt`` as a whole packet again (what ``merge`` dispatches)."""
+        pkt[0]["fragment"] = "0"
+        pkt[0]["e"] = splitmerge.LAST_PKT
+        return pkt
+
+    def get_pkt_data(self, pkt: Any) -> Any:
+        """The data of ``pkt``: in ``merge``, its fragment's result."""
+        entry = pkt[-2] if len(pkt) > 3 else pkt[-1]
+        return entry.get("data")
+
+    def set_pkt_data(self, pkt: Any, data: Any) -> Any:
+        """Set the data of ``pkt``; returns it."""
+        (pkt[-2] if len(pkt) > 3 else pkt[-1])["data"] = data
+        return pkt

@@ -126,6 +126,15 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("routing", "ttl_hops", "int", 64, "Hops a packet may make before it goes to failed/ (stops loops).", minimum=1),
     Key(
+        "routing",
+        "join_wait_s",
+        "float",
+        600.0,
+        "Seconds the packets of an AND-join (a seed consuming A&B) wait for their partners of the same lineage, and "
+        "the results of a split packet's fragments for the rest, before they go to failed/ with the reason.",
+        minimum=0.001,
+    ),
+    Key(
         "discovery",
         "enable",
         "bool",
@@ -349,6 +358,7 @@ class RoutingConfig:
     waiting_expiry_s: float
     seed_queue_max: int
     ttl_hops: int
+    join_wait_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -564,6 +574,7 @@ def _build(v: dict[str, Any]) -> Config:
             v["routing.waiting_expiry_s"],
             v["routing.seed_queue_max"],
             v["routing.ttl_hops"],
+            v["routing.join_wait_s"],
         ),
         discovery=DiscoveryConfig(
             v["discovery.enable"],

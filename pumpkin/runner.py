@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import PmkSeed
+from . import PmkSeed, splitmerge
 from .errors import PacketError, SeedStartError
 from .packet import Packet, check_data
 from .seed import SEED_FAULTS, Emit, SeedSpec, run_arity
@@ -59,6 +59,7 @@ class Emission:
     data: Any
     forked: bool = False
     error: str = ""  # set when the data cannot travel (not JSON, not bytes)
+    fragment: tuple[str, bool] | None = None  # a fragment made by split: (the seed's label, whether the last)
 
 
 @dataclass
@@ -89,12 +90,12 @@ class LegacyContext:
         return self.node_id
 
 
-def _emission(state: str | None, data: Any, forked: bool = False) -> Emission:
+def _emission(state: str | None, data: Any, forked: bool = False, fragment: tuple[str, bool] | None = None) -> Emission:
     try:
         check_data(data)
     except PacketError as exc:
-        return Emission(state, data, forked, str(exc))
-    return Emission(state, data, forked)
+        return Emission(state, data, forked, str(exc), fragment)
+    return Emission(state, data, forked, "", fragment)
 
 
 def iter_results(result: Any) -> Iterator[Emission]:
@@ -126,6 +127,7 @@ def legacy_view(packet: Packet | None, emit: Callable[[str, Any, bool], None]) -
         "fragment": fragment,
         "ttl": packet.ttl,
         "state": packet.tag.state,
+        **splitmerge.legacy_fields(packet),
     }
     entry = {"stag": f"{packet.tag.type}:{packet.tag.state}", "data": packet.data, "exstate": "0001"}
     return PmkSeed.LegacyPacket([header, {}, entry], emit)
@@ -239,6 +241,7 @@ class SeedRunner:
         self.failures = 0
         self.busy_s = 0.0
         self._arity = 0 if spec.legacy else run_arity(spec.factory)
+        self._splits = splitmerge.splits(spec.factory)
 
     # -- loop side -------------------------------------------------------------------------------
 
@@ -584,7 +587,9 @@ class SeedRunner:
 
         started = time.perf_counter()
         try:
-            if self.spec.legacy:
+            if packet is not None and splitmerge.special(packet, self._splits):
+                splitmerge.invoke(self.spec, instance, packet, self._arity, self._splits, emit, self._legacy_args)
+            elif self.spec.legacy:
 
                 def legacy_emit(state: str, data: Any, forked: bool) -> None:
                     emit(_emission(state, data, forked))
