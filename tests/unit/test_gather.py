@@ -265,3 +265,34 @@ def test_fragments_run_on_every_replica_and_merge_once_all_results_are_back(tmp_
     run(nodes[0], "sink", [])
     net.scheduler.run_for(1.0)
     assert released == [1]  # every fragment's custody chain ends with the merge's output
+
+
+def test_a_waiting_part_moves_to_its_new_owner_when_a_replica_comes(tmp_path):
+    net = Net(tmp_path)
+    n1 = net.add("n1")
+    add_seed(n1, both_spec())
+    lineage = next(f"L{i}" for i in range(100) if owner(f"L{i}", ["n1", "n2"]) == "n2")
+    n1.router.admit(Packet(n1.router.ids.root(), T("A"), "a", [], 64, 1.0, {"lineage": lineage}))
+    assert n1.router.gather.held == 1
+    n2 = net.add("n2")
+    add_seed(n2, both_spec())
+    net.meet(n1, n2)
+    net.scheduler.run_for(0.2)
+    assert n1.router.gather.held == 0 and n2.router.gather.held == 1
+    n2.router.admit(Packet(n2.router.ids.root(), T("B"), "b", [], 64, 1.0, {"lineage": lineage}))
+    assert [p.data for p in n2.runners["both"].got] == [{"A": "a", "B": "b"}]
+
+
+def test_a_missing_fragment_result_fails_the_others_after_the_wait(tmp_path):
+    net = Net(tmp_path)
+    n1 = net.add("n1")
+    add_seed(n1, split_spec())
+    n1.router.admit(Packet(n1.router.ids.root(), T("RAW"), "ab", [], 64, 1.0, {}))
+    run(n1, "proc", [Emission(None, ch, fragment=("", False)) for ch in "ab"])
+    run(n1, "proc", [Emission(None, "A")])  # the second fragment's run never ends
+    assert n1.router.gather.held == 1
+    net.clock.now += 600.0
+    n1.router.expire()
+    assert n1.router.failed.counts["merge-timeout"] == 1
+    [reason] = [e["reason"] for e in n1.router.failed.recent]
+    assert "for the results of 1 of the 2 fragments" in reason and "(fragments 2)" in reason
