@@ -17,8 +17,8 @@ looks like this (Python 3 syntax)::
 that also indexes as the original's list of ``|,|``-separated inputs: see ``legacy.LegacyText``);
 ``dispatch`` and ``fork_dispatch`` emit data in one of the manifest's return states. Dispatching a state the
 manifest does not declare raises ``UndeclaredState`` and fails the whole input: nothing it dispatched goes out.
-Splitting and merging (``split``, ``merge``, fragments) and moving files between hosts are the framework's
-business elsewhere; here they keep the original's defaults.
+A packet made by ``fragment_pkt`` and dispatched in ``split`` is a fragment: the framework runs it on any replica
+and calls ``merge`` once every fragment's result is there (see ``splitmerge``).
 """
 
 from __future__ import annotations
@@ -98,11 +98,11 @@ class Seed(FileHelpers):
         self.run(legacy.view_of(None, self.get_name(), self._env()))
 
     def split(self, pkt: Any, *args: Any) -> bool:
-        """The original's hook to split a packet into fragments; False: not split."""
+        """Dispatch fragments of ``pkt`` (made by ``fragment_pkt``) and return True; False: run it whole."""
         return False
 
     def merge(self, pkt: Any, *args: Any) -> None:
-        """The original's hook to merge fragments."""
+        """Called once per fragment's result, in fragment order, once all are there; dispatch the merged data."""
 
     # -- emitting --------------------------------------------------------------------------------
 
@@ -166,6 +166,11 @@ class Seed(FileHelpers):
     def _emit(self, pkt: Any, msg: Any, stag: str) -> None:
         header = pkt[0]
         run = legacy.current(self)
+        if run is not None and run.splitting and _int(header.get("fragment", 0)) > 0:
+            # A fragment: it goes in the state of the packet split, to any replica of this seed (see splitmerge).
+            last = _int(header.get("e", LAST_PKT)) == LAST_PKT
+            run.emit(stag, msg, header=legacy.carried_header(header), fragment=(str(header["fragment"]), last))
+            return
         declared = self._declared(stag)
         if run is None:
             emit = getattr(self.context, "emit", None)
@@ -291,7 +296,7 @@ class Seed(FileHelpers):
         """False: the framework drops duplicates before a seed sees them."""
         return False
 
-    # The original's fragment marks: kept as it had them (splitting and merging are the framework's, elsewhere).
+    # The original's fragment marks, in the header: the framework sets them on a fragment and on what merge gets.
     def is_fragment(self, pkt: Any) -> bool:
         """True when the header's fragment number is above 0."""
         return _int(pkt[0].get("fragment", 0)) > 0

@@ -155,6 +155,7 @@ class Daemon:
             waiting,
             cfg.routing.seed_queue_max,
             cfg.routing.ttl_hops,
+            join_wait_s=cfg.routing.join_wait_s,
         )
         self.transport = Transport(
             self.workdir.runtime,
@@ -337,6 +338,7 @@ class Daemon:
             await asyncio.gather(*self._journaling, return_exceptions=True)  # routed before the save below
             queued += [p for r in router.local.values() for p in r.take_queued()]
             inflight = self.mesh.take_inflight() if self.mesh is not None else []
+            inflight += list(router.gather.drain())  # parts of joins and merges: they wait again after the restart
             # What waits may be mostly on disk (the spool): streamed to pending/ a batch at a time.
             waiting = ([p for p, _ in batch] for batch in router.waiting.drain())
             self._save_pending(itertools.chain([[*queued, *inflight]], waiting))
@@ -436,7 +438,7 @@ class Daemon:
         self.specs[spec.name] = spec
         flow = f"{', '.join(map(str, spec.inputs)) or 'injector'} -> {', '.join(map(str, spec.outputs)) or 'extractor'}"
         log.info("Seed loaded: %s (%s)%s", spec.name, flow, f" x{spec.workers}" if spec.workers > 1 else "")
-        self.automaton.add(self.node_id, SeedInfo(spec.name, spec.inputs, spec.outputs))
+        self.automaton.add(self.node_id, SeedInfo(spec.name, spec.inputs, spec.outputs, spec.joins))
         self._digest = hashlib.sha1(orjson.dumps(self._seed_summaries())).hexdigest()[:12]
         self.router.replan()
         if self._started:
@@ -501,7 +503,7 @@ class Daemon:
         if enabled:
             self.disabled.discard(name)
             runner.pause(False)
-            self.automaton.add(self.node_id, SeedInfo(name, runner.spec.inputs, runner.spec.outputs))
+            self.automaton.add(self.node_id, SeedInfo(name, runner.spec.inputs, runner.spec.outputs, runner.spec.joins))
             log.info("Seed enabled: %s", name)
         else:
             self.disabled.add(name)
@@ -885,6 +887,7 @@ class Daemon:
             "router": dict(self.router.counters),
             "failed": dict(self.failed.counts),
             "waiting": self.router.waiting.counts(),
+            "gathering": self.router.gather.counts(),
             "bad_inbound": self.stats.bad_inbound,
             "limits": self._limits_snapshot(),
             "from_strangers": self.stats.from_strangers,

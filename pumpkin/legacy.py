@@ -21,12 +21,15 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, SupportsIndex, overload
 
+from .gather import fragment_of
 from .packet import Packet
+from .PmkShared import LAST_PKT, MORE_PKT
 from .seed import SeedSpec
 
 log = logging.getLogger("pumpkin.legacy")
@@ -296,7 +299,7 @@ def view_of(packet: Packet | None, seed: str, env: LegacyEnv) -> LegacyPacket:
         "ship": ship,
         "container": container,
         "box": box,
-        "fragment": carried.get("fragment", "0") if isinstance(carried, dict) else "0",
+        **fragment_fields(packet),
         "state": "PROCESSING",
     }
     stag = str(packet.tag)
@@ -304,6 +307,15 @@ def view_of(packet: Packet | None, seed: str, env: LegacyEnv) -> LegacyPacket:
     entry = {"stag": stag, "data": packet.data, "exstate": "0001", "func": last, "ep": "local"}
     next_hop = {"func": seed, "stag": stag, "exstate": "0000", "ep": env.node_id}
     return LegacyPacket([header, {}, entry, next_hop])
+
+
+def fragment_fields(packet: Packet) -> dict[str, Any]:
+    """The header fields ``fragment`` and ``e`` of ``packet``'s view, from the framework's fragment mark (see
+    ``gather``): the label ``fragment_pkt`` gave it and whether it is the last; ``"0"`` and last when whole."""
+    mark = fragment_of(packet)
+    if mark is None:
+        return {"fragment": "0", "e": LAST_PKT}
+    return {"fragment": mark.no, "e": LAST_PKT if mark.last else MORE_PKT}
 
 
 def carried_header(header: Mapping[str, Any]) -> dict[str, Any]:
@@ -318,6 +330,7 @@ class RunState:
     emit: EmitFn
     container: str
     input_tag: str
+    splitting: bool = False  # in ``split``: a dispatched packet made by ``fragment_pkt`` is a fragment
 
 
 def current(instance: Any) -> RunState | None:
@@ -326,21 +339,30 @@ def current(instance: Any) -> RunState | None:
     return getattr(tls, "run", None) if tls is not None else None
 
 
+@contextmanager
+def running(
+    instance: Any, view: LegacyPacket, packet: Packet | None, emit: EmitFn, splitting: bool = False
+) -> Iterator[None]:
+    """While in the block, what ``instance`` dispatches on this thread goes to ``emit`` (see ``RunState``)."""
+    tls = instance.__dict__.setdefault("_pmk_tls", threading.local())
+    tls.run = RunState(emit, view[0]["container"], str(packet.tag) if packet else "", splitting)
+    try:
+        yield
+    finally:
+        tls.run = None
+
+
 def invoke(instance: Any, spec: SeedSpec, env: LegacyEnv, packet: Packet | None, emit: EmitFn) -> None:
     """Run a legacy seed on ``packet`` (None: an injector's ``rawrun``) as the original's ``_stage_run`` did:
     ``pre_run(pkt, (data,))`` first, then ``run(pkt, data)``; dispatches go to ``emit``."""
     view = view_of(packet, spec.name, env)
-    tls = instance.__dict__.setdefault("_pmk_tls", threading.local())
-    tls.run = RunState(emit, view[0]["container"], str(packet.tag) if packet else "")
-    try:
+    with running(instance, view, packet, emit):
         if packet is None:
             instance.run(view)
             return
         arg = run_argument(packet.data)
         if instance.pre_run(view, (packet.data,)):
             instance.run(view, arg)
-    finally:
-        tls.run = None
 
 
 def seed_logger(name: str, env: LegacyEnv) -> logging.Logger:

@@ -24,7 +24,7 @@ from types import ModuleType
 
 from . import PmkSeed
 from .errors import ManifestError, SeedLoadError
-from .manifest import LegacyManifest, parse_declared, parse_legacy
+from .manifest import LegacyManifest, declared_joins, parse_declared, parse_legacy
 from .seed import SEED_FAULTS, Seed, SeedSpec
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ def _legacy_spec(module: ModuleType, manifest: LegacyManifest, path: Path) -> Se
         name=manifest.name,
         inputs=manifest.inputs,
         outputs=manifest.outputs,
+        joins=manifest.joins,
         factory=chosen,
         path=path,
         legacy=True,
@@ -172,6 +173,7 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
         try:
             inputs = parse_declared(cls.consumes, group, "consumes")
             outputs = parse_declared(cls.emits, group, "emits")
+            joins = declared_joins(cls.consumes, group)
         except ManifestError as exc:
             raise SeedLoadError(f"{where}: {exc}") from None
         if cls.run is Seed.run:
@@ -200,6 +202,7 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
                 name=name,
                 inputs=inputs,
                 outputs=outputs,
+                joins=joins,
                 factory=cls,
                 path=path,
                 legacy=False,

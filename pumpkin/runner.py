@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import legacy
+from . import legacy, splitmerge
 from .errors import PacketError, SeedStartError
 from .packet import Packet, check_data
 from .seed import SEED_FAULTS, Emit, SeedSpec, run_arity
@@ -61,6 +61,7 @@ class Emission:
     error: str = ""  # set when the data cannot travel (not JSON, not bytes)
     header: dict[str, Any] | None = None  # a legacy seed's header fields, carried on in meta["legacy_header"]
     again: bool = False  # the input again, in its own state (a legacy re_dispatch)
+    fragment: tuple[str, bool] | None = None  # a fragment made by split: (the seed's label, whether the last)
 
 
 @dataclass
@@ -79,13 +80,18 @@ class Outcome:
 
 
 def _emission(
-    state: str | None, data: Any, forked: bool = False, header: dict[str, Any] | None = None, again: bool = False
+    state: str | None,
+    data: Any,
+    forked: bool = False,
+    header: dict[str, Any] | None = None,
+    again: bool = False,
+    fragment: tuple[str, bool] | None = None,
 ) -> Emission:
     try:
         check_data(data)
     except PacketError as exc:
-        return Emission(state, data, forked, str(exc), header, again)
-    return Emission(state, data, forked, "", header, again)
+        return Emission(state, data, forked, str(exc), header, again, fragment)
+    return Emission(state, data, forked, "", header, again, fragment)
 
 
 def iter_results(result: Any) -> Iterator[Emission]:
@@ -225,6 +231,7 @@ class SeedRunner:
         self.failures = 0
         self.busy_s = 0.0
         self._arity = 0 if spec.legacy else run_arity(spec.factory)
+        self._splits = splitmerge.splits(spec.factory)
 
     # -- loop side -------------------------------------------------------------------------------
 
@@ -570,7 +577,9 @@ class SeedRunner:
 
         started = time.perf_counter()
         try:
-            if self.spec.legacy:
+            if packet is not None and splitmerge.special(packet, self._splits):
+                splitmerge.invoke(self.spec, instance, packet, self._arity, self._splits, emit, self.legacy_env)
+            elif self.spec.legacy:
                 assert self.legacy_env is not None
 
                 def legacy_emit(state: str, data: Any, **kw: Any) -> None:
