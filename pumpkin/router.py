@@ -430,8 +430,8 @@ class Router:
         """Fail ``parent`` whole, letting none of its emissions out, when any of them is in an undeclared
         state or holds data that cannot travel; True when it did."""
         for emission in emissions:
-            if emission.again:
-                continue
+            if emission.again or emission.fragment is not None:
+                continue  # in the input's own state: a re_dispatch, a fragment of a split
             if spec.output_for(emission.state) is None:
                 declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
                 wanted = emission.state if emission.state is not None else "its only output"
