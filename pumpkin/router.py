@@ -53,6 +53,7 @@ from .gather import (
     FRAGMENT,
     GATHERED,
     JOIN,
+    LINEAGE,
     MERGE,
     Gatherer,
     Group,
@@ -364,6 +365,12 @@ class Router:
                 meta,
                 parent.custody if parent is not None else None,
             )
+            if parent is not None and (emission.forked or emission.header is not None):
+                # Joins match parts by lineage (gather.lineage_of): a fork (a new container), or a legacy header
+                # that no longer names the injected ship, keeps its parent's, so parts forked apart still meet.
+                lineage = lineage_of(parent)
+                if lineage_of(child) != lineage:
+                    child.meta[LINEAGE] = lineage
             if tag is None:
                 declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
                 wanted = emission.state if emission.state is not None else "its only output"
