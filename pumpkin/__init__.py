@@ -5,7 +5,8 @@ Seed authors need only ``from pumpkin import Seed, seed, Emit``; seeds written f
 """
 
 from . import PmkSeed
+from .files import File
 from .seed import Emit, Seed, seed
 
 __version__ = "0.1.0"
-__all__ = ["PmkSeed", "Seed", "seed", "Emit", "__version__"]
+__all__ = ["PmkSeed", "Seed", "seed", "Emit", "File", "__version__"]

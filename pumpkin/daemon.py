@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from . import loader, messages, netinfo, tags
+from . import files, loader, messages, netinfo, tags
 from . import packet as packets
 from .automaton import Automaton, SeedInfo
 from .config import Config
@@ -43,6 +43,7 @@ from .dropdir import DropDir
 from .dropfile import is_lines, parse_document, parse_lines
 from .errors import IntakeError, PacketError, TagError
 from .failed import FailedStore
+from .filemover import FileMover, FileStore
 from .journal import Entry, Journal, fsync_dir
 from .membership import Membership, NetworkKey, NodeKeys, open_network_warning
 from .mesh import Mesh
@@ -98,6 +99,7 @@ class Daemon:
         self.transport: Transport | None = None
         self.router: Router | None = None
         self.failed: FailedStore | None = None
+        self.files: FileMover | None = None
         self.specs: dict[str, SeedSpec] = {}
         self.stats = Stats()
         self.peers = PeerTable(config.discovery.evasive_s, config.discovery.expired_s)
@@ -134,7 +136,8 @@ class Daemon:
         log.info("Working directory: %s", self.workdir.path)
         self.membership = self._membership()
         self.host = self.membership.hide_host(netinfo.host_key())
-        self.failed = FailedStore(self.workdir.failed)
+        file_store = FileStore(self.workdir.path / "files", self.node_id)
+        self.failed = FailedStore(self.workdir.failed, file_store.keep_with)
         spool = Spool(self.workdir.path / "spool", cfg.routing.spool_max_bytes)
         waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s, spool)
         self.router = Router(
@@ -156,6 +159,8 @@ class Daemon:
             self.membership.key_of if self.membership.keyed else None,
         )
         self.transport.on_frames = self._on_frames
+        self.files = FileMover(file_store, self.node_id, self.transport.send)
+        self.router.on_made = self.files.adopt
         self.transport.on_control = self._on_control
         disc = cfg.discovery
         chosen, self.advertise = netinfo.choose(disc.interface, disc.advertise)
@@ -315,6 +320,8 @@ class Daemon:
             await self._drain()
             if self.mesh is not None:
                 self.mesh.accepting = False  # senders keep what we have not taken; our BYE sends it elsewhere
+            if self.files is not None:
+                self.files.stop()  # packets saved to pending/ below keep their files
             queued = [p for r in router.local.values() for p in r.take_queued()]
             await asyncio.gather(*(asyncio.to_thread(r.stop) for r in router.local.values()))
             await asyncio.gather(*self._journaling, return_exceptions=True)  # routed before the save below
@@ -375,7 +382,9 @@ class Daemon:
     def add_seed(self, spec: SeedSpec) -> None:
         """Run ``spec`` on this node from now on."""
         assert self.router is not None
-        runner = SeedRunner(spec, self.node_id, asyncio.get_running_loop(), self.router.on_outcome, self._seed_broken)
+        runner = SeedRunner(
+            spec, self.node_id, asyncio.get_running_loop(), self.router.on_outcome, self._seed_broken, self.files
+        )
         self.router.local[spec.name] = runner
         if spec.is_extractor and self.tx is not None:
             runner.limit_unsettled(TX_AHEAD_MAX)
@@ -502,6 +511,9 @@ class Daemon:
             self.mesh.handle(frames, key)
             return
         member = self.mesh.member(key) if self.mesh.keyed else None
+        if frames and bytes(frames[0]) in files.KINDS and self.files is not None:
+            self.files.handle(frames, member, self.mesh.keyed)
+            return
         if self.mesh.keyed and member is None:
             # Not from a member (a key no valid HELLO bound): not read at all, only counted.
             self.stats.from_strangers += 1
@@ -805,6 +817,7 @@ class Daemon:
             },
             **self._intake_snapshot(),
             "mesh": dict(self.mesh.counters) if self.mesh else {},
+            "files": self.files.stats() if self.files else {},
             "inflight": self.mesh.inflight_counts() if self.mesh else {},
             "discovery": {
                 type(d).__name__: {

@@ -37,8 +37,10 @@ RECENT_MAX = 200  # failures remembered in memory for the web page (all of them 
 class FailedStore:
     """Writes failed packets under ``root`` and counts them by kind of failure."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keep_files: Callable[[Packet, Path], None] | None = None) -> None:
+        """``keep_files(packet, stem)``: keeps what a packet's data refers to beside it (file payloads)."""
         self.root = root
+        self.keep_files = keep_files
         self.counts: Counter[str] = Counter()
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_MAX)
         self._seq = itertools.count(1)
@@ -66,6 +68,11 @@ class FailedStore:
         ``then`` is called once the kept files are durable.
         """
         stem = self._stem(packet.id)
+        if self.keep_files is not None:
+            try:
+                self.keep_files(packet, stem)
+            except OSError as exc:
+                detail = f"{detail}\n(its file could not be kept beside it: {exc})".lstrip()
         try:
             body = orjson.dumps(to_document(packet), option=orjson.OPT_INDENT_2)
         except TypeError:
