@@ -44,7 +44,8 @@ def test_a_malformed_descriptor_from_the_network_is_refused(field, value):
 
 
 @pytest.mark.parametrize(
-    ("name", "safe"), [("../../etc/passwd", "passwd"), (".hidden", "hidden"), ("", "file"), ("a b.tar.gz", "a_b.tar.gz")]
+    ("name", "safe"),
+    [("../../etc/passwd", "passwd"), (".hidden", "hidden"), ("", "file"), ("a b.tar.gz", "a_b.tar.gz")],
 )
 def test_a_file_name_from_the_network_becomes_one_harmless_path_component(name, safe):
     data = desc(1).data()

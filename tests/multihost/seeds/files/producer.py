@@ -29,7 +29,6 @@ class producer(PmkSeed.Seed):
 
     def run(self, pkt):
         full_wfn = os.path.join(os.environ["FILES_LEGACY_DIR"], "testfile.txt")
-        f = open(full_wfn, "w")
-        f.write("some data for the receiver")
-        f.close()
+        with open(full_wfn, "w") as f:
+            f.write("some data for the receiver")
         self.dispatch(pkt, "file://" + full_wfn, "PRE_PROC")

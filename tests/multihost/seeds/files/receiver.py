@@ -26,10 +26,9 @@ class receiver(PmkSeed.Seed):
 
     def run(self, pkt, data):
         if data.startswith("file://"):
-            apath = data[len("file://"):]
-            f = open(apath, "r")
-            s = f.read()
-            f.close()
+            apath = data[len("file://") :]
+            with open(apath) as f:
+                s = f.read()
             print("FILE DATA FROM: " + data + ": " + s, flush=True)
         else:
             print("NON FILE DATA: " + str(data), flush=True)
