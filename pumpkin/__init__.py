@@ -35,6 +35,7 @@ from threading import Event, Lock, RLock, Thread, Timer
 from typing import Any
 
 from . import PmkSeed, PmkShared
+from .files import File
 from .PmkSeed import hplugins, iplugins, plugins
 from .PmkShared import (
     ACK_BIT,
@@ -70,6 +71,7 @@ __all__ = [
     "Seed",
     "seed",
     "Emit",
+    "File",
     "__version__",
     "PmkShared",
     "base64",
@@ -123,4 +125,4 @@ __all__ = [
 ]
 
 #: What ``from pumpkin import *`` gave the original's seeds, and gives them here (modules and names).
-LEGACY_NAMES = __all__[5:]
+LEGACY_NAMES = __all__[6:]

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from . import legacy, loader, logfold, messages, netinfo, tags
+from . import files, legacy, loader, logfold, messages, netinfo, tags
 from . import packet as packets
 from .automaton import Automaton, SeedInfo
 from .config import Config
@@ -43,6 +43,7 @@ from .dropdir import DropDir
 from .dropfile import is_lines, parse_document, parse_lines
 from .errors import IntakeError, PacketError, TagError
 from .failed import FailedStore
+from .filemover import FileMover, FileStore
 from .journal import Entry, Journal, fsync_dir
 from .membership import Membership, NetworkKey, NodeKeys, open_network_warning
 from .mesh import Mesh
@@ -99,6 +100,7 @@ class Daemon:
         self.transport: Transport | None = None
         self.router: Router | None = None
         self.failed: FailedStore | None = None
+        self.files: FileMover | None = None
         self.specs: dict[str, SeedSpec] = {}
         self.stats = Stats()
         self.peers = PeerTable(config.discovery.evasive_s, config.discovery.expired_s)
@@ -143,7 +145,8 @@ class Daemon:
             self.open_files_limit,
             f" (raised from {before})" if before != self.open_files_limit else f" (hard limit {hard})",
         )
-        self.failed = FailedStore(self.workdir.failed, cfg.limits.failed_max_bytes)
+        file_store = FileStore(self.workdir.path / "files", self.node_id)
+        self.failed = FailedStore(self.workdir.failed, cfg.limits.failed_max_bytes, keep_files=file_store.keep_with)
         await asyncio.to_thread(self.failed.measure)
         spool = Spool(self.workdir.path / "spool", cfg.routing.spool_max_bytes)
         waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s, spool)
@@ -174,6 +177,8 @@ class Daemon:
             self._on_oversized,
         )
         self.transport.on_frames = self._on_frames
+        self.files = FileMover(file_store, self.node_id, self.transport.send)
+        self.router.on_made = self.files.adopt
         self.transport.on_control = self._on_control
         disc = cfg.discovery
         chosen, self.advertise = netinfo.choose(disc.interface, disc.advertise)
@@ -333,6 +338,8 @@ class Daemon:
             await self._drain()
             if self.mesh is not None:
                 self.mesh.accepting = False  # senders keep what we have not taken; our BYE sends it elsewhere
+            if self.files is not None:
+                self.files.stop()  # packets saved to pending/ below keep their files
             queued = [p for r in router.local.values() for p in r.take_queued()]
             await asyncio.gather(*(asyncio.to_thread(r.stop) for r in router.local.values()))
             await asyncio.gather(*self._journaling, return_exceptions=True)  # routed before the save below
@@ -431,6 +438,7 @@ class Daemon:
             self.router.on_outcome,
             self._seed_broken,
             self._legacy_env if spec.legacy else None,
+            self.files,
         )
         self.router.local[spec.name] = runner
         if spec.is_extractor and self.tx is not None:
@@ -558,6 +566,9 @@ class Daemon:
             self.mesh.handle(frames, key)
             return
         member = self.mesh.member(key) if self.mesh.keyed else None
+        if frames and bytes(frames[0]) in files.KINDS and self.files is not None:
+            self.files.handle(frames, member, self.mesh.keyed)
+            return
         if self.mesh.keyed and member is None:
             # Not from a member (a key no valid HELLO bound): not read at all, only counted.
             self.stats.from_strangers += 1
@@ -902,6 +913,7 @@ class Daemon:
             },
             **self._intake_snapshot(),
             "mesh": dict(self.mesh.counters) if self.mesh else {},
+            "files": self.files.stats() if self.files else {},
             "inflight": self.mesh.inflight_counts() if self.mesh else {},
             "discovery": {
                 type(d).__name__: {

@@ -137,6 +137,8 @@ class Router:
         self.on_extracted: Callable[[Packet, str], None] | None = None
         self.done_before: DoneBefore | None = None
         self.make_durable: MakeDurable | None = None
+        #: Called with each packet a local seed made, before it is routed (file payloads: see ``filemover``).
+        self.on_made: Callable[[Packet], None] | None = None
         self._cyclic: dict[str, bool] = {}
         self._cyclic_version = -1
         self._turns: dict[str, itertools.count[int]] = {}
@@ -316,7 +318,7 @@ class Router:
             if parent is not None:
                 self.fail(
                     parent,
-                    "seed-error",
+                    outcome.kind,
                     f"{outcome.error} while processing {parent.id} in {parent.tag}",
                     outcome.traceback,
                     seed=spec.name,
@@ -408,6 +410,8 @@ class Router:
             self.counters["emitted"] += 1
             self.emitted_by[spec.name] += 1
             if durable is None:
+                if self.on_made is not None:
+                    self.on_made(child)
                 self.route(child)
             else:
                 child.custody = None

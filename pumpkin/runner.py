@@ -36,11 +36,12 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from . import legacy, splitmerge
 from .errors import PacketError, SeedStartError
+from .files import File, FileError
 from .packet import Packet, check_data
 from .seed import SEED_FAULTS, Emit, SeedSpec, run_arity
 
@@ -77,6 +78,20 @@ class Outcome:
     streamed: bool = False  # one emission of an injector, posted as it was made
     pooled: bool = False  # run in a worker process (processes = N)
     broken_pool: bool = False  # ... whose process died
+    kind: str = "seed-error"  # the failed/ counter an error goes to
+    unclaimed: bool = False  # failed before it ran: it took no place among the unsettled runs
+
+
+class FileHooks(Protocol):
+    """File payloads (see ``filemover``): what the runner asks of them, and where."""
+
+    def needs(self, packet: Packet) -> bool: ...  # on the loop: must ``prepare`` before it runs
+
+    def prepare(self, packet: Packet, then: Callable[[str], None]) -> None: ...  # on the loop
+
+    def seal(self, data: Any, legacy: bool) -> Any: ...  # on the seed's thread: a File -> its descriptor
+
+    def localize(self, data: Any, legacy: bool) -> Any: ...  # on the seed's thread: a descriptor -> a File
 
 
 def _emission(
@@ -87,6 +102,8 @@ def _emission(
     again: bool = False,
     fragment: tuple[str, bool] | None = None,
 ) -> Emission:
+    if isinstance(data, File):
+        return Emission(state, data, forked, "", header, again, fragment)  # sealed once the run has succeeded
     try:
         check_data(data)
     except PacketError as exc:
@@ -192,11 +209,15 @@ class SeedRunner:
         on_outcome: Callable[[Outcome], None],
         on_broken: Callable[[SeedRunner], None] | None = None,
         legacy_env: legacy.LegacyEnv | None = None,
+        files: FileHooks | None = None,
     ) -> None:
         """``on_broken`` is called on the loop once no instance can run (each one's __init__ or on_load
-        raised; ``broken_reason`` says how the last one failed). ``legacy_env``: where a legacy seed works."""
+        raised; ``broken_reason`` says how the last one failed). ``legacy_env``: where a legacy seed works.
+        ``files``: file payloads are fetched before a packet runs and handed over when emitted (None: data is
+        passed as it is)."""
         self.spec = spec
         self.legacy_env = legacy_env or (legacy.LegacyEnv.scratch(node_id) if spec.legacy else None)
+        self.files = files
         self.node_id = node_id
         self._loop = loop
         self._on_outcome = on_outcome
@@ -258,7 +279,12 @@ class SeedRunner:
 
     def submit(self, packet: Packet, now: bool = False) -> None:
         """Queue ``packet`` for the next free instance. ``now``: an inline seed with nothing else queued runs it
-        before returning, instead of on the loop's next turn (a lone packet from the network: latency)."""
+        before returning, instead of on the loop's next turn (a lone packet from the network: latency).
+        A packet whose file is on another node waits here (counted as queued) until the file is fetched."""
+        if self.files is not None and self.files.needs(packet):
+            self.pending += 1
+            self.files.prepare(packet, lambda error: self._prepared(packet, error))
+            return
         self.pending += 1
         if self.spec.processes:
             self._pool_queue.append(packet)
@@ -271,6 +297,16 @@ class SeedRunner:
                 self._schedule_inline()
         else:
             self._queue.put(packet)
+
+    def _prepared(self, packet: Packet, error: str) -> None:
+        """On the loop: ``packet``'s file is here (queue it), or could not be fetched (fail it)."""
+        if error:
+            self._on_outcome(
+                Outcome(self, packet, error=f"its file could not be fetched: {error}", kind="file", unclaimed=True)
+            )
+            return
+        self.pending -= 1
+        self.submit(packet)
 
     def _new_pool(self) -> Any:
         import multiprocessing
@@ -377,7 +413,7 @@ class SeedRunner:
         """Bookkeeping for a finished invocation (called on the loop)."""
         if outcome.packet is not None:
             self.pending -= 1
-            if self._unsettled_max and (outcome.error or not self.spec.is_extractor):
+            if self._unsettled_max and not outcome.unclaimed and (outcome.error or not self.spec.is_extractor):
                 self.settled()  # nothing to make durable: its place is free at once
         elif outcome.streamed:
             self._window.release()
@@ -564,9 +600,15 @@ class SeedRunner:
         """Run ``instance`` on ``packet``; with ``stream`` each emission is posted as soon as it is made."""
         outcome = Outcome(self, packet)
         collected = outcome.emissions
+        files = self.files
+        if packet is not None and files is not None:
+            local = files.localize(packet.data, self.spec.legacy)
+            if local is not packet.data:
+                packet = replace(packet, data=local)  # the seed sees the file's local form; the packet keeps its own
 
         def emit(e: Emission) -> None:
             if stream:
+                e = self._seal(e)
                 self._flowing.wait()
                 took = self._window.acquire(timeout=0.2)
                 while not took and not self._stopping.is_set():
@@ -593,6 +635,9 @@ class SeedRunner:
             outcome.emissions = []
             outcome.error = raised(self.spec.name, exc)
             outcome.traceback = traceback.format_exc()
+        else:
+            # Files are handed over only once the run succeeded: a failed run's emissions are discarded.
+            outcome.emissions = [self._seal(e) for e in outcome.emissions]
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -604,4 +649,19 @@ class SeedRunner:
         took = self._window.acquire(timeout=0.2)
         while not took and not self._stopping.is_set():
             took = self._window.acquire(timeout=0.2)
-        self._post(Outcome(self, None, [_emission(state, data, **kw)], streamed=took))
+        self._post(Outcome(self, None, [self._seal(_emission(state, data, **kw))], streamed=took))
+
+    def _seal(self, e: Emission) -> Emission:
+        """An emission whose data is a file (a ``File``; ``file://`` from a legacy seed), handed over to the
+        node's file store: its data becomes the file's descriptor."""
+        if self.files is None:
+            if isinstance(e.data, File):
+                return replace(e, error="a File needs a daemon with a file store")
+            return e
+        if not isinstance(e.data, (File, str)) or e.error:
+            return e
+        try:
+            data = self.files.seal(e.data, self.spec.legacy)
+        except FileError as exc:
+            return replace(e, error=str(exc))
+        return e if data is e.data else replace(e, data=data)
