@@ -125,6 +125,15 @@ KEYS: tuple[Key, ...] = (
         minimum=1,
     ),
     Key("routing", "ttl_hops", "int", 64, "Hops a packet may make before it goes to failed/ (stops loops).", minimum=1),
+    Key(
+        "routing",
+        "join_wait_s",
+        "float",
+        600.0,
+        "Seconds the packets of an AND-join (a seed consuming A&B) wait for their partners of the same lineage, and "
+        "the results of a split packet's fragments for the rest, before they go to failed/ with the reason.",
+        minimum=0.001,
+    ),
     # -- [limits]: bounds on what peers and input can make a daemon hold (README: "Limits") --
     Key(
         "limits",
@@ -169,15 +178,6 @@ KEYS: tuple[Key, ...] = (
         "Log lines of one kind (logger, level and message) written per minute; the rest are folded into one line "
         "saying how many. 0: no folding.",
         minimum=0,
-    ),
-    Key(
-        "routing",
-        "join_wait_s",
-        "float",
-        600.0,
-        "Seconds the packets of an AND-join (a seed consuming A&B) wait for their partners of the same lineage, and "
-        "the results of a split packet's fragments for the rest, before they go to failed/ with the reason.",
-        minimum=0.001,
     ),
     Key(
         "discovery",
