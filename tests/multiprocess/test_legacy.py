@@ -70,7 +70,9 @@ def test_a_parameter_sweep_with_a_working_directory_and_the_taskdirs_files(pmk, 
     wd = work(p)
     assert (wd / "params.csv").read_text().split() == ["2", "3", "5", "7", "11"]
     assert (wd / "model.sh").stat().st_mode & 0o100
-    assert len(list((wd / "out_data").glob("*.tar.gz"))) == 8
+    assert len([d for d in (wd / "out_data").iterdir() if d.is_dir()]) == 8  # one sample folder per value
+    # Each tar was handed over when dispatched as file:// (the original moved it to getFileDir() then).
+    assert not list((wd / "out_data").glob("*.tar.gz"))
 
 
 def test_filters_and_collectors_read_data_files_from_the_taskdir(pmk):
