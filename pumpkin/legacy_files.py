@@ -61,6 +61,10 @@ class FileHelpers:
         os.chmod(dst, mode)
         return name
 
+    def moveto_fileserver(self, filename: str) -> None:
+        """Nothing to do, as the original's (which only computed a path): dispatching ``file://`` + a path hands
+        the file over to the node's file store, which moves it to the host of the next seed."""
+
     def move_data_file(self, src: str, dst: str, postfix: str | None = None) -> str:
         """Move ``src`` into the folder ``dst`` (both relative to the working directory); the new path."""
         wd = self._wd()
