@@ -214,3 +214,59 @@ def test_without_type_a_state_the_manifest_returns_under_another_type_is_found(t
     )
     view, got = running(seed, env, "a")
     assert seed.dispatch(view, 3, "COUNT")[0]["c_tag"] == "default:Int:COUNT" and got[0][0] == "default:Int:COUNT"
+
+
+class echo(PmkSeed.Seed):  # noqa: N801 - the original's naming; split and merge as its examples/echo
+    def split(self, pkt: Any, data: Any) -> bool:
+        n = 0
+        for n, ch in enumerate(data, 1):
+            self.dispatch(self.fragment_pkt(pkt, n), ch, "RAW", type="String")  # RAW: not a return state
+        self.dispatch(self.last_fragment_pkt(pkt, n + 1), str(n), "RAW", type="String")
+        return True
+
+    def merge(self, pkt: Any, data: Any) -> None:
+        self.merged = [*getattr(self, "merged", []), (self.get_fragment_id(pkt), self.get_pkt_data(pkt), data)]
+        if self.is_last_fragment(pkt):
+            self.dispatch(self.clean_header(pkt), "".join(d for _, d, _ in self.merged[:-1]), "DONE")
+
+
+def test_split_dispatches_fragments_and_merge_gets_each_result_in_order(tmp_path):
+    from pumpkin import gather, splitmerge
+    from pumpkin.runner import Emission
+
+    _, _, env = make(tmp_path)
+    spec = SeedSpec(
+        "echo",
+        (tags.parse("String:RAW"),),
+        (tags.parse("String:DONE"),),
+        echo,
+        None,
+        True,
+        manifest={**MANIFEST, "object_name": "echo"},
+    )
+    seed = echo(legacy.LegacyContext(spec, env), None)
+    seed.conf = spec.manifest
+    packet = Packet(IdMaker("5eed0000").root(), tags.parse("String:RAW"), "ab")
+    got: list[Emission] = []
+    splitmerge.invoke(spec, seed, packet, 1, True, got.append, env)
+    assert [(e.state, e.data, e.fragment) for e in got] == [
+        ("default:String:RAW", "a", ("1", False)),
+        ("default:String:RAW", "b", ("2", False)),
+        ("default:String:RAW", "2", ("3", True)),
+    ]
+    marks = [{"no": n, "last": last} for n, last in (("1", False), ("2", False), ("3", True))]
+    meta = {
+        gather.GATHERED: {
+            "kind": gather.MERGE,
+            "seed": "echo",
+            "labels": [m["no"] for m in marks],
+            "last": [m["last"] for m in marks],
+            "states": ["default:String:DONE"] * 3,
+        }
+    }
+    merged = Packet(IdMaker("5eed0000").root(), tags.parse("String:RAW"), ["A", "B", "2"], meta=meta)
+    got.clear()
+    splitmerge.invoke(spec, seed, merged, 1, True, got.append, env)
+    assert seed.merged == [(1, "A", "A"), (2, "B", "B"), (3, "2", "2")]
+    assert [(e.state, e.data, e.fragment) for e in got] == [("default:String:DONE", "AB", None)]
+    assert got[0].header is not None and got[0].header["fragment"] == "0"

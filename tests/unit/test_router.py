@@ -366,3 +366,24 @@ def test_a_producer_stays_throttled_while_its_state_has_no_consumer_however_long
     assert make_.throttled and r.counters["throttle_stuck"] == 0 and r.counters["failed"] == 0
     sink = add_local(r, spec("sink", ["B"]))  # a consumer comes back
     assert [p.data for p in sink.got] == [0, 1, 2, 3] and not make_.throttled
+
+
+def test_fragments_in_the_input_state_pass_and_forks_keep_the_join_lineage(tmp_path):
+    from pumpkin.gather import fragment_of, lineage_of
+
+    r, _ = make(tmp_path)
+    proc = add_local(r, spec("proc", ["RAW"], ["DONE"]))
+    parent = r.inject(T("RAW"), "ab")
+    fragments = [Emission("RAW", ch, fragment=(str(i), i == 2)) for i, ch in enumerate("ab", 1)]
+    r.on_outcome(Outcome(proc, parent, fragments))  # type: ignore[arg-type]
+    assert not r.failed.counts  # RAW is not a return state, yet a fragment is in the state of what it splits
+    assert [(p.data, fragment_of(p).no) for p in proc.got[1:]] == [("a", "1"), ("b", "2")]
+
+    inj = add_local(r, spec("inj", ["ALL"], ["MRI", "DTI"]))
+    mri, dti = add_local(r, spec("mri", ["MRI"])), add_local(r, spec("dti", ["DTI"]))
+    whole = r.inject(T("ALL"), "x")
+    forks = [Emission("MRI", 1, forked=True, header={"ttl": "D"}), Emission("DTI", 2, forked=True)]
+    r.on_outcome(Outcome(inj, whole, forks))  # type: ignore[arg-type]
+    a, b = mri.got[0], dti.got[0]
+    assert len({a.lineage, b.lineage, whole.lineage}) == 3  # new containers (the original's fork_dispatch)
+    assert lineage_of(a) == lineage_of(b) == lineage_of(whole)  # ... that still join
