@@ -1,11 +1,128 @@
 """Pumpkin: a self-organising data-transformation network.
 
 Seed authors need only ``from pumpkin import Seed, seed, Emit``; seeds written for the original Pumpkin use
-``from pumpkin import *`` and ``PmkSeed.Seed``.
+``from pumpkin import *`` and ``PmkSeed.Seed``. That star import also brings the names the original's did and
+its seeds relied on (``time``, ``os``, ``json``, ``threading``, ``shutil``, ``copy``, the ``*_BIT`` constants...):
+see ``LEGACY_NAMES``.
 """
 
-from . import PmkSeed
+import base64
+import collections
+import copy
+import datetime
+import errno
+import hashlib
+import inspect
+import json
+import logging
+import os
+import queue as Queue  # noqa: N812 - the original's (Python 2) module name
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess as sp
+import sys
+import tarfile
+import threading
+import time
+import uuid
+import zlib
+from os import listdir
+from os.path import expanduser, isfile, join
+from threading import Event, Lock, RLock, Thread, Timer
+from typing import Any
+
+from . import PmkSeed, PmkShared
+from .files import File
+from .PmkSeed import hplugins, iplugins, plugins
+from .PmkShared import (
+    ACK_BIT,
+    BROADCAST_BIT,
+    FORCE_BIT,
+    LAST_PKT,
+    MORE_PKT,
+    TIMING_BIT,
+    TRACER_BIT,
+    TRACK_BIT,
+    SThread,
+    _ensure_dir,
+    get_cpu_util,
+)
 from .seed import Emit, Seed, seed
 
+sjson = json
+
 __version__ = "0.1.0"
-__all__ = ["PmkSeed", "Seed", "seed", "Emit", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """``nx`` (networkx) on first use: most daemons never need it loaded by a seed's star import."""
+    if name == "nx":
+        import networkx
+
+        return networkx
+    raise AttributeError(f"module 'pumpkin' has no attribute {name!r}")
+
+
+__all__ = [
+    "PmkSeed",
+    "Seed",
+    "seed",
+    "Emit",
+    "File",
+    "__version__",
+    "PmkShared",
+    "base64",
+    "collections",
+    "copy",
+    "datetime",
+    "errno",
+    "hashlib",
+    "inspect",
+    "json",
+    "sjson",
+    "logging",
+    "nx",
+    "os",
+    "Queue",
+    "re",
+    "shutil",
+    "signal",
+    "socket",
+    "sp",
+    "struct",
+    "sys",
+    "tarfile",
+    "threading",
+    "time",
+    "uuid",
+    "zlib",
+    "listdir",
+    "expanduser",
+    "isfile",
+    "join",
+    "Event",
+    "Lock",
+    "RLock",
+    "Thread",
+    "Timer",
+    "SThread",
+    "_ensure_dir",
+    "get_cpu_util",
+    "TIMING_BIT",
+    "TRACK_BIT",
+    "ACK_BIT",
+    "TRACER_BIT",
+    "BROADCAST_BIT",
+    "FORCE_BIT",
+    "MORE_PKT",
+    "LAST_PKT",
+    "plugins",
+    "hplugins",
+    "iplugins",
+]
+
+#: What ``from pumpkin import *`` gave the original's seeds, and gives them here (modules and names).
+LEGACY_NAMES = __all__[6:]

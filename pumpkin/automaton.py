@@ -3,7 +3,9 @@
 Every seed known anywhere in the network goes through ``add``/``remove`` with the node it runs on, so
 local seeds and peers' seeds take the same path. A seed consuming nothing hangs off the group's
 ``Seed:INJECTION`` pseudo-state; one emitting nothing leads to ``Seed:EXTRACTION``. A seed with several
-inputs and outputs contributes one edge per (input, output) pair, all keyed by the seed's name.
+inputs and outputs contributes one edge per (input, output) pair, all keyed by the seed's name. The edges
+from the states of an AND-join (``A&B``) carry ``join``: every state of that join, so a view can draw them
+as one transition.
 """
 
 from __future__ import annotations
@@ -28,15 +30,28 @@ class SeedInfo:
     name: str
     inputs: tuple[StateTag, ...]
     outputs: tuple[StateTag, ...]
+    joins: tuple[tuple[StateTag, ...], ...] = ()
 
     @classmethod
     def from_summary(cls, summary: dict[str, Any]) -> SeedInfo:
-        """From the JSON form peers exchange (``SeedSpec.summary()``)."""
+        """From the JSON form peers exchange (``SeedSpec.summary()``); TypeError or TagError when malformed."""
+        joins = summary.get("joins", [])
+        if not isinstance(joins, list) or not all(isinstance(j, list) for j in joins):
+            raise TypeError("a seed's 'joins' must be a list of lists of state tags")
         return cls(
             str(summary["name"]),
             tuple(tags.parse(t) for t in summary.get("inputs", [])),
             tuple(tags.parse(t) for t in summary.get("outputs", [])),
+            tuple(tuple(tags.parse(t) for t in join) for join in joins),
         )
+
+    def join_of(self, tag: StateTag) -> tuple[StateTag, ...] | None:
+        """The AND-join among this seed's inputs that data in ``tag`` is a part of, or None."""
+        for join in self.joins:
+            for part in join:
+                if part.matches(tag):
+                    return join
+        return None
 
 
 class Automaton:
@@ -120,6 +135,10 @@ class Automaton:
         """Every known seed by name."""
         return dict(self._seeds)
 
+    def info(self, name: str) -> SeedInfo | None:
+        """What is known of seed ``name`` (None: no node runs it)."""
+        return self._seeds.get(name)
+
     def runs_on(self, name: str, node: str) -> bool:
         """True when seed ``name`` runs on ``node``."""
         nodes = self._nodes_of.get(name)
@@ -166,7 +185,9 @@ class Automaton:
         for state in self.graph.nodes:
             g.add_node(str(state), group=state.group, type=state.type, state=state.state, pseudo=state.is_pseudo)
         for u, v, key, data in self.graph.edges(keys=True, data=True):
-            g.add_edge(str(u), str(v), key=key, seed=data["seed"], nodes=list(data["nodes"]))
+            join = self._seeds[key].join_of(u) if key in self._seeds else None
+            extra = {"join": [str(t) for t in join]} if join else {}
+            g.add_edge(str(u), str(v), key=key, seed=data["seed"], nodes=list(data["nodes"]), **extra)
         link_data: dict[str, Any] = nx.node_link_data(g, edges="links")
         return link_data
 

@@ -125,6 +125,15 @@ KEYS: tuple[Key, ...] = (
         minimum=1,
     ),
     Key("routing", "ttl_hops", "int", 64, "Hops a packet may make before it goes to failed/ (stops loops).", minimum=1),
+    Key(
+        "routing",
+        "join_wait_s",
+        "float",
+        600.0,
+        "Seconds the packets of an AND-join (a seed consuming A&B) wait for their partners of the same lineage, and "
+        "the results of a split packet's fragments for the rest, before they go to failed/ with the reason.",
+        minimum=0.001,
+    ),
     # -- [limits]: bounds on what peers and input can make a daemon hold (README: "Limits") --
     Key(
         "limits",
@@ -394,6 +403,7 @@ class RoutingConfig:
     waiting_expiry_s: float
     seed_queue_max: int
     ttl_hops: int
+    join_wait_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -621,6 +631,7 @@ def _build(v: dict[str, Any]) -> Config:
             v["routing.waiting_expiry_s"],
             v["routing.seed_queue_max"],
             v["routing.ttl_hops"],
+            v["routing.join_wait_s"],
         ),
         limits=LimitsConfig(
             v["limits.message_max_bytes"],

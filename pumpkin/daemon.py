@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from . import loader, logfold, messages, netinfo, tags
+from . import files, legacy, loader, logfold, messages, netinfo, tags
 from . import packet as packets
 from .automaton import Automaton, SeedInfo
 from .config import Config
@@ -43,6 +43,7 @@ from .dropdir import DropDir
 from .dropfile import is_lines, parse_document, parse_lines
 from .errors import IntakeError, PacketError, TagError
 from .failed import FailedStore
+from .filemover import FileMover, FileStore
 from .journal import Entry, Journal, fsync_dir
 from .membership import Membership, NetworkKey, NodeKeys, open_network_warning
 from .mesh import Mesh
@@ -99,6 +100,7 @@ class Daemon:
         self.transport: Transport | None = None
         self.router: Router | None = None
         self.failed: FailedStore | None = None
+        self.files: FileMover | None = None
         self.specs: dict[str, SeedSpec] = {}
         self.stats = Stats()
         self.peers = PeerTable(config.discovery.evasive_s, config.discovery.expired_s)
@@ -116,6 +118,7 @@ class Daemon:
         self._journaling: set[asyncio.Future[None]] = set()  # packets on their way into the journal
         self.dropdir: DropDir | None = None
         self.tx: TxWriter | None = None
+        self._legacy_env: legacy.LegacyEnv | None = None  # where legacy seeds work, made when the first loads
         self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
         self.web: Any = None  # pumpkin.web.WebServer while [http] enable is on
         self.open_files_limit = 0
@@ -142,7 +145,8 @@ class Daemon:
             self.open_files_limit,
             f" (raised from {before})" if before != self.open_files_limit else f" (hard limit {hard})",
         )
-        self.failed = FailedStore(self.workdir.failed, cfg.limits.failed_max_bytes)
+        file_store = FileStore(self.workdir.path / "files", self.node_id)
+        self.failed = FailedStore(self.workdir.failed, cfg.limits.failed_max_bytes, keep_files=file_store.keep_with)
         await asyncio.to_thread(self.failed.measure)
         spool = Spool(self.workdir.path / "spool", cfg.routing.spool_max_bytes)
         waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s, spool)
@@ -154,6 +158,7 @@ class Daemon:
             waiting,
             cfg.routing.seed_queue_max,
             cfg.routing.ttl_hops,
+            join_wait_s=cfg.routing.join_wait_s,
         )
         self.transport = Transport(
             self.workdir.runtime,
@@ -172,6 +177,8 @@ class Daemon:
             self._on_oversized,
         )
         self.transport.on_frames = self._on_frames
+        self.files = FileMover(file_store, self.node_id, self.transport.send)
+        self.router.on_made = self.files.adopt
         self.transport.on_control = self._on_control
         disc = cfg.discovery
         chosen, self.advertise = netinfo.choose(disc.interface, disc.advertise)
@@ -331,11 +338,14 @@ class Daemon:
             await self._drain()
             if self.mesh is not None:
                 self.mesh.accepting = False  # senders keep what we have not taken; our BYE sends it elsewhere
+            if self.files is not None:
+                self.files.stop()  # packets saved to pending/ below keep their files
             queued = [p for r in router.local.values() for p in r.take_queued()]
             await asyncio.gather(*(asyncio.to_thread(r.stop) for r in router.local.values()))
             await asyncio.gather(*self._journaling, return_exceptions=True)  # routed before the save below
             queued += [p for r in router.local.values() for p in r.take_queued()]
             inflight = self.mesh.take_inflight() if self.mesh is not None else []
+            inflight += list(router.gather.drain())  # parts of joins and merges: they wait again after the restart
             # What waits may be mostly on disk (the spool): streamed to pending/ a batch at a time.
             waiting = ([p for p, _ in batch] for batch in router.waiting.drain())
             self._save_pending(itertools.chain([[*queued, *inflight]], waiting))
@@ -385,20 +395,58 @@ class Daemon:
             log.error("Seed not loaded: %s", why if str(path) in why else f"{path}: {why}")
         for path, why in report.skipped:
             log.info("Seed skipped: %s (%s)", path, why)
+        if any(spec.legacy for spec in report.seeds):
+            self._legacy_env = self._make_legacy_env()
         for spec in report.seeds:
             self.add_seed(spec)
+
+    def _make_legacy_env(self) -> legacy.LegacyEnv:
+        """The working directory of legacy seeds (``work/``), with the taskdirs' data files copied in."""
+        assert self.workdir is not None
+        cfg = self.config
+        taskdirs = tuple(cfg.node.taskdir) if not cfg.node.seed else ()
+        root = self.workdir.path / "work"
+        for problem in legacy.prepare_workdir(root, taskdirs):
+            log.warning("%s", problem)
+        return legacy.LegacyEnv(
+            root=root,
+            group=cfg.node.group,
+            node_id=self.node_id,
+            ship=self.ids.ship,
+            debug=cfg.node.debug,
+            taskdirs=taskdirs,
+            rx=cfg.rx.dir,
+            stats=self._legacy_stats,
+        )
+
+    def _legacy_stats(self) -> dict[str, tuple[int, int]]:
+        """(packets in, packets out) of each local seed, for a legacy seed's ``context.get_stat()``."""
+        router = self.router
+        if router is None:
+            return {}
+        return {n: (r.processed, router.emitted_by[n]) for n, r in list(router.local.items())}
 
     def add_seed(self, spec: SeedSpec) -> None:
         """Run ``spec`` on this node from now on."""
         assert self.router is not None
-        runner = SeedRunner(spec, self.node_id, asyncio.get_running_loop(), self.router.on_outcome, self._seed_broken)
+        if spec.legacy and self._legacy_env is None:
+            self._legacy_env = self._make_legacy_env()
+        runner = SeedRunner(
+            spec,
+            self.node_id,
+            asyncio.get_running_loop(),
+            self.router.on_outcome,
+            self._seed_broken,
+            self._legacy_env if spec.legacy else None,
+            self.files,
+        )
         self.router.local[spec.name] = runner
         if spec.is_extractor and self.tx is not None:
             runner.limit_unsettled(TX_AHEAD_MAX)
         self.specs[spec.name] = spec
         flow = f"{', '.join(map(str, spec.inputs)) or 'injector'} -> {', '.join(map(str, spec.outputs)) or 'extractor'}"
         log.info("Seed loaded: %s (%s)%s", spec.name, flow, f" x{spec.workers}" if spec.workers > 1 else "")
-        self.automaton.add(self.node_id, SeedInfo(spec.name, spec.inputs, spec.outputs))
+        self.automaton.add(self.node_id, SeedInfo(spec.name, spec.inputs, spec.outputs, spec.joins))
         self._digest = hashlib.sha1(orjson.dumps(self._seed_summaries())).hexdigest()[:12]
         self.router.replan()
         if self._started:
@@ -463,7 +511,7 @@ class Daemon:
         if enabled:
             self.disabled.discard(name)
             runner.pause(False)
-            self.automaton.add(self.node_id, SeedInfo(name, runner.spec.inputs, runner.spec.outputs))
+            self.automaton.add(self.node_id, SeedInfo(name, runner.spec.inputs, runner.spec.outputs, runner.spec.joins))
             log.info("Seed enabled: %s", name)
         else:
             self.disabled.add(name)
@@ -518,6 +566,9 @@ class Daemon:
             self.mesh.handle(frames, key)
             return
         member = self.mesh.member(key) if self.mesh.keyed else None
+        if frames and bytes(frames[0]) in files.KINDS and self.files is not None:
+            self.files.handle(frames, member, self.mesh.keyed)
+            return
         if self.mesh.keyed and member is None:
             # Not from a member (a key no valid HELLO bound): not read at all, only counted.
             self.stats.from_strangers += 1
@@ -847,6 +898,7 @@ class Daemon:
             "router": dict(self.router.counters),
             "failed": dict(self.failed.counts),
             "waiting": self.router.waiting.counts(),
+            "gathering": self.router.gather.counts(),
             "bad_inbound": self.stats.bad_inbound,
             "limits": self._limits_snapshot(),
             "from_strangers": self.stats.from_strangers,
@@ -861,6 +913,7 @@ class Daemon:
             },
             **self._intake_snapshot(),
             "mesh": dict(self.mesh.counters) if self.mesh else {},
+            "files": self.files.stats() if self.files else {},
             "inflight": self.mesh.inflight_counts() if self.mesh else {},
             "discovery": {
                 type(d).__name__: {

@@ -48,10 +48,18 @@ REMEASURE_S = 30.0
 class FailedStore:
     """Writes failed packets under ``root`` and counts them by kind of failure."""
 
-    def __init__(self, root: Path, max_bytes: int = 1 << 30, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        root: Path,
+        max_bytes: int = 1 << 30,
+        clock: Callable[[], float] = time.monotonic,
+        keep_files: Callable[[Packet, Path], None] | None = None,
+    ) -> None:
+        """``keep_files(packet, stem)``: keeps what a packet's data refers to beside it (file payloads)."""
         self.root = root
         self.max_bytes = max_bytes
         self.clock = clock
+        self.keep_files = keep_files
         self.used_bytes = 0  # what the folder holds (measured by ``measure``, then counted as items are written)
         self.not_kept: Counter[str] = Counter()  # failures past the quota, by kind: counted, not written
         self._full_since: float | None = None  # when the quota was last found used up (None: not full)
@@ -83,6 +91,11 @@ class FailedStore:
         ``then`` is called once the kept files are durable.
         """
         stem = self._stem(packet.id)
+        if self.keep_files is not None:
+            try:
+                self.keep_files(packet, stem)
+            except OSError as exc:
+                detail = f"{detail}\n(its file could not be kept beside it: {exc})".lstrip()
         try:
             body = orjson.dumps(to_document(packet), option=orjson.OPT_INDENT_2)
         except TypeError:

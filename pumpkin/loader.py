@@ -2,10 +2,16 @@
 
 ``load([paths], group)`` never raises for a bad seed: each file's problems go into the report with the
 file's name and what to fix, and the other files load regardless.
+
+A file is imported (which runs it) only when its source shows it is a seed: a ``###START-CONF`` manifest,
+or, found by parsing it with ``ast``, a class deriving a ``Seed`` (or declaring ``consumes``/``emits``) or a
+function decorated with ``@seed``. Any other file in a folder (a helper script such as the original's
+``tracer_gen.py``) is reported as skipped and never run.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import inspect
@@ -18,7 +24,7 @@ from types import ModuleType
 
 from . import PmkSeed
 from .errors import ManifestError, SeedLoadError
-from .manifest import LegacyManifest, parse_declared, parse_legacy
+from .manifest import LegacyManifest, declared_joins, parse_declared, parse_legacy
 from .seed import SEED_FAULTS, Seed, SeedSpec
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,10 @@ class LoadReport:
     def ok(self) -> bool:
         """True when no file failed."""
         return not self.errors
+
+
+class NotASeed(Exception):
+    """The file's source shows no seed: it is left alone, never imported."""
 
 
 def seed_files(directory: Path) -> list[Path]:
@@ -60,6 +70,9 @@ def load(paths: list[Path], group: str, explicit: bool = False) -> LoadReport:
         for file in files:
             try:
                 specs = load_file(file, group, explicit=explicit or path.is_file())
+            except NotASeed as exc:
+                report.skipped.append((file, str(exc)))
+                continue
             except SeedLoadError as exc:
                 report.errors.append((file, str(exc)))
                 continue
@@ -88,6 +101,10 @@ def load_file(path: Path, group: str, explicit: bool = False) -> list[SeedSpec]:
         raise SeedLoadError(f"{path}: bad manifest: {exc}") from None
     if manifest is not None and not manifest.auto_load and not explicit:
         return []
+    if manifest is None and not looks_like_seed(source, path):
+        raise NotASeed(
+            f"not a seed (no {'###START-CONF'} manifest, no Seed class or @seed function in its source): not run"
+        )
     module = _import(path)
     if manifest is not None:
         return [_legacy_spec(module, manifest, path)]
@@ -135,6 +152,7 @@ def _legacy_spec(module: ModuleType, manifest: LegacyManifest, path: Path) -> Se
         name=manifest.name,
         inputs=manifest.inputs,
         outputs=manifest.outputs,
+        joins=manifest.joins,
         factory=chosen,
         path=path,
         legacy=True,
@@ -155,6 +173,7 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
         try:
             inputs = parse_declared(cls.consumes, group, "consumes")
             outputs = parse_declared(cls.emits, group, "emits")
+            joins = declared_joins(cls.consumes, group)
         except ManifestError as exc:
             raise SeedLoadError(f"{where}: {exc}") from None
         if cls.run is Seed.run:
@@ -183,6 +202,7 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
                 name=name,
                 inputs=inputs,
                 outputs=outputs,
+                joins=joins,
                 factory=cls,
                 path=path,
                 legacy=False,
@@ -195,3 +215,48 @@ def _modern_specs(module: ModuleType, path: Path, group: str) -> list[SeedSpec]:
             )
         )
     return specs
+
+
+def looks_like_seed(source: str, path: Path) -> bool:
+    """True when parsing ``source`` (never running it) finds a class deriving a ``Seed`` or declaring
+    ``consumes``/``emits``, or a function decorated with ``@seed``. SeedLoadError when it does not parse."""
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except (SyntaxError, ValueError) as exc:
+        raise SeedLoadError(f"{path}: not valid Python, so not imported: {exc}") from None
+    classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+    seeds: set[str] = set()
+    changed = True
+    while changed:  # a class deriving a seed class of the same file is one too
+        changed = False
+        for cls in classes:
+            if cls.name not in seeds and (
+                any(_last_name(b) == "Seed" or _last_name(b) in seeds for b in cls.bases) or _declares_states(cls)
+            ):
+                seeds.add(cls.name)
+                changed = True
+    if seeds:
+        return True
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    decorators = [d.func if isinstance(d, ast.Call) else d for f in functions for d in f.decorator_list]
+    return any(_last_name(d) == "seed" for d in decorators)
+
+
+def _last_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def _declares_states(cls: ast.ClassDef) -> bool:
+    for stmt in cls.body:
+        targets: list[ast.expr] = []
+        if isinstance(stmt, ast.Assign):
+            targets = stmt.targets
+        elif isinstance(stmt, ast.AnnAssign):
+            targets = [stmt.target]
+        if any(isinstance(t, ast.Name) and t.id in ("consumes", "emits") for t in targets):
+            return True
+    return False

@@ -1,7 +1,9 @@
 """Seed manifests: the legacy ``###START-CONF`` comment block, and modern class attributes.
 
-Both turn into the same thing: the seed's name and the state tags it consumes and emits. Nothing here
-imports seed code, so a manifest can be checked without running the seed.
+Both turn into the same thing: the seed's name and the state tags it consumes and emits, and the AND-joins
+among its inputs (``"state": "MRI_RAW&DTI_RAW"``, ``consumes = "A&B"``). An ``&`` among outputs
+(``"DTI_PREPROC1&DTI_PREPROC2"``) declares each of those states as an output. Nothing here imports seed code,
+so a manifest can be checked without running the seed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class LegacyManifest:
     inputs: tuple[StateTag, ...]
     outputs: tuple[StateTag, ...]
     raw: dict[str, Any]
+    joins: tuple[tuple[StateTag, ...], ...] = ()
 
     @property
     def description(self) -> str:
@@ -81,16 +84,24 @@ def parse_legacy(source: str, group: str) -> LegacyManifest | None:
     auto_load = raw.get("auto-load", True)
     if not isinstance(auto_load, bool):
         raise ManifestError(f"'auto-load' must be true or false, not {auto_load!r}")
-    inputs = _legacy_entries(raw, "parameters", group)
-    outputs = _legacy_entries(raw, "return", group)
-    return LegacyManifest(name, raw.get("object_poi"), auto_load, inputs, outputs, raw)
+    own = raw.get("group")
+    if own is not None and (not isinstance(own, str) or not own.strip()):
+        raise ManifestError(f"'group' must be a group name, not {own!r}")
+    group = own.strip() if isinstance(own, str) else group  # the seed's own group, as the original's get_group()
+    inputs, joins = _legacy_entries(raw, "parameters", group)
+    outputs, _ = _legacy_entries(raw, "return", group)
+    return LegacyManifest(name, raw.get("object_poi"), auto_load, inputs, outputs, raw, joins)
 
 
-def _legacy_entries(raw: dict[str, Any], key: str, group: str) -> tuple[StateTag, ...]:
+def _legacy_entries(
+    raw: dict[str, Any], key: str, group: str
+) -> tuple[tuple[StateTag, ...], tuple[tuple[StateTag, ...], ...]]:
+    """The tags of a manifest's ``parameters`` or ``return`` entries, and the AND-joins among them."""
     entries = raw.get(key, [])
     if not isinstance(entries, list):
         raise ManifestError(f"'{key}' must be a list")
     out: list[StateTag] = []
+    joins: list[tuple[StateTag, ...]] = []
     for i, entry in enumerate(entries):
         where = f"'{key}' entry {i + 1}"
         if not isinstance(entry, dict):
@@ -104,12 +115,18 @@ def _legacy_entries(raw: dict[str, Any], key: str, group: str) -> tuple[StateTag
             raise ManifestError(f"{where} has an empty 'type'")
         try:
             for alt in state.split("|"):
-                tag = tags.parse(alt if ":" in alt else f"{typ}:{alt}", group)
-                if tag not in out:
-                    out.append(tag)
+                parts: list[StateTag] = []
+                for part in alt.split(tags.JOIN):
+                    tag = tags.parse(part if ":" in part else f"{typ}:{part}", group)
+                    if tag not in parts:
+                        parts.append(tag)
+                    if tag not in out:
+                        out.append(tag)
+                if len(parts) > 1 and tuple(parts) not in joins:
+                    joins.append(tuple(parts))
         except TagError as exc:
             raise ManifestError(f"{where}: {exc}") from None
-    return tuple(out)
+    return tuple(out), tuple(joins)
 
 
 def parse_declared(value: str | Sequence[str], group: str, what: str) -> tuple[StateTag, ...]:
@@ -125,4 +142,18 @@ def parse_declared(value: str | Sequence[str], group: str, what: str) -> tuple[S
                     out.append(tag)
         except TagError as exc:
             raise ManifestError(f"'{what}': {exc}") from None
+    return tuple(out)
+
+
+def declared_joins(value: str | Sequence[str], group: str) -> tuple[tuple[StateTag, ...], ...]:
+    """The AND-joins of a modern ``consumes`` declaration (``"A&B"``); () when it has none."""
+    items = [value] if isinstance(value, str) else list(value) if isinstance(value, Sequence) else []
+    out: list[tuple[StateTag, ...]] = []
+    for item in items:
+        try:
+            for join in tags.parse_joins(item, group):
+                if join not in out:
+                    out.append(join)
+        except TagError as exc:
+            raise ManifestError(f"'consumes': {exc}") from None
     return tuple(out)

@@ -40,12 +40,14 @@ Legacy form (packet files written for the original Pumpkin, read by ``from_legac
     [{"box": "0", "e": "E", "ship": "c466f181", "container": "98ea09ac"}, {},
      {"stag": "String:UNGREETED", "data": "Mars", "exstate": "0001", "func": ""}]
 
-``stag`` is ``group:type:STATE`` or ``type:STATE`` (this node's group). The header's fields are kept in
-``meta["legacy_header"]`` (legacy seeds see them again); a header ``code`` field is dropped, never run.
+``stag`` is ``group:type:STATE`` or ``type:STATE`` (group ``public``, as the original read it). The header's
+fields are kept in ``meta["legacy_header"]`` (legacy seeds see them again and pass them on); a header ``code``
+field is dropped, never run. The header's ``ttl`` was the original's seconds before an unacknowledged packet is
+sent again (``"D"``: never): kept, never refused; the packet gets the default number of hops.
 
 Numbers are checked where a file is read, so that a value no later step can carry (a ttl past 64 bits, a time
-that is not finite) is that file's error and never reaches the journal or the wire: a legacy header's ``ttl``
-must be 1 to ``MAX_TTL_HOPS`` (``dropfile`` holds an rx document's to the same); a document's ``ttl`` must fit
+that is not finite) is that file's error and never reaches the journal or the wire (``dropfile`` holds an rx
+document's ``ttl`` to 1 to ``MAX_TTL_HOPS``); a document's ``ttl`` must fit
 in 64 bits, its ``created`` and trail times be finite.
 """
 
@@ -134,14 +136,17 @@ class IdMaker:
         """An id for a packet entering the network (a new lineage)."""
         return f"{self.ship}:{self._random.getrandbits(32):08x}:0:{next(self._counter):x}"
 
-    def child(self, parent_id: str, seed: str, index: int) -> str:
-        """The id of output ``index`` of ``seed`` made from ``parent_id``: the same wherever it is made."""
+    def child(self, parent_id: str, seed: str, index: int, fork: bool = False) -> str:
+        """The id of output ``index`` of ``seed`` made from ``parent_id``: the same wherever it is made.
+        ``fork``: in a new lineage (container), itself made from the same three."""
         try:
             ship, container, box, _ = parent_id.split(":")
             hops = int(box) + 1
         except ValueError:
             ship, container, hops = self.ship, os.urandom(4).hex(), 1
         digest = hashlib.blake2b(f"{parent_id}|{seed}|{index}".encode(), digest_size=6).hexdigest()
+        if fork:
+            container = hashlib.blake2b(f"fork|{parent_id}|{seed}|{index}".encode(), digest_size=4).hexdigest()
         return f"{ship}:{container}:{hops}:{digest}"
 
 
@@ -342,6 +347,8 @@ def from_document(doc: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT
     return Packet(pid, tag, data, _trail(doc.get("trail", [])), ttl, created, meta)
 
 
+#: The group of a legacy tag written ``type:STATE``: the original read such a packet file into group ``public``.
+LEGACY_GROUP = "public"
 #: Header fields of a legacy packet that never travel on: code is never run, and ids are made anew.
 LEGACY_DROPPED = ("code",)
 
@@ -357,33 +364,25 @@ def from_legacy(obj: Any, group: str, ids: IdMaker, default_ttl: int = DEFAULT_T
         )
     header = obj[0] if isinstance(obj[0], dict) and obj[0] is not entry else {}
     try:
-        tag = tags.parse(entry["stag"], group)
+        tag = tags.parse(entry["stag"], LEGACY_GROUP)
     except TagError as exc:
         raise PacketError(f"'stag': {exc}") from None
     if "data" not in entry:
         raise PacketError(f"the legacy entry with stag {entry['stag']!r} has no 'data'")
-    ttl = _legacy_ttl(header["ttl"]) if "ttl" in header else default_ttl
+    ttl = default_ttl  # the header's ttl is the original's re-send timer, kept in the header (see above)
     kept = {k: v for k, v in header.items() if k not in LEGACY_DROPPED}
+    if "ttl" in kept and not _json_number(kept["ttl"]):
+        kept["ttl"] = str(kept["ttl"])  # kept as text when JSON cannot carry the number (past 64 bits, inf)
     _check_nesting(entry["data"], "'data'")
     _check_nesting(kept, "the header")
     now = time.time()
     return Packet(ids.root(), tag, entry["data"], [], ttl, now, {"legacy_header": kept} if kept else {})
 
 
-def _legacy_ttl(raw: Any) -> int:
-    """A legacy header's ttl (the original wrote numbers or digit strings), checked to be 1..MAX_TTL_HOPS."""
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-        raise PacketError(f"header 'ttl' {reprlib.repr(raw)} is not a number of hops")
-    try:
-        value = raw if isinstance(raw, float) else int(raw)
-    except ValueError:
-        raise PacketError(f"header 'ttl' {reprlib.repr(raw)} is not a number of hops") from None
-    if isinstance(value, float) and not value.is_integer():
-        raise PacketError(f"header 'ttl' {reprlib.repr(raw)} is not a whole number of hops")
-    if value < 1:
-        raise PacketError(f"header 'ttl' {reprlib.repr(value)} leaves no hops")
-    if value > MAX_TTL_HOPS:
-        raise PacketError(
-            f"header 'ttl' {reprlib.repr(value)} is more than the {MAX_TTL_HOPS} hops a packet file may ask for"
-        )
-    return int(value)
+def _json_number(value: Any) -> bool:
+    """False for a number that orjson cannot write (an integer past 64 bits, a float that is not finite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return JSON_INT_MIN <= value <= JSON_INT_MAX

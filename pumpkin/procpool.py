@@ -23,19 +23,21 @@ from typing import Any
 
 from .errors import SeedStartError
 from .packet import Packet
-from .runner import Emission, iter_results, raised, ready_instance, run_modern
+from .runner import Emission, raised, ready_instance
 from .seed import SEED_FAULTS, run_arity
+from .splitmerge import modern_emissions, splits
 
 _instance: Any = None
 _name = ""
 _arity = 1
+_splits = False
 _load_error = ""  # why this process has no instance: one line naming the seed
 _load_traceback = ""
 
 
 def init_worker(path: str, group: str, name: str, node_id: str) -> None:
     """Pool initializer: load the seed ``name`` from ``path`` and make this process's instance."""
-    global _instance, _name, _arity, _load_error, _load_traceback
+    global _instance, _name, _arity, _splits, _load_error, _load_traceback
     from . import loader  # here, not at import: the daemon side needs none of it
 
     _name = name
@@ -52,6 +54,7 @@ def init_worker(path: str, group: str, name: str, node_id: str) -> None:
         return
     atexit.register(instance.on_unload)
     _arity = run_arity(spec.factory)
+    _splits = splits(spec.factory)
     _instance = instance
 
 
@@ -66,7 +69,7 @@ def run_packet(packet: Packet) -> tuple[list[Emission], str, str, float]:
         return [], f"{_load_error}; this worker process cannot run it", _load_traceback, 0.0
     started = time.perf_counter()
     try:
-        emissions = list(iter_results(run_modern(_instance, _arity, packet)))
+        emissions = list(modern_emissions(_instance, _arity, packet, _splits))
     except SEED_FAULTS as exc:  # a seed's bug (even sys.exit()) fails its packet, not the worker
         return [], raised(_name, exc), traceback.format_exc(), 0.0
     return emissions, "", "", time.perf_counter() - started

@@ -26,6 +26,13 @@ they are routed: those of a seed on a cycle of the automaton, whose custody woul
 the cycle and, under load, fill every flow-control window on it with packets waiting for each other; and
 those of an injector that declares ``durable = True``.
 
+Joins and merges (see ``gather``): a packet that is part of an AND-join, or the result of a fragment, goes to
+the one replica that owns its group (rendezvous hashing of its lineage, or of the split packet's id, over the
+seed's replicas) and waits there, held, until the group is complete; the packet the group makes then runs on
+that replica. A fragment goes to any replica of the seed that split it, never to other consumers of its state.
+When the replicas change, groups whose owner is now another node move there (``replan``); a group incomplete
+for ``routing.join_wait_s`` goes to failed/ with the reason.
+
 All methods run on the event loop; nothing here blocks.
 """
 
@@ -40,10 +47,28 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .automaton import Automaton
-from .custody import hold
+from .custody import Custody, hold
 from .failed import FailedStore
+from .gather import (
+    FRAGMENT,
+    GATHERED,
+    JOIN,
+    LINEAGE,
+    MERGE,
+    Gatherer,
+    Group,
+    fragment_mark,
+    fragment_of,
+    gathered_of,
+    joined,
+    lineage_of,
+    merged,
+    owner,
+    without_marks,
+)
 from .packet import Hop, IdMaker, Packet
-from .runner import Outcome, SeedRunner
+from .runner import Emission, Outcome, SeedRunner
+from .seed import SeedSpec
 from .tags import StateTag
 from .waiting import WaitingRoom
 
@@ -91,6 +116,7 @@ class Router:
         seed_queue_max: int = 10000,
         ttl_hops: int = 64,
         clock: Callable[[], float] = time.monotonic,
+        join_wait_s: float = 600.0,
     ) -> None:
         self.node_id = node_id
         self.automaton = automaton
@@ -100,6 +126,7 @@ class Router:
         self.seed_queue_max = seed_queue_max
         self.ttl_hops = ttl_hops
         self.clock = clock
+        self.gather = Gatherer(join_wait_s)
         self.local: dict[str, SeedRunner] = {}
         self.send_remote: RemoteSend = lambda node, seed, packet: False
         self.remote_load: LoadOf = lambda node, seed: 0.0
@@ -110,6 +137,8 @@ class Router:
         self.on_extracted: Callable[[Packet, str], None] | None = None
         self.done_before: DoneBefore | None = None
         self.make_durable: MakeDurable | None = None
+        #: Called with each packet a local seed made, before it is routed (file payloads: see ``filemover``).
+        self.on_made: Callable[[Packet], None] | None = None
         self._cyclic: dict[str, bool] = {}
         self._cyclic_version = -1
         self._turns: dict[str, itertools.count[int]] = {}
@@ -124,6 +153,9 @@ class Router:
         """Send ``packet`` on to every seed that consumes its state, or park it."""
         if packet.ttl <= 0:
             self.fail(packet, "ttl", f"packet {packet.id} in {packet.tag} ran out of hops (a loop in the automaton?)")
+            return
+        meta = packet.meta
+        if meta and (FRAGMENT in meta or GATHERED in meta) and self._route_marked(packet):
             return
         consumers = self.automaton.consumers(packet.tag)
         if not consumers:
@@ -143,11 +175,13 @@ class Router:
         for packet, seed in self.waiting.hand_out(lambda tag: bool(self.automaton.consumers(tag))):
             self.counters["released"] += 1
             self._resume(packet, seed)
+        if self.gather.groups:
+            self._rehome()
         self._check_throttles()
 
     def deliver_to(self, seed: str, packet: Packet, exclude: str = "") -> None:
         """Send ``packet`` to a replica of ``seed`` only (not other consumers of its state), avoiding ``exclude``."""
-        nodes = [n for n in self.automaton.consumers(packet.tag).get(seed, []) if n != exclude]
+        nodes = [n for n in self._replicas(seed, packet.tag) if n != exclude]
         if nodes:
             self._deliver(seed, nodes, packet)
         else:
@@ -165,6 +199,10 @@ class Router:
         helping); True when the limit was reached, so more may be due (each costs a failed/ item: a sweep of a
         mass expiry is done in parts, with the loop's other work in between)."""
         self.check_stuck_throttles()
+        for group in self.gather.expire(self.clock()):
+            self._fail_group(group)
+        if self.gather.groups:
+            self._rehome()  # replicas seen differently by the sender (a few heartbeats after a change)
         expired = self.waiting.expire(self.clock(), limit)
         for packet in expired:
             self.fail(
@@ -179,7 +217,7 @@ class Router:
     def kick(self, seed: str) -> None:
         """A replica of ``seed`` has room again: hand it the packets that wait for it, oldest first."""
         for tag in self.waiting.tags_for(seed):
-            nodes = self.automaton.consumers(tag).get(seed, [])
+            nodes = self._replicas(seed, tag)
             # At most one pass over what waits now: a packet that cannot be sent after all waits again at
             # the back, and must not be taken a second time here.
             for _ in range(self.waiting.waiting_for(tag, seed)):
@@ -201,6 +239,10 @@ class Router:
         spec = runner.spec
         if spec.is_extractor and self.done_before is not None and self.done_before(spec.name, packet):
             self.counters["done_before"] += 1
+            return
+        part = self._part(spec.name, packet)
+        if part is not None:
+            self._gather(spec.name, packet, part)
             return
         hold(packet, 1)
         self.delivered[spec.name, self.node_id] += 1
@@ -276,7 +318,7 @@ class Router:
             if parent is not None:
                 self.fail(
                     parent,
-                    "seed-error",
+                    outcome.kind,
                     f"{outcome.error} while processing {parent.id} in {parent.tag}",
                     outcome.traceback,
                     seed=spec.name,
@@ -289,14 +331,32 @@ class Router:
             self.counters["extracted"] += 1
             if self.on_extracted is not None:
                 self.on_extracted(parent, spec.name)
+        if parent is not None and self._refused(spec, parent, outcome.emissions):
+            return
         now = time.time()
         durable: list[Packet] | None = None
         if self.make_durable is not None and (spec.durable if parent is None else self._on_cycle(spec.name)):
             durable = []
+        base_meta = without_marks(parent.meta) if parent is not None else {}
+        # A fragment this seed split: what its run makes is one result, for the merge (see gather).
+        mark = fragment_of(parent) if parent is not None and parent.meta and FRAGMENT in parent.meta else None
+        if mark is not None and (mark.result or mark.by != spec.name):
+            mark = None
+        results: list[Packet] | None = [] if mark is not None else None
+        fragments = sum(1 for e in outcome.emissions if e.fragment is not None)
+        split_index = 0
         for index, emission in enumerate(outcome.emissions):
-            tag = spec.output_for(emission.state)
-            pid = self.ids.child(parent.id, spec.name, index) if parent is not None else self.ids.root()
+            tag = parent.tag if emission.again and parent is not None else spec.output_for(emission.state)
+            if emission.fragment is not None and parent is not None:
+                tag = parent.tag  # a fragment goes to a replica of this seed, in the state of what it splits
+            if parent is not None:
+                pid = self.ids.child(parent.id, spec.name, index, fork=emission.forked)
+            else:
+                pid = self.ids.root()
             trail = [*parent.trail] if parent is not None else []
+            meta = dict(base_meta)
+            if emission.header is not None:
+                meta["legacy_header"] = emission.header
             child = Packet(
                 pid,
                 tag or StateTag(self.automaton.group, "?", str(emission.state)),
@@ -304,9 +364,15 @@ class Router:
                 trail,
                 (parent.ttl - 1) if parent is not None else self.ttl_hops,
                 parent.created if parent is not None else now,
-                dict(parent.meta) if parent is not None else {},
+                meta,
                 parent.custody if parent is not None else None,
             )
+            if parent is not None and (emission.forked or emission.header is not None):
+                # Joins match parts by lineage (gather.lineage_of): a fork (a new container), or a legacy header
+                # that no longer names the injected ship, keeps its parent's, so parts forked apart still meet.
+                lineage = lineage_of(parent)
+                if lineage_of(child) != lineage:
+                    child.meta[LINEAGE] = lineage
             if tag is None:
                 declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
                 wanted = emission.state if emission.state is not None else "its only output"
@@ -326,13 +392,39 @@ class Router:
                     seed=spec.name,
                 )
                 continue
+            if emission.fragment is not None and parent is not None:
+                label, last = emission.fragment
+                child.meta[FRAGMENT] = fragment_mark(
+                    spec.name,
+                    parent.id,
+                    split_index,
+                    fragments,
+                    label or str(split_index + 1),
+                    last or split_index == fragments - 1,
+                )
+                split_index += 1
+                self.counters["fragments"] += 1
+            elif results is not None:
+                results.append(child)
+                continue
             self.counters["emitted"] += 1
             self.emitted_by[spec.name] += 1
             if durable is None:
+                if self.on_made is not None:
+                    self.on_made(child)
                 self.route(child)
             else:
                 child.custody = None
                 durable.append(child)
+        if results is not None and mark is not None and parent is not None:
+            result = self._fragment_result(spec.name, spec.outputs, parent, mark, results, base_meta, now)
+            self.counters["emitted"] += 1
+            self.emitted_by[spec.name] += 1
+            if durable is None:
+                self.route(result)
+            else:
+                result.custody = None
+                durable.append(result)
         if durable and self.make_durable is not None:
             if parent is None:
                 self.make_durable(durable, None)
@@ -344,6 +436,27 @@ class Router:
         if parent is not None:
             self._finished(parent, spec.name)
             self.kick(spec.name)
+
+    def _refused(self, spec: SeedSpec, parent: Packet, emissions: list[Emission]) -> bool:
+        """Fail ``parent`` whole, letting none of its emissions out, when any of them is in an undeclared
+        state or holds data that cannot travel; True when it did."""
+        for emission in emissions:
+            if emission.again or emission.fragment is not None:
+                continue  # in the input's own state: a re_dispatch, a fragment of a split
+            if spec.output_for(emission.state) is None:
+                declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
+                wanted = emission.state if emission.state is not None else "its only output"
+                kind = "undeclared-state"
+                why = f"seed {spec.name} emitted state {wanted!r}, which it does not declare (declared: {declared})"
+            elif emission.error:
+                kind, why = "bad-data", f"seed {spec.name} emitted data that cannot travel: {emission.error}"
+            else:
+                continue
+            self.fail(parent, kind, f"{why}; none of its {len(emissions)} emission(s) was sent", seed=spec.name)
+            self._finished(parent, spec.name)
+            self.kick(spec.name)
+            return True
+        return False
 
     def _on_cycle(self, seed: str) -> bool:
         if self._cyclic_version != self.automaton.version:
@@ -379,6 +492,14 @@ class Router:
             turns = self._turns[name] = itertools.count()
         turn = next(turns)
         candidates = list(nodes)
+        part = self._part(name, packet) if len(candidates) > 1 else None
+        if part is not None:
+            # Every part of a group goes to the group's one owner, whatever the load elsewhere.
+            candidates = [owner(part[0], candidates)]
+            if candidates[0] == self.node_id and name in self.local:
+                self.counters["local"] += 1
+                self.submit_local(self.local[name], packet)
+                return
         while candidates:
             node = (
                 candidates[0] if len(candidates) == 1 else pick_replica(candidates, lambda n: self._load(n, name), turn)
@@ -395,6 +516,144 @@ class Router:
                 return
             candidates.remove(node)
         self._park(packet, seed=name)
+
+    # -- joins, fragments and merges (see gather) ------------------------------------------------
+
+    def _replicas(self, seed: str, tag: StateTag) -> list[str]:
+        """The nodes to send ``seed`` a packet in ``tag``: those consuming it there, or (a fragment's result,
+        addressed to the seed that split it, in a state it does not consume) every node the seed runs on."""
+        return self.automaton.consumers(tag).get(seed) or self.automaton.nodes_of(seed)
+
+    def _route_marked(self, packet: Packet) -> bool:
+        """Route a fragment, a fragment's result or a gathered packet to its one seed; False: an ordinary packet."""
+        gathered = gathered_of(packet)
+        if gathered is not None:
+            self.deliver_to(gathered["seed"], packet)
+            return True
+        mark = fragment_of(packet)
+        if mark is None:
+            return False
+        self.deliver_to(mark.by, packet)
+        return True
+
+    def _part(self, name: str, packet: Packet) -> tuple[str, str, str, tuple[str, ...] | int, str] | None:
+        """(owner key, kind, group key, slots, slot) when ``packet`` is a part of a group of seed ``name``."""
+        meta = packet.meta
+        if meta and (FRAGMENT in meta or GATHERED in meta):
+            mark = fragment_of(packet)
+            if mark is None or not mark.result or mark.by != name or GATHERED in meta:
+                return None
+            return mark.of, MERGE, mark.of, mark.n, str(mark.i)
+        info = self.automaton.info(name)
+        if info is None or not info.joins:
+            return None
+        join = info.join_of(packet.tag)
+        if join is None:
+            return None
+        lineage = lineage_of(packet)
+        slot = next(t.state for t in join if t.matches(packet.tag))
+        states = tuple(t.state for t in join)
+        return lineage, JOIN, f"{'&'.join(states)}|{lineage}", states, slot
+
+    def _gather(self, seed: str, packet: Packet, part: tuple[str, str, str, tuple[str, ...] | int, str]) -> None:
+        """Keep ``packet`` in its group; run the group's packet once it is complete."""
+        _, kind, key, slots, slot = part
+        added = self.gather.add(kind, seed, key, slots, slot, packet, self.clock())
+        if added.status == "duplicate":
+            self.counters["gather_duplicates"] += 1
+            return
+        if added.status in ("full", "invalid"):
+            why = (
+                f"{self.gather.max_parts} packets already wait for their partners here"
+                if added.status == "full"
+                else f"it is not one of the {kind}'s parts (slot {slot!r})"
+            )
+            self.fail(packet, f"{kind}-refused", f"packet {packet.id} could not wait for its {kind} in {seed}: {why}")
+            return
+        hold(packet, 1)  # until the group has run (or failed): its sender gets no ACK before
+        self.counters[f"{kind}_parts"] += 1
+        if added.status != "complete" or added.group is None:
+            return
+        parts = list(added.parts)
+        made = joined(seed, added.group.slots, parts) if kind == JOIN else merged(seed, parts)
+
+        def release() -> None:
+            for p in parts:
+                hold(p, -1)
+
+        made.custody = Custody(release)
+        self.counters[f"{kind}s"] += 1
+        runner = self.local.get(seed)
+        if runner is not None and self.automaton.runs_on(seed, self.node_id):
+            self.submit_local(runner, made)
+        else:
+            self.deliver_to(seed, made)
+        made.custody.settle()
+
+    def _fragment_result(
+        self,
+        seed: str,
+        outputs: Sequence[StateTag],
+        parent: Packet,
+        mark: Any,
+        made: list[Packet],
+        meta: dict[str, Any],
+        now: float,
+    ) -> Packet:
+        """The one packet a fragment's run makes for the merge: what it emitted (one value, None, or a list)."""
+        data = made[0].data if len(made) == 1 else [p.data for p in made] if made else None
+        tag = made[0].tag if made else (outputs[0] if outputs else parent.tag)
+        result = Packet(
+            self.ids.child(parent.id, seed, 0),
+            tag,
+            data,
+            [*parent.trail, Hop(seed, self.node_id, str(tag), now)],
+            parent.ttl - 1,
+            parent.created,
+            dict(meta),
+            parent.custody,
+        )
+        result.meta[FRAGMENT] = fragment_mark(mark.by, mark.of, mark.i, mark.n, mark.no, mark.last, result=True)
+        return result
+
+    def _fail_group(self, group: Group) -> None:
+        """A group incomplete for join_wait_s: each of its packets goes to failed/ with the reason."""
+        missing = group.missing()
+        if group.kind == JOIN:
+            have = ", ".join(s for s in group.slots if s not in missing) or "nothing"
+            reason = (
+                f"seed {group.seed} waited {self.gather.wait_s:g} s for {' and '.join(missing)} of lineage "
+                f"{group.key.partition('|')[2]} to join {have}; it never came (routing.join_wait_s)"
+            )
+        else:
+            shown = ", ".join(str(int(m) + 1) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            reason = (
+                f"seed {group.seed} waited {self.gather.wait_s:g} s for the results of {len(missing)} of the "
+                f"{len(group.slots)} fragments of {group.key} (fragments {shown}); "
+                "they never came (routing.join_wait_s)"
+            )
+        self.counters[f"{group.kind}_timeouts"] += 1
+        log.warning("%s", reason)
+        for packet in group.packets():
+            self.fail(packet, f"{group.kind}-timeout", reason, seed=group.seed)
+            hold(packet, -1)
+
+    def _rehome(self) -> None:
+        """Send the groups whose owner is now another replica there (the replicas changed)."""
+
+        def moved(group: Group) -> bool:
+            packets = group.packets()
+            if not packets:
+                return False
+            nodes = self._replicas(group.seed, packets[0].tag)
+            key = group.key if group.kind == MERGE else group.key.partition("|")[2]
+            return bool(nodes) and owner(key, nodes) != self.node_id
+
+        for group in self.gather.take(moved):
+            self.counters["gather_moved"] += len(group.packets())
+            for packet in group.packets():
+                self.deliver_to(group.seed, packet)
+                hold(packet, -1)
 
     def _load(self, node: str, name: str) -> float:
         if node == self.node_id:

@@ -36,11 +36,12 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
-from . import PmkSeed
+from . import legacy, splitmerge
 from .errors import PacketError, SeedStartError
+from .files import File, FileError
 from .packet import Packet, check_data
 from .seed import SEED_FAULTS, Emit, SeedSpec, run_arity
 
@@ -57,8 +58,11 @@ class Emission:
 
     state: str | None
     data: Any
-    forked: bool = False
+    forked: bool = False  # starts a new lineage (a legacy fork_dispatch)
     error: str = ""  # set when the data cannot travel (not JSON, not bytes)
+    header: dict[str, Any] | None = None  # a legacy seed's header fields, carried on in meta["legacy_header"]
+    again: bool = False  # the input again, in its own state (a legacy re_dispatch)
+    fragment: tuple[str, bool] | None = None  # a fragment made by split: (the seed's label, whether the last)
 
 
 @dataclass
@@ -74,27 +78,37 @@ class Outcome:
     streamed: bool = False  # one emission of an injector, posted as it was made
     pooled: bool = False  # run in a worker process (processes = N)
     broken_pool: bool = False  # ... whose process died
+    kind: str = "seed-error"  # the failed/ counter an error goes to
+    unclaimed: bool = False  # failed before it ran: it took no place among the unsettled runs
 
 
-class LegacyContext:
-    """The ``context`` a legacy seed's constructor receives."""
+class FileHooks(Protocol):
+    """File payloads (see ``filemover``): what the runner asks of them, and where."""
 
-    def __init__(self, spec: SeedSpec, node_id: str, emit: Callable[[str, Any, bool], None] | None = None) -> None:
-        self.conf = spec.manifest
-        self.node_id = node_id
-        self.emit = emit
+    def needs(self, packet: Packet) -> bool: ...  # on the loop: must ``prepare`` before it runs
 
-    def getUuid(self) -> str:  # noqa: N802 - the original's name
-        """The node's id."""
-        return self.node_id
+    def prepare(self, packet: Packet, then: Callable[[str], None]) -> None: ...  # on the loop
+
+    def seal(self, data: Any, legacy: bool) -> Any: ...  # on the seed's thread: a File -> its descriptor
+
+    def localize(self, data: Any, legacy: bool) -> Any: ...  # on the seed's thread: a descriptor -> a File
 
 
-def _emission(state: str | None, data: Any, forked: bool = False) -> Emission:
+def _emission(
+    state: str | None,
+    data: Any,
+    forked: bool = False,
+    header: dict[str, Any] | None = None,
+    again: bool = False,
+    fragment: tuple[str, bool] | None = None,
+) -> Emission:
+    if isinstance(data, File):
+        return Emission(state, data, forked, "", header, again, fragment)  # sealed once the run has succeeded
     try:
         check_data(data)
     except PacketError as exc:
-        return Emission(state, data, forked, str(exc))
-    return Emission(state, data, forked)
+        return Emission(state, data, forked, str(exc), header, again, fragment)
+    return Emission(state, data, forked, "", header, again, fragment)
 
 
 def iter_results(result: Any) -> Iterator[Emission]:
@@ -113,28 +127,15 @@ def iter_results(result: Any) -> Iterator[Emission]:
         yield _emission(None, result)
 
 
-def legacy_view(packet: Packet | None, emit: Callable[[str, Any, bool], None]) -> PmkSeed.LegacyPacket:
-    """The original's ``[header, {}, entry]`` list for ``packet`` (a fresh one for injectors)."""
-    if packet is None:
-        return PmkSeed.LegacyPacket([{"box": "0", "e": "E"}, {}, {"stag": "RAW", "exstate": "0001"}], emit)
-    ship, container, box, fragment = packet.id.split(":")
-    header = {
-        **packet.meta.get("legacy_header", {}),
-        "ship": ship,
-        "container": container,
-        "box": box,
-        "fragment": fragment,
-        "ttl": packet.ttl,
-        "state": packet.tag.state,
-    }
-    entry = {"stag": f"{packet.tag.type}:{packet.tag.state}", "data": packet.data, "exstate": "0001"}
-    return PmkSeed.LegacyPacket([header, {}, entry], emit)
-
-
-def instantiate(spec: SeedSpec, node_id: str) -> Any:
-    """A new instance of ``spec``'s seed, as the daemon ``node_id`` gives it (on_load not called yet)."""
+def instantiate(
+    spec: SeedSpec, node_id: str, env: legacy.LegacyEnv | None = None, emit: legacy.EmitFn | None = None
+) -> Any:
+    """A new instance of ``spec``'s seed, as the daemon ``node_id`` gives it (on_load not called yet); a legacy
+    seed works in ``env`` and what it dispatches outside ``run`` goes to ``emit``."""
     if spec.legacy:
-        instance = spec.factory(LegacyContext(spec, node_id), spec.manifest.get("object_poi"))
+        context = legacy.LegacyContext(spec, env or legacy.LegacyEnv.scratch(node_id))
+        context.emit = emit
+        instance = spec.factory(context, spec.manifest.get("object_poi"))
         instance.conf = spec.manifest
     else:
         instance = spec.factory()
@@ -143,13 +144,19 @@ def instantiate(spec: SeedSpec, node_id: str) -> Any:
     return instance
 
 
-def ready_instance(spec: SeedSpec, node_id: str, load: bool = True) -> Any:
-    """A new instance of ``spec``'s seed with its on_load called (``load=False``: not called).
+def ready_instance(
+    spec: SeedSpec,
+    node_id: str,
+    load: bool = True,
+    env: legacy.LegacyEnv | None = None,
+    emit: legacy.EmitFn | None = None,
+) -> Any:
+    """A new instance of ``spec``'s seed with its on_load called (``load=False``: not called); see instantiate.
 
     Raises SeedStartError naming the seed and which of ``__init__`` and ``on_load`` raised what.
     """
     try:
-        instance = instantiate(spec, node_id)
+        instance = instantiate(spec, node_id, env, emit)
     except SEED_FAULTS as exc:
         raise SeedStartError(spec.name, "__init__", exc) from exc
     if load:
@@ -201,10 +208,16 @@ class SeedRunner:
         loop: asyncio.AbstractEventLoop,
         on_outcome: Callable[[Outcome], None],
         on_broken: Callable[[SeedRunner], None] | None = None,
+        legacy_env: legacy.LegacyEnv | None = None,
+        files: FileHooks | None = None,
     ) -> None:
         """``on_broken`` is called on the loop once no instance can run (each one's __init__ or on_load
-        raised; ``broken_reason`` says how the last one failed)."""
+        raised; ``broken_reason`` says how the last one failed). ``legacy_env``: where a legacy seed works.
+        ``files``: file payloads are fetched before a packet runs and handed over when emitted (None: data is
+        passed as it is)."""
         self.spec = spec
+        self.legacy_env = legacy_env or (legacy.LegacyEnv.scratch(node_id) if spec.legacy else None)
+        self.files = files
         self.node_id = node_id
         self._loop = loop
         self._on_outcome = on_outcome
@@ -239,6 +252,7 @@ class SeedRunner:
         self.failures = 0
         self.busy_s = 0.0
         self._arity = 0 if spec.legacy else run_arity(spec.factory)
+        self._splits = splitmerge.splits(spec.factory)
 
     # -- loop side -------------------------------------------------------------------------------
 
@@ -265,7 +279,12 @@ class SeedRunner:
 
     def submit(self, packet: Packet, now: bool = False) -> None:
         """Queue ``packet`` for the next free instance. ``now``: an inline seed with nothing else queued runs it
-        before returning, instead of on the loop's next turn (a lone packet from the network: latency)."""
+        before returning, instead of on the loop's next turn (a lone packet from the network: latency).
+        A packet whose file is on another node waits here (counted as queued) until the file is fetched."""
+        if self.files is not None and self.files.needs(packet):
+            self.pending += 1
+            self.files.prepare(packet, lambda error: self._prepared(packet, error))
+            return
         self.pending += 1
         if self.spec.processes:
             self._pool_queue.append(packet)
@@ -278,6 +297,16 @@ class SeedRunner:
                 self._schedule_inline()
         else:
             self._queue.put(packet)
+
+    def _prepared(self, packet: Packet, error: str) -> None:
+        """On the loop: ``packet``'s file is here (queue it), or could not be fetched (fail it)."""
+        if error:
+            self._on_outcome(
+                Outcome(self, packet, error=f"its file could not be fetched: {error}", kind="file", unclaimed=True)
+            )
+            return
+        self.pending -= 1
+        self.submit(packet)
 
     def _new_pool(self) -> Any:
         import multiprocessing
@@ -384,7 +413,7 @@ class SeedRunner:
         """Bookkeeping for a finished invocation (called on the loop)."""
         if outcome.packet is not None:
             self.pending -= 1
-            if self._unsettled_max and (outcome.error or not self.spec.is_extractor):
+            if self._unsettled_max and not outcome.unclaimed and (outcome.error or not self.spec.is_extractor):
                 self.settled()  # nothing to make durable: its place is free at once
         elif outcome.streamed:
             self._window.release()
@@ -523,7 +552,7 @@ class SeedRunner:
         """A new instance with on_load called, or None (logged with the traceback and ``otherwise``) when its
         __init__ or on_load raised: a seed's bug must not stop the daemon."""
         try:
-            return ready_instance(self.spec, self.node_id)
+            return ready_instance(self.spec, self.node_id, env=self.legacy_env, emit=self._emit_outside)
         except SeedStartError as exc:
             log.error("%s; %s\n%s", exc, otherwise, exc.traceback.rstrip())
             self._load_failed(str(exc), 1 if self.spec.inline else self.spec.workers)
@@ -571,9 +600,15 @@ class SeedRunner:
         """Run ``instance`` on ``packet``; with ``stream`` each emission is posted as soon as it is made."""
         outcome = Outcome(self, packet)
         collected = outcome.emissions
+        files = self.files
+        if packet is not None and files is not None:
+            local = files.localize(packet.data, self.spec.legacy)
+            if local is not packet.data:
+                packet = replace(packet, data=local)  # the seed sees the file's local form; the packet keeps its own
 
         def emit(e: Emission) -> None:
             if stream:
+                e = self._seal(e)
                 self._flowing.wait()
                 took = self._window.acquire(timeout=0.2)
                 while not took and not self._stopping.is_set():
@@ -584,16 +619,15 @@ class SeedRunner:
 
         started = time.perf_counter()
         try:
-            if self.spec.legacy:
+            if packet is not None and splitmerge.special(packet, self._splits):
+                splitmerge.invoke(self.spec, instance, packet, self._arity, self._splits, emit, self.legacy_env)
+            elif self.spec.legacy:
+                assert self.legacy_env is not None
 
-                def legacy_emit(state: str, data: Any, forked: bool) -> None:
-                    emit(_emission(state, data, forked))
+                def legacy_emit(state: str, data: Any, **kw: Any) -> None:
+                    emit(_emission(state, data, **kw))
 
-                view = legacy_view(packet, legacy_emit)
-                if packet is None:
-                    instance.run(view)
-                else:
-                    instance.run(view, *self._legacy_args(packet.data))
+                legacy.invoke(instance, self.spec, self.legacy_env, packet, legacy_emit)
             else:
                 for e in iter_results(run_modern(instance, self._arity, packet)):
                     emit(e)
@@ -601,11 +635,33 @@ class SeedRunner:
             outcome.emissions = []
             outcome.error = raised(self.spec.name, exc)
             outcome.traceback = traceback.format_exc()
+        else:
+            # Files are handed over only once the run succeeded: a failed run's emissions are discarded.
+            outcome.emissions = [self._seal(e) for e in outcome.emissions]
         outcome.seconds = time.perf_counter() - started
         return outcome
 
-    def _legacy_args(self, data: Any) -> tuple[Any, ...]:
-        params = self.spec.manifest.get("parameters", [])
-        if len(params) > 1 and isinstance(data, list) and len(data) == len(params):
-            return tuple(data)
-        return (data,)
+    def _emit_outside(self, state: str, data: Any, **kw: Any) -> None:
+        """A legacy seed dispatched outside ``run`` (from a thread of its own): a new packet, as an injection."""
+        if self._stopping.is_set():
+            return
+        self._flowing.wait()
+        took = self._window.acquire(timeout=0.2)
+        while not took and not self._stopping.is_set():
+            took = self._window.acquire(timeout=0.2)
+        self._post(Outcome(self, None, [self._seal(_emission(state, data, **kw))], streamed=took))
+
+    def _seal(self, e: Emission) -> Emission:
+        """An emission whose data is a file (a ``File``; ``file://`` from a legacy seed), handed over to the
+        node's file store: its data becomes the file's descriptor."""
+        if self.files is None:
+            if isinstance(e.data, File):
+                return replace(e, error="a File needs a daemon with a file store")
+            return e
+        if not isinstance(e.data, (File, str)) or e.error:
+            return e
+        try:
+            data = self.files.seal(e.data, self.spec.legacy)
+        except FileError as exc:
+            return replace(e, error=str(exc))
+        return e if data is e.data else replace(e, data=data)

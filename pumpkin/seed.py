@@ -150,6 +150,8 @@ class SeedSpec:
     durable: bool = False  # an injector whose packets are journaled before they are routed
     description: str = ""
     manifest: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: AND-joins among the inputs (``consumes = "A&B"``): the seed runs once per lineage with all of a join's states.
+    joins: tuple[tuple[StateTag, ...], ...] = ()
 
     @property
     def is_injector(self) -> bool:
@@ -179,6 +181,7 @@ class SeedSpec:
             "workers": self.workers,
             "legacy": self.legacy,
             "description": self.description,
+            **({"joins": [[str(t) for t in join] for join in self.joins]} if self.joins else {}),
         }
 
 

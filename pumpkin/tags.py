@@ -4,7 +4,9 @@ A full tag is ``group:type:STATE`` (``default:String:UNGREETED``). Shorthands ar
 node's group: ``type:STATE`` takes the node's group, and a bare ``STATE`` also takes the wildcard type
 ``*``, which matches any type. Two tags match when group and state are equal and the types are equal or
 either is ``*``. ``A|B`` declares alternatives; a later alternative inherits the parts it leaves out from
-the first (``String:POSITIVE|NEGATIVE`` is ``String:POSITIVE`` or ``String:NEGATIVE``).
+the first (``String:POSITIVE|NEGATIVE`` is ``String:POSITIVE`` or ``String:NEGATIVE``). ``A&B`` declares an
+AND-join (as the original Pumpkin's ``MRI_RAW&DTI_RAW``): a seed consuming it runs once data of one lineage has
+arrived in both states (see ``gather``); its parts inherit like alternatives, and ``A&B|C`` is the join or ``C``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import NamedTuple
 from .errors import TagError
 
 ANY_TYPE = "*"
+JOIN = "&"
 DEFAULT_GROUP = "default"
 PSEUDO_TYPE = "Seed"
 INJECTION = "INJECTION"
@@ -95,14 +98,31 @@ def parse(text: str, group: str = DEFAULT_GROUP, inherit: StateTag | None = None
 
 
 def parse_alternatives(text: str, group: str = DEFAULT_GROUP) -> list[StateTag]:
-    """Parse ``A|B|...`` into its tags, in order, without duplicates."""
+    """Parse ``A|B|...`` into its tags, in order, without duplicates (the parts of an ``A&B`` join included)."""
+    out: list[StateTag] = []
+    for alternative in _parse_groups(text, group):
+        for tag in alternative:
+            if tag not in out:
+                out.append(tag)
+    return out
+
+
+def parse_joins(text: str, group: str = DEFAULT_GROUP) -> list[tuple[StateTag, ...]]:
+    """The AND-joins of ``A&B|C|...``: each alternative of two or more distinct states, its tags in order."""
+    return [alt for alt in _parse_groups(text, group) if len(alt) > 1]
+
+
+def _parse_groups(text: str, group: str) -> list[tuple[StateTag, ...]]:
     if not isinstance(text, str):
         raise TagError(f"state tag {reprlib.repr(text)} is not a string")
     first: StateTag | None = None
-    out: list[StateTag] = []
+    out: list[tuple[StateTag, ...]] = []
     for alt in text.split("|"):
-        tag = parse(alt, group, inherit=first)
-        first = first or tag
-        if tag not in out:
-            out.append(tag)
+        parts: list[StateTag] = []
+        for part in alt.split(JOIN):
+            tag = parse(part, group, inherit=first)
+            first = first or tag
+            if tag not in parts:
+                parts.append(tag)
+        out.append(tuple(parts))
     return out

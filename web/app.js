@@ -306,7 +306,9 @@ function statesModel(graph, stats) {
   };
   for (const n of graph.automaton.nodes) addState(n.id);
   const links = graph.automaton.links.map((l) => ({id: `${l.seed}|${l.source}|${l.target}`, source: l.source,
-    target: l.target, seed: l.seed, label: l.seed, nodes: l.nodes, disabled: false}));
+    target: l.target, seed: l.seed, nodes: l.nodes, disabled: false,
+    // An AND-join's arrows: the seed runs once data of a lineage is in every one of these states.
+    label: l.join ? `${l.seed} (${l.join.map((t) => t.split(":").pop()).join(" & ")})` : l.seed}));
   for (const s of graph.seeds.filter((s) => !s.enabled)) {
     const group = graph.node.group;
     const ins = s.inputs.length ? s.inputs : [`${group}:Seed:INJECTION`];

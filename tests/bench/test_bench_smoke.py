@@ -108,3 +108,12 @@ def test_reliability_benchmark_counts_loss_and_duplicates_with_and_without_loss(
     ratio = results["ratio_loss_to_no_loss"]
     assert ratio is None or positive(ratio), results
     assert "no_loss #1" in out.stdout and "loss #1" in out.stdout
+
+
+def test_files_benchmark_moves_a_file_through_two_hops_next_to_a_local_copy():
+    out = run_bench("bench/files.py", "--size-mb", "8")
+    results = json_line(out)
+    assert results["sha256_ok"] is True, results
+    assert all(positive(results[k]) for k in ("copy_s", "pumpkin_s", "ratio")), results
+    assert set(results["peak_rss_mb"]) == {"source", "relay", "sink"}, results
+    assert "local copy + fsync" in out.stdout and "peak RSS MB" in out.stdout

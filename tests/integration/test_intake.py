@@ -277,7 +277,7 @@ def test_packets_from_files_get_the_configured_hops_unless_the_file_says(tmp_pat
         try:
             (rx / "plain.json").write_text('{"state": "SHOUT", "data": "plain"}')
             (rx / "own.json").write_text('{"state": "SHOUT", "data": "own", "ttl": 9}')
-            (rx / "old.pkt").write_text('[{"box": "0"}, {}, {"stag": "String:SHOUT", "data": "old"}]')
+            (rx / "old.pkt").write_text('[{"box": "0"}, {}, {"stag": "default:String:SHOUT", "data": "old"}]')
             (rx / "SHOUT").mkdir()
             (rx / "SHOUT" / "raw.bin").write_bytes(b"raw")
             seen = sys.modules[d.specs["Ttl"].factory.__module__].SEEN

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from pumpkin import cli, loader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,8 +48,9 @@ def test_one_broken_seed_does_not_stop_the_others(tmp_path):
     write(tmp_path, "good.py", LEGACY)
     write(tmp_path, "badjson.py", LEGACY.replace('"object_poi": "my-greet-1234",', '"object_poi": "x"'))
     write(tmp_path, "noclass.py", "x = 1\n")
-    write(tmp_path, "boom.py", "import no_such_module_here\n")
-    write(tmp_path, "exits.py", "import sys\nsys.exit(3)\n")
+    seed_class = "from pumpkin import Seed\nclass S(Seed):\n    consumes = 'A'\n    def run(self, x): pass\n"
+    write(tmp_path, "boom.py", "import no_such_module_here\n" + seed_class)
+    write(tmp_path, "exits.py", "import sys\nsys.exit(3)\n" + seed_class)
     write(tmp_path, "interrupts.py", "from pumpkin import Seed\nclass I(Seed):\n    raise KeyboardInterrupt\n")
     write(tmp_path, "nostate.py", LEGACY.replace('"state" : "GREETING"', '"note": "x"'))
     write(
@@ -66,7 +69,7 @@ def test_one_broken_seed_does_not_stop_the_others(tmp_path):
     assert [s.name for s in report.seeds] == ["greet"]
     errors = {p.name: why for p, why in report.errors}
     assert "manifest is not valid JSON" in errors["badjson.py"] and "badjson.py" in errors["badjson.py"]
-    assert "found nothing that looks like a seed" in errors["noclass.py"]
+    assert "noclass.py" not in errors and "not a seed" in dict((p.name, w) for p, w in report.skipped)["noclass.py"]
     assert "ModuleNotFoundError" in errors["boom.py"] and "Traceback" in errors["boom.py"]
     assert "importing the seed raised SystemExit: 3" in errors["exits.py"]
     assert "importing the seed raised KeyboardInterrupt" in errors["interrupts.py"]
@@ -158,3 +161,36 @@ def test_seeds_check_makes_each_seed_and_names_the_ones_that_raise(tmp_path, cap
     assert "seed Exits: on_load raised SystemExit: 4" in out and "called its on_load, then its on_unload" in out
     assert out.strip().endswith("1 seed(s) ok, 0 skipped, 2 error(s)")
     assert cli.main(["seeds", "check", str(ROOT / "seeds/helloworld")]) == 0
+
+
+def test_a_script_that_is_not_a_seed_is_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    write(tmp_path, "tracer_gen.py", f"open({str(marker)!r}, 'w').write('ran')\n")
+    write(tmp_path, "helper.py", "class Seed:\n    pass\nclass NotOne:\n    pass\n")  # defines, derives nothing
+    write(tmp_path, "good.py", LEGACY)
+    report = loader.load([tmp_path], "default")
+    assert [s.name for s in report.seeds] == ["greet"] and report.ok
+    skipped = {p.name: why for p, why in report.skipped}
+    assert set(skipped) == {"tracer_gen.py", "helper.py"} and "not run" in skipped["tracer_gen.py"]
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from pumpkin import Seed\nclass A(Seed):\n    consumes = 'X'\n    def run(self, x): pass\n",
+        "import pumpkin\nclass A(pumpkin.Seed):\n    consumes = 'X'\n    def run(self, x): pass\n",
+        "from pumpkin import Seed\nclass Base(Seed):\n    pass\nclass A(Base):\n    consumes = 'X'\n"
+        "    def run(self, x): pass\n",
+        "from mylib import Base\nclass A(Base):\n    consumes = 'X'\n",
+        "from pumpkin import seed\n@seed(consumes='X')\ndef a(x):\n    return x\n",
+    ],
+)
+def test_seeds_are_recognised_from_their_source(tmp_path, source):
+    assert loader.looks_like_seed(source, tmp_path / "x.py")
+
+
+def test_a_file_that_does_not_parse_is_an_error_and_not_run(tmp_path):
+    write(tmp_path, "broken.py", "def (:\n")
+    report = loader.load([tmp_path], "default")
+    assert "not valid Python" in report.errors[0][1]

@@ -1,5 +1,6 @@
 """Routing decisions, with the seed runners replaced by a recorder (the seam the router talks to)."""
 
+import json
 from pathlib import Path
 
 from pumpkin import tags
@@ -140,12 +141,18 @@ def test_outcome_makes_children_with_trail_and_rejects_undeclared_states(tmp_pat
     greet = add_local(r, spec("greet", ["String:UNGREETED"], ["String:GREETING"]))
     sink = add_local(r, spec("extract", ["String:GREETING"]))
     parent = r.inject(T("String:UNGREETED"), "World")
-    r.on_outcome(Outcome(greet, parent, [Emission("GREETING", "Hello World"), Emission("NOPE", 1)]))  # type: ignore[arg-type]
+    r.on_outcome(Outcome(greet, parent, [Emission("GREETING", "Hello World")]))  # type: ignore[arg-type]
     child = sink.got[0]
     assert child.data == "Hello World" and child.lineage == parent.lineage
     assert [h.seed for h in child.trail] == ["inject", "greet"] and child.ttl == parent.ttl - 1
+    # One undeclared state fails the whole input: none of its emissions goes out, the input is kept.
+    again = r.inject(T("String:UNGREETED"), "Mars")
+    r.on_outcome(Outcome(greet, again, [Emission("GREETING", "Hello Mars"), Emission("NOPE", 1)]))  # type: ignore[arg-type]
+    assert [p.data for p in sink.got] == ["Hello World"]
     assert r.failed.counts["undeclared-state"] == 1
-    assert "emitted state 'NOPE', which it does not declare" in next((tmp_path / "failed").glob("*.error")).read_text()
+    error = next((tmp_path / "failed").glob("*.error")).read_text()
+    assert "emitted state 'NOPE', which it does not declare" in error and "none of its 2 emission(s)" in error
+    assert json.loads(next((tmp_path / "failed").glob("*.pkt")).read_text())["data"] == "Mars"
 
 
 def test_seed_error_keeps_the_input_packet(tmp_path):
@@ -359,3 +366,24 @@ def test_a_producer_stays_throttled_while_its_state_has_no_consumer_however_long
     assert make_.throttled and r.counters["throttle_stuck"] == 0 and r.counters["failed"] == 0
     sink = add_local(r, spec("sink", ["B"]))  # a consumer comes back
     assert [p.data for p in sink.got] == [0, 1, 2, 3] and not make_.throttled
+
+
+def test_fragments_in_the_input_state_pass_and_forks_keep_the_join_lineage(tmp_path):
+    from pumpkin.gather import fragment_of, lineage_of
+
+    r, _ = make(tmp_path)
+    proc = add_local(r, spec("proc", ["RAW"], ["DONE"]))
+    parent = r.inject(T("RAW"), "ab")
+    fragments = [Emission("RAW", ch, fragment=(str(i), i == 2)) for i, ch in enumerate("ab", 1)]
+    r.on_outcome(Outcome(proc, parent, fragments))  # type: ignore[arg-type]
+    assert not r.failed.counts  # RAW is not a return state, yet a fragment is in the state of what it splits
+    assert [(p.data, fragment_of(p).no) for p in proc.got[1:]] == [("a", "1"), ("b", "2")]
+
+    inj = add_local(r, spec("inj", ["ALL"], ["MRI", "DTI"]))
+    mri, dti = add_local(r, spec("mri", ["MRI"])), add_local(r, spec("dti", ["DTI"]))
+    whole = r.inject(T("ALL"), "x")
+    forks = [Emission("MRI", 1, forked=True, header={"ttl": "D"}), Emission("DTI", 2, forked=True)]
+    r.on_outcome(Outcome(inj, whole, forks))  # type: ignore[arg-type]
+    a, b = mri.got[0], dti.got[0]
+    assert len({a.lineage, b.lineage, whole.lineage}) == 3  # new containers (the original's fork_dispatch)
+    assert lineage_of(a) == lineage_of(b) == lineage_of(whole)  # ... that still join

@@ -1,0 +1,3 @@
+#!/bin/sh
+# The "model": squares its argument.
+echo $(( $1 * $1 ))
