@@ -165,7 +165,22 @@ class Router:
         for name, nodes in consumers.items():
             copy_ = packet if first else _fork(packet)
             first = False
-            self._deliver(name, nodes, copy_)
+            if len(nodes) > 1 and _broadcast(copy_):
+                self._broadcast(name, nodes, copy_)
+            else:
+                self._deliver(name, nodes, copy_)
+
+    def _broadcast(self, name: str, nodes: list[str], packet: Packet) -> None:
+        """A legacy packet whose header ``aux`` has the original's BROADCAST_BIT: a copy to every replica of
+        ``name`` (each with an id of its own, so their results stay apart), the bit cleared, as the original did."""
+        header = {**packet.meta["legacy_header"]}
+        header["aux"] = int(header["aux"]) & ~LEGACY_BROADCAST_BIT
+        self.counters["broadcast"] += 1
+        for node in sorted(nodes):
+            copy_ = _fork(packet)  # never the packet itself: its id may be what its intake is tracked by
+            copy_.id = self.ids.child(packet.id, f"broadcast:{name}@{node}", 0)
+            copy_.meta = {**copy_.meta, "legacy_header": header}
+            self._deliver(name, [node], copy_)
 
     def replan(self, force: bool = False) -> None:
         """Route again the waiting packets whose state has a consumer now (after automaton or peer changes)."""
@@ -678,6 +693,17 @@ class Router:
         self.counters["failed"] += 1
         hold(packet, 1)
         self.failed.keep(packet, kind, reason, detail, seed=seed, then=lambda: hold(packet, -1))
+
+
+#: The original Pumpkin's BROADCAST_BIT (PmkShared), in a legacy header's ``aux``: to every replica, once.
+LEGACY_BROADCAST_BIT = 0b10000
+
+
+def _broadcast(packet: Packet) -> bool:
+    """True when ``packet``'s legacy header asks for every replica (see LEGACY_BROADCAST_BIT)."""
+    header = packet.meta.get("legacy_header") if packet.meta else None
+    aux = header.get("aux") if isinstance(header, dict) else None
+    return type(aux) is int and bool(aux & LEGACY_BROADCAST_BIT)
 
 
 def _fork(packet: Packet) -> Packet:
