@@ -9,13 +9,15 @@ so a manifest can be checked without running the seed.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import tags
 from .errors import ManifestError, TagError
 from .tags import StateTag
+
+T = TypeVar("T")
 
 START_MARK = "###START-CONF"
 END_MARK = "##END-CONF"
@@ -133,27 +135,23 @@ def parse_declared(value: str | Sequence[str], group: str, what: str) -> tuple[S
     """The tags of a modern ``consumes``/``emits`` declaration (a string or a list of strings)."""
     if not isinstance(value, (str, Sequence)):
         raise ManifestError(f"'{what}' must be a state tag or a list of them, not {type(value).__name__}")
-    items = [value] if isinstance(value, str) else list(value)
-    out: list[StateTag] = []
-    for item in items:
-        try:
-            for tag in tags.parse_alternatives(item, group):
-                if tag not in out:
-                    out.append(tag)
-        except TagError as exc:
-            raise ManifestError(f"'{what}': {exc}") from None
-    return tuple(out)
+    return _each_once(value, lambda item: tags.parse_alternatives(item, group), what)
 
 
 def declared_joins(value: str | Sequence[str], group: str) -> tuple[tuple[StateTag, ...], ...]:
     """The AND-joins of a modern ``consumes`` declaration (``"A&B"``); () when it has none."""
-    items = [value] if isinstance(value, str) else list(value) if isinstance(value, Sequence) else []
-    out: list[tuple[StateTag, ...]] = []
-    for item in items:
+    if not isinstance(value, (str, Sequence)):
+        return ()
+    return _each_once(value, lambda item: tags.parse_joins(item, group), "consumes")
+
+
+def _each_once(value: str | Sequence[str], parse: Callable[[str], Iterable[T]], what: str) -> tuple[T, ...]:
+    """What ``parse`` finds in each item of a declaration, in order, each once; a TagError names ``what``."""
+    out: list[T] = []
+    for item in [value] if isinstance(value, str) else list(value):
         try:
-            for join in tags.parse_joins(item, group):
-                if join not in out:
-                    out.append(join)
+            found = list(parse(item))
         except TagError as exc:
-            raise ManifestError(f"'consumes': {exc}") from None
+            raise ManifestError(f"'{what}': {exc}") from None
+        out += [x for i, x in enumerate(found) if x not in out and x not in found[:i]]
     return tuple(out)
