@@ -79,6 +79,14 @@ def test_spool_benchmark_times_spills_and_read_backs():
     assert "median of 1" in out.stdout and "of which read back" in out.stdout
 
 
+def test_sim_benchmark_reports_virtual_and_wall_time():
+    out = run_bench("bench/sim.py", "--nodes", "50", "--messages", "2000", "--repeat", "1")
+    results = json_line(out)["results"]
+    assert all(positive(results[k]) for k in ("wall_s", "sim_s", "ratio", "events_per_s")), results
+    assert results["sent"] == 2000 and results["everyone_heard"] == 1, results
+    assert "virtual / wall" in out.stdout and "median of 1" in out.stdout
+
+
 def test_discovery_benchmark_times_a_new_and_a_killed_peer():
     require_netns()
     out = run_bench("bench/discovery.py", "--runs", "1", timeout_s=240)

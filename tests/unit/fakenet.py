@@ -1,11 +1,10 @@
 """A network of meshes and routers without sockets or threads: virtual time, a wire that can lose or hold
 messages, and seed runners the test drives by hand. The custody, retransmission and incarnation logic runs
-here exactly as in the daemon; only the I/O is fake."""
+here exactly as in the daemon; only the I/O is fake. Time, the event queue and the wire are pumpkin.sim's."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,57 +21,17 @@ from pumpkin.peers import PeerTable
 from pumpkin.router import Router
 from pumpkin.runner import Emission, Outcome
 from pumpkin.seed import SeedSpec
+from pumpkin.sim.clock import Clock, Scheduler
+from pumpkin.sim.history import History, Record
+from pumpkin.sim.links import Fixed, Link
+from pumpkin.sim.wire import Wire
 from pumpkin.waiting import WaitingRoom
 
 T = tags.parse
 HEARTBEAT_S = 0.5
+START_S = 1000.0  # virtual time starts well past 0, as a monotonic clock does
 
-
-class Clock:
-    """Virtual seconds."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Handle:
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class Scheduler:
-    """call_soon/call_later on virtual time; ``run(until)`` fires what is due, in order."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self._queue: list[tuple[float, int, Handle, Callable[[], object]]] = []
-        self._seq = itertools.count()
-
-    def call_soon(self, callback: Callable[[], object]) -> Handle:
-        return self.call_later(0.0, callback)
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> Handle:
-        handle = Handle()
-        heapq.heappush(self._queue, (self.clock.now + delay, next(self._seq), handle, callback))
-        return handle
-
-    def run(self, until: float) -> None:
-        """Advance virtual time to ``until``, firing every callback due on the way."""
-        while self._queue and self._queue[0][0] <= until:
-            when, _, handle, callback = heapq.heappop(self._queue)
-            self.clock.now = max(self.clock.now, when)
-            if not handle.cancelled:
-                callback()
-        self.clock.now = max(self.clock.now, until)
-
-    def run_for(self, seconds: float) -> None:
-        self.run(self.clock.now + seconds)
+__all__ = ["Clock", "Scheduler"]
 
 
 class FakeRunner:
@@ -153,9 +112,10 @@ class Net:
 
     def __init__(self, tmp: Path, latency_s: float = 0.001) -> None:
         self.tmp = tmp
-        self.clock = Clock()
+        self.clock = Clock(START_S)
         self.scheduler = Scheduler(self.clock)
-        self.latency_s = latency_s
+        self.history = History()
+        self.wire = Wire(self.scheduler, random.Random(0), self.history, Link(Fixed(latency_s)))
         self.nodes: dict[str, Node] = {}
         self.links: dict[str, Links] = {}
         self.drop: Callable[[str, str, list[bytes]], bool] = lambda src, dst, frames: False
@@ -232,15 +192,20 @@ class Net:
         self.links.pop(node_id, None)
 
     def deliver(self, src: str, dst: str, frames: list[bytes]) -> None:
-        self.sent.append((src, dst, bytes(frames[0])))
+        first = bytes(frames[0])
+        self.sent.append((src, dst, first))
+        kind = first.decode() if first in messages.KINDS else "packets"
         if self.drop(src, dst, frames):
+            now = self.clock.now
+            self.history.add(Record(now, "send", src, dst, kind))
+            self.history.add(Record(now, "drop", src, dst, kind, why="dropped by the test"))
             return
 
         def arrive() -> None:
             node = self.nodes.get(dst)
             if node is None:
                 return
-            if bytes(frames[0]) in messages.KINDS:
+            if first in messages.KINDS:
                 node.mesh.handle(frames)
                 return
             batch = codec.split_batch(frames)
@@ -248,7 +213,7 @@ class Net:
                 packet, to, sender = codec.decode_addressed(one)
                 node.mesh.on_packet(packet, to, sender, alone=len(batch) == 1)
 
-        self.scheduler.call_later(self.latency_s, arrive)
+        self.wire.send(src, dst, kind, {}, arrive)
 
 
 class Links:

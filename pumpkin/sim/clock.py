@@ -1,0 +1,73 @@
+"""Virtual time and the event queue: nothing here reads a real clock or sleeps.
+
+Events due at the same virtual instant fire in the order they were scheduled (a sequence number breaks ties), so
+a run depends only on what was scheduled, never on hash order or wall time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+
+
+class Clock:
+    """Virtual seconds; calling it reads the time, as ``time.monotonic`` would."""
+
+    def __init__(self, start_s: float = 0.0) -> None:
+        self.now = start_s
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Handle:
+    """A scheduled callback; ``cancel()`` stops it from firing."""
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Scheduler:
+    """``call_soon``/``call_later`` on virtual time (the asyncio loop's interface); ``run(until)`` fires what is due."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._queue: list[tuple[float, int, Handle, Callable[[], object]]] = []
+        self._seq = itertools.count()
+        self.fired = 0
+
+    def call_soon(self, callback: Callable[[], object]) -> Handle:
+        return self.call_later(0.0, callback)
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Handle:
+        handle = Handle()
+        heapq.heappush(self._queue, (self.clock.now + max(0.0, delay), next(self._seq), handle, callback))
+        return handle
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Handle:
+        return self.call_later(when - self.clock.now, callback)
+
+    def run(self, until: float) -> None:
+        """Advance virtual time to ``until``, firing every callback due on the way, in time order."""
+        queue = self._queue
+        while queue and queue[0][0] <= until:
+            when, _, handle, callback = heapq.heappop(queue)
+            if when > self.clock.now:
+                self.clock.now = when
+            if not handle.cancelled:
+                self.fired += 1
+                callback()
+        self.clock.now = max(self.clock.now, until)
+
+    def run_for(self, seconds: float) -> None:
+        self.run(self.clock.now + seconds)
+
+    def pending(self) -> int:
+        """Callbacks still queued (cancelled ones included until their time comes)."""
+        return len(self._queue)

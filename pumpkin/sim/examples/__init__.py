@@ -1,0 +1,1 @@
+"""Algorithms written on ``pumpkin.sim``, each with the checker that judges its runs."""
