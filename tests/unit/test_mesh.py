@@ -51,7 +51,7 @@ def mesh_with_peer() -> tuple[Mesh, Links]:
         local_seeds=list,
         local_load=dict,
         transport=links,
-        router=router,
+        router=lambda remotes: router,
         peers=peers,
         learn=None,
         forget=None,
