@@ -445,12 +445,11 @@ class Mesh:
         remote.origin = o
         remote.inc = remote.inc or o.inc
         remote.workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
-        self.learn(o.id, endpoint, seeds, "hello")
+        # How we first heard of it (a beacon, mDNS, gossip, a static address), else its own HELLO.
+        self.learn(o.id, endpoint, seeds, remote.found_via or "hello")
         peer = self.peers.peers[o.id]
         peer.seeds_digest = o.digest
         peer.addresses = [a for a in (o.tcp, o.ipc) if a]
-        if new and remote.found_via:
-            peer.via = remote.found_via
         if msg.body.get("reply"):
             self._send_hello(o, reply=False, force=True)
         for entry in msg.body.get("peers", []):
