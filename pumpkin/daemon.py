@@ -54,6 +54,7 @@ from .router import Remotes, Router
 from .runner import SeedRunner
 from .seed import SeedSpec
 from .spool import Spool
+from .supervisor import Supervisor
 from .transport import InboxLimits, Transport, open_files, raise_open_files_limit
 from .txdir import TxWriter
 from .waiting import WaitingRoom
@@ -157,7 +158,8 @@ class Daemon:
         self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
         self.web: Any = None  # pumpkin.web.WebServer while [http] enable is on
         self.open_files_limit = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(self._fatal)
+        self.exit_status = 0  # 1 once a critical task crashed (see ``supervisor``)
         self._stopped = asyncio.Event()
         self._stopping = False
         self._started = False
@@ -255,7 +257,7 @@ class Daemon:
                 log.info("Node endpoint: %s", url)
         await self._open_intake()
         self._load_seeds()
-        self._tasks.append(asyncio.create_task(self._sweep(), name="expiry-sweep"))
+        self.supervisor.spawn("expiry-sweep", self._sweep)
         # Peers learn of us and send us work while the page starts (importing it alone takes ~150 ms).
         self.mesh.start()
         await self._start_discovery(chosen)
@@ -350,6 +352,12 @@ class Daemon:
             if isinstance(discovery, BeaconDiscovery):
                 discovery.send_to(address)
 
+    def _fatal(self, task: str, error: BaseException) -> None:
+        """A critical task crashed: stop, and exit non-zero so that a service manager restarts the daemon."""
+        log.error("Stopping: critical task %s crashed: %s: %s", task, type(error).__name__, error)
+        self.exit_status = 1
+        asyncio.get_running_loop().create_task(self.stop(), name="fatal-stop")
+
     async def run(self) -> None:
         """Start, then serve until ``stop`` is called."""
         await self.start()
@@ -374,9 +382,7 @@ class Daemon:
         router = self.router
         if self.web is not None:
             await self.web.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.supervisor.stop()
         if self.dropdir is not None:
             await self.dropdir.close()
         if router is not None:
@@ -938,6 +944,7 @@ class Daemon:
         assert self.router is not None and self.failed is not None
         return {
             "uptime_s": round(time.time() - self.stats.started, 3),
+            "tasks": self.supervisor.snapshot(),
             "router": dict(self.router.counters),
             "failed": dict(self.failed.counts),
             "waiting": self.router.waiting.counts(),
@@ -1005,4 +1012,4 @@ async def serve(config: Config) -> int:
     finally:
         with contextlib.suppress(Exception):
             await daemon.stop()
-    return 0
+    return daemon.exit_status
