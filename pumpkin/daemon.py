@@ -50,10 +50,11 @@ from .mesh import Mesh
 from .messages import Origin
 from .packet import Hop, IdMaker, Packet
 from .peers import PeerTable
-from .router import Router
+from .router import Remotes, Router
 from .runner import SeedRunner
 from .seed import SeedSpec
 from .spool import Spool
+from .supervisor import Supervisor
 from .transport import InboxLimits, Transport, open_files, raise_open_files_limit
 from .txdir import TxWriter
 from .waiting import WaitingRoom
@@ -86,6 +87,41 @@ class Stats:
     bad_inbound: int = 0
     from_strangers: int = 0  # messages on the inbox from a key that is no member's (keyed network)
     forged_sender: int = 0  # packets from a member naming another node as their sender
+
+
+class DaemonOutputs:
+    """The router's ``Outputs`` in a daemon: file payloads, the intake journal, and the tx folder when there is one."""
+
+    durable = True
+
+    def __init__(
+        self,
+        files: FileMover,
+        tx: TxWriter | None,
+        make_durable: Callable[[list[Packet], Callable[[], None] | None], None],
+        to_tx: Callable[[Packet, str], None],
+    ) -> None:
+        self.files = files
+        self.tx = tx
+        self._make_durable = make_durable
+        self._to_tx = to_tx
+
+    def made(self, packet: Packet) -> None:
+        """A seed's output may carry files: the file mover adopts them."""
+        self.files.adopt(packet)
+
+    def extracted(self, packet: Packet, seed: str) -> None:
+        """An extractor's result goes to the tx folder, when there is one."""
+        if self.tx is not None:
+            self._to_tx(packet, seed)
+
+    def done_before(self, seed: str, packet: Packet) -> bool:
+        """True when the tx folder holds this result from an earlier life."""
+        return self.tx is not None and self.tx.written_before(seed, packet)
+
+    def make_durable(self, batch: list[Packet], then: Callable[[], None] | None) -> None:
+        """Journal ``batch`` and route it (see ``Daemon._make_durable``)."""
+        self._make_durable(batch, then)
 
 
 class Daemon:
@@ -122,7 +158,8 @@ class Daemon:
         self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
         self.web: Any = None  # pumpkin.web.WebServer while [http] enable is on
         self.open_files_limit = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(self._fatal)
+        self.exit_status = 0  # 1 once a critical task crashed (see ``supervisor``)
         self._stopped = asyncio.Event()
         self._stopping = False
         self._started = False
@@ -150,16 +187,7 @@ class Daemon:
         await asyncio.to_thread(self.failed.measure)
         spool = Spool(self.workdir.path / "spool", cfg.routing.spool_max_bytes)
         waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s, spool)
-        self.router = Router(
-            self.node_id,
-            self.automaton,
-            self.ids,
-            self.failed,
-            waiting,
-            cfg.routing.seed_queue_max,
-            cfg.routing.ttl_hops,
-            join_wait_s=cfg.routing.join_wait_s,
-        )
+        # Built in dependency order, each given what it calls: transport, file payloads, tx folder, mesh and router.
         self.transport = Transport(
             self.workdir.runtime,
             cfg.endpoint.type,
@@ -175,20 +203,31 @@ class Daemon:
                 cfg.limits.inbound_per_address_max,
             ),
             self._on_oversized,
+            on_frames=self._on_frames,
+            on_control=self._on_control,
         )
-        self.transport.on_frames = self._on_frames
         self.files = FileMover(file_store, self.node_id, self.transport.send)
-        self.router.on_made = self.files.adopt
-        self.transport.on_control = self._on_control
+        if cfg.tx.dir is not None:
+            self.tx = TxWriter(cfg.tx.dir, cfg.tx.form)
+        outputs = DaemonOutputs(self.files, self.tx, self._make_durable, self._to_tx)
+        failed = self.failed
+
+        def make_router(remotes: Remotes) -> Router:
+            self.router = Router(
+                self.node_id,
+                self.automaton,
+                self.ids,
+                failed,
+                waiting,
+                remotes=remotes,
+                outputs=outputs,
+                seed_queue_max=cfg.routing.seed_queue_max,
+                ttl_hops=cfg.routing.ttl_hops,
+                join_wait_s=cfg.routing.join_wait_s,
+            )
+            return self.router
+
         disc = cfg.discovery
-        chosen, self.advertise = netinfo.choose(disc.interface, disc.advertise)
-        await self.transport.start()
-        self.workdir.control_file.write_text(self.transport.control_endpoint + "\n")
-        log.info("Node bound to IP: %s", self.advertise)
-        for url in self.origin().tcp, self.origin().ipc:
-            if url:
-                log.info("Node endpoint: %s", url)
-        await self._open_intake()
         self.mesh = Mesh(
             node_id=self.node_id,
             host=self.host,
@@ -197,7 +236,7 @@ class Daemon:
             local_load=self._local_load,
             local_done=self.local_done,
             transport=self.transport,
-            router=self.router,
+            router=make_router,
             peers=self.peers,
             learn=self.learn_peer,
             forget=self.forget_peer,
@@ -207,12 +246,22 @@ class Daemon:
             beacon_to=self._beacon_to,
             membership=self.membership,
         )
+        router = self.router
+        assert router is not None  # made by the mesh, above
+        chosen, self.advertise = netinfo.choose(disc.interface, disc.advertise)
+        await self.transport.start()
+        self.workdir.control_file.write_text(self.transport.control_endpoint + "\n")
+        log.info("Node bound to IP: %s", self.advertise)
+        for url in self.origin().tcp, self.origin().ipc:
+            if url:
+                log.info("Node endpoint: %s", url)
+        await self._open_intake()
         self._load_seeds()
-        self._tasks.append(asyncio.create_task(self._sweep(), name="expiry-sweep"))
+        self.supervisor.spawn("expiry-sweep", self._sweep)
         # Peers learn of us and send us work while the page starts (importing it alone takes ~150 ms).
         self.mesh.start()
         await self._start_discovery(chosen)
-        for runner in self.router.local.values():
+        for runner in router.local.values():
             if not runner.spec.is_injector:
                 runner.start()
         await self._start_web()  # before this node makes data: the page is there from its first packet on
@@ -220,7 +269,7 @@ class Daemon:
             return  # stopped while starting (a signal): stop() has done the rest
         self._started = True
         await self._start_intake()
-        for runner in self.router.local.values():
+        for runner in router.local.values():
             if runner.spec.is_injector:
                 runner.start()
 
@@ -303,6 +352,12 @@ class Daemon:
             if isinstance(discovery, BeaconDiscovery):
                 discovery.send_to(address)
 
+    def _fatal(self, task: str, error: BaseException) -> None:
+        """A critical task crashed: stop, and exit non-zero so that a service manager restarts the daemon."""
+        log.error("Stopping: critical task %s crashed: %s: %s", task, type(error).__name__, error)
+        self.exit_status = 1
+        asyncio.get_running_loop().create_task(self.stop(), name="fatal-stop")
+
     async def run(self) -> None:
         """Start, then serve until ``stop`` is called."""
         await self.start()
@@ -327,9 +382,7 @@ class Daemon:
         router = self.router
         if self.web is not None:
             await self.web.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.supervisor.stop()
         if self.dropdir is not None:
             await self.dropdir.close()
         if router is not None:
@@ -709,12 +762,8 @@ class Daemon:
         self.journal = Journal(self.workdir.path / "journal", cfg.node.group, self.ids)
         self._recovered = await asyncio.to_thread(self.journal.recover)
         self.journal.start()
-        self.router.make_durable = self._make_durable
-        if cfg.tx.dir is not None:
-            self.tx = TxWriter(cfg.tx.dir, cfg.tx.form)
+        if self.tx is not None:
             self.tx.start()
-            self.router.on_extracted = self._to_tx
-            self.router.done_before = self.tx.written_before
             log.info("Writing results to tx folder %s", cfg.tx.dir)
 
     async def _start_intake(self) -> None:
@@ -895,6 +944,7 @@ class Daemon:
         assert self.router is not None and self.failed is not None
         return {
             "uptime_s": round(time.time() - self.stats.started, 3),
+            "tasks": self.supervisor.snapshot(),
             "router": dict(self.router.counters),
             "failed": dict(self.failed.counts),
             "waiting": self.router.waiting.counts(),
@@ -962,4 +1012,4 @@ async def serve(config: Config) -> int:
     finally:
         with contextlib.suppress(Exception):
             await daemon.stop()
-    return 0
+    return daemon.exit_status

@@ -45,14 +45,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from . import messages
-from .automaton import SeedInfo
+from .automaton import Automaton, SeedInfo
 from .custody import UNANSWERED_MAX, Custody, Flight, InFlight, Key, Received, hold
 from .errors import PacketError, TagError
 from .membership import Membership
 from .messages import ACK, BYE, HELLO, MAX_KEYS_PER_QUERY, PING, QUERY, Message, MessageError, Origin
 from .packet import Packet, encode
 from .peers import Liveness, PeerTable
-from .router import Router
+from .router import Remotes
+from .runner import SeedRunner
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,26 @@ class Links(Protocol):
     def send_control(self, node: str, frames: list[bytes]) -> bool: ...
 
 
+class Routing(Protocol):
+    """The router, as the mesh uses it: packets from peers go in, packets peers did not take go round again."""
+
+    automaton: Automaton
+
+    def route(self, packet: Packet) -> None: ...
+
+    def deliver_to(self, seed: str, packet: Packet, exclude: str = "") -> None: ...
+
+    def local_room(self, seed: str) -> SeedRunner | None: ...
+
+    def submit_local(self, runner: SeedRunner, packet: Packet, now: bool = False) -> None: ...
+
+    def replan(self, force: bool = False) -> None: ...
+
+    def kick(self, seed: str) -> None: ...
+
+    def fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None: ...
+
+
 @dataclass
 class Remote:
     """What this node knows of one other node beyond liveness and seeds (``peers.Peer``), for one incarnation."""
@@ -151,7 +172,7 @@ class Mesh:
         local_seeds: Callable[[], list[dict[str, Any]]],
         local_load: Callable[[], dict[str, float]],
         transport: Links,
-        router: Router,
+        router: Callable[[Remotes], Routing],
         peers: PeerTable,
         learn: Learn,
         forget: Callable[[str], None],
@@ -163,8 +184,10 @@ class Mesh:
         beacon_to: Callable[[str], None] | None = None,
         membership: Membership | None = None,
     ) -> None:
-        """``local_done``: packets each local seed has handled so far (sent in PINGs, for network-wide rates);
-        ``beacon_to(address)``: send one UDP beacon to a host (to peers that do not hear our broadcasts)."""
+        """``router``: makes the router that sends to peers through this mesh (the two call each other, so the mesh
+        builds it: neither is ever half-wired); ``local_done``: packets each local seed has handled so far (sent in
+        PINGs, for network-wide rates); ``beacon_to(address)``: send one UDP beacon to a host (to peers that do not
+        hear our broadcasts)."""
         self.node_id = node_id
         self.host = host
         self.me = me
@@ -172,7 +195,6 @@ class Mesh:
         self.local_load = local_load
         self.local_done = local_done
         self.transport = transport
-        self.router = router
         self.peers = peers
         self.learn = learn
         self.forget = forget
@@ -197,9 +219,7 @@ class Mesh:
         self._waiters: dict[Key, set[str]] = {}  # other senders of a packet held here, answered when it is safe
         self.counters: Counter[str] = Counter()
         self._rejects_logged: set[str] = set()
-        router.send_remote = self.send_packet
-        router.remote_load = self.load_of
-        router.remote_room = self.has_room
+        self.router = router(self)  # last: the router may ask this mesh about peers at once
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -425,12 +445,11 @@ class Mesh:
         remote.origin = o
         remote.inc = remote.inc or o.inc
         remote.workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
-        self.learn(o.id, endpoint, seeds, "hello")
+        # How we first heard of it (a beacon, mDNS, gossip, a static address), else its own HELLO.
+        self.learn(o.id, endpoint, seeds, remote.found_via or "hello")
         peer = self.peers.peers[o.id]
         peer.seeds_digest = o.digest
         peer.addresses = [a for a in (o.tcp, o.ipc) if a]
-        if new and remote.found_via:
-            peer.via = remote.found_via
         if msg.body.get("reply"):
             self._send_hello(o, reply=False, force=True)
         for entry in msg.body.get("peers", []):

@@ -21,7 +21,7 @@ for ``THROTTLE_STUCK_S`` lifted, and the log names the cycle's seeds.
 Custody: every packet is held (``custody.hold``) while it is queued for or run by a local seed, waits here,
 is in flight to a peer, or is being written to failed/ or the tx folder; what a seed makes from a packet
 inherits its custody. So the one that sent or accepted the packet hears it is safe only once all of that
-is over. Two kinds of emission are made durable here instead (``make_durable``: the intake journal) before
+is over. Two kinds of emission are made durable here instead (``Outputs.make_durable``: the intake journal) before
 they are routed: those of a seed on a cycle of the automaton, whose custody would otherwise chain around
 the cycle and, under load, fill every flow-control window on it with packets waiting for each other; and
 those of an injector that declares ``durable = True``.
@@ -44,7 +44,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .automaton import Automaton
 from .custody import Custody, hold
@@ -81,18 +81,65 @@ THROTTLE_LOW = 250
 THROTTLE_STUCK_S = 2.0
 THROTTLE_COOLDOWN_S = 10.0
 
-#: send(node_id, seed_name, packet) -> True when the packet was handed to the transport for that node.
-RemoteSend = Callable[[str, str, Packet], bool]
-#: load(node_id, seed_name) -> how busy that replica is believed to be (queued packets).
-LoadOf = Callable[[str, str], float]
-#: room(node_id, seed_name) -> True when that remote replica can take another packet now.
-RoomAt = Callable[[str, str], bool]
-#: make_durable(packets, then): journal ``packets`` (fsynced), route them with the journal's custody, then
-#: call ``then`` (None: nothing to call).
-MakeDurable = Callable[[list[Packet], Callable[[], None] | None], None]
-#: done_before(seed, packet) -> True when ``seed`` (an extractor) finished with ``packet`` in an earlier life
-#: of this node, durably (its tx result file exists): the packet is a duplicate, answered without a rerun.
-DoneBefore = Callable[[str, Packet], bool]
+
+class Remotes(Protocol):
+    """The router's view of other nodes' replicas (the mesh): flow control, load, and sending with custody."""
+
+    def send_packet(self, node: str, seed: str, packet: Packet) -> bool:
+        """Hand ``packet`` for ``seed`` to ``node``; False when that cannot be now (no room, link full)."""
+        ...
+
+    def load_of(self, node: str, seed: str) -> float:
+        """How busy that replica is believed to be (queued packets per worker)."""
+        ...
+
+    def has_room(self, node: str, seed: str) -> bool:
+        """True when that replica can take another packet now."""
+        ...
+
+
+class Outputs(Protocol):
+    """Where packets leave the router other than by routing: the daemon's file payloads, journal and tx folder."""
+
+    #: True when ``make_durable`` journals; False (no journal): emissions are routed with their input's custody.
+    durable: bool
+
+    def made(self, packet: Packet) -> None:
+        """A local seed made ``packet``; called before it is routed (file payloads: see ``filemover``)."""
+        ...
+
+    def extracted(self, packet: Packet, seed: str) -> None:
+        """Extractor ``seed`` finished with ``packet`` (the tx folder writes its result; it may ``hold`` it)."""
+        ...
+
+    def done_before(self, seed: str, packet: Packet) -> bool:
+        """True when extractor ``seed`` finished with ``packet`` in an earlier life of this node, durably: the
+        packet is a duplicate, answered without a rerun."""
+        ...
+
+    def make_durable(self, batch: list[Packet], then: Callable[[], None] | None) -> None:
+        """Journal ``batch`` (fsynced), route it with the journal's custody, then call ``then``."""
+        ...
+
+
+class NoOutputs:
+    """``Outputs`` for a router with no journal, tx folder or file payloads (a unit test, a simulated node)."""
+
+    durable = False
+
+    def made(self, packet: Packet) -> None:
+        """Nothing to do."""
+
+    def extracted(self, packet: Packet, seed: str) -> None:
+        """Nothing to write."""
+
+    def done_before(self, seed: str, packet: Packet) -> bool:
+        """Nothing is remembered across lives."""
+        return False
+
+    def make_durable(self, batch: list[Packet], then: Callable[[], None] | None) -> None:
+        """Never called: ``durable`` is False."""
+        raise AssertionError("NoOutputs cannot make packets durable")
 
 
 def pick_replica(nodes: Sequence[str], load: Callable[[str], float], turn: int) -> str:
@@ -113,13 +160,19 @@ class Router:
         ids: IdMaker,
         failed: FailedStore,
         waiting: WaitingRoom,
+        *,
+        remotes: Remotes,
+        outputs: Outputs,
         seed_queue_max: int = 10000,
         ttl_hops: int = 64,
         clock: Callable[[], float] = time.monotonic,
         join_wait_s: float = 600.0,
     ) -> None:
+        """``remotes``: the other nodes' replicas (the mesh); ``outputs``: where finished packets go besides."""
         self.node_id = node_id
         self.automaton = automaton
+        self.remotes = remotes
+        self.outputs = outputs
         self.ids = ids
         self.failed = failed
         self.waiting = waiting
@@ -128,17 +181,9 @@ class Router:
         self.clock = clock
         self.gather = Gatherer(join_wait_s)
         self.local: dict[str, SeedRunner] = {}
-        self.send_remote: RemoteSend = lambda node, seed, packet: False
-        self.remote_load: LoadOf = lambda node, seed: 0.0
-        self.remote_room: RoomAt = lambda node, seed: True
         self.counters: Counter[str] = Counter()
         self.delivered: Counter[tuple[str, str]] = Counter()  # (seed, node) -> packets handed to that replica
         self.emitted_by: Counter[str] = Counter()  # local seed -> packets it emitted (for the page's rates)
-        self.on_extracted: Callable[[Packet, str], None] | None = None
-        self.done_before: DoneBefore | None = None
-        self.make_durable: MakeDurable | None = None
-        #: Called with each packet a local seed made, before it is routed (file payloads: see ``filemover``).
-        self.on_made: Callable[[Packet], None] | None = None
         self._cyclic: dict[str, bool] = {}
         self._cyclic_version = -1
         self._turns: dict[str, itertools.count[int]] = {}
@@ -252,7 +297,7 @@ class Router:
         """Queue ``packet`` for a local seed (with room: see ``local_room``), held until the seed has finished.
         A packet an extractor finished durably before (``done_before``) is not run again."""
         spec = runner.spec
-        if spec.is_extractor and self.done_before is not None and self.done_before(spec.name, packet):
+        if spec.is_extractor and self.outputs.done_before(spec.name, packet):
             self.counters["done_before"] += 1
             return
         part = self._part(spec.name, packet)
@@ -265,7 +310,7 @@ class Router:
 
     def _has_room(self, seed: str, nodes: Sequence[str]) -> bool:
         for node in nodes:  # a loop, not any(): this runs for every packet handed on by kick
-            if self.local_room(seed) is not None if node == self.node_id else self.remote_room(node, seed):
+            if self.local_room(seed) is not None if node == self.node_id else self.remotes.has_room(node, seed):
                 return True
         return False
 
@@ -344,13 +389,12 @@ class Router:
             return
         if parent is not None and spec.is_extractor:
             self.counters["extracted"] += 1
-            if self.on_extracted is not None:
-                self.on_extracted(parent, spec.name)
+            self.outputs.extracted(parent, spec.name)
         if parent is not None and self._refused(spec, parent, outcome.emissions):
             return
         now = time.time()
         durable: list[Packet] | None = None
-        if self.make_durable is not None and (spec.durable if parent is None else self._on_cycle(spec.name)):
+        if self.outputs.durable and (spec.durable if parent is None else self._on_cycle(spec.name)):
             durable = []
         base_meta = without_marks(parent.meta) if parent is not None else {}
         # A fragment this seed split: what its run makes is one result, for the merge (see gather).
@@ -425,8 +469,7 @@ class Router:
             self.counters["emitted"] += 1
             self.emitted_by[spec.name] += 1
             if durable is None:
-                if self.on_made is not None:
-                    self.on_made(child)
+                self.outputs.made(child)
                 self.route(child)
             else:
                 child.custody = None
@@ -440,12 +483,12 @@ class Router:
             else:
                 result.custody = None
                 durable.append(result)
-        if durable and self.make_durable is not None:
+        if durable:
             if parent is None:
-                self.make_durable(durable, None)
+                self.outputs.make_durable(durable, None)
             else:
                 hold(parent, 1)  # released once its children are in the journal
-                self.make_durable(durable, lambda: hold(parent, -1))
+                self.outputs.make_durable(durable, lambda: hold(parent, -1))
         if outcome.emissions and spec.outputs:
             self._throttle_if_piling(runner)
         if parent is not None:
@@ -525,7 +568,7 @@ class Router:
                     self.counters["local"] += 1
                     self.submit_local(runner, packet)
                     return
-            elif self.send_remote(node, name, packet):
+            elif self.remotes.send_packet(node, name, packet):
                 self.counters["remote"] += 1
                 self.delivered[name, node] += 1
                 return
@@ -674,7 +717,7 @@ class Router:
         if node == self.node_id:
             runner = self.local.get(name)
             return runner.pending / runner.spec.workers if runner else float("inf")
-        return self.remote_load(node, name)
+        return self.remotes.load_of(node, name)
 
     def _park(self, packet: Packet, seed: str | None = None) -> None:
         if self.waiting.park(packet, self.clock(), seed):

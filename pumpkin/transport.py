@@ -315,8 +315,12 @@ class Transport:
         server_key: ServerKey | None = None,
         limits: InboxLimits | None = None,
         on_oversized: OversizedHandler | None = None,
+        *,
+        on_frames: FrameHandler,
+        on_control: ControlHandler,
     ) -> None:
-        """``keys`` and ``server_key``: a keyed network (CurveZMQ everywhere); both None: an open one."""
+        """``keys`` and ``server_key``: a keyed network (CurveZMQ everywhere); both None: an open one.
+        ``on_frames``: each message from the inbox; ``on_control``: each request on the control socket."""
         self.ctx = zmq.asyncio.Context()
         self.limits = limits or InboxLimits()
         self.on_oversized: OversizedHandler = on_oversized or (lambda head, frames, size: None)
@@ -335,8 +339,8 @@ class Transport:
         self.data_endpoints: list[str] = []
         self.control_endpoint = ""
         self.links: dict[str, PeerLink] = {}
-        self.on_frames: FrameHandler = lambda frames, sender: None
-        self.on_control: ControlHandler | None = None
+        self.on_frames = on_frames
+        self.on_control = on_control
         self.rejected = 0
         self.dropped_control = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -509,7 +513,7 @@ class Transport:
                 if body is None:
                     raise ValueError(f"a control request is at most {MAX_CONTROL_BYTES} bytes")
                 request = orjson.loads(body)
-                if not isinstance(request, dict) or self.on_control is None:
+                if not isinstance(request, dict):
                     raise ValueError("a control request is a JSON object with an 'op'")
                 reply = await self.on_control(request)
             except Exception as exc:  # noqa: BLE001 - a bad request gets an error reply, not a crash

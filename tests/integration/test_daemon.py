@@ -851,3 +851,32 @@ class Hold(Seed):
             await again.stop()
 
     asyncio.run(main())
+
+
+def test_a_crash_in_the_daemons_sweep_is_logged_counted_and_the_sweep_runs_again(tmp_path, monkeypatch, caplog):
+    from pumpkin import supervisor
+
+    monkeypatch.setattr(supervisor, "RESTART_FIRST_S", 0.01)
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", flags={"routing.waiting_expiry_s": "0.2"}))
+        await d.start()
+        try:
+            real, calls = d.router.expire, []
+
+            def expire(limit=None):
+                calls.append(limit)
+                if len(calls) == 1:
+                    raise RuntimeError("injected bug in the sweep")
+                return real(limit)
+
+            monkeypatch.setattr(d.router, "expire", expire)
+            await async_wait_until(lambda: len(calls) >= 3, what="the sweep to run again after its crash")
+            return d.snapshot()["tasks"]
+        finally:
+            await d.stop()
+
+    tasks = asyncio.run(main())
+    assert tasks["crashes"] == {"expiry-sweep": 1} and tasks["restarts"] == {"expiry-sweep": 1}
+    assert "expiry-sweep" in tasks["running"]
+    assert any("task expiry-sweep crashed" in r.getMessage() and r.exc_info for r in caplog.records)

@@ -18,7 +18,7 @@ from pumpkin.mesh import Mesh
 from pumpkin.messages import Origin
 from pumpkin.packet import IdMaker, Packet
 from pumpkin.peers import PeerTable
-from pumpkin.router import Router
+from pumpkin.router import Remotes, Router
 from pumpkin.runner import Emission, Outcome
 from pumpkin.seed import SeedSpec
 from pumpkin.sim.clock import Clock, Scheduler
@@ -62,6 +62,32 @@ class FakeRunner:
         return taken
 
 
+class FakeOutputs:
+    """The router's ``Outputs``, off until a test sets a hook: ``on_extracted`` (a tx folder), ``journal``."""
+
+    def __init__(self) -> None:
+        self.on_extracted: Callable[[Packet, str], None] | None = None
+        self.journal: Callable[[list[Packet], Callable[[], None] | None], None] | None = None
+
+    @property
+    def durable(self) -> bool:
+        return self.journal is not None
+
+    def made(self, packet: Packet) -> None:
+        pass
+
+    def extracted(self, packet: Packet, seed: str) -> None:
+        if self.on_extracted is not None:
+            self.on_extracted(packet, seed)
+
+    def done_before(self, seed: str, packet: Packet) -> bool:
+        return False
+
+    def make_durable(self, batch: list[Packet], then: Callable[[], None] | None) -> None:
+        assert self.journal is not None
+        self.journal(batch, then)
+
+
 def spec(name: str, ins: tuple[str, ...] = (), outs: tuple[str, ...] = (), workers: int = 1) -> SeedSpec:
     return SeedSpec(name, tuple(map(T, ins)), tuple(map(T, outs)), object, Path(name), False, workers)
 
@@ -76,6 +102,7 @@ class Node:
     router: Router
     mesh: Mesh
     peers: PeerTable
+    outputs: FakeOutputs
     runners: dict[str, FakeRunner] = field(default_factory=dict)
 
     def origin(self) -> Origin:
@@ -124,14 +151,20 @@ class Net:
     def add(self, node_id: str, inc: int = 1) -> Node:
         """A node (a fresh incarnation when ``node_id`` existed: the old one's memory is gone)."""
         automaton = Automaton()
-        router = Router(
-            node_id,
-            automaton,
-            IdMaker(f"{abs(hash(node_id)) % 16**8:08x}"),
-            FailedStore(self.tmp / node_id / str(inc) / "failed"),
-            WaitingRoom(1000, 600.0),
-            clock=self.clock,
-        )
+        outputs = FakeOutputs()
+
+        def make_router(remotes: Remotes) -> Router:
+            return Router(
+                node_id,
+                automaton,
+                IdMaker(f"{abs(hash(node_id)) % 16**8:08x}"),
+                FailedStore(self.tmp / node_id / str(inc) / "failed"),
+                WaitingRoom(1000, 600.0),
+                remotes=remotes,
+                outputs=outputs,
+                clock=self.clock,
+            )
+
         peers = PeerTable(3 * HEARTBEAT_S, 10 * HEARTBEAT_S, clock=self.clock)
         links = self.links[node_id] = Links(self, node_id)
         holder: dict[str, Node] = {}
@@ -142,14 +175,14 @@ class Net:
             peer.seeds = list(seeds)
             changed = automaton.sync_node(node, seeds)
             if changed:
-                router.replan()
+                holder["node"].router.replan()
             return changed
 
         def forget(node: str) -> None:
             peers.leave(node)
             automaton.remove_node(node)
             links.disconnect(node)
-            router.replan()
+            holder["node"].router.replan()
 
         mesh = Mesh(
             node_id=node_id,
@@ -158,7 +191,7 @@ class Net:
             local_seeds=lambda: [r.spec.summary() for r in holder["node"].runners.values()],
             local_load=dict,
             transport=links,
-            router=router,
+            router=make_router,
             peers=peers,
             learn=learn,
             forget=forget,
@@ -166,7 +199,7 @@ class Net:
             scheduler=self.scheduler,
             clock=self.clock,
         )
-        node = holder["node"] = Node(self, node_id, inc, router, mesh, peers)
+        node = holder["node"] = Node(self, node_id, inc, mesh.router, mesh, peers, outputs)  # type: ignore[arg-type]
         self.nodes[node_id] = node
         return node
 

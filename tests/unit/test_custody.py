@@ -174,7 +174,7 @@ def test_unacknowledged_packets_are_handed_over_at_a_clean_stop(tmp_path):
 def test_an_extractors_custody_waits_for_the_tx_file(tmp_path):
     net, a, w, d = chain(tmp_path)
     writes: list[Packet] = []
-    d.router.on_extracted = lambda packet, seed: (packet.custody.add(1), writes.append(packet))
+    d.outputs.on_extracted = lambda packet, seed: (packet.custody.add(1), writes.append(packet))
     a.inject("RAW", 1)
     net.scheduler.run_for(0.01)
     w["B"].finish("work")
@@ -246,7 +246,7 @@ def test_a_seed_on_a_cycle_has_its_emissions_journaled_so_custody_does_not_chain
         if then is not None:
             then()
 
-    b.router.make_durable = make_durable
+    b.outputs.journal = make_durable
     net.meet(a, b)
     custody, log = released()
     a.inject("PING", 1, custody)

@@ -51,7 +51,7 @@ def mesh_with_peer() -> tuple[Mesh, Links]:
         local_seeds=list,
         local_load=dict,
         transport=links,
-        router=router,
+        router=lambda remotes: router,
         peers=peers,
         learn=None,
         forget=None,
@@ -123,3 +123,29 @@ def test_origins_that_never_answer_are_bounded_and_forgotten(tmp_path):
     a.mesh.heartbeat()
     assert a.mesh.remotes == {} and a.mesh.transport.links == {}
     assert a.mesh.counters["origins_given_up"] == MAX_UNANSWERED_ORIGINS
+
+
+def test_a_peers_load_is_what_its_last_ping_said_and_shows_in_its_summary():
+    mesh, _ = mesh_with_peer()
+    mesh.handle(messages.encode(PING, origin("p"), load={"greet": 2.5}, done={}))
+    peer = mesh.peers.peers["p"]
+    assert peer.load == {"greet": 2.5} and mesh.load_of("p", "greet") == 2.5
+    assert mesh.peers.summaries()[0]["load"] == {"greet": 2.5}
+    mesh.handle(messages.encode(PING, origin("p"), load={}, done={}))  # idle again
+    assert peer.load == {} and mesh.load_of("p", "greet") == 0.0
+
+
+def test_a_peer_says_how_it_was_found(tmp_path):
+    from tests.unit.fakenet import Net
+
+    net = Net(tmp_path)
+    a, b, c = net.add("A"), net.add("B"), net.add("C")
+    a.mesh.on_origin(b.origin(), "broadcast")  # A hears B's beacon; B hears of A by A's HELLO
+    c.mesh.on_origin(a.origin(), "mdns")
+    net.scheduler.run_for(0.05)
+    assert a.peers.peers["B"].via == "broadcast" and b.peers.peers["A"].via == "hello"
+    assert c.peers.peers["A"].via == "mdns"
+    # A's HELLO to C lists B: C greets B from what it heard by gossip.
+    a.mesh.announce()
+    net.scheduler.run_for(0.05)
+    assert c.peers.peers["B"].via == "gossip"

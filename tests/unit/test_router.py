@@ -8,7 +8,7 @@ from pumpkin.automaton import Automaton, SeedInfo
 from pumpkin.custody import Custody
 from pumpkin.failed import FailedStore
 from pumpkin.packet import IdMaker, Packet
-from pumpkin.router import Router, pick_replica
+from pumpkin.router import NoOutputs, Router, pick_replica
 from pumpkin.runner import Emission, Outcome
 from pumpkin.seed import SeedSpec
 from pumpkin.spool import Spool
@@ -38,6 +38,23 @@ class FakeRunner:
         self.throttled = on
 
 
+class FakeRemotes:
+    """The mesh seam: ``send`` decides what a peer takes, ``room`` whether it has room."""
+
+    def __init__(self) -> None:
+        self.send = lambda node, seed, p: False
+        self.room = lambda node, seed: True
+
+    def send_packet(self, node, seed, packet) -> bool:
+        return self.send(node, seed, packet)
+
+    def load_of(self, node, seed) -> float:
+        return 0.0
+
+    def has_room(self, node, seed) -> bool:
+        return self.room(node, seed)
+
+
 def spec(name, ins=(), outs=(), workers=1) -> SeedSpec:
     return SeedSpec(name, tuple(map(T, ins)), tuple(map(T, outs)), object, Path(name), False, workers)
 
@@ -50,6 +67,8 @@ def make(tmp_path, max_wait=3, expiry=10.0, queue_max=100, spool=None):
         IdMaker("5eed0000"),
         FailedStore(tmp_path / "failed"),
         WaitingRoom(max_wait, expiry, spool),
+        remotes=FakeRemotes(),
+        outputs=NoOutputs(),
         seed_queue_max=queue_max,
         clock=clock,
     )
@@ -181,12 +200,12 @@ def test_remote_replicas_share_and_a_refusing_peer_is_skipped(tmp_path):
     r.automaton.add("B", SeedInfo("greet", (T("A"),), ()))
     r.automaton.add("C", SeedInfo("greet", (T("A"),), ()))
     sent: list[str] = []
-    r.send_remote = lambda node, seed, p: False if node == "B" else (sent.append(node) or True)
+    r.remotes.send = lambda node, seed, p: False if node == "B" else (sent.append(node) or True)
     for n in range(4):
         r.inject(T("A"), n)
     assert sent == ["C"] * 4
     ok: list[str] = []
-    r.send_remote = lambda node, seed, p: ok.append(node) or True
+    r.remotes.send = lambda node, seed, p: ok.append(node) or True
     for n in range(4):
         r.inject(T("A"), n)
     assert sorted(ok) == ["B", "B", "C", "C"]
@@ -242,8 +261,8 @@ def test_a_remote_replica_at_its_window_gets_the_waiting_packets_as_it_acknowled
     r, _ = make(tmp_path, max_wait=100)
     r.automaton.add("B", SeedInfo("greet", (T("A"),), ()))
     window, sent = 3, []
-    r.remote_room = lambda node, seed: len(sent) < window
-    r.send_remote = lambda node, seed, p: r.remote_room(node, seed) and (sent.append(p.data) or True)
+    r.remotes.room = lambda node, seed: len(sent) < window
+    r.remotes.send = lambda node, seed, p: r.remotes.room(node, seed) and (sent.append(p.data) or True)
     for n in range(5):
         r.inject(T("A"), n)
     assert sent == [0, 1, 2] and r.waiting.counts() == {"default:*:A": 2}
@@ -260,8 +279,8 @@ def test_a_spooled_backlog_for_a_busy_seed_stays_put_when_the_automaton_changes(
     r, _ = make(tmp_path, max_wait=5, spool=spool)
     r.automaton.add("B", SeedInfo("greet", (T("A"),), ()))
     window, sent = 3, []
-    r.remote_room = lambda node, seed: len(sent) < window
-    r.send_remote = lambda node, seed, p: r.remote_room(node, seed) and (sent.append(p.data) or True)
+    r.remotes.room = lambda node, seed: len(sent) < window
+    r.remotes.send = lambda node, seed, p: r.remotes.room(node, seed) and (sent.append(p.data) or True)
     for n in range(50):
         r.inject(T("A"), n)
     assert r.waiting.waiting_for(T("A"), "greet") == 47 and r.waiting.in_memory == 5
@@ -278,7 +297,7 @@ def test_a_spooled_backlog_for_a_busy_seed_stays_put_when_the_automaton_changes(
 def test_a_kick_with_a_refusing_link_takes_each_packet_once(tmp_path):
     r, _ = make(tmp_path, max_wait=100)
     r.automaton.add("B", SeedInfo("greet", (T("A"),), ()))
-    r.send_remote = lambda node, seed, p: False  # says it has room, then refuses (a full socket)
+    r.remotes.send = lambda node, seed, p: False  # says it has room, then refuses (a full socket)
     for n in range(3):
         r.inject(T("A"), n)
     r.kick("greet")  # must come back, with the packets still waiting in their order
