@@ -114,3 +114,20 @@ def test_module_level_imports_have_no_cycles():
     for module in sorted(graph):
         cycle = walk(module, [])
         assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_simulator_is_pure_and_stands_alone():
+    """pumpkin.sim has no sockets or event loop, and needs nothing of pumpkin beyond the pure rules (a user's
+    algorithm runs on it with only the simulator imported)."""
+    for path in sorted((PACKAGE / "sim").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] if node.level == 0 else []
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                inside = name.startswith("pumpkin.sim") or name.removeprefix("pumpkin.") in PURE
+                assert not name.startswith("pumpkin.") or inside, f"{path.name}: {name}"
+                assert name.split(".")[0] not in {n.split(".")[0] for n in IO_LIBRARIES}, f"{path.name}: {name}"
