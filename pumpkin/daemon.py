@@ -50,12 +50,13 @@ from .mesh import Mesh
 from .messages import Origin
 from .packet import Hop, IdMaker, Packet
 from .peers import PeerTable
+from .query import NodeQuery
 from .router import Remotes, Router
 from .runner import SeedRunner
 from .seed import SeedSpec
 from .spool import Spool
 from .supervisor import Supervisor
-from .transport import InboxLimits, Transport, open_files, raise_open_files_limit
+from .transport import InboxLimits, Transport, raise_open_files_limit
 from .txdir import TxWriter
 from .waiting import WaitingRoom
 from .workdir import Workdir, claim, runtime_base
@@ -159,6 +160,7 @@ class Daemon:
         self.web: Any = None  # pumpkin.web.WebServer while [http] enable is on
         self.open_files_limit = 0
         self.supervisor = Supervisor(self._fatal)
+        self.query = NodeQuery(self)  # what the page and pmk stats read
         self.exit_status = 0  # 1 once a critical task crashed (see ``supervisor``)
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -543,7 +545,7 @@ class Daemon:
         web = await asyncio.to_thread(importlib.import_module, "pumpkin.web")
         if self._stopping:
             return
-        self.web = web.WebServer(self, self.config.http)
+        self.web = web.WebServer(self.query, self, self.config.http)
         await self.web.start()
 
     def enable_seed(self, name: str, enabled: bool) -> bool:
@@ -899,90 +901,9 @@ class Daemon:
             data = request.get("data")
         return [self.new_packet(str(request.get("state", "")), data)]
 
-    def _intake_snapshot(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.journal is not None:
-            out["journal"] = {"unfinished": self.journal.unfinished(), "commits": self.journal.commits}
-        if self.dropdir is not None:
-            out["rx"] = self.dropdir.snapshot()
-        if self.tx is not None:
-            out["tx"] = {"dir": str(self.tx.root), "written": self.tx.written}
-        return out
-
-    def _limits_snapshot(self) -> dict[str, Any]:
-        """What the bounds of [limits] refused or dropped, next to the bounds themselves."""
-        assert self.failed is not None
-        out: dict[str, Any] = {
-            "failed": {
-                "used_bytes": self.failed.used_bytes,
-                "max_bytes": self.failed.max_bytes,
-                "not_kept": dict(self.failed.not_kept),
-            },
-            "log": {"lines_per_minute": self.config.limits.log_lines_per_minute, "folded": logfold.folded_total()},
-            "open_files": {"in_use": open_files(), "limit": self.open_files_limit},
-        }
-        if self.transport is not None:
-            t = self.transport
-            out["inbox"] = {
-                "message_max_bytes": t.limits.message_max_bytes,
-                "oversized": t.oversized,
-                "oversized_bytes": t.oversized_bytes,
-                "handler_errors": t.rejected,
-            }
-            out["connections"] = {
-                "open": len(t.connections),
-                "accepted": t.accepted,
-                "max": t.limits.connections_max,
-                "per_address_max": t.limits.per_address_max,
-                "refused": dict(t.connections.refused),
-                "busiest": dict(t.connections.busiest()),
-            }
-        return out
-
     def snapshot(self) -> dict[str, Any]:
-        """Counters and queue depths, JSON-ready."""
-        assert self.router is not None and self.failed is not None
-        return {
-            "uptime_s": round(time.time() - self.stats.started, 3),
-            "tasks": self.supervisor.snapshot(),
-            "router": dict(self.router.counters),
-            "failed": dict(self.failed.counts),
-            "waiting": self.router.waiting.counts(),
-            "gathering": self.router.gather.counts(),
-            "bad_inbound": self.stats.bad_inbound,
-            "limits": self._limits_snapshot(),
-            "from_strangers": self.stats.from_strangers,
-            "forged_sender": self.stats.forged_sender,
-            "network": {
-                "keyed": self.membership.keyed if self.membership else False,
-                "fingerprint": self.membership.network.fingerprint
-                if self.membership and self.membership.network
-                else "",
-                "public_key": self.membership.public if self.membership else "",
-                "refused_links": self.transport.refused_links if self.transport else 0,
-            },
-            **self._intake_snapshot(),
-            "mesh": dict(self.mesh.counters) if self.mesh else {},
-            "files": self.files.stats() if self.files else {},
-            "inflight": self.mesh.inflight_counts() if self.mesh else {},
-            "discovery": {
-                type(d).__name__: {
-                    "rejected": d.rejected,
-                    **({"sent": d.sent, "received": d.received} if isinstance(d, BeaconDiscovery) else {}),
-                }
-                for d in self.discoveries
-            },
-            "seeds": {
-                n: {
-                    "pending": r.pending,
-                    "processed": r.processed,
-                    "failures": r.failures,
-                    "workers": r.spec.workers,
-                    "busy_s": round(r.busy_s, 6),
-                }
-                for n, r in self.router.local.items()
-            },
-        }
+        """Counters and queue depths, JSON-ready (see ``NodeQuery.stats``)."""
+        return self.query.stats()
 
 
 def _tune_gc() -> None:

@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import netifaces
 import orjson
@@ -51,7 +51,7 @@ from .packet import Packet
 from .tags import StateTag
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .query import NodeQuery
 
 log = logging.getLogger(__name__)
 
@@ -321,36 +321,26 @@ class Rates:
 # -- views: JSON-ready pictures of what the daemon holds ---------------------------------------------
 
 
-def node_view(d: Daemon, url: str, post_enabled: bool) -> dict[str, Any]:
+def node_view(q: NodeQuery, url: str, post_enabled: bool) -> dict[str, Any]:
     """This node."""
-    assert d.transport is not None
+    node = q.node()
     return {
-        "id": d.node_id,
-        "group": d.config.node.group,
-        "ship": d.ids.ship,
+        "id": node["id"],
+        "group": node["group"],
+        "ship": node["ship"],
         "pumpkin": __version__,
-        "endpoints": list(d.transport.data_endpoints),
+        "endpoints": node["endpoints"],
         "http": url,
         "post": post_enabled,
-        "uptime_s": round(time.time() - d.stats.started, 3),
-        "automaton_version": d.automaton.version,
-        "seeds": sorted(d.specs),
+        "uptime_s": node["uptime_s"],
+        "automaton_version": node["automaton_version"],
+        "seeds": node["seeds"],
     }
 
 
-def automaton_view(d: Daemon) -> dict[str, Any]:
+def automaton_view(q: NodeQuery) -> dict[str, Any]:
     """The automaton in networkx node-link form; ``graph`` holds its version and the node that answered."""
-    data = d.automaton.node_link()
-    data["graph"] = {**data.get("graph", {}), "version": d.automaton.version, "node": d.node_id}
-    return data
-
-
-def _all_seeds(d: Daemon) -> dict[str, tuple[tuple[StateTag, ...], tuple[StateTag, ...]]]:
-    known = {n: (i.inputs, i.outputs) for n, i in d.automaton.seeds().items()}
-    for name in d.disabled:
-        spec = d.specs[name]
-        known.setdefault(name, (spec.inputs, spec.outputs))
-    return known
+    return q.automaton()
 
 
 class _TagIndex:
@@ -409,55 +399,51 @@ def feeds_of(
     return feeds, fed_by
 
 
-def seeds_view(d: Daemon) -> list[dict[str, Any]]:
+def seeds_view(q: NodeQuery) -> list[dict[str, Any]]:
     """Every seed in the network (and this node's disabled ones), with which seeds it feeds."""
-    known = _all_seeds(d)
+    known = q.seed_tags()
+    local = q.local_seeds()
     feeds, fed_by = feeds_of(known)
     out = []
     for name in sorted(known):
         ins, outs = known[name]
-        spec = d.specs.get(name)
+        spec = local.get(name)
         out.append(
             {
                 "name": name,
                 "inputs": [str(t) for t in ins],
                 "outputs": [str(t) for t in outs],
-                "nodes": d.automaton.nodes_of(name),
+                "nodes": q.nodes_of(name),
                 "local": spec is not None,
-                "enabled": name not in d.disabled,
+                "enabled": spec["enabled"] if spec else True,
                 "injector": not ins,
                 "extractor": not outs,
                 "feeds": feeds[name],
                 "fed_by": fed_by[name],
-                "workers": spec.workers if spec else None,
-                "description": spec.description if spec else "",
+                "workers": spec["workers"] if spec else None,
+                "description": spec["description"] if spec else "",
             }
         )
     return out
 
 
-def _load_of_self(d: Daemon) -> float:
-    assert d.router is not None
-    loads = [r.pending / r.spec.workers for r in d.router.local.values() if not r.spec.is_injector]
-    return round(max(loads, default=0.0), 3)
-
-
-def hosts_view(d: Daemon, seeds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def hosts_view(q: NodeQuery, seeds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Hosts (this node and its peers) in node-link form, linked where some seed's output feeds a seed there."""
-    assert d.transport is not None
-    seeds = seeds_view(d) if seeds is None else seeds
+    seeds = seeds_view(q) if seeds is None else seeds
+    me = q.node_id()
+    advertise = q.advertise()
     nodes: list[dict[str, Any]] = [
         {
-            "id": d.node_id,
+            "id": me,
             "self": True,
             "state": "alive",
-            "endpoint": ", ".join(d.transport.data_endpoints),
-            "addresses": [d.advertise] if d.advertise else [],
+            "endpoint": ", ".join(q.endpoints()),
+            "addresses": [advertise] if advertise else [],
             "via": "",
-            "seeds": sorted(n for n in d.specs if n not in d.disabled),
+            "seeds": sorted(n for n, s in q.local_seeds().items() if s["enabled"]),
         }
     ]
-    for p in d.peers.summaries():
+    for p in q.peers():
         nodes.append(
             {
                 "id": p["id"],
@@ -474,7 +460,7 @@ def hosts_view(d: Daemon, seeds: list[dict[str, Any]] | None = None) -> dict[str
     # Which hosts feed which: per consumed tag, the hosts of the seeds emitting a matching tag (found by key and
     # type, not by comparing every pair of seeds), to the hosts of the consuming seed.
     where = {s["name"]: [n for n in s["nodes"] if n in present] for s in seeds}
-    known = _all_seeds(d)
+    known = q.seed_tags()
     emitters: dict[tuple[str, str], dict[str, set[str]]] = {}
     for name, (_, outs) in known.items():
         for tag in outs:
@@ -492,42 +478,43 @@ def hosts_view(d: Daemon, seeds: list[dict[str, Any]] | None = None) -> dict[str
             for y in where[s["name"]]:
                 if x != y:
                     flows.setdefault((x, y), set()).add(s["name"])
-    for peer in d.transport.links:
-        if peer in present and d.transport.links[peer].sent:
-            flows.setdefault((d.node_id, peer), set())
+    for peer, link in q.links().items():
+        if peer in present and link["sent"]:
+            flows.setdefault((me, peer), set())
     links = [{"source": x, "target": y, "seeds": sorted(names)} for (x, y), names in sorted(flows.items())]
-    return {"directed": True, "multigraph": False, "graph": {"node": d.node_id}, "nodes": nodes, "links": links}
+    return {"directed": True, "multigraph": False, "graph": {"node": me}, "nodes": nodes, "links": links}
 
 
-def waiting_view(d: Daemon, state: str | None = None, limit: int = WAITING_PEEK, full: bool = False) -> dict[str, Any]:
+def waiting_view(
+    q: NodeQuery, state: str | None = None, limit: int = WAITING_PEEK, full: bool = False
+) -> dict[str, Any]:
     """Packets waiting for a consumer, per state, with the oldest few of each (their data only when ``full``)."""
-    assert d.router is not None
     now = time.time()
     out: dict[str, Any] = {}
-    for text, count in sorted(d.router.waiting.counts().items()):
+    for text, count in sorted(q.waiting_counts().items()):
         if state is not None and text != state:
             continue
         tag = tags.parse(text)
-        out[text] = {"count": count, "oldest": [packet_view(p, now, full) for p in d.router.waiting.peek(tag, limit)]}
+        out[text] = {"count": count, "oldest": [packet_view(p, now, full) for p in q.waiting_oldest(tag, limit)]}
     return {"total": sum(v["count"] for v in out.values()), "states": out}
 
 
-def failed_view(d: Daemon, limit: int = 50, seed: str | None = None, full: bool = False) -> dict[str, Any]:
+def failed_view(q: NodeQuery, limit: int = 50, seed: str | None = None, full: bool = False) -> dict[str, Any]:
     """Failure counts by kind and the most recent failures, newest first; their reasons, files and the folder
     only when ``full``."""
-    assert d.failed is not None
-    recent = [failure_view(r, full) for r in reversed(d.failed.recent) if seed is None or r["seed"] == seed][:limit]
-    out: dict[str, Any] = {"counts": dict(d.failed.counts), "total": sum(d.failed.counts.values()), "recent": recent}
+    recent = [failure_view(r, full) for r in reversed(q.failed_recent()) if seed is None or r["seed"] == seed][:limit]
+    counts = q.failed_counts()
+    out: dict[str, Any] = {"counts": counts, "total": sum(counts.values()), "recent": recent}
     if full:
-        out["folder"] = str(d.failed.root)
+        out["folder"] = q.failed_folder()
     return out
 
 
-def _waiting_on_graph(d: Daemon, shown: list[tuple[str, int]]) -> list[dict[str, Any]]:
+def _waiting_on_graph(q: NodeQuery, shown: list[tuple[str, int]]) -> list[dict[str, Any]]:
     """Waiting counts of the states ``shown``, each with the automaton states it is drawn on (a wildcard type
     matches every type); automaton states looked up by (group, state), not compared one by one."""
     by_key: dict[tuple[str, str], list[StateTag]] = {}
-    for s in d.automaton.states():
+    for s in q.states():
         by_key.setdefault(s.key, []).append(s)
     out = []
     for text, count in sorted(shown):
@@ -544,34 +531,33 @@ def _waiting_on_graph(d: Daemon, shown: list[tuple[str, int]]) -> list[dict[str,
     return out
 
 
-def counters_view(d: Daemon, rates: Rates) -> dict[str, Any]:
+def counters_view(q: NodeQuery, rates: Rates) -> dict[str, Any]:
     """Counters, rates (packets/s as seen from this node), loads and queue depths; ``public_counters`` takes
     out what needs the token."""
-    assert d.router is not None and d.transport is not None and d.failed is not None
-    snap = d.snapshot()
+    snap = q.stats()
     # The fullest states only: a stranger's packets can make thousands of states wait, which the page could not
     # draw, and which would make every sample as large (/api/v1/waiting lists them all).
-    shown = d.router.waiting.largest(WAITING_SHOWN)
+    shown = q.waiting_largest(WAITING_SHOWN)
     snap["waiting"] = dict(shown)
     seeds = snap["seeds"]
+    disabled = q.disabled()
     for name, c in seeds.items():
         c["rate"] = rates.rate(f"seed:{name}")
-        c["enabled"] = name not in d.disabled
+        c["enabled"] = name not in disabled
     delivered: dict[str, dict[str, int]] = {}
-    for (name, node), n in d.router.delivered.items():
+    for (name, node), n in q.delivered().items():
         delivered.setdefault(name, {})[node] = n
-    seed_rates = {name: rates.rate(f"seed:{name}") for name in _all_seeds(d)}
+    seed_rates = {name: rates.rate(f"seed:{name}") for name in q.seed_tags()}
     peers = {
-        node: {"sent": link.sent, "backlog": len(link.backlog), "rate": rates.rate(f"peer:{node}")}
-        for node, link in d.transport.links.items()
+        node: {"sent": link["sent"], "backlog": link["backlog"], "rate": rates.rate(f"peer:{node}")}
+        for node, link in q.links().items()
     }
-    loads = {d.node_id: _load_of_self(d)}
-    for node, peer in d.peers.peers.items():
-        loads[node] = round(max(peer.load.values(), default=0.0), 3)
+    loads = {q.node_id(): q.local_load(), **q.peer_loads()}
     seed_failures: dict[str, int] = {}
-    for r in d.failed.recent:
+    for r in q.failed_recent():
         if r["seed"]:
             seed_failures[r["seed"]] = seed_failures.get(r["seed"], 0) + 1
+    failed_counts = q.failed_counts()
     return {
         "time": round(time.time(), 3),
         **snap,
@@ -579,31 +565,47 @@ def counters_view(d: Daemon, rates: Rates) -> dict[str, Any]:
         "rates": {"seeds": seed_rates, "peers": {n: p["rate"] for n, p in peers.items()}},
         "peers": peers,
         "loads": loads,
-        "waiting_total": len(d.router.waiting),
-        "waiting_states": d.router.waiting.state_count(),
-        "waiting_on": _waiting_on_graph(d, shown),
-        "failed_total": sum(d.failed.counts.values()),
+        "waiting_total": q.waiting_total(),
+        "waiting_states": q.waiting_states(),
+        "waiting_on": _waiting_on_graph(q, shown),
+        "failed_total": sum(failed_counts.values()),
         "seed_failures": seed_failures,
-        "recent_failures": failed_view(d, RECENT_FAILURES, full=True)["recent"],
+        "recent_failures": failed_view(q, RECENT_FAILURES, full=True)["recent"],
     }
 
 
-def _rate_counters(d: Daemon) -> dict[str, int]:
+def _rate_counters(q: NodeQuery) -> dict[str, int]:
     """What ``Rates`` differentiates: packets handled by every replica of each seed in the network (local counts,
     and each peer's own counts from its PINGs; for a peer that has not said, what this node sent it), and
     messages sent per peer."""
-    assert d.router is not None and d.transport is not None and d.mesh is not None
-    c = {f"seed:{n}": v for n, v in d.local_done().items()}
-    reported = {node: d.mesh.done_of(node) for node in d.peers.peers}
+    c = {f"seed:{n}": v for n, v in q.local_done().items()}
+    reported = q.peer_done()
     for done in reported.values():
         for name, n in done.items():
             c[f"seed:{name}"] = c.get(f"seed:{name}", 0) + n
-    for (name, node), n in d.router.delivered.items():
-        if node != d.node_id and name not in reported.get(node, {}):
+    me = q.node_id()
+    for (name, node), n in q.delivered().items():
+        if node != me and name not in reported.get(node, {}):
             c[f"seed:{name}"] = c.get(f"seed:{name}", 0) + n
-    for node, link in d.transport.links.items():
-        c[f"peer:{node}"] = link.sent
+    for node, link in q.links().items():
+        c[f"peer:{node}"] = link["sent"]
     return c
+
+
+class Commands(Protocol):
+    """What the page's POSTs may ask of the daemon (everything else it reads through a ``NodeQuery``)."""
+
+    def new_packet(self, state: str, data: Any) -> Packet:
+        """A new packet of ``state`` carrying ``data``; TagError or PacketError when they are not valid."""
+        ...
+
+    async def accept(self, batch: list[Packet], via: str) -> None:
+        """Take ``batch`` in, durably; IntakeError when it cannot."""
+        ...
+
+    def enable_seed(self, name: str, enabled: bool) -> bool:
+        """Switch local seed ``name`` on or off; True when that changed anything."""
+        ...
 
 
 # -- the server ------------------------------------------------------------------------------------
@@ -612,8 +614,10 @@ def _rate_counters(d: Daemon) -> dict[str, int]:
 class WebServer:
     """The daemon's HTTP server: ``await start()`` after the daemon started, ``await stop()`` first at shutdown."""
 
-    def __init__(self, daemon: Daemon, config: HttpConfig, root: Path | None = None) -> None:
-        self.daemon = daemon
+    def __init__(self, query: NodeQuery, commands: Commands, config: HttpConfig, root: Path | None = None) -> None:
+        """``query``: everything the page reads; ``commands``: the few things its POSTs do."""
+        self.query = query
+        self.commands = commands
         self.config = config
         self.root = root or web_root()
         for entry in config.allowed_hosts:
@@ -778,38 +782,34 @@ class WebServer:
     # -- sampling --------------------------------------------------------------------------------
 
     def _graph_signature(self) -> Any:
-        d = self.daemon
-        peers = tuple(
-            (p.node_id, p.state.value, p.endpoint, tuple(p.addresses), p.via, tuple(s.name for s in p.seeds))
-            for p in d.peers.peers.values()
-        )
-        links = tuple(sorted(n for n, link in (d.transport.links.items() if d.transport else ()) if link.sent))
-        return d.automaton.version, frozenset(d.disabled), tuple(sorted(d.specs)), peers, links
+        q = self.query
+        links = tuple(sorted(n for n, link in q.links().items() if link["sent"]))
+        return q.automaton_version(), q.disabled(), tuple(sorted(q.local_seeds())), q.peer_signature(), links
 
     def _sample(self) -> None:
         """Look at the daemon once: refresh the payloads that changed and wake the event streams."""
-        d = self.daemon
-        self.rates.add(_rate_counters(d))
+        q = self.query
+        self.rates.add(_rate_counters(q))
         changed = False
         key = self._graph_signature()
         began = time.monotonic()
         if key != self._graph_key and began >= self._rebuild_after:
             self._graph_key = key
-            structure = (d.automaton.version, frozenset(d.disabled), tuple(sorted(d.specs)))
+            structure = (q.automaton_version(), q.disabled(), tuple(sorted(q.local_seeds())))
             if self._structure is None or self._structure[0] != structure:
-                self._structure = (structure, automaton_view(d), seeds_view(d))
+                self._structure = (structure, automaton_view(q), seeds_view(q))
             _, automaton, seeds = self._structure
             self.graph = {
-                "node": node_view(d, self.url, bool(self.config.token)),
+                "node": node_view(q, self.url, bool(self.config.token)),
                 "automaton": automaton,
                 "seeds": seeds,
-                "hosts": hosts_view(d, seeds),
+                "hosts": hosts_view(q, seeds),
             }
             self.graph_seq += 1
             changed = True
             took = time.monotonic() - began
             self._rebuild_after = began + GRAPH_REBUILD_PAUSE * took if took > GRAPH_REBUILD_FREE_S else 0.0
-        stats = counters_view(d, self.rates)
+        stats = counters_view(q, self.rates)
         stats_key = orjson.dumps({k: v for k, v in stats.items() if k not in ("time", "uptime_s")}, default=str)
         if stats_key != self._stats_key:
             self._stats_key = stats_key
@@ -900,55 +900,46 @@ class WebServer:
                 if r.resource is not None and r.resource.canonical.startswith(API) and r.method != "HEAD"
             }
         )
-        return _json({"node": self.daemon.node_id, "pumpkin": __version__, "api": "v1", "routes": routes})
+        return _json({"node": self.query.node_id(), "pumpkin": __version__, "api": "v1", "routes": routes})
 
     async def _openapi(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(self.root / "openapi.json")
 
     async def _node(self, request: web.Request) -> web.Response:
-        return _json(node_view(self.daemon, self.url, bool(self.config.token)))
+        return _json(node_view(self.query, self.url, bool(self.config.token)))
 
     async def _automaton(self, request: web.Request) -> web.Response:
-        return _json(automaton_view(self.daemon))
+        return _json(automaton_view(self.query))
 
     async def _seeds(self, request: web.Request) -> web.Response:
-        return _json({"node": self.daemon.node_id, "seeds": seeds_view(self.daemon)})
+        return _json({"node": self.query.node_id(), "seeds": seeds_view(self.query)})
 
     async def _seed(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        found = next((s for s in seeds_view(self.daemon) if s["name"] == name), None)
+        found = next((s for s in seeds_view(self.query) if s["name"] == name), None)
         if found is None:
             return _error(404, f"no seed named {name!r} in this network")
-        counters = counters_view(self.daemon, self.rates)
+        counters = counters_view(self.query, self.rates)
         found["counters"] = counters["seeds"].get(name)
         found["rate"] = counters["rates"]["seeds"].get(name, 0.0)
         found["delivered"] = counters["delivered"].get(name, {})
-        found["recent_errors"] = failed_view(self.daemon, 20, seed=name, full=self._full(request))["recent"]
+        found["recent_errors"] = failed_view(self.query, 20, seed=name, full=self._full(request))["recent"]
         return _json(found)
 
     async def _peers(self, request: web.Request) -> web.Response:
-        d = self.daemon
-        assert d.transport is not None
-        peers = d.peers.summaries()
+        q = self.query
+        peers = q.peers()
+        links = q.links()
         for p in peers:
-            link = d.transport.links.get(p["id"])
-            p["link"] = (
-                None
-                if link is None
-                else {
-                    "endpoint": link.endpoint,
-                    "sent": link.sent,
-                    "backlog": len(link.backlog),
-                    "rate": self.rates.rate(f"peer:{p['id']}"),
-                }
-            )
-        return _json({"node": d.node_id, "peers": peers})
+            link = links.get(p["id"])
+            p["link"] = None if link is None else {**link, "rate": self.rates.rate(f"peer:{p['id']}")}
+        return _json({"node": q.node_id(), "peers": peers})
 
     async def _hosts(self, request: web.Request) -> web.Response:
-        return _json(hosts_view(self.daemon))
+        return _json(hosts_view(self.query))
 
     async def _counters(self, request: web.Request) -> web.Response:
-        stats = counters_view(self.daemon, self.rates)
+        stats = counters_view(self.query, self.rates)
         return _json(stats if self._full(request) else public_counters(stats))
 
     async def _waiting(self, request: web.Request) -> web.Response:
@@ -957,14 +948,14 @@ class WebServer:
         except ValueError:
             return _error(400, "limit must be a whole number")
         state, full = request.query.get("state"), self._full(request)
-        return _json(waiting_view(self.daemon, state, max(0, min(limit, 1000)), full))
+        return _json(waiting_view(self.query, state, max(0, min(limit, 1000)), full))
 
     async def _failed(self, request: web.Request) -> web.Response:
         try:
             limit = int(request.query.get("limit", 50))
         except ValueError:
             return _error(400, "limit must be a whole number")
-        return _json(failed_view(self.daemon, max(0, limit), request.query.get("seed"), self._full(request)))
+        return _json(failed_view(self.query, max(0, limit), request.query.get("seed"), self._full(request)))
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         self._sample()
@@ -1030,11 +1021,11 @@ class WebServer:
         if not isinstance(body, dict) or not isinstance(body.get("state"), str) or "data" not in body:
             return _error(400, 'the body must be a JSON object {"state": "STATE", "data": ...}')
         try:
-            pkt = self.daemon.new_packet(body["state"], body["data"])
+            pkt = self.commands.new_packet(body["state"], body["data"])
         except (TagError, PacketError) as exc:
             return _error(400, str(exc))
         try:
-            await self.daemon.accept([pkt], "web-inject")  # 201 means durable, as for pmk inject
+            await self.commands.accept([pkt], "web-inject")  # 201 means durable, as for pmk inject
         except IntakeError as exc:
             return _error(503, f"not accepted: {exc}")
         self._sample()
@@ -1051,11 +1042,11 @@ class WebServer:
         if refused is not None:
             return refused
         name = request.match_info["name"]
-        if name not in self.daemon.specs:
-            where = self.daemon.automaton.nodes_of(name)
+        if name not in self.query.local_seeds():
+            where = self.query.nodes_of(name)
             why = f"it runs on {', '.join(where)}; use that node's page" if where else "no seed has that name"
             return _error(404, f"seed {name!r} does not run on this node ({why})")
-        changed = self.daemon.enable_seed(name, enabled)
+        changed = self.commands.enable_seed(name, enabled)
         self._sample()
         return _json({"name": name, "enabled": enabled, "changed": changed})
 
