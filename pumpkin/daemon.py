@@ -207,10 +207,11 @@ class Daemon:
             self._on_oversized,
             on_frames=self._on_frames,
             on_control=self._on_control,
+            spawn=self.supervisor.spawn,
         )
         self.files = FileMover(file_store, self.node_id, self.transport.send)
         if cfg.tx.dir is not None:
-            self.tx = TxWriter(cfg.tx.dir, cfg.tx.form)
+            self.tx = TxWriter(cfg.tx.dir, cfg.tx.form, self.supervisor.spawn)
         outputs = DaemonOutputs(self.files, self.tx, self._make_durable, self._to_tx)
         failed = self.failed
 
@@ -320,6 +321,7 @@ class Daemon:
                 on_origin,
                 disc.heartbeat_s,
                 self.membership,
+                self.supervisor.spawn,
             )
             try:
                 await beacons.start()
@@ -343,7 +345,9 @@ class Daemon:
             else:
                 log.info("mDNS disabled: no interface but loopback")
         if disc.enable and disc.local:
-            local = LocalDiscovery(runtime_base(), self.host, self.origin, on_origin, disc.heartbeat_s)
+            local = LocalDiscovery(
+                runtime_base(), self.host, self.origin, on_origin, disc.heartbeat_s, self.supervisor.spawn
+            )
             await local.start()
             self.discoveries.append(local)
         if disc.peers:
@@ -384,7 +388,7 @@ class Daemon:
         router = self.router
         if self.web is not None:
             await self.web.stop()
-        await self.supervisor.stop()
+        await self.supervisor.cancel("expiry-sweep")
         if self.dropdir is not None:
             await self.dropdir.close()
         if router is not None:
@@ -417,6 +421,7 @@ class Daemon:
             await self.journal.close()
         if self.transport is not None:
             await self.transport.close()
+        await self.supervisor.stop()  # what a component above did not end itself
         if self.workdir is not None:
             self.workdir.release()
         log.info("Node %s stopped", self.node_id)
@@ -545,7 +550,7 @@ class Daemon:
         web = await asyncio.to_thread(importlib.import_module, "pumpkin.web")
         if self._stopping:
             return
-        self.web = web.WebServer(self.query, self, self.config.http)
+        self.web = web.WebServer(self.query, self, self.config.http, spawn=self.supervisor.spawn)
         await self.web.start()
 
     def enable_seed(self, name: str, enabled: bool) -> bool:
@@ -761,7 +766,7 @@ class Daemon:
         from the moment any seed may run."""
         assert self.workdir is not None and self.router is not None
         cfg = self.config
-        self.journal = Journal(self.workdir.path / "journal", cfg.node.group, self.ids)
+        self.journal = Journal(self.workdir.path / "journal", cfg.node.group, self.ids, self.supervisor.spawn)
         self._recovered = await asyncio.to_thread(self.journal.recover)
         self.journal.start()
         if self.tx is not None:
@@ -783,7 +788,14 @@ class Daemon:
         expected = [e for e in recovered if not e.moved]
         if cfg.rx.dir is not None:
             self.dropdir = DropDir(
-                cfg.rx, cfg.node.group, self.node_id, self.ids, self.journal, self._admit, cfg.routing.ttl_hops
+                cfg.rx,
+                cfg.node.group,
+                self.node_id,
+                self.ids,
+                self.journal,
+                self._admit,
+                cfg.routing.ttl_hops,
+                self.supervisor.spawn,
             )
             await self.dropdir.start(expected)
         else:

@@ -28,6 +28,7 @@ import orjson
 
 from .membership import Membership
 from .messages import MessageError, Origin, decode_beacon, encode_beacon, origin_from
+from .supervisor import Spawn, unsupervised
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,11 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
         on_origin: OnOrigin,
         interval_s: float,
         membership: Membership | None = None,
+        spawn: Spawn = unsupervised,
     ) -> None:
-        """``membership``: seal our beacons and accept only members' (a keyed network), or None (open)."""
+        """``membership``: seal our beacons and accept only members' (a keyed network), or None (open);
+        ``spawn`` starts the beacon loop (restarted if it crashes)."""
+        self._spawn = spawn
         _Rejects.__init__(self)
         self.membership = membership
         self._seq = 0
@@ -90,7 +94,7 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
         self._transport = transport
-        self._task = asyncio.create_task(self._beacon_loop(), name="beacons")
+        self._task = self._spawn("beacons", self._beacon_loop)
 
     def send_now(self, bye: bool = False) -> None:
         """Send one beacon to every target (``bye``: announce that this node is leaving)."""
@@ -253,9 +257,17 @@ class LocalDiscovery(_Rejects):
     """A folder where the daemons of one host and network namespace leave their cards."""
 
     def __init__(
-        self, base: Path, host_key: str, origin: Callable[[], Origin], on_origin: OnOrigin, interval_s: float
+        self,
+        base: Path,
+        host_key: str,
+        origin: Callable[[], Origin],
+        on_origin: OnOrigin,
+        interval_s: float,
+        spawn: Spawn = unsupervised,
     ) -> None:
+        """``spawn`` starts the scan loop (restarted if it crashes)."""
         super().__init__()
+        self._spawn = spawn
         self.folder = base / f"local-{hashlib.sha1(host_key.encode()).hexdigest()[:12]}"
         self._me = origin
         self._on_origin = on_origin
@@ -269,7 +281,7 @@ class LocalDiscovery(_Rejects):
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._card = self.folder / f"{self._me().id}.json"
         self._write_card()
-        self._task = asyncio.create_task(self._scan_loop(), name="local-discovery")
+        self._task = self._spawn("local-discovery", self._scan_loop)
 
     def _write_card(self) -> None:
         assert self._card is not None

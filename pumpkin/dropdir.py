@@ -55,6 +55,7 @@ from .config import RxConfig
 from .errors import PacketError
 from .journal import Entry, Journal, Source, Unwritable
 from .packet import DEFAULT_TTL_HOPS, Hop, IdMaker, Packet
+from .supervisor import Spawn, unsupervised
 
 log = logging.getLogger(__name__)
 logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every batch of events at INFO
@@ -218,8 +219,11 @@ class DropDir:
         journal: Journal,
         admit: Callable[[Entry, list[Packet]], None],
         ttl_hops: int = DEFAULT_TTL_HOPS,
+        spawn: Spawn = unsupervised,
     ) -> None:
-        """``ttl_hops``: the hops a packet from a file may make unless the file says (``routing.ttl_hops``)."""
+        """``ttl_hops``: the hops a packet from a file may make unless the file says (``routing.ttl_hops``);
+        ``spawn`` starts the scanner and the watcher (restarted if they crash)."""
+        self._spawn = spawn
         assert cfg.dir is not None
         self.ttl_hops = ttl_hops
         self.root = Path(os.path.abspath(cfg.dir))
@@ -257,8 +261,8 @@ class DropDir:
         self._root_fd = await asyncio.to_thread(self._open_root)
         self._expected = list(expected)  # the scanner recognises them before it reads any file
         self._tasks = [
-            asyncio.create_task(self._scanner(), name="rx-scanner"),
-            asyncio.create_task(self._watcher(), name="rx-watcher"),
+            self._spawn("rx-scanner", self._scanner),
+            self._spawn("rx-watcher", self._watcher),
         ]
         log.info(
             "Watching rx folder %s (processed files go to %s)",

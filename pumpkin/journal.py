@@ -32,6 +32,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,11 @@ def fsync_dir(path: Path) -> None:
 class Journal:
     """Durable intake entries under ``root``; ``add`` on the loop, commits on a thread."""
 
-    def __init__(self, root: Path, group: str, ids: IdMaker) -> None:
+    def __init__(
+        self, root: Path, group: str, ids: IdMaker, spawn: Callable[..., asyncio.Task[None]] | None = None
+    ) -> None:
+        """``spawn(name, run, critical=...)`` starts the committer (a daemon's supervisor; a plain task if None)."""
+        self._spawn = spawn
         self.root = root
         self.group = group
         self.ids = ids
@@ -157,7 +162,10 @@ class Journal:
 
     def start(self) -> None:
         """Start committing (on the running loop)."""
-        self._task = asyncio.create_task(self._committer(), name="journal")
+        if self._spawn is None:
+            self._task = asyncio.create_task(self._committer(), name="journal")
+        else:  # critical: a journal that stopped committing would leave every intake waiting forever
+            self._task = self._spawn("journal", self._committer, critical=True)
         if self._drop:
             self._wake.set()
 

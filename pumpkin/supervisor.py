@@ -14,7 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,21 @@ RESTART_MAX_S = 10.0
 RESTART_RESET_S = 60.0  # a task that ran this long before crashing starts again from the first backoff
 
 Fatal = Callable[[str, BaseException], None]
+
+
+class Spawn(Protocol):
+    """How a component starts its long-lived tasks: ``Supervisor.spawn`` in a daemon."""
+
+    def __call__(self, name: str, run: Callable[[], Awaitable[None]], critical: bool = False) -> asyncio.Task[None]: ...
+
+
+def unsupervised(name: str, run: Callable[[], Awaitable[None]], critical: bool = False) -> asyncio.Task[None]:
+    """A plain task: for a component used on its own (a test, a tool), where no supervisor watches."""
+
+    async def once() -> None:
+        await run()
+
+    return asyncio.create_task(once(), name=name)
 
 
 class Supervisor:
@@ -64,6 +79,13 @@ class Supervisor:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_S)
             self.restarts[name] += 1
+
+    async def cancel(self, name: str) -> None:
+        """Cancel task ``name`` (if it runs) and wait for it to end."""
+        task = self.tasks.get(name)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def stop(self) -> None:
         """Cancel every task and wait for them to end (idempotent)."""

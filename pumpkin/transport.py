@@ -59,6 +59,7 @@ import zmq.asyncio
 import zmq.utils.z85
 
 from .membership import NodeKeys
+from .supervisor import Spawn, unsupervised
 
 log = logging.getLogger(__name__)
 
@@ -318,9 +319,12 @@ class Transport:
         *,
         on_frames: FrameHandler,
         on_control: ControlHandler,
+        spawn: Spawn = unsupervised,
     ) -> None:
         """``keys`` and ``server_key``: a keyed network (CurveZMQ everywhere); both None: an open one.
-        ``on_frames``: each message from the inbox; ``on_control``: each request on the control socket."""
+        ``on_frames``: each message from the inbox; ``on_control``: each request on the control socket;
+        ``spawn``: starts the inbox loops (a daemon's supervisor)."""
+        self._spawn = spawn
         self.ctx = zmq.asyncio.Context()
         self.limits = limits or InboxLimits()
         self.on_oversized: OversizedHandler = on_oversized or (lambda head, frames, size: None)
@@ -354,7 +358,7 @@ class Transport:
             zap = self.ctx.socket(zmq.ROUTER)
             zap.setsockopt(zmq.LINGER, 0)
             zap.bind("inproc://zeromq.zap.01")  # before the inbox binds: every handshake then asks it
-            self._tasks.append(asyncio.create_task(self._serve_zap(zap), name="zap"))
+            self._tasks.append(self._spawn("zap", lambda: self._serve_zap(zap), critical=True))
             inbox.curve_server = True
             inbox.curve_secretkey = self.keys.secret
             inbox.curve_publickey = self.keys.public
@@ -379,8 +383,9 @@ class Transport:
         path.unlink(missing_ok=True)  # left by a run that was killed
         self._control = await asyncio.start_unix_server(self._serve_control, path=str(path))
         self.control_endpoint = f"ipc://{path}"
-        self._tasks.append(asyncio.create_task(self._receive(inbox), name="inbox"))
-        self._tasks.append(asyncio.create_task(self._watch_connections(monitor), name="inbox-connections"))
+        # The inbox is critical: without it the node is deaf. Watching connections only counts them: restarted.
+        self._tasks.append(self._spawn("inbox", lambda: self._receive(inbox), critical=True))
+        self._tasks.append(self._spawn("inbox-connections", lambda: self._watch_connections(monitor)))
 
     # -- inbound ---------------------------------------------------------------------------------
 

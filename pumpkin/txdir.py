@@ -27,6 +27,7 @@ import orjson
 
 from .journal import fsync_dir
 from .packet import Packet, to_document
+from .supervisor import Spawn, unsupervised
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,9 @@ def file_body(packet: Packet, form: str) -> bytes:
 class TxWriter:
     """Writes result files under ``root``, many per fsync round, on a thread."""
 
-    def __init__(self, root: Path, form: str = "document") -> None:
+    def __init__(self, root: Path, form: str = "document", spawn: Spawn = unsupervised) -> None:
+        """``spawn`` starts the writer task (a daemon's supervisor: critical, results would stop leaving)."""
+        self._spawn = spawn
         self.root = root
         self.form = form
         self.written = 0
@@ -80,7 +83,7 @@ class TxWriter:
     def start(self) -> None:
         """Start writing (on the running loop)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self._task = asyncio.create_task(self._writer(), name="tx-writer")
+        self._task = self._spawn("tx-writer", self._writer, critical=True)
 
     async def close(self) -> None:
         """Write what is queued, then stop (idempotent)."""

@@ -48,6 +48,7 @@ from . import __version__, tags
 from .config import HttpConfig
 from .errors import ConfigError, IntakeError, PacketError, TagError
 from .packet import Packet
+from .supervisor import Spawn, unsupervised
 from .tags import StateTag
 
 if TYPE_CHECKING:
@@ -614,8 +615,17 @@ class Commands(Protocol):
 class WebServer:
     """The daemon's HTTP server: ``await start()`` after the daemon started, ``await stop()`` first at shutdown."""
 
-    def __init__(self, query: NodeQuery, commands: Commands, config: HttpConfig, root: Path | None = None) -> None:
-        """``query``: everything the page reads; ``commands``: the few things its POSTs do."""
+    def __init__(
+        self,
+        query: NodeQuery,
+        commands: Commands,
+        config: HttpConfig,
+        root: Path | None = None,
+        spawn: Spawn = unsupervised,
+    ) -> None:
+        """``query``: everything the page reads; ``commands``: the few things its POSTs do; ``spawn`` starts its
+        loops (restarted if they crash: the page must never take the daemon down)."""
+        self._spawn = spawn
         self.query = query
         self.commands = commands
         self.config = config
@@ -708,8 +718,8 @@ class WebServer:
         self.url = f"http://{'127.0.0.1' if wildcard else _bracket(host)}:{self.port}/"
         self._sample()
         self._tasks = [
-            asyncio.create_task(self._sample_forever(), name="web-sampler"),
-            asyncio.create_task(self._reap_forever(), name="web-reaper"),
+            self._spawn("web-sampler", self._sample_forever),
+            self._spawn("web-reaper", self._reap_forever),
         ]
         extra = f" (and on every interface: http://{socket.gethostname()}:{self.port}/)" if wildcard else ""
         log.info("Web page: %s%s", self.url, extra)

@@ -880,3 +880,60 @@ def test_a_crash_in_the_daemons_sweep_is_logged_counted_and_the_sweep_runs_again
     assert tasks["crashes"] == {"expiry-sweep": 1} and tasks["restarts"] == {"expiry-sweep": 1}
     assert "expiry-sweep" in tasks["running"]
     assert any("task expiry-sweep crashed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_a_crash_in_the_rx_scanner_is_counted_and_it_scans_again(tmp_path, monkeypatch):
+    """Loops started inside components (here the rx folder's) run under the daemon's supervisor too."""
+    from pumpkin import supervisor
+
+    monkeypatch.setattr(supervisor, "RESTART_FIRST_S", 0.01)
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", rx=tmp_path / "rx", flags={"rx.poll_interval_s": "0.05"}))
+        await d.start()
+        try:
+            real, calls = d.dropdir._halt, []
+
+            def halt(reason):
+                calls.append(reason)
+                if len(calls) == 1:
+                    raise RuntimeError("injected bug in the rx scanner")
+                return real(reason)
+
+            monkeypatch.setattr(d.dropdir, "_halt", halt)
+            await async_wait_until(lambda: len(calls) >= 3, what="the scanner to run again after its crash")
+            return d.snapshot()["tasks"]
+        finally:
+            await d.stop()
+
+    tasks = asyncio.run(main())
+    assert tasks["crashes"] == {"rx-scanner": 1} and tasks["restarts"] == {"rx-scanner": 1}
+    assert {"rx-scanner", "rx-watcher", "journal", "inbox", "web-sampler"} <= set(tasks["running"])
+
+
+def test_a_crash_in_the_journal_stops_the_daemon_with_exit_status_1(tmp_path, monkeypatch, caplog):
+    """The journal is critical: without it no intake is durable, so the daemon stops rather than limp on."""
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a"))
+        await d.start()
+        try:
+
+            class Broken:
+                """The committer's wake-up event, broken: its next turn raises (a bug in the loop itself)."""
+
+                def set(self):
+                    pass
+
+                def clear(self):
+                    raise RuntimeError("injected bug in the journal")
+
+            woken, d.journal._wake = d.journal._wake, Broken()
+            woken.set()
+            await asyncio.wait_for(d.wait_stopped(), 10)
+            return d.exit_status
+        finally:
+            await d.stop()
+
+    assert asyncio.run(main()) == 1
+    assert any("critical task journal crashed" in r.getMessage() for r in caplog.records)
