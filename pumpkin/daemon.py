@@ -185,7 +185,12 @@ class Daemon:
             f" (raised from {before})" if before != self.open_files_limit else f" (hard limit {hard})",
         )
         file_store = FileStore(self.workdir.path / "files", self.node_id)
-        self.failed = FailedStore(self.workdir.failed, cfg.limits.failed_max_bytes, keep_files=file_store.keep_with)
+        self.failed = FailedStore(
+            self.workdir.failed,
+            cfg.limits.failed_max_bytes,
+            keep_files=file_store.keep_with,
+            report=self.supervisor.report,
+        )
         await asyncio.to_thread(self.failed.measure)
         spool = Spool(self.workdir.path / "spool", cfg.routing.spool_max_bytes)
         waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s, spool)
@@ -208,6 +213,7 @@ class Daemon:
             on_frames=self._on_frames,
             on_control=self._on_control,
             spawn=self.supervisor.spawn,
+            report=self.supervisor.report,
         )
         self.files = FileMover(file_store, self.node_id, self.transport.send)
         if cfg.tx.dir is not None:
@@ -248,6 +254,7 @@ class Daemon:
             static_peers=disc.peers,
             beacon_to=self._beacon_to,
             membership=self.membership,
+            report=self.supervisor.report,
         )
         router = self.router
         assert router is not None  # made by the mesh, above

@@ -54,12 +54,15 @@ class FailedStore:
         max_bytes: int = 1 << 30,
         clock: Callable[[], float] = time.monotonic,
         keep_files: Callable[[Packet, Path], None] | None = None,
+        report: Callable[[str, BaseException], None] | None = None,
     ) -> None:
-        """``keep_files(packet, stem)``: keeps what a packet's data refers to beside it (file payloads)."""
+        """``keep_files(packet, stem)``: keeps what a packet's data refers to beside it (file payloads);
+        ``report(what, error)``: the background fsync crashed (a daemon's supervisor logs and counts it)."""
         self.root = root
         self.max_bytes = max_bytes
         self.clock = clock
         self.keep_files = keep_files
+        self.report = report or _log_crash
         self.used_bytes = 0  # what the folder holds (measured by ``measure``, then counted as items are written)
         self.not_kept: Counter[str] = Counter()  # failures past the quota, by kind: counted, not written
         self._full_since: float | None = None  # when the quota was last found used up (None: not full)
@@ -243,6 +246,7 @@ class FailedStore:
             self._syncer = asyncio.ensure_future(self._sync_batches())
 
     async def _sync_batches(self) -> None:
+        """The fsync syncer: runs while items wait; a crash in one batch is reported and the next still syncs."""
         while self._unsynced:
             batch, self._unsynced = self._unsynced, []
             try:
@@ -251,9 +255,14 @@ class FailedStore:
                     await asyncio.to_thread(self._fsync, paths)
             except OSError as exc:  # written but perhaps not durable: say so, and let the packets go anyway
                 log.error("failed/: fsync in %s failed: %s", self.root, exc)
+            except Exception as exc:  # noqa: BLE001 - a bug: its packets still go, later items still sync
+                self.report("failed/ fsync", exc)
             for _, then in batch:
                 if then is not None:
-                    then()
+                    try:
+                        then()
+                    except Exception as exc:  # noqa: BLE001 - one caller's bug must not keep the others waiting
+                        self.report("failed/ fsync callback", exc)
 
     def sync(self) -> None:
         """Make every kept item durable now and call its ``then`` (blocking; for shutdown and loop-less use)."""
@@ -290,3 +299,7 @@ class FailedStore:
         if not self.root.exists():
             return []
         return sorted(p for p in self.root.iterdir() if p.suffix in (".pkt", ".raw"))
+
+
+def _log_crash(what: str, error: BaseException) -> None:
+    log.error("%s crashed", what, exc_info=error)

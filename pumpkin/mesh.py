@@ -84,6 +84,13 @@ HELLO_GIVE_UP_S = 10.0
 MAX_UNANSWERED_ORIGINS = 256
 
 Learn = Callable[[str, str, list[SeedInfo], str], bool]
+#: ``report(what, error)``: a timer callback crashed (the daemon's supervisor logs and counts it).
+ReportError = Callable[[str, BaseException], None]
+
+
+def log_error(what: str, error: BaseException) -> None:
+    """The default ``ReportError`` for a mesh used on its own: log the crash with its traceback."""
+    log.error("%s crashed", what, exc_info=error)
 
 
 class Timer(Protocol):
@@ -183,11 +190,13 @@ class Mesh:
         local_done: Callable[[], dict[str, int]] = dict,
         beacon_to: Callable[[str], None] | None = None,
         membership: Membership | None = None,
+        report: ReportError = log_error,
     ) -> None:
         """``router``: makes the router that sends to peers through this mesh (the two call each other, so the mesh
         builds it: neither is ever half-wired); ``local_done``: packets each local seed has handled so far (sent in
         PINGs, for network-wide rates); ``beacon_to(address)``: send one UDP beacon to a host (to peers that do not
-        hear our broadcasts)."""
+        hear our broadcasts); ``report(what, error)``: a timer callback crashed (logged and counted; the timer is
+        armed again all the same, so heartbeats and retransmits never stop silently)."""
         self.node_id = node_id
         self.host = host
         self.me = me
@@ -204,6 +213,7 @@ class Mesh:
         self.static_peers = static_peers
         self.beacon_to = beacon_to
         self.membership = membership
+        self.report = report
         self.keyed = membership is not None and membership.keyed
         self.remotes: dict[str, Remote] = {}
         self.received = Received()
@@ -613,8 +623,20 @@ class Mesh:
             self._tick = self.scheduler.call_later(RETRANSMIT_TICK_S, self._retransmit)
 
     def _retransmit(self) -> None:
-        """Ask peers about packets whose ACK is overdue; hand on those a peer never answers for."""
+        """The retransmit timer: a crash in one round is reported and the timer armed again."""
         self._tick = None
+        try:
+            busy = self.retransmit()
+        except Exception as exc:  # noqa: BLE001 - unacknowledged packets must still be asked about later
+            self.counters["retransmit_errors"] += 1
+            self.report("mesh retransmit", exc)
+            busy = True
+        if busy:
+            self._arm_retransmit()
+
+    def retransmit(self) -> bool:
+        """Ask peers about packets whose ACK is overdue; hand on those a peer never answers for. True while any
+        packet is still in flight (the timer stays armed)."""
         now = self.clock()
         busy = False
         for node, remote in list(self.remotes.items()):
@@ -639,8 +661,7 @@ class Mesh:
                     node, messages.encode(QUERY, self.me(), ask=ask[start : start + MAX_KEYS_PER_QUERY])
                 )
                 self.counters["queries"] += 1
-        if busy:
-            self._arm_retransmit()
+        return busy
 
     def _elsewhere(self, flight: Flight, node: str, room: bool = True) -> bool:
         """True when another replica of the flight's seed could take it now (``room``), or is there at all."""
@@ -755,12 +776,12 @@ class Mesh:
     # -- heartbeats ------------------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
-        """One heartbeat; supervised: a bug here is logged and the next heartbeat still comes."""
+        """The heartbeat timer: a crash in one heartbeat is reported and the next one still comes."""
         try:
             self.heartbeat()
-        except Exception:  # noqa: BLE001 - heartbeats must outlive a bug in one of them
+        except Exception as exc:  # noqa: BLE001 - heartbeats must outlive a bug in one of them
             self.counters["heartbeat_errors"] += 1
-            log.exception("heartbeat failed; the next one comes in %g s", self.heartbeat_s)
+            self.report("mesh heartbeat", exc)
         if not self._stopped:
             self._beat = self.scheduler.call_later(self.heartbeat_s, self._heartbeat)
 

@@ -40,6 +40,11 @@ def unsupervised(name: str, run: Callable[[], Awaitable[None]], critical: bool =
     return asyncio.create_task(once(), name=name)
 
 
+def log_crash(name: str, error: BaseException) -> None:
+    """Report a crash where no supervisor counts it (a component used on its own): log it with its traceback."""
+    log.error("%s crashed", name, exc_info=error)
+
+
 class Supervisor:
     """Starts named tasks and restarts (or escalates) the ones that crash."""
 
@@ -79,6 +84,11 @@ class Supervisor:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_S)
             self.restarts[name] += 1
+
+    def report(self, name: str, error: BaseException) -> None:
+        """A callback outside any task (a timer, a short-lived helper task) crashed and carries on: log, count."""
+        self.crashes[name] += 1
+        log.error("%s crashed; it carries on", name, exc_info=error)
 
     async def cancel(self, name: str) -> None:
         """Cancel task ``name`` (if it runs) and wait for it to end."""

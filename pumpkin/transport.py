@@ -59,7 +59,7 @@ import zmq.asyncio
 import zmq.utils.z85
 
 from .membership import NodeKeys
-from .supervisor import Spawn, unsupervised
+from .supervisor import Spawn, log_crash, unsupervised
 
 log = logging.getLogger(__name__)
 
@@ -320,11 +320,14 @@ class Transport:
         on_frames: FrameHandler,
         on_control: ControlHandler,
         spawn: Spawn = unsupervised,
+        report: Callable[[str, BaseException], None] = log_crash,
     ) -> None:
         """``keys`` and ``server_key``: a keyed network (CurveZMQ everywhere); both None: an open one.
         ``on_frames``: each message from the inbox; ``on_control``: each request on the control socket;
-        ``spawn``: starts the inbox loops (a daemon's supervisor)."""
+        ``spawn``: starts the inbox loops (a daemon's supervisor); ``report(what, error)``: a per-peer flusher
+        crashed (logged and counted; the next message to that peer starts a new one)."""
         self._spawn = spawn
+        self._report = report
         self.ctx = zmq.asyncio.Context()
         self.limits = limits or InboxLimits()
         self.on_oversized: OversizedHandler = on_oversized or (lambda head, frames, size: None)
@@ -332,6 +335,7 @@ class Transport:
         self.oversized = 0  # messages past limits.message_max_bytes
         self.oversized_bytes = 0  # their bytes, dropped
         self.accepted = 0  # connections accepted on the data endpoints
+        self.flush_errors = 0  # per-peer flushers that crashed
         self.keys = keys
         self.server_key = server_key
         self.refused_links = 0  # links not made: no certified key known for the peer
@@ -621,6 +625,7 @@ class Transport:
         link.backlog.append(frames)
         if link.flusher is None or link.flusher.done():
             link.flusher = asyncio.create_task(self._flush(link), name=f"flush-{node}")
+            link.flusher.add_done_callback(self._flushed)
 
     def send_control(self, node: str, frames: list[bytes]) -> bool:
         """Send a small control message now or never: heartbeats are not worth a backlog."""
@@ -633,6 +638,12 @@ class Transport:
             self.dropped_control += 1
             return False
         return True
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        """A per-peer flusher ended: a crash is reported, never lost with the task."""
+        if not task.cancelled() and task.exception() is not None:
+            self.flush_errors += 1
+            self._report(task.get_name(), task.exception())  # type: ignore[arg-type]  # not None, just checked
 
     async def _flush(self, link: PeerLink) -> None:
         while link.backlog:

@@ -92,3 +92,24 @@ def test_raw_bytes_are_kept_cut_to_their_head_with_their_size_noted(tmp_path):
     small = store.keep_raw([b"PMK1", b"{broken"], "bad-packet", "header is not JSON")
     assert small.with_suffix(".error").read_text() == "header is not JSON\n"
     assert len(small.read_bytes().splitlines()) == 2
+
+
+def test_a_crash_in_the_background_fsync_is_reported_and_the_others_still_run(tmp_path):
+    import asyncio
+
+    reported: list[str] = []
+    store = FailedStore(tmp_path / "failed", report=lambda what, error: reported.append(what))
+    called: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("injected")
+
+    async def main() -> None:
+        store.keep(pkt(1), "seed-error", "one", then=broken)
+        store.keep(pkt(2), "seed-error", "two", then=lambda: called.append(2))
+        await store.close()
+        store.keep(pkt(3), "seed-error", "three", then=lambda: called.append(3))
+        await store.close()
+
+    asyncio.run(main())
+    assert reported == ["failed/ fsync callback"] and called == [2, 3]

@@ -149,3 +149,44 @@ def test_a_peer_says_how_it_was_found(tmp_path):
     a.mesh.announce()
     net.scheduler.run_for(0.05)
     assert c.peers.peers["B"].via == "gossip"
+
+
+def test_a_crashed_heartbeat_is_reported_counted_and_the_next_one_still_comes():
+    mesh, _ = mesh_with_peer()
+    reported: list[tuple[str, BaseException]] = []
+    mesh.report = lambda what, error: reported.append((what, error))
+    beats: list[float] = []
+
+    def heartbeat() -> None:
+        beats.append(mesh.clock())
+        if len(beats) == 2:
+            raise RuntimeError("injected")
+
+    mesh.heartbeat = heartbeat  # type: ignore[method-assign]
+    mesh.start()
+    mesh.scheduler.run_for(4 * HEARTBEAT_S + 0.01)  # type: ignore[attr-defined]
+    assert len(beats) == 5  # at 0, 0.5 (crashed), 1.0, 1.5, 2.0: the timer was armed again
+    assert [(what, str(error)) for what, error in reported] == [("mesh heartbeat", "injected")]
+    assert mesh.counters["heartbeat_errors"] == 1
+    mesh.stop()
+    mesh.scheduler.run_for(4 * HEARTBEAT_S)  # type: ignore[attr-defined]
+    assert len(beats) == 5  # stopped: no more
+
+
+def test_a_crashed_retransmit_round_is_reported_and_the_timer_armed_again():
+    mesh, _ = mesh_with_peer()
+    reported: list[str] = []
+    mesh.report = lambda what, error: reported.append(what)
+    rounds: list[float] = []
+
+    def retransmit() -> bool:
+        rounds.append(mesh.clock())
+        if len(rounds) == 1:
+            raise RuntimeError("injected")
+        return len(rounds) < 3
+
+    mesh.retransmit = retransmit  # type: ignore[method-assign]
+    mesh._arm_retransmit()
+    mesh.scheduler.run_for(10.0)  # type: ignore[attr-defined]
+    assert len(rounds) == 3 and reported == ["mesh retransmit"]
+    assert mesh.counters["retransmit_errors"] == 1
