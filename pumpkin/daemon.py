@@ -1,31 +1,29 @@
-"""The daemon: wires configuration, working directory, transport, seeds, automaton and router together.
+"""The daemon: wires configuration, working directory, transport, seeds, automaton and router together, and runs
+their lifecycle.
 
-Start order: claim the working directory (identity), bind sockets, open the intake journal and the tx writer
-(everything that takes a seed's outputs is there before any seed runs), load seeds, put them in the
-automaton, start heartbeats and discovery, start the consuming seeds (peers may send work from now on), serve
-the web page, bring back packets saved at the last stop, route again what the intake journal holds
-unfinished and start watching the rx folder, then start the injectors.
-Stop order (``stop`` is idempotent): stop intake (web page, rx folder, injectors), drain work (local queues
-and packets peers have not acknowledged; bounded wait), stop taking packets from peers, stop seed threads
-(``on_unload``), save everything still held (queued, waiting, unacknowledged by a peer) to ``pending/``
-(fsynced) and let go of it, finish failed/ and tx writes (so their senders get ACKs), say goodbye to peers
-(ACKs, BYE, a goodbye beacon, mDNS unregister), finish journal commits, close sockets, release the working
-directory.
+The node's components start and stop in the orders written in ``Daemon._lifecycle`` (each with its reason): in
+short, claim the working directory (identity), open failed/, build the core objects, bind sockets, open the intake
+journal and the tx writer (everything that takes a seed's outputs is there before any seed runs), load seeds, start
+heartbeats and discovery, start the consuming seeds, serve the web page, bring back ``pending/`` and what the
+journal holds unfinished and watch the rx folder, then start the injectors. A failed start stops what started.
+Stop (``stop`` is idempotent): intake first (page, rx folder, injectors), then the seeds (drain, stop taking from
+peers, stop seed threads, save everything still held to ``pending/``), finish failed/ and tx writes (so their
+senders get ACKs), say goodbye to peers, finish journal commits, close sockets, cancel stray tasks, release the
+working directory. Inbound dispatch (``inbound``), ``pending/`` (``pending``) and the ``pmk`` control protocol
+(``control``) live in their own modules.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import hashlib
 import importlib
 import itertools
 import logging
-import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -33,23 +31,26 @@ from typing import Any
 
 import orjson
 
-from . import files, legacy, loader, logfold, messages, netinfo, tags
+from . import legacy, loader, logfold, netinfo, tags
 from . import packet as packets
 from .automaton import Automaton, SeedInfo
 from .config import Config
+from .control import Control
 from .custody import Custody, hold
 from .discovery import BeaconDiscovery, LocalDiscovery, MdnsDiscovery
 from .dropdir import DropDir
-from .dropfile import is_lines, parse_document, parse_lines
-from .errors import IntakeError, PacketError, TagError
+from .errors import IntakeError
 from .failed import FailedStore
 from .filemover import FileMover, FileStore
-from .journal import Entry, Journal, fsync_dir
+from .inbound import Inbound
+from .journal import Entry, Journal
+from .lifecycle import Component, Lifecycle
 from .membership import Membership, NetworkKey, NodeKeys, open_network_warning
 from .mesh import Mesh
 from .messages import Origin
 from .packet import Hop, IdMaker, Packet
 from .peers import PeerTable
+from .pending import Pending
 from .query import NodeQuery
 from .router import Remotes, Router
 from .runner import SeedRunner
@@ -82,12 +83,9 @@ def hello_world_dir() -> Path:
 
 @dataclass
 class Stats:
-    """Counters a user reads with ``pmk stats`` and the web page."""
+    """When the node started (its uptime in ``pmk stats`` and on the page); inbound counters are ``Inbound``'s."""
 
     started: float = field(default_factory=time.time)
-    bad_inbound: int = 0
-    from_strangers: int = 0  # messages on the inbox from a key that is no member's (keyed network)
-    forged_sender: int = 0  # packets from a member naming another node as their sender
 
 
 class DaemonOutputs:
@@ -137,6 +135,11 @@ class Daemon:
         self.transport: Transport | None = None
         self.router: Router | None = None
         self.failed: FailedStore | None = None
+        self.file_store: FileStore | None = None
+        self.pending: Pending | None = None  # packets held at the last stop
+        self.inbound: Inbound | None = None  # frames from peers -> mesh, file mover, router
+        self.control: Control | None = None  # requests from pmk
+        self._chosen: list[netinfo.Interface] = []  # interfaces discovery uses
         self.files: FileMover | None = None
         self.specs: dict[str, SeedSpec] = {}
         self.stats = Stats()
@@ -165,14 +168,83 @@ class Daemon:
         self._stopped = asyncio.Event()
         self._stopping = False
         self._started = False
+        self.lifecycle = self._lifecycle()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def _lifecycle(self) -> Lifecycle:
+        """The node's components: started in this order, stopped in the order below it."""
+        return Lifecycle(
+            [
+                # The node's identity and lock: first in, last out.
+                Component("workdir", self._claim, self._release),
+                # Started tasks outlive nothing: it cancels what a component did not end itself, after them all.
+                Component("supervisor", stop=self.supervisor.stop),
+                # failed/ takes a packet from the first thing that can fail one on; closed once nothing fails more.
+                Component("failed", self._open_failed, self._close_failed),
+                # The core objects, each given what it calls; no socket is bound and nothing runs yet.
+                Component("core", self._wire),
+                # Sockets bound before anything sends; closed after the goodbyes have been queued on them.
+                Component("transport", self._start_transport, self._close_transport),
+                # Everything that takes a seed's outputs is there before any seed runs: the intake journal
+                # (outputs made durable) and the tx writer (extractors' results).
+                Component("journal", self._open_journal, self._close_journal),
+                Component("tx", self._start_tx, self._close_tx),
+                # Loaded (in the automaton, not running) before the mesh's HELLO announces them. Its stop drains
+                # them and saves what the node still holds to pending/; it runs whenever any later part started.
+                Component("seeds", self._start_seeds, self._stop_seeds),
+                Component("expiry-sweep", self._start_sweep, self._stop_sweep),
+                # Heartbeats, then discovery: peers learn of this node and send it work from here on.
+                Component("mesh", self._start_mesh, self._stop_mesh),
+                Component("discovery", self._start_discovery, self._stop_discovery),
+                # Consuming seeds run once peers may send (their stop is the "seeds" one).
+                Component("consumers", self._start_consumers),
+                # Before this node makes data: the page is there from its first packet on.
+                Component("web", self._start_web, self._stop_web),
+                # New input last: pending/ and the journal's unfinished entries routed again, the rx folder...
+                Component("intake", self._start_intake, self._stop_intake),
+                # ... and the injectors.
+                Component("injectors", self._start_injectors, self._stop_injectors),
+            ],
+            [
+                # Intake first: nothing new comes in (the page, the sweep, the rx folder, the injectors).
+                "web",
+                "expiry-sweep",
+                "intake",
+                "injectors",
+                # Then the seeds: drain (bounded), stop taking from peers, stop the seed threads, save what is held.
+                "seeds",
+                "consumers",
+                # Finish failed/ and tx writes, so their senders get ACKs with the goodbye ...
+                "failed",
+                "tx",
+                # ... then the links: due ACKs and BYE to every peer, then discovery's goodbye.
+                "mesh",
+                "discovery",
+                # Journal commits finished, sockets closed (ACKs and BYEs linger out), stray tasks cancelled.
+                "journal",
+                "core",
+                "transport",
+                "supervisor",
+                "workdir",
+            ],
+        )
+
     async def start(self) -> None:
-        """Bring the node up (see the module documentation for the order)."""
+        """Bring the node up, component by component (see ``_lifecycle``); when one fails, what started is
+        stopped and the error raised."""
+        try:
+            await self.lifecycle.start()
+        except BaseException:
+            self._stopping = True
+            self._stopped.set()
+            raise
+
+    async def _claim(self) -> None:
         cfg = self.config
         self.workdir = claim(cfg.node.workdir, cfg.node.id)
         self.node_id = self.workdir.node_id
+        self.pending = Pending(self.workdir.path / "pending")
         log.info("Node assigned UID: %s", self.node_id)
         log.info("Exec context: %s", self.ids.ship)
         log.info("Working directory: %s", self.workdir.path)
@@ -184,17 +256,34 @@ class Daemon:
             self.open_files_limit,
             f" (raised from {before})" if before != self.open_files_limit else f" (hard limit {hard})",
         )
-        file_store = FileStore(self.workdir.path / "files", self.node_id)
+
+    async def _release(self) -> None:
+        assert self.workdir is not None
+        self.workdir.release()
+        log.info("Node %s stopped", self.node_id)
+
+    async def _open_failed(self) -> None:
+        assert self.workdir is not None
+        self.file_store = FileStore(self.workdir.path / "files", self.node_id)
         self.failed = FailedStore(
             self.workdir.failed,
-            cfg.limits.failed_max_bytes,
-            keep_files=file_store.keep_with,
+            self.config.limits.failed_max_bytes,
+            keep_files=self.file_store.keep_with,
             report=self.supervisor.report,
         )
         await asyncio.to_thread(self.failed.measure)
+
+    async def _close_failed(self) -> None:
+        assert self.failed is not None
+        await self.failed.close()
+
+    async def _wire(self) -> None:
+        """Build transport, file payloads, tx folder, mesh and router in dependency order, each given what it calls."""
+        cfg = self.config
+        assert self.workdir is not None and self.membership is not None
+        assert self.failed is not None and self.file_store is not None
         spool = Spool(self.workdir.path / "spool", cfg.routing.spool_max_bytes)
         waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s, spool)
-        # Built in dependency order, each given what it calls: transport, file payloads, tx folder, mesh and router.
         self.transport = Transport(
             self.workdir.runtime,
             cfg.endpoint.type,
@@ -215,7 +304,7 @@ class Daemon:
             spawn=self.supervisor.spawn,
             report=self.supervisor.report,
         )
-        self.files = FileMover(file_store, self.node_id, self.transport.send)
+        self.files = FileMover(self.file_store, self.node_id, self.transport.send)
         if cfg.tx.dir is not None:
             self.tx = TxWriter(cfg.tx.dir, cfg.tx.form, self.supervisor.spawn)
         outputs = DaemonOutputs(self.files, self.tx, self._make_durable, self._to_tx)
@@ -256,32 +345,108 @@ class Daemon:
             membership=self.membership,
             report=self.supervisor.report,
         )
-        router = self.router
-        assert router is not None  # made by the mesh, above
-        chosen, self.advertise = netinfo.choose(disc.interface, disc.advertise)
+        assert self.router is not None  # made by the mesh, above
+        self.inbound = Inbound(self.mesh, self.files, self.failed, cfg.limits.message_max_bytes)
+        self.control = Control(
+            node_id=self.node_id,
+            group=cfg.node.group,
+            ttl_hops=cfg.routing.ttl_hops,
+            ids=self.ids,
+            automaton=self.automaton,
+            peers=self.peers,
+            membership=self.membership,
+            stats=self.snapshot,
+            new_packet=self.new_packet,
+            accept=self.accept,
+        )
+
+    async def _start_transport(self) -> None:
+        assert self.transport is not None and self.workdir is not None
+        disc = self.config.discovery
+        self._chosen, self.advertise = netinfo.choose(disc.interface, disc.advertise)
         await self.transport.start()
         self.workdir.control_file.write_text(self.transport.control_endpoint + "\n")
         log.info("Node bound to IP: %s", self.advertise)
         for url in self.origin().tcp, self.origin().ipc:
             if url:
                 log.info("Node endpoint: %s", url)
-        await self._open_intake()
-        self._load_seeds()
+
+    async def _close_transport(self) -> None:
+        assert self.transport is not None
+        await self.transport.close()
+
+    async def _open_journal(self) -> None:
+        """Open the journal, reading what the last run left unfinished (routed again by ``intake``)."""
+        assert self.workdir is not None
+        cfg = self.config
+        self.journal = Journal(self.workdir.path / "journal", cfg.node.group, self.ids, self.supervisor.spawn)
+        self._recovered = await asyncio.to_thread(self.journal.recover)
+        self.journal.start()
+
+    async def _close_journal(self) -> None:
+        assert self.journal is not None
+        await self.journal.close()
+
+    async def _start_tx(self) -> None:
+        if self.tx is not None:
+            self.tx.start()
+            log.info("Writing results to tx folder %s", self.config.tx.dir)
+
+    async def _close_tx(self) -> None:
+        if self.tx is not None:
+            await self.tx.close()
+
+    async def _start_sweep(self) -> None:
         self.supervisor.spawn("expiry-sweep", self._sweep)
-        # Peers learn of us and send us work while the page starts (importing it alone takes ~150 ms).
+
+    async def _stop_sweep(self) -> None:
+        await self.supervisor.cancel("expiry-sweep")
+
+    async def _start_mesh(self) -> None:
+        assert self.mesh is not None
         self.mesh.start()
-        await self._start_discovery(chosen)
-        for runner in router.local.values():
+
+    async def _stop_mesh(self) -> None:
+        assert self.mesh is not None
+        self.mesh.stop()
+
+    async def _start_consumers(self) -> None:
+        assert self.router is not None
+        for runner in self.router.local.values():
             if not runner.spec.is_injector:
                 runner.start()
-        await self._start_web()  # before this node makes data: the page is there from its first packet on
-        if self._stopping:
-            return  # stopped while starting (a signal): stop() has done the rest
-        self._started = True
-        await self._start_intake()
-        for runner in router.local.values():
+
+    async def _start_injectors(self) -> None:
+        assert self.router is not None
+        for runner in self.router.local.values():
             if runner.spec.is_injector:
                 runner.start()
+
+    async def _stop_injectors(self) -> None:
+        assert self.router is not None
+        for runner in self.router.local.values():
+            runner.stop_injecting()
+
+    async def _start_seeds(self) -> None:
+        self._load_seeds()
+
+    async def _stop_seeds(self) -> None:
+        """Drain, stop taking packets from peers, stop the seed threads, and save everything the node still holds
+        (queued, waiting, unacknowledged by a peer) to pending/, letting go of it."""
+        router, mesh = self.router, self.mesh
+        assert router is not None and mesh is not None and self.files is not None and self.pending is not None
+        await self._drain()
+        mesh.accepting = False  # senders keep what we have not taken; our BYE sends it elsewhere
+        self.files.stop()  # packets saved to pending/ below keep their files
+        queued = [p for r in router.local.values() for p in r.take_queued()]
+        await asyncio.gather(*(asyncio.to_thread(r.stop) for r in router.local.values()))
+        await asyncio.gather(*self._journaling, return_exceptions=True)  # routed before the save below
+        queued += [p for r in router.local.values() for p in r.take_queued()]
+        inflight = mesh.take_inflight()
+        inflight += list(router.gather.drain())  # parts of joins and merges: they wait again after the restart
+        # What waits may be mostly on disk (the spool): streamed to pending/ a batch at a time.
+        waiting = ([p for p, _ in batch] for batch in router.waiting.drain())
+        self.pending.save(itertools.chain([[*queued, *inflight]], waiting))
 
     def origin(self) -> Origin:
         """Who this node is and where peers reach it, as announced in beacons and messages."""
@@ -312,8 +477,9 @@ class Daemon:
         )
         return Membership(network, keys)
 
-    async def _start_discovery(self, chosen: list[netinfo.Interface]) -> None:
+    async def _start_discovery(self) -> None:
         disc = self.config.discovery
+        chosen = self._chosen
         assert self.mesh is not None and self.workdir is not None and self.membership is not None
         on_origin = self.mesh.on_origin
         # In a keyed network the beacon port is always heard: a static peer greets us with a sealed beacon first,
@@ -360,6 +526,11 @@ class Daemon:
         if disc.peers:
             log.info("Static peers: %s", ", ".join(disc.peers))
 
+    async def _stop_discovery(self) -> None:
+        for discovery in reversed(self.discoveries):
+            with contextlib.suppress(Exception):
+                await discovery.stop()
+
     def _beacon_to(self, address: str) -> None:
         for discovery in self.discoveries:
             if isinstance(discovery, BeaconDiscovery):
@@ -387,51 +558,9 @@ class Daemon:
             return
         self._stopping = True
         try:
-            await self._shutdown()
+            await self.lifecycle.stop()
         finally:
             self._stopped.set()
-
-    async def _shutdown(self) -> None:
-        router = self.router
-        if self.web is not None:
-            await self.web.stop()
-        await self.supervisor.cancel("expiry-sweep")
-        if self.dropdir is not None:
-            await self.dropdir.close()
-        if router is not None:
-            for runner in router.local.values():
-                runner.stop_injecting()
-            await self._drain()
-            if self.mesh is not None:
-                self.mesh.accepting = False  # senders keep what we have not taken; our BYE sends it elsewhere
-            if self.files is not None:
-                self.files.stop()  # packets saved to pending/ below keep their files
-            queued = [p for r in router.local.values() for p in r.take_queued()]
-            await asyncio.gather(*(asyncio.to_thread(r.stop) for r in router.local.values()))
-            await asyncio.gather(*self._journaling, return_exceptions=True)  # routed before the save below
-            queued += [p for r in router.local.values() for p in r.take_queued()]
-            inflight = self.mesh.take_inflight() if self.mesh is not None else []
-            inflight += list(router.gather.drain())  # parts of joins and merges: they wait again after the restart
-            # What waits may be mostly on disk (the spool): streamed to pending/ a batch at a time.
-            waiting = ([p for p, _ in batch] for batch in router.waiting.drain())
-            self._save_pending(itertools.chain([[*queued, *inflight]], waiting))
-        if self.failed is not None:
-            await self.failed.close()
-        if self.tx is not None:
-            await self.tx.close()
-        if self.mesh is not None:
-            self.mesh.stop()
-        for discovery in reversed(self.discoveries):
-            with contextlib.suppress(Exception):
-                await discovery.stop()
-        if self.journal is not None:
-            await self.journal.close()
-        if self.transport is not None:
-            await self.transport.close()
-        await self.supervisor.stop()  # what a component above did not end itself
-        if self.workdir is not None:
-            self.workdir.release()
-        log.info("Node %s stopped", self.node_id)
 
     async def _drain(self) -> None:
         """Give local seeds up to DRAIN_TIMEOUT_S to finish what they hold, and peers as long as their ACKs keep
@@ -560,6 +689,10 @@ class Daemon:
         self.web = web.WebServer(self.query, self, self.config.http, spawn=self.supervisor.spawn)
         await self.web.start()
 
+    async def _stop_web(self) -> None:
+        if self.web is not None:
+            await self.web.stop()
+
     def enable_seed(self, name: str, enabled: bool) -> bool:
         """Switch local seed ``name`` on or off; True when that changed anything.
 
@@ -627,38 +760,13 @@ class Daemon:
     # -- packets ---------------------------------------------------------------------------------
 
     def _on_frames(self, frames: list[bytes], key: str = "") -> None:
-        """A message from the inbox; ``key``: the CurveZMQ key it came with (a keyed network)."""
-        assert self.mesh is not None and self.failed is not None
-        if frames and bytes(frames[0]) in messages.KINDS:
-            self.mesh.handle(frames, key)
-            return
-        member = self.mesh.member(key) if self.mesh.keyed else None
-        if frames and bytes(frames[0]) in files.KINDS and self.files is not None:
-            self.files.handle(frames, member, self.mesh.keyed)
-            return
-        if self.mesh.keyed and member is None:
-            # Not from a member (a key no valid HELLO bound): not read at all, only counted.
-            self.stats.from_strangers += 1
-            return
-        batch = packets.split_batch(frames)
-        for one in batch:
-            try:
-                packet, to, sender = packets.decode_addressed(one)
-            except PacketError as exc:
-                self.stats.bad_inbound += 1
-                self.failed.keep_raw(one, "bad-packet", f"malformed packet from the network: {exc}")
-                continue
-            if member is not None and sender != member:
-                self.stats.forged_sender += 1  # a member claiming another's packets: refused
-                continue
-            self.mesh.on_packet(packet, to, sender, alone=len(batch) == 1)
+        """A message from the inbox (see ``inbound``; the transport is made before the mesh it dispatches to)."""
+        assert self.inbound is not None
+        self.inbound.on_frames(frames, key)
 
     def _on_oversized(self, head: list[bytes], frames: int, size: int) -> None:
-        assert self.failed is not None
-        self.stats.bad_inbound += 1
-        limit = self.config.limits.message_max_bytes
-        why = f"a message of {frames} frame(s) from the network exceeds limits.message_max_bytes ({limit}): dropped"
-        self.failed.keep_raw(head, "oversized-message", why, total_bytes=size)
+        assert self.inbound is not None
+        self.inbound.on_oversized(head, frames, size)
 
     def inject(self, state: str, data: Any, meta: dict[str, Any] | None = None, via: str = "inject") -> Packet:
         """Put ``data`` into the network in ``state`` (shorthands expand against this node's group), at once and
@@ -667,57 +775,17 @@ class Daemon:
         packets.check_data(data)
         return self.router.inject(tags.parse(state, self.config.node.group), data, meta, via)
 
-    def _save_pending(self, batches: Iterable[list[Packet]]) -> None:
-        """Write the packets of ``batches`` to ``pending/`` as one fsynced JSON-lines file, then let go of them:
-        they are safe there."""
-        if self.workdir is None:
-            return
-        folder = self.workdir.path / "pending"
-        folder.mkdir(exist_ok=True)
-        final = folder / f"{time.time_ns():020d}.jsonl"
-        tmp = folder / f".{final.name}.tmp"
-        custodies: list[Custody] = []  # not the packets themselves: a spooled backlog need not fit in memory
-        saved = 0
-        with open(tmp, "wb") as fh:
-            for batch in batches:
-                fh.write(b"".join(orjson.dumps(packets.to_document(p)) + b"\n" for p in batch))
-                custodies.extend(p.custody for p in batch if p.custody is not None)
-                saved += len(batch)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if not saved:
-            tmp.unlink()
-            return
-        os.replace(tmp, final)
-        fsync_dir(folder)
-        for custody in custodies:
-            custody.add(-1)  # its sender is acknowledged, or the intake journal lets go of it
-        log.info("Saved %d packet(s) still on their way to %s; they resume at the next start", saved, folder)
-
     async def _restore_pending(self) -> None:
         """Route again what was saved at the last stop; journaled first, so a crash now loses none of it."""
-        assert self.workdir is not None and self.journal is not None and self.failed is not None
-        folder = self.workdir.path / "pending"
-        files = sorted([*folder.glob("*.pkt"), *folder.glob("*.jsonl")]) if folder.exists() else []
-        resumed: list[Packet] = []
-        for file in files:
-            lines = file.read_bytes().splitlines() if file.suffix == ".jsonl" else [file.read_bytes()]
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    resumed.append(packets.from_document(orjson.loads(line), self.config.node.group, self.ids))
-                except (PacketError, orjson.JSONDecodeError) as exc:
-                    self.failed.keep_raw([line], "bad-pending", f"{file} line {number}: cannot resume: {exc}")
+        assert self.pending is not None and self.journal is not None and self.failed is not None
+        saved = self.pending.files()
+        resumed = self.pending.read(saved, self.config.node.group, self.ids, self.failed.keep_raw)
         if resumed:
             [entry] = await self.journal.add([(None, resumed)])
             self._admit(entry, resumed, fresh=False)
             log.info("Resumed %d packet(s) saved at the last stop", len(resumed))
         self.failed.sync()  # what could not be resumed is kept durably before its file goes
-        for file in files:
-            file.unlink()
-        for tmp in folder.glob(".*.tmp") if folder.exists() else []:
-            tmp.unlink()  # a save cut short: its packets are still in the journal or with their senders
+        self.pending.remove(saved)
 
     async def _sweep(self) -> None:
         assert self.router is not None
@@ -730,59 +798,16 @@ class Daemon:
     # -- control ---------------------------------------------------------------------------------
 
     async def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "ping":
-            return {"ok": True, "node": self.node_id}
-        if op == "graph":
-            return {
-                "ok": True,
-                "node": self.node_id,
-                "graph": self.automaton.node_link(),
-                "seeds": {
-                    n: {
-                        "inputs": [str(t) for t in i.inputs],
-                        "outputs": [str(t) for t in i.outputs],
-                        "nodes": self.automaton.nodes_of(n),
-                    }
-                    for n, i in self.automaton.seeds().items()
-                },
-            }
-        if op == "stats":
-            return {"ok": True, "node": self.node_id, **self.snapshot()}
-        if op == "peers":
-            return {"ok": True, "node": self.node_id, "peers": self.peers.summaries()}
-        if op == "keys":
-            m = self.membership
-            assert m is not None
-            return {
-                "ok": True,
-                "node": self.node_id,
-                "keyed": m.keyed,
-                "fingerprint": m.network.fingerprint if m.network else "",
-                "public_key": m.public,
-                "members": dict(m.bound),
-            }
-        if op == "inject":
-            return await self._inject_request(request)
-        return {"ok": False, "error": f"unknown op {op!r}"}
+        """A request from ``pmk`` on the control socket (see ``control``)."""
+        assert self.control is not None
+        return await self.control.handle(request)
 
     # -- intake: the journal, the rx folder, pmk inject and the tx folder --------------------------
-
-    async def _open_intake(self) -> None:
-        """Open the journal (reading what the last run left unfinished) and the tx writer: both take packets
-        from the moment any seed may run."""
-        assert self.workdir is not None and self.router is not None
-        cfg = self.config
-        self.journal = Journal(self.workdir.path / "journal", cfg.node.group, self.ids, self.supervisor.spawn)
-        self._recovered = await asyncio.to_thread(self.journal.recover)
-        self.journal.start()
-        if self.tx is not None:
-            self.tx.start()
-            log.info("Writing results to tx folder %s", cfg.tx.dir)
 
     async def _start_intake(self) -> None:
         """Route again what was saved at the last stop and what the journal holds unfinished; watch the rx folder."""
         assert self.workdir is not None and self.router is not None and self.journal is not None
+        self._started = True
         cfg = self.config
         recovered, self._recovered = self._recovered, []
         await self._restore_pending()
@@ -808,6 +833,10 @@ class Daemon:
         else:
             for entry in expected:
                 self.journal.moved(entry)
+
+    async def _stop_intake(self) -> None:
+        if self.dropdir is not None:
+            await self.dropdir.close()
 
     def _admit(self, entry: Entry, batch: list[Packet], fresh: bool = True) -> None:
         """Route the packets of a journal entry (``fresh``: new injections); each lineage's custody tells the
@@ -883,16 +912,6 @@ class Daemon:
             raise IntakeError(f"the packet could not be made durable: {exc}") from None
         self._admit(entry, batch)
 
-    async def _inject_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """``pmk inject``: the packets are journaled (durable) before the answer says they are accepted."""
-        try:
-            batch = self._packets_of(request)
-            await self.accept(batch, "pmk-inject")
-        except (TagError, PacketError, ValueError, IntakeError) as exc:
-            return {"ok": False, "error": str(exc)}
-        listed = [{"id": p.id, "state": str(p.tag)} for p in batch]
-        return {"ok": True, "id": batch[0].id, "state": listed[0]["state"], "packets": listed}
-
     def new_packet(self, state: str, data: Any) -> Packet:
         """A packet of ``data`` in ``state`` that starts a new lineage (not routed yet); TagError or PacketError
         when either is bad."""
@@ -900,25 +919,6 @@ class Daemon:
         return Packet(
             self.ids.root(), tags.parse(state, self.config.node.group), data, [], self.config.routing.ttl_hops
         )
-
-    def _packets_of(self, request: dict[str, Any]) -> list[Packet]:
-        group = self.config.node.group
-        if "content_base64" in request:
-            name = str(request.get("file", "-"))
-            raw = base64.b64decode(str(request["content_base64"]), validate=True)
-            parsed = (
-                parse_lines(raw.splitlines(keepends=True), name, group, self.ids, self.config.routing.ttl_hops)
-                if is_lines(name)
-                else parse_document(raw, name, group, self.ids, self.config.routing.ttl_hops)
-            )
-            for note in parsed.notes:
-                log.warning("pmk inject %s: %s", name, note)
-            return parsed.packets
-        if "data_base64" in request:
-            data: Any = base64.b64decode(str(request["data_base64"]), validate=True)
-        else:
-            data = request.get("data")
-        return [self.new_packet(str(request.get("state", "")), data)]
 
     def snapshot(self) -> dict[str, Any]:
         """Counters and queue depths, JSON-ready (see ``NodeQuery.stats``)."""

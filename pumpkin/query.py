@@ -190,7 +190,7 @@ class NodeQuery:
     def stats(self) -> dict[str, Any]:
         """Counters and queue depths, JSON-ready: what ``pmk stats`` prints and the page starts from."""
         d = self._d
-        assert d.router is not None and d.failed is not None
+        assert d.router is not None and d.failed is not None and d.inbound is not None
         m = d.membership
         return {
             "uptime_s": round(time.time() - d.stats.started, 3),
@@ -199,10 +199,10 @@ class NodeQuery:
             "failed": dict(d.failed.counts),
             "waiting": d.router.waiting.counts(),
             "gathering": d.router.gather.counts(),
-            "bad_inbound": d.stats.bad_inbound,
+            "bad_inbound": d.inbound.bad_inbound,
             "limits": self._limits(),
-            "from_strangers": d.stats.from_strangers,
-            "forged_sender": d.stats.forged_sender,
+            "from_strangers": d.inbound.from_strangers,
+            "forged_sender": d.inbound.forged_sender,
             "network": {
                 "keyed": m.keyed if m else False,
                 "fingerprint": m.network.fingerprint if m and m.network else "",

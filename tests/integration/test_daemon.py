@@ -536,7 +536,7 @@ def test_malformed_packets_from_the_network_are_kept_and_the_daemon_goes_on(tmp_
             push.send_multipart([b"garbage"])
             push.send_multipart(codec.encode(codec.Packet(d.ids.root(), tags.parse("IN"), "fine")))
             await async_wait_until(lambda: sink_module(d).SEEN, what="the good packet after two bad ones")
-            assert d.stats.bad_inbound == 2
+            assert d.inbound.bad_inbound == 2
             raws = sorted((tmp_path / "a/failed").glob("*.raw"))
             assert len(raws) == 2
             assert "header is not JSON" in raws[0].with_suffix(".error").read_text()
@@ -937,3 +937,41 @@ def test_a_crash_in_the_journal_stops_the_daemon_with_exit_status_1(tmp_path, mo
 
     assert asyncio.run(main()) == 1
     assert any("critical task journal crashed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_start_stops_what_had_started_and_leaves_no_task(tmp_path, monkeypatch):
+    """Discovery's start raises: the components before it (journal, seeds, mesh, transport, workdir...) are stopped
+    in the stop order, no task is left, and the working directory can be claimed again."""
+    stopped: list[str] = []
+
+    async def broken(self):
+        raise OSError("injected: discovery cannot start")
+
+    monkeypatch.setattr(Daemon, "_start_discovery", broken)
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a"))
+        for component in d.lifecycle.components:
+            real = component.stop
+
+            async def stop(name=component.name, real=real):
+                stopped.append(name)
+                await real()
+
+            object.__setattr__(component, "stop", stop)
+        with pytest.raises(OSError, match="injected"):
+            await d.start()
+        assert d.lifecycle.started == [] and d.supervisor.tasks == {}
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+        assert d.transport.ctx.closed and d.journal is not None
+        await d.stop()  # a no-op now
+        monkeypatch.undo()
+        again = Daemon(cfg(tmp_path, "a"))  # the working directory was released
+        await again.start()
+        await again.stop()
+
+    asyncio.run(main())
+    assert stopped == [
+        "expiry-sweep", "seeds", "failed", "tx", "mesh", "discovery", "journal", "core", "transport",
+        "supervisor", "workdir",
+    ]  # fmt: skip
