@@ -9,6 +9,8 @@ packet), ``ack`` (an ACK frame went on the wire); the wire itself writes ``send`
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import random
 import zlib
@@ -124,21 +126,28 @@ class SimRunner(FakeRunner):
             net.note("run", self.node.id, seed=self.spec.name, state=str(packet.tag), id=packet.id)
             if self.spec.is_extractor:
                 net.note("sink", self.node.id, seed=self.spec.name, id=packet.id, data=packet.data)
+        printed = io.StringIO()  # what a seed prints (the hello world's extractor) goes in the history
         try:
-            if self.spec.legacy:
-                assert self.env is not None
-
-                def emit(state: str, data: Any, **kw: Any) -> None:
-                    outcome.emissions.append(Emission(state, data, **kw))
-
-                legacy.invoke(self.instance, self.spec, self.env, packet, emit)
-            else:
-                outcome.emissions.extend(iter_results(run_modern(self.instance, self.arity, packet)))
+            with contextlib.redirect_stdout(printed):
+                self._call(packet, outcome)
         except SEED_FAULTS as exc:  # a seed's bug fails its packet, as in the daemon
             outcome.emissions = []
             outcome.error = raised(self.spec.name, exc)
+        if printed.getvalue():
+            net.note("printed", self.node.id, seed=self.spec.name, text=printed.getvalue())
         outcome.seconds = self.run_s
         return outcome
+
+    def _call(self, packet: Packet | None, outcome: Outcome) -> None:
+        if self.spec.legacy:
+            assert self.env is not None
+
+            def emit(state: str, data: Any, **kw: Any) -> None:
+                outcome.emissions.append(Emission(state, data, **kw))
+
+            legacy.invoke(self.instance, self.spec, self.env, packet, emit)
+        else:
+            outcome.emissions.extend(iter_results(run_modern(self.instance, self.arity, packet)))
 
     def _outside(self, state: str, data: Any, **kw: Any) -> None:
         """A legacy seed dispatched outside ``run``: a new packet, as an injection."""
@@ -151,6 +160,7 @@ class FakeOutputs:
     def __init__(self) -> None:
         self.on_extracted: Callable[[Packet, str], None] | None = None
         self.journal: Callable[[list[Packet], Callable[[], None] | None], None] | None = None
+        self.tx: set[tuple[str, str]] | None = None  # a tx folder: (seed, packet id) written, kept across lives
 
     @property
     def durable(self) -> bool:
@@ -160,11 +170,13 @@ class FakeOutputs:
         pass
 
     def extracted(self, packet: Packet, seed: str) -> None:
+        if self.tx is not None:
+            self.tx.add((seed, packet.id))
         if self.on_extracted is not None:
             self.on_extracted(packet, seed)
 
     def done_before(self, seed: str, packet: Packet) -> bool:
-        return False
+        return self.tx is not None and (seed, packet.id) in self.tx
 
     def make_durable(self, batch: list[Packet], then: Callable[[], None] | None) -> None:
         assert self.journal is not None
@@ -209,6 +221,8 @@ class Node:
     def load_seed(self, s: SeedSpec, run_s: float = RUN_S) -> SimRunner:
         """A real seed whose code runs, each run taking ``run_s`` of virtual time."""
         runner = SimRunner(self, s, run_s)
+        if s.is_extractor and self.net.tx:
+            self.outputs.tx = self.net.disks.setdefault(self.id, set())
         self._attach(runner)
         return runner
 
@@ -271,6 +285,8 @@ class Net:
         self.nodes: dict[str, Node] = {}
         self.links: dict[str, Links] = {}
         self.incs: Counter[str] = Counter()
+        self.tx = True  # extractors write a tx folder, which a restart keeps (as the daemon's does)
+        self.disks: dict[str, set[tuple[str, str]]] = {}  # node -> its tx folder's results
         self.drop: Callable[[str, str, list[bytes]], bool] = lambda src, dst, frames: False
         self.sent: list[tuple[str, str, bytes]] = []  # (src, dst, kind) of every message put on the wire
 
