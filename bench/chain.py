@@ -198,7 +198,7 @@ def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mod
             out.send(fair_pack(batch))
             if mode == "latency":
                 acks.recv()
-        time.sleep(1.0)  # let the last messages leave before the context closes
+        wait_done(ctl)
         return
     assert inbox is not None
     count, first, latencies, ack = 0, None, [], None
@@ -244,7 +244,14 @@ def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mod
         (ctl / "result.tmp").write_text(json.dumps(result))
         (ctl / "result.tmp").rename(ctl / "result.json")
     else:
-        time.sleep(1.0)
+        wait_done(ctl)
+
+
+def wait_done(ctl: Path) -> None:
+    """Until the sink has written its result: a stage that quits early would cut the chain (and be an error)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not (ctl / "result.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 # -- Zenoh as a peer (installed for the benchmark only: bench/.venv-peers) -------------------------
@@ -296,7 +303,7 @@ def zenoh_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mo
             pub.put(fair_pack([(header, orjson.dumps(data))]))
             if mode == "latency":
                 acks.recv()
-        time.sleep(1.0)
+        wait_done(ctl)
         session.close()
         return
     done = threading.Event()
@@ -340,7 +347,7 @@ def zenoh_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mo
         (ctl / "result.tmp").write_text(json.dumps(result))
         (ctl / "result.tmp").rename(ctl / "result.json")
     else:
-        time.sleep(1.0)
+        wait_done(ctl)
     session.close()
 
 
