@@ -4,7 +4,9 @@
 Runs chain.py's 4-daemon ipc:// chain (threaded seeds unless ``--inline``) with enough packets to keep it busy,
 attaches ``py-spy record`` (installed for the benchmark only, like Zenoh: bench/.venv-peers) to each daemon for
 ``--seconds``, and prints per daemon the functions with the most samples on the CPU, by self time and with what
-they call (inclusive), as shares of that daemon's samples. Idle waits are left out (py-spy's default).
+they call (inclusive), as shares of the event loop thread's samples, and how the samples split between the
+loop thread and the others (seed worker threads). Only the thread holding the GIL is sampled
+(``--gil``): in this VM py-spy's idle detection counts threads blocked in a queue or a condition as busy.
 
     .venv/bin/python bench/profile_chain.py [--packets 200000] [--seconds 8] [--top 15] [--inline]
 """
@@ -35,6 +37,8 @@ def load_chain():  # type: ignore[no-untyped-def]
     return module
 
 
+#: Files whose frames are on every stack (thread start, the event loop's run): left out of the inclusive list.
+PLUMBING = {"threading.py", "runners.py", "<frozen runpy>", "__main__.py", "cli.py", "base_events.py", "events.py"}
 FRAME = re.compile(r"(.*) \((.*?)(?::\d+)?\)$")
 
 
@@ -48,21 +52,26 @@ def costs(collapsed: Path, top: int) -> dict[str, list[tuple[str, float]]]:
     """Self and inclusive shares per function from py-spy's collapsed stacks ("f1;f2;f3 count" lines)."""
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = on_loop = off_loop = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         n = int(count)
         frames = [short(f) for f in stack.split(";")]
         total += n
+        if not any(f.startswith("BaseEventLoop.run_forever ") for f in frames):
+            off_loop += n  # seed worker threads, ZeroMQ's and the journal's: py-spy's GIL view of them is unsure
+            continue
+        on_loop += n
         own[frames[-1]] += n
         for f in set(frames[1:]):  # frames[0] is the thread
-            incl[f] += n
+            if f.rsplit(" (", 1)[-1].rstrip(")") not in PLUMBING:
+                incl[f] += n
     if not total:
         return {"self": [], "inclusive": [], "samples": []}
     return {
-        "samples": [("all", float(total))],
-        "self": [(f, n / total) for f, n in own.most_common(top)],
-        "inclusive": [(f, n / total) for f, n in incl.most_common(top)],
+        "samples": [("all", float(total)), ("loop thread", on_loop / total), ("other threads", off_loop / total)],
+        "self": [(f, n / max(on_loop, 1)) for f, n in own.most_common(top)],
+        "inclusive": [(f, n / max(on_loop, 1)) for f, n in incl.most_common(top)],
     }
 
 
@@ -121,7 +130,9 @@ def main() -> None:
         for name, r in report.items():
             assert isinstance(r, dict)
             samples = int(r["samples"][0][1]) if r["samples"] else 0
-            print(f"\n== {name} ({seeds} seeds): {samples} samples on the CPU in {args.seconds:g} s")
+            split = ", ".join(f"{k} {v * 100:.0f}%" for k, v in r["samples"][1:])
+            print(f"\n== {name} ({seeds} seeds): {samples} samples holding the GIL in {args.seconds:g} s ({split})")
+            print("   the loop thread's costs, as shares of its samples:")
             for kind in ("self", "inclusive"):
                 print(f"  -- {kind}")
                 for f, share in r[kind]:
