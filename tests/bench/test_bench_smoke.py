@@ -136,3 +136,14 @@ def test_files_benchmark_moves_a_file_through_two_hops_next_to_a_local_copy():
     assert all(positive(results[k]) for k in ("copy_s", "pumpkin_s", "ratio")), results
     assert set(results["peak_rss_mb"]) == {"source", "relay", "sink"}, results
     assert "local copy + fsync" in out.stdout and "peak RSS MB" in out.stdout
+
+
+def test_profile_benchmark_names_the_costs_of_each_daemon():
+    spy = ROOT / "bench" / ".venv-peers" / "bin" / "py-spy"
+    if not spy.exists() and not shutil.which("py-spy"):
+        pytest.skip("py-spy is installed for the benchmark only (bench/.venv-peers); see bench/README.md")
+    out = run_bench("bench/profile_chain.py", "--packets", "30000", "--seconds", "1", "--top", "5")
+    results = json_line(out)["results"]
+    assert set(results) == {"source", "step1", "step2", "sink"}, results
+    assert all(r["samples"] and r["self"] for r in results.values()), results
+    assert "the loop thread's costs" in out.stdout
