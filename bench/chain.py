@@ -129,7 +129,7 @@ def raw_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mode
 # FAIR_BATCH packets per message, one frame per message, the socket drained per wake-up, gc tuned as in
 # pumpkin.daemon. What it leaves out is what the reliability guarantees cost (acks, journal, dedup).
 
-FAIR_BATCH = 64  # packets per message at most, as Pumpkin's sender (pumpkin.daemon.TX_AHEAD_MAX)
+FAIR_BATCH = 64  # packets per message at most, as pumpkin.transport.BATCH_PACKETS
 _LENS = struct.Struct("<II")
 
 
