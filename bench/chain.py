@@ -1,25 +1,27 @@
 #!/usr/bin/env python3
-"""Throughput and latency of a 3-seed chain, Pumpkin next to raw pyzmq, measured in one run.
+"""Throughput and latency of a 3-seed chain: Pumpkin next to a fair raw pyzmq chain, Zenoh and asyncio, in one run.
 
-The chain is inject -> step1 -> step2 -> extract (bench/seeds/). Three set-ups, each beside its baseline:
+The chain is inject -> step1 -> step2 -> extract (bench/seeds/). Every side gets the same packet count, 4
+processes and 3 hops where it has processes; bench/README.md says exactly what each side does:
 
-- ``chain``: each seed in its own ``pmk`` daemon (4 processes, 3 network hops), over ipc:// and over
-  tcp:// on loopback, next to a raw pyzmq chain of the same shape: 4 processes joined by PUSH/PULL, each
-  relay decoding and re-encoding the same three frames with orjson (magic, JSON header with id, tag, ttl and
-  trail, JSON payload), as a Pumpkin daemon does.
-- ``latency``: the same two chains with one packet in flight at a time; p50 and p99 per hop
-  (end-to-end over 3 hops; the sink acknowledges each packet to the source over ipc://).
-- ``inprocess``: all four seeds in one daemon, next to a plain asyncio pipeline (four coroutines joined by
-  asyncio queues, passing the same dicts) in a process of its own.
-- where Ray is installed (it is not a dependency), the ``chain`` part adds a row: the 4-daemon ipc:// chain
-  next to a pipeline of 3 Ray actors fed by the driver (``--ray-packets``).
+- ``chain``: each seed in its own ``pmk`` daemon, next to the **fair raw chain** (``fair_role``: Pumpkin's header
+  fields, growing trail and child ids, orjson at every hop, up to 64 packets in one frame, the inbox drained per
+  wake-up, gc tuned as the daemon does), **Zenoh** (``zenoh_role``: the same work, P2P, from bench/.venv-peers;
+  skipped with a message when not installed) and, with ``--minimal``, the old minimal raw chain (``raw_role``:
+  one send_multipart per packet).
+- ``latency``: the same chains with one packet in flight at a time; p50 and p99 per hop (end to end over 3
+  hops; the sink acknowledges each packet to the source over ipc://).
+- ``inprocess``: all four seeds in one daemon, next to asyncio queues of the same functions with the codec work
+  a daemon does in-process (child id, trail, a JSON check of each output) and without it (plain dicts).
+- ``ray``: where Ray is installed (here or in bench/.venv-peers; never a dependency), 3 Ray actors fed by the
+  driver next to the 4-daemon ipc:// chain with threaded seeds, the same packet count.
 
-Every figure is printed as packets per second (or microseconds) and as a ratio to its baseline, then all
-results as one JSON line. Daemons find each other through the local discovery folder only (no broadcast,
-no mDNS); as root the whole run is moved into a throwaway network namespace first, like scripts/hello.sh.
+``--repeat N`` runs every side N times back to back and prints medians; the JSON line keeps every run. As root
+the whole run is moved into a throwaway network namespace first, like scripts/hello.sh.
 
-    .venv/bin/python bench/chain.py [--packets 20000] [--sizes 100,10000] [--transports ipc,tcp]
-                                    [--latency-packets 2000] [--only chain,latency,inprocess] [--threaded] [--repeat 3]
+    .venv/bin/python bench/chain.py [--packets 20000] [--sizes 100,10000] [--transports ipc,tcp] [--repeat 3]
+                                    [--latency-packets 2000] [--only chain,latency,inprocess,ray] [--threaded]
+                                    [--minimal] [--no-zenoh] [--keyed]
 
 The step and sink seeds are marked ``inline`` (they take microseconds: see pumpkin.seed); ``--threaded``
 adds every Pumpkin row again with them on worker threads, the default for a seed.
