@@ -615,7 +615,10 @@ def raw_chain(transport: str, n: int, size: int, mode: str, kind: str = "fair") 
         python = sys.executable
         if kind == "zenoh":
             python = str(PEERS_PYTHON)
-            endpoints = [f"tcp/127.0.0.1:{p}" for p in free_ports(3)]  # the Python wheel has no unix sockets
+            if transport == "ipc":  # Zenoh's unix stream sockets: the same kind of link as ZeroMQ's ipc://
+                endpoints = [f"unixsock-stream/{run.ctl / f'stage{i}.sock'}" for i in range(3)]
+            else:
+                endpoints = [f"tcp/127.0.0.1:{p}" for p in free_ports(3)]
         elif transport == "ipc":
             endpoints = [f"ipc://{run.ctl / f'stage{i}'}" for i in range(3)]
         else:
@@ -761,6 +764,8 @@ def main() -> None:
         "load_before": os.getloadavg()[0],
     }
     zenoh_why = "skipped: --no-zenoh" if args.no_zenoh else zenoh_missing()
+    zt = transports[0]  # Zenoh runs once per row, over the first transport (ipc: unix stream sockets)
+    zlabel = f"Zenoh peer, {'unix sockets' if zt == 'ipc' else 'tcp'}"
     if zenoh_why:
         print(f"Zenoh rows {zenoh_why}")
     # Seeds run inline (on the loop) unless the row says "threaded" (the default for seeds: a worker thread).
@@ -772,7 +777,7 @@ def main() -> None:
         for size in sizes:
             zenoh_pps = None
             if not zenoh_why:
-                runs = [throughput(raw_chain("tcp", args.packets, size, "throughput", "zenoh")) for _ in reps]
+                runs = [throughput(raw_chain(zt, args.packets, size, "throughput", "zenoh")) for _ in reps]
                 zenoh_pps = median_of(runs)
                 results[f"zenoh_{size}"] = {"pps": round(zenoh_pps), "runs": [round(r) for r in runs]}
             for transport in transports:
@@ -782,7 +787,7 @@ def main() -> None:
                 print(f"{'fair raw pyzmq, ' + transport:<34} {size:>6} {base:>10,.0f} {1:>10.3f}")
                 if zenoh_pps is not None and transport == transports[0]:
                     z = f"{zenoh_pps / base:>10.3f} {1:>8.3f}"
-                    print(f"{'Zenoh peer (tcp loopback)':<34} {size:>6} {zenoh_pps:>10,.0f} {z}")
+                    print(f"{zlabel:<34} {size:>6} {zenoh_pps:>10,.0f} {z}")
                 if args.minimal:
                     runs = [throughput(raw_chain(transport, args.packets, size, "throughput", "minimal")) for _ in reps]
                     m = median_of(runs)
@@ -820,7 +825,7 @@ def main() -> None:
         n = args.latency_packets
         zenoh_lat = None
         if not zenoh_why:
-            zenoh_lat = lat(lambda: raw_chain("tcp", n, 100, "latency", "zenoh"))
+            zenoh_lat = lat(lambda: raw_chain(zt, n, 100, "latency", "zenoh"))
             results["latency_zenoh"] = {"p50_us": round(zenoh_lat[0]), "p99_us": round(zenoh_lat[1])}
         for transport in transports:
             r50, r99 = lat(lambda t=transport: raw_chain(t, n, 100, "latency", "fair"))
@@ -828,7 +833,7 @@ def main() -> None:
             print(f"{'fair raw pyzmq, ' + transport:<34} {r50:>8.0f} {r99:>8.0f} {1:>8.2f} {1:>8.2f}")
             if zenoh_lat is not None and transport == transports[0]:
                 z50, z99 = zenoh_lat
-                print(f"{'Zenoh peer (tcp loopback)':<34} {z50:>8.0f} {z99:>8.0f} {z50 / r50:>8.2f} {z99 / r99:>8.2f}")
+                print(f"{zlabel:<34} {z50:>8.0f} {z99:>8.0f} {z50 / r50:>8.2f} {z99 / r99:>8.2f}")
             for label, inline in variants:
                 keyed = label.endswith("+keyed")
                 p50, p99 = lat(lambda t=transport, i=inline, k=keyed: pumpkin_chain(t, n, 100, "latency", i, k))
