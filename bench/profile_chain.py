@@ -82,7 +82,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--inline", action="store_true", help="seeds inline on the loop (default: threaded)")
     args = ap.parse_args()
-    spy = str(PY_SPY) if PY_SPY.exists() else shutil.which("py-spy")
+    beside = Path(sys.executable).parent / "py-spy"  # the test extras install it in the project's .venv
+    spy = str(PY_SPY) if PY_SPY.exists() else str(beside) if beside.exists() else shutil.which("py-spy")
     if spy is None:
         sys.exit(f"needs py-spy: {PY_SPY} or on PATH (bench/.venv-peers/bin/pip install py-spy)")
     if os.geteuid() == 0 and not os.environ.get("PMK_BENCH_SANDBOXED") and shutil.which("ip"):
