@@ -1,25 +1,27 @@
 #!/usr/bin/env python3
-"""Throughput and latency of a 3-seed chain, Pumpkin next to raw pyzmq, measured in one run.
+"""Throughput and latency of a 3-seed chain: Pumpkin next to a fair raw pyzmq chain, Zenoh and asyncio, in one run.
 
-The chain is inject -> step1 -> step2 -> extract (bench/seeds/). Three set-ups, each beside its baseline:
+The chain is inject -> step1 -> step2 -> extract (bench/seeds/). Every side gets the same packet count, 4
+processes and 3 hops where it has processes; bench/README.md says exactly what each side does:
 
-- ``chain``: each seed in its own ``pmk`` daemon (4 processes, 3 network hops), over ipc:// and over
-  tcp:// on loopback, next to a raw pyzmq chain of the same shape: 4 processes joined by PUSH/PULL, each
-  relay decoding and re-encoding the same three frames with orjson (magic, JSON header with id, tag, ttl and
-  trail, JSON payload), as a Pumpkin daemon does.
-- ``latency``: the same two chains with one packet in flight at a time; p50 and p99 per hop
-  (end-to-end over 3 hops; the sink acknowledges each packet to the source over ipc://).
-- ``inprocess``: all four seeds in one daemon, next to a plain asyncio pipeline (four coroutines joined by
-  asyncio queues, passing the same dicts) in a process of its own.
-- where Ray is installed (it is not a dependency), the ``chain`` part adds a row: the 4-daemon ipc:// chain
-  next to a pipeline of 3 Ray actors fed by the driver (``--ray-packets``).
+- ``chain``: each seed in its own ``pmk`` daemon, next to the **fair raw chain** (``fair_role``: Pumpkin's header
+  fields, growing trail and child ids, orjson at every hop, up to 64 packets in one frame, the inbox drained per
+  wake-up, gc tuned as the daemon does), **Zenoh** (``zenoh_role``: the same work, P2P, from bench/.venv-peers;
+  skipped with a message when not installed) and, with ``--minimal``, the old minimal raw chain (``raw_role``:
+  one send_multipart per packet).
+- ``latency``: the same chains with one packet in flight at a time; p50 and p99 per hop (end to end over 3
+  hops; the sink acknowledges each packet to the source over ipc://).
+- ``inprocess``: all four seeds in one daemon, next to asyncio queues of the same functions with the codec work
+  a daemon does in-process (child id, trail, a JSON check of each output) and without it (plain dicts).
+- ``ray``: where Ray is installed (here or in bench/.venv-peers; never a dependency), 3 Ray actors fed by the
+  driver next to the 4-daemon ipc:// chain with threaded seeds, the same packet count.
 
-Every figure is printed as packets per second (or microseconds) and as a ratio to its baseline, then all
-results as one JSON line. Daemons find each other through the local discovery folder only (no broadcast,
-no mDNS); as root the whole run is moved into a throwaway network namespace first, like scripts/hello.sh.
+``--repeat N`` runs every side N times back to back and prints medians; the JSON line keeps every run. As root
+the whole run is moved into a throwaway network namespace first, like scripts/hello.sh.
 
-    .venv/bin/python bench/chain.py [--packets 20000] [--sizes 100,10000] [--transports ipc,tcp]
-                                    [--latency-packets 2000] [--only chain,latency,inprocess] [--threaded] [--repeat 3]
+    .venv/bin/python bench/chain.py [--packets 20000] [--sizes 100,10000] [--transports ipc,tcp] [--repeat 3]
+                                    [--latency-packets 2000] [--only chain,latency,inprocess,ray] [--threaded]
+                                    [--minimal] [--no-zenoh] [--keyed]
 
 The step and sink seeds are marked ``inline`` (they take microseconds: see pumpkin.seed); ``--threaded``
 adds every Pumpkin row again with them on worker threads, the default for a seed.
@@ -29,12 +31,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -51,6 +56,7 @@ CHAIN = ("source", "step1", "step2", "sink")
 TAGS = ("Bench:RAW", "Bench:ONE", "Bench:TWO")
 MAGIC = b"PMK1"
 DEADLINE_S = 300.0
+INBOX_DRAIN = 500  # messages taken per wake-up, as pumpkin.transport.INBOX_BATCH
 
 
 # -- the raw pyzmq chain ---------------------------------------------------------------------------
@@ -119,6 +125,234 @@ def raw_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mode
         time.sleep(1.0)
 
 
+# -- the fair raw pyzmq chain ----------------------------------------------------------------------
+# The same work per packet as a daemon (orjson header with Pumpkin's fields and growing trail, child ids by
+# blake2b as pumpkin.packet.Ids.child makes them, orjson payload), with every technique Pumpkin uses: up to
+# FAIR_BATCH packets per message, one frame per message, the socket drained per wake-up, gc tuned as in
+# pumpkin.daemon. What it leaves out is what the reliability guarantees cost (acks, journal, dedup).
+
+FAIR_BATCH = 64  # packets per message at most, as pumpkin.transport.BATCH_PACKETS
+_LENS = struct.Struct("<II")
+
+
+def fair_pack(packets: list[tuple[bytes, bytes]]) -> bytes:
+    """One frame: MAGIC, then per packet the lengths of its header and payload and the two themselves."""
+    parts = [MAGIC]
+    for header, payload in packets:
+        parts += (_LENS.pack(len(header), len(payload)), header, payload)
+    return b"".join(parts)
+
+
+def fair_unpack(msg: bytes) -> list[tuple[memoryview, memoryview]]:
+    view, pos, end, out = memoryview(msg), 4, len(msg), []
+    while pos < end:
+        hl, pl = _LENS.unpack_from(msg, pos)
+        pos += 8
+        out.append((view[pos : pos + hl], view[pos + hl : pos + hl + pl]))
+        pos += hl + pl
+    return out
+
+
+def fair_header(pid: str, tag: str, ttl: int, created: float, trail: list[Any], to: str, sender: str) -> bytes:
+    header = {"id": pid, "tag": tag, "ttl": ttl, "created": created, "trail": trail, "enc": "j"}
+    header["to"], header["from"] = to, sender
+    return orjson.dumps(header)
+
+
+def fair_child(parent_id: str, seed: str) -> str:
+    ship, container, hops, _ = parent_id.split(":")
+    digest = hashlib.blake2b(f"{parent_id}|{seed}|0".encode(), digest_size=6).hexdigest()
+    return f"{ship}:{container}:{int(hops) + 1}:{digest}"
+
+
+def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mode: str) -> None:
+    """One process of the fair raw chain (see above)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)  # as pumpkin.daemon does
+    ctx = zmq.Context()
+    index = CHAIN.index(role)
+    node = f"raw-{role}-{os.getpid()}"
+    nxt = CHAIN[index + 1].capitalize() if role != "sink" else ""
+    inbox = out = None
+    if role != "source":
+        inbox = ctx.socket(zmq.PULL)
+        inbox.bind(endpoints[index - 1])
+    if role != "sink":
+        out = ctx.socket(zmq.PUSH)
+        out.connect(endpoints[index])
+    (ctl / f"ready-{role}").touch()
+    if role == "source":
+        assert out is not None
+        acks = ctx.socket(zmq.PULL)
+        acks.bind(f"ipc://{ctl / 'ack'}")
+        while not (ctl / "go").exists():
+            time.sleep(0.005)
+        pad, batch_n = "x" * size, 1 if mode == "latency" else FAIR_BATCH
+        ship, container, tag = f"{os.getpid():08x}", "c0ffee00", TAGS[0]
+        for start in range(0, n, batch_n):
+            batch = []
+            for i in range(start, min(n, start + batch_n)):
+                now = time.time()
+                data = {"i": i, "t": time.monotonic(), "pad": pad}
+                header = fair_header(f"{ship}:{container}:0:{i}", tag, 64, now, [["Source", node, tag, now]], nxt, node)
+                batch.append((header, orjson.dumps(data)))
+            out.send(fair_pack(batch))
+            if mode == "latency":
+                acks.recv()
+        wait_done(ctl)
+        return
+    assert inbox is not None
+    count, first, latencies, ack = 0, None, [], None
+    seed, tag = role.capitalize(), TAGS[index] if role != "sink" else ""
+    pending: list[tuple[bytes, bytes]] = []
+    while count < n:
+        msgs = [inbox.recv()]
+        try:
+            while len(msgs) < INBOX_DRAIN:
+                msgs.append(inbox.recv(zmq.NOBLOCK))
+        except zmq.Again:
+            pass
+        for msg in msgs:
+            for raw_header, payload in fair_unpack(msg):
+                header, data = orjson.loads(raw_header), orjson.loads(payload)
+                count += 1
+                if role == "sink":
+                    now = time.monotonic()
+                    if first is None:
+                        first = data["t"]
+                    if mode == "latency":
+                        latencies.append(now - data["t"])
+                        if ack is None:
+                            ack = ctx.socket(zmq.PUSH)
+                            ack.connect(f"ipc://{ctl / 'ack'}")
+                        ack.send(b"k")
+                    continue
+                data["hops"] = data.get("hops", 0) + 1
+                now = time.time()
+                trail = [*header["trail"], [seed, node, tag, now]]
+                pid = fair_child(header["id"], seed)
+                pending.append(
+                    (fair_header(pid, tag, header["ttl"] - 1, header["created"], trail, nxt, node), orjson.dumps(data))
+                )
+                if len(pending) == FAIR_BATCH:
+                    out.send(fair_pack(pending))  # type: ignore[union-attr]
+                    pending = []
+        if pending:
+            out.send(fair_pack(pending))  # type: ignore[union-attr]
+            pending = []
+    if role == "sink":
+        result = {"n": n, "first_sent": first, "last_arrived": time.monotonic(), "latencies": latencies}
+        (ctl / "result.tmp").write_text(json.dumps(result))
+        (ctl / "result.tmp").rename(ctl / "result.json")
+    else:
+        wait_done(ctl)
+
+
+def wait_done(ctl: Path) -> None:
+    """Until the sink has written its result: a stage that quits early would cut the chain (and be an error)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not (ctl / "result.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# -- Zenoh as a peer (installed for the benchmark only: bench/.venv-peers) -------------------------
+# The same 4 processes and 3 hops, the same orjson work per packet as the fair raw chain, one packet per put
+# (Zenoh batches on its own link); peer mode, no router, no scouting: each stage listens on a loopback port
+# and its upstream connects to it. Publishers block when congested (the default drops), so nothing is lost.
+
+
+def zenoh_wait_matching(pub: Any) -> None:
+    """Until the next stage's subscriber is known: a put before that goes nowhere."""
+    deadline = time.monotonic() + 30
+    while not pub.matching_status.matching:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no matching subscriber within 30 s")
+        time.sleep(0.01)
+
+
+def zenoh_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mode: str) -> None:
+    import threading
+
+    import zenoh  # only in bench/.venv-peers
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+    index = CHAIN.index(role)
+    conf: dict[str, Any] = {"mode": "peer", "scouting": {"multicast": {"enabled": False}, "gossip": {"enabled": False}}}
+    conf["listen"] = {"endpoints": [endpoints[index - 1]] if role != "source" else []}
+    conf["connect"] = {"endpoints": [endpoints[index]] if role != "sink" else []}
+    session = zenoh.open(zenoh.Config.from_json5(json.dumps(conf)))
+    node = f"zenoh-{role}-{os.getpid()}"
+    nxt = CHAIN[index + 1].capitalize() if role != "sink" else ""
+    pub = None
+    if role != "sink":
+        pub = session.declare_publisher(f"bench/{CHAIN[index + 1]}", congestion_control=zenoh.CongestionControl.BLOCK)
+    if role == "source":
+        assert pub is not None
+        acks = zmq.Context().socket(zmq.PULL)
+        acks.bind(f"ipc://{ctl / 'ack'}")
+        zenoh_wait_matching(pub)
+        (ctl / f"ready-{role}").touch()
+        while not (ctl / "go").exists():
+            time.sleep(0.005)
+        pad, ship, container, tag = "x" * size, f"{os.getpid():08x}", "c0ffee00", TAGS[0]
+        for i in range(n):
+            now = time.time()
+            data = {"i": i, "t": time.monotonic(), "pad": pad}
+            header = fair_header(f"{ship}:{container}:0:{i}", tag, 64, now, [["Source", node, tag, now]], nxt, node)
+            pub.put(fair_pack([(header, orjson.dumps(data))]))
+            if mode == "latency":
+                acks.recv()
+        wait_done(ctl)
+        session.close()
+        return
+    done = threading.Event()
+    state: dict[str, Any] = {"count": 0, "first": None, "latencies": []}
+    seed, tag = role.capitalize(), TAGS[index] if role != "sink" else ""
+    ack = zmq.Context().socket(zmq.PUSH) if role == "sink" and mode == "latency" else None
+    if ack is not None:
+        ack.connect(f"ipc://{ctl / 'ack'}")
+
+    def on_sample(sample: Any) -> None:
+        for raw_header, payload in fair_unpack(sample.payload.to_bytes()):
+            header, data = orjson.loads(raw_header), orjson.loads(payload)
+            state["count"] += 1
+            if role == "sink":
+                now = time.monotonic()
+                if state["first"] is None:
+                    state["first"] = data["t"]
+                if ack is not None:
+                    state["latencies"].append(now - data["t"])
+                    ack.send(b"k")
+                if state["count"] == n:
+                    state["last"] = now
+                    done.set()
+                continue
+            data["hops"] = data.get("hops", 0) + 1
+            now = time.time()
+            trail = [*header["trail"], [seed, node, tag, now]]
+            pid = fair_child(header["id"], seed)
+            packet = (fair_header(pid, tag, header["ttl"] - 1, header["created"], trail, nxt, node), orjson.dumps(data))
+            pub.put(fair_pack([packet]))  # type: ignore[union-attr]
+            if state["count"] == n:
+                done.set()
+
+    session.declare_subscriber(f"bench/{role}", on_sample)
+    if pub is not None:
+        zenoh_wait_matching(pub)
+    (ctl / f"ready-{role}").touch()
+    done.wait(DEADLINE_S)
+    if role == "sink":
+        result = {"n": n, "first_sent": state["first"], "last_arrived": state["last"], "latencies": state["latencies"]}
+        (ctl / "result.tmp").write_text(json.dumps(result))
+        (ctl / "result.tmp").rename(ctl / "result.json")
+    else:
+        wait_done(ctl)
+    session.close()
+
+
 # -- the in-process asyncio baseline --------------------------------------------------------------
 
 
@@ -147,6 +381,53 @@ async def asyncio_pipeline(n: int, size: int) -> float:
         return n / (time.monotonic() - first)
 
     tasks = [asyncio.create_task(c) for c in (source(), step(q1, q2), step(q2, q3))]
+    rate = await sink()
+    await asyncio.gather(*tasks)
+    return rate
+
+
+async def asyncio_pipeline_packets(n: int, size: int) -> float:
+    """As asyncio_pipeline, with the codec work a daemon does in-process: each hand-over makes a child id and a
+    trail entry, and checks the data by writing it with orjson (pumpkin.runner calls packet.check_data on
+    every seed output; the bytes are thrown away)."""
+    q1: asyncio.Queue[tuple[dict[str, Any], Any]] = asyncio.Queue(10000)
+    q2: asyncio.Queue[tuple[dict[str, Any], Any]] = asyncio.Queue(10000)
+    q3: asyncio.Queue[tuple[dict[str, Any], Any]] = asyncio.Queue(10000)
+    pad, node = "x" * size, f"asyncio-{os.getpid()}"
+
+    def hand_over(parent: dict[str, Any] | None, seed: str, tag: str, data: Any, i: int) -> dict[str, Any]:
+        now = time.time()
+        if parent is None:
+            header = {"id": f"{os.getpid():08x}:c0ffee00:0:{i}", "tag": tag, "ttl": 64, "created": now, "trail": []}
+        else:
+            header = {**parent, "id": fair_child(parent["id"], seed), "tag": tag, "ttl": parent["ttl"] - 1}
+        header["trail"] = [*header["trail"], [seed, node, tag, now]]
+        orjson.dumps(data)
+        return header
+
+    async def source() -> None:
+        for i in range(n):
+            data = {"i": i, "t": time.monotonic(), "pad": pad}
+            await q1.put((hand_over(None, "Source", TAGS[0], data, i), data))
+
+    async def step(inq: asyncio.Queue[Any], outq: asyncio.Queue[Any], seed: str, tag: str) -> None:
+        for _ in range(n):
+            header, data = await inq.get()
+            data["hops"] = data.get("hops", 0) + 1
+            await outq.put((hand_over(header, seed, tag, data, 0), data))
+
+    async def sink() -> float:
+        first = None
+        for _ in range(n):
+            _, data = await q3.get()
+            first = data["t"] if first is None else first
+        return n / (time.monotonic() - first)
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+    steps = (step(q1, q2, "Step1", TAGS[1]), step(q2, q3, "Step2", TAGS[2]))
+    tasks = [asyncio.create_task(c) for c in (source(), *steps)]
     rate = await sink()
     await asyncio.gather(*tasks)
     return rate
@@ -324,19 +605,31 @@ def pumpkin_chain(
         run.close()
 
 
-def raw_chain(transport: str, n: int, size: int, mode: str) -> dict[str, Any]:
+PEERS_PYTHON = ROOT / "bench" / ".venv-peers" / "bin" / "python"
+
+
+def raw_chain(transport: str, n: int, size: int, mode: str, kind: str = "fair") -> dict[str, Any]:
+    """The chain without Pumpkin: ``kind`` is "fair" (fair_role), "minimal" (raw_role) or "zenoh" (zenoh_role)."""
     run = Run(n, size, mode)
     try:
-        if transport == "ipc":
+        python = sys.executable
+        if kind == "zenoh":
+            python = str(PEERS_PYTHON)
+            if transport == "ipc":  # Zenoh's unix stream sockets: the same kind of link as ZeroMQ's ipc://
+                endpoints = [f"unixsock-stream/{run.ctl / f'stage{i}.sock'}" for i in range(3)]
+            else:
+                endpoints = [f"tcp/127.0.0.1:{p}" for p in free_ports(3)]
+        elif transport == "ipc":
             endpoints = [f"ipc://{run.ctl / f'stage{i}'}" for i in range(3)]
         else:
-            ports = free_ports(3)
-            endpoints = [f"tcp://127.0.0.1:{p}" for p in ports]
+            endpoints = [f"tcp://127.0.0.1:{p}" for p in free_ports(3)]
         for role in reversed(CHAIN):
             run.spawn(
                 [
-                    sys.executable,
+                    python,
                     __file__,
+                    "--raw-kind",
+                    kind,
                     "--raw-role",
                     role,
                     "--raw-ctl",
@@ -360,6 +653,14 @@ def raw_chain(transport: str, n: int, size: int, mode: str) -> dict[str, Any]:
         run.close()
 
 
+def zenoh_missing() -> str:
+    """Why the Zenoh rows cannot run, or "" when they can."""
+    if not PEERS_PYTHON.exists():
+        return f"skipped: no {PEERS_PYTHON} (make it: see bench/README.md, Zenoh)"
+    probe = subprocess.run([str(PEERS_PYTHON), "-c", "import zenoh, orjson, zmq"], capture_output=True, check=False)
+    return "" if probe.returncode == 0 else f"skipped: eclipse-zenoh, orjson or pyzmq not installed in {PEERS_PYTHON}"
+
+
 def pumpkin_inprocess(n: int, size: int, inline: bool = True) -> dict[str, Any]:
     run = Run(n, size, "throughput", inline)
     try:
@@ -371,10 +672,12 @@ def pumpkin_inprocess(n: int, size: int, inline: bool = True) -> dict[str, Any]:
         run.close()
 
 
-def asyncio_inprocess(n: int, size: int) -> float:
+def asyncio_inprocess(n: int, size: int, kind: str = "packets") -> float:
+    """Packets per second through the asyncio pipeline: "plain" passes dicts, "packets" does a daemon's codec work."""
     out = subprocess.run(
-        [sys.executable, __file__, "--asyncio-baseline", str(n), str(size)], check=True, capture_output=True, text=True
-    )
+        [sys.executable, __file__, "--asyncio-baseline", str(n), str(size), "--asyncio-kind", kind],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
     return float(out.stdout.strip())
 
 
@@ -395,18 +698,36 @@ def per_hop_us(latencies: list[float]) -> tuple[float, float]:
     return q[49] / 3 * 1e6, q[98] / 3 * 1e6
 
 
+def median_of(runs: list[float]) -> float:
+    return float(statistics.median(runs))
+
+
+def ray_python() -> str | None:
+    """An interpreter with Ray (it is not a dependency): this one, or bench/.venv-peers's."""
+    if importlib.util.find_spec("ray") is not None:
+        return sys.executable
+    if PEERS_PYTHON.exists():
+        probe = subprocess.run([str(PEERS_PYTHON), "-c", "import ray"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return str(PEERS_PYTHON)
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--packets", type=int, default=20000, help="packets per throughput run")
+    ap.add_argument("--packets", type=int, default=20000, help="packets per throughput run (every side)")
     ap.add_argument("--latency-packets", type=int, default=2000, help="packets per latency run (one at a time)")
     ap.add_argument("--sizes", default="100,10000", help="payload sizes in bytes")
     ap.add_argument("--transports", default="ipc,tcp")
-    ap.add_argument("--only", default="chain,latency,inprocess")
-    ap.add_argument("--repeat", type=int, default=1, help="throughput pairs per row (medians are printed)")
+    ap.add_argument("--only", default="chain,latency,inprocess,ray")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per row, back to back per side (medians printed)")
     ap.add_argument("--threaded", action="store_true", help="also run every Pumpkin row with threaded seeds")
     ap.add_argument(
         "--keyed", action="store_true", help="also run every Pumpkin row in a keyed network (CurveZMQ on every link)"
     )
+    ap.add_argument("--minimal", action="store_true", help="also run the minimal raw chain (one message per packet)")
+    ap.add_argument("--no-zenoh", action="store_true", help="leave out the Zenoh rows")
+    ap.add_argument("--raw-kind", default="fair")
     ap.add_argument("--raw-role")
     ap.add_argument("--raw-ctl", type=Path)
     ap.add_argument("--raw-endpoints")
@@ -414,17 +735,20 @@ def main() -> None:
     ap.add_argument("--raw-size", type=int)
     ap.add_argument("--raw-mode")
     ap.add_argument("--asyncio-baseline", nargs=2, type=int)
+    ap.add_argument("--asyncio-kind", default="packets")
     ap.add_argument("--ray-baseline", nargs=2, type=int)
-    ap.add_argument("--ray-packets", type=int, default=3000, help="packets through the Ray pipeline (if installed)")
+    ap.add_argument("--ray-packets", type=int, help="packets through the Ray pipeline (default: --packets)")
     args = ap.parse_args()
     if args.raw_role:
-        raw_role(args.raw_role, args.raw_ctl, args.raw_endpoints.split(","), args.raw_n, args.raw_size, args.raw_mode)
+        role = {"fair": fair_role, "minimal": raw_role, "zenoh": zenoh_role}[args.raw_kind]
+        role(args.raw_role, args.raw_ctl, args.raw_endpoints.split(","), args.raw_n, args.raw_size, args.raw_mode)
         return
     if args.asyncio_baseline:
-        print(asyncio.run(asyncio_pipeline(*args.asyncio_baseline)))
+        pipeline = asyncio_pipeline if args.asyncio_kind == "plain" else asyncio_pipeline_packets
+        print(asyncio.run(pipeline(*args.asyncio_baseline)))
         return
     if args.ray_baseline:
-        print(ray_pipeline(*args.ray_baseline))
+        print(f"RAY_PPS {ray_pipeline(*args.ray_baseline)}")  # Ray writes its warnings to stdout too
         return
     if os.geteuid() == 0 and not os.environ.get("PMK_BENCH_SANDBOXED") and shutil.which("ip"):
         os.environ["PMK_BENCH_SANDBOXED"] = "1"
@@ -434,84 +758,142 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     transports = args.transports.split(",")
     only = set(args.only.split(","))
+    reps = range(args.repeat)
     results: dict[str, Any] = {
-        "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, pyzmq {zmq.__version__}"
+        "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, pyzmq {zmq.__version__}",
+        "load_before": os.getloadavg()[0],
     }
+    zenoh_why = "skipped: --no-zenoh" if args.no_zenoh else zenoh_missing()
+    zt = transports[0]  # Zenoh runs once per row, over the first transport (ipc: unix stream sockets)
+    zlabel = f"Zenoh peer, {'unix sockets' if zt == 'ipc' else 'tcp'}"
+    if zenoh_why:
+        print(f"Zenoh rows {zenoh_why}")
     # Seeds run inline (on the loop) unless the row says "threaded" (the default for seeds: a worker thread).
     variants = [("inline", True), ("threaded", False)] if args.threaded else [("inline", True)]
     if args.keyed:
         variants += [(f"{label}+keyed", inline) for label, inline in variants]
     if "chain" in only:
-        print(f"{'chain throughput':<28} {'size':>6} {'pumpkin pkt/s':>14} {'raw pkt/s':>12} {'ratio':>7}")
-        for transport in transports:
-            for size in sizes:
+        print(f"{'chain throughput':<34} {'size':>6} {'pkt/s':>10} {'/ fair raw':>10} {'/ zenoh':>8}")
+        for size in sizes:
+            zenoh_pps = None
+            if not zenoh_why:
+                runs = [throughput(raw_chain(zt, args.packets, size, "throughput", "zenoh")) for _ in reps]
+                zenoh_pps = median_of(runs)
+                results[f"zenoh_{size}"] = {"pps": round(zenoh_pps), "runs": [round(r) for r in runs]}
+            for transport in transports:
+                fair = [throughput(raw_chain(transport, args.packets, size, "throughput", "fair")) for _ in reps]
+                base = median_of(fair)
+                results[f"raw_fair_{transport}_{size}"] = {"pps": round(base), "runs": [round(r) for r in fair]}
+                print(f"{'fair raw pyzmq, ' + transport:<34} {size:>6} {base:>10,.0f} {1:>10.3f}")
+                if zenoh_pps is not None and transport == transports[0]:
+                    z = f"{zenoh_pps / base:>10.3f} {1:>8.3f}"
+                    print(f"{zlabel:<34} {size:>6} {zenoh_pps:>10,.0f} {z}")
+                if args.minimal:
+                    runs = [throughput(raw_chain(transport, args.packets, size, "throughput", "minimal")) for _ in reps]
+                    m = median_of(runs)
+                    results[f"raw_minimal_{transport}_{size}"] = {"pps": round(m), "runs": [round(r) for r in runs]}
+                    label = f"minimal raw (1 msg/packet), {transport}"
+                    print(f"{label:<34} {size:>6} {m:>10,.0f} {m / base:>10.3f}")
                 for label, inline in variants:
-                    # --repeat N: N pairs, raw then Pumpkin, back to back; medians of rates and of pair ratios.
-                    pairs = []
-                    for _ in range(args.repeat):
-                        raw_rate = throughput(raw_chain(transport, args.packets, size, "throughput"))
-                        keyed = label.endswith("+keyed")
-                        ours_rate = throughput(
-                            pumpkin_chain(transport, args.packets, size, "throughput", inline, keyed)
-                        )
-                        pairs.append((ours_rate, raw_rate))
-                    ours = statistics.median(o for o, _ in pairs)
-                    raw = statistics.median(r for _, r in pairs)
-                    ratio = statistics.median(o / r for o, r in pairs)
-                    results[f"chain_{transport}_{size}_{label}"] = {
+                    keyed = label.endswith("+keyed")
+                    runs = [
+                        throughput(pumpkin_chain(transport, args.packets, size, "throughput", inline, keyed))
+                        for _ in reps
+                    ]
+                    ours = median_of(runs)
+                    row: dict[str, Any] = {
                         "pumpkin_pps": round(ours),
-                        "raw_pps": round(raw),
-                        "ratio": round(ratio, 3),
-                        "runs": args.repeat,
+                        "raw_pps": round(base),
+                        "ratio": round(ours / base, 3),
+                        "runs": [round(r) for r in runs],
                     }
-                    row = f"4 daemons, {transport}, {label}"
-                    print(f"{row:<28} {size:>6} {ours:>14,.0f} {raw:>12,.0f} {ratio:>7.3f}")
+                    zr = ""
+                    if zenoh_pps is not None:
+                        row["zenoh_pps"] = round(zenoh_pps)
+                        row["ratio_zenoh"] = round(ours / zenoh_pps, 3)
+                        zr = f"{ours / zenoh_pps:>8.3f}"
+                    results[f"chain_{transport}_{size}_{label}"] = row
+                    name = f"Pumpkin 4 daemons, {transport}, {label}"
+                    print(f"{name:<34} {size:>6} {ours:>10,.0f} {ours / base:>10.3f} {zr}")
     if "latency" in only:
-        print(f"\n{'per-hop latency':<28} {'':>6} {'pumpkin p50/p99 us':>20} {'raw p50/p99 us':>16} {'p50 ratio':>9}")
+        print(f"\n{'per-hop latency, 100 B':<34} {'p50 us':>8} {'p99 us':>8} {'p50/raw':>8} {'p99/raw':>8}")
+
+        def lat(res_of: Any) -> tuple[float, float]:
+            got = [per_hop_us(res_of()["latencies"]) for _ in reps]
+            return median_of([g[0] for g in got]), median_of([g[1] for g in got])
+
+        n = args.latency_packets
+        zenoh_lat = None
+        if not zenoh_why:
+            zenoh_lat = lat(lambda: raw_chain(zt, n, 100, "latency", "zenoh"))
+            results["latency_zenoh"] = {"p50_us": round(zenoh_lat[0]), "p99_us": round(zenoh_lat[1])}
         for transport in transports:
-            raw50, raw99 = per_hop_us(raw_chain(transport, args.latency_packets, 100, "latency")["latencies"])
+            r50, r99 = lat(lambda t=transport: raw_chain(t, n, 100, "latency", "fair"))
+            results[f"latency_raw_fair_{transport}"] = {"p50_us": round(r50), "p99_us": round(r99)}
+            print(f"{'fair raw pyzmq, ' + transport:<34} {r50:>8.0f} {r99:>8.0f} {1:>8.2f} {1:>8.2f}")
+            if zenoh_lat is not None and transport == transports[0]:
+                z50, z99 = zenoh_lat
+                print(f"{zlabel:<34} {z50:>8.0f} {z99:>8.0f} {z50 / r50:>8.2f} {z99 / r99:>8.2f}")
             for label, inline in variants:
-                res = pumpkin_chain(transport, args.latency_packets, 100, "latency", inline, label.endswith("+keyed"))
-                p50, p99 = per_hop_us(res["latencies"])
-                results[f"latency_{transport}_{label}"] = {
+                keyed = label.endswith("+keyed")
+                p50, p99 = lat(lambda t=transport, i=inline, k=keyed: pumpkin_chain(t, n, 100, "latency", i, k))
+                row = {
                     "pumpkin_p50_us": round(p50),
                     "pumpkin_p99_us": round(p99),
-                    "raw_p50_us": round(raw50),
-                    "raw_p99_us": round(raw99),
-                    "p50_ratio": round(p50 / raw50, 2),
+                    "raw_p50_us": round(r50),
+                    "raw_p99_us": round(r99),
+                    "p50_ratio": round(p50 / r50, 2),
+                    "p99_ratio": round(p99 / r99, 2),
                 }
-                row = f"4 daemons, {transport}, {label}"
-                print(f"{row:<28} {100:>6} {p50:>9.0f} /{p99:>8.0f} {raw50:>7.0f} /{raw99:>7.0f} {p50 / raw50:>9.2f}")
+                if zenoh_lat is not None:
+                    row["zenoh_p50_us"], row["zenoh_p99_us"] = round(zenoh_lat[0]), round(zenoh_lat[1])
+                results[f"latency_{transport}_{label}"] = row
+                name = f"Pumpkin 4 daemons, {transport}, {label}"
+                print(f"{name:<34} {p50:>8.0f} {p99:>8.0f} {p50 / r50:>8.2f} {p99 / r99:>8.2f}")
     if "inprocess" in only:
-        print(f"\n{'one process':<28} {'size':>6} {'pumpkin pkt/s':>14} {'asyncio pkt/s':>14} {'ratio':>7}")
+        print(f"\n{'one process':<34} {'size':>6} {'pkt/s':>10} {'/ asyncio':>10} {'/ plain':>8}")
         for size in sizes:
-            base = asyncio_inprocess(args.packets, size)
+            plain = median_of([asyncio_inprocess(args.packets, size, "plain") for _ in reps])
+            base = median_of([asyncio_inprocess(args.packets, size, "packets") for _ in reps])
+            results[f"asyncio_plain_{size}"] = {"pps": round(plain)}
+            results[f"asyncio_packets_{size}"] = {"pps": round(base)}
+            print(f"{'asyncio queues, ids+trail+check':<34} {size:>6} {base:>10,.0f} {1:>10.3f} {base / plain:>8.3f}")
+            print(f"{'asyncio queues, plain dicts':<34} {size:>6} {plain:>10,.0f} {plain / base:>10.3f} {1:>8.3f}")
             for label, inline in variants:
                 if label.endswith("+keyed"):
                     continue  # one daemon: no link to encrypt
-                ours = throughput(pumpkin_inprocess(args.packets, size, inline))
+                ours = median_of([throughput(pumpkin_inprocess(args.packets, size, inline)) for _ in reps])
                 results[f"inprocess_{size}_{label}"] = {
                     "pumpkin_pps": round(ours),
                     "asyncio_pps": round(base),
                     "ratio": round(ours / base, 3),
+                    "ratio_plain": round(ours / plain, 3),
                 }
-                row = f"4 seeds, 1 daemon, {label}"
-                print(f"{row:<28} {size:>6} {ours:>14,.0f} {base:>14,.0f} {ours / base:>7.3f}")
-    if "chain" in only and importlib.util.find_spec("ray") is not None:
-        # Optional (Ray is not a dependency): Pumpkin's 4-daemon ipc:// chain next to 3 Ray actors fed by a driver.
-        out = subprocess.run(
-            [sys.executable, __file__, "--ray-baseline", str(args.ray_packets), "100"],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        ray_pps = float(out.stdout.strip().splitlines()[-1])
-        ours = throughput(pumpkin_chain("ipc", args.packets, 100, "throughput"))
+                name = f"Pumpkin 4 seeds, 1 daemon, {label}"
+                print(f"{name:<34} {size:>6} {ours:>10,.0f} {ours / base:>10.3f} {ours / plain:>8.3f}")
+    ray_py = ray_python() if "ray" in only else None
+    if "ray" in only and ray_py is None:
+        print("\nRay row skipped: Ray is not installed here or in bench/.venv-peers")
+    if ray_py is not None:
+        # Ray is not a dependency: 3 Ray actors fed by the driver, next to the 4-daemon ipc:// chain, same count.
+        n = args.ray_packets or args.packets
+        ray_runs, ours_runs = [], []
+        for _ in reps:
+            out = subprocess.run(
+                [ray_py, __file__, "--ray-baseline", str(n), "100"], check=True, capture_output=True, text=True
+            )
+            ray_runs.append(float(next(x for x in out.stdout.splitlines() if x.startswith("RAY_PPS ")).split()[1]))
+            ours_runs.append(throughput(pumpkin_chain("ipc", n, 100, "throughput", inline=False)))
+        ray_pps, ours = median_of(ray_runs), median_of(ours_runs)
         results["vs_ray_100"] = {
             "pumpkin_pps": round(ours),
             "ray_pps": round(ray_pps),
             "ratio": round(ours / ray_pps, 1),
+            "packets": n,
         }
-        print(f"\n{'vs Ray (3 actors)':<28} {100:>6} {ours:>14,.0f} {ray_pps:>12,.0f} {ours / ray_pps:>7.1f}x")
-    print(json.dumps({"benchmark": "chain", "packets": args.packets, "results": results}))
+        print(f"\n{'Ray, 3 actors':<34} {100:>6} {ray_pps:>10,.0f}")
+        print(f"{'Pumpkin 4 daemons, ipc, threaded':<34} {100:>6} {ours:>10,.0f} {ours / ray_pps:>9.1f}x")
+    print(json.dumps({"benchmark": "chain", "packets": args.packets, "repeat": args.repeat, "results": results}))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from .runner import try_instance
 from .transport import MAX_CONTROL_BYTES, request_sync
 from .workdir import DEFAULT_ROOT, in_use, running_control_files
 
-SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers", "network", "keys")
+SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers", "network", "keys", "sim")
 CHECK_NODE_ID = "pmk-seeds-check"  # the node id seeds see when pmk seeds check makes them
 
 
@@ -228,7 +228,52 @@ def _client_parser() -> argparse.ArgumentParser:
     create.add_argument("file", help="where to write the key, or - for standard output")
     keys = sub.add_parser("keys", help="show this node's public key and the network it is in")
     common(keys)
+    sim = sub.add_parser("sim", help="run a scenario on simulated Pumpkin nodes (virtual time) and check it")
+    sim.add_argument("scenario", type=Path, help="a scenario file (YAML; see README, 'Simulating a Pumpkin network')")
+    sim.add_argument("--seed", type=int, help="the random seed (default: the scenario's)")
+    sim.add_argument("--faults", action="store_true", help="add the random faults a swarm run under --seed has")
+    sim.add_argument("--swarm", type=int, metavar="N", help="run N seeds with random faults; report those that fail")
+    sim.add_argument("--history", type=Path, metavar="FILE", help="write the run's history (JSON lines)")
+    sim.add_argument("--timeline", type=Path, metavar="FILE", help="write the run's timeline (HTML/SVG)")
     return p
+
+
+def _sim(args: argparse.Namespace) -> int:
+    """``pmk sim``: one checked run (or a swarm of them); exit 1 when a checker failed."""
+    from . import simrun  # the simulator is only imported by the command that uses it
+    from .sim import timeline
+
+    scenario = simrun.read(args.scenario)
+    if args.swarm:
+        start = int(scenario.get("seed", 0)) if args.seed is None else args.seed
+        bad = 0
+        for seed in range(start, start + args.swarm):
+            result = simrun.run(scenario, seed, faults=True)
+            if result.violations:
+                bad += 1
+                print(f"seed {seed} FAILED ({'; '.join(result.faults)})")
+                for v in result.violations[:5]:
+                    print(f"  {v}")
+                replay = f"pmk sim {args.scenario} --seed {seed} --faults --history seed{seed}.jsonl"
+                print(f"  replay: {replay} --timeline seed{seed}.html")
+        print(f"{args.swarm - bad} of {args.swarm} seeds passed")
+        return 1 if bad else 0
+    result = simrun.run(scenario, args.seed, faults=args.faults)
+    summary = result.summary()
+    print(f"seed {summary['seed']}: {summary['injected']} injected, {summary['delivered']} delivered to sinks")
+    for sink, n in summary["sinks"].items():
+        print(f"  {sink}: {n}")
+    print(f"{summary['messages']} messages, {summary['lost']} lost; {result.wall_s:.2f} s of wall time")
+    for fault in result.faults:
+        print(f"fault: {fault}")
+    if args.history:
+        result.history.write(args.history)
+    if args.timeline:
+        args.timeline.write_text(timeline.render(result.history, f"pmk sim {args.scenario} --seed {result.seed}"))
+    for v in result.violations:
+        print(f"FAILED {v}")
+    print("checkers: " + ("all passed" if not result.violations else f"{len(result.violations)} violation(s)"))
+    return 1 if result.violations else 0
 
 
 def _inject_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -338,6 +383,8 @@ def run_client(argv: list[str]) -> int:
             return _network_create(args.file)
         elif args.command == "keys":
             _print_keys(_ask(args, {"op": "keys"}))
+        elif args.command == "sim":
+            return _sim(args)
         elif args.command == "inject":
             reply = _ask(args, _inject_request(args))
             for item in reply.get("packets") or [reply]:

@@ -125,12 +125,13 @@ class Packet:
 class IdMaker:
     """Makes packet ids for one daemon run."""
 
-    def __init__(self, ship: str | None = None) -> None:
+    def __init__(self, ship: str | None = None, seed: int | None = None) -> None:
+        """``seed``: lineages from a generator seeded with it, the same on every run (the simulator)."""
         self.ship = ship or os.urandom(4).hex()
         self._counter = itertools.count(1)
         # Lineages from a generator seeded by the OS, not a getrandom() call per packet (a system call that
         # cost more than the rest of making the packet here); the counter keeps ids unique regardless.
-        self._random = random.Random(os.urandom(16))
+        self._random = random.Random(os.urandom(16) if seed is None else seed)
 
     def root(self) -> str:
         """An id for a packet entering the network (a new lineage)."""

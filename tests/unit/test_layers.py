@@ -15,12 +15,13 @@ PURE = {
 #: Protocol and storage objects that take events and dependencies passed in; they open no socket.
 CORE = {
     "router", "mesh", "messages", "membership", "runner", "procpool", "splitmerge", "legacy", "PmkSeed", "loader",
-    "failed", "journal", "spool", "filemover", "__init__", "lifecycle", "pending", "inbound", "control",
+    "failed", "journal", "spool", "filemover", "__init__", "simnet",
+    "lifecycle", "pending", "inbound", "control",
 }  # fmt: skip
 #: Sockets, files, the event loop, processes: wiring the core to the world.
 SHELL = {
     "daemon", "transport", "discovery", "web", "cli", "__main__", "netinfo", "dropdir", "txdir", "workdir",
-    "supervisor", "query",
+    "supervisor", "query", "simrun",
 }  # fmt: skip
 LAYER = {**dict.fromkeys(PURE, 0), **dict.fromkeys(CORE, 1), **dict.fromkeys(SHELL, 2)}
 #: Libraries that mean I/O: never imported below the shell.

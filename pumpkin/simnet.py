@@ -1,0 +1,477 @@
+"""Pumpkin itself in the simulator: the real Mesh and Router of each node on pumpkin.sim's wire and virtual clock,
+running real seed code (modern and original-format) synchronously, with a history of every packet event and
+checkers over it. Only the I/O is simulated; custody, retransmission, incarnations and routing are the daemon's.
+
+History notes written here (``Record.kind == "note"``, ``msg``): ``seeds`` (a node's seeds and their inputs),
+``inject`` (a packet entering the network), ``run`` (a seed ran on a packet), ``sink`` (an extractor took a
+packet), ``ack`` (an ACK frame went on the wire); the wire itself writes ``send``, ``deliver`` and ``drop``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import random
+import zlib
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import legacy, messages, tags
+from . import packet as codec
+from .automaton import Automaton, SeedInfo
+from .failed import FailedStore
+from .loader import load
+from .mesh import Mesh
+from .messages import Origin
+from .packet import IdMaker, Packet
+from .peers import PeerTable
+from .router import Remotes, Router
+from .runner import Emission, Outcome, iter_results, raised, ready_instance, run_modern
+from .seed import SEED_FAULTS, SeedSpec, run_arity
+from .sim.check import Violation
+from .sim.clock import Clock, Scheduler
+from .sim.history import History, Record
+from .sim.links import Fixed, Link
+from .sim.wire import Wire
+from .waiting import WaitingRoom
+
+log = logging.getLogger(__name__)
+
+T = tags.parse
+HEARTBEAT_S = 0.5
+START_S = 1000.0  # virtual time starts well past 0, as a monotonic clock does
+RUN_S = 0.001  # a seed run's virtual duration unless the scenario says otherwise
+ACK = b"PMKA"
+
+
+class FakeRunner:
+    """A seed runner whose packets wait in ``got`` until the test finishes them (``Node.finish``)."""
+
+    def __init__(self, spec: SeedSpec) -> None:
+        self.spec = spec
+        self.pending = 0
+        self.processed = 0
+        self.got: list[Packet] = []
+        self.throttled = False
+
+    def submit(self, packet: Packet, now: bool = False) -> None:
+        self.pending += 1
+        self.got.append(packet)
+
+    def outcome_done(self, outcome: Outcome) -> None:
+        if outcome.packet is not None:
+            self.pending -= 1
+        self.processed += 1
+
+    def throttle(self, on: bool) -> None:
+        self.throttled = on
+
+    def take_queued(self) -> list[Packet]:
+        taken, self.got = self.got, []
+        self.pending -= len(taken)
+        return taken
+
+
+class SimRunner(FakeRunner):
+    """Runs a real seed's code on its packets one at a time, each run taking ``run_s`` of virtual time."""
+
+    def __init__(self, node: Node, spec: SeedSpec, run_s: float) -> None:
+        super().__init__(spec)
+        self.node = node
+        self.run_s = run_s
+        self.queue: deque[Packet] = deque()
+        self.busy = False
+        self.env = legacy.LegacyEnv(node.net.tmp / node.id / "legacy", node_id=node.id) if spec.legacy else None
+        self.instance = ready_instance(spec, node.id, env=self.env, emit=self._outside)
+        self.arity = 0 if spec.legacy else run_arity(spec.factory)
+
+    def submit(self, packet: Packet, now: bool = False) -> None:
+        self.pending += 1
+        self.queue.append(packet)
+        self._pump()
+
+    def take_queued(self) -> list[Packet]:
+        taken = list(self.queue)
+        self.queue.clear()
+        self.pending -= len(taken)
+        return taken
+
+    def throttle(self, on: bool) -> None:
+        self.throttled = on
+        self._pump()
+
+    def _pump(self) -> None:
+        if self.busy or not self.queue or self.throttled or not self.node.alive:
+            return
+        self.busy = True
+        packet = self.queue.popleft()
+        self.node.net.scheduler.call_later(self.run_s, lambda: self._finish(packet))
+
+    def _finish(self, packet: Packet | None) -> None:
+        if not self.node.alive:
+            return
+        self.busy = False
+        self.node.router.on_outcome(self.invoke(packet))
+        self._pump()
+
+    def invoke(self, packet: Packet | None) -> Outcome:
+        """Run the seed on ``packet`` (None: an injector's run) now, as the daemon's runner does."""
+        outcome = Outcome(self, packet)  # type: ignore[arg-type]
+        net = self.node.net
+        if packet is not None:
+            net.note("run", self.node.id, seed=self.spec.name, state=str(packet.tag), id=packet.id)
+            if self.spec.is_extractor:
+                net.note("sink", self.node.id, seed=self.spec.name, id=packet.id, data=packet.data)
+        printed = io.StringIO()  # what a seed prints (the hello world's extractor) goes in the history
+        try:
+            with contextlib.redirect_stdout(printed):
+                self._call(packet, outcome)
+        except SEED_FAULTS as exc:  # a seed's bug fails its packet, as in the daemon
+            outcome.emissions = []
+            outcome.error = raised(self.spec.name, exc)
+        if printed.getvalue():
+            net.note("printed", self.node.id, seed=self.spec.name, text=printed.getvalue())
+        outcome.seconds = self.run_s
+        return outcome
+
+    def _call(self, packet: Packet | None, outcome: Outcome) -> None:
+        if self.spec.legacy:
+            assert self.env is not None
+
+            def emit(state: str, data: Any, **kw: Any) -> None:
+                outcome.emissions.append(Emission(state, data, **kw))
+
+            legacy.invoke(self.instance, self.spec, self.env, packet, emit)
+        else:
+            outcome.emissions.extend(iter_results(run_modern(self.instance, self.arity, packet)))
+
+    def _outside(self, state: str, data: Any, **kw: Any) -> None:
+        """A legacy seed dispatched outside ``run``: a new packet, as an injection."""
+        self.node.router.on_outcome(Outcome(self, None, [Emission(state, data, **kw)]))  # type: ignore[arg-type]
+
+
+class FakeOutputs:
+    """The router's ``Outputs``, off until a test sets a hook: ``on_extracted`` (a tx folder), ``journal``."""
+
+    def __init__(self) -> None:
+        self.on_extracted: Callable[[Packet, str], None] | None = None
+        self.journal: Callable[[list[Packet], Callable[[], None] | None], None] | None = None
+        self.tx: set[tuple[str, str]] | None = None  # a tx folder: (seed, packet id) written, kept across lives
+
+    @property
+    def durable(self) -> bool:
+        return self.journal is not None
+
+    def made(self, packet: Packet) -> None:
+        pass
+
+    def extracted(self, packet: Packet, seed: str) -> None:
+        if self.tx is not None:
+            self.tx.add((seed, packet.id))
+        if self.on_extracted is not None:
+            self.on_extracted(packet, seed)
+
+    def done_before(self, seed: str, packet: Packet) -> bool:
+        return self.tx is not None and (seed, packet.id) in self.tx
+
+    def make_durable(self, batch: list[Packet], then: Callable[[], None] | None) -> None:
+        assert self.journal is not None
+        self.journal(batch, then)
+
+
+def spec(name: str, ins: tuple[str, ...] = (), outs: tuple[str, ...] = (), workers: int = 1) -> SeedSpec:
+    """A seed's spec with no code behind it (for ``FakeRunner``)."""
+    return SeedSpec(name, tuple(map(T, ins)), tuple(map(T, outs)), object, Path(name), False, workers)
+
+
+@dataclass
+class Node:
+    """One daemon's protocol objects."""
+
+    net: Net
+    id: str
+    inc: int
+    router: Router
+    mesh: Mesh
+    peers: PeerTable
+    outputs: FakeOutputs
+    runners: dict[str, FakeRunner] = field(default_factory=dict)
+    alive: bool = True
+
+    def origin(self) -> Origin:
+        return Origin(self.id, f"tcp://{self.id}:{self.inc % 65536}", None, f"host-{self.id}", "dg", inc=self.inc)
+
+    def _attach(self, runner: FakeRunner) -> FakeRunner:
+        s = runner.spec
+        self.runners[s.name] = runner
+        self.router.local[s.name] = runner  # type: ignore[assignment]
+        self.router.automaton.add(self.id, SeedInfo(s.name, s.inputs, s.outputs))
+        self.router.replan()
+        self.net.note("seeds", self.id, seed=s.name, inputs=[str(t) for t in s.inputs])
+        return runner
+
+    def add_seed(self, s: SeedSpec) -> FakeRunner:
+        """A seed the test runs by hand (``finish``)."""
+        return self._attach(FakeRunner(s))
+
+    def load_seed(self, s: SeedSpec, run_s: float = RUN_S) -> SimRunner:
+        """A real seed whose code runs, each run taking ``run_s`` of virtual time."""
+        runner = SimRunner(self, s, run_s)
+        if s.is_extractor and self.net.tx:
+            self.outputs.tx = self.net.disks.setdefault(self.id, set())
+        self._attach(runner)
+        return runner
+
+    def load_seeds(self, paths: Iterable[Path], run_s: float = RUN_S) -> list[SimRunner]:
+        """The seeds in these files and folders, loaded by pumpkin.loader as the daemon loads them."""
+        files: list[Path] = []
+        for p in paths:
+            files += sorted(p.glob("*.py")) if p.is_dir() else [p]
+        report = load(files, "default", explicit=True)
+        for path, why in report.errors:
+            log.warning("%s: %s", path, why)
+        return [self.load_seed(s, run_s) for s in report.seeds]
+
+    def finish(self, seed: str, emit: Callable[[Any], list[Any]] = lambda data: [data], n: int | None = None) -> int:
+        """Run ``seed`` on up to ``n`` of the packets it holds, emitting ``emit(data)``; returns how many ran."""
+        runner = self.runners[seed]
+        todo, runner.got = runner.got[:n], runner.got[n:] if n is not None else []
+        for packet in todo:
+            outcome = Outcome(runner, packet, [Emission(None, d) for d in emit(packet.data)])  # type: ignore[arg-type]
+            self.router.on_outcome(outcome)
+        return len(todo)
+
+    def inject(self, state: str, data: Any, custody: Any = None) -> Packet:
+        """A packet entering the network here in ``state``."""
+        packet = Packet(self.router.ids.root(), T(state), data, [], 64)
+        packet.custody = custody
+        self.net.note("inject", self.id, id=packet.id, state=state, data=data)
+        self.router.admit(packet)
+        if custody is not None:
+            custody.settle()
+        return packet
+
+    def run_injector(self, seed: str) -> None:
+        """Run an injector seed once; what it emits enters the network."""
+        runner = self.runners[seed]
+        assert isinstance(runner, SimRunner)
+        outcome = runner.invoke(None)
+        for e in outcome.emissions:
+            self.net.note("inject", self.id, seed=seed, state=e.state or "", data=e.data)
+        self.router.on_outcome(outcome)
+
+
+class Net:
+    """Nodes joined by a wire (``link``: the default link); ``drop`` decides which messages a test loses."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        latency_s: float = 0.001,
+        seed: int = 0,
+        link: Link | None = None,
+        history: History | None = None,
+    ) -> None:
+        self.tmp = tmp
+        self.seed = seed
+        self.clock = Clock(START_S)
+        self.scheduler = Scheduler(self.clock)
+        self.history = history if history is not None else History()
+        self.wire = Wire(self.scheduler, random.Random(seed), self.history, link or Link(Fixed(latency_s)))
+        self.nodes: dict[str, Node] = {}
+        self.links: dict[str, Links] = {}
+        self.incs: Counter[str] = Counter()
+        self.tx = True  # extractors write a tx folder, which a restart keeps (as the daemon's does)
+        self.disks: dict[str, set[tuple[str, str]]] = {}  # node -> its tx folder's results
+        self.drop: Callable[[str, str, list[bytes]], bool] = lambda src, dst, frames: False
+        self.sent: list[tuple[str, str, bytes]] = []  # (src, dst, kind) of every message put on the wire
+
+    def note(self, name: str, node: str, **data: Any) -> None:
+        self.history.add(Record(self.clock.now, "note", node, msg=name, data=data))
+
+    def add(self, node_id: str, inc: int | None = None) -> Node:
+        """A node (a fresh incarnation when ``node_id`` existed: the old one's memory is gone)."""
+        inc = inc if inc is not None else self.incs[node_id] + 1
+        self.incs[node_id] = max(self.incs[node_id], inc)
+        automaton = Automaton()
+        outputs = FakeOutputs()
+
+        def make_router(remotes: Remotes) -> Router:
+            return Router(
+                node_id,
+                automaton,
+                IdMaker(
+                    f"{zlib.crc32(node_id.encode()):08x}", seed=zlib.crc32(f"{self.seed}|{node_id}|{inc}".encode())
+                ),
+                FailedStore(self.tmp / node_id / str(inc) / "failed"),
+                WaitingRoom(1000, 600.0),
+                remotes=remotes,
+                outputs=outputs,  # type: ignore[arg-type]
+                clock=self.clock,
+            )
+
+        peers = PeerTable(3 * HEARTBEAT_S, 10 * HEARTBEAT_S, clock=self.clock)
+        links = self.links[node_id] = Links(self, node_id)
+        holder: dict[str, Node] = {}
+
+        def learn(node: str, endpoint: str, seeds: list[SeedInfo], via: str) -> bool:
+            links.connect(node, endpoint)
+            peer, _ = peers.heard(node, endpoint, via)
+            peer.seeds = list(seeds)
+            changed = automaton.sync_node(node, seeds)
+            if changed:
+                holder["node"].router.replan()
+            return changed
+
+        def forget(node: str) -> None:
+            peers.leave(node)
+            automaton.remove_node(node)
+            links.disconnect(node)
+            holder["node"].router.replan()
+
+        mesh = Mesh(
+            node_id=node_id,
+            host=f"host-{node_id}",
+            me=lambda: holder["node"].origin(),
+            local_seeds=lambda: [r.spec.summary() for r in holder["node"].runners.values()],
+            local_load=dict,
+            transport=links,
+            router=make_router,
+            peers=peers,
+            learn=learn,
+            forget=forget,
+            heartbeat_s=HEARTBEAT_S,
+            scheduler=self.scheduler,
+            clock=self.clock,
+        )
+        node = holder["node"] = Node(self, node_id, inc, mesh.router, mesh, peers, outputs)  # type: ignore[arg-type]
+        self.nodes[node_id] = node
+        return node
+
+    def introduce(self, a: Node, b: Node) -> None:
+        """``a`` hears of ``b`` (as by a beacon)."""
+        a.mesh.on_origin(b.origin(), "broadcast")
+
+    def meet(self, *nodes: Node) -> None:
+        """Every node hears of every other, and their HELLOs are exchanged."""
+        for a in nodes:
+            for b in nodes:
+                if a is not b:
+                    self.introduce(a, b)
+        self.scheduler.run_for(0.05)
+
+    def kill(self, node_id: str) -> None:
+        """The node dies: nothing reaches it, it sends nothing, its timers never fire."""
+        node = self.nodes.pop(node_id)
+        node.alive = False
+        node.mesh._stopped = True
+        for timer in (node.mesh._beat, node.mesh._tick):
+            if timer is not None:
+                timer.cancel()
+        self.links.pop(node_id, None)
+        self.history.add(Record(self.clock.now, "crash", node_id))
+
+    def deliver(self, src: str, dst: str, frames: list[bytes]) -> None:
+        first = bytes(frames[0])
+        self.sent.append((src, dst, first))
+        kind = first.decode() if first in messages.KINDS else "packets"
+        if first == ACK:
+            self.note("ack", src, to=dst)
+        if self.drop(src, dst, frames):
+            now = self.clock.now
+            self.history.add(Record(now, "send", src, dst, kind))
+            self.history.add(Record(now, "drop", src, dst, kind, why="dropped by the test"))
+            return
+
+        def arrive() -> None:
+            node = self.nodes.get(dst)
+            if node is None:
+                return
+            if first in messages.KINDS:
+                node.mesh.handle(frames)
+                return
+            batch = codec.split_batch(frames)
+            for one in batch:
+                packet, to, sender = codec.decode_addressed(one)
+                node.mesh.on_packet(packet, to, sender, alone=len(batch) == 1)
+
+        self.wire.send(src, dst, kind, {}, arrive)
+
+
+class Links:
+    """The transport seam: messages go on the wire to the node the link points at."""
+
+    def __init__(self, net: Net, owner: str) -> None:
+        self.net = net
+        self.owner = owner
+        self.links: dict[str, str] = {}  # node -> endpoint
+        self.log: list[tuple[str, str, str]] = []  # ("connect" | "disconnect" | kind, node, endpoint)
+
+    def connect(self, node: str, endpoint: str) -> None:
+        if self.links.get(node) != endpoint:
+            self.links[node] = endpoint
+            self.log.append(("connect", node, endpoint))
+
+    def disconnect(self, node: str) -> list[list[bytes]]:
+        if self.links.pop(node, None) is not None:
+            self.log.append(("disconnect", node, ""))
+        return []
+
+    def _send(self, node: str, frames: list[bytes]) -> bool:
+        endpoint = self.links.get(node)
+        if endpoint is None:
+            return False
+        self.log.append((bytes(frames[0]).decode(), node, endpoint))
+        target = self.net.nodes.get(node)
+        if target is not None and target.origin().tcp == endpoint:
+            self.net.deliver(self.owner, node, frames)  # a link to an old endpoint reaches nobody
+        return True
+
+    send = _send
+    send_packet = _send
+    send_control = _send
+
+
+# --- checkers over a history -------------------------------------------------------------------------------------
+
+
+def exactly_once(history: History) -> list[Violation]:
+    """Every injected packet's lineage reached a sink, and no sink took the same packet twice."""
+    found: list[Violation] = []
+    sinks = history.notes("sink")
+    taken = Counter((r.node, r.data["seed"], r.data["id"]) for r in sinks)
+    for (node, seed, pid), n in sorted(taken.items()):
+        if n > 1:
+            first = next(r for r in sinks if r.data["id"] == pid)
+            found.append(Violation("exactly-once", first.t, f"{seed} on {node} took {pid} {n} times"))
+    reached = {_lineage(r.data["id"]) for r in sinks}
+    for r in history.notes("inject"):
+        if "id" in r.data and _lineage(r.data["id"]) not in reached:
+            found.append(Violation("exactly-once", r.t, f"injected {r.data['id']} reached no sink"))
+    return found
+
+
+def routed_to_consumers(history: History) -> list[Violation]:
+    """No packet ran in a seed that does not consume its state."""
+    inputs = {(r.node, r.data["seed"]): set(r.data["inputs"]) for r in history.notes("seeds")}
+    found = []
+    for r in history.notes("run"):
+        accepts = inputs.get((r.node, r.data["seed"]), set())
+        if not any(_matches(r.data["state"], i) for i in accepts):
+            found.append(Violation("routed-to-consumer", r.t, f"{r.data['seed']} on {r.node} ran on {r.data['state']}"))
+    return found
+
+
+CHECKERS = (exactly_once, routed_to_consumers)
+
+
+def _lineage(pid: str) -> str:
+    return pid.partition(":")[2].partition(":")[0]
+
+
+def _matches(state: str, accepted: str) -> bool:
+    return tags.parse(accepted).matches(tags.parse(state))

@@ -1,0 +1,236 @@
+"""``pmk sim``: a scenario file (YAML) run on simulated Pumpkin nodes (``simnet``), checked, and its swarm.
+
+A scenario (paths are relative to the file)::
+
+    seed: 1                 # the random seed: one seed, one run, bit for bit
+    duration: 20            # virtual seconds
+    run_s: 0.001            # a seed run's virtual duration
+    tx: true                # extractors keep a tx folder across restarts (false: a sink forgets what it took)
+    beacon_s: 1.0           # how often every node hears every other's beacon (rediscovery after faults)
+    link: {latency: 0.001, jitter: 0.0, loss: 0.0}     # every link, unless ``links`` says otherwise
+    links: [{a: A, b: B, latency: 0.01, loss: 0.2}]
+    nodes: {A: [seeds/helloworld/inject.py], B: [seeds/helloworld/greet.py], C: [seeds/helloworld/extract.py]}
+    faults:
+      - {at: 2, crash: B}
+      - {at: 4, restart: B}           # a new incarnation on a new endpoint, its memory gone
+      - {at: 5, partition: [[A], [B, C]]}
+      - {at: 6, heal: true}
+      - {at: 7, loss: 0.2}            # every link from now on
+    inject:
+      - {node: A, state: UNGREETED, data: "n{i}", count: 10, rate: 5, at: 0.5}   # {i}: the injection's number
+      - {node: A, seed: inject, count: 2}                                       # run an injector seed
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import PumpkinError
+from .sim.check import Checker, Violation, check
+from .sim.history import History
+from .sim.links import Fixed, Link, Uniform
+from .simnet import CHECKERS, RUN_S, Net, Node
+
+BEACON_S = 1.0
+SETTLE_S = 0.05  # HELLOs are exchanged before the first injection
+
+
+class ScenarioError(PumpkinError):
+    """A scenario file that cannot be run (says which key is wrong)."""
+
+
+@dataclass
+class Result:
+    """One run: its history, what the checkers found, and the faults it had."""
+
+    seed: int
+    history: History
+    violations: list[Violation]
+    faults: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        sinks = Counter(f"{r.node}/{r.data['seed']}" for r in self.history.notes("sink"))
+        return {
+            "seed": self.seed,
+            "injected": len(self.history.notes("inject")),
+            "delivered": sum(sinks.values()),
+            "sinks": dict(sorted(sinks.items())),
+            "messages": len(self.history.of("send")),
+            "lost": len(self.history.of("drop")),
+        }
+
+
+def read(path: Path) -> dict[str, Any]:
+    """The scenario in ``path``, its seed paths made absolute."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), dict):
+        raise ScenarioError(f"{path}: a scenario needs a 'nodes' mapping (node name -> seed files or folders)")
+    nodes: dict[str, list[Path]] = {}
+    for name, seeds in raw["nodes"].items():
+        seeds = [seeds] if isinstance(seeds, str) else seeds or []
+        nodes[str(name)] = [(path.parent / s).resolve() for s in seeds]
+        for s in nodes[str(name)]:
+            if not s.exists():
+                raise ScenarioError(f"{path}: node {name}: no seed file or folder {s}")
+    return {**raw, "nodes": nodes}
+
+
+def _link(spec: dict[str, Any], base: Link | None = None) -> Link:
+    base = base or Link()
+    latency = float(spec.get("latency", 0.001))
+    jitter = float(spec.get("jitter", 0.0))
+    return dataclasses.replace(
+        base,
+        latency=Uniform(latency, latency + jitter) if jitter else Fixed(latency),
+        loss=float(spec.get("loss", base.loss)),
+        duplicate=float(spec.get("duplicate", base.duplicate)),
+        reorder=float(spec.get("reorder", base.reorder)),
+    )
+
+
+class Run:
+    """A scenario being run: its network, who is up, and the schedule."""
+
+    def __init__(self, scenario: dict[str, Any], seed: int, tmp: Path) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.run_s = float(scenario.get("run_s", RUN_S))
+        self.net = Net(tmp, seed=seed, link=_link(scenario.get("link") or {}))
+        self.net.tx = bool(scenario.get("tx", True))
+        for spec in scenario.get("links") or []:
+            self.net.wire.set_link(str(spec["a"]), str(spec["b"]), _link(spec, self.net.wire.default))
+        self.start = self.net.clock.now
+        self.faults: list[str] = []
+
+    def boot(self, name: str) -> Node:
+        node = self.net.add(name)
+        node.load_seeds(self.scenario["nodes"][name], self.run_s)
+        return node
+
+    def at(self, t: float, what: Callable[[], object]) -> None:
+        self.net.scheduler.call_at(self.start + SETTLE_S + t, what)
+
+    def beacons(self) -> None:
+        """Every node hears every other node's beacon (unless the partition or a crash keeps it out)."""
+        wire, nodes = self.net.wire, list(self.net.nodes.values())
+        for a in nodes:
+            for b in nodes:
+                if a is not b and not wire.cut(b.id, a.id):
+                    self.net.introduce(a, b)
+
+    def crash(self, name: str) -> None:
+        if name in self.net.nodes:
+            self.net.kill(name)
+
+    def restart(self, name: str) -> None:
+        self.crash(name)
+        self.boot(name)
+        self.beacons()
+
+    def set_loss(self, loss: float) -> None:
+        wire = self.net.wire
+        wire.default = dataclasses.replace(wire.default, loss=loss)
+        wire.links = {k: dataclasses.replace(v, loss=loss) for k, v in wire.links.items()}
+
+    def fault(self, spec: dict[str, Any]) -> None:
+        t = float(spec.get("at", 0.0))
+        if "crash" in spec:
+            self.at(t, lambda: self.crash(str(spec["crash"])))
+        elif "restart" in spec:
+            self.at(t, lambda: self.restart(str(spec["restart"])))
+        elif "partition" in spec:
+            self.at(t, lambda: self.net.wire.partition(*[[str(n) for n in g] for g in spec["partition"]]))
+        elif "heal" in spec:
+            self.at(t, self.net.wire.heal)
+        elif "loss" in spec:
+            self.at(t, lambda: self.set_loss(float(spec["loss"])))
+        else:
+            raise ScenarioError(f"a fault needs crash, restart, partition, heal or loss: {spec}")
+
+    def injection(self, spec: dict[str, Any]) -> None:
+        name, count = str(spec["node"]), int(spec.get("count", 1))
+        gap = 1.0 / float(spec["rate"]) if spec.get("rate") else 0.0
+        t0 = float(spec.get("at", 0.0))
+        for i in range(count):
+
+            def go(i: int = i) -> None:
+                node = self.net.nodes.get(name)
+                if node is None:
+                    return  # the node is down: nothing enters there
+                if "seed" in spec:
+                    node.run_injector(str(spec["seed"]))
+                else:
+                    data = spec.get("data", i)
+                    node.inject(str(spec["state"]), data.format(i=i) if isinstance(data, str) else data)
+
+            self.at(t0 + i * gap, go)
+
+    def run(self, duration_s: float, beacon_s: float) -> None:
+        nodes = [self.boot(name) for name in self.scenario["nodes"]]
+        self.net.meet(*nodes)
+        self.start = self.net.clock.now - SETTLE_S
+        for spec in self.scenario.get("faults") or []:
+            self.fault(spec)
+        for spec in self.scenario.get("inject") or []:
+            self.injection(spec)
+        end = self.net.clock.now + duration_s
+        while self.net.clock.now < end:
+            self.net.scheduler.run(min(end, self.net.clock.now + beacon_s))
+            self.beacons()
+
+
+def randomise(run: Run, rng: random.Random, duration_s: float) -> list[str]:
+    """Random faults from ``rng``: a loss burst, maybe a partition, maybe a crash and restart; in words.
+    Nodes that inject never crash: what an injection left in memory only is lost with it (no journal here)."""
+    names = sorted(run.scenario["nodes"])
+    sources = {str(i["node"]) for i in run.scenario.get("inject") or []}
+    done = []
+    start, end = sorted(rng.uniform(0, duration_s / 2) for _ in range(2))
+    burst = round(rng.uniform(0, 0.3), 3)
+    run.fault({"at": start, "loss": burst})
+    run.fault({"at": end, "loss": run.net.wire.default.loss})
+    done.append(f"loss {burst} from {start:.2f} to {end:.2f} s")
+    if rng.random() < 0.5:
+        start, end = sorted(rng.uniform(0, duration_s / 2) for _ in range(2))
+        side = [n for n in names if rng.random() < 0.5]
+        run.fault({"at": start, "partition": [side, [n for n in names if n not in side]]})
+        run.fault({"at": end, "heal": True})
+        done.append(f"partition {side} from {start:.2f} to {end:.2f} s")
+    victims = [n for n in names if n not in sources]
+    if victims and rng.random() < 0.5:
+        victim = victims[rng.randrange(len(victims))]
+        start, end = sorted(rng.uniform(0, duration_s / 2) for _ in range(2))
+        run.fault({"at": start, "crash": victim})
+        run.fault({"at": end, "restart": victim})
+        done.append(f"crash {victim} at {start:.2f} s, restart at {end:.2f} s")
+    return done
+
+
+def run(
+    scenario: dict[str, Any], seed: int | None = None, faults: bool = False, checkers: tuple[Checker, ...] = ()
+) -> Result:
+    """Run ``scenario`` once under ``seed`` (default: its own), with random ``faults`` drawn from the seed too."""
+    import time
+
+    seed = int(scenario.get("seed", 0)) if seed is None else seed
+    duration = float(scenario.get("duration", 10.0))
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="pmk-sim-") as tmp:
+        r = Run(scenario, seed, Path(tmp))
+        drawn = randomise(r, random.Random(seed), duration) if faults else []
+        r.run(duration, float(scenario.get("beacon_s", BEACON_S)))
+    history = r.net.history
+    return Result(seed, history, check(history, (*CHECKERS, *checkers)), drawn, time.perf_counter() - began)
