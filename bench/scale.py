@@ -197,7 +197,7 @@ class Fleet:
             counts["evasive"] += text.count(" is evasive")
             counts["expired"] += text.count(" expired (silent")
             counts["back"] += text.count(" is back")
-            counts["errors"] += text.count("ERROR:") + text.count("Traceback")
+            counts["errors"] += text.count(" ERROR ") + text.count("Traceback")
         return counts
 
 

@@ -34,6 +34,7 @@ from .workdir import DEFAULT_ROOT, in_use, running_control_files
 
 SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers", "network", "keys", "sim")
 CHECK_NODE_ID = "pmk-seeds-check"  # the node id seeds see when pmk seeds check makes them
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # local time; log_formatter adds the milliseconds
 
 
 def _daemon_parser() -> argparse.ArgumentParser:
@@ -61,11 +62,16 @@ def _daemon_parser() -> argparse.ArgumentParser:
     return p
 
 
+def log_formatter(debug: bool) -> logging.Formatter:
+    """Local time to the millisecond, the level, (with --debug the logger,) the message."""
+    where = " %(name)s:" if debug else ""
+    return logging.Formatter(f"%(asctime)s.%(msecs)03d %(levelname)s{where} %(message)s", LOG_DATE_FORMAT)
+
+
 def _setup_logging(debug: bool, lines_per_minute: int) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(levelname)s:%(name)s:%(message)s" if debug else "%(levelname)s:%(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter(debug))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     # A flood of one kind of line (bad input from a stranger, a failing disk) folds into a count per minute.
     logfold.install(lines_per_minute)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 
@@ -22,6 +23,8 @@ def test_hello_world_prints_the_greeting_and_stops_cleanly(pmk):
     p = pmk("--endpoint.type", "zmq.IPC")
     p.wait_for("Greeting: Hello World")
     assert p.stderr_has("Node assigned UID:") and p.stderr_has("Node endpoint: ipc://")
+    uid = next(line for line in p.err if "Node assigned UID:" in line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} INFO Node assigned UID: \S+", uid)
     for seed in ("inject", "greet", "extract"):
         assert p.stderr_has(f"Seed loaded: {seed}")
     assert p.stop(signal.SIGTERM) == 0
@@ -34,10 +37,10 @@ def test_identity_is_stable_across_restarts(pmk, tmp_path):
     first = pmk("--endpoint.type", "zmq.IPC", workdir=wd)
     first.wait_for("Greeting: Hello World")
     first.stop()
-    uid = next(line for line in first.err if "Node assigned UID" in line)
+    uid = next(line.split(" INFO ", 1)[1] for line in first.err if "Node assigned UID" in line)
     second = pmk("--endpoint.type", "zmq.IPC", workdir=wd)
     second.wait_for("Greeting: Hello World")
-    assert uid in second.err
+    assert second.stderr_has(uid)
 
 
 def test_graph_shows_states_seeds_and_where_they_run(pmk, sandbox):

@@ -414,7 +414,7 @@ def test_the_api_of_a_real_pmk_from_inside_its_sandbox(pmk, sandbox):
     p = pmk("--endpoint.type", "zmq.IPC", "--http.token", "s3cret")
     p.wait_for("Greeting: Hello World")
     url = web_url(p)
-    assert url.startswith("http://127.0.0.1:") and p.stderr_has("INFO:Web page: http://127.0.0.1:")
+    assert url.startswith("http://127.0.0.1:") and p.stderr_has(" INFO Web page: http://127.0.0.1:")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     graph = json.loads(
         subprocess.run(
