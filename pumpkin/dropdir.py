@@ -619,20 +619,11 @@ class DropDir:
             self._seen.pop(r.rel, None)
             if where == "failed":
                 self.counters["files_failed"] += 1
-                kind = "files_refused" if r.refused else "files_failed"
                 if r.refused:
                     self.counters["files_refused"] += 1
-                first = self.counters[kind] == 1
-                log.log(
-                    logging.WARNING if first else logging.DEBUG,
-                    "rx %s: %s (%s)%s",
-                    r.rel,
-                    r.error,
-                    "could not be moved to failed/" if problem else "moved to failed/",
-                    f" [further {'refused' if r.refused else 'failed'} files are logged at debug level; see "
-                    "failed/ and pmk stats]"
-                    if first
-                    else "",
+                # Every one at WARNING (``logfold`` folds a flood of them into a line a minute).
+                log.warning(
+                    "rx %s: %s (%s)", r.rel, r.error, "could not be moved to failed/" if problem else "moved to failed/"
                 )
             if problem:
                 self._stuck[r.rel] = (r.sig, r.known)

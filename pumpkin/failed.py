@@ -70,7 +70,6 @@ class FailedStore:
         self.counts: Counter[str] = Counter()
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_MAX)
         self._seq = itertools.count(1)
-        self._logged: set[str] = set()
         self._unsynced: list[tuple[list[Path], Callable[[], None] | None]] = []
         self._syncer: asyncio.Task[None] | None = None
 
@@ -169,12 +168,9 @@ class FailedStore:
         self.used_bytes += len(body) + len(note)
         self._unsynced.append(([path, error], then))
         self._sync_soon()
-        # Loud once per kind, then quiet: a flood of bad input must not drown the log.
-        if kind not in self._logged:
-            self._logged.add(kind)
-            log.error("%s (kept in %s; further '%s' failures are logged at debug level)", reason, path, kind)
-        else:
-            log.debug("%s (kept in %s)", reason, path)
+        # Every one at WARNING; the kind is in the template so that ``logfold`` folds a flood per kind.
+        where = f"{'traceback' if 'Traceback' in detail else 'reason'} in {error.name}"
+        log.warning(f"%s (kept in %s, {kind}; %s)", reason, path, where)  # noqa: G004 - kinds are a few constants
         return path
 
     def _room(self, size: int) -> bool:

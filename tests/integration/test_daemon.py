@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import sys
@@ -115,6 +116,37 @@ class Picky(Seed):
             await d.stop()
 
     asyncio.run(main())
+
+
+def test_every_seed_failure_is_logged_at_warning_naming_the_file_with_its_traceback(tmp_path, caplog):
+    seeds = write_seeds(
+        tmp_path / "seeds",
+        odd="""
+from pumpkin import Seed
+class Odd(Seed):
+    consumes = "N"
+    def run(self, n):
+        raise ValueError(f"no {n}")
+""",
+    )
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=seeds))
+        await d.start()
+        try:
+            for n in range(3):
+                d.inject("N", n)
+            await async_wait_until(lambda: len(list((tmp_path / "a/failed").glob("*.error"))) == 3, what="3 kept")
+        finally:
+            await d.stop()
+
+    with caplog.at_level(logging.INFO, logger="pumpkin.failed"):
+        asyncio.run(main())
+    warned = [r.getMessage() for r in caplog.records if r.name == "pumpkin.failed" and r.levelno == logging.WARNING]
+    assert sorted(m.split(" while ")[0] for m in warned) == [f"seed Odd raised ValueError: no {n}" for n in range(3)]
+    for message in warned:
+        error = message.rsplit("; traceback in ", 1)[1].rstrip(")")
+        assert "Traceback" in (tmp_path / "a/failed" / error).read_text()
 
 
 def test_inline_seeds_run_on_the_loop_locally_and_for_a_peer_and_fail_one_packet_only(tmp_path):

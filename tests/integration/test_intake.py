@@ -7,6 +7,7 @@ import asyncio
 import functools
 import hashlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -491,3 +492,28 @@ def test_a_done_folder_of_another_user_stops_intake_until_it_is_fixed(tmp_path, 
 
     asyncio.run(main())
     assert caplog.text.count("done/ belongs to uid 4242") == 1
+
+
+def test_every_bad_rx_file_is_logged_at_warning(tmp_path, caplog):
+    rx = tmp_path / "rx"
+
+    async def main() -> None:
+        d = Daemon(cfg(tmp_path, seeds=[HELLO / "greet.py"], rx=rx, flags=QUICK_RX))
+        await d.start()
+        try:
+            for n in range(3):
+                (rx / f"bad{n}.json").write_text("{not json")
+            await async_wait_until(
+                lambda: len(list((rx / "failed").glob("bad*.json"))) == 3, what="three bad files in failed/"
+            )
+        finally:
+            await d.stop()
+
+    with caplog.at_level(logging.INFO, logger="pumpkin.dropdir"):
+        asyncio.run(main())
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "pumpkin.dropdir"]
+    assert sorted(m.split(":")[0] for m in warned if "moved to failed/" in m) == [
+        "rx bad0.json",
+        "rx bad1.json",
+        "rx bad2.json",
+    ]
