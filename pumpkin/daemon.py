@@ -39,7 +39,7 @@ from .control import Control
 from .custody import Custody, hold
 from .discovery import BeaconDiscovery, LocalDiscovery, MdnsDiscovery
 from .dropdir import DropDir
-from .errors import IntakeError
+from .errors import ConfigError, IntakeError
 from .failed import FailedStore
 from .filemover import FileMover, FileStore
 from .inbound import Inbound
@@ -234,6 +234,7 @@ class Daemon:
         """Bring the node up, component by component (see ``_lifecycle``); when one fails, what started is
         stopped and the error raised."""
         try:
+            self._check_seed_paths()
             await self.lifecycle.start()
         except BaseException:
             self._stopping = True
@@ -581,6 +582,14 @@ class Daemon:
 
     # -- seeds -----------------------------------------------------------------------------------
 
+    def _check_seed_paths(self) -> None:
+        """A mistyped --seed or --taskdir stops start-up: a daemon with no seeds would look as if it ran fine."""
+        cfg = self.config.node
+        key, paths = ("node.seed", cfg.seed) if cfg.seed else ("node.taskdir", cfg.taskdir)
+        for path in paths:
+            if not path.exists():
+                raise ConfigError(f"config key {key}: '{path}' does not exist")
+
     def _load_seeds(self) -> None:
         cfg = self.config.node
         if cfg.seed:
@@ -588,9 +597,14 @@ class Daemon:
         else:
             report = loader.load(list(cfg.taskdir) or [hello_world_dir()], cfg.group)
         for path, why in report.errors:
-            log.error("Seed not loaded: %s", why if str(path) in why else f"{path}: {why}")
+            # A folder without seed files may be meant (the original's tweeter folder holds only data).
+            level = logging.WARNING if path.is_dir() else logging.ERROR
+            log.log(level, "Seed not loaded: %s", why if str(path) in why else f"{path}: {why}")
         for path, why in report.skipped:
             log.info("Seed skipped: %s (%s)", path, why)
+        if not report.seeds:
+            where = ", ".join(str(p) for p in (cfg.seed or cfg.taskdir))
+            log.warning("No seed loaded from %s: this node runs no seed of its own", where or "the hello world")
         if any(spec.legacy for spec in report.seeds):
             self._legacy_env = self._make_legacy_env()
         for spec in report.seeds:

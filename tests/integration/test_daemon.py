@@ -149,6 +149,26 @@ class Odd(Seed):
         assert "Traceback" in (tmp_path / "a/failed" / error).read_text()
 
 
+def test_a_taskdir_without_seeds_is_a_warning_and_the_daemon_runs(tmp_path, caplog):
+    data = tmp_path / "tweeter"
+    data.mkdir()
+    (data / "words.txt").write_text("only data\n")
+
+    async def main():
+        d = Daemon(cfg(tmp_path, "a", taskdir=data))
+        await d.start()
+        try:
+            assert not d.specs
+        finally:
+            await d.stop()
+
+    with caplog.at_level(logging.INFO, logger="pumpkin"):
+        asyncio.run(main())
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"No seed loaded from {data}: this node runs no seed of its own" in warned
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_inline_seeds_run_on_the_loop_locally_and_for_a_peer_and_fail_one_packet_only(tmp_path):
     """Inline seeds run on the daemon's own thread, in one daemon and when their packets come over ZeroMQ
     (alone, or in a batch); a raising inline seed fails that packet only and the loop goes on."""

@@ -88,6 +88,14 @@ def test_bad_config_stops_start_up_with_one_line_naming_the_key(sandbox, tmp_pat
     assert r.returncode == 2 and "endpoint.type" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_a_mistyped_taskdir_or_seed_stops_start_up_with_one_line(sandbox, tmp_path):
+    for flag, key in (("--taskdir", "node.taskdir"), ("--seed", "node.seed")):
+        missing = tmp_path / "seeds" / "helo.py"
+        r = client(sandbox, flag, str(missing), "--workdir", str(tmp_path / "w"))
+        assert r.returncode == 2
+        assert r.stderr.strip() == f"pmk: config key {key}: '{missing}' does not exist"
+
+
 def test_seeds_check_reports_per_file(sandbox, tmp_path):
     (tmp_path / "bad.py").write_text('###START-CONF\n##{"object_name": \n##END-CONF\n')
     r = client(sandbox, "seeds", "check", str(SEEDS / "helloworld"), str(tmp_path / "bad.py"))
