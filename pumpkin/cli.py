@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__, loader, logfold
 from . import config as configuration
@@ -37,8 +37,15 @@ CHECK_NODE_ID = "pmk-seeds-check"  # the node id seeds see when pmk seeds check 
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # local time; log_formatter adds the milliseconds
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag is reported in one line, as a bad value from the environment or a file is (not ~30 of usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _daemon_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="pmk",
         description="Run a Pumpkin daemon (or see 'pmk graph --help', "
         "'pmk seeds check --help', 'pmk stats', 'pmk inject --help').",
