@@ -487,15 +487,16 @@ def hosts_view(q: NodeQuery, seeds: list[dict[str, Any]] | None = None) -> dict[
 
 
 def waiting_view(
-    q: NodeQuery, state: str | None = None, limit: int = WAITING_PEEK, full: bool = False
+    q: NodeQuery, state: StateTag | None = None, limit: int = WAITING_PEEK, full: bool = False
 ) -> dict[str, Any]:
-    """Packets waiting for a consumer, per state, with the oldest few of each (their data only when ``full``)."""
+    """Packets waiting for a consumer, per state, with the oldest few of each (their data only when ``full``);
+    only in states ``state`` matches (as a seed declaring it would consume them), when given."""
     now = time.time()
     out: dict[str, Any] = {}
     for text, count in sorted(q.waiting_counts().items()):
-        if state is not None and text != state:
-            continue
         tag = tags.parse(text)
+        if state is not None and not state.matches(tag):
+            continue
         out[text] = {"count": count, "oldest": [packet_view(p, now, full) for p in q.waiting_oldest(tag, limit)]}
     return {"total": sum(v["count"] for v in out.values()), "states": out}
 
@@ -957,8 +958,13 @@ class WebServer:
             limit = int(request.query.get("limit", WAITING_PEEK))
         except ValueError:
             return _error(400, "limit must be a whole number")
-        state, full = request.query.get("state"), self._full(request)
-        return _json(waiting_view(self.query, state, max(0, min(limit, 1000)), full))
+        state: StateTag | None = None
+        if "state" in request.query:  # written as everywhere else: STATE, type:STATE or group:type:STATE
+            try:
+                state = tags.parse(request.query["state"], self.query.node()["group"])
+            except TagError as exc:
+                return _error(400, str(exc))
+        return _json(waiting_view(self.query, state, max(0, min(limit, 1000)), self._full(request)))
 
     async def _failed(self, request: web.Request) -> web.Response:
         try:

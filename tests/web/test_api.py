@@ -142,6 +142,12 @@ def test_every_get_endpoint_matches_what_the_daemon_holds(tmp_path):
                 assert w["states"]["default:*:NOBODY"]["oldest"][0]["data"] == '{"x":1}'
                 _, w = await c.get("/api/v1/waiting?state=default:String:GREETING")
                 assert w == {"total": 0, "states": {}}
+                # The state as written everywhere else: the bare name, type:STATE, the full tag.
+                for state in ("NOBODY", "Json:NOBODY", "default:*:NOBODY"):
+                    _, w = await c.get(f"/api/v1/waiting?state={state}")
+                    assert list(w["states"]) == ["default:*:NOBODY"] and w["total"] == 1, state
+                status, bad = await c.get("/api/v1/waiting?state=a:b:c:d")
+                assert status == 400 and "4 parts" in bad["error"]
                 status, _ = await c.get("/api/v1/waiting?limit=many")
                 assert status == 400
 
