@@ -102,11 +102,16 @@ def test_1100_idle_connections_at_1024_descriptors_leave_http_rx_and_commands_wo
         assert line.strip() == "held 1100", flood.stderr.read() if flood.stderr else ""
         # While they are held: the extra ones were shut down and counted, and everything else still works.
         kept = 512 if per_address else 64  # half of 1,024 descriptors in all; 64 from one address
-        wait_until(
-            lambda: sum(stats(hosts, b)["limits"]["connections"]["refused"].values()) >= 1100 - kept,
-            20,
-            what="the connections past the limit refused",
-        )
+        # 2-10 s in most runs; once (1 in 8 full runs, on a quiet machine) not within 20 s: say how far it got,
+        # should that happen again.
+        try:
+            wait_until(
+                lambda: sum(stats(hosts, b)["limits"]["connections"]["refused"].values()) >= 1100 - kept,
+                45,
+                what="the connections past the limit refused",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; at the end: {stats(hosts, b)['limits']}") from None
         s = stats(hosts, b)
         print(f"\nlimits: {json.dumps(s['limits'])}")
         assert s["limits"]["open_files"]["limit"] == 1024
