@@ -17,6 +17,7 @@ from tests.conftest import ROOT
 from tests.web.conftest import ARTIFACTS, api, web_url
 
 SEEDS = ROOT / "seeds"
+TRANSFORM = "document.querySelector('#view-states g.zoom-layer').getAttribute('transform')"
 VIEWPORT = {"width": 1440, "height": 860}
 
 # Every label drawn in the active view, every node's circle, and the rectangles that are not drawing area.
@@ -27,12 +28,14 @@ DRAWN = """() => {
     for (const el of view.querySelectorAll("text.label, text.sublabel, text.lines, text.link-label, g.badge")) {
         const r = el.getBoundingClientRect();
         if (!r.width || !r.height || !el.textContent.trim()) continue;
-        labels.push({kind: el.getAttribute("class"), text: el.textContent, node: el.closest("g.node")?.dataset.id ?? null,
-                     box: box(el)});
+        const node = el.closest("g.node")?.dataset.id ?? null;
+        labels.push({kind: el.getAttribute("class"), text: el.textContent, node, box: box(el)});
     }
-    const circles = [...view.querySelectorAll("g.node circle.body")].map((c) => ({node: c.closest("g.node").dataset.id, box: box(c)}));
+    const circles = [...view.querySelectorAll("g.node circle.body")]
+        .map((c) => ({node: c.closest("g.node").dataset.id, box: box(c)}));
     const bars = [".toolbar", "#legend"].map((s) => box(document.querySelector(s)));
-    return {view: view.id, svg: box(view), labels, circles, bars, transform: view.querySelector("g.zoom-layer").getAttribute("transform")};
+    const transform = view.querySelector("g.zoom-layer").getAttribute("transform");
+    return {view: view.id, svg: box(view), labels, circles, bars, transform};
 }"""
 
 # Arrows that cross: each arrow sampled as a polyline, every pair of segments of two arrows tested.
@@ -173,15 +176,11 @@ def test_the_live_example_lays_out_cleanly_and_f_and_resizing_fit_it(pmk, browse
     page.mouse.move(700, 450)
     for _ in range(4):
         page.mouse.wheel(0, 400)
-    page.wait_for_function(
-        f"document.querySelector('#view-states g.zoom-layer').getAttribute('transform') !== {fitted!r}"
-    )
-    zoomed = page.evaluate("document.querySelector('#view-states g.zoom-layer').getAttribute('transform')")
+    page.wait_for_function(f"{TRANSFORM} !== {json.dumps(fitted)}")
+    zoomed = page.evaluate(TRANSFORM)
     assert zoomed != fitted
     page.keyboard.press("f")
-    page.wait_for_function(
-        "document.querySelector('#view-states g.zoom-layer').getAttribute('transform') !== " + json.dumps(zoomed)
-    )
+    page.wait_for_function(f"{TRANSFORM} !== {json.dumps(zoomed)}")
     settled(page, "states")
     after = page.evaluate(DRAWN)
     assert after["transform"] == fitted
@@ -189,9 +188,7 @@ def test_the_live_example_lays_out_cleanly_and_f_and_resizing_fit_it(pmk, browse
 
     # A smaller window: fitted again, everything inside it.
     page.set_viewport_size({"width": 1000, "height": 640})
-    page.wait_for_function(
-        "document.querySelector('#view-states g.zoom-layer').getAttribute('transform') !== " + json.dumps(fitted)
-    )
+    page.wait_for_function(f"{TRANSFORM} !== {json.dumps(fitted)}")
     drawn = check_view(page, "states", "layout-live-states-small")
     assert drawn["svg"][2] - drawn["svg"][0] < 1000
     assert page.errors == []
