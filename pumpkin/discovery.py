@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,18 @@ from typing import Any
 import orjson
 
 from .membership import Membership
-from .messages import MessageError, Origin, decode_beacon, encode_beacon, origin_from
+from .messages import (
+    ECHO_MAGIC,
+    PROBE_MAGIC,
+    MessageError,
+    Origin,
+    decode_beacon,
+    decode_probe,
+    encode_beacon,
+    encode_echo,
+    origin_from,
+    wall_clock,
+)
 from .supervisor import Spawn, unsupervised
 
 log = logging.getLogger(__name__)
@@ -35,6 +47,8 @@ log = logging.getLogger(__name__)
 OnOrigin = Callable[[Origin, str], None]
 MDNS_TYPE = "_pumpkin._tcp.local."
 MDNS_RESOLVE_MS = 3000
+#: ``pmk doctor`` probes answered per second at most: a flood of probes (spoofed sources) gets little back.
+ECHOES_PER_S = 20
 
 
 class _Rejects:
@@ -82,6 +96,8 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._send_errors: set[str] = set()
+        self.echoes = 0  # answers to pmk doctor's probes
+        self._echo_window = (0, 0)  # (second, echoes sent in it)
 
     async def start(self) -> None:
         """Bind the shared beacon port and start beaconing."""
@@ -113,6 +129,7 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
         origin.direct = direct
         self._seq += 1
         origin.seq = self._seq
+        origin.wall = round(wall_clock(), 6)  # peers compare it with their clocks (pmk doctor)
         if origin.pk and origin.tcp:
             origin.ipc = None  # a path on our host is no stranger's business: it travels in the encrypted HELLO
         data = encode_beacon(origin, self.membership)
@@ -131,6 +148,11 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
             await asyncio.sleep(self.interval_s)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if data.startswith(PROBE_MAGIC):
+            self._answer_probe(data, addr)
+            return
+        if data.startswith(ECHO_MAGIC):
+            return  # an answer meant for a pmk doctor sharing our port
         self.received += 1
         try:
             origin = decode_beacon(data, self.membership)
@@ -138,6 +160,26 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
             self.reject(f"datagram from {addr[0]}", str(exc))
             return
         self._on_origin(origin, "broadcast" if addr[0] not in {h for h, _ in self.unicasts} else "supernode")
+
+    def _answer_probe(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Tell ``pmk doctor`` (at ``addr``) that its probe arrived here, at most ECHOES_PER_S times a second."""
+        try:
+            nonce = decode_probe(data)
+        except MessageError as exc:
+            self.reject(f"probe from {addr[0]}", str(exc))
+            return
+        second = int(time.monotonic())
+        start, sent = self._echo_window
+        sent = sent + 1 if start == second else 1
+        self._echo_window = (second, sent)
+        if sent > ECHOES_PER_S or self._transport is None:
+            return
+        me = self._beacon()
+        try:
+            self._transport.sendto(encode_echo(me.id, me.inc, nonce), addr)
+            self.echoes += 1
+        except OSError as exc:
+            log.debug("cannot answer a probe from %s: %s", addr[0], exc)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("beacon socket: %s", exc)
