@@ -271,7 +271,9 @@ def multicast_check(facts: dict[str, Any]) -> Check:
         return Check("multicast", OK, "mDNS is off by configuration (discovery.mdns)")
     mdns = facts.get("mdns")
     if mdns is None:
-        return Check("multicast", SKIP, "mDNS not asked", "run pmk doctor without --quick")
+        return Check(
+            "multicast", SKIP, "mDNS not asked", "not gathered: run pmk doctor itself (these facts came from elsewhere)"
+        )
     if mdns.get("error"):
         return Check("multicast", WARN, f"cannot browse mDNS: {mdns['error']}", "see the error; mDNS needs UDP 5353")
     found = set(mdns.get("found", []))
@@ -383,10 +385,15 @@ def firewall_findings(facts: dict[str, Any]) -> list[dict[str, Any]]:
 def firewall_check(facts: dict[str, Any]) -> Check:
     fw = facts.get("firewall")
     if fw is None:
-        return Check("firewall", SKIP, "rules not read", "run pmk doctor without --quick")
+        return Check(
+            "firewall", SKIP, "rules not read", "not gathered: run pmk doctor itself (these facts came from elsewhere)"
+        )
     if fw.get("nft") is None and fw.get("iptables") is None:
         why = fw.get("error") or "neither nft nor iptables-save could be run"
-        return Check("firewall", SKIP, f"no rules read ({why})", "run pmk doctor as root to read the firewall's rules")
+        fix = "run pmk doctor as root to read the firewall's rules"
+        if "not installed" in why:
+            fix = "where a firewall may run, install nftables (nft) and run pmk doctor as root to read its rules"
+        return Check("firewall", SKIP, f"no rules read ({why})", fix)
     findings = firewall_findings(facts)
     rules = [f for f in findings if f["blocks"] != ["policy"]]
     policies = [f for f in findings if f["blocks"] == ["policy"]]
