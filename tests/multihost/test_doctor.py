@@ -223,3 +223,25 @@ def test_duplicated_node_id_is_found(hosts, lan):
     assert check["summary"].startswith("twin: another daemon at tcp://10.77.0.13:7900")
     assert "--node-id" in check["fix"]
     assert code == 1
+
+
+def test_without_a_daemon_the_host_checks_still_run(hosts, lan, tmp_path):
+    b = hosts.pmk("B", "--seed", str(HELLO / "greet.py"), *FAST)
+    b.wait_for("Node endpoint: tcp://", stream="err")
+    wd = tmp_path / "idle"
+    (wd / "pending").mkdir(parents=True)
+    (wd / "pending" / "00000000000000000001.jsonl").write_text('{"a": 1}\n{"a": 2}\n')
+    (wd / "failed").mkdir()
+    (wd / "failed" / "x.error").write_text("seed-error: greet raised ValueError\n")
+    (wd / "node-id").write_text("idleA\n")
+    code, report, _ = doctor(hosts, "A", None, "--workdir", str(wd))
+    checks = by_name(report)
+    assert checks["daemon"]["status"] == "WARN" and f"no pmk is running in {wd}" in checks["daemon"]["summary"]
+    assert checks["broadcast"]["status"] == "OK" and "nodeB0" in checks["broadcast"]["summary"]  # B's beacons
+    assert checks["interfaces"]["status"] == "OK" and "announcing 10.77.0.11" in checks["interfaces"]["summary"]
+    assert checks["firewall"]["status"] == "OK" and checks["web"]["status"] == "OK"
+    assert checks["data port"]["status"] == "SKIP" and checks["data port"]["fix"]
+    assert checks["workdir"]["status"] == "WARN"
+    assert "2 packet(s) in pending/ resume at the next start" in checks["workdir"]["summary"]
+    assert "1 packet(s) failed (seed-error 1)" in checks["workdir"]["summary"]
+    assert code == 0  # warnings and skips only
