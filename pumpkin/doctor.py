@@ -378,6 +378,8 @@ def _web(daemon: dict[str, Any], port: int, host: str) -> dict[str, Any]:
     if not port:
         return {"port_free": True}
     with socket.socket() as s:
+        # As the page's server binds (SO_REUSEADDR): a connection closed a moment ago (TIME_WAIT) does not hold it.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host if host not in ("", "0.0.0.0", "*") else "", port))
         except OSError:
