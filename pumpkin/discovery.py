@@ -28,7 +28,18 @@ from typing import Any
 import orjson
 
 from .membership import Membership
-from .messages import MessageError, Origin, decode_beacon, encode_beacon, origin_from
+from .messages import (
+    ECHO_MAGIC,
+    PROBE_MAGIC,
+    MessageError,
+    Origin,
+    decode_beacon,
+    decode_probe,
+    encode_beacon,
+    encode_echo,
+    origin_from,
+    wall_clock,
+)
 from .supervisor import Spawn, unsupervised
 
 log = logging.getLogger(__name__)
@@ -45,6 +56,8 @@ MAX_DATAGRAM_BYTES = 65536
 #: A folder whose mtime is older than this cannot change again with the same mtime: timestamps are taken from
 #: the kernel's coarse clock (a tick, up to 10 ms) and file systems store them at 1 ns to 1 s (ext4, tmpfs: 1 ns).
 MTIME_SETTLED_NS = 2_000_000_000
+#: ``pmk doctor`` probes answered per second at most: a flood of probes (spoofed sources) gets little back.
+ECHOES_PER_S = 20
 
 
 class _Rejects:
@@ -105,6 +118,8 @@ class BeaconDiscovery(_Rejects):
         self._drained_at = -1e9  # loop time of the last read
         self._task: asyncio.Task[None] | None = None
         self._send_errors: set[str] = set()
+        self.echoes = 0  # answers to pmk doctor's probes
+        self._echo_window = (0, 0)  # (second, echoes sent in it)
 
     async def start(self) -> None:
         """Bind the shared beacon port and start beaconing."""
@@ -140,6 +155,7 @@ class BeaconDiscovery(_Rejects):
         origin.direct = direct
         self._seq += 1
         origin.seq = self._seq
+        origin.wall = round(wall_clock(), 6)  # peers compare it with their clocks (pmk doctor)
         if origin.pk and origin.tcp:
             origin.ipc = None  # a path on our host is no stranger's business: it travels in the encrypted HELLO
         data = encode_beacon(origin, self.membership)
@@ -196,7 +212,13 @@ class BeaconDiscovery(_Rejects):
             self.datagram_received(data, addr)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        """One datagram from ``addr``: a beacon is reported to ``on_origin``, anything else counted and dropped."""
+        """One datagram from ``addr``: a beacon is reported to ``on_origin``, a ``pmk doctor`` probe answered,
+        anything else counted and dropped."""
+        if data.startswith(PROBE_MAGIC):
+            self._answer_probe(data, addr)
+            return
+        if data.startswith(ECHO_MAGIC):
+            return  # an answer meant for a pmk doctor sharing our port
         self.received += 1
         try:
             origin = decode_beacon(data, self.membership)
@@ -204,6 +226,26 @@ class BeaconDiscovery(_Rejects):
             self.reject(f"datagram from {addr[0]}", str(exc))
             return
         self._on_origin(origin, "supernode" if addr[0] in self._unicast_hosts else "broadcast")
+
+    def _answer_probe(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Tell ``pmk doctor`` (at ``addr``) that its probe arrived here, at most ECHOES_PER_S times a second."""
+        try:
+            nonce = decode_probe(data)
+        except MessageError as exc:
+            self.reject(f"probe from {addr[0]}", str(exc))
+            return
+        second = int(time.monotonic())
+        start, sent = self._echo_window
+        sent = sent + 1 if start == second else 1
+        self._echo_window = (second, sent)
+        if sent > ECHOES_PER_S or self._sock is None:
+            return
+        me = self._beacon()
+        try:
+            self._sock.sendto(encode_echo(me.id, me.inc, nonce), addr)
+            self.echoes += 1
+        except OSError as exc:
+            log.debug("cannot answer a probe from %s: %s", addr[0], exc)
 
     async def stop(self) -> None:
         """Say goodbye by beacon and close the socket."""
