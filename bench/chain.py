@@ -132,6 +132,7 @@ def raw_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mode
 # pumpkin.daemon. What it leaves out is what the reliability guarantees cost (acks, journal, dedup).
 
 FAIR_BATCH = 64  # packets per message at most, as pumpkin.transport.BATCH_PACKETS
+FAIR_BATCH_BYTES = 1 << 20  # ... and payload bytes, as pumpkin.transport.BATCH_MAX_BYTES (64 MB messages stall)
 _LENS = struct.Struct("<II")
 
 
@@ -190,22 +191,25 @@ def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mod
             time.sleep(0.005)
         pad, batch_n = "x" * size, 1 if mode == "latency" else FAIR_BATCH
         ship, container, tag = f"{os.getpid():08x}", "c0ffee00", TAGS[0]
-        for start in range(0, n, batch_n):
-            batch = []
-            for i in range(start, min(n, start + batch_n)):
-                now = time.time()
-                data = {"i": i, "t": time.monotonic(), "pad": pad}
-                header = fair_header(f"{ship}:{container}:0:{i}", tag, 64, now, [["Source", node, tag, now]], nxt, node)
-                batch.append((header, orjson.dumps(data)))
-            out.send(fair_pack(batch))
-            if mode == "latency":
-                acks.recv()
+        batch, size_of = [], 0
+        for i in range(n):
+            now = time.time()
+            data = {"i": i, "t": time.monotonic(), "pad": pad}
+            header = fair_header(f"{ship}:{container}:0:{i}", tag, 64, now, [["Source", node, tag, now]], nxt, node)
+            batch.append((header, orjson.dumps(data)))
+            size_of += len(batch[-1][1])
+            if len(batch) == batch_n or size_of >= FAIR_BATCH_BYTES or i == n - 1:
+                out.send(fair_pack(batch))
+                batch, size_of = [], 0
+                if mode == "latency":
+                    acks.recv()
         wait_done(ctl)
         return
     assert inbox is not None
     count, first, latencies, ack = 0, None, [], None
     seed, tag = role.capitalize(), TAGS[index] if role != "sink" else ""
     pending: list[tuple[bytes, bytes]] = []
+    pending_bytes = 0
     while count < n:
         msgs = [inbox.recv()]
         try:
@@ -235,12 +239,13 @@ def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mod
                 pending.append(
                     (fair_header(pid, tag, header["ttl"] - 1, header["created"], trail, nxt, node), orjson.dumps(data))
                 )
-                if len(pending) == FAIR_BATCH:
+                pending_bytes += len(pending[-1][1])
+                if len(pending) == FAIR_BATCH or pending_bytes >= FAIR_BATCH_BYTES:
                     out.send(fair_pack(pending))  # type: ignore[union-attr]
-                    pending = []
+                    pending, pending_bytes = [], 0
         if pending:
             out.send(fair_pack(pending))  # type: ignore[union-attr]
-            pending = []
+            pending, pending_bytes = [], 0
     if role == "sink":
         result = {"n": n, "first_sent": first, "last_arrived": time.monotonic(), "latencies": latencies}
         (ctl / "result.tmp").write_text(json.dumps(result))
