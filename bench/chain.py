@@ -132,6 +132,7 @@ def raw_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mode
 # pumpkin.daemon. What it leaves out is what the reliability guarantees cost (acks, journal, dedup).
 
 FAIR_BATCH = 64  # packets per message at most, as pumpkin.transport.BATCH_PACKETS
+FAIR_BATCH_BYTES = 1 << 20  # ... and payload bytes, as pumpkin.transport.BATCH_MAX_BYTES (64 MB messages stall)
 _LENS = struct.Struct("<II")
 
 
@@ -190,22 +191,25 @@ def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mod
             time.sleep(0.005)
         pad, batch_n = "x" * size, 1 if mode == "latency" else FAIR_BATCH
         ship, container, tag = f"{os.getpid():08x}", "c0ffee00", TAGS[0]
-        for start in range(0, n, batch_n):
-            batch = []
-            for i in range(start, min(n, start + batch_n)):
-                now = time.time()
-                data = {"i": i, "t": time.monotonic(), "pad": pad}
-                header = fair_header(f"{ship}:{container}:0:{i}", tag, 64, now, [["Source", node, tag, now]], nxt, node)
-                batch.append((header, orjson.dumps(data)))
-            out.send(fair_pack(batch))
-            if mode == "latency":
-                acks.recv()
+        batch, size_of = [], 0
+        for i in range(n):
+            now = time.time()
+            data = {"i": i, "t": time.monotonic(), "pad": pad}
+            header = fair_header(f"{ship}:{container}:0:{i}", tag, 64, now, [["Source", node, tag, now]], nxt, node)
+            batch.append((header, orjson.dumps(data)))
+            size_of += len(batch[-1][1])
+            if len(batch) == batch_n or size_of >= FAIR_BATCH_BYTES or i == n - 1:
+                out.send(fair_pack(batch))
+                batch, size_of = [], 0
+                if mode == "latency":
+                    acks.recv()
         wait_done(ctl)
         return
     assert inbox is not None
     count, first, latencies, ack = 0, None, [], None
     seed, tag = role.capitalize(), TAGS[index] if role != "sink" else ""
     pending: list[tuple[bytes, bytes]] = []
+    pending_bytes = 0
     while count < n:
         msgs = [inbox.recv()]
         try:
@@ -235,12 +239,13 @@ def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mod
                 pending.append(
                     (fair_header(pid, tag, header["ttl"] - 1, header["created"], trail, nxt, node), orjson.dumps(data))
                 )
-                if len(pending) == FAIR_BATCH:
+                pending_bytes += len(pending[-1][1])
+                if len(pending) == FAIR_BATCH or pending_bytes >= FAIR_BATCH_BYTES:
                     out.send(fair_pack(pending))  # type: ignore[union-attr]
-                    pending = []
+                    pending, pending_bytes = [], 0
         if pending:
             out.send(fair_pack(pending))  # type: ignore[union-attr]
-            pending = []
+            pending, pending_bytes = [], 0
     if role == "sink":
         result = {"n": n, "first_sent": first, "last_arrived": time.monotonic(), "latencies": latencies}
         (ctl / "result.tmp").write_text(json.dumps(result))
@@ -497,6 +502,7 @@ class Run:
             "BENCH_INLINE": "1" if inline else "0",
         }
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._cpu_at_go = 0.0
 
     def spawn(self, cmd: list[str], log: str) -> subprocess.Popen[bytes]:
         with open(self.tmp / log, "wb") as out:
@@ -514,10 +520,29 @@ class Run:
                 raise TimeoutError(f"{what} not within {timeout_s:g} s:\n{self.logs()}")
             time.sleep(0.01)
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, every thread) the run's processes have used so far."""
+        ticks = 0
+        for p in self.procs:
+            try:  # fields after the command's ")": state is field 3, utime 14 and stime 15 (proc(5))
+                fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def go(self) -> None:
+        """Start the measurement: note the CPU used so far, then let the source go."""
+        self._cpu_at_go = self.cpu_s()
+        (self.ctl / "go").touch()
+
     def result(self) -> dict[str, Any]:
+        """The sink's result, with ``cpu_us`` (CPU of every process per packet, from go to the last arrival)."""
         file = self.ctl / "result.json"
         self.wait_for("all packets at the sink", file.exists, DEADLINE_S)
-        return json.loads(file.read_text())
+        res: dict[str, Any] = json.loads(file.read_text())
+        res["cpu_us"] = (self.cpu_s() - self._cpu_at_go) / res["n"] * 1e6
+        return res
 
     def logs(self) -> str:
         return "\n".join(
@@ -581,9 +606,19 @@ def throughput(res: dict[str, Any]) -> float:
     return float(res["n"] / (res["last_arrived"] - res["first_sent"]))
 
 
+#: Payloads of a megabyte and more get fewer packets (every side the same count): 20,000 would be 20 GB a run.
+BIG_BYTES, BIG_PACKETS = 1_000_000, 500
+
+
+def packets_for(n: int, size: int) -> int:
+    """Packets per throughput run of ``size``-byte payloads, when ``n`` is asked for."""
+    return min(n, BIG_PACKETS) if size >= BIG_BYTES else n
+
+
 def pumpkin_chain(
-    transport: str, n: int, size: int, mode: str, inline: bool = True, keyed: bool = False
+    transport: str, n: int, size: int, mode: str, inline: bool = True, keyed: bool = False, legacy: bool = False
 ) -> dict[str, Any]:
+    """The 4-daemon chain; ``legacy``: the two transforms in the original format (bench/seeds/dispatch_*.py)."""
     run = Run(n, size, mode, inline)
     try:
         key = None
@@ -594,12 +629,13 @@ def pumpkin_chain(
             key.write_text(NetworkKey.create().text())
             key.chmod(0o600)
         for name in reversed(CHAIN):
-            pmk(run, name, [name], transport, key)
+            seed = f"dispatch_{name}" if legacy and name.startswith("step") else name
+            pmk(run, name, [seed], transport, key)
         for upstream, seed in zip(CHAIN, CHAIN[1:], strict=False):
             run.wait_for(
                 f"{upstream} to know {seed}", lambda u=upstream, s=seed: knows_remote(run.tmp / u, s.capitalize())
             )
-        (run.ctl / "go").touch()
+        run.go()
         return run.result()
     finally:
         run.close()
@@ -647,7 +683,7 @@ def raw_chain(transport: str, n: int, size: int, mode: str, kind: str = "fair") 
             )
         run.wait_for("the raw chain", lambda: all((run.ctl / f"ready-{r}").exists() for r in CHAIN))
         time.sleep(0.2)  # PUSH connects are asynchronous; a source sending before they complete only waits
-        (run.ctl / "go").touch()
+        run.go()
         return run.result()
     finally:
         run.close()
@@ -666,7 +702,7 @@ def pumpkin_inprocess(n: int, size: int, inline: bool = True) -> dict[str, Any]:
     try:
         pmk(run, "all", list(CHAIN), "ipc")
         run.wait_for("the daemon to start", lambda: (run.tmp / "all" / "control").exists())
-        (run.ctl / "go").touch()
+        run.go()
         return run.result()
     finally:
         run.close()
@@ -702,6 +738,12 @@ def median_of(runs: list[float]) -> float:
     return float(statistics.median(runs))
 
 
+def rates(results: list[dict[str, Any]]) -> tuple[float, float, list[float]]:
+    """Median packets/s, median CPU us per packet (all processes), and every run's packets/s."""
+    pps = [throughput(r) for r in results]
+    return median_of(pps), median_of([r["cpu_us"] for r in results]), pps
+
+
 def ray_python() -> str | None:
     """An interpreter with Ray (it is not a dependency): this one, or bench/.venv-peers's."""
     if importlib.util.find_spec("ray") is not None:
@@ -722,6 +764,9 @@ def main() -> None:
     ap.add_argument("--only", default="chain,latency,inprocess,ray")
     ap.add_argument("--repeat", type=int, default=1, help="runs per row, back to back per side (medians printed)")
     ap.add_argument("--threaded", action="store_true", help="also run every Pumpkin row with threaded seeds")
+    ap.add_argument(
+        "--dispatch", action="store_true", help="also run the chain with its transforms in the original format"
+    )
     ap.add_argument(
         "--keyed", action="store_true", help="also run every Pumpkin row in a keyed network (CurveZMQ on every link)"
     )
@@ -770,51 +815,56 @@ def main() -> None:
         print(f"Zenoh rows {zenoh_why}")
     # Seeds run inline (on the loop) unless the row says "threaded" (the default for seeds: a worker thread).
     variants = [("inline", True), ("threaded", False)] if args.threaded else [("inline", True)]
+    if args.dispatch:  # original-format transforms (dispatch), threaded as every such seed
+        variants.append(("dispatch seeds", False))
     if args.keyed:
         variants += [(f"{label}+keyed", inline) for label, inline in variants]
     if "chain" in only:
-        print(f"{'chain throughput':<34} {'size':>6} {'pkt/s':>10} {'/ fair raw':>10} {'/ zenoh':>8}")
+        print(
+            f"{'chain throughput':<34} {'size':>8} {'pkt/s':>10} {'/ fair raw':>10} {'/ zenoh':>8} {'CPU us/pkt':>10}"
+        )
         for size in sizes:
+            n = packets_for(args.packets, size)
             zenoh_pps = None
             if not zenoh_why:
-                runs = [throughput(raw_chain(zt, args.packets, size, "throughput", "zenoh")) for _ in reps]
-                zenoh_pps = median_of(runs)
-                results[f"zenoh_{size}"] = {"pps": round(zenoh_pps), "runs": [round(r) for r in runs]}
+                zenoh_pps, zcpu, runs = rates([raw_chain(zt, n, size, "throughput", "zenoh") for _ in reps])
+                results[f"zenoh_{size}"] = {"pps": round(zenoh_pps), "runs": [round(r) for r in runs], "cpu_us": zcpu}
             for transport in transports:
-                fair = [throughput(raw_chain(transport, args.packets, size, "throughput", "fair")) for _ in reps]
-                base = median_of(fair)
-                results[f"raw_fair_{transport}_{size}"] = {"pps": round(base), "runs": [round(r) for r in fair]}
-                print(f"{'fair raw pyzmq, ' + transport:<34} {size:>6} {base:>10,.0f} {1:>10.3f}")
+                base, cpu, fair = rates([raw_chain(transport, n, size, "throughput", "fair") for _ in reps])
+                results[f"raw_fair_{transport}_{size}"] = {
+                    "pps": round(base), "runs": [round(r) for r in fair], "cpu_us": round(cpu, 1), "packets": n,
+                }  # fmt: skip
+                print(f"{'fair raw pyzmq, ' + transport:<34} {size:>8} {base:>10,.0f} {1:>10.3f} {'':>8} {cpu:>10.1f}")
                 if zenoh_pps is not None and transport == transports[0]:
-                    z = f"{zenoh_pps / base:>10.3f} {1:>8.3f}"
-                    print(f"{zlabel:<34} {size:>6} {zenoh_pps:>10,.0f} {z}")
+                    z = f"{zenoh_pps / base:>10.3f} {1:>8.3f} {zcpu:>10.1f}"
+                    print(f"{zlabel:<34} {size:>8} {zenoh_pps:>10,.0f} {z}")
                 if args.minimal:
-                    runs = [throughput(raw_chain(transport, args.packets, size, "throughput", "minimal")) for _ in reps]
-                    m = median_of(runs)
+                    m, mcpu, runs = rates([raw_chain(transport, n, size, "throughput", "minimal") for _ in reps])
                     results[f"raw_minimal_{transport}_{size}"] = {"pps": round(m), "runs": [round(r) for r in runs]}
                     label = f"minimal raw (1 msg/packet), {transport}"
-                    print(f"{label:<34} {size:>6} {m:>10,.0f} {m / base:>10.3f}")
+                    print(f"{label:<34} {size:>8} {m:>10,.0f} {m / base:>10.3f} {'':>8} {mcpu:>10.1f}")
                 for label, inline in variants:
                     keyed = label.endswith("+keyed")
-                    runs = [
-                        throughput(pumpkin_chain(transport, args.packets, size, "throughput", inline, keyed))
-                        for _ in reps
-                    ]
-                    ours = median_of(runs)
+                    legacy = label.startswith("dispatch")
+                    ours, ocpu, runs = rates(
+                        [pumpkin_chain(transport, n, size, "throughput", inline, keyed, legacy=legacy) for _ in reps]
+                    )
                     row: dict[str, Any] = {
                         "pumpkin_pps": round(ours),
                         "raw_pps": round(base),
                         "ratio": round(ours / base, 3),
                         "runs": [round(r) for r in runs],
+                        "cpu_us": round(ocpu, 1),
+                        "raw_cpu_us": round(cpu, 1),
                     }
-                    zr = ""
+                    zr = f"{'':>8}"
                     if zenoh_pps is not None:
                         row["zenoh_pps"] = round(zenoh_pps)
                         row["ratio_zenoh"] = round(ours / zenoh_pps, 3)
                         zr = f"{ours / zenoh_pps:>8.3f}"
                     results[f"chain_{transport}_{size}_{label}"] = row
                     name = f"Pumpkin 4 daemons, {transport}, {label}"
-                    print(f"{name:<34} {size:>6} {ours:>10,.0f} {ours / base:>10.3f} {zr}")
+                    print(f"{name:<34} {size:>8} {ours:>10,.0f} {ours / base:>10.3f} {zr} {ocpu:>10.1f}")
     if "latency" in only:
         print(f"\n{'per-hop latency, 100 B':<34} {'p50 us':>8} {'p99 us':>8} {'p50/raw':>8} {'p99/raw':>8}")
 
@@ -835,8 +885,10 @@ def main() -> None:
                 z50, z99 = zenoh_lat
                 print(f"{zlabel:<34} {z50:>8.0f} {z99:>8.0f} {z50 / r50:>8.2f} {z99 / r99:>8.2f}")
             for label, inline in variants:
-                keyed = label.endswith("+keyed")
-                p50, p99 = lat(lambda t=transport, i=inline, k=keyed: pumpkin_chain(t, n, 100, "latency", i, k))
+                keyed, legacy = label.endswith("+keyed"), label.startswith("dispatch")
+                p50, p99 = lat(
+                    lambda t=transport, i=inline, k=keyed, g=legacy: pumpkin_chain(t, n, 100, "latency", i, k, g)
+                )
                 row = {
                     "pumpkin_p50_us": round(p50),
                     "pumpkin_p99_us": round(p99),
@@ -860,8 +912,8 @@ def main() -> None:
             print(f"{'asyncio queues, ids+trail+check':<34} {size:>6} {base:>10,.0f} {1:>10.3f} {base / plain:>8.3f}")
             print(f"{'asyncio queues, plain dicts':<34} {size:>6} {plain:>10,.0f} {plain / base:>10.3f} {1:>8.3f}")
             for label, inline in variants:
-                if label.endswith("+keyed"):
-                    continue  # one daemon: no link to encrypt
+                if label.endswith("+keyed") or label.startswith("dispatch"):
+                    continue  # one daemon: no link to encrypt; the original-format row is for the chain
                 ours = median_of([throughput(pumpkin_inprocess(args.packets, size, inline)) for _ in reps])
                 results[f"inprocess_{size}_{label}"] = {
                     "pumpkin_pps": round(ours),

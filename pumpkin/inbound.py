@@ -31,11 +31,13 @@ class Inbound:
     def on_frames(self, frames: list[bytes], key: str = "") -> None:
         """A message from the inbox; ``key``: the CurveZMQ key it came with (a keyed network)."""
         mesh = self.mesh
-        if frames and bytes(frames[0]) in messages.KINDS:
+        # Every kind is 4 bytes: a packed batch's one frame (megabytes, maybe) is never hashed to look it up.
+        kind = bytes(frames[0]) if frames and len(frames[0]) == 4 else b""
+        if kind in messages.KINDS:
             mesh.handle(frames, key)
             return
         member = mesh.member(key) if mesh.keyed else None
-        if frames and bytes(frames[0]) in files.KINDS:
+        if kind in files.KINDS:
             self.files.handle(frames, member, mesh.keyed)
             return
         if mesh.keyed and member is None:

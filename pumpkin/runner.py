@@ -1,13 +1,17 @@
 """Running one seed's code off the event loop.
 
 A ``SeedRunner`` owns ``spec.workers`` instances of a seed, each on its own thread, all pulling from one
-queue: whichever instance is free takes the next packet, so local replicas are shared least-loaded by
-construction. Results go back to the loop as ``Outcome`` objects through an outbox: one
-``call_soon_threadsafe`` wakes the loop for however many outcomes are ready (a wake-up per packet costs
-more than the packet). A seed that raises fails that packet only; what it emitted before raising is
-discarded, so the kept input can be injected again without duplicates. An instance whose ``__init__`` or
-``on_load`` raises is logged and does not run; when no instance can, ``on_broken`` tells the daemon, which
-disables the seed (its packets go to other replicas or wait).
+backlog: whichever instance is free takes the next packet, so local replicas are shared least-loaded by
+construction. Hand-overs go in batches both ways, because a thread wake-up and a GIL hand-over cost more than
+a quick seed's run (bench/README.md, issue 14): the loop appends the packets of its turn to the backlog and
+wakes the workers once, at the end of the turn (a packet that arrived alone wakes them at once, for
+latency); a worker runs whatever is in the backlog and posts the outcomes to an outbox in batches (at the
+latest every ``POST_EVERY_S`` or ``POST_BATCH`` outcomes, and whenever the backlog runs dry), and one
+``call_soon_threadsafe`` wakes the loop for however many outcomes are ready. A seed that raises fails that
+packet only; what it emitted before raising is discarded, so the kept input can be injected again without
+duplicates. An instance whose ``__init__`` or ``on_load`` raises is logged and does not run; when no
+instance can, ``on_broken`` tells the daemon, which disables the seed (its packets go to other replicas or
+wait).
 
 An ``inline`` seed has one instance and no thread: its packets queue on the loop and run there, a batch
 per callback, with no hand-over between threads (see ``seed``). A seed with ``processes = N`` runs in a
@@ -50,6 +54,10 @@ log = logging.getLogger(__name__)
 _STOP = object()
 INJECT_WINDOW = 256
 OUTBOX_BATCH = 512  # outcomes handled per loop callback before other tasks get a turn
+#: A worker posts its outcomes at least this often: a slow seed's results do not wait for the rest of its batch.
+POST_EVERY_S = 0.002
+POST_BATCH = 64  # ... or this many outcomes, whichever comes first
+_WAKE = object()  # a worker token: there are packets in the backlog
 
 
 @dataclass
@@ -225,7 +233,9 @@ class SeedRunner:
         self._load_failures = 0
         self._load_lock = threading.Lock()
         self.broken_reason = ""  # set once no instance can run
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # wake-ups (_WAKE) and _STOP for the workers
+        self._backlog: deque[Packet] = deque()  # packets for the workers (threaded seeds), appended on the loop
+        self._wake_scheduled = False
         self._threads: list[threading.Thread] = []
         self._instances: list[Any] = []
         self._stopping = threading.Event()
@@ -276,6 +286,8 @@ class SeedRunner:
             self._threads.append(t)
         for t in self._threads:
             t.start()
+        if self._backlog:
+            self._wake()  # packets that came before the seed started
 
     def submit(self, packet: Packet, now: bool = False) -> None:
         """Queue ``packet`` for the next free instance. ``now``: an inline seed with nothing else queued runs it
@@ -296,7 +308,18 @@ class SeedRunner:
             else:
                 self._schedule_inline()
         else:
-            self._queue.put(packet)
+            self._backlog.append(packet)
+            if now:
+                self._wake()  # a packet on its own: no turn to wait for (latency)
+            elif not self._wake_scheduled:
+                self._wake_scheduled = True
+                self._loop.call_soon(self._wake)  # once, when this turn's packets are all in the backlog
+
+    def _wake(self) -> None:
+        """On the loop: wake as many workers as there are packets for (at most all of them)."""
+        self._wake_scheduled = False
+        for _ in range(min(len(self._backlog), len(self._threads))):
+            self._queue.put(_WAKE)
 
     def _prepared(self, packet: Packet, error: str) -> None:
         """On the loop: ``packet``'s file is here (queue it), or could not be fetched (fail it)."""
@@ -454,6 +477,13 @@ class SeedRunner:
             self._unsettled += 1
             return True
 
+    def _unclaim(self) -> None:
+        """Give back a place taken by ``_claim`` for a run that did not happen."""
+        if self._unsettled_max:
+            with self._settle:
+                self._unsettled -= 1
+                self._settle.notify()
+
     def throttle(self, on: bool) -> None:
         """Hold (or let go) the taking of new packets and the making of new injections."""
         if on:
@@ -493,12 +523,10 @@ class SeedRunner:
         self._inline.clear()
         self._pool_queue.clear()
         while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+            try:  # one at a time: a worker may be taking from the other end (each packet goes to one of us)
+                taken.append(self._backlog.popleft())
+            except IndexError:
                 break
-            if isinstance(item, Packet):
-                taken.append(item)
         self.pending -= len(taken)
         return taken
 
@@ -524,7 +552,11 @@ class SeedRunner:
     # -- worker side -----------------------------------------------------------------------------
 
     def _post(self, outcome: Outcome) -> None:
-        self._outbox.append(outcome)
+        self._post_all((outcome,))
+
+    def _post_all(self, outcomes: Any) -> None:
+        """Hand ``outcomes`` to the loop; one wake-up of the loop for however many are waiting."""
+        self._outbox.extend(outcomes)
         with self._outbox_lock:
             if self._outbox_scheduled:
                 return
@@ -579,12 +611,32 @@ class SeedRunner:
             self._inject_loop(instance)
             return
         while True:
-            self._flowing.wait()
-            self._claim(block=True)
             item = self._queue.get()
+            self._run_backlog(instance)
             if item is _STOP:
                 return
-            self._post(self._invoke(instance, item))
+
+    def _run_backlog(self, instance: Any) -> None:
+        """Run packets from the backlog until it is empty; outcomes are posted in batches (see the module doc)."""
+        backlog, outcomes = self._backlog, []
+        first_at = 0.0
+        while True:
+            self._flowing.wait()
+            if not backlog or not self._claim(block=True):
+                break
+            try:
+                packet = backlog.popleft()
+            except IndexError:  # another worker (or take_queued) took the last one
+                self._unclaim()
+                break
+            outcomes.append(self._invoke(instance, packet))
+            if len(outcomes) == 1:
+                first_at = time.perf_counter()
+            elif len(outcomes) >= POST_BATCH or time.perf_counter() - first_at >= POST_EVERY_S:
+                self._post_all(outcomes)
+                outcomes = []
+        if outcomes:
+            self._post_all(outcomes)
 
     def _inject_loop(self, instance: Any) -> None:
         every = self.spec.every_s

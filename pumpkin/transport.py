@@ -59,6 +59,7 @@ import zmq.asyncio
 import zmq.utils.z85
 
 from .membership import NodeKeys
+from .packet import pack_batch
 from .supervisor import Spawn, log_crash, unsupervised
 
 log = logging.getLogger(__name__)
@@ -599,6 +600,8 @@ class Transport:
         if not link.batched or self.links.get(node) is not link:
             return  # sent already (a full batch), or the link was closed meanwhile
         frames, link.batch, link.batched, link.batch_bytes = link.batch, [], 0, 0
+        if len(frames) > 3:
+            frames = [pack_batch(frames)]  # one frame for the lot (see packet)
         self._push(node, link, frames)  # accepted when queued: never refused now
 
     def send(self, node: str, frames: list[bytes]) -> bool:

@@ -49,12 +49,17 @@ def test_chain_benchmark_reports_pumpkin_next_to_its_baselines():
         "--transports", "ipc",
         "--only", "chain,latency,inprocess",
         "--threaded",
+        "--dispatch",
         "--minimal",
     )  # fmt: skip
     results = json_line(out)["results"]
     for row in ("raw_fair_ipc_100", "raw_minimal_ipc_100", "asyncio_plain_100", "asyncio_packets_100"):
         assert positive(results[row]["pps"]), results[row]
-    for row in ("chain_ipc_100_inline", "chain_ipc_100_threaded", "inprocess_100_inline"):
+    chains = ("chain_ipc_100_inline", "chain_ipc_100_threaded", "chain_ipc_100_dispatch seeds")
+    for row in chains:  # CPU is read in 10 ms clock ticks: 400 packets of the raw chain may take none
+        cpu = (results[row]["cpu_us"], results[row]["raw_cpu_us"])
+        assert all(isinstance(c, float) and math.isfinite(c) and c >= 0 for c in cpu), results[row]
+    for row in (*chains, "inprocess_100_inline"):
         r = results[row]
         assert all(positive(r[k]) for k in ("pumpkin_pps", "ratio")), r
         # abs_tol: the bench rounds the ratio to 3 decimals, which is more than 1% of a ratio below 0.05.

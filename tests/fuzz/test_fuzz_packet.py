@@ -145,6 +145,21 @@ def test_split_batch_only_ever_cuts_a_message_into_whole_packets(frames: list[by
         raise AssertionError("a clean batch came back whole")
 
 
+@given(
+    st.lists(st.sampled_from([codec.encode(SAMPLE), codec.encode(SAMPLE, "s", "n")]), min_size=1, max_size=4).map(
+        lambda groups: codec.pack_batch([f for g in groups for f in g])
+    )
+    | st.binary(max_size=64).map(lambda tail: codec.PACKED + tail)
+)
+def test_a_packed_batch_splits_into_whole_packets_or_stays_whole(frame: bytes) -> None:
+    groups = codec.split_batch([frame])
+    if groups == [[frame]]:
+        assert only(PacketError, codec.decode_addressed, [frame]) is None
+    else:
+        assert codec.pack_batch([f for g in groups for f in g]) == frame
+        assert all(len(g) == 3 and g[0] == MAGIC for g in groups)
+
+
 # -- file documents --------------------------------------------------------------------------------------------
 
 

@@ -115,3 +115,17 @@ def test_a_batch_message_splits_into_its_packets_and_anything_else_stays_whole()
     assert codec.split_batch(odd) == [odd]
     with pytest.raises(PacketError, match="3 frames"):
         codec.decode(odd)
+
+
+def test_a_packed_batch_is_one_frame_that_splits_into_its_packets():
+    a = codec.encode(Packet("s:c:0:1", tags.parse("x:T:A"), {"n": 1}), to="seed", sender="n1")
+    b = codec.encode(Packet("s:c:0:2", tags.parse("x:T:A"), b"\x00raw"))
+    packed = codec.pack_batch(a + b)
+    assert packed.startswith(codec.PACKED)
+    groups = codec.split_batch([packed])
+    assert groups == [a, b]
+    assert [codec.decode(g).data for g in groups] == [{"n": 1}, b"\x00raw"]
+    for broken in (packed[:-1], packed + b"x", packed[:6], codec.PACKED):
+        assert codec.split_batch([broken]) == [[broken]]  # kept whole: decode says what is wrong
+        with pytest.raises(PacketError, match="packed batch"):
+            codec.decode([broken])
