@@ -634,7 +634,7 @@ class Daemon:
         router = self.router
         if router is None:
             return {}
-        return {n: (r.processed, router.emitted_by[n]) for n, r in list(router.local.items())}
+        return {n: (router.tally.of(n).processed, router.tally.of(n).emitted) for n in list(router.local)}
 
     def add_seed(self, spec: SeedSpec) -> None:
         """Run ``spec`` on this node from now on."""
@@ -686,9 +686,8 @@ class Daemon:
     def local_done(self) -> dict[str, int]:
         """Packets each local seed has handled (an injector: made), for peers' pages."""
         assert self.router is not None
-        return {
-            n: self.router.emitted_by[n] if r.spec.is_injector else r.processed for n, r in self.router.local.items()
-        }
+        tally = self.router.tally
+        return {n: tally.of(n).processed for n in self.router.local}
 
     # -- web page and API (pumpkin/web.py) -------------------------------------------------------
 

@@ -107,6 +107,10 @@ class FailedStore:
             body = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
         return self._write(stem, ".pkt", body, kind, reason, detail, seed, packet.id, str(packet.tag), then)
 
+    def keep_note(self, kind: str, reason: str, detail: str = "", seed: str = "") -> Path:
+        """Keep a failure that has no packet (an injector's run that raised): its ``.error`` file alone."""
+        return self._write(self._stem(seed or kind), "", b"", kind, reason, detail, seed)
+
     def keep_raw(self, frames: list[bytes], kind: str, reason: str, total_bytes: int | None = None) -> Path:
         """Keep bytes that could not be decoded as a packet: their first ``RAW_KEEP_BYTES`` only.
 
@@ -141,7 +145,7 @@ class FailedStore:
     ) -> Path:
         self.counts[kind] += 1
         reason = " ".join(reason.split())
-        path = stem.with_suffix(suffix)
+        path = stem.with_suffix(suffix or ".error")  # a note (keep_note, no suffix) is its .error file alone
         note = (reason + "\n" + (detail.rstrip() + "\n" if detail else "")).encode()
         kept = self._room(len(body) + len(note))
         self.recent.append(
@@ -162,11 +166,12 @@ class FailedStore:
             self._unsynced.append(([], then))  # let go of it as if kept: its sender must not hold it for ever
             self._sync_soon()
             return path
-        path.write_bytes(body)
         error = stem.with_suffix(".error")
+        if suffix:
+            path.write_bytes(body)
         error.write_bytes(note)
         self.used_bytes += len(body) + len(note)
-        self._unsynced.append(([path, error], then))
+        self._unsynced.append(([path, error] if suffix else [error], then))
         self._sync_soon()
         # Every one at WARNING; the kind is in the template so that ``logfold`` folds a flood per kind.
         where = f"{'traceback' if 'Traceback' in detail else 'reason'} in {error.name}"

@@ -221,13 +221,7 @@ class NodeQuery:
                 for x in d.discoveries
             },
             "seeds": {
-                n: {
-                    "pending": r.pending,
-                    "processed": r.processed,
-                    "failures": r.failures,
-                    "workers": r.spec.workers,
-                    "busy_s": round(r.busy_s, 6),
-                }
+                n: {"pending": r.pending, "workers": r.spec.workers, **d.router.tally.of(n).view()}
                 for n, r in d.router.local.items()
             },
         }

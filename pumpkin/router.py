@@ -47,6 +47,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .automaton import Automaton
+from .counters import SeedTally
 from .custody import Custody, hold
 from .failed import FailedStore
 from .gather import (
@@ -183,7 +184,7 @@ class Router:
         self.local: dict[str, SeedRunner] = {}
         self.counters: Counter[str] = Counter()
         self.delivered: Counter[tuple[str, str]] = Counter()  # (seed, node) -> packets handed to that replica
-        self.emitted_by: Counter[str] = Counter()  # local seed -> packets it emitted (for the page's rates)
+        self.tally = SeedTally()  # what each local seed did: the one source of its counters (see counters)
         self._cyclic: dict[str, bool] = {}
         self._cyclic_version = -1
         self._turns: dict[str, itertools.count[int]] = {}
@@ -373,6 +374,10 @@ class Router:
         runner.outcome_done(outcome)
         spec = runner.spec
         parent = outcome.packet
+        if not outcome.streamed:
+            self.tally.ran(spec.name, outcome.seconds, parent is not None, timed=not outcome.unclaimed)
+        if parent is None and outcome.emissions:
+            self.tally.made(spec.name, len(outcome.emissions))
         if outcome.error:
             self.counters["seed_errors"] += 1
             if parent is not None:
@@ -384,8 +389,10 @@ class Router:
                     seed=spec.name,
                 )
                 self._finished(parent, spec.name)
-            else:
-                log.error("%s\n%s", outcome.error, outcome.traceback)
+            else:  # an injector's run: no packet to keep, but the failure is kept and counted all the same
+                self.counters["failed"] += 1
+                self.tally.failed(spec.name, outcome.kind)
+                self.failed.keep_note(outcome.kind, f"{outcome.error} (injector run)", outcome.traceback, spec.name)
             return
         if parent is not None and spec.is_extractor:
             self.counters["extracted"] += 1
@@ -467,7 +474,7 @@ class Router:
                 results.append(child)
                 continue
             self.counters["emitted"] += 1
-            self.emitted_by[spec.name] += 1
+            self.tally.emitted(spec.name)
             if durable is None:
                 self.outputs.made(child)
                 self.route(child)
@@ -477,7 +484,7 @@ class Router:
         if results is not None and mark is not None and parent is not None:
             result = self._fragment_result(spec.name, spec.outputs, parent, mark, results, base_meta, now)
             self.counters["emitted"] += 1
-            self.emitted_by[spec.name] += 1
+            self.tally.emitted(spec.name)
             if durable is None:
                 self.route(result)
             else:
@@ -734,6 +741,8 @@ class Router:
     def fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None:
         """Keep ``packet`` in failed/ with its reason; it stays held until the kept files are durable."""
         self.counters["failed"] += 1
+        if seed:
+            self.tally.failed(seed, kind)
         hold(packet, 1)
         self.failed.keep(packet, kind, reason, detail, seed=seed, then=lambda: hold(packet, -1))
 
