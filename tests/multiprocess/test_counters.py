@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
+import pumpkin
+from pumpkin import metrics
 from tests.conftest import PMK, ROOT
 from tests.helpers import wait_until
 from tests.web.conftest import api, web_url
@@ -115,3 +120,117 @@ def test_the_page_shows_the_counters_pmk_stats_prints(pmk, sandbox, tmp_path):
             assert shown[key] == c[key], (name, key)
     assert page["failed"] == s["failed"] and page["failed_total"] == 3
     assert page["router"] == s["router"]
+
+
+# -- /metrics ------------------------------------------------------------------------------------------------
+
+
+def scrape(sandbox, url: str, token: str | None = None) -> tuple[int, str, str]:
+    """GET ``url`` from inside the sandbox: (status, Content-Type, body text)."""
+    script = (
+        "import sys, urllib.request, urllib.error\n"
+        "req = urllib.request.Request(sys.argv[1])\n"
+        "if len(sys.argv) > 2: req.add_header('Authorization', 'Bearer ' + sys.argv[2])\n"
+        "try:\n"
+        "    r = urllib.request.urlopen(req, timeout=10)\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    r = e\n"
+        "print(r.status); print(r.headers.get('Content-Type')); sys.stdout.write(r.read().decode())\n"
+    )
+    out = subprocess.run(
+        sandbox.wrap([sys.executable, "-c", script, url, *([token] if token else [])]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    status, content_type, body = out.stdout.split("\n", 2)
+    return int(status), content_type, body
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a scrape, parsed with Prometheus's own parser: (name, labels) -> value."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(got: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    key = (name, frozenset(labels.items()))
+    assert key in got, f"{name}{labels} not in /metrics"
+    return got[key]
+
+
+def test_metrics_are_what_pmk_stats_prints(pmk, sandbox, tmp_path):
+    p = failing_daemon(pmk, tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parked = subprocess.run(
+        sandbox.wrap([*PMK, "inject", "NOBODY", "7", "--workdir", str(p.workdir)]), capture_output=True, env=env
+    )
+    assert parked.returncode == 0
+    s = wait_until(lambda: (s := settled(sandbox, p)) and s["waiting"] and s, 15, what="the packet to wait")
+    status, content_type, text = scrape(sandbox, web_url(p) + "metrics")
+    assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
+    got = samples(text)
+
+    assert value(got, "pumpkin_node_info", node=s["node"], group="default", version=pumpkin.__version__) == 1
+    for seed, c in s["seeds"].items():
+        for key in ("runs", "processed", "emitted", "failures", "busy_s"):
+            assert value(got, f"pumpkin_seeds_{key}_total", seed=seed) == c[key], (seed, key)
+        for key in ("pending", "workers"):
+            assert value(got, f"pumpkin_seeds_{key}", seed=seed) == c[key], (seed, key)
+        for kind, n in c["failed"].items():
+            assert value(got, "pumpkin_seeds_failed_total", seed=seed, kind=kind) == n
+        # The run-time histogram counts every run, and its sum is the seed's busy time.
+        assert value(got, "pumpkin_seed_run_seconds_count", seed=seed) == c["runs"]
+        assert value(got, "pumpkin_seed_run_seconds_bucket", seed=seed, le="+Inf") == c["runs"]
+        assert abs(value(got, "pumpkin_seed_run_seconds_sum", seed=seed) - c["busy_s"]) < 1e-5
+    assert value(got, "pumpkin_seeds_failed_total", seed="Pick", kind="bad-data") == 1
+    for kind, n in s["failed"].items():
+        assert value(got, "pumpkin_failed_total", kind=kind) == n
+    for key, n in s["router"].items():
+        assert value(got, f"pumpkin_router_{key}_total") == n, key
+    (state,) = s["waiting"]
+    assert value(got, "pumpkin_waiting_packets", state=state) == s["waiting"][state] == 1
+    assert value(got, "pumpkin_waiting_packets_all") == 1
+    assert value(got, "pumpkin_journal_unfinished") == s["journal"]["unfinished"]
+    assert value(got, "pumpkin_bad_inbound_total") == s["bad_inbound"]
+    # Every other number pmk stats prints is there too, under the name its key path gives, with the same value
+    # (but those that move by themselves: uptime, open files, connections, discovery beacons).
+    moving = ("pumpkin_uptime_s", "pumpkin_limits_open_files", "pumpkin_limits_connections", "pumpkin_discovery")
+    for name, (_gauge, labels, rows) in metrics.flatten(s).items():
+        if name.startswith(moving):
+            continue
+        for values, n in rows:
+            key = {**dict(zip(labels, values, strict=True))}
+            sample = name if _gauge else f"{name}_total"
+            assert value(got, sample, **key) == n, (sample, key)
+
+
+def test_metrics_show_per_peer_inflight_and_rtt_and_need_only_what_the_api_needs(pmk, sandbox, tmp_path):
+    (tmp_path / "make.py").write_text(SEEDS.split("class Pick")[0])
+    (tmp_path / "pick.py").write_text("from pumpkin import Emit, Seed\n\n\nclass Pick" + SEEDS.split("class Pick")[1])
+    token = "metrics-secret"
+    a = pmk("--seed", str(tmp_path / "make.py"), "--http.port", "0", "--http.token", token)
+    b = pmk("--seed", str(tmp_path / "pick.py"), "--http.port", "0")
+    b.wait_for("sink got 1", 30)
+    b_id = next(line.split("UID: ")[1] for line in b.err if "Node assigned UID:" in line)
+    url = web_url(a) + "metrics"
+
+    def rtt() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        got = samples(scrape(sandbox, url)[2])
+        return got if ("pumpkin_peer_rtt_seconds", frozenset({("peer", b_id), ("seed", "Pick")})) in got else {}
+
+    got = wait_until(rtt, 15, what="an RTT to B")
+    assert 0 < value(got, "pumpkin_peer_rtt_seconds", peer=b_id, seed="Pick") < 5
+    assert value(got, "pumpkin_peer_rto_seconds", peer=b_id, seed="Pick") > 0
+    assert value(got, "pumpkin_peer_inflight_packets", peer=b_id) == 0  # every packet acknowledged
+    assert value(got, "pumpkin_seeds_emitted_total", seed="Make") == 3
+    # The same guard as every GET: no token needed (nothing in it is data, a reason or a path), a wrong one
+    # refused, a foreign Host refused.
+    text = scrape(sandbox, url)[2]
+    assert str(tmp_path) not in text and token not in text and "no source today" not in text
+    assert scrape(sandbox, url, token)[0] == 200
+    assert scrape(sandbox, url, "wrong")[0] == 401
