@@ -151,7 +151,7 @@ class NodeQuery:
         router = self._d.router
         if router is None:
             return {}
-        return {n: (router.tally.of(n).latency.cumulative(), router.tally.of(n).latency.sum_s) for n in router.local}
+        return {n: (router.tally.of(n).cumulative(), router.tally.of(n).busy_s) for n in router.local}
 
     def links(self) -> dict[str, dict[str, Any]]:
         """Outgoing links: endpoint, messages sent and backlog per peer."""

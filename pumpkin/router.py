@@ -374,10 +374,15 @@ class Router:
         runner.outcome_done(outcome)
         spec = runner.spec
         parent = outcome.packet
-        if not outcome.streamed:
-            self.tally.ran(spec.name, outcome.seconds, parent is not None, timed=not outcome.unclaimed)
-        if parent is None and outcome.emissions:
-            self.tally.made(spec.name, len(outcome.emissions))
+        counted = self.tally.of(spec.name, spec.is_injector)
+        if outcome.streamed:
+            counted.made += len(outcome.emissions)  # an injector's packet, posted as it was made
+        elif outcome.unclaimed:
+            counted.untimed()
+        else:
+            counted.ran(outcome.seconds)
+            if parent is None:
+                counted.made += len(outcome.emissions)
         if outcome.error:
             self.counters["seed_errors"] += 1
             if parent is not None:
@@ -391,7 +396,7 @@ class Router:
                 self._finished(parent, spec.name)
             else:  # an injector's run: no packet to keep, but the failure is kept and counted all the same
                 self.counters["failed"] += 1
-                self.tally.failed(spec.name, outcome.kind)
+                counted.failed[outcome.kind] += 1
                 self.failed.keep_note(outcome.kind, f"{outcome.error} (injector run)", outcome.traceback, spec.name)
             return
         if parent is not None and spec.is_extractor:
@@ -474,7 +479,7 @@ class Router:
                 results.append(child)
                 continue
             self.counters["emitted"] += 1
-            self.tally.emitted(spec.name)
+            counted.emitted += 1
             if durable is None:
                 self.outputs.made(child)
                 self.route(child)
@@ -484,7 +489,7 @@ class Router:
         if results is not None and mark is not None and parent is not None:
             result = self._fragment_result(spec.name, spec.outputs, parent, mark, results, base_meta, now)
             self.counters["emitted"] += 1
-            self.tally.emitted(spec.name)
+            counted.emitted += 1
             if durable is None:
                 self.route(result)
             else:
@@ -742,7 +747,7 @@ class Router:
         """Keep ``packet`` in failed/ with its reason; it stays held until the kept files are durable."""
         self.counters["failed"] += 1
         if seed:
-            self.tally.failed(seed, kind)
+            self.tally.of(seed).failed[kind] += 1
         hold(packet, 1)
         self.failed.keep(packet, kind, reason, detail, seed=seed, then=lambda: hold(packet, -1))
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from pumpkin import metrics
-from pumpkin.counters import LATENCY_BUCKETS_S, Histogram, SeedTally
+from pumpkin.counters import LATENCY_BUCKETS_S, SeedCounters, SeedTally
 
 
 def test_key_paths_become_names_and_tables_of_names_become_labels():
@@ -39,30 +39,30 @@ def test_key_paths_become_names_and_tables_of_names_become_labels():
 
 
 def test_a_run_is_counted_in_the_first_bucket_that_holds_it():
-    h = Histogram()
+    c = SeedCounters()
     for seconds in (0.0, 0.001, 0.0011, 100.0):
-        h.observe(seconds)
-    buckets = dict(h.cumulative())
+        c.ran(seconds)
+    c.untimed()  # a packet whose file never came: a run, not timed
+    buckets = dict(c.cumulative())
     assert buckets[LATENCY_BUCKETS_S[0]] == 1  # 0 s
     assert buckets[0.001] == 2 and buckets[0.0025] == 3  # le is "at most"
-    assert buckets[LATENCY_BUCKETS_S[-1]] == 3 and buckets[float("inf")] == h.count == 4
-    assert h.sum_s == 0.0 + 0.001 + 0.0011 + 100.0
+    assert buckets[LATENCY_BUCKETS_S[-1]] == 3 and buckets[float("inf")] == 4 and c.runs == c.processed == 5
+    assert c.busy_s == 0.0 + 0.001 + 0.0011 + 100.0
 
 
 def test_an_injector_processes_what_it_makes_and_a_consumer_what_it_takes():
     t = SeedTally()
-    t.ran("make", 0.01, packet=False)  # a run of an injector ...
-    t.made("make", 3)  # ... that made three packets
-    for _ in range(3):
-        t.emitted("make")
-    t.ran("pick", 0.002, packet=True)
-    t.failed("pick", "bad-data")
-    t.ran("pick", 0.0, packet=True, timed=False)  # its file could not be fetched: it never ran
-    assert t.of("make").view() == {
+    make = t.of("make", injector=True)
+    make.ran(0.01)  # one run of the injector ...
+    make.made += 3  # ... that made three packets, which went on
+    make.emitted += 3
+    pick = t.of("pick", injector=False)
+    pick.ran(0.002)
+    t.of("pick").failed["bad-data"] += 1
+    assert make.view() == {
         "runs": 1, "processed": 3, "emitted": 3, "failures": 0, "failed": {}, "busy_s": 0.01,
     }  # fmt: skip
-    assert t.of("pick").view()["processed"] == 2 and t.of("pick").failures == 1
-    assert t.of("pick").latency.count == 1
+    assert pick.view()["processed"] == 1 and pick.failures == 1 and t.of("pick") is pick
 
 
 def test_a_daemon_that_is_never_scraped_never_imports_prometheus_client():
