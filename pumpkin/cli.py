@@ -75,9 +75,18 @@ def log_formatter(debug: bool) -> logging.Formatter:
     return logging.Formatter(f"%(asctime)s.%(msecs)03d %(levelname)s{where} %(message)s", LOG_DATE_FORMAT)
 
 
-def _setup_logging(debug: bool, lines_per_minute: int) -> None:
+def _log_formatter_for(log_format: str, debug: bool) -> logging.Formatter:
+    """``--log-format``: text for people (``log_formatter``), or one JSON object per line for machines."""
+    if log_format == "json":
+        from .logformat import JsonFormatter
+
+        return JsonFormatter()
+    return log_formatter(debug)
+
+
+def _setup_logging(debug: bool, lines_per_minute: int, log_format: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(log_formatter(debug))
+    handler.setFormatter(_log_formatter_for(log_format, debug))
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     # A flood of one kind of line (bad input from a stranger, a failing disk) folds into a count per minute.
     logfold.install(lines_per_minute)
@@ -97,7 +106,7 @@ def run_daemon(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"pmk: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(cfg.node.debug, cfg.limits.log_lines_per_minute)
+    _setup_logging(cfg.node.debug, cfg.limits.log_lines_per_minute, cfg.node.log_format)
     # Seeds print results from many threads; whole lines, flushed at once, as a terminal shows them.
     sys.stdout = LineAtomicWriter(sys.stdout)
     from .daemon import serve

@@ -261,6 +261,7 @@ class Daemon:
     async def _release(self) -> None:
         assert self.workdir is not None
         self.workdir.release()
+        logfold.flush(force=True)  # what was folded in the last window is said, not lost with the process
         log.info("Node %s stopped", self.node_id)
 
     async def _open_failed(self) -> None:
@@ -655,7 +656,13 @@ class Daemon:
             runner.limit_unsettled(TX_AHEAD_MAX)
         self.specs[spec.name] = spec
         flow = f"{', '.join(map(str, spec.inputs)) or 'injector'} -> {', '.join(map(str, spec.outputs)) or 'extractor'}"
-        log.info("Seed loaded: %s (%s)%s", spec.name, flow, f" x{spec.workers}" if spec.workers > 1 else "")
+        log.info(
+            "Seed loaded: %s (%s)%s",
+            spec.name,
+            flow,
+            f" x{spec.workers}" if spec.workers > 1 else "",
+            extra={"seed": spec.name},
+        )
         self.automaton.add(self.node_id, SeedInfo(spec.name, spec.inputs, spec.outputs, spec.joins))
         self._digest = hashlib.sha1(orjson.dumps(self._seed_summaries())).hexdigest()[:12]
         self.router.replan()
@@ -754,7 +761,13 @@ class Daemon:
         changed = self.automaton.sync_node(node, seeds)
         for info in seeds:
             if info.name not in before:
-                log.info("Discovered new peer seed: %s at %s (node %s)", info.name, endpoint, node)
+                log.info(
+                    "Discovered new peer seed: %s at %s (node %s)",
+                    info.name,
+                    endpoint,
+                    node,
+                    extra={"peer": node, "seed": info.name},
+                )
         if changed or revived:
             self.router.replan(force=revived)
         return changed
@@ -765,7 +778,9 @@ class Daemon:
         self.peers.leave(node)
         gone = self.automaton.remove_node(node)
         if gone:
-            log.info("Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone))
+            log.info(
+                "Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone), extra={"peer": node}
+            )
         # Packets still in the link's backlog are in the mesh's in-flight table too: it re-routes them.
         self.transport.disconnect(node)
         self.router.replan()

@@ -162,7 +162,13 @@ class FailedStore:
         if not kept:
             self.not_kept[kind] += 1
             # Every one is logged (a flood of them folds into one line a minute: see ``logfold``).
-            log.warning("failure not kept, failed/ is full: %s: %s (packet %s)", kind, reason, packet_id or "-")
+            log.warning(
+                "failure not kept, failed/ is full: %s: %s (packet %s)",
+                kind,
+                reason,
+                packet_id or "-",
+                extra={"seed": seed, "packet": packet_id, "kind": kind, "state": state},
+            )
             self._unsynced.append(([], then))  # let go of it as if kept: its sender must not hold it for ever
             self._sync_soon()
             return path
@@ -175,7 +181,8 @@ class FailedStore:
         self._sync_soon()
         # Every one at WARNING; the kind is in the template so that ``logfold`` folds a flood per kind.
         where = f"{'traceback' if 'Traceback' in detail else 'reason'} in {error.name}"
-        log.warning(f"%s (kept in %s, {kind}; %s)", reason, path, where)  # noqa: G004 - kinds are a few constants
+        fields = {"seed": seed, "packet": packet_id, "kind": kind, "state": state, "file": path.name}
+        log.warning(f"%s (kept in %s, {kind}; %s)", reason, path, where, extra=fields)  # noqa: G004 - kinds are few
         return path
 
     def _room(self, size: int) -> bool:

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pumpkin"
 #: No sockets, no event loop, no clock of their own: the rules, unit-tested in microseconds.
 PURE = {
     "errors", "tags", "packet", "custody", "manifest", "automaton", "waiting", "config", "gather", "files",
-    "dropfile", "logfold", "seed", "peers", "PmkShared", "legacy_files", "console", "counters",
+    "dropfile", "logfold", "seed", "peers", "PmkShared", "legacy_files", "console", "counters", "logformat",
 }  # fmt: skip
 #: Protocol and storage objects that take events and dependencies passed in; they open no socket.
 CORE = {
