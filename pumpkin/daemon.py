@@ -49,14 +49,16 @@ from .membership import Membership, NetworkKey, NodeKeys, open_network_warning
 from .mesh import Mesh
 from .messages import Origin
 from .packet import Hop, IdMaker, Packet
-from .peers import PeerTable
+from .peers import Liveness, PeerTable
 from .pending import Pending
+from .provenance import Provenance
 from .query import NodeQuery
 from .router import Remotes, Router
 from .runner import SeedRunner
 from .seed import SeedSpec
 from .spool import Spool
 from .supervisor import Supervisor
+from .trace import PacketEvents
 from .transport import InboxLimits, Transport, raise_open_files_limit
 from .txdir import TxWriter
 from .waiting import WaitingRoom
@@ -139,6 +141,7 @@ class Daemon:
         self.pending: Pending | None = None  # packets held at the last stop
         self.inbound: Inbound | None = None  # frames from peers -> mesh, file mover, router
         self.control: Control | None = None  # requests from pmk
+        self.provenance: Provenance | None = None  # pmk trace, failed, replay, pending
         self._chosen: list[netinfo.Interface] = []  # interfaces discovery uses
         self.files: FileMover | None = None
         self.specs: dict[str, SeedSpec] = {}
@@ -311,6 +314,20 @@ class Daemon:
             self.tx = TxWriter(cfg.tx.dir, cfg.tx.form, self.supervisor.spawn)
         outputs = DaemonOutputs(self.files, self.tx, self._make_durable, self._to_tx)
         failed = self.failed
+        assert failed is not None
+        events = PacketEvents()
+        transport = self.transport
+        self.provenance = Provenance(
+            node_id=self.node_id,
+            group=cfg.node.group,
+            ids=self.ids,
+            events=events,
+            failed=failed,
+            router=lambda: self.router,
+            accept=self.accept,
+            send=transport.send,
+            peers=lambda: [p.node_id for p in self.peers.peers.values() if p.state is not Liveness.EXPIRED],
+        )
 
         def make_router(remotes: Remotes) -> Router:
             self.router = Router(
@@ -324,6 +341,7 @@ class Daemon:
                 seed_queue_max=cfg.routing.seed_queue_max,
                 ttl_hops=cfg.routing.ttl_hops,
                 join_wait_s=cfg.routing.join_wait_s,
+                events=events,
             )
             return self.router
 
@@ -348,7 +366,7 @@ class Daemon:
             report=self.supervisor.report,
         )
         assert self.router is not None  # made by the mesh, above
-        self.inbound = Inbound(self.mesh, self.files, self.failed, cfg.limits.message_max_bytes)
+        self.inbound = Inbound(self.mesh, self.files, self.failed, cfg.limits.message_max_bytes, self.provenance.tracer)
         self.control = Control(
             node_id=self.node_id,
             group=cfg.node.group,
@@ -360,6 +378,7 @@ class Daemon:
             stats=self.snapshot,
             new_packet=self.new_packet,
             accept=self.accept,
+            ops=self.provenance.ops(),
         )
 
     async def _start_transport(self) -> None:
@@ -806,12 +825,19 @@ class Daemon:
     async def _restore_pending(self) -> None:
         """Route again what was saved at the last stop; journaled first, so a crash now loses none of it."""
         assert self.pending is not None and self.journal is not None and self.failed is not None
+        assert self.workdir is not None
         saved = self.pending.files()
         resumed = self.pending.read(saved, self.config.node.group, self.ids, self.failed.keep_raw)
         if resumed:
             [entry] = await self.journal.add([(None, resumed)])
             self._admit(entry, resumed, fresh=False)
-            log.info("Resumed %d packet(s) saved at the last stop", len(resumed))
+            log.info(
+                "Resumed %d packet(s) saved at the last stop: 'pmk pending --workdir %s' lists them, "
+                "'pmk pending --clear --workdir %s' moves them to failed/",
+                len(resumed),
+                self.workdir.path,
+                self.workdir.path,
+            )
         self.failed.sync()  # what could not be resumed is kept durably before its file goes
         self.pending.remove(saved)
 

@@ -230,6 +230,7 @@ class NodeQuery:
             "mesh": dict(d.mesh.counters) if d.mesh else {},
             "files": d.files.stats() if d.files else {},
             "inflight": d.mesh.inflight_counts() if d.mesh else {},
+            "trace": dict(d.provenance.tracer.counters) if d.provenance else {},
             "discovery": {
                 type(x).__name__: {
                     "rejected": x.rejected,

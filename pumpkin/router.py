@@ -71,6 +71,7 @@ from .packet import Hop, IdMaker, Packet
 from .runner import Emission, Outcome, SeedRunner
 from .seed import SeedSpec
 from .tags import StateTag
+from .trace import PacketEvents
 from .waiting import WaitingRoom
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,10 @@ class Router:
         ttl_hops: int = 64,
         clock: Callable[[], float] = time.monotonic,
         join_wait_s: float = 600.0,
+        events: PacketEvents | None = None,
     ) -> None:
-        """``remotes``: the other nodes' replicas (the mesh); ``outputs``: where finished packets go besides."""
+        """``remotes``: the other nodes' replicas (the mesh); ``outputs``: where finished packets go besides;
+        ``events``: where what happens to packets here is noted, for ``pmk trace``."""
         self.node_id = node_id
         self.automaton = automaton
         self.remotes = remotes
@@ -185,6 +188,7 @@ class Router:
         self.counters: Counter[str] = Counter()
         self.delivered: Counter[tuple[str, str]] = Counter()  # (seed, node) -> packets handed to that replica
         self.tally = SeedTally()  # what each local seed did: the one source of its counters (see counters)
+        self.events = events if events is not None else PacketEvents()
         self._cyclic: dict[str, bool] = {}
         self._cyclic_version = -1
         self._turns: dict[str, itertools.count[int]] = {}
@@ -274,6 +278,19 @@ class Router:
             hold(packet, -1)
         self._check_throttles()
         return limit is not None and len(expired) >= limit
+
+    def clear_waiting(self, why: str) -> int:
+        """Move every waiting packet to failed/ (kind ``cleared``, saying ``why``), where it can be replayed; how
+        many."""
+        cleared = 0
+        for batch in self.waiting.drain():
+            for packet, seed in batch:
+                for_ = f" for {seed}" if seed else ""
+                self.fail(packet, "cleared", f"packet {packet.id} waiting in {packet.tag}{for_} was cleared by {why}")
+                hold(packet, -1)  # the hold it took to wait
+                cleared += 1
+        self._check_throttles()
+        return cleared
 
     def kick(self, seed: str) -> None:
         """A replica of ``seed`` has room again: hand it the packets that wait for it, oldest first."""
@@ -383,6 +400,10 @@ class Router:
             counted.ran(outcome.seconds)
             if parent is None:
                 counted.made += len(outcome.emissions)
+            else:
+                ran = "done" if spec.is_extractor and not outcome.error else "ran"
+                kind = outcome.kind if outcome.error else ""
+                self.events.note(ran, parent.id, "", spec.name, parent.tag, outcome.seconds, kind=kind)
         if outcome.error:
             self.counters["seed_errors"] += 1
             if parent is not None:
@@ -444,6 +465,7 @@ class Router:
                 lineage = lineage_of(parent)
                 if lineage_of(child) != lineage:
                     child.meta[LINEAGE] = lineage
+            self.events.note("made", child.id, parent.id if parent is not None else "", spec.name, child.tag)
             if tag is None:
                 declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
                 wanted = emission.state if emission.state is not None else "its only output"
@@ -488,6 +510,7 @@ class Router:
                 durable.append(child)
         if results is not None and mark is not None and parent is not None:
             result = self._fragment_result(spec.name, spec.outputs, parent, mark, results, base_meta, now)
+            self.events.note("made", result.id, parent.id, spec.name, result.tag)
             self.counters["emitted"] += 1
             counted.emitted += 1
             if durable is None:
@@ -552,6 +575,8 @@ class Router:
     def admit(self, packet: Packet) -> None:
         """Route a packet made outside the network (a file, a command), counted as injected."""
         self.counters["injected"] += 1
+        via = packet.trail[-1].seed if packet.trail else ""  # the door it came in by (see Daemon.accept)
+        self.events.note("in", packet.id, packet.meta.get("replay_of", "") if packet.meta else "", via, packet.tag)
         self.route(packet)
 
     # -- internals -------------------------------------------------------------------------------
@@ -580,9 +605,14 @@ class Router:
                     self.counters["local"] += 1
                     self.submit_local(runner, packet)
                     return
-            elif self.remotes.send_packet(node, name, packet):
+            else:
+                at = self.events.clock()  # before it goes: the peer may run it before the send returns
+                if not self.remotes.send_packet(node, name, packet):
+                    candidates.remove(node)
+                    continue
                 self.counters["remote"] += 1
                 self.delivered[name, node] += 1
+                self.events.note("sent", packet.id, "", name, packet.tag, peer=node, at=at)
                 return
             candidates.remove(node)
         self._park(packet, seed=name)
@@ -734,6 +764,7 @@ class Router:
     def _park(self, packet: Packet, seed: str | None = None) -> None:
         if self.waiting.park(packet, self.clock(), seed):
             self.counters["parked"] += 1
+            self.events.note("waiting", packet.id, "", seed or "", packet.tag)
             hold(packet, 1)
             log.debug("packet %s waits in %s (for %s)", packet.id, packet.tag, seed or "any consumer")
             return
@@ -749,7 +780,8 @@ class Router:
         if seed:
             self.tally.of(seed).failed[kind] += 1
         hold(packet, 1)
-        self.failed.keep(packet, kind, reason, detail, seed=seed, then=lambda: hold(packet, -1))
+        kept = self.failed.keep(packet, kind, reason, detail, seed=seed, then=lambda: hold(packet, -1))
+        self.events.note("failed", packet.id, "", seed, packet.tag, kind=kind, file=kept.name)
 
 
 #: The original Pumpkin's BROADCAST_BIT (PmkShared), in a legacy header's ``aux``: to every replica, once.

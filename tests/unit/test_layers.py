@@ -16,12 +16,12 @@ PURE = {
 CORE = {
     "router", "mesh", "messages", "membership", "runner", "procpool", "splitmerge", "legacy", "PmkSeed", "loader",
     "failed", "journal", "spool", "filemover", "__init__", "simnet",
-    "lifecycle", "pending", "inbound", "control",
+    "lifecycle", "pending", "inbound", "control", "trace",
 }  # fmt: skip
 #: Sockets, files, the event loop, processes: wiring the core to the world.
 SHELL = {
     "daemon", "transport", "discovery", "web", "cli", "__main__", "netinfo", "dropdir", "txdir", "workdir",
-    "supervisor", "query", "simrun", "metrics",
+    "supervisor", "query", "simrun", "metrics", "provenance",
 }  # fmt: skip
 LAYER = {**dict.fromkeys(PURE, 0), **dict.fromkeys(CORE, 1), **dict.fromkeys(SHELL, 2)}
 #: Libraries that mean I/O: never imported below the shell.
