@@ -189,6 +189,9 @@ class Router:
         self.delivered: Counter[tuple[str, str]] = Counter()  # (seed, node) -> packets handed to that replica
         self.tally = SeedTally()  # what each local seed did: the one source of its counters (see counters)
         self.events = events if events is not None else PacketEvents()
+        # Events of every run and packet made are appended as tuples (trace.Event) on this hot path: a method
+        # call per event would cost as much again.
+        self._event = self.events.ring.append
         self._cyclic: dict[str, bool] = {}
         self._cyclic_version = -1
         self._turns: dict[str, itertools.count[int]] = {}
@@ -392,6 +395,7 @@ class Router:
         spec = runner.spec
         parent = outcome.packet
         counted = self.tally.of(spec.name, spec.is_injector)
+        now = time.time()
         if outcome.streamed:
             counted.made += len(outcome.emissions)  # an injector's packet, posted as it was made
         elif outcome.unclaimed:
@@ -403,7 +407,7 @@ class Router:
             else:
                 ran = "done" if spec.is_extractor and not outcome.error else "ran"
                 kind = outcome.kind if outcome.error else ""
-                self.events.note(ran, parent.id, "", spec.name, parent.tag, outcome.seconds, kind=kind)
+                self._event((now, ran, parent.id, "", spec.name, parent.tag, outcome.seconds, "", kind, ""))
         if outcome.error:
             self.counters["seed_errors"] += 1
             if parent is not None:
@@ -425,7 +429,6 @@ class Router:
             self.outputs.extracted(parent, spec.name)
         if parent is not None and self._refused(spec, parent, outcome.emissions):
             return
-        now = time.time()
         durable: list[Packet] | None = None
         if self.outputs.durable and (spec.durable if parent is None else self._on_cycle(spec.name)):
             durable = []
@@ -465,7 +468,8 @@ class Router:
                 lineage = lineage_of(parent)
                 if lineage_of(child) != lineage:
                     child.meta[LINEAGE] = lineage
-            self.events.note("made", child.id, parent.id if parent is not None else "", spec.name, child.tag)
+            origin = parent.id if parent is not None else ""
+            self._event((now, "made", child.id, origin, spec.name, child.tag, 0.0, "", "", ""))
             if tag is None:
                 declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
                 wanted = emission.state if emission.state is not None else "its only output"

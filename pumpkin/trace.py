@@ -58,7 +58,8 @@ def lineage(packet_id: str) -> str:
 
 
 class PacketEvents:
-    """The last ``size`` packet events of this daemon, oldest first; ``note`` is cheap (one tuple appended)."""
+    """The last ``size`` packet events of this daemon, oldest first; ``note`` is cheap (one tuple appended; the
+    router appends ``Event`` tuples to ``ring`` itself where it notes one per run)."""
 
     def __init__(self, size: int = EVENTS_MAX, clock: Callable[[], float] = time.time) -> None:
         self.ring: deque[Event] = deque(maxlen=size)

@@ -219,11 +219,15 @@ def test_metrics_show_per_peer_inflight_and_rtt_and_need_only_what_the_api_needs
     b_id = next(line.split("UID: ")[1] for line in b.err if "Node assigned UID:" in line)
     url = web_url(a) + "metrics"
 
-    def rtt() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    def settled() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """A scrape once B acknowledged all three packets (the first ACK gives the RTT; others may follow)."""
         got = samples(scrape(sandbox, url)[2])
-        return got if ("pumpkin_peer_rtt_seconds", frozenset({("peer", b_id), ("seed", "Pick")})) in got else {}
+        rtt = ("pumpkin_peer_rtt_seconds", frozenset({("peer", b_id), ("seed", "Pick")}))
+        inflight = got.get(("pumpkin_peer_inflight_packets", frozenset({("peer", b_id)})))
+        sent = got.get(("pumpkin_router_remote_total", frozenset()))
+        return got if rtt in got and inflight == 0 and sent == 3 else {}
 
-    got = wait_until(rtt, 15, what="an RTT to B")
+    got = wait_until(settled, 15, what="an RTT to B and nothing in flight")
     assert 0 < value(got, "pumpkin_peer_rtt_seconds", peer=b_id, seed="Pick") < 5
     assert value(got, "pumpkin_peer_rto_seconds", peer=b_id, seed="Pick") > 0
     assert value(got, "pumpkin_peer_inflight_packets", peer=b_id) == 0  # every packet acknowledged
