@@ -10,6 +10,10 @@ pmk inject [STATE] --file F    send a packet file (.json, .pkt, .jsonl), or with
 pmk network create FILE        make a network key (mode 600); start every daemon with --network-key FILE
 pmk keys                       this node's public key, the network key's fingerprint, the members it knows
 pmk doctor                     check this host and its daemon: interfaces, discovery, firewall, peers, clocks
+pmk trace ID                   where a packet and its lineage went across the network, and where it is now
+pmk failed                     the failed packets kept in failed/ (reason, seed, time)
+pmk replay ID                  accept a kept failed packet again
+pmk pending [--clear]          what waits to be saved to pending/ (or was saved there); --clear: move it to failed/
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import json
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,7 +39,9 @@ from .runner import try_instance
 from .transport import MAX_CONTROL_BYTES, request_sync
 from .workdir import DEFAULT_ROOT, in_use, running_control_files
 
-SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers", "network", "keys", "sim", "doctor")
+PROVENANCE_COMMANDS = ("trace", "failed", "replay", "pending")
+
+SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers", "network", "keys", "sim", "doctor", *PROVENANCE_COMMANDS)
 CHECK_NODE_ID = "pmk-seeds-check"  # the node id seeds see when pmk seeds check makes them
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # local time; log_formatter adds the milliseconds
 
@@ -76,9 +84,18 @@ def log_formatter(debug: bool) -> logging.Formatter:
     return logging.Formatter(f"%(asctime)s.%(msecs)03d %(levelname)s{where} %(message)s", LOG_DATE_FORMAT)
 
 
-def _setup_logging(debug: bool, lines_per_minute: int) -> None:
+def _log_formatter_for(log_format: str, debug: bool) -> logging.Formatter:
+    """``--log-format``: text for people (``log_formatter``), or one JSON object per line for machines."""
+    if log_format == "json":
+        from .logformat import JsonFormatter
+
+        return JsonFormatter()
+    return log_formatter(debug)
+
+
+def _setup_logging(debug: bool, lines_per_minute: int, log_format: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(log_formatter(debug))
+    handler.setFormatter(_log_formatter_for(log_format, debug))
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     # A flood of one kind of line (bad input from a stranger, a failing disk) folds into a count per minute.
     logfold.install(lines_per_minute)
@@ -98,7 +115,7 @@ def run_daemon(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"pmk: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(cfg.node.debug, cfg.limits.log_lines_per_minute)
+    _setup_logging(cfg.node.debug, cfg.limits.log_lines_per_minute, cfg.node.log_format)
     # Seeds print results from many threads; whole lines, flushed at once, as a terminal shows them.
     sys.stdout = LineAtomicWriter(sys.stdout)
     from .daemon import serve
@@ -243,6 +260,7 @@ def _client_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="show this node's public key and the network it is in")
     common(keys)
     _add_doctor_parser(sub)
+    _provenance_parsers(sub, common)
     sim = sub.add_parser("sim", help="run a scenario on simulated Pumpkin nodes (virtual time) and check it")
     sim.add_argument("scenario", type=Path, help="a scenario file (YAML; see README, 'Simulating a Pumpkin network')")
     sim.add_argument("--seed", type=int, help="the random seed (default: the scenario's)")
@@ -270,6 +288,181 @@ def _doctor(args: argparse.Namespace) -> int:
     from . import doctor
 
     return doctor.run(args)
+
+
+def _provenance_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """``pmk trace``, ``pmk failed``, ``pmk replay``, ``pmk pending``."""
+    trace = sub.add_parser(
+        "trace",
+        help="where a packet and its lineage went, across the network",
+        description="Ask the daemon, and through it every peer, what they know of packet ID's lineage (every "
+        "packet made from the same injected one): which seed ran it on which node, when, for how long, where it "
+        "was sent, and where each packet is now or why it failed. Daemons remember their last few thousand packet "
+        "events, in memory only.",
+    )
+    trace.add_argument("id", help="a packet id, as pmk inject, pmk failed or the page print it")
+    trace.add_argument("--json", action="store_true", help="print the events as JSON")
+    trace.add_argument("--wait", type=float, default=2.0, help="seconds to wait for peers' answers (default 2)")
+    common(trace)
+    failed = sub.add_parser("failed", help="list the failed packets kept in failed/ (newest first)")
+    failed.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    failed.add_argument("--json", action="store_true", help="print JSON")
+    common(failed)
+    replay = sub.add_parser(
+        "replay",
+        help="accept a kept failed packet again",
+        description="Accept the packet ID kept in failed/ again, as pmk inject would (journaled before this "
+        "returns), with a new id in the same lineage; its files leave failed/ only once it is accepted.",
+    )
+    replay.add_argument("id")
+    common(replay)
+    pending = sub.add_parser(
+        "pending",
+        help="show (or clear) the packets that wait, and come back at the next start",
+        description="With a daemon running: the packets waiting in it for a consumer, which a stop saves to "
+        "pending/ and the next start resumes. With none running in --workdir: what pending/ holds. --clear moves "
+        "them to failed/ (kind 'cleared'), from where pmk replay brings any one back.",
+    )
+    pending.add_argument("--clear", action="store_true", help="move them to failed/")
+    common(pending)
+
+
+def _provenance(args: argparse.Namespace) -> int:
+    """Run one of ``PROVENANCE_COMMANDS``."""
+    if args.command == "pending" and args.workdir is not None and not in_use(Path(args.workdir)):
+        return _pending_at_rest(Path(args.workdir), args.clear)
+    if args.command == "trace":
+        args.timeout = max(args.timeout, args.wait * 3 + 2)  # up to three rounds of asking peers
+        reply = _ask(args, {"op": "trace", "id": args.id, "wait_s": args.wait})
+        if args.json:
+            print(json.dumps(reply, indent=2))
+        else:
+            _print_trace(reply)
+    elif args.command == "failed":
+        reply = _ask(args, {"op": "failed", "limit": args.limit})
+        if args.json:
+            print(json.dumps(reply["failed"], indent=2))
+        else:
+            _print_failed(reply)
+    elif args.command == "replay":
+        reply = _ask(args, {"op": "replay", "id": args.id})
+        print(f"{reply['id']} {reply['state']} (replay of {reply['was']})")
+    else:
+        reply = _ask(args, {"op": "pending", "clear": args.clear})
+        if args.clear:
+            print(f"Moved {reply['cleared']} waiting packet(s) to {reply['folder']} (see pmk failed; pmk replay ID)")
+        else:
+            _print_pending(reply["total"], [(s["state"], s["count"], s["packets"]) for s in reply["states"]], True)
+    return 0
+
+
+def _print_trace(reply: dict[str, Any]) -> None:
+    events = reply["events"]
+    asked, silent = reply["asked"], reply["silent"]
+    heard = f"asked {len(asked)} peer(s)" + (f", no answer from {', '.join(silent)}" if silent else "")
+    if not events:
+        print(f"Nothing known of {reply['id']} here or at the peers ({heard}): too old, or never seen.")
+        return
+    nodes = sorted({e["node"] for e in events})
+    print(f"Trace of {reply['id']} (lineage {', '.join(reply['lineages'])}): {len(events)} event(s) on "
+          f"{len(nodes)} node(s); {heard}")  # fmt: skip
+    start = events[0]["at"]
+    for e in events:
+        print(f"  +{e['at'] - start:8.3f} s  {e['node']:<14} {_trace_line(e)}")
+    parents = {e.get("parent") for e in events if e["event"] == "made"}
+    last: dict[str, dict[str, Any]] = {}
+    for e in events:
+        last[e["packet"]] = e
+    print("Where each packet is now:")
+    for pid, e in last.items():
+        if pid in parents and e["event"] != "failed":
+            continue  # it went on as the packets made from it
+        print(f"  {pid}  {_trace_now(e, silent)}")
+
+
+def _trace_line(e: dict[str, Any]) -> str:
+    seed, state, pid = e.get("seed", ""), e.get("state", ""), e["packet"]
+    took = "" if not e.get("s") else f" in {e['s'] * 1e6:.0f} µs" if e["s"] < 0.001 else f" in {e['s'] * 1e3:.1f} ms"
+    event = e["event"]
+    if event == "in":
+        return f"in       {pid} in {state} (by {seed or '?'}{', replay of ' + e['parent'] if e.get('parent') else ''})"
+    if event == "made":
+        return f"made     {pid} in {state} by {seed} from {e.get('parent') or '(an injector)'}"
+    if event == "sent":
+        return f"sent     {pid} to {e.get('peer')} for {seed}"
+    if event in ("ran", "done"):
+        failed = f", failed ({e['kind']})" if e.get("kind") else ""
+        return f"{event:<8} {pid} by {seed}{took}{failed}"
+    if event == "waiting":
+        return f"waiting  {pid} in {state}{' for ' + seed if seed else ' (no consumer)'}"
+    reason = f": {e['reason']}" if e.get("reason") else ""
+    return f"failed   {pid} ({e.get('kind')}{', seed ' + seed if seed else ''}), kept as {e.get('file')}{reason}"
+
+
+def _trace_now(e: dict[str, Any], silent: list[str]) -> str:
+    where, event = e["node"], e["event"]
+    if event == "done":
+        return f"done: {e.get('seed')} on {where} took it out of the network"
+    if event == "failed":
+        return f"failed on {where} ({e.get('kind')}), kept in its failed/ as {e.get('file')}"
+    if event == "waiting":
+        return f"waiting on {where} in {e.get('state')}"
+    if event == "sent":
+        peer = e.get("peer", "")
+        why = "which did not answer" if peer in silent else "which says nothing of it (still in flight?)"
+        return f"sent to {peer} for {e.get('seed')}, {why}"
+    if event == "ran":
+        return f"ran by {e.get('seed')} on {where}, which made nothing of it"
+    return f"{event} on {where}"
+
+
+def _print_failed(reply: dict[str, Any]) -> None:
+    items = reply["failed"]
+    print(f"{len(items)} failed packet(s) kept in {reply['folder']}, newest first (pmk replay ID takes one back):")
+    for f in items:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f["time"]))
+        print(f"  {when}  {f['kind'] or '?':<16} {f['seed'] or '-':<12} {f['packet'] or '-':<28} {f['reason']}")
+
+
+def _print_pending(total: int, states: list[tuple[str, int, list[dict[str, Any]]]], running: bool) -> None:
+    where = "waiting in the running daemon (a stop saves them to pending/)" if running else "saved in pending/"
+    print(f"{total} packet(s) {where}")
+    for state, count, shown in states:
+        print(f"  {state}: {count}")
+        for p in shown:
+            print(f"    {p['id']}" + (f"  ({p['age_s']} s old)" if "age_s" in p else ""))
+    if total:
+        print("They resume at the next start; 'pmk pending --clear' moves them to failed/ (pmk replay ID: one back).")
+
+
+def _pending_at_rest(workdir: Path, clear: bool) -> int:
+    """``pmk pending`` on a working directory no daemon runs in: what its pending/ holds."""
+    from .failed import FailedStore
+    from .packet import IdMaker
+    from .pending import Pending
+
+    pending = Pending(workdir / "pending")
+    files = pending.files()
+    unreadable: list[tuple[list[bytes], str]] = []
+    packets_ = pending.read(files, "default", IdMaker(), lambda frames, kind, why: unreadable.append((frames, why)))
+    if not clear:
+        by_state: dict[str, list[dict[str, Any]]] = {}
+        for p in packets_:
+            by_state.setdefault(str(p.tag), []).append({"id": p.id})
+        _print_pending(len(packets_), [(s, len(ps), ps[:20]) for s, ps in sorted(by_state.items())], False)
+        for _, why in unreadable:
+            print(f"  unreadable: {why}")
+        return 0
+    store = FailedStore(workdir / "failed")
+    store.measure()
+    for p in packets_:
+        store.keep(p, "cleared", f"packet {p.id} saved in pending/ was cleared by pmk pending --clear")
+    for frames, why in unreadable:
+        store.keep_raw(frames, "cleared", f"{why} (cleared by pmk pending --clear)")
+    store.sync()
+    pending.remove(files)
+    print(f"Moved {len(packets_)} packet(s) from {pending.folder} to {store.root} (see pmk failed; pmk replay ID)")
+    return 0
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -421,6 +614,8 @@ def run_client(argv: list[str]) -> int:
             return _sim(args)
         elif args.command == "doctor":
             return _doctor(args)
+        elif args.command in PROVENANCE_COMMANDS:
+            return _provenance(args)
         elif args.command == "inject":
             reply = _ask(args, _inject_request(args))
             for item in reply.get("packets") or [reply]:

@@ -74,6 +74,15 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("node", "debug", "bool", False, "Log at debug level."),
     Key(
+        "node",
+        "log_format",
+        "choice",
+        "text",
+        "How log lines are written: text (local time, level, message) or json (one object per line: time, level, "
+        "logger, message, and fields such as seed, packet, peer where a line has them).",
+        choices=("text", "json"),
+    ),
+    Key(
         "endpoint",
         "type",
         "choice",
@@ -359,6 +368,7 @@ ALIASES: dict[str, str] = {
     "seed": "node.seed",
     "group": "node.group",
     "debug": "node.debug",
+    "log-format": "node.log_format",
     "workdir": "node.workdir",
     "endpoints": "endpoint.endpoints",
     "bcport": "discovery.bcport",
@@ -382,6 +392,7 @@ class NodeConfig:
     taskdir: tuple[Path, ...]
     seed: tuple[Path, ...]
     debug: bool
+    log_format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -623,6 +634,7 @@ def _build(v: dict[str, Any]) -> Config:
             tuple(v["node.taskdir"]),
             tuple(v["node.seed"]),
             v["node.debug"],
+            v["node.log_format"],
         ),
         endpoint=EndpointConfig(v["endpoint.type"], endpoints, v["endpoint.tcp_host"], v["endpoint.tcp_port"]),
         routing=RoutingConfig(

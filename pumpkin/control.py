@@ -1,7 +1,7 @@
 """The control protocol: what the ``pmk`` command line asks a running daemon over its control socket.
 
 A request is one JSON object with an ``op`` (``ping``, ``graph``, ``stats``, ``peers``, ``keys``, ``inject``,
-``doctor``); the
+``doctor``, and those passed in ``ops``: ``trace``, ``failed``, ``replay``, ``pending``); the
 answer is one JSON object with ``ok`` and, when it is false, an ``error`` a person can read. The transport reads
 and writes the socket; this module only answers.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .automaton import Automaton
@@ -40,10 +40,12 @@ class Control:
         diagnose: Callable[[], dict[str, Any]],
         new_packet: Callable[[str, Any], Packet],
         accept: Callable[[list[Packet], str], Awaitable[None]],
+        ops: Mapping[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] | None = None,
     ) -> None:
         """``stats()``: the node's counters (``NodeQuery.stats``); ``diagnose()``: what ``pmk doctor`` asks of a
         running daemon (``NodeQuery.doctor``); ``new_packet(state, data)``: a packet that starts
-        a lineage; ``accept(batch, via)``: journal and route new packets (raises IntakeError)."""
+        a lineage; ``accept(batch, via)``: journal and route new packets (raises IntakeError); ``ops``: more
+        requests by name (``provenance``: trace, failed, replay, pending)."""
         self.node_id = node_id
         self.group = group
         self.ttl_hops = ttl_hops
@@ -55,6 +57,7 @@ class Control:
         self.diagnose = diagnose
         self.new_packet = new_packet
         self.accept = accept
+        self.ops = dict(ops or {})
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """The answer to one request."""
@@ -93,6 +96,8 @@ class Control:
             }
         if op == "inject":
             return await self._inject(request)
+        if isinstance(op, str) and op in self.ops:
+            return await self.ops[op](request)
         return {"ok": False, "error": f"unknown op {op!r}"}
 
     async def _inject(self, request: dict[str, Any]) -> dict[str, Any]:

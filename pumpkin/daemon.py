@@ -50,14 +50,16 @@ from .membership import Membership, NetworkKey, NodeKeys, open_network_warning
 from .mesh import Mesh
 from .messages import Origin
 from .packet import Hop, IdMaker, Packet
-from .peers import PeerTable
+from .peers import Liveness, PeerTable
 from .pending import Pending
+from .provenance import Provenance
 from .query import NodeQuery
 from .router import Remotes, Router
 from .runner import SeedRunner
 from .seed import SeedSpec
 from .spool import Spool
 from .supervisor import Supervisor
+from .trace import PacketEvents
 from .transport import InboxLimits, Transport, raise_open_files_limit
 from .txdir import TxWriter
 from .waiting import WaitingRoom
@@ -140,6 +142,7 @@ class Daemon:
         self.pending: Pending | None = None  # packets held at the last stop
         self.inbound: Inbound | None = None  # frames from peers -> mesh, file mover, router
         self.control: Control | None = None  # requests from pmk
+        self.provenance: Provenance | None = None  # pmk trace, failed, replay, pending
         self._chosen: list[netinfo.Interface] = []  # interfaces discovery uses
         self.hearing = Hearing(self.origin)  # what discovery heard, for pmk doctor
         self.files: FileMover | None = None
@@ -263,6 +266,7 @@ class Daemon:
     async def _release(self) -> None:
         assert self.workdir is not None
         self.workdir.release()
+        logfold.flush(force=True)  # what was folded in the last window is said, not lost with the process
         log.info("Node %s stopped", self.node_id)
 
     async def _open_failed(self) -> None:
@@ -312,6 +316,20 @@ class Daemon:
             self.tx = TxWriter(cfg.tx.dir, cfg.tx.form, self.supervisor.spawn)
         outputs = DaemonOutputs(self.files, self.tx, self._make_durable, self._to_tx)
         failed = self.failed
+        assert failed is not None
+        events = PacketEvents()
+        transport = self.transport
+        self.provenance = Provenance(
+            node_id=self.node_id,
+            group=cfg.node.group,
+            ids=self.ids,
+            events=events,
+            failed=failed,
+            router=lambda: self.router,
+            accept=self.accept,
+            send=transport.send,
+            peers=lambda: [p.node_id for p in self.peers.peers.values() if p.state is not Liveness.EXPIRED],
+        )
 
         def make_router(remotes: Remotes) -> Router:
             self.router = Router(
@@ -325,6 +343,7 @@ class Daemon:
                 seed_queue_max=cfg.routing.seed_queue_max,
                 ttl_hops=cfg.routing.ttl_hops,
                 join_wait_s=cfg.routing.join_wait_s,
+                events=events,
             )
             return self.router
 
@@ -349,7 +368,7 @@ class Daemon:
             report=self.supervisor.report,
         )
         assert self.router is not None  # made by the mesh, above
-        self.inbound = Inbound(self.mesh, self.files, self.failed, cfg.limits.message_max_bytes)
+        self.inbound = Inbound(self.mesh, self.files, self.failed, cfg.limits.message_max_bytes, self.provenance.tracer)
         self.control = Control(
             node_id=self.node_id,
             group=cfg.node.group,
@@ -362,6 +381,7 @@ class Daemon:
             diagnose=self.query.doctor,
             new_packet=self.new_packet,
             accept=self.accept,
+            ops=self.provenance.ops(),
         )
 
     async def _start_transport(self) -> None:
@@ -647,7 +667,7 @@ class Daemon:
         router = self.router
         if router is None:
             return {}
-        return {n: (r.processed, router.emitted_by[n]) for n, r in list(router.local.items())}
+        return {n: (router.tally.of(n).processed, router.tally.of(n).emitted) for n in list(router.local)}
 
     def add_seed(self, spec: SeedSpec) -> None:
         """Run ``spec`` on this node from now on."""
@@ -668,7 +688,13 @@ class Daemon:
             runner.limit_unsettled(TX_AHEAD_MAX)
         self.specs[spec.name] = spec
         flow = f"{', '.join(map(str, spec.inputs)) or 'injector'} -> {', '.join(map(str, spec.outputs)) or 'extractor'}"
-        log.info("Seed loaded: %s (%s)%s", spec.name, flow, f" x{spec.workers}" if spec.workers > 1 else "")
+        log.info(
+            "Seed loaded: %s (%s)%s",
+            spec.name,
+            flow,
+            f" x{spec.workers}" if spec.workers > 1 else "",
+            extra={"seed": spec.name},
+        )
         self.automaton.add(self.node_id, SeedInfo(spec.name, spec.inputs, spec.outputs, spec.joins))
         self._digest = hashlib.sha1(orjson.dumps(self._seed_summaries())).hexdigest()[:12]
         self.router.replan()
@@ -699,9 +725,8 @@ class Daemon:
     def local_done(self) -> dict[str, int]:
         """Packets each local seed has handled (an injector: made), for peers' pages."""
         assert self.router is not None
-        return {
-            n: self.router.emitted_by[n] if r.spec.is_injector else r.processed for n, r in self.router.local.items()
-        }
+        tally = self.router.tally
+        return {n: tally.of(n).processed for n in self.router.local}
 
     # -- web page and API (pumpkin/web.py) -------------------------------------------------------
 
@@ -768,7 +793,13 @@ class Daemon:
         changed = self.automaton.sync_node(node, seeds)
         for info in seeds:
             if info.name not in before:
-                log.info("Discovered new peer seed: %s at %s (node %s)", info.name, endpoint, node)
+                log.info(
+                    "Discovered new peer seed: %s at %s (node %s)",
+                    info.name,
+                    endpoint,
+                    node,
+                    extra={"peer": node, "seed": info.name},
+                )
         if changed or revived:
             self.router.replan(force=revived)
         return changed
@@ -779,7 +810,9 @@ class Daemon:
         self.peers.leave(node)
         gone = self.automaton.remove_node(node)
         if gone:
-            log.info("Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone))
+            log.info(
+                "Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone), extra={"peer": node}
+            )
         # Packets still in the link's backlog are in the mesh's in-flight table too: it re-routes them.
         self.transport.disconnect(node)
         self.router.replan()
@@ -805,12 +838,19 @@ class Daemon:
     async def _restore_pending(self) -> None:
         """Route again what was saved at the last stop; journaled first, so a crash now loses none of it."""
         assert self.pending is not None and self.journal is not None and self.failed is not None
+        assert self.workdir is not None
         saved = self.pending.files()
         resumed = self.pending.read(saved, self.config.node.group, self.ids, self.failed.keep_raw)
         if resumed:
             [entry] = await self.journal.add([(None, resumed)])
             self._admit(entry, resumed, fresh=False)
-            log.info("Resumed %d packet(s) saved at the last stop", len(resumed))
+            log.info(
+                "Resumed %d packet(s) saved at the last stop: 'pmk pending --workdir %s' lists them, "
+                "'pmk pending --clear --workdir %s' moves them to failed/",
+                len(resumed),
+                self.workdir.path,
+                self.workdir.path,
+            )
         self.failed.sync()  # what could not be resumed is kept durably before its file goes
         self.pending.remove(saved)
 

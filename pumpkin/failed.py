@@ -2,7 +2,9 @@
 
 Each item is two files with the same stem: ``<stem>.pkt`` holds the packet in its file form (see
 ``packet``), so it can be read, fixed and dropped into an rx folder again, and ``<stem>.error`` holds the
-reason on its first line, followed by a traceback when there is one. Bytes that were not even a packet
+reason on its first line, then ``(kind, seed NAME, packet ID)`` (the last two when known: what ``pmk failed``
+lists), followed by a traceback when there is one. A failure with no packet (an injector's run that raised) is its
+``.error`` file alone. Bytes that were not even a packet
 are kept as ``<stem>.raw`` (the frames, base64, one per line), cut to their first ``RAW_KEEP_BYTES``: the
 ``.error`` file then gives the frames' number and whole size.
 
@@ -23,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import glob
 import itertools
 import logging
 import os
 import re
+import shutil
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -107,6 +111,10 @@ class FailedStore:
             body = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
         return self._write(stem, ".pkt", body, kind, reason, detail, seed, packet.id, str(packet.tag), then)
 
+    def keep_note(self, kind: str, reason: str, detail: str = "", seed: str = "") -> Path:
+        """Keep a failure that has no packet (an injector's run that raised): its ``.error`` file alone."""
+        return self._write(self._stem(seed or kind), "", b"", kind, reason, detail, seed)
+
     def keep_raw(self, frames: list[bytes], kind: str, reason: str, total_bytes: int | None = None) -> Path:
         """Keep bytes that could not be decoded as a packet: their first ``RAW_KEEP_BYTES`` only.
 
@@ -141,8 +149,10 @@ class FailedStore:
     ) -> Path:
         self.counts[kind] += 1
         reason = " ".join(reason.split())
-        path = stem.with_suffix(suffix)
-        note = (reason + "\n" + (detail.rstrip() + "\n" if detail else "")).encode()
+        path = stem.with_suffix(suffix or ".error")  # a note (keep_note, no suffix) is its .error file alone
+        # The reason on the first line; then what pmk failed lists beside it; then the traceback, if any.
+        about = f"({kind}{f', seed {seed}' if seed else ''}{f', packet {packet_id}' if packet_id else ''})\n"
+        note = (reason + "\n" + about + (detail.rstrip() + "\n" if detail else "")).encode()
         kept = self._room(len(body) + len(note))
         self.recent.append(
             {
@@ -158,19 +168,27 @@ class FailedStore:
         if not kept:
             self.not_kept[kind] += 1
             # Every one is logged (a flood of them folds into one line a minute: see ``logfold``).
-            log.warning("failure not kept, failed/ is full: %s: %s (packet %s)", kind, reason, packet_id or "-")
+            log.warning(
+                "failure not kept, failed/ is full: %s: %s (packet %s)",
+                kind,
+                reason,
+                packet_id or "-",
+                extra={"seed": seed, "packet": packet_id, "kind": kind, "state": state},
+            )
             self._unsynced.append(([], then))  # let go of it as if kept: its sender must not hold it for ever
             self._sync_soon()
             return path
-        path.write_bytes(body)
         error = stem.with_suffix(".error")
+        if suffix:
+            path.write_bytes(body)
         error.write_bytes(note)
         self.used_bytes += len(body) + len(note)
-        self._unsynced.append(([path, error], then))
+        self._unsynced.append(([path, error] if suffix else [error], then))
         self._sync_soon()
         # Every one at WARNING; the kind is in the template so that ``logfold`` folds a flood per kind.
         where = f"{'traceback' if 'Traceback' in detail else 'reason'} in {error.name}"
-        log.warning(f"%s (kept in %s, {kind}; %s)", reason, path, where)  # noqa: G004 - kinds are a few constants
+        fields = {"seed": seed, "packet": packet_id, "kind": kind, "state": state, "file": path.name}
+        log.warning(f"%s (kept in %s, {kind}; %s)", reason, path, where, extra=fields)  # noqa: G004 - kinds are few
         return path
 
     def _room(self, size: int) -> bool:
@@ -290,11 +308,79 @@ class FailedStore:
                 os.close(fd)
         fsync_dir(self.root)
 
+    def reason_of(self, name: str) -> str:
+        """The one-line reason of the kept item ``name`` (a file name in the folder); "" when it is not there."""
+        try:
+            with open(self.root / Path(name).with_suffix(".error").name, encoding="utf-8", errors="replace") as fh:
+                return fh.readline().strip()
+        except OSError:
+            return ""
+
+    def listing(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The kept failures, newest first, at most ``limit``: time, kind, seed, packet, state, reason, file (the
+        packet's file when there is one, else the .error note). Blocking: call it off the loop."""
+        try:
+            notes = sorted(self.root.glob("*.error"), reverse=True)[:limit]
+        except OSError:
+            return []
+        out = []
+        for note in notes:
+            try:
+                first, about = (note.read_text(encoding="utf-8", errors="replace").split("\n") + [""])[:2]
+            except OSError:
+                continue  # replayed or removed meanwhile
+            item: dict[str, Any] = {"time": _stem_time(note), "reason": first, "kind": "", "seed": "", "packet": ""}
+            if m := _ABOUT.fullmatch(about):
+                item.update({k: v for k, v in m.groupdict().items() if v})
+            kept = next((p for p in (note.with_suffix(".pkt"), note.with_suffix(".raw")) if p.exists()), note)
+            item["file"] = kept.name
+            if kept.suffix == ".pkt":
+                with contextlib.suppress(OSError, orjson.JSONDecodeError, AttributeError):
+                    doc = orjson.loads(kept.read_bytes())
+                    item["packet"], item["state"] = doc.get("id", item["packet"]), doc.get("state", "")
+            out.append(item)
+        return out
+
+    def find(self, packet_id: str) -> Path | None:
+        """The .pkt file that keeps packet ``packet_id`` (its newest), or None. Blocking: call it off the loop."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", packet_id)[:80]
+        for path in sorted(self.root.glob(f"*-{safe}.pkt"), reverse=True):
+            with contextlib.suppress(OSError, orjson.JSONDecodeError, AttributeError):
+                if orjson.loads(path.read_bytes()).get("id") == packet_id:
+                    return path
+        return None
+
+    def forget(self, kept: Path) -> None:
+        """Remove the kept item ``kept`` (its packet file, note and kept payload files): it was taken back."""
+        for path in self.root.glob(f"{glob.escape(kept.stem)}.*"):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            with contextlib.suppress(OSError):
+                size = path.stat().st_size
+                path.unlink()
+                self.used_bytes = max(0, self.used_bytes - size)
+        fsync_dir(self.root)
+
     def items(self) -> list[Path]:
         """The kept items, oldest first (their packet files)."""
         if not self.root.exists():
             return []
         return sorted(p for p in self.root.iterdir() if p.suffix in (".pkt", ".raw"))
+
+
+#: The note's second line: "(kind, seed NAME, packet ID)", the last two when known.
+_ABOUT = re.compile(r"\((?P<kind>[^,()]+)(?:, seed (?P<seed>[^,]+))?(?:, packet (?P<packet>[^,()]+))?\)")
+
+
+def _stem_time(path: Path) -> float:
+    """When an item was kept: its name's local time stamp (else the file's mtime)."""
+    try:
+        return time.mktime(time.strptime(path.name[:15], "%Y%m%dT%H%M%S"))
+    except ValueError:
+        with contextlib.suppress(OSError):
+            return path.stat().st_mtime
+        return 0.0
 
 
 def _log_crash(what: str, error: BaseException) -> None:

@@ -1,6 +1,7 @@
 """Inbound dispatch: each message from the inbox goes to the part that reads it.
 
-Peer-protocol messages (``messages.KINDS``) go to the mesh, file chunks (``files.KINDS``) to the file mover, and
+Peer-protocol messages (``messages.KINDS``) go to the mesh, file chunks (``files.KINDS``) to the file mover, trace
+questions and answers (``trace.KINDS``) to the tracer, and
 everything else is a batch of packets for the router, through the mesh (which owns custody and ACKs). Bytes that
 are not what they claim are kept in failed/ with the reason and counted, never raised: input from the network
 never crashes the daemon. In a keyed network a message from a key no member's HELLO bound is only counted.
@@ -8,7 +9,7 @@ never crashes the daemon. In a keyed network a message from a key no member's HE
 
 from __future__ import annotations
 
-from . import files, messages
+from . import files, messages, trace
 from . import packet as packets
 from .errors import PacketError
 from .failed import FailedStore
@@ -19,8 +20,11 @@ from .mesh import Mesh
 class Inbound:
     """Dispatches one node's inbound messages (``on_frames``) and counts what it refuses."""
 
-    def __init__(self, mesh: Mesh, files: FileMover, failed: FailedStore, message_max_bytes: int) -> None:
+    def __init__(
+        self, mesh: Mesh, files: FileMover, failed: FailedStore, message_max_bytes: int, tracer: trace.Tracer
+    ) -> None:
         self.mesh = mesh
+        self.tracer = tracer
         self.files = files
         self.failed = failed
         self.message_max_bytes = message_max_bytes
@@ -39,6 +43,9 @@ class Inbound:
         member = mesh.member(key) if mesh.keyed else None
         if kind in files.KINDS:
             self.files.handle(frames, member, mesh.keyed)
+            return
+        if frames and bytes(frames[0]) in trace.KINDS:
+            self.tracer.handle(frames, member, mesh.keyed)
             return
         if mesh.keyed and member is None:
             # Not from a member (a key no valid HELLO bound): not read at all, only counted.

@@ -4,8 +4,10 @@ A *kind* is a logger, a level and a message template (``record.msg`` before its 
 "ignored beacon from %s: %s" is one kind however many peers send bad beacons. Each kind may write
 ``per_window`` lines in every ``window_s`` (its window opens with its first line); the lines past that are
 dropped and counted, and once the window is over the next line of that kind, or ``flush`` (called every second
-by the daemon), first writes one line at the kind's level: "... folded K similar lines in the last 60 s, the
-last: <message>". Pure bookkeeping with an injected clock; ``install`` puts it on the handlers of the root
+by the daemon), first writes one line at the kind's level: "… 12 more like this in the last 60 s, the last:
+<message>" (with ``folded`` and ``window_s``, and the last line's structured fields, on the record: see
+``logformat``). Nothing folded goes unsaid: ``flush(force=True)``, called as the daemon stops, writes the count of
+every window still open. Pure bookkeeping with an injected clock; ``install`` puts it on the handlers of the root
 logger, so it applies to every logger of the process (Pumpkin's, and the libraries' such as asyncio's).
 """
 
@@ -15,7 +17,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from .logformat import FIELDS
 
 LINES_PER_WINDOW = 10
 WINDOW_S = 60.0
@@ -35,6 +40,7 @@ class _Kind:
     level: int = logging.INFO
     name: str = ""
     last: str = ""  # the last folded line's message, cut to SAMPLE_CHARS (not the record: it may hold a traceback)
+    fields: dict[str, Any] = field(default_factory=dict)  # the last folded line's structured fields (seed, peer...)
 
 
 class LogFolder(logging.Filter):
@@ -80,19 +86,21 @@ class LogFolder(logging.Filter):
             else:
                 kind.folded += 1
                 kind.name, kind.level, kind.last = record.name, record.levelno, _sample(record)
+                kind.fields = {f: getattr(record, f) for f in FIELDS if hasattr(record, f)}
                 self.folded_total += 1
                 passed = False
         if summary is not None:
             self.emit(summary)
         return passed
 
-    def flush(self) -> int:
-        """Write the summary of every kind whose window is over and had lines folded; returns how many."""
+    def flush(self, force: bool = False) -> int:
+        """Write the summary of every kind whose window is over and had lines folded (``force``: of every kind
+        that had lines folded, its window over or not, as the process stops); returns how many."""
         now = self.clock()
         due: list[logging.LogRecord] = []
         with self._lock:
             for key, kind in list(self._kinds.items()):
-                if now - kind.opened < self.window_s:
+                if now - kind.opened < self.window_s and not (force and kind.folded):
                     continue
                 summary = self._summary(kind, now)
                 if summary is not None:
@@ -116,12 +124,21 @@ class LogFolder(logging.Filter):
             kind.level,
             __file__,
             0,
-            "… folded %d similar %s in the last %.0f s, the last: %s",
-            (kind.folded, "line" if kind.folded == 1 else "lines", now - kind.opened, kind.last),
+            "… %d more like this in the last %s s, the last: %s",
+            (kind.folded, _seconds(now - kind.opened), kind.last),
             None,
         )
+        for name, value in kind.fields.items():
+            setattr(record, name, value)
         record.pmk_folded = True
+        record.folded = kind.folded
+        record.window_s = round(now - kind.opened, 3)
         return record
+
+
+def _seconds(s: float) -> str:
+    """A window's length as a person reads it: whole seconds, tenths below 10 s."""
+    return f"{s:.0f}" if s >= 10 else f"{s:.1f}"
 
 
 def _sample(record: logging.LogRecord) -> str:
@@ -145,10 +162,11 @@ def install(per_window: int = LINES_PER_WINDOW, window_s: float = WINDOW_S) -> N
         _installed.append(folder)
 
 
-def flush() -> None:
-    """Write the summaries that are due, on every installed filter (the daemon calls this every second)."""
+def flush(force: bool = False) -> None:
+    """Write the summaries that are due, on every installed filter (the daemon calls this every second, and with
+    ``force`` as it stops, so that no folded line goes unsaid)."""
     for folder in _installed:
-        folder.flush()
+        folder.flush(force)
 
 
 def folded_total() -> int:

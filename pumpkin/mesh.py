@@ -260,6 +260,15 @@ class Mesh:
         """Unacknowledged packets per peer."""
         return {n: len(r.inflight) for n, r in self.remotes.items() if len(r.inflight)}
 
+    def rtt_estimates(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """Per peer and seed, the smoothed time from send to ACK and the retransmission timeout, in seconds
+        (only where an ACK was measured)."""
+        return {
+            n: {seed: (e.srtt, e.rto) for seed, e in r.inflight.rtt.items() if e.srtt}
+            for n, r in self.remotes.items()
+            if r.inflight.rtt
+        }
+
     # -- discovery -------------------------------------------------------------------------------
 
     def on_origin(self, origin: Origin, via: str) -> None:

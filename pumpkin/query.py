@@ -136,6 +136,23 @@ class NodeQuery:
         mesh = self._d.mesh
         return {node: mesh.done_of(node) for node in self._d.peers.peers} if mesh is not None else {}
 
+    def peer_rtt(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """Per peer and seed: (smoothed send-to-ACK time, retransmission timeout) in seconds, where measured."""
+        mesh = self._d.mesh
+        return mesh.rtt_estimates() if mesh is not None else {}
+
+    def peer_inflight(self) -> dict[str, int]:
+        """Packets sent to each known peer and not acknowledged yet (0 included)."""
+        mesh = self._d.mesh
+        return {**dict.fromkeys(self._d.peers.peers, 0), **(mesh.inflight_counts() if mesh is not None else {})}
+
+    def seed_latency(self) -> dict[str, tuple[list[tuple[float, int]], float]]:
+        """Per local seed, its run-time histogram: (cumulative (upper bound s, runs), sum of seconds)."""
+        router = self._d.router
+        if router is None:
+            return {}
+        return {n: (router.tally.of(n).cumulative(), router.tally.of(n).busy_s) for n in router.local}
+
     def links(self) -> dict[str, dict[str, Any]]:
         """Outgoing links: endpoint, messages sent and backlog per peer."""
         t = self._d.transport
@@ -213,6 +230,7 @@ class NodeQuery:
             "mesh": dict(d.mesh.counters) if d.mesh else {},
             "files": d.files.stats() if d.files else {},
             "inflight": d.mesh.inflight_counts() if d.mesh else {},
+            "trace": dict(d.provenance.tracer.counters) if d.provenance else {},
             "discovery": {
                 type(x).__name__: {
                     "rejected": x.rejected,
@@ -221,13 +239,7 @@ class NodeQuery:
                 for x in d.discoveries
             },
             "seeds": {
-                n: {
-                    "pending": r.pending,
-                    "processed": r.processed,
-                    "failures": r.failures,
-                    "workers": r.spec.workers,
-                    "busy_s": round(r.busy_s, 6),
-                }
+                n: {"pending": r.pending, "workers": r.spec.workers, **d.router.tally.of(n).view()}
                 for n, r in d.router.local.items()
             },
         }

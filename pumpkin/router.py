@@ -47,6 +47,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .automaton import Automaton
+from .counters import SeedTally
 from .custody import Custody, hold
 from .failed import FailedStore
 from .gather import (
@@ -70,6 +71,7 @@ from .packet import Hop, IdMaker, Packet
 from .runner import Emission, Outcome, SeedRunner
 from .seed import SeedSpec
 from .tags import StateTag
+from .trace import PacketEvents
 from .waiting import WaitingRoom
 
 log = logging.getLogger(__name__)
@@ -167,8 +169,10 @@ class Router:
         ttl_hops: int = 64,
         clock: Callable[[], float] = time.monotonic,
         join_wait_s: float = 600.0,
+        events: PacketEvents | None = None,
     ) -> None:
-        """``remotes``: the other nodes' replicas (the mesh); ``outputs``: where finished packets go besides."""
+        """``remotes``: the other nodes' replicas (the mesh); ``outputs``: where finished packets go besides;
+        ``events``: where what happens to packets here is noted, for ``pmk trace``."""
         self.node_id = node_id
         self.automaton = automaton
         self.remotes = remotes
@@ -183,7 +187,11 @@ class Router:
         self.local: dict[str, SeedRunner] = {}
         self.counters: Counter[str] = Counter()
         self.delivered: Counter[tuple[str, str]] = Counter()  # (seed, node) -> packets handed to that replica
-        self.emitted_by: Counter[str] = Counter()  # local seed -> packets it emitted (for the page's rates)
+        self.tally = SeedTally()  # what each local seed did: the one source of its counters (see counters)
+        self.events = events if events is not None else PacketEvents()
+        # Events of every run and packet made are appended as tuples (trace.Event) on this hot path: a method
+        # call per event would cost as much again.
+        self._event = self.events.ring.append
         self._cyclic: dict[str, bool] = {}
         self._cyclic_version = -1
         self._turns: dict[str, itertools.count[int]] = {}
@@ -273,6 +281,19 @@ class Router:
             hold(packet, -1)
         self._check_throttles()
         return limit is not None and len(expired) >= limit
+
+    def clear_waiting(self, why: str) -> int:
+        """Move every waiting packet to failed/ (kind ``cleared``, saying ``why``), where it can be replayed; how
+        many."""
+        cleared = 0
+        for batch in self.waiting.drain():
+            for packet, seed in batch:
+                for_ = f" for {seed}" if seed else ""
+                self.fail(packet, "cleared", f"packet {packet.id} waiting in {packet.tag}{for_} was cleared by {why}")
+                hold(packet, -1)  # the hold it took to wait
+                cleared += 1
+        self._check_throttles()
+        return cleared
 
     def kick(self, seed: str) -> None:
         """A replica of ``seed`` has room again: hand it the packets that wait for it, oldest first."""
@@ -373,6 +394,20 @@ class Router:
         runner.outcome_done(outcome)
         spec = runner.spec
         parent = outcome.packet
+        counted = self.tally.of(spec.name, spec.is_injector)
+        now = time.time()
+        if outcome.streamed:
+            counted.made += len(outcome.emissions)  # an injector's packet, posted as it was made
+        elif outcome.unclaimed:
+            counted.untimed()
+        else:
+            counted.ran(outcome.seconds)
+            if parent is None:
+                counted.made += len(outcome.emissions)
+            else:
+                ran = "done" if spec.is_extractor and not outcome.error else "ran"
+                kind = outcome.kind if outcome.error else ""
+                self._event((now, ran, parent.id, "", spec.name, parent.tag, outcome.seconds, "", kind, ""))
         if outcome.error:
             self.counters["seed_errors"] += 1
             if parent is not None:
@@ -384,15 +419,16 @@ class Router:
                     seed=spec.name,
                 )
                 self._finished(parent, spec.name)
-            else:
-                log.error("%s\n%s", outcome.error, outcome.traceback)
+            else:  # an injector's run: no packet to keep, but the failure is kept and counted all the same
+                self.counters["failed"] += 1
+                counted.failed[outcome.kind] += 1
+                self.failed.keep_note(outcome.kind, f"{outcome.error} (injector run)", outcome.traceback, spec.name)
             return
         if parent is not None and spec.is_extractor:
             self.counters["extracted"] += 1
             self.outputs.extracted(parent, spec.name)
         if parent is not None and self._refused(spec, parent, outcome.emissions):
             return
-        now = time.time()
         durable: list[Packet] | None = None
         if self.outputs.durable and (spec.durable if parent is None else self._on_cycle(spec.name)):
             durable = []
@@ -432,6 +468,8 @@ class Router:
                 lineage = lineage_of(parent)
                 if lineage_of(child) != lineage:
                     child.meta[LINEAGE] = lineage
+            origin = parent.id if parent is not None else ""
+            self._event((now, "made", child.id, origin, spec.name, child.tag, 0.0, "", "", ""))
             if tag is None:
                 declared = ", ".join(str(t) for t in spec.outputs) or "nothing (it is an extractor)"
                 wanted = emission.state if emission.state is not None else "its only output"
@@ -467,7 +505,7 @@ class Router:
                 results.append(child)
                 continue
             self.counters["emitted"] += 1
-            self.emitted_by[spec.name] += 1
+            counted.emitted += 1
             if durable is None:
                 self.outputs.made(child)
                 self.route(child)
@@ -476,8 +514,9 @@ class Router:
                 durable.append(child)
         if results is not None and mark is not None and parent is not None:
             result = self._fragment_result(spec.name, spec.outputs, parent, mark, results, base_meta, now)
+            self.events.note("made", result.id, parent.id, spec.name, result.tag)
             self.counters["emitted"] += 1
-            self.emitted_by[spec.name] += 1
+            counted.emitted += 1
             if durable is None:
                 self.route(result)
             else:
@@ -540,6 +579,8 @@ class Router:
     def admit(self, packet: Packet) -> None:
         """Route a packet made outside the network (a file, a command), counted as injected."""
         self.counters["injected"] += 1
+        via = packet.trail[-1].seed if packet.trail else ""  # the door it came in by (see Daemon.accept)
+        self.events.note("in", packet.id, packet.meta.get("replay_of", "") if packet.meta else "", via, packet.tag)
         self.route(packet)
 
     # -- internals -------------------------------------------------------------------------------
@@ -568,9 +609,14 @@ class Router:
                     self.counters["local"] += 1
                     self.submit_local(runner, packet)
                     return
-            elif self.remotes.send_packet(node, name, packet):
+            else:
+                at = self.events.clock()  # before it goes: the peer may run it before the send returns
+                if not self.remotes.send_packet(node, name, packet):
+                    candidates.remove(node)
+                    continue
                 self.counters["remote"] += 1
                 self.delivered[name, node] += 1
+                self.events.note("sent", packet.id, "", name, packet.tag, peer=node, at=at)
                 return
             candidates.remove(node)
         self._park(packet, seed=name)
@@ -722,6 +768,7 @@ class Router:
     def _park(self, packet: Packet, seed: str | None = None) -> None:
         if self.waiting.park(packet, self.clock(), seed):
             self.counters["parked"] += 1
+            self.events.note("waiting", packet.id, "", seed or "", packet.tag)
             hold(packet, 1)
             log.debug("packet %s waits in %s (for %s)", packet.id, packet.tag, seed or "any consumer")
             return
@@ -734,8 +781,11 @@ class Router:
     def fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None:
         """Keep ``packet`` in failed/ with its reason; it stays held until the kept files are durable."""
         self.counters["failed"] += 1
+        if seed:
+            self.tally.of(seed).failed[kind] += 1
         hold(packet, 1)
-        self.failed.keep(packet, kind, reason, detail, seed=seed, then=lambda: hold(packet, -1))
+        kept = self.failed.keep(packet, kind, reason, detail, seed=seed, then=lambda: hold(packet, -1))
+        self.events.note("failed", packet.id, "", seed, packet.tag, kind=kind, file=kept.name)
 
 
 #: The original Pumpkin's BROADCAST_BIT (PmkShared), in a legacy header's ``aux``: to every replica, once.

@@ -257,10 +257,7 @@ class SeedRunner:
         self._unsettled_max = 0
         self._unsettled = 0  # runs whose results are not durable yet (see limit_unsettled)
         self._settle = threading.Condition()
-        self.pending = 0  # queued + running, counted on the loop
-        self.processed = 0
-        self.failures = 0
-        self.busy_s = 0.0
+        self.pending = 0  # queued + running, counted on the loop (what it did is counted by the router: counters)
         self._arity = 0 if spec.legacy else run_arity(spec.factory)
         self._splits = splitmerge.splits(spec.factory)
 
@@ -446,10 +443,6 @@ class SeedRunner:
                 old, self._pool = self._pool, self._new_pool()
                 old.shutdown(wait=False, cancel_futures=True)
             self._pump()
-        self.processed += 1
-        self.busy_s += outcome.seconds
-        if outcome.error:
-            self.failures += 1
 
     def limit_unsettled(self, limit: int) -> None:
         """From now on run at most ``limit`` packets whose results are not ``settled`` yet (0: no limit)."""

@@ -666,6 +666,7 @@ class WebServer:
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._exporter: Any = None  # metrics.Exporter, made at the first scrape (prometheus_client is imported then)
         self.app = self._make_app()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -688,6 +689,7 @@ class WebServer:
         r.add_get(f"{API}/failed", self._failed)
         r.add_get(f"{API}/snapshot", self._snapshot)
         r.add_get(f"{API}/events", self._events)
+        r.add_get("/metrics", self._metrics)
         r.add_post(f"{API}/inject", self._inject)
         r.add_post(f"{API}/seeds/{{name}}/enable", self._enable)
         r.add_post(f"{API}/seeds/{{name}}/disable", self._disable)
@@ -956,6 +958,15 @@ class WebServer:
 
     async def _hosts(self, request: web.Request) -> web.Response:
         return _json(hosts_view(self.query))
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """Prometheus's text format (see ``metrics``): counters and structure only, as a GET without the token."""
+        if self._exporter is None:
+            from . import metrics  # prometheus_client is imported at the first scrape, not by an idle daemon
+
+            self._exporter = metrics.Exporter(self.query)
+        body, content_type = self._exporter.render(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     async def _counters(self, request: web.Request) -> web.Response:
         stats = counters_view(self.query, self.rates)

@@ -90,7 +90,7 @@ def test_raw_bytes_are_kept_cut_to_their_head_with_their_size_noted(tmp_path):
     assert reason == f"malformed packet from the network ({total} bytes; the first {RAW_KEEP_BYTES} kept)"
     # A small one is kept whole, its reason as given.
     small = store.keep_raw([b"PMK1", b"{broken"], "bad-packet", "header is not JSON")
-    assert small.with_suffix(".error").read_text() == "header is not JSON\n"
+    assert small.with_suffix(".error").read_text() == "header is not JSON\n(bad-packet)\n"  # reason, then kind
     assert len(small.read_bytes().splitlines()) == 2
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 
 from pumpkin.logfold import MAX_KINDS, LogFolder
@@ -41,7 +42,7 @@ def test_a_flood_of_one_kind_writes_n_lines_then_one_line_with_the_count():
     log.warning("ignored datagram from %s: protocol version %r", "10.0.0.9", "again")
     lines = out.getvalue().splitlines()
     assert lines[3] == (
-        "WARNING:… folded 997 similar lines in the last 61 s, the last: "
+        "WARNING:… 997 more like this in the last 61 s, the last: "
         "ignored datagram from 10.0.0.9: protocol version 'x999'"
     )
     assert lines[4].endswith("'again'")  # a new window: written again
@@ -60,7 +61,7 @@ def test_kinds_are_counted_apart_and_flush_writes_the_summary_of_a_kind_gone_qui
     assert folder.flush() == 3
     tail = out.getvalue().splitlines()[6:]
     assert sorted(line.split(":", 1)[0] for line in tail) == ["ERROR", "INFO", "WARNING"]
-    assert all("folded 3 similar lines" in line for line in tail)
+    assert all("… 3 more like this in the last 60 s" in line for line in tail)
     assert folder.flush() == 0  # said once
 
 
@@ -75,7 +76,7 @@ def test_tracebacks_fold_too_and_the_summary_holds_no_traceback():
     clock.now = 60.0
     folder.flush()
     assert out.getvalue().count("Traceback") == 1
-    assert "folded 9 similar lines" in out.getvalue().splitlines()[-1]
+    assert "… 9 more like this" in out.getvalue().splitlines()[-1]
 
 
 def test_many_distinct_messages_share_one_kind_per_logger_past_the_table_size():
@@ -91,3 +92,47 @@ def test_zero_lines_per_window_turns_folding_off():
     for _ in range(50):
         log.warning("same")
     assert out.getvalue().count("\n") == 50 and folder.folded_total == 0
+
+
+def test_what_is_folded_is_said_at_a_stop_even_before_its_window_closes():
+    log, out, folder, clock = folding_logger("test.stop", per_window=2)
+    for _ in range(14):
+        log.warning("seed %s failed", "Pick")
+    clock.now = 10.0
+    assert folder.flush() == 0  # the window is open: nothing due yet ...
+    assert folder.flush(force=True) == 1  # ... but a stopping daemon says it now
+    assert out.getvalue().splitlines()[-1] == "WARNING:… 12 more like this in the last 10 s, the last: seed Pick failed"
+    assert folder.flush(force=True) == 0  # said once
+
+
+def test_a_summary_carries_the_count_and_the_last_lines_fields_for_json():
+    from pumpkin.logformat import JsonFormatter
+
+    log, out, folder, clock = folding_logger("test.fields", per_window=1)
+    handler = log.handlers[0]
+    handler.setFormatter(JsonFormatter())
+    for n in range(5):
+        log.warning("packet %s failed", n, extra={"seed": "Pick", "packet": f"p{n}", "kind": "bad-data"})
+    clock.now = 60.0
+    folder.flush()
+    first, summary = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["message"] == "packet 0 failed" and first["seed"] == "Pick" and first["packet"] == "p0"
+    assert first["level"] == "WARNING" and first["logger"] == "test.fields" and first["time"][10] == "T"
+    assert summary["message"] == "… 4 more like this in the last 60 s, the last: packet 4 failed"
+    assert summary["folded"] == 4 and summary["window_s"] == 60.0
+    assert summary["seed"] == "Pick" and summary["packet"] == "p4" and summary["kind"] == "bad-data"
+
+
+def test_a_json_line_holds_its_traceback_and_stays_one_line():
+    from pumpkin.logformat import JsonFormatter
+
+    log, out, folder, clock = folding_logger("test.json", per_window=5)
+    log.handlers[0].setFormatter(JsonFormatter())
+    try:
+        raise ValueError("bad\ninput")
+    except ValueError:
+        log.exception("handling %s failed", "x")
+    (line,) = out.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["message"] == "handling x failed" and record["level"] == "ERROR"
+    assert record["traceback"].startswith("Traceback") and "ValueError: bad\ninput" in record["traceback"]

@@ -123,7 +123,7 @@ def test_every_get_endpoint_matches_what_the_daemon_holds(tmp_path):
                 assert by_name["boom"]["inputs"] == ["default:Int:BOOM"]
 
                 _, greet = await c.get("/api/v1/seeds/greet")
-                assert greet["counters"]["processed"] == d.router.local["greet"].processed == 1
+                assert greet["counters"]["processed"] == d.router.tally.of("greet").processed == 1
                 assert greet["delivered"] == {d.node_id: 1}
                 _, boom = await c.get("/api/v1/seeds/boom", token="t")
                 assert [e["reason"] for e in boom["recent_errors"]][0].startswith("seed boom raised ValueError: boom 7")

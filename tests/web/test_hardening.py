@@ -238,6 +238,7 @@ def test_a_foreign_host_header_is_refused_and_listed_names_are_served(tmp_path):
                 status, body = await raw_get(port, "/", host)  # the page and its files alike, as text
                 assert status == 421 and "[http] allowed_hosts" in body
                 assert (await raw_get(port, "/static/app.js", host))[0] == 421
+                assert (await raw_get(port, "/metrics", host))[0] == 421
         finally:
             await d.stop()
 
@@ -289,6 +290,7 @@ def test_without_the_token_gets_show_structure_and_counts_but_no_data_reasons_or
                     if r.startswith("GET ") and not r.endswith("/events")
                 ]
                 paths += ["/api/v1/waiting?limit=100&state=default:*:NOBODY", "/api/v1/failed?seed=boom", "/"]
+                paths += ["/metrics"]
                 for path in paths:
                     async with s.get(c.base + path) as r:
                         text = await r.text()
