@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -74,7 +75,7 @@ class Control:
         if op == "stats":
             return {"ok": True, "node": self.node_id, **self.stats()}
         if op == "peers":
-            return {"ok": True, "node": self.node_id, "peers": self.peers.summaries()}
+            return {"ok": True, "node": self.node_id, "peers": self.peers.summaries(time.monotonic(), time.time())}
         if op == "keys":
             m = self.membership
             return {

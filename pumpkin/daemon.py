@@ -337,8 +337,6 @@ class Daemon:
             transport=self.transport,
             router=make_router,
             peers=self.peers,
-            learn=self.learn_peer,
-            forget=self.forget_peer,
             heartbeat_s=disc.heartbeat_s,
             scheduler=asyncio.get_running_loop(),
             static_peers=disc.peers,
@@ -745,31 +743,13 @@ class Daemon:
 
     def learn_peer(self, node: str, endpoint: str, seeds: list[SeedInfo], via: str = "static") -> bool:
         """Reach ``node`` at ``endpoint`` and route to its ``seeds`` (the one door for remote seeds)."""
-        assert self.transport is not None and self.router is not None
-        if node == self.node_id:
-            return False
-        self.transport.connect(node, endpoint)
-        peer, revived = self.peers.heard(node, endpoint, via)
-        peer.seeds = list(seeds)
-        before = {n for n, i in self.automaton.seeds().items() if node in self.automaton.nodes_of(n)}
-        changed = self.automaton.sync_node(node, seeds)
-        for info in seeds:
-            if info.name not in before:
-                log.info("Discovered new peer seed: %s at %s (node %s)", info.name, endpoint, node)
-        if changed or revived:
-            self.router.replan(force=revived)
-        return changed
+        assert self.mesh is not None
+        return self.mesh.learn(node, endpoint, seeds, via)
 
     def forget_peer(self, node: str) -> None:
         """Stop routing to ``node``; what was still queued for it is routed again (to another replica)."""
-        assert self.transport is not None and self.router is not None
-        self.peers.leave(node)
-        gone = self.automaton.remove_node(node)
-        if gone:
-            log.info("Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone))
-        # Packets still in the link's backlog are in the mesh's in-flight table too: it re-routes them.
-        self.transport.disconnect(node)
-        self.router.replan()
+        assert self.mesh is not None
+        self.mesh.forget(node)
 
     # -- packets ---------------------------------------------------------------------------------
 

@@ -41,17 +41,17 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from . import messages
 from .automaton import Automaton, SeedInfo
-from .custody import UNANSWERED_MAX, Custody, Flight, InFlight, Key, Received, hold
+from .custody import UNANSWERED_MAX, Custody, Flight, Key, Received, hold
 from .errors import PacketError, TagError
 from .membership import Membership
 from .messages import ACK, BYE, HELLO, MAX_KEYS_PER_QUERY, PING, QUERY, Message, MessageError, Origin
 from .packet import Packet, encode
-from .peers import Liveness, PeerTable
+from .peers import Liveness, Peer, PeerTable
 from .router import Remotes
 from .runner import SeedRunner
 
@@ -83,7 +83,6 @@ HELLO_GIVE_UP_S = 10.0
 #: flood of made-up origins cannot make us open links without end.
 MAX_UNANSWERED_ORIGINS = 256
 
-Learn = Callable[[str, str, list[SeedInfo], str], bool]
 #: ``report(what, error)``: a timer callback crashed (the daemon's supervisor logs and counts it).
 ReportError = Callable[[str, BaseException], None]
 
@@ -144,29 +143,6 @@ class Routing(Protocol):
     def fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None: ...
 
 
-@dataclass
-class Remote:
-    """What this node knows of one other node beyond liveness and seeds (``peers.Peer``), for one incarnation."""
-
-    node: str
-    inc: int = 0
-    origin: Origin | None = None
-    found_via: str = ""
-    workers: dict[str, int] = field(default_factory=dict)  # its seeds' worker counts, from its HELLO
-    reported: dict[str, float] = field(default_factory=dict)  # its seeds' load, from its PINGs
-    done_reported: dict[str, int] = field(default_factory=dict)  # its seeds' counts, from its PINGs
-    hello_sent: float = -1e9
-    since: float = 0.0  # when this node first heard of it
-    beacon_seq: tuple[int, int] = (0, 0)  # (incarnation, seq) of its newest beacon: older ones are replays
-    beacon_at: float = -1e9  # when its beacon (broadcast or direct) was last heard
-    broadcast_at: float = -1e9  # when its broadcast beacon was last heard
-    direct_at: float = -1e9  # when it last sent a beacon to us alone: it does not hear our broadcasts
-    echo_at: float = -1e9  # when it last asked for our PINGs
-    load_sent: dict[str, float] = field(default_factory=dict)  # the non-zero load it last got from us
-    done_sent: dict[str, int] = field(default_factory=dict)  # the counts it last got from us
-    inflight: InFlight = field(default_factory=InFlight)
-
-
 class Mesh:
     """The peer protocol of one daemon; lives on its event loop."""
 
@@ -181,8 +157,6 @@ class Mesh:
         transport: Links,
         router: Callable[[Remotes], Routing],
         peers: PeerTable,
-        learn: Learn,
-        forget: Callable[[str], None],
         heartbeat_s: float,
         scheduler: Scheduler,
         clock: Callable[[], float] = time.monotonic,
@@ -205,8 +179,6 @@ class Mesh:
         self.local_done = local_done
         self.transport = transport
         self.peers = peers
-        self.learn = learn
-        self.forget = forget
         self.heartbeat_s = heartbeat_s
         self.scheduler = scheduler
         self.clock = clock
@@ -215,7 +187,6 @@ class Mesh:
         self.membership = membership
         self.report = report
         self.keyed = membership is not None and membership.keyed
-        self.remotes: dict[str, Remote] = {}
         self.received = Received()
         self._announce_pending = False
         self._acks: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
@@ -253,12 +224,12 @@ class Mesh:
 
         Each stays held (see ``custody``) until the caller lets go of it, once it is safe on disk.
         """
-        out = [f.packet for r in self.remotes.values() for f in r.inflight.take_all()]
+        out = [f.packet for r in self.peers.entries.values() for f in r.inflight.take_all()]
         return out
 
     def inflight_counts(self) -> dict[str, int]:
         """Unacknowledged packets per peer."""
-        return {n: len(r.inflight) for n, r in self.remotes.items() if len(r.inflight)}
+        return {n: len(r.inflight) for n, r in self.peers.entries.items() if len(r.inflight)}
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -273,40 +244,40 @@ class Mesh:
             # Anyone can replay a member's record (its key and certificate are public) with another endpoint or
             # incarnation: it only tells of a member we do not know yet, whom we greet over CurveZMQ, which only
             # the key's holder can answer. It never re-points, restarts or revives one we know.
-            if origin.id in self.remotes or origin.id in self.peers.peers:
+            if origin.id in self.peers.entries:
                 self.counters["unsealed_news_ignored"] += 1
                 return
             origin = replace(origin, inc=0, bye=False)
         if origin.seq:
-            remote = self.remotes.get(origin.id)
+            remote = self.peers.get(origin.id)
             if remote is not None and (origin.inc, origin.seq) <= remote.beacon_seq:
                 self.counters["replayed"] += 1
                 return
         if self._stale(origin):
             return
         if origin.seq:
-            self._remote(origin.id, origin.inc).beacon_seq = (origin.inc, origin.seq)
+            self.peers.entry(origin.id, self.clock(), origin.inc).beacon_seq = (origin.inc, origin.seq)
         if origin.bye:
             self._drop(origin.id, "said goodbye")
             return
-        peer = self.peers.peers.get(origin.id)
+        peer = self.peers.peer(origin.id)
         if peer is not None and origin.digest and peer.seeds_digest == origin.digest:
             self._heard(origin.id, "direct" if origin.direct else via)
             return
-        if origin.id not in self.remotes and self._unanswered() >= MAX_UNANSWERED_ORIGINS:
+        if origin.id not in self.peers.entries and self._unanswered() >= MAX_UNANSWERED_ORIGINS:
             self.counters["origins_ignored"] += 1
             return
         self._send_hello(origin, reply=True, via=via)
 
     def _unanswered(self) -> int:
         """Origins greeted that are not peers (yet)."""
-        return len(self.remotes) - sum(1 for n in self.remotes if n in self.peers.peers)
+        return sum(1 for r in self.peers.entries.values() if not r.known)
 
     def _give_up_on_silent_origins(self, now: float) -> None:
         """Close the links to origins that never answered our HELLO (made up, gone, or not for us)."""
-        for node, remote in list(self.remotes.items()):
-            if node not in self.peers.peers and not len(remote.inflight) and now - remote.hello_sent > HELLO_GIVE_UP_S:
-                del self.remotes[node]
+        for node, remote in list(self.peers.entries.items()):
+            if not remote.known and not len(remote.inflight) and now - remote.hello_sent > HELLO_GIVE_UP_S:
+                self.peers.leave(node)
                 self.transport.disconnect(node)
                 self.counters["origins_given_up"] += 1
 
@@ -356,7 +327,7 @@ class Mesh:
     def _stale(self, origin: Origin) -> bool:
         """True when ``origin`` speaks for an older incarnation than the one we know (ignore it). A newer one
         means the peer restarted: the old one is dropped (its unacknowledged packets re-routed) first."""
-        remote = self.remotes.get(origin.id)
+        remote = self.peers.get(origin.id)
         if remote is None or not origin.inc:
             return False
         if not remote.inc:
@@ -370,18 +341,12 @@ class Mesh:
             self._drop(origin.id, "restarted (a new incarnation)", known=True)
         return False
 
-    def _remote(self, node: str, inc: int = 0) -> Remote:
-        remote = self.remotes.get(node)
-        if remote is None:
-            remote = self.remotes[node] = Remote(node, inc, since=self.clock())
-        return remote
-
     def _send_hello(self, origin: Origin, reply: bool, via: str = "", force: bool = False) -> None:
         endpoint = origin.endpoint_for(self.host)
         if endpoint is None:
             return
-        remote = self._remote(origin.id, origin.inc)
         now = self.clock()
+        remote = self.peers.entry(origin.id, now, origin.inc)
         if not force and now - remote.hello_sent < HELLO_RETRY_S:
             return
         remote.hello_sent = now
@@ -392,7 +357,7 @@ class Mesh:
         self.transport.connect(origin.id, endpoint)
         # Through the backlog: a new link is not connected yet, and mDNS reports a peer only once.
         self.transport.send(origin.id, self._hello_frames(reply, remote.found_via))
-        if via and origin.id not in self.peers.peers:
+        if via and not remote.known:
             log.debug("heard of %s by %s; said hello at %s", origin.id, via, endpoint)
 
     def _hello_frames(self, reply: bool, found_by: str = "") -> list[bytes]:
@@ -402,7 +367,7 @@ class Mesh:
         return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply, found_by=found_by)
 
     def _addresses(self, node: str) -> list[Any]:
-        remote = self.remotes.get(node)
+        remote = self.peers.get(node)
         o = remote.origin if remote is not None else None
         if o is None:
             return [None, None, ""]
@@ -450,20 +415,20 @@ class Mesh:
             raise MessageError("no endpoint this node can reach")
         summaries = msg.body["seeds"]
         seeds = [SeedInfo.from_summary(s) for s in summaries]
-        new = o.id not in self.peers.peers
-        remote = self._remote(o.id, o.inc)
-        remote.origin = o
-        remote.inc = remote.inc or o.inc
-        remote.workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
+        now = self.clock()
+        peer = self.peers.entry(o.id, now, o.inc)
+        new = not peer.known
+        peer.origin = o
+        peer.inc = peer.inc or o.inc
+        peer.workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
         # How we first heard of it (a beacon, mDNS, gossip, a static address), else its own HELLO.
-        self.learn(o.id, endpoint, seeds, remote.found_via or "hello")
-        peer = self.peers.peers[o.id]
+        self.learn(o.id, endpoint, seeds, peer.found_via or "hello")
         peer.seeds_digest = o.digest
         peer.addresses = [a for a in (o.tcp, o.ipc) if a]
         if msg.body.get("reply"):
             self._send_hello(o, reply=False, force=True)
         for entry in msg.body.get("peers", []):
-            if isinstance(entry, list) and len(entry) in (4, 6) and entry[0] not in self.peers.peers:
+            if isinstance(entry, list) and len(entry) in (4, 6) and self.peers.peer(entry[0]) is None:
                 try:
                     gossip = messages.origin_from(
                         {
@@ -480,7 +445,7 @@ class Mesh:
                 except MessageError:
                     continue
                 self.on_origin(gossip, "gossip")
-        found_by = {remote.found_via, str(msg.body.get("found_by", ""))}
+        found_by = {peer.found_via, str(msg.body.get("found_by", ""))}
         if new and not found_by & LAN_WIDE:
             # Pass on what we learnt: the others may not hear this peer themselves (a unicast beacon, a
             # static peer). Once per heartbeat at most, so that a crowd arriving at once is one message each.
@@ -488,15 +453,14 @@ class Mesh:
 
     def _on_ping(self, msg: Message) -> None:
         o = msg.origin
-        peer = self.peers.peers.get(o.id)
+        peer = self.peers.peer(o.id)
         if peer is None:
             self._send_hello(o, reply=True, via="ping")
             return
-        remote = self._remote(o.id, o.inc)
+        remote = peer
         self._heard(o.id, "ping")
         # dict(): a body that is not an object raises TypeError/ValueError, which ``handle`` reports as a reject.
-        remote.reported = {str(k): float(v) for k, v in dict(msg.body.get("load", {})).items()}
-        peer.load = remote.reported
+        peer.load = {str(k): float(v) for k, v in dict(msg.body.get("load", {})).items()}
         if "done" in msg.body:
             remote.done_reported = {str(k): int(v) for k, v in dict(msg.body["done"]).items()}
         if msg.body.get("echo"):
@@ -510,22 +474,22 @@ class Mesh:
 
     def _heard(self, node: str, via: str) -> None:
         """Any sign of life from a known peer; one that comes back gets the packets that waited for it."""
-        if node not in self.peers.peers:
+        remote = self.peers.peer(node)
+        if remote is None:
             return
         if via in ("broadcast", "direct"):
-            remote = self._remote(node)
             remote.beacon_at = self.clock()
             if via == "direct":
                 remote.direct_at = remote.beacon_at
             else:
                 remote.broadcast_at = remote.beacon_at
-        _, revived = self.peers.heard(node, "", via)
+        _, revived = self.peers.heard(node, "", via, self.clock())
         if revived:
             log.info("Peer %s is back", node)
             self.router.replan(force=True)
 
     def _on_ack(self, msg: Message) -> None:
-        remote = self.remotes.get(msg.origin.id)
+        remote = self.peers.get(msg.origin.id)
         self._heard(msg.origin.id, "ack")
         if remote is None:
             return
@@ -545,13 +509,13 @@ class Mesh:
         for seed in freed:
             self.router.kick(seed)
 
-    def _send_again(self, remote: Remote, flight: Flight, now: float) -> None:
+    def _send_again(self, remote: Peer, flight: Flight, now: float) -> None:
         """Send a packet the peer says it never got."""
         try:
             frames = encode(flight.packet, to=flight.seed, sender=self.node_id)
         except PacketError:  # it was encoded once already
             return
-        if self.transport.send_packet(remote.node, frames):
+        if self.transport.send_packet(remote.node_id, frames):
             remote.inflight.resent(flight, now)
             self.counters["resent"] += 1
 
@@ -593,7 +557,7 @@ class Mesh:
             return True  # handled: kept with its reason
         if not self.transport.send_packet(node, frames):
             return False
-        if self._remote(node).inflight.add(packet, seed, self.clock()):
+        if self.peers.entry(node, self.clock()).inflight.add(packet, seed, self.clock()):
             hold(packet, 1)  # in our custody until the peer acknowledges it
         self.counters["sent"] += 1
         self._arm_retransmit()
@@ -601,10 +565,10 @@ class Mesh:
 
     def has_room(self, node: str, seed: str) -> bool:
         """True when ``node`` is alive and its replica of ``seed`` has room in its flow-control window."""
-        peer = self.peers.peers.get(node)
+        peer = self.peers.peer(node)
         if peer is None or peer.state is not Liveness.ALIVE:
             return False
-        remote = self._remote(node)
+        remote = peer
         inflight = remote.inflight
         if inflight.per_seed.get(seed, 0) >= CREDIT_PER_WORKER * remote.workers.get(seed, 1):
             return False
@@ -612,11 +576,11 @@ class Mesh:
 
     def load_of(self, node: str, seed: str) -> float:
         """Queued packets per worker at ``node``'s replica of ``seed``, as far as this node knows."""
-        remote = self.remotes.get(node)
+        remote = self.peers.get(node)
         if remote is None:
             return 0.0
         ours = remote.inflight.per_seed.get(seed, 0)
-        return max(ours / remote.workers.get(seed, 1), remote.reported.get(seed, 0.0))
+        return max(ours / remote.workers.get(seed, 1), remote.load.get(seed, 0.0))
 
     def _arm_retransmit(self) -> None:
         if self._tick is None and not self._stopped:
@@ -639,11 +603,11 @@ class Mesh:
         packet is still in flight (the timer stays armed)."""
         now = self.clock()
         busy = False
-        for node, remote in list(self.remotes.items()):
+        for node, remote in list(self.peers.entries.items()):
             if not len(remote.inflight):
                 continue
             busy = True
-            peer = self.peers.peers.get(node)
+            peer = self.peers.peer(node)
             if peer is None:
                 continue
             ask: list[list[str]] = []
@@ -677,13 +641,13 @@ class Mesh:
         return False
 
     def _alive(self, node: str) -> bool:
-        peer = self.peers.peers.get(node)
+        peer = self.peers.peer(node)
         return peer is not None and peer.state is Liveness.ALIVE
 
     def _reroute(self, node: str, evasive: bool = False) -> int:
         """Route again what ``node`` has not acknowledged. For an ``evasive`` peer (silent, perhaps only behind a
         lossy link) only what another replica can take: the rest would wait here for it and be sent again."""
-        remote = self.remotes.get(node)
+        remote = self.peers.get(node)
         if remote is None:
             return 0
         if evasive:
@@ -699,14 +663,42 @@ class Mesh:
         return len(flights)
 
     def _drop(self, node: str, why: str, known: bool | None = None) -> None:
-        known = node in self.peers.peers if known is None else known
+        """Forget ``node``: what it has not acknowledged is routed again, its one entry goes, and with it (when it
+        was a peer) its seeds; its link is closed."""
+        known = self.peers.peer(node) is not None if known is None else known
         moved = self._reroute(node)
-        self.remotes.pop(node, None)
+        self.peers.leave(node)
         if known:
             log.info("Peer %s %s%s", node, why, f"; re-routing {moved} unacknowledged packet(s)" if moved else "")
-            self.forget(node)
-        else:
-            self.transport.disconnect(node)
+            gone = self.router.automaton.remove_node(node)
+            if gone:
+                log.info("Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone))
+        self.transport.disconnect(node)
+        if known:
+            self.router.replan()
+
+    def learn(self, node: str, endpoint: str, seeds: list[SeedInfo], via: str = "static") -> bool:
+        """Reach ``node`` at ``endpoint`` and route to its ``seeds`` (the one door for remote seeds); True when
+        the automaton changed."""
+        if node == self.node_id:
+            return False
+        self.transport.connect(node, endpoint)
+        peer, revived = self.peers.heard(node, endpoint, via, self.clock())
+        peer.seeds = list(seeds)
+        automaton = self.router.automaton
+        before = {n for n, i in automaton.seeds().items() if node in automaton.nodes_of(n)}
+        changed = automaton.sync_node(node, seeds)
+        for info in seeds:
+            if info.name not in before:
+                log.info("Discovered new peer seed: %s at %s (node %s)", info.name, endpoint, node)
+        if changed or revived:
+            self.router.replan(force=revived)
+        return changed
+
+    def forget(self, node: str) -> None:
+        """Stop routing to ``node`` (as when it expires): what it has not acknowledged is routed again."""
+        if self.peers.get(node) is not None:
+            self._drop(node, "forgotten", known=self.peers.peer(node) is not None)
 
     # -- packets in ------------------------------------------------------------------------------
 
@@ -790,7 +782,7 @@ class Mesh:
         self._beats += 1
         if not self._announce_pending and self._beats % GOSSIP_HEARTBEATS == 0:
             self._announce_pending = any(
-                r.found_via and r.found_via not in LAN_WIDE for n, r in self.remotes.items() if n in self.peers.peers
+                r.found_via and r.found_via not in LAN_WIDE for r in self.peers.entries.values() if r.known
             )
         if self._announce_pending:
             self._announce_pending = False
@@ -799,7 +791,7 @@ class Mesh:
         frames: dict[bool, list[bytes]] = {}
         for node in list(self.peers.peers):
             self._ping(node, now, load, frames, only_if_needed=True, done=done)
-        evasive, expired = self.peers.sweep()
+        evasive, expired = self.peers.sweep(now)
         for peer in evasive:
             moved = self._reroute(peer.node_id, evasive=True)
             log.warning(
@@ -829,7 +821,7 @@ class Mesh:
         """PING ``node`` (with ``only_if_needed``: only when it needs one, see the module docstring);
         ``frames`` caches the two encodings of this heartbeat's PING. ``done`` (the local seeds' counts) goes
         along, and a change in it is reason enough to ping: peers' pages show the whole network's rates."""
-        remote = self._remote(node)
+        remote = self.peers.entry(node, now)
         deaf = now - remote.beacon_at > self._fresh_s  # we need its PINGs to know it lives
         # (Not deaf in its first moments: its broadcasts may simply not have come yet.)
         settled = now - remote.since > self._fresh_s
@@ -857,7 +849,7 @@ class Mesh:
             remote.done_sent = done
             self.counters["pings"] += 1
 
-    def _beacon_directly(self, remote: Remote) -> None:
+    def _beacon_directly(self, remote: Peer) -> None:
         """A UDP beacon to a peer that does not hear our broadcasts: unlike a PING it never waits behind
         a TCP stream stalled by packet loss, so the peer does not take us for gone while that lasts."""
         tcp = remote.origin.tcp if remote.origin is not None else None
@@ -870,11 +862,11 @@ class Mesh:
 
     def done_of(self, node: str) -> dict[str, int]:
         """How many packets each of ``node``'s seeds has handled, as its last PING said ({} before one)."""
-        remote = self.remotes.get(node)
+        remote = self.peers.get(node)
         return remote.done_reported if remote is not None else {}
 
     def _hello_static_peers(self) -> None:
-        known = {a for p in self.peers.peers.values() for a in [p.endpoint, *p.addresses]}
+        known = {a for p in self.peers.entries.values() if p.known for a in [p.endpoint, *p.addresses]}
         for endpoint in self.static_peers:
             key = f"static:{endpoint}"
             if endpoint in known:

@@ -118,7 +118,7 @@ class NodeQuery:
 
     def peers(self) -> list[dict[str, Any]]:
         """Every known peer, JSON-ready, sorted by id."""
-        return self._d.peers.summaries()
+        return self._d.peers.summaries(time.monotonic(), time.time())
 
     def peer_signature(self) -> tuple[Any, ...]:
         """What of the peers the page draws: equal values mean an unchanged picture."""

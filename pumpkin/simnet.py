@@ -314,24 +314,9 @@ class Net:
                 clock=self.clock,
             )
 
-        peers = PeerTable(3 * HEARTBEAT_S, 10 * HEARTBEAT_S, clock=self.clock)
+        peers = PeerTable(3 * HEARTBEAT_S, 10 * HEARTBEAT_S)
         links = self.links[node_id] = Links(self, node_id)
         holder: dict[str, Node] = {}
-
-        def learn(node: str, endpoint: str, seeds: list[SeedInfo], via: str) -> bool:
-            links.connect(node, endpoint)
-            peer, _ = peers.heard(node, endpoint, via)
-            peer.seeds = list(seeds)
-            changed = automaton.sync_node(node, seeds)
-            if changed:
-                holder["node"].router.replan()
-            return changed
-
-        def forget(node: str) -> None:
-            peers.leave(node)
-            automaton.remove_node(node)
-            links.disconnect(node)
-            holder["node"].router.replan()
 
         mesh = Mesh(
             node_id=node_id,
@@ -342,8 +327,6 @@ class Net:
             transport=links,
             router=make_router,
             peers=peers,
-            learn=learn,
-            forget=forget,
             heartbeat_s=HEARTBEAT_S,
             scheduler=self.scheduler,
             clock=self.clock,

@@ -847,9 +847,9 @@ def test_a_same_host_card_follows_seed_changes_so_peers_stop_saying_hello(tmp_pa
             await async_wait_until(
                 lambda: json.loads(card.read_bytes()).get("dg") == a.origin().digest, what="a's card to follow"
             )
-            said_hello = b.mesh.remotes[a.node_id].hello_sent
+            said_hello = b.peers.entries[a.node_id].hello_sent
             await asyncio.sleep(1.5)  # longer than HELLO_RETRY_S: a stale card would make b say hello again
-            assert b.mesh.remotes[a.node_id].hello_sent == said_hello, "b keeps saying hello: a's card is stale"
+            assert b.peers.entries[a.node_id].hello_sent == said_hello, "b keeps saying hello: a's card is stale"
         finally:
             await a.stop()
             await b.stop()

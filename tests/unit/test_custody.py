@@ -76,7 +76,7 @@ def test_a_packet_still_being_worked_on_is_answered_held_and_asked_about_less_of
     a.inject("RAW", 1)
     net.scheduler.run_for(RTO_INITIAL_S + 0.1)  # B holds it, unfinished, past A's timeout
     assert a.mesh.counters["queries"] == 1 and w["B"].mesh.counters["queries_answered"] == 1
-    flight = next(iter(a.mesh.remotes["B"].inflight.flights.values()))
+    flight = next(iter(a.mesh.peers.entries["B"].inflight.flights.values()))
     assert flight.unanswered == 0  # B said HELD: alive and working, no reason to look elsewhere
     net.scheduler.run_for(RTO_INITIAL_S)
     assert a.mesh.counters["queries"] == 1  # backed off: the next question comes later

@@ -94,13 +94,13 @@ def test_news_of_a_node_without_a_valid_certificate_is_ignored_and_replayed_beac
     b = member(tmp_path, key, "B")
     stranger = member(tmp_path, NetworkKey.create(), "S")
     a.mesh.on_origin(origin_of(stranger, "nodeS"), "broadcast")
-    assert "nodeS" not in a.mesh.remotes and a.mesh.counters["rejected"] == 1
+    assert a.mesh.peers.get("nodeS") is None and a.mesh.counters["rejected"] == 1
     a.mesh.on_origin(origin_of(b, "nodeB", seq=5), "broadcast")
-    assert a.mesh.remotes["nodeB"].beacon_seq == (1, 5) and a.mesh.membership.key_of("nodeB")
-    hello_sent = a.mesh.remotes["nodeB"].hello_sent
+    assert a.mesh.peers.entries["nodeB"].beacon_seq == (1, 5) and a.mesh.membership.key_of("nodeB")
+    hello_sent = a.mesh.peers.entries["nodeB"].hello_sent
     a.mesh.on_origin(origin_of(b, "nodeB", seq=5), "broadcast")  # the same beacon again
     a.mesh.on_origin(origin_of(b, "nodeB", seq=4), "broadcast")  # an older one
-    assert a.mesh.counters["replayed"] == 2 and a.mesh.remotes["nodeB"].hello_sent == hello_sent
+    assert a.mesh.counters["replayed"] == 2 and a.mesh.peers.entries["nodeB"].hello_sent == hello_sent
     impostor = member(tmp_path, key, "I")  # a member, claiming B's id with its own key
     a.mesh.on_origin(origin_of(impostor, "nodeB", seq=9), "broadcast")
     assert a.mesh.membership.key_of("nodeB") == b.public.encode()
@@ -134,9 +134,9 @@ def test_an_mdns_record_only_introduces_a_member_and_never_re_points_or_restarts
     replay = origin_of(b, "nodeB", inc=99, seq=0)
     replay.tcp = "tcp://10.0.0.66:6666"
     a.mesh.on_origin(replay, "mdns")
-    assert connected == [] and a.mesh.remotes["nodeB"].inc == 3
+    assert connected == [] and a.mesh.peers.entries["nodeB"].inc == 3
     assert a.mesh.counters["unsealed_news_ignored"] == 1 and a.mesh.counters["restarts"] == 0
     # A member not known yet is greeted where the record says, with no incarnation taken from it.
     c = member(tmp_path, key, "C")
     a.mesh.on_origin(origin_of(c, "nodeC", inc=10**12, seq=0), "mdns")
-    assert connected == [("nodeC", "tcp://10.0.0.1:7000")] and a.mesh.remotes["nodeC"].inc == 0
+    assert connected == [("nodeC", "tcp://10.0.0.1:7000")] and a.mesh.peers.entries["nodeC"].inc == 0

@@ -42,7 +42,7 @@ def origin(node: str) -> Origin:
 def mesh_with_peer() -> tuple[Mesh, Links]:
     links = Links()
     clock = Clock()
-    peers = PeerTable(evasive_s=3 * HEARTBEAT_S, expired_s=10 * HEARTBEAT_S, clock=clock)
+    peers = PeerTable(evasive_s=3 * HEARTBEAT_S, expired_s=10 * HEARTBEAT_S)
     router = SimpleNamespace(replan=lambda force=False: None)
     mesh = Mesh(
         node_id="me",
@@ -53,13 +53,11 @@ def mesh_with_peer() -> tuple[Mesh, Links]:
         transport=links,
         router=lambda remotes: router,
         peers=peers,
-        learn=None,
-        forget=None,
         heartbeat_s=HEARTBEAT_S,
         scheduler=Scheduler(clock),
         clock=clock,
     )
-    peer, _ = peers.heard("p", "tcp://10.0.0.1:1001", "hello")
+    peer, _ = peers.heard("p", "tcp://10.0.0.1:1001", "hello", clock())
     peer.seeds_digest = "dg"  # known, with the seeds its beacons announce
     return mesh, links
 
@@ -117,11 +115,11 @@ def test_origins_that_never_answer_are_bounded_and_forgotten(tmp_path):
     a = net.add("A")
     for i in range(MAX_UNANSWERED_ORIGINS + 50):  # made-up origins: nobody is there to answer
         a.mesh.on_origin(Origin(f"ghost{i}", f"tcp://10.9.9.9:{1000 + i}", None, "h", "dg"), "broadcast")
-    assert len(a.mesh.remotes) == MAX_UNANSWERED_ORIGINS and a.mesh.counters["origins_ignored"] == 50
+    assert len(a.mesh.peers) == MAX_UNANSWERED_ORIGINS and a.mesh.counters["origins_ignored"] == 50
     assert len(a.mesh.transport.links) == MAX_UNANSWERED_ORIGINS
     net.clock.now += HELLO_GIVE_UP_S + 1
     a.mesh.heartbeat()
-    assert a.mesh.remotes == {} and a.mesh.transport.links == {}
+    assert len(a.mesh.peers) == 0 and a.mesh.transport.links == {}
     assert a.mesh.counters["origins_given_up"] == MAX_UNANSWERED_ORIGINS
 
 
@@ -130,7 +128,7 @@ def test_a_peers_load_is_what_its_last_ping_said_and_shows_in_its_summary():
     mesh.handle(messages.encode(PING, origin("p"), load={"greet": 2.5}, done={}))
     peer = mesh.peers.peers["p"]
     assert peer.load == {"greet": 2.5} and mesh.load_of("p", "greet") == 2.5
-    assert mesh.peers.summaries()[0]["load"] == {"greet": 2.5}
+    assert mesh.peers.summaries(mesh.clock(), 0.0)[0]["load"] == {"greet": 2.5}
     mesh.handle(messages.encode(PING, origin("p"), load={}, done={}))  # idle again
     assert peer.load == {} and mesh.load_of("p", "greet") == 0.0
 
