@@ -31,20 +31,27 @@ certificate for its key, the first key proven for a node id holds it (another is
 not newer than the last one of the same daemon run is a replay, and a message on the inbox counts only when the
 CurveZMQ key that sent it is bound to the node id it claims; a key joins with a HELLO carrying its certificate.
 
-The mesh reads time from the ``clock`` and sets timers through the ``Scheduler`` it is given (the event
-loop in the daemon), and sends through ``Links`` (the transport): tests drive it with fakes of both.
+Sans-I/O (as h11 and h2 are cut): the mesh opens no socket, sets no timer and reads no clock. Every event method
+takes the time (``on_origin``, ``handle``, ``on_packet``, ``on_timer``, ``on_unsent``, ``learn``, ``start``, and
+``send_packet`` from the router) and leaves what is to be done in an outbox of ``actions`` (``Send``, ``Connect``,
+``Disconnect``, ``SetTimer``, ``CancelTimer``, ``SendBeacon``), in order, taken by ``take_actions``; ``wake`` tells
+the shell there are some. The daemon's ``driver`` does them on the transport and the loop, the simulator's on its
+wire and virtual clock; a unit test feeds events with the times it likes and reads the actions. What the links say
+back is an event too: a send they refused (``on_unsent``) is routed elsewhere (a packet sent for the first time) or
+asked about at its timeout like one lost on the way (a packet sent again), and a refused PING is sent again at the
+next heartbeat. The router (``Routing``) is called directly, and still reads a clock of its own.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
 from . import messages
+from .actions import SOON, Action, CancelTimer, Connect, Disconnect, Send, SendBeacon, SendKind, SetTimer
 from .automaton import Automaton, SeedInfo
 from .custody import UNANSWERED_MAX, Custody, Flight, Key, Received, hold
 from .errors import PacketError, TagError
@@ -83,44 +90,22 @@ HELLO_GIVE_UP_S = 10.0
 #: flood of made-up origins cannot make us open links without end.
 MAX_UNANSWERED_ORIGINS = 256
 
-#: ``report(what, error)``: a timer callback crashed (the daemon's supervisor logs and counts it).
+#: Names of the mesh's timers (see ``SetTimer``): heartbeats; the look at unacknowledged packets; the ACKs of a turn.
+HEARTBEAT = "heartbeat"
+RETRANSMIT = "retransmit"
+ACKS = "acks"
+
+#: ``report(what, error)``: a timer's work crashed (the daemon's supervisor logs and counts it).
 ReportError = Callable[[str, BaseException], None]
+
+
+def _nothing() -> None:
+    return None
 
 
 def log_error(what: str, error: BaseException) -> None:
     """The default ``ReportError`` for a mesh used on its own: log the crash with its traceback."""
     log.error("%s crashed", what, exc_info=error)
-
-
-class Timer(Protocol):
-    """A scheduled call that can be called off (asyncio's ``TimerHandle``)."""
-
-    def cancel(self) -> None: ...
-
-
-class Scheduler(Protocol):
-    """Runs callbacks soon or later (the event loop)."""
-
-    def call_soon(self, callback: Callable[[], object]) -> object: ...
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer: ...
-
-
-class Links(Protocol):
-    """The transport's side of the mesh: one outbound link per peer."""
-
-    @property
-    def links(self) -> Mapping[str, object]: ...
-
-    def connect(self, node: str, endpoint: str) -> None: ...
-
-    def disconnect(self, node: str) -> list[list[bytes]]: ...
-
-    def send(self, node: str, frames: list[bytes]) -> bool: ...
-
-    def send_packet(self, node: str, frames: list[bytes]) -> bool: ...
-
-    def send_control(self, node: str, frames: list[bytes]) -> bool: ...
 
 
 class Routing(Protocol):
@@ -154,47 +139,42 @@ class Mesh:
         me: Callable[[], Origin],
         local_seeds: Callable[[], list[dict[str, Any]]],
         local_load: Callable[[], dict[str, float]],
-        transport: Links,
         router: Callable[[Remotes], Routing],
         peers: PeerTable,
         heartbeat_s: float,
-        scheduler: Scheduler,
-        clock: Callable[[], float] = time.monotonic,
         static_peers: tuple[str, ...] = (),
         local_done: Callable[[], dict[str, int]] = dict,
-        beacon_to: Callable[[str], None] | None = None,
         membership: Membership | None = None,
         report: ReportError = log_error,
+        wake: Callable[[], None] = _nothing,
     ) -> None:
         """``router``: makes the router that sends to peers through this mesh (the two call each other, so the mesh
         builds it: neither is ever half-wired); ``local_done``: packets each local seed has handled so far (sent in
-        PINGs, for network-wide rates); ``beacon_to(address)``: send one UDP beacon to a host (to peers that do not
-        hear our broadcasts); ``report(what, error)``: a timer callback crashed (logged and counted; the timer is
-        armed again all the same, so heartbeats and retransmits never stop silently)."""
+        PINGs, for network-wide rates); ``report(what, error)``: a timer's work crashed (logged and counted; the
+        timer is set again all the same, so heartbeats and retransmits never stop silently); ``wake()``: the outbox
+        got its first action (the shell takes them, now or soon; a unit test leaves it out and reads them)."""
         self.node_id = node_id
         self.host = host
         self.me = me
         self.local_seeds = local_seeds
         self.local_load = local_load
         self.local_done = local_done
-        self.transport = transport
         self.peers = peers
         self.heartbeat_s = heartbeat_s
-        self.scheduler = scheduler
-        self.clock = clock
         self.static_peers = static_peers
-        self.beacon_to = beacon_to
         self.membership = membership
         self.report = report
         self.keyed = membership is not None and membership.keyed
         self.received = Received()
         self._announce_pending = False
         self._acks: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
-        self._ack_flush_scheduled = False
-        self._beat: Timer | None = None
         self._beats = 0
-        self._tick: Timer | None = None
         self._stopped = False
+        self._wake = wake
+        self._outbox: list[Action] = []
+        self._timers: dict[str, float] = {}  # name -> when it is set to fire
+        #: The links this node asked for (node -> endpoint): a static peer's link is opened once.
+        self.links: dict[str, str] = {}
         #: False once the daemon stops: packets from peers are left with their senders (who still hold them).
         self.accepting = True
         self._waiters: dict[Key, set[str]] = {}  # other senders of a packet held here, answered when it is safe
@@ -204,20 +184,89 @@ class Mesh:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start heartbeats (and hellos to static peers)."""
-        self._beat = self.scheduler.call_later(0.0, self._heartbeat)
+    def start(self, now: float) -> None:
+        """Start heartbeats (the first, with hellos to static peers, at once)."""
+        self._set_timer(HEARTBEAT, now)
 
     def stop(self) -> None:
         """Stop the timers, send the ACKs that are due, and say goodbye to every peer."""
         self._stopped = True
-        for timer in (self._beat, self._tick):
-            if timer is not None:
-                timer.cancel()
+        for name in list(self._timers):
+            if name != ACKS:
+                del self._timers[name]
+                self._do(CancelTimer(name))
         self._flush_acks()
         bye = messages.encode(BYE, self.me())
         for node in list(self.peers.peers):
-            self.transport.send_control(node, bye)
+            self._do(Send(node, bye, SendKind.CONTROL))
+
+    # -- the outbox and the shell's events -------------------------------------------------------
+
+    def take_actions(self) -> list[Action]:
+        """What is to be done now, in order (the outbox is emptied)."""
+        actions, self._outbox = self._outbox, []
+        return actions
+
+    def _do(self, action: Action) -> None:
+        self._outbox.append(action)
+        if len(self._outbox) == 1:
+            self._wake()
+
+    def _set_timer(self, name: str, at: float) -> None:
+        self._timers[name] = at
+        self._do(SetTimer(name, at))
+
+    def on_timer(self, name: str, now: float) -> None:
+        """Timer ``name`` fired. A crash in its work is reported and counted, and the timer set again all the same:
+        heartbeats and questions about unacknowledged packets never stop silently."""
+        if self._timers.pop(name, None) is None:
+            return  # cancelled after the shell had fired it
+        if name == ACKS:
+            self._flush_acks()
+        elif name == HEARTBEAT:
+            try:
+                self.heartbeat(now)
+            except Exception as exc:  # noqa: BLE001 - heartbeats must outlive a bug in one of them
+                self.counters["heartbeat_errors"] += 1
+                self.report("mesh heartbeat", exc)
+            if not self._stopped:
+                self._set_timer(HEARTBEAT, now + self.heartbeat_s)
+        elif name == RETRANSMIT:
+            try:
+                busy = self.retransmit(now)
+            except Exception as exc:  # noqa: BLE001 - unacknowledged packets must still be asked about later
+                self.counters["retransmit_errors"] += 1
+                self.report("mesh retransmit", exc)
+                busy = True
+            if busy:
+                self._arm_retransmit(now)
+
+    def on_unsent(self, send: Send, now: float) -> None:
+        """The shell could not send ``send`` (no link, or the link's backlog is full). A packet sent for the first
+        time goes to another replica or waits for its seed, as if the peer had had no room; a packet sent again
+        stays in flight and is asked about at its timeout, like one lost on the way. A PING is sent again at the
+        next heartbeat, so that the peer learns the load it carried."""
+        self.counters["unsent"] += 1
+        if send.kind is SendKind.PACKET:
+            peer = self.peers.get(send.node)
+            for key in send.keys:
+                flight = peer.inflight.get(key) if peer is not None else None
+                if peer is None or flight is None or flight.sends > 1 or flight.asked:
+                    continue
+                peer.inflight.remove(flight)
+                self.counters["sent"] -= 1
+                self.counters["unsent_packets"] += 1
+                self.router.deliver_to(flight.seed, flight.packet, exclude=send.node)
+                hold(flight.packet, -1)  # after routing it again, so its custody never dips to 0 on the way
+            return
+        kind = bytes(send.frames[0])
+        if kind == PING:
+            self.counters["pings"] -= 1
+            peer = self.peers.get(send.node)
+            if peer is not None:
+                peer.ping_unsent = True
+        elif kind == ACK:
+            self.counters["answers_unsent"] += 1
 
     def take_inflight(self) -> list[Packet]:
         """Remove and return every packet no peer has acknowledged yet (a clean stop saves them).
@@ -233,7 +282,7 @@ class Mesh:
 
     # -- discovery -------------------------------------------------------------------------------
 
-    def on_origin(self, origin: Origin, via: str) -> None:
+    def on_origin(self, origin: Origin, via: str, now: float) -> None:
         """A discovery mechanism heard of ``origin``."""
         if origin.id == self.node_id:
             self._same_id(origin, via)
@@ -256,18 +305,18 @@ class Mesh:
         if self._stale(origin):
             return
         if origin.seq:
-            self.peers.entry(origin.id, self.clock(), origin.inc).beacon_seq = (origin.inc, origin.seq)
+            self.peers.entry(origin.id, now, origin.inc).beacon_seq = (origin.inc, origin.seq)
         if origin.bye:
             self._drop(origin.id, "said goodbye")
             return
         peer = self.peers.peer(origin.id)
         if peer is not None and origin.digest and peer.seeds_digest == origin.digest:
-            self._heard(origin.id, "direct" if origin.direct else via)
+            self._heard(origin.id, "direct" if origin.direct else via, now)
             return
         if origin.id not in self.peers.entries and self._unanswered() >= MAX_UNANSWERED_ORIGINS:
             self.counters["origins_ignored"] += 1
             return
-        self._send_hello(origin, reply=True, via=via)
+        self._send_hello(origin, now, reply=True, via=via)
 
     def _unanswered(self) -> int:
         """Origins greeted that are not peers (yet)."""
@@ -278,7 +327,7 @@ class Mesh:
         for node, remote in list(self.peers.entries.items()):
             if not remote.known and not len(remote.inflight) and now - remote.hello_sent > HELLO_GIVE_UP_S:
                 self.peers.leave(node)
-                self.transport.disconnect(node)
+                self._disconnect(node)
                 self.counters["origins_given_up"] += 1
 
     def _certified(self, origin: Origin, what: str) -> bool:
@@ -341,11 +390,10 @@ class Mesh:
             self._drop(origin.id, "restarted (a new incarnation)", known=True)
         return False
 
-    def _send_hello(self, origin: Origin, reply: bool, via: str = "", force: bool = False) -> None:
+    def _send_hello(self, origin: Origin, now: float, reply: bool, via: str = "", force: bool = False) -> None:
         endpoint = origin.endpoint_for(self.host)
         if endpoint is None:
             return
-        now = self.clock()
         remote = self.peers.entry(origin.id, now, origin.inc)
         if not force and now - remote.hello_sent < HELLO_RETRY_S:
             return
@@ -354,9 +402,9 @@ class Mesh:
             remote.found_via = via
         if remote.origin is None or origin.inc >= remote.origin.inc:
             remote.origin = origin
-        self.transport.connect(origin.id, endpoint)
+        self._connect(origin.id, endpoint)
         # Through the backlog: a new link is not connected yet, and mDNS reports a peer only once.
-        self.transport.send(origin.id, self._hello_frames(reply, remote.found_via))
+        self._do(Send(origin.id, self._hello_frames(reply, remote.found_via), SendKind.MESSAGE))
         if via and not remote.known:
             log.debug("heard of %s by %s; said hello at %s", origin.id, via, endpoint)
 
@@ -377,11 +425,11 @@ class Mesh:
         """Our seeds changed: tell every peer at once (beacons carry the new digest too)."""
         frames = self._hello_frames(reply=False)
         for node in list(self.peers.peers):
-            self.transport.send_control(node, frames)
+            self._do(Send(node, frames, SendKind.CONTROL))
 
     # -- messages --------------------------------------------------------------------------------
 
-    def handle(self, frames: list[bytes], sender: str = "") -> None:
+    def handle(self, frames: list[bytes], sender: str, now: float) -> None:
         """A HELLO, PING, BYE, ACK or QUERY from the inbox; ``sender``: the CurveZMQ key it came with (keyed)."""
         try:
             msg = messages.decode(frames)
@@ -396,37 +444,36 @@ class Mesh:
             return
         try:
             if msg.kind == HELLO:
-                self._on_hello(msg)
+                self._on_hello(msg, now)
             elif msg.kind == PING:
-                self._on_ping(msg)
+                self._on_ping(msg, now)
             elif msg.kind == BYE:
                 self._drop(msg.origin.id, "said goodbye")
             elif msg.kind == ACK:
-                self._on_ack(msg)
+                self._on_ack(msg, now)
             elif msg.kind == QUERY:
-                self._on_query(msg)
+                self._on_query(msg, now)
         except (MessageError, TagError, KeyError, TypeError, ValueError) as exc:
             self._reject(f"{msg.kind.decode()} from {msg.origin.id}", str(exc))
 
-    def _on_hello(self, msg: Message) -> None:
+    def _on_hello(self, msg: Message, now: float) -> None:
         o = msg.origin
         endpoint = o.endpoint_for(self.host)
         if endpoint is None:
             raise MessageError("no endpoint this node can reach")
         summaries = msg.body["seeds"]
         seeds = [SeedInfo.from_summary(s) for s in summaries]
-        now = self.clock()
         peer = self.peers.entry(o.id, now, o.inc)
         new = not peer.known
         peer.origin = o
         peer.inc = peer.inc or o.inc
         peer.workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
         # How we first heard of it (a beacon, mDNS, gossip, a static address), else its own HELLO.
-        self.learn(o.id, endpoint, seeds, peer.found_via or "hello")
+        self.learn(o.id, endpoint, seeds, peer.found_via or "hello", now)
         peer.seeds_digest = o.digest
         peer.addresses = [a for a in (o.tcp, o.ipc) if a]
         if msg.body.get("reply"):
-            self._send_hello(o, reply=False, force=True)
+            self._send_hello(o, now, reply=False, force=True)
         for entry in msg.body.get("peers", []):
             if isinstance(entry, list) and len(entry) in (4, 6) and self.peers.peer(entry[0]) is None:
                 try:
@@ -444,56 +491,54 @@ class Mesh:
                     )
                 except MessageError:
                     continue
-                self.on_origin(gossip, "gossip")
+                self.on_origin(gossip, "gossip", now)
         found_by = {peer.found_via, str(msg.body.get("found_by", ""))}
         if new and not found_by & LAN_WIDE:
             # Pass on what we learnt: the others may not hear this peer themselves (a unicast beacon, a
             # static peer). Once per heartbeat at most, so that a crowd arriving at once is one message each.
             self._announce_pending = True
 
-    def _on_ping(self, msg: Message) -> None:
+    def _on_ping(self, msg: Message, now: float) -> None:
         o = msg.origin
         peer = self.peers.peer(o.id)
         if peer is None:
-            self._send_hello(o, reply=True, via="ping")
+            self._send_hello(o, now, reply=True, via="ping")
             return
         remote = peer
-        self._heard(o.id, "ping")
+        self._heard(o.id, "ping", now)
         # dict(): a body that is not an object raises TypeError/ValueError, which ``handle`` reports as a reject.
         peer.load = {str(k): float(v) for k, v in dict(msg.body.get("load", {})).items()}
         if "done" in msg.body:
             remote.done_reported = {str(k): int(v) for k, v in dict(msg.body["done"]).items()}
         if msg.body.get("echo"):
-            now = self.clock()
             newly = now - remote.echo_at > self._fresh_s
             remote.echo_at = now
             if newly:  # answer at once: it stopped hearing our beacons and may soon take us for evasive
                 self._ping(o.id, now, self.local_load(), {})
         if peer.seeds_digest != o.digest:
-            self._send_hello(o, reply=True)
+            self._send_hello(o, now, reply=True)
 
-    def _heard(self, node: str, via: str) -> None:
+    def _heard(self, node: str, via: str, now: float) -> None:
         """Any sign of life from a known peer; one that comes back gets the packets that waited for it."""
         remote = self.peers.peer(node)
         if remote is None:
             return
         if via in ("broadcast", "direct"):
-            remote.beacon_at = self.clock()
+            remote.beacon_at = now
             if via == "direct":
                 remote.direct_at = remote.beacon_at
             else:
                 remote.broadcast_at = remote.beacon_at
-        _, revived = self.peers.heard(node, "", via, self.clock())
+        _, revived = self.peers.heard(node, "", via, now)
         if revived:
             log.info("Peer %s is back", node)
             self.router.replan(force=True)
 
-    def _on_ack(self, msg: Message) -> None:
+    def _on_ack(self, msg: Message, now: float) -> None:
         remote = self.peers.get(msg.origin.id)
-        self._heard(msg.origin.id, "ack")
+        self._heard(msg.origin.id, "ack", now)
         if remote is None:
             return
-        now = self.clock()
         freed: set[str] = set()
         for pid, seed in msg.body.get("acks", []):
             flight = remote.inflight.ack((pid, seed), now)
@@ -515,14 +560,14 @@ class Mesh:
             frames = encode(flight.packet, to=flight.seed, sender=self.node_id)
         except PacketError:  # it was encoded once already
             return
-        if self.transport.send_packet(remote.node_id, frames):
-            remote.inflight.resent(flight, now)
-            self.counters["resent"] += 1
+        self._do(Send(remote.node_id, frames, SendKind.PACKET, ((flight.packet.id, flight.seed),)))
+        remote.inflight.resent(flight, now)
+        self.counters["resent"] += 1
 
-    def _on_query(self, msg: Message) -> None:
+    def _on_query(self, msg: Message, now: float) -> None:
         """A peer asks what became of packets it sent us: done, held, or never seen."""
         sender = msg.origin.id
-        self._heard(sender, "query")
+        self._heard(sender, "query", now)
         acks: list[list[str]] = []
         held: list[list[str]] = []
         unknown: list[list[str]] = []
@@ -536,7 +581,7 @@ class Mesh:
             else:
                 unknown.append([pid, seed])
         self.counters["queries_answered"] += 1
-        self.transport.send(sender, messages.encode(ACK, self.me(), acks=acks, held=held, unknown=unknown))
+        self._do(Send(sender, messages.encode(ACK, self.me(), acks=acks, held=held, unknown=unknown), SendKind.MESSAGE))
 
     def _reject(self, what: str, why: str) -> None:
         self.counters["rejected"] += 1
@@ -546,8 +591,9 @@ class Mesh:
 
     # -- packets out -----------------------------------------------------------------------------
 
-    def send_packet(self, node: str, seed: str, packet: Packet) -> bool:
-        """Send ``packet`` for ``seed`` to ``node`` and hold it until acknowledged; False if that cannot be now."""
+    def send_packet(self, node: str, seed: str, packet: Packet, now: float) -> bool:
+        """Send ``packet`` for ``seed`` to ``node`` and hold it until acknowledged; False when the peer has no room
+        (see ``has_room``), or when the packet cannot be encoded (it is then failed, with the reason)."""
         if not self.has_room(node, seed):
             return False
         try:
@@ -555,12 +601,11 @@ class Mesh:
         except PacketError as exc:
             self.router.fail(packet, "bad-data", str(exc))
             return True  # handled: kept with its reason
-        if not self.transport.send_packet(node, frames):
-            return False
-        if self.peers.entry(node, self.clock()).inflight.add(packet, seed, self.clock()):
+        if self.peers.entry(node, now).inflight.add(packet, seed, now):
             hold(packet, 1)  # in our custody until the peer acknowledges it
+        self._do(Send(node, frames, SendKind.PACKET, ((packet.id, seed),)))
         self.counters["sent"] += 1
-        self._arm_retransmit()
+        self._arm_retransmit(now)
         return True
 
     def has_room(self, node: str, seed: str) -> bool:
@@ -582,26 +627,13 @@ class Mesh:
         ours = remote.inflight.per_seed.get(seed, 0)
         return max(ours / remote.workers.get(seed, 1), remote.load.get(seed, 0.0))
 
-    def _arm_retransmit(self) -> None:
-        if self._tick is None and not self._stopped:
-            self._tick = self.scheduler.call_later(RETRANSMIT_TICK_S, self._retransmit)
+    def _arm_retransmit(self, now: float) -> None:
+        if RETRANSMIT not in self._timers and not self._stopped:
+            self._set_timer(RETRANSMIT, now + RETRANSMIT_TICK_S)
 
-    def _retransmit(self) -> None:
-        """The retransmit timer: a crash in one round is reported and the timer armed again."""
-        self._tick = None
-        try:
-            busy = self.retransmit()
-        except Exception as exc:  # noqa: BLE001 - unacknowledged packets must still be asked about later
-            self.counters["retransmit_errors"] += 1
-            self.report("mesh retransmit", exc)
-            busy = True
-        if busy:
-            self._arm_retransmit()
-
-    def retransmit(self) -> bool:
+    def retransmit(self, now: float) -> bool:
         """Ask peers about packets whose ACK is overdue; hand on those a peer never answers for. True while any
-        packet is still in flight (the timer stays armed)."""
-        now = self.clock()
+        packet is still in flight (the timer stays set)."""
         busy = False
         for node, remote in list(self.peers.entries.items()):
             if not len(remote.inflight):
@@ -621,9 +653,8 @@ class Mesh:
                 remote.inflight.queried(flight, now)
                 ask.append([flight.packet.id, flight.seed])
             for start in range(0, len(ask), MAX_KEYS_PER_QUERY):
-                self.transport.send(
-                    node, messages.encode(QUERY, self.me(), ask=ask[start : start + MAX_KEYS_PER_QUERY])
-                )
+                query = messages.encode(QUERY, self.me(), ask=ask[start : start + MAX_KEYS_PER_QUERY])
+                self._do(Send(node, query, SendKind.MESSAGE))
                 self.counters["queries"] += 1
         return busy
 
@@ -673,17 +704,17 @@ class Mesh:
             gone = self.router.automaton.remove_node(node)
             if gone:
                 log.info("Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone))
-        self.transport.disconnect(node)
+        self._disconnect(node)
         if known:
             self.router.replan()
 
-    def learn(self, node: str, endpoint: str, seeds: list[SeedInfo], via: str = "static") -> bool:
+    def learn(self, node: str, endpoint: str, seeds: list[SeedInfo], via: str, now: float) -> bool:
         """Reach ``node`` at ``endpoint`` and route to its ``seeds`` (the one door for remote seeds); True when
         the automaton changed."""
         if node == self.node_id:
             return False
-        self.transport.connect(node, endpoint)
-        peer, revived = self.peers.heard(node, endpoint, via, self.clock())
+        self._connect(node, endpoint)
+        peer, revived = self.peers.heard(node, endpoint, via, now)
         peer.seeds = list(seeds)
         automaton = self.router.automaton
         before = {n for n, i in automaton.seeds().items() if node in automaton.nodes_of(n)}
@@ -700,9 +731,17 @@ class Mesh:
         if self.peers.get(node) is not None:
             self._drop(node, "forgotten", known=self.peers.peer(node) is not None)
 
+    def _connect(self, node: str, endpoint: str) -> None:
+        self.links[node] = endpoint
+        self._do(Connect(node, endpoint))
+
+    def _disconnect(self, node: str) -> None:
+        self.links.pop(node, None)
+        self._do(Disconnect(node))
+
     # -- packets in ------------------------------------------------------------------------------
 
-    def on_packet(self, packet: Packet, to: str | None, sender: str | None, alone: bool = False) -> None:
+    def on_packet(self, packet: Packet, to: str | None, sender: str | None, now: float, alone: bool = False) -> None:
         """A packet from a peer: answer a duplicate, else take custody of it and hand it to its seed.
         ``alone``: it came in a message of its own, so nothing else is waiting to be batched with it."""
         if not self.accepting:
@@ -726,7 +765,7 @@ class Mesh:
             self.received.note(key)
         self.counters["received"] += 1
         if sender:
-            self._heard(sender, "packet")
+            self._heard(sender, "packet", now)
         # Straight to the local seed only while it is in the automaton here (not disabled, not unloaded).
         runner = self.router.local_room(to) if to and self.router.automaton.runs_on(to, self.node_id) else None
         if runner is not None:
@@ -749,35 +788,22 @@ class Mesh:
     def _queue_answer(self, sender: str, key: Key, held: bool = False) -> None:
         acks, helds = self._acks.setdefault(sender, ([], []))
         (helds if held else acks).append([key[0], key[1]])
-        if not self._ack_flush_scheduled:
-            self._ack_flush_scheduled = True
-            self.scheduler.call_soon(self._flush_acks)
+        if ACKS not in self._timers:
+            self._set_timer(ACKS, SOON)  # the ACKs of this turn leave together
 
     def _flush_acks(self) -> None:
-        self._ack_flush_scheduled = False
         answers, self._acks = self._acks, {}
         for sender, (acks, helds) in answers.items():
             body: dict[str, Any] = {"acks": acks}
             if helds:
                 body["held"] = helds
             # Through the backlog (not dropped when the socket is full). Should it still not leave (no link
-            # to a sender we forgot), the sender asks again after its timeout and gets the answer then.
-            if not self.transport.send(sender, messages.encode(ACK, self.me(), **body)):
-                self.counters["answers_unsent"] += 1
+            # to a sender we forgot: ``on_unsent``), the sender asks again after its timeout and gets the answer then.
+            self._do(Send(sender, messages.encode(ACK, self.me(), **body), SendKind.MESSAGE))
 
     # -- heartbeats ------------------------------------------------------------------------------
 
-    def _heartbeat(self) -> None:
-        """The heartbeat timer: a crash in one heartbeat is reported and the next one still comes."""
-        try:
-            self.heartbeat()
-        except Exception as exc:  # noqa: BLE001 - heartbeats must outlive a bug in one of them
-            self.counters["heartbeat_errors"] += 1
-            self.report("mesh heartbeat", exc)
-        if not self._stopped:
-            self._beat = self.scheduler.call_later(self.heartbeat_s, self._heartbeat)
-
-    def heartbeat(self) -> None:
+    def heartbeat(self, now: float) -> None:
         """PING the peers that need it, update liveness (re-route for evasive peers, forget expired ones)."""
         self._beats += 1
         if not self._announce_pending and self._beats % GOSSIP_HEARTBEATS == 0:
@@ -787,7 +813,7 @@ class Mesh:
         if self._announce_pending:
             self._announce_pending = False
             self.announce()
-        now, load, done = self.clock(), self.local_load(), self.local_done()
+        load, done = self.local_load(), self.local_done()
         frames: dict[bool, list[bytes]] = {}
         for node in list(self.peers.peers):
             self._ping(node, now, load, frames, only_if_needed=True, done=done)
@@ -840,24 +866,25 @@ class Mesh:
             self._beacon_directly(remote)
         if only_if_needed:
             moved = done != remote.done_sent
-            if not (echo or asked or busy or moved or busy != remote.load_sent):
+            if not (echo or asked or busy or moved or busy != remote.load_sent or remote.ping_unsent):
                 return
         if echo not in frames:
             frames[echo] = messages.encode(PING, self.me(), load=load, echo=echo, done=done)
-        if self.transport.send_control(node, frames[echo]):
-            remote.load_sent = busy
-            remote.done_sent = done
-            self.counters["pings"] += 1
+        self._do(Send(node, frames[echo], SendKind.CONTROL))
+        remote.load_sent = busy
+        remote.done_sent = done
+        remote.ping_unsent = False
+        self.counters["pings"] += 1
 
     def _beacon_directly(self, remote: Peer) -> None:
         """A UDP beacon to a peer that does not hear our broadcasts: unlike a PING it never waits behind
         a TCP stream stalled by packet loss, so the peer does not take us for gone while that lasts."""
         tcp = remote.origin.tcp if remote.origin is not None else None
-        if self.beacon_to is None or not tcp:
+        if not tcp:
             return
         host = tcp.removeprefix("tcp://").rsplit(":", 1)[0]
         if host:
-            self.beacon_to(host)
+            self._do(SendBeacon(host))
             self.counters["direct_beacons"] += 1
 
     def done_of(self, node: str) -> dict[str, int]:
@@ -870,15 +897,16 @@ class Mesh:
         for endpoint in self.static_peers:
             key = f"static:{endpoint}"
             if endpoint in known:
-                self.transport.disconnect(key)
+                if key in self.links:
+                    self._disconnect(key)
                 continue
             if self.keyed:
                 # Its key is not known yet, and CurveZMQ needs it to connect: a sealed beacon to its host asks it to
                 # greet us (it learns our key from the beacon), and its HELLO brings its own.
                 host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
-                if self.beacon_to is not None and host:
-                    self.beacon_to(host)
+                if host:
+                    self._do(SendBeacon(host))
                 continue
-            if key not in self.transport.links:
-                self.transport.connect(key, endpoint)
-                self.transport.send(key, self._hello_frames(reply=True))
+            if key not in self.links:
+                self._connect(key, endpoint)
+                self._do(Send(key, self._hello_frames(reply=True), SendKind.MESSAGE))

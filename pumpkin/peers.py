@@ -59,6 +59,7 @@ class Peer:
     echo_at: float = NEVER  # when it last asked for our PINGs
     load_sent: dict[str, float] = field(default_factory=dict)  # the non-zero load it last got from us
     done_sent: dict[str, int] = field(default_factory=dict)  # the counts it last got from us
+    ping_unsent: bool = False  # our last PING to it could not be sent: the next heartbeat sends one
     inflight: InFlight = field(default_factory=InFlight)  # packets sent to it, not acknowledged yet
 
     @property

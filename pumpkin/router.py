@@ -85,8 +85,9 @@ THROTTLE_COOLDOWN_S = 10.0
 class Remotes(Protocol):
     """The router's view of other nodes' replicas (the mesh): flow control, load, and sending with custody."""
 
-    def send_packet(self, node: str, seed: str, packet: Packet) -> bool:
-        """Hand ``packet`` for ``seed`` to ``node``; False when that cannot be now (no room, link full)."""
+    def send_packet(self, node: str, seed: str, packet: Packet, now: float) -> bool:
+        """Hand ``packet`` for ``seed`` to ``node`` (``now``: the time, this router's clock); False when that
+        cannot be now (no room in its window)."""
         ...
 
     def load_of(self, node: str, seed: str) -> float:
@@ -568,7 +569,7 @@ class Router:
                     self.counters["local"] += 1
                     self.submit_local(runner, packet)
                     return
-            elif self.remotes.send_packet(node, name, packet):
+            elif self.remotes.send_packet(node, name, packet, self.clock()):
                 self.counters["remote"] += 1
                 self.delivered[name, node] += 1
                 return

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -742,7 +743,7 @@ def test_a_packet_addressed_to_a_disabled_seed_waits_instead_of_running(tmp_path
             b.enable_seed("greet", False)
             # A peer that has not heard of the change yet sends a packet addressed to greet here.
             late = codec.Packet(b.ids.root(), tags.parse("String:UNGREETED"), "late")
-            b.mesh.on_packet(late, "greet", "peer-that-did-not-hear")
+            b.mesh.on_packet(late, "greet", "peer-that-did-not-hear", time.monotonic())
             assert b.router.waiting.counts() == {"default:String:UNGREETED": 1}
             assert b.snapshot()["seeds"]["greet"]["processed"] == 0
             b.enable_seed("greet", True)
