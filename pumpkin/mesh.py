@@ -204,7 +204,9 @@ class Mesh:
 
     def take_actions(self) -> list[Action]:
         """What is to be done now, in order (the outbox is emptied)."""
-        actions, self._outbox = self._outbox, []
+        actions = self._outbox
+        if actions:
+            self._outbox = []
         return actions
 
     def _do(self, action: Action) -> None:
@@ -560,9 +562,9 @@ class Mesh:
             frames = encode(flight.packet, to=flight.seed, sender=self.node_id)
         except PacketError:  # it was encoded once already
             return
-        self._do(Send(remote.node_id, frames, SendKind.PACKET, ((flight.packet.id, flight.seed),)))
         remote.inflight.resent(flight, now)
         self.counters["resent"] += 1
+        self._do(Send(remote.node_id, frames, SendKind.PACKET, ((flight.packet.id, flight.seed),)))
 
     def _on_query(self, msg: Message, now: float) -> None:
         """A peer asks what became of packets it sent us: done, held, or never seen."""
@@ -601,21 +603,22 @@ class Mesh:
         except PacketError as exc:
             self.router.fail(packet, "bad-data", str(exc))
             return True  # handled: kept with its reason
-        if self.peers.entry(node, now).inflight.add(packet, seed, now):
+        if self.peers.entries[node].inflight.add(packet, seed, now):  # there: has_room said so
             hold(packet, 1)  # in our custody until the peer acknowledges it
-        self._do(Send(node, frames, SendKind.PACKET, ((packet.id, seed),)))
         self.counters["sent"] += 1
-        self._arm_retransmit(now)
+        if RETRANSMIT not in self._timers:
+            self._arm_retransmit(now)
+        # In flight before it goes: a shell that refuses it says so at once (``on_unsent``), which routes it again.
+        self._do(Send(node, frames, SendKind.PACKET, ((packet.id, seed),)))
         return True
 
     def has_room(self, node: str, seed: str) -> bool:
         """True when ``node`` is alive and its replica of ``seed`` has room in its flow-control window."""
-        peer = self.peers.peer(node)
+        peer = self.peers.entries.get(node)  # (not only greeted: a greeted node is not alive)
         if peer is None or peer.state is not Liveness.ALIVE:
             return False
-        remote = peer
-        inflight = remote.inflight
-        if inflight.per_seed.get(seed, 0) >= CREDIT_PER_WORKER * remote.workers.get(seed, 1):
+        inflight = peer.inflight
+        if inflight.per_seed.get(seed, 0) >= CREDIT_PER_WORKER * peer.workers.get(seed, 1):
             return False
         return len(inflight) < MAX_INFLIGHT_PER_PEER
 
@@ -870,11 +873,12 @@ class Mesh:
                 return
         if echo not in frames:
             frames[echo] = messages.encode(PING, self.me(), load=load, echo=echo, done=done)
-        self._do(Send(node, frames[echo], SendKind.CONTROL))
+        # Recorded before it goes: a shell that refuses it says so at once (``on_unsent``), which undoes this.
         remote.load_sent = busy
         remote.done_sent = done
         remote.ping_unsent = False
         self.counters["pings"] += 1
+        self._do(Send(node, frames[echo], SendKind.CONTROL))
 
     def _beacon_directly(self, remote: Peer) -> None:
         """A UDP beacon to a peer that does not hear our broadcasts: unlike a PING it never waits behind

@@ -13,6 +13,7 @@ from pumpkin import messages
 from pumpkin.actions import SOON, Action, CancelTimer, Connect, Disconnect, Send, SendBeacon, SendKind, SetTimer
 from pumpkin.automaton import Automaton, SeedInfo
 from pumpkin.custody import RTO_INITIAL_S
+from pumpkin.driver import MeshDriver
 from pumpkin.failed import FailedStore
 from pumpkin.mesh import ACKS, HEARTBEAT, RETRANSMIT, RETRANSMIT_TICK_S, Mesh
 from pumpkin.messages import ACK, BYE, HELLO, PING, QUERY, Origin
@@ -20,7 +21,7 @@ from pumpkin.packet import IdMaker, Packet
 from pumpkin.peers import Liveness, PeerTable
 from pumpkin.router import NoOutputs, Router
 from pumpkin.runner import Outcome
-from pumpkin.sim.clock import Clock
+from pumpkin.sim.clock import Clock, Scheduler
 from pumpkin.simnet import FakeRunner, T, spec
 from pumpkin.waiting import WaitingRoom
 
@@ -351,3 +352,80 @@ def test_a_crashed_retransmit_round_is_reported_and_the_timer_set_again(tmp_path
     mesh.on_timer(RETRANSMIT, T0 + RETRANSMIT_TICK_S)
     assert mesh.take_actions() == [SetTimer(RETRANSMIT, T0 + RETRANSMIT_TICK_S + RETRANSMIT_TICK_S)]
     assert reported == ["mesh retransmit"] and mesh.counters["retransmit_errors"] == 1
+
+
+# -- the driver: a shell doing the actions at once, feeding refusals and timers back --------------------------
+
+
+class RefusingLinks:
+    """Links that take nothing for the nodes in ``full`` (their backlog is full) and record what they take."""
+
+    def __init__(self, *full: str) -> None:
+        self.full = set(full)
+        self.taken: list[tuple[str, str, bytes]] = []  # (how, node, first frame)
+        self.connected: dict[str, str] = {}
+
+    def connect(self, node: str, endpoint: str) -> None:
+        self.connected[node] = endpoint
+
+    def disconnect(self, node: str) -> None:
+        self.connected.pop(node, None)
+
+    def _take(self, how: str, node: str, frames: list[bytes]) -> bool:
+        if node in self.full:
+            return False
+        self.taken.append((how, node, bytes(frames[0])))
+        return True
+
+    def send(self, node: str, frames: list[bytes]) -> bool:
+        return self._take("message", node, frames)
+
+    def send_packet(self, node: str, frames: list[bytes]) -> bool:
+        return self._take("packet", node, frames)
+
+    def send_control(self, node: str, frames: list[bytes]) -> bool:
+        return self._take("control", node, frames)
+
+
+def driven(tmp_path: Path, links: RefusingLinks) -> tuple[MeshDriver, Scheduler]:
+    clock = Clock(T0)
+    scheduler = Scheduler(clock)
+    driver = MeshDriver(
+        links=links, scheduler=scheduler, clock=clock, mesh=lambda wake: make_mesh(tmp_path, clock, wake=wake)
+    )
+    for node in ("B", "C"):
+        driver.mesh.handle(hello(node), "", T0)
+    return driver, scheduler
+
+
+def test_the_driver_sends_at_once_and_a_refused_packet_goes_to_the_other_replica_in_the_same_run(tmp_path):
+    links = RefusingLinks("B")
+    driver, _ = driven(tmp_path, links)
+    mesh = driver.mesh
+    for n in range(4):
+        mesh.router.route(packet(n))
+    assert mesh.take_actions() == []  # all done already, as they came
+    assert [node for how, node, _ in links.taken if how == "packet"] == ["C"] * 4
+    assert mesh.inflight_counts() == {"C": 4} and mesh.counters["unsent_packets"] >= 1
+    assert links.connected == {"B": "tcp://10.0.0.1:1001", "C": "tcp://10.0.0.1:1001"}
+
+
+def test_the_driver_fires_timers_and_a_refused_ping_is_sent_at_the_next_heartbeat(tmp_path):
+    links = RefusingLinks()
+    driver, scheduler = driven(tmp_path, links)
+    mesh = driver.mesh
+    mesh.on_origin(origin("B"), "broadcast", T0)  # B's beacons are heard: B needs no PING while we are idle ...
+    mesh.start(T0)
+    scheduler.run_for(0.01)
+    links.taken.clear()
+    links.full.add("B")
+    mesh.local_load = lambda: {"greet": 1.0}  # ... but busy, we tell everyone our load, and B's link is full
+    scheduler.run_for(HEARTBEAT_S)
+    assert mesh.peers.peer("B").ping_unsent and mesh.counters["unsent"] >= 1
+    links.full.clear()
+    mesh.local_load = dict  # idle again: B still has to hear it, once
+    mesh.on_origin(origin("B"), "broadcast", T0 + HEARTBEAT_S)
+    scheduler.run_for(HEARTBEAT_S)
+    assert ("control", "B", PING) in links.taken and not mesh.peers.peer("B").ping_unsent
+    driver.halt()
+    assert driver.timers == {}
