@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -83,7 +84,7 @@ class Control:
         if op == "doctor":
             return {"ok": True, "node": self.node_id, **self.diagnose()}
         if op == "peers":
-            return {"ok": True, "node": self.node_id, "peers": self.peers.summaries()}
+            return {"ok": True, "node": self.node_id, "peers": self.peers.summaries(time.monotonic(), time.time())}
         if op == "keys":
             m = self.membership
             return {

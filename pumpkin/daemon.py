@@ -38,6 +38,7 @@ from .config import Config
 from .control import Control
 from .custody import Custody, hold
 from .discovery import BeaconDiscovery, LocalDiscovery, MdnsDiscovery
+from .driver import MeshDriver
 from .dropdir import DropDir
 from .errors import ConfigError, IntakeError
 from .failed import FailedStore
@@ -150,6 +151,7 @@ class Daemon:
         self.stats = Stats()
         self.peers = PeerTable(config.discovery.evasive_s, config.discovery.expired_s)
         self.mesh: Mesh | None = None
+        self.driver: MeshDriver | None = None  # does what the mesh asks, on the transport and the loop
         self.discoveries: list[BeaconDiscovery | MdnsDiscovery | LocalDiscovery] = []
         self.host = netinfo.host_key()
         # This run of the node, told from the next by peers (see messages): a restart is noticed at once.
@@ -348,25 +350,35 @@ class Daemon:
             return self.router
 
         disc = cfg.discovery
-        self.mesh = Mesh(
-            node_id=self.node_id,
-            host=self.host,
-            me=self.origin,
-            local_seeds=self._seed_summaries,
-            local_load=self._local_load,
-            local_done=self.local_done,
-            transport=self.transport,
-            router=make_router,
-            peers=self.peers,
-            learn=self.learn_peer,
-            forget=self.forget_peer,
-            heartbeat_s=disc.heartbeat_s,
+        membership = self.membership
+
+        def make_mesh(wake: Callable[[], None]) -> Mesh:
+            return Mesh(
+                node_id=self.node_id,
+                host=self.host,
+                me=self.origin,
+                local_seeds=self._seed_summaries,
+                local_load=self._local_load,
+                local_done=self.local_done,
+                router=make_router,
+                peers=self.peers,
+                heartbeat_s=disc.heartbeat_s,
+                static_peers=disc.peers,
+                membership=membership,
+                report=self.supervisor.report,
+                wake=wake,
+            )
+
+        # The mesh opens no socket and sets no timer: its driver does what it asks, with the transport and the loop.
+        self.driver = MeshDriver(
+            links=self.transport,
             scheduler=asyncio.get_running_loop(),
-            static_peers=disc.peers,
+            clock=time.monotonic,
+            mesh=make_mesh,
             beacon_to=self._beacon_to,
-            membership=self.membership,
             report=self.supervisor.report,
         )
+        self.mesh = self.driver.mesh
         assert self.router is not None  # made by the mesh, above
         self.inbound = Inbound(self.mesh, self.files, self.failed, cfg.limits.message_max_bytes, self.provenance.tracer)
         self.control = Control(
@@ -428,7 +440,7 @@ class Daemon:
 
     async def _start_mesh(self) -> None:
         assert self.mesh is not None
-        self.mesh.start()
+        self.mesh.start(time.monotonic())
 
     async def _stop_mesh(self) -> None:
         assert self.mesh is not None
@@ -505,11 +517,12 @@ class Daemon:
         disc = self.config.discovery
         chosen = self._chosen
         assert self.mesh is not None and self.workdir is not None and self.membership is not None
-        mesh, hearing = self.mesh, self.hearing
+        assert self.driver is not None
+        hearing, driver = self.hearing, self.driver
 
         def on_origin(origin: Origin, via: str) -> None:
             hearing.heard(origin, via)  # first: pmk doctor reports what the mesh turns away too (our own id)
-            mesh.on_origin(origin, via)
+            driver.on_origin(origin, via)
 
         # In a keyed network the beacon port is always heard: a static peer greets us with a sealed beacon first,
         # since CurveZMQ cannot connect to a node whose key it does not know.
@@ -783,46 +796,20 @@ class Daemon:
 
     def learn_peer(self, node: str, endpoint: str, seeds: list[SeedInfo], via: str = "static") -> bool:
         """Reach ``node`` at ``endpoint`` and route to its ``seeds`` (the one door for remote seeds)."""
-        assert self.transport is not None and self.router is not None
-        if node == self.node_id:
-            return False
-        self.transport.connect(node, endpoint)
-        peer, revived = self.peers.heard(node, endpoint, via)
-        peer.seeds = list(seeds)
-        before = {n for n, i in self.automaton.seeds().items() if node in self.automaton.nodes_of(n)}
-        changed = self.automaton.sync_node(node, seeds)
-        for info in seeds:
-            if info.name not in before:
-                log.info(
-                    "Discovered new peer seed: %s at %s (node %s)",
-                    info.name,
-                    endpoint,
-                    node,
-                    extra={"peer": node, "seed": info.name},
-                )
-        if changed or revived:
-            self.router.replan(force=revived)
-        return changed
+        assert self.mesh is not None
+        return self.mesh.learn(node, endpoint, seeds, via, time.monotonic())
 
     def forget_peer(self, node: str) -> None:
         """Stop routing to ``node``; what was still queued for it is routed again (to another replica)."""
-        assert self.transport is not None and self.router is not None
-        self.peers.leave(node)
-        gone = self.automaton.remove_node(node)
-        if gone:
-            log.info(
-                "Peer %s left; its seeds are gone from the automaton: %s", node, ", ".join(gone), extra={"peer": node}
-            )
-        # Packets still in the link's backlog are in the mesh's in-flight table too: it re-routes them.
-        self.transport.disconnect(node)
-        self.router.replan()
+        assert self.mesh is not None
+        self.mesh.forget(node)
 
     # -- packets ---------------------------------------------------------------------------------
 
     def _on_frames(self, frames: list[bytes], key: str = "") -> None:
         """A message from the inbox (see ``inbound``; the transport is made before the mesh it dispatches to)."""
         assert self.inbound is not None
-        self.inbound.on_frames(frames, key)
+        self.inbound.on_frames(frames, key, time.monotonic())
 
     def _on_oversized(self, head: list[bytes], frames: int, size: int) -> None:
         assert self.inbound is not None

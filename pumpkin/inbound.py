@@ -32,13 +32,13 @@ class Inbound:
         self.from_strangers = 0  # messages on the inbox from a key that is no member's (keyed network)
         self.forged_sender = 0  # packets from a member naming another node as their sender
 
-    def on_frames(self, frames: list[bytes], key: str = "") -> None:
-        """A message from the inbox; ``key``: the CurveZMQ key it came with (a keyed network)."""
+    def on_frames(self, frames: list[bytes], key: str, now: float) -> None:
+        """A message from the inbox; ``key``: the CurveZMQ key it came with (a keyed network); ``now``: the time."""
         mesh = self.mesh
         # Every kind is 4 bytes: a packed batch's one frame (megabytes, maybe) is never hashed to look it up.
         kind = bytes(frames[0]) if frames and len(frames[0]) == 4 else b""
         if kind in messages.KINDS:
-            mesh.handle(frames, key)
+            mesh.handle(frames, key, now)
             return
         member = mesh.member(key) if mesh.keyed else None
         if kind in files.KINDS:
@@ -62,7 +62,7 @@ class Inbound:
             if member is not None and sender != member:
                 self.forged_sender += 1  # a member claiming another's packets: refused
                 continue
-            mesh.on_packet(packet, to, sender, alone=len(batch) == 1)
+            mesh.on_packet(packet, to, sender, now, alone=len(batch) == 1)
 
     def on_oversized(self, head: list[bytes], frames: int, size: int) -> None:
         """A message past ``limits.message_max_bytes``: its head is kept in failed/, the rest was dropped."""

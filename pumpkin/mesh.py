@@ -31,27 +31,34 @@ certificate for its key, the first key proven for a node id holds it (another is
 not newer than the last one of the same daemon run is a replay, and a message on the inbox counts only when the
 CurveZMQ key that sent it is bound to the node id it claims; a key joins with a HELLO carrying its certificate.
 
-The mesh reads time from the ``clock`` and sets timers through the ``Scheduler`` it is given (the event
-loop in the daemon), and sends through ``Links`` (the transport): tests drive it with fakes of both.
+Sans-I/O (as h11 and h2 are cut): the mesh opens no socket, sets no timer and reads no clock. Every event method
+takes the time (``on_origin``, ``handle``, ``on_packet``, ``on_timer``, ``on_unsent``, ``learn``, ``start``, and
+``send_packet`` from the router) and leaves what is to be done in an outbox of ``actions`` (``Send``, ``Connect``,
+``Disconnect``, ``SetTimer``, ``CancelTimer``, ``SendBeacon``), in order, taken by ``take_actions``; ``wake`` tells
+the shell there are some. The daemon's ``driver`` does them on the transport and the loop, the simulator's on its
+wire and virtual clock; a unit test feeds events with the times it likes and reads the actions. What the links say
+back is an event too: a send they refused (``on_unsent``) is routed elsewhere (a packet sent for the first time) or
+asked about at its timeout like one lost on the way (a packet sent again), and a refused PING is sent again at the
+next heartbeat. The router (``Routing``) is called directly, and still reads a clock of its own.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from . import messages
+from .actions import SOON, Action, CancelTimer, Connect, Disconnect, Send, SendBeacon, SendKind, SetTimer
 from .automaton import Automaton, SeedInfo
-from .custody import UNANSWERED_MAX, Custody, Flight, InFlight, Key, Received, hold
+from .custody import UNANSWERED_MAX, Custody, Flight, Key, Received, hold
 from .errors import PacketError, TagError
 from .membership import Membership
 from .messages import ACK, BYE, HELLO, MAX_KEYS_PER_QUERY, PING, QUERY, Message, MessageError, Origin
 from .packet import Packet, encode
-from .peers import Liveness, PeerTable
+from .peers import Liveness, Peer, PeerTable
 from .router import Remotes
 from .runner import SeedRunner
 
@@ -83,45 +90,22 @@ HELLO_GIVE_UP_S = 10.0
 #: flood of made-up origins cannot make us open links without end.
 MAX_UNANSWERED_ORIGINS = 256
 
-Learn = Callable[[str, str, list[SeedInfo], str], bool]
-#: ``report(what, error)``: a timer callback crashed (the daemon's supervisor logs and counts it).
+#: Names of the mesh's timers (see ``SetTimer``): heartbeats; the look at unacknowledged packets; the ACKs of a turn.
+HEARTBEAT = "heartbeat"
+RETRANSMIT = "retransmit"
+ACKS = "acks"
+
+#: ``report(what, error)``: a timer's work crashed (the daemon's supervisor logs and counts it).
 ReportError = Callable[[str, BaseException], None]
+
+
+def _nothing() -> None:
+    return None
 
 
 def log_error(what: str, error: BaseException) -> None:
     """The default ``ReportError`` for a mesh used on its own: log the crash with its traceback."""
     log.error("%s crashed", what, exc_info=error)
-
-
-class Timer(Protocol):
-    """A scheduled call that can be called off (asyncio's ``TimerHandle``)."""
-
-    def cancel(self) -> None: ...
-
-
-class Scheduler(Protocol):
-    """Runs callbacks soon or later (the event loop)."""
-
-    def call_soon(self, callback: Callable[[], object]) -> object: ...
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer: ...
-
-
-class Links(Protocol):
-    """The transport's side of the mesh: one outbound link per peer."""
-
-    @property
-    def links(self) -> Mapping[str, object]: ...
-
-    def connect(self, node: str, endpoint: str) -> None: ...
-
-    def disconnect(self, node: str) -> list[list[bytes]]: ...
-
-    def send(self, node: str, frames: list[bytes]) -> bool: ...
-
-    def send_packet(self, node: str, frames: list[bytes]) -> bool: ...
-
-    def send_control(self, node: str, frames: list[bytes]) -> bool: ...
 
 
 class Routing(Protocol):
@@ -144,29 +128,6 @@ class Routing(Protocol):
     def fail(self, packet: Packet, kind: str, reason: str, detail: str = "", seed: str = "") -> None: ...
 
 
-@dataclass
-class Remote:
-    """What this node knows of one other node beyond liveness and seeds (``peers.Peer``), for one incarnation."""
-
-    node: str
-    inc: int = 0
-    origin: Origin | None = None
-    found_via: str = ""
-    workers: dict[str, int] = field(default_factory=dict)  # its seeds' worker counts, from its HELLO
-    reported: dict[str, float] = field(default_factory=dict)  # its seeds' load, from its PINGs
-    done_reported: dict[str, int] = field(default_factory=dict)  # its seeds' counts, from its PINGs
-    hello_sent: float = -1e9
-    since: float = 0.0  # when this node first heard of it
-    beacon_seq: tuple[int, int] = (0, 0)  # (incarnation, seq) of its newest beacon: older ones are replays
-    beacon_at: float = -1e9  # when its beacon (broadcast or direct) was last heard
-    broadcast_at: float = -1e9  # when its broadcast beacon was last heard
-    direct_at: float = -1e9  # when it last sent a beacon to us alone: it does not hear our broadcasts
-    echo_at: float = -1e9  # when it last asked for our PINGs
-    load_sent: dict[str, float] = field(default_factory=dict)  # the non-zero load it last got from us
-    done_sent: dict[str, int] = field(default_factory=dict)  # the counts it last got from us
-    inflight: InFlight = field(default_factory=InFlight)
-
-
 class Mesh:
     """The peer protocol of one daemon; lives on its event loop."""
 
@@ -178,52 +139,42 @@ class Mesh:
         me: Callable[[], Origin],
         local_seeds: Callable[[], list[dict[str, Any]]],
         local_load: Callable[[], dict[str, float]],
-        transport: Links,
         router: Callable[[Remotes], Routing],
         peers: PeerTable,
-        learn: Learn,
-        forget: Callable[[str], None],
         heartbeat_s: float,
-        scheduler: Scheduler,
-        clock: Callable[[], float] = time.monotonic,
         static_peers: tuple[str, ...] = (),
         local_done: Callable[[], dict[str, int]] = dict,
-        beacon_to: Callable[[str], None] | None = None,
         membership: Membership | None = None,
         report: ReportError = log_error,
+        wake: Callable[[], None] = _nothing,
     ) -> None:
         """``router``: makes the router that sends to peers through this mesh (the two call each other, so the mesh
         builds it: neither is ever half-wired); ``local_done``: packets each local seed has handled so far (sent in
-        PINGs, for network-wide rates); ``beacon_to(address)``: send one UDP beacon to a host (to peers that do not
-        hear our broadcasts); ``report(what, error)``: a timer callback crashed (logged and counted; the timer is
-        armed again all the same, so heartbeats and retransmits never stop silently)."""
+        PINGs, for network-wide rates); ``report(what, error)``: a timer's work crashed (logged and counted; the
+        timer is set again all the same, so heartbeats and retransmits never stop silently); ``wake()``: the outbox
+        got its first action (the shell takes them, now or soon; a unit test leaves it out and reads them)."""
         self.node_id = node_id
         self.host = host
         self.me = me
         self.local_seeds = local_seeds
         self.local_load = local_load
         self.local_done = local_done
-        self.transport = transport
         self.peers = peers
-        self.learn = learn
-        self.forget = forget
         self.heartbeat_s = heartbeat_s
-        self.scheduler = scheduler
-        self.clock = clock
         self.static_peers = static_peers
-        self.beacon_to = beacon_to
         self.membership = membership
         self.report = report
         self.keyed = membership is not None and membership.keyed
-        self.remotes: dict[str, Remote] = {}
         self.received = Received()
         self._announce_pending = False
         self._acks: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
-        self._ack_flush_scheduled = False
-        self._beat: Timer | None = None
         self._beats = 0
-        self._tick: Timer | None = None
         self._stopped = False
+        self._wake = wake
+        self._outbox: list[Action] = []
+        self._timers: dict[str, float] = {}  # name -> when it is set to fire
+        #: The links this node asked for (node -> endpoint): a static peer's link is opened once.
+        self.links: dict[str, str] = {}
         #: False once the daemon stops: packets from peers are left with their senders (who still hold them).
         self.accepting = True
         self._waiters: dict[Key, set[str]] = {}  # other senders of a packet held here, answered when it is safe
@@ -233,45 +184,116 @@ class Mesh:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start heartbeats (and hellos to static peers)."""
-        self._beat = self.scheduler.call_later(0.0, self._heartbeat)
+    def start(self, now: float) -> None:
+        """Start heartbeats (the first, with hellos to static peers, at once)."""
+        self._set_timer(HEARTBEAT, now)
 
     def stop(self) -> None:
         """Stop the timers, send the ACKs that are due, and say goodbye to every peer."""
         self._stopped = True
-        for timer in (self._beat, self._tick):
-            if timer is not None:
-                timer.cancel()
+        for name in list(self._timers):
+            if name != ACKS:
+                del self._timers[name]
+                self._do(CancelTimer(name))
         self._flush_acks()
         bye = messages.encode(BYE, self.me())
         for node in list(self.peers.peers):
-            self.transport.send_control(node, bye)
+            self._do(Send(node, bye, SendKind.CONTROL))
+
+    # -- the outbox and the shell's events -------------------------------------------------------
+
+    def take_actions(self) -> list[Action]:
+        """What is to be done now, in order (the outbox is emptied)."""
+        actions = self._outbox
+        if actions:
+            self._outbox = []
+        return actions
+
+    def _do(self, action: Action) -> None:
+        self._outbox.append(action)
+        if len(self._outbox) == 1:
+            self._wake()
+
+    def _set_timer(self, name: str, at: float) -> None:
+        self._timers[name] = at
+        self._do(SetTimer(name, at))
+
+    def on_timer(self, name: str, now: float) -> None:
+        """Timer ``name`` fired. A crash in its work is reported and counted, and the timer set again all the same:
+        heartbeats and questions about unacknowledged packets never stop silently."""
+        if self._timers.pop(name, None) is None:
+            return  # cancelled after the shell had fired it
+        if name == ACKS:
+            self._flush_acks()
+        elif name == HEARTBEAT:
+            try:
+                self.heartbeat(now)
+            except Exception as exc:  # noqa: BLE001 - heartbeats must outlive a bug in one of them
+                self.counters["heartbeat_errors"] += 1
+                self.report("mesh heartbeat", exc)
+            if not self._stopped:
+                self._set_timer(HEARTBEAT, now + self.heartbeat_s)
+        elif name == RETRANSMIT:
+            try:
+                busy = self.retransmit(now)
+            except Exception as exc:  # noqa: BLE001 - unacknowledged packets must still be asked about later
+                self.counters["retransmit_errors"] += 1
+                self.report("mesh retransmit", exc)
+                busy = True
+            if busy:
+                self._arm_retransmit(now)
+
+    def on_unsent(self, send: Send, now: float) -> None:
+        """The shell could not send ``send`` (no link, or the link's backlog is full). A packet sent for the first
+        time goes to another replica or waits for its seed, as if the peer had had no room; a packet sent again
+        stays in flight and is asked about at its timeout, like one lost on the way. A PING is sent again at the
+        next heartbeat, so that the peer learns the load it carried."""
+        self.counters["unsent"] += 1
+        if send.kind is SendKind.PACKET:
+            peer = self.peers.get(send.node)
+            for key in send.keys:
+                flight = peer.inflight.get(key) if peer is not None else None
+                if peer is None or flight is None or flight.sends > 1 or flight.asked:
+                    continue
+                peer.inflight.remove(flight)
+                self.counters["sent"] -= 1
+                self.counters["unsent_packets"] += 1
+                self.router.deliver_to(flight.seed, flight.packet, exclude=send.node)
+                hold(flight.packet, -1)  # after routing it again, so its custody never dips to 0 on the way
+            return
+        kind = bytes(send.frames[0])
+        if kind == PING:
+            self.counters["pings"] -= 1
+            peer = self.peers.get(send.node)
+            if peer is not None:
+                peer.ping_unsent = True
+        elif kind == ACK:
+            self.counters["answers_unsent"] += 1
 
     def take_inflight(self) -> list[Packet]:
         """Remove and return every packet no peer has acknowledged yet (a clean stop saves them).
 
         Each stays held (see ``custody``) until the caller lets go of it, once it is safe on disk.
         """
-        out = [f.packet for r in self.remotes.values() for f in r.inflight.take_all()]
+        out = [f.packet for r in self.peers.entries.values() for f in r.inflight.take_all()]
         return out
 
     def inflight_counts(self) -> dict[str, int]:
         """Unacknowledged packets per peer."""
-        return {n: len(r.inflight) for n, r in self.remotes.items() if len(r.inflight)}
+        return {n: len(r.inflight) for n, r in self.peers.entries.items() if len(r.inflight)}
 
     def rtt_estimates(self) -> dict[str, dict[str, tuple[float, float]]]:
         """Per peer and seed, the smoothed time from send to ACK and the retransmission timeout, in seconds
         (only where an ACK was measured)."""
         return {
             n: {seed: (e.srtt, e.rto) for seed, e in r.inflight.rtt.items() if e.srtt}
-            for n, r in self.remotes.items()
+            for n, r in self.peers.entries.items()
             if r.inflight.rtt
         }
 
     # -- discovery -------------------------------------------------------------------------------
 
-    def on_origin(self, origin: Origin, via: str) -> None:
+    def on_origin(self, origin: Origin, via: str, now: float) -> None:
         """A discovery mechanism heard of ``origin``."""
         if origin.id == self.node_id:
             self._same_id(origin, via)
@@ -282,41 +304,41 @@ class Mesh:
             # Anyone can replay a member's record (its key and certificate are public) with another endpoint or
             # incarnation: it only tells of a member we do not know yet, whom we greet over CurveZMQ, which only
             # the key's holder can answer. It never re-points, restarts or revives one we know.
-            if origin.id in self.remotes or origin.id in self.peers.peers:
+            if origin.id in self.peers.entries:
                 self.counters["unsealed_news_ignored"] += 1
                 return
             origin = replace(origin, inc=0, bye=False)
         if origin.seq:
-            remote = self.remotes.get(origin.id)
+            remote = self.peers.get(origin.id)
             if remote is not None and (origin.inc, origin.seq) <= remote.beacon_seq:
                 self.counters["replayed"] += 1
                 return
         if self._stale(origin):
             return
         if origin.seq:
-            self._remote(origin.id, origin.inc).beacon_seq = (origin.inc, origin.seq)
+            self.peers.entry(origin.id, now, origin.inc).beacon_seq = (origin.inc, origin.seq)
         if origin.bye:
             self._drop(origin.id, "said goodbye")
             return
-        peer = self.peers.peers.get(origin.id)
+        peer = self.peers.peer(origin.id)
         if peer is not None and origin.digest and peer.seeds_digest == origin.digest:
-            self._heard(origin.id, "direct" if origin.direct else via)
+            self._heard(origin.id, "direct" if origin.direct else via, now)
             return
-        if origin.id not in self.remotes and self._unanswered() >= MAX_UNANSWERED_ORIGINS:
+        if origin.id not in self.peers.entries and self._unanswered() >= MAX_UNANSWERED_ORIGINS:
             self.counters["origins_ignored"] += 1
             return
-        self._send_hello(origin, reply=True, via=via)
+        self._send_hello(origin, now, reply=True, via=via)
 
     def _unanswered(self) -> int:
         """Origins greeted that are not peers (yet)."""
-        return len(self.remotes) - sum(1 for n in self.remotes if n in self.peers.peers)
+        return sum(1 for r in self.peers.entries.values() if not r.known)
 
     def _give_up_on_silent_origins(self, now: float) -> None:
         """Close the links to origins that never answered our HELLO (made up, gone, or not for us)."""
-        for node, remote in list(self.remotes.items()):
-            if node not in self.peers.peers and not len(remote.inflight) and now - remote.hello_sent > HELLO_GIVE_UP_S:
-                del self.remotes[node]
-                self.transport.disconnect(node)
+        for node, remote in list(self.peers.entries.items()):
+            if not remote.known and not len(remote.inflight) and now - remote.hello_sent > HELLO_GIVE_UP_S:
+                self.peers.leave(node)
+                self._disconnect(node)
                 self.counters["origins_given_up"] += 1
 
     def _certified(self, origin: Origin, what: str) -> bool:
@@ -365,7 +387,7 @@ class Mesh:
     def _stale(self, origin: Origin) -> bool:
         """True when ``origin`` speaks for an older incarnation than the one we know (ignore it). A newer one
         means the peer restarted: the old one is dropped (its unacknowledged packets re-routed) first."""
-        remote = self.remotes.get(origin.id)
+        remote = self.peers.get(origin.id)
         if remote is None or not origin.inc:
             return False
         if not remote.inc:
@@ -379,18 +401,11 @@ class Mesh:
             self._drop(origin.id, "restarted (a new incarnation)", known=True)
         return False
 
-    def _remote(self, node: str, inc: int = 0) -> Remote:
-        remote = self.remotes.get(node)
-        if remote is None:
-            remote = self.remotes[node] = Remote(node, inc, since=self.clock())
-        return remote
-
-    def _send_hello(self, origin: Origin, reply: bool, via: str = "", force: bool = False) -> None:
+    def _send_hello(self, origin: Origin, now: float, reply: bool, via: str = "", force: bool = False) -> None:
         endpoint = origin.endpoint_for(self.host)
         if endpoint is None:
             return
-        remote = self._remote(origin.id, origin.inc)
-        now = self.clock()
+        remote = self.peers.entry(origin.id, now, origin.inc)
         if not force and now - remote.hello_sent < HELLO_RETRY_S:
             return
         remote.hello_sent = now
@@ -398,10 +413,10 @@ class Mesh:
             remote.found_via = via
         if remote.origin is None or origin.inc >= remote.origin.inc:
             remote.origin = origin
-        self.transport.connect(origin.id, endpoint)
+        self._connect(origin.id, endpoint)
         # Through the backlog: a new link is not connected yet, and mDNS reports a peer only once.
-        self.transport.send(origin.id, self._hello_frames(reply, remote.found_via))
-        if via and origin.id not in self.peers.peers:
+        self._do(Send(origin.id, self._hello_frames(reply, remote.found_via), SendKind.MESSAGE))
+        if via and not remote.known:
             log.debug("heard of %s by %s; said hello at %s", origin.id, via, endpoint)
 
     def _hello_frames(self, reply: bool, found_by: str = "") -> list[bytes]:
@@ -411,7 +426,7 @@ class Mesh:
         return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply, found_by=found_by)
 
     def _addresses(self, node: str) -> list[Any]:
-        remote = self.remotes.get(node)
+        remote = self.peers.get(node)
         o = remote.origin if remote is not None else None
         if o is None:
             return [None, None, ""]
@@ -421,11 +436,11 @@ class Mesh:
         """Our seeds changed: tell every peer at once (beacons carry the new digest too)."""
         frames = self._hello_frames(reply=False)
         for node in list(self.peers.peers):
-            self.transport.send_control(node, frames)
+            self._do(Send(node, frames, SendKind.CONTROL))
 
     # -- messages --------------------------------------------------------------------------------
 
-    def handle(self, frames: list[bytes], sender: str = "") -> None:
+    def handle(self, frames: list[bytes], sender: str, now: float) -> None:
         """A HELLO, PING, BYE, ACK or QUERY from the inbox; ``sender``: the CurveZMQ key it came with (keyed)."""
         try:
             msg = messages.decode(frames)
@@ -440,39 +455,38 @@ class Mesh:
             return
         try:
             if msg.kind == HELLO:
-                self._on_hello(msg)
+                self._on_hello(msg, now)
             elif msg.kind == PING:
-                self._on_ping(msg)
+                self._on_ping(msg, now)
             elif msg.kind == BYE:
                 self._drop(msg.origin.id, "said goodbye")
             elif msg.kind == ACK:
-                self._on_ack(msg)
+                self._on_ack(msg, now)
             elif msg.kind == QUERY:
-                self._on_query(msg)
+                self._on_query(msg, now)
         except (MessageError, TagError, KeyError, TypeError, ValueError) as exc:
             self._reject(f"{msg.kind.decode()} from {msg.origin.id}", str(exc))
 
-    def _on_hello(self, msg: Message) -> None:
+    def _on_hello(self, msg: Message, now: float) -> None:
         o = msg.origin
         endpoint = o.endpoint_for(self.host)
         if endpoint is None:
             raise MessageError("no endpoint this node can reach")
         summaries = msg.body["seeds"]
         seeds = [SeedInfo.from_summary(s) for s in summaries]
-        new = o.id not in self.peers.peers
-        remote = self._remote(o.id, o.inc)
-        remote.origin = o
-        remote.inc = remote.inc or o.inc
-        remote.workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
+        peer = self.peers.entry(o.id, now, o.inc)
+        new = not peer.known
+        peer.origin = o
+        peer.inc = peer.inc or o.inc
+        peer.workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
         # How we first heard of it (a beacon, mDNS, gossip, a static address), else its own HELLO.
-        self.learn(o.id, endpoint, seeds, remote.found_via or "hello")
-        peer = self.peers.peers[o.id]
+        self.learn(o.id, endpoint, seeds, peer.found_via or "hello", now)
         peer.seeds_digest = o.digest
         peer.addresses = [a for a in (o.tcp, o.ipc) if a]
         if msg.body.get("reply"):
-            self._send_hello(o, reply=False, force=True)
+            self._send_hello(o, now, reply=False, force=True)
         for entry in msg.body.get("peers", []):
-            if isinstance(entry, list) and len(entry) in (4, 6) and entry[0] not in self.peers.peers:
+            if isinstance(entry, list) and len(entry) in (4, 6) and self.peers.peer(entry[0]) is None:
                 try:
                     gossip = messages.origin_from(
                         {
@@ -488,63 +502,59 @@ class Mesh:
                     )
                 except MessageError:
                     continue
-                self.on_origin(gossip, "gossip")
-        found_by = {remote.found_via, str(msg.body.get("found_by", ""))}
+                self.on_origin(gossip, "gossip", now)
+        found_by = {peer.found_via, str(msg.body.get("found_by", ""))}
         if new and not found_by & LAN_WIDE:
             # Pass on what we learnt: the others may not hear this peer themselves (a unicast beacon, a
             # static peer). Once per heartbeat at most, so that a crowd arriving at once is one message each.
             self._announce_pending = True
 
-    def _on_ping(self, msg: Message) -> None:
+    def _on_ping(self, msg: Message, now: float) -> None:
         o = msg.origin
-        peer = self.peers.peers.get(o.id)
+        peer = self.peers.peer(o.id)
         if peer is None:
-            self._send_hello(o, reply=True, via="ping")
+            self._send_hello(o, now, reply=True, via="ping")
             return
-        remote = self._remote(o.id, o.inc)
-        self._heard(o.id, "ping")
+        remote = peer
+        self._heard(o.id, "ping", now)
         # dict(): a body that is not an object raises TypeError/ValueError, which ``handle`` reports as a reject.
-        remote.reported = {str(k): float(v) for k, v in dict(msg.body.get("load", {})).items()}
-        peer.load = remote.reported
+        peer.load = {str(k): float(v) for k, v in dict(msg.body.get("load", {})).items()}
         if "done" in msg.body:
             remote.done_reported = {str(k): int(v) for k, v in dict(msg.body["done"]).items()}
         if msg.body.get("echo"):
-            now = self.clock()
             newly = now - remote.echo_at > self._fresh_s
             remote.echo_at = now
             if newly:  # answer at once: it stopped hearing our beacons and may soon take us for evasive
                 self._ping(o.id, now, self.local_load(), {})
         if peer.seeds_digest != o.digest:
-            self._send_hello(o, reply=True)
+            self._send_hello(o, now, reply=True)
 
-    def _heard(self, node: str, via: str) -> None:
+    def _heard(self, node: str, via: str, now: float) -> None:
         """Any sign of life from a known peer; one that comes back gets the packets that waited for it."""
-        if node not in self.peers.peers:
+        remote = self.peers.peer(node)
+        if remote is None:
             return
         if via in LAN_WIDE:
-            remote = self._remote(node)
             if remote.found_via not in LAN_WIDE:
                 # First heard of by gossip (or a PING), now by the LAN itself: no need to gossip about it every
                 # GOSSIP_HEARTBEATS (a HELLO with our whole peer list to every peer: the bulk of idle traffic).
                 remote.found_via = via
         if via in ("broadcast", "direct"):
-            remote = self._remote(node)
-            remote.beacon_at = self.clock()
+            remote.beacon_at = now
             if via == "direct":
                 remote.direct_at = remote.beacon_at
             else:
                 remote.broadcast_at = remote.beacon_at
-        _, revived = self.peers.heard(node, "", via)
+        _, revived = self.peers.heard(node, "", via, now)
         if revived:
             log.info("Peer %s is back", node)
             self.router.replan(force=True)
 
-    def _on_ack(self, msg: Message) -> None:
-        remote = self.remotes.get(msg.origin.id)
-        self._heard(msg.origin.id, "ack")
+    def _on_ack(self, msg: Message, now: float) -> None:
+        remote = self.peers.get(msg.origin.id)
+        self._heard(msg.origin.id, "ack", now)
         if remote is None:
             return
-        now = self.clock()
         freed: set[str] = set()
         for pid, seed in msg.body.get("acks", []):
             flight = remote.inflight.ack((pid, seed), now)
@@ -560,20 +570,20 @@ class Mesh:
         for seed in freed:
             self.router.kick(seed)
 
-    def _send_again(self, remote: Remote, flight: Flight, now: float) -> None:
+    def _send_again(self, remote: Peer, flight: Flight, now: float) -> None:
         """Send a packet the peer says it never got."""
         try:
             frames = encode(flight.packet, to=flight.seed, sender=self.node_id)
         except PacketError:  # it was encoded once already
             return
-        if self.transport.send_packet(remote.node, frames):
-            remote.inflight.resent(flight, now)
-            self.counters["resent"] += 1
+        remote.inflight.resent(flight, now)
+        self.counters["resent"] += 1
+        self._do(Send(remote.node_id, frames, SendKind.PACKET, ((flight.packet.id, flight.seed),)))
 
-    def _on_query(self, msg: Message) -> None:
+    def _on_query(self, msg: Message, now: float) -> None:
         """A peer asks what became of packets it sent us: done, held, or never seen."""
         sender = msg.origin.id
-        self._heard(sender, "query")
+        self._heard(sender, "query", now)
         acks: list[list[str]] = []
         held: list[list[str]] = []
         unknown: list[list[str]] = []
@@ -587,7 +597,7 @@ class Mesh:
             else:
                 unknown.append([pid, seed])
         self.counters["queries_answered"] += 1
-        self.transport.send(sender, messages.encode(ACK, self.me(), acks=acks, held=held, unknown=unknown))
+        self._do(Send(sender, messages.encode(ACK, self.me(), acks=acks, held=held, unknown=unknown), SendKind.MESSAGE))
 
     def _reject(self, what: str, why: str) -> None:
         self.counters["rejected"] += 1
@@ -597,8 +607,9 @@ class Mesh:
 
     # -- packets out -----------------------------------------------------------------------------
 
-    def send_packet(self, node: str, seed: str, packet: Packet) -> bool:
-        """Send ``packet`` for ``seed`` to ``node`` and hold it until acknowledged; False if that cannot be now."""
+    def send_packet(self, node: str, seed: str, packet: Packet, now: float) -> bool:
+        """Send ``packet`` for ``seed`` to ``node`` and hold it until acknowledged; False when the peer has no room
+        (see ``has_room``), or when the packet cannot be encoded (it is then failed, with the reason)."""
         if not self.has_room(node, seed):
             return False
         try:
@@ -606,59 +617,46 @@ class Mesh:
         except PacketError as exc:
             self.router.fail(packet, "bad-data", str(exc))
             return True  # handled: kept with its reason
-        if not self.transport.send_packet(node, frames):
-            return False
-        if self._remote(node).inflight.add(packet, seed, self.clock()):
+        if self.peers.entries[node].inflight.add(packet, seed, now):  # there: has_room said so
             hold(packet, 1)  # in our custody until the peer acknowledges it
         self.counters["sent"] += 1
-        self._arm_retransmit()
+        if RETRANSMIT not in self._timers:
+            self._arm_retransmit(now)
+        # In flight before it goes: a shell that refuses it says so at once (``on_unsent``), which routes it again.
+        self._do(Send(node, frames, SendKind.PACKET, ((packet.id, seed),)))
         return True
 
     def has_room(self, node: str, seed: str) -> bool:
         """True when ``node`` is alive and its replica of ``seed`` has room in its flow-control window."""
-        peer = self.peers.peers.get(node)
+        peer = self.peers.entries.get(node)  # (not only greeted: a greeted node is not alive)
         if peer is None or peer.state is not Liveness.ALIVE:
             return False
-        remote = self._remote(node)
-        inflight = remote.inflight
-        if inflight.per_seed.get(seed, 0) >= CREDIT_PER_WORKER * remote.workers.get(seed, 1):
+        inflight = peer.inflight
+        if inflight.per_seed.get(seed, 0) >= CREDIT_PER_WORKER * peer.workers.get(seed, 1):
             return False
         return len(inflight) < MAX_INFLIGHT_PER_PEER
 
     def load_of(self, node: str, seed: str) -> float:
         """Queued packets per worker at ``node``'s replica of ``seed``, as far as this node knows."""
-        remote = self.remotes.get(node)
+        remote = self.peers.get(node)
         if remote is None:
             return 0.0
         ours = remote.inflight.per_seed.get(seed, 0)
-        return max(ours / remote.workers.get(seed, 1), remote.reported.get(seed, 0.0))
+        return max(ours / remote.workers.get(seed, 1), remote.load.get(seed, 0.0))
 
-    def _arm_retransmit(self) -> None:
-        if self._tick is None and not self._stopped:
-            self._tick = self.scheduler.call_later(RETRANSMIT_TICK_S, self._retransmit)
+    def _arm_retransmit(self, now: float) -> None:
+        if RETRANSMIT not in self._timers and not self._stopped:
+            self._set_timer(RETRANSMIT, now + RETRANSMIT_TICK_S)
 
-    def _retransmit(self) -> None:
-        """The retransmit timer: a crash in one round is reported and the timer armed again."""
-        self._tick = None
-        try:
-            busy = self.retransmit()
-        except Exception as exc:  # noqa: BLE001 - unacknowledged packets must still be asked about later
-            self.counters["retransmit_errors"] += 1
-            self.report("mesh retransmit", exc)
-            busy = True
-        if busy:
-            self._arm_retransmit()
-
-    def retransmit(self) -> bool:
+    def retransmit(self, now: float) -> bool:
         """Ask peers about packets whose ACK is overdue; hand on those a peer never answers for. True while any
-        packet is still in flight (the timer stays armed)."""
-        now = self.clock()
+        packet is still in flight (the timer stays set)."""
         busy = False
-        for node, remote in list(self.remotes.items()):
+        for node, remote in list(self.peers.entries.items()):
             if not len(remote.inflight):
                 continue
             busy = True
-            peer = self.peers.peers.get(node)
+            peer = self.peers.peer(node)
             if peer is None:
                 continue
             ask: list[list[str]] = []
@@ -672,9 +670,8 @@ class Mesh:
                 remote.inflight.queried(flight, now)
                 ask.append([flight.packet.id, flight.seed])
             for start in range(0, len(ask), MAX_KEYS_PER_QUERY):
-                self.transport.send(
-                    node, messages.encode(QUERY, self.me(), ask=ask[start : start + MAX_KEYS_PER_QUERY])
-                )
+                query = messages.encode(QUERY, self.me(), ask=ask[start : start + MAX_KEYS_PER_QUERY])
+                self._do(Send(node, query, SendKind.MESSAGE))
                 self.counters["queries"] += 1
         return busy
 
@@ -692,13 +689,13 @@ class Mesh:
         return False
 
     def _alive(self, node: str) -> bool:
-        peer = self.peers.peers.get(node)
+        peer = self.peers.peer(node)
         return peer is not None and peer.state is Liveness.ALIVE
 
     def _reroute(self, node: str, evasive: bool = False) -> int:
         """Route again what ``node`` has not acknowledged. For an ``evasive`` peer (silent, perhaps only behind a
         lossy link) only what another replica can take: the rest would wait here for it and be sent again."""
-        remote = self.remotes.get(node)
+        remote = self.peers.get(node)
         if remote is None:
             return 0
         if evasive:
@@ -714,18 +711,65 @@ class Mesh:
         return len(flights)
 
     def _drop(self, node: str, why: str, known: bool | None = None) -> None:
-        known = node in self.peers.peers if known is None else known
+        """Forget ``node``: what it has not acknowledged is routed again, its one entry goes, and with it (when it
+        was a peer) its seeds; its link is closed."""
+        known = self.peers.peer(node) is not None if known is None else known
         moved = self._reroute(node)
-        self.remotes.pop(node, None)
+        self.peers.leave(node)
         if known:
             log.info("Peer %s %s%s", node, why, f"; re-routing {moved} unacknowledged packet(s)" if moved else "")
-            self.forget(node)
-        else:
-            self.transport.disconnect(node)
+            gone = self.router.automaton.remove_node(node)
+            if gone:
+                log.info(
+                    "Peer %s left; its seeds are gone from the automaton: %s",
+                    node,
+                    ", ".join(gone),
+                    extra={"peer": node},
+                )
+        self._disconnect(node)
+        if known:
+            self.router.replan()
+
+    def learn(self, node: str, endpoint: str, seeds: list[SeedInfo], via: str, now: float) -> bool:
+        """Reach ``node`` at ``endpoint`` and route to its ``seeds`` (the one door for remote seeds); True when
+        the automaton changed."""
+        if node == self.node_id:
+            return False
+        self._connect(node, endpoint)
+        peer, revived = self.peers.heard(node, endpoint, via, now)
+        peer.seeds = list(seeds)
+        automaton = self.router.automaton
+        before = {n for n, i in automaton.seeds().items() if node in automaton.nodes_of(n)}
+        changed = automaton.sync_node(node, seeds)
+        for info in seeds:
+            if info.name not in before:
+                log.info(
+                    "Discovered new peer seed: %s at %s (node %s)",
+                    info.name,
+                    endpoint,
+                    node,
+                    extra={"peer": node, "seed": info.name},
+                )
+        if changed or revived:
+            self.router.replan(force=revived)
+        return changed
+
+    def forget(self, node: str) -> None:
+        """Stop routing to ``node`` (as when it expires): what it has not acknowledged is routed again."""
+        if self.peers.get(node) is not None:
+            self._drop(node, "forgotten", known=self.peers.peer(node) is not None)
+
+    def _connect(self, node: str, endpoint: str) -> None:
+        self.links[node] = endpoint
+        self._do(Connect(node, endpoint))
+
+    def _disconnect(self, node: str) -> None:
+        self.links.pop(node, None)
+        self._do(Disconnect(node))
 
     # -- packets in ------------------------------------------------------------------------------
 
-    def on_packet(self, packet: Packet, to: str | None, sender: str | None, alone: bool = False) -> None:
+    def on_packet(self, packet: Packet, to: str | None, sender: str | None, now: float, alone: bool = False) -> None:
         """A packet from a peer: answer a duplicate, else take custody of it and hand it to its seed.
         ``alone``: it came in a message of its own, so nothing else is waiting to be batched with it."""
         if not self.accepting:
@@ -749,7 +793,7 @@ class Mesh:
             self.received.note(key)
         self.counters["received"] += 1
         if sender:
-            self._heard(sender, "packet")
+            self._heard(sender, "packet", now)
         # Straight to the local seed only while it is in the automaton here (not disabled, not unloaded).
         runner = self.router.local_room(to) if to and self.router.automaton.runs_on(to, self.node_id) else None
         if runner is not None:
@@ -772,49 +816,36 @@ class Mesh:
     def _queue_answer(self, sender: str, key: Key, held: bool = False) -> None:
         acks, helds = self._acks.setdefault(sender, ([], []))
         (helds if held else acks).append([key[0], key[1]])
-        if not self._ack_flush_scheduled:
-            self._ack_flush_scheduled = True
-            self.scheduler.call_soon(self._flush_acks)
+        if ACKS not in self._timers:
+            self._set_timer(ACKS, SOON)  # the ACKs of this turn leave together
 
     def _flush_acks(self) -> None:
-        self._ack_flush_scheduled = False
         answers, self._acks = self._acks, {}
         for sender, (acks, helds) in answers.items():
             body: dict[str, Any] = {"acks": acks}
             if helds:
                 body["held"] = helds
             # Through the backlog (not dropped when the socket is full). Should it still not leave (no link
-            # to a sender we forgot), the sender asks again after its timeout and gets the answer then.
-            if not self.transport.send(sender, messages.encode(ACK, self.me(), **body)):
-                self.counters["answers_unsent"] += 1
+            # to a sender we forgot: ``on_unsent``), the sender asks again after its timeout and gets the answer then.
+            self._do(Send(sender, messages.encode(ACK, self.me(), **body), SendKind.MESSAGE))
 
     # -- heartbeats ------------------------------------------------------------------------------
 
-    def _heartbeat(self) -> None:
-        """The heartbeat timer: a crash in one heartbeat is reported and the next one still comes."""
-        try:
-            self.heartbeat()
-        except Exception as exc:  # noqa: BLE001 - heartbeats must outlive a bug in one of them
-            self.counters["heartbeat_errors"] += 1
-            self.report("mesh heartbeat", exc)
-        if not self._stopped:
-            self._beat = self.scheduler.call_later(self.heartbeat_s, self._heartbeat)
-
-    def heartbeat(self) -> None:
+    def heartbeat(self, now: float) -> None:
         """PING the peers that need it, update liveness (re-route for evasive peers, forget expired ones)."""
         self._beats += 1
         if not self._announce_pending and self._beats % GOSSIP_HEARTBEATS == 0:
             self._announce_pending = any(
-                r.found_via and r.found_via not in LAN_WIDE for n, r in self.remotes.items() if n in self.peers.peers
+                r.found_via and r.found_via not in LAN_WIDE for r in self.peers.entries.values() if r.known
             )
         if self._announce_pending:
             self._announce_pending = False
             self.announce()
-        now, load, done = self.clock(), self.local_load(), self.local_done()
+        load, done = self.local_load(), self.local_done()
         frames: dict[bool, list[bytes]] = {}
         for node in list(self.peers.peers):
             self._ping(node, now, load, frames, only_if_needed=True, done=done)
-        evasive, expired = self.peers.sweep()
+        evasive, expired = self.peers.sweep(now)
         for peer in evasive:
             moved = self._reroute(peer.node_id, evasive=True)
             log.warning(
@@ -844,7 +875,7 @@ class Mesh:
         """PING ``node`` (with ``only_if_needed``: only when it needs one, see the module docstring);
         ``frames`` caches the two encodings of this heartbeat's PING. ``done`` (the local seeds' counts) goes
         along, and a change in it is reason enough to ping: peers' pages show the whole network's rates."""
-        remote = self._remote(node)
+        remote = self.peers.entry(node, now)
         deaf = now - remote.beacon_at > self._fresh_s  # we need its PINGs to know it lives
         # (Not deaf in its first moments: its broadcasts may simply not have come yet.)
         settled = now - remote.since > self._fresh_s
@@ -863,45 +894,48 @@ class Mesh:
             self._beacon_directly(remote)
         if only_if_needed:
             moved = done != remote.done_sent
-            if not (echo or asked or busy or moved or busy != remote.load_sent):
+            if not (echo or asked or busy or moved or busy != remote.load_sent or remote.ping_unsent):
                 return
         if echo not in frames:
             frames[echo] = messages.encode(PING, self.me(), load=load, echo=echo, done=done)
-        if self.transport.send_control(node, frames[echo]):
-            remote.load_sent = busy
-            remote.done_sent = done
-            self.counters["pings"] += 1
+        # Recorded before it goes: a shell that refuses it says so at once (``on_unsent``), which undoes this.
+        remote.load_sent = busy
+        remote.done_sent = done
+        remote.ping_unsent = False
+        self.counters["pings"] += 1
+        self._do(Send(node, frames[echo], SendKind.CONTROL))
 
-    def _beacon_directly(self, remote: Remote) -> None:
+    def _beacon_directly(self, remote: Peer) -> None:
         """A UDP beacon to a peer that does not hear our broadcasts: unlike a PING it never waits behind
         a TCP stream stalled by packet loss, so the peer does not take us for gone while that lasts."""
         tcp = remote.origin.tcp if remote.origin is not None else None
-        if self.beacon_to is None or not tcp:
+        if not tcp:
             return
         host = tcp.removeprefix("tcp://").rsplit(":", 1)[0]
         if host:
-            self.beacon_to(host)
+            self._do(SendBeacon(host))
             self.counters["direct_beacons"] += 1
 
     def done_of(self, node: str) -> dict[str, int]:
         """How many packets each of ``node``'s seeds has handled, as its last PING said ({} before one)."""
-        remote = self.remotes.get(node)
+        remote = self.peers.get(node)
         return remote.done_reported if remote is not None else {}
 
     def _hello_static_peers(self) -> None:
-        known = {a for p in self.peers.peers.values() for a in [p.endpoint, *p.addresses]}
+        known = {a for p in self.peers.entries.values() if p.known for a in [p.endpoint, *p.addresses]}
         for endpoint in self.static_peers:
             key = f"static:{endpoint}"
             if endpoint in known:
-                self.transport.disconnect(key)
+                if key in self.links:
+                    self._disconnect(key)
                 continue
             if self.keyed:
                 # Its key is not known yet, and CurveZMQ needs it to connect: a sealed beacon to its host asks it to
                 # greet us (it learns our key from the beacon), and its HELLO brings its own.
                 host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
-                if self.beacon_to is not None and host:
-                    self.beacon_to(host)
+                if host:
+                    self._do(SendBeacon(host))
                 continue
-            if key not in self.transport.links:
-                self.transport.connect(key, endpoint)
-                self.transport.send(key, self._hello_frames(reply=True))
+            if key not in self.links:
+                self._connect(key, endpoint)
+                self._do(Send(key, self._hello_frames(reply=True), SendKind.MESSAGE))

@@ -1,43 +1,71 @@
-"""The peer table: who else is in the network, how to reach them, what they run, and whether they are alive.
+"""The peer table: one ``Peer`` per other node this node knows of, holding everything known about it.
 
-Pure bookkeeping driven by an injected clock. A peer is *alive* while heard from within ``evasive_s``,
-*evasive* until ``expired_s``, then *expired* (the daemon forgets it and its seeds). A peer that says
-goodbye leaves at once.
+Pure bookkeeping, with the time passed in. An entry starts when this node first hears of the node (discovery,
+gossip, its HELLO) and greets it: it is then *greeted* and not yet a peer. Once its HELLO comes it is a peer,
+*alive* while heard from within ``evasive_s``, *evasive* until ``expired_s``, then *expired* (the mesh drops it,
+its seeds leave the automaton). A peer that says goodbye, or comes back as a new incarnation, is dropped at once.
+Dropping a node removes its one entry: liveness, seeds, incarnation, beacons and the packets in flight to it go
+together (see ``mesh``).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .automaton import SeedInfo
+from .custody import InFlight
+
+if TYPE_CHECKING:
+    from .messages import Origin
+
+NEVER = -1e9  # "long ago": a time before any event
 
 
 class Liveness(StrEnum):
-    """How recently a peer was heard from."""
+    """Where a node stands: greeted (not a peer yet), or a peer heard from recently (alive) or not (evasive)."""
 
+    GREETED = "greeted"
     ALIVE = "alive"
     EVASIVE = "evasive"
     EXPIRED = "expired"
 
 
-@dataclass
+@dataclass(eq=False)
 class Peer:
-    """One other node."""
+    """One other node, for one incarnation of it: how to reach it, what it runs, liveness, and our traffic to it."""
 
     node_id: str
-    endpoint: str
+    inc: int = 0  # its incarnation (see ``messages``): 0 until one is heard
+    since: float = 0.0  # when this node first heard of it
+    state: Liveness = Liveness.GREETED
+    endpoint: str = ""  # where our link to it points
+    addresses: list[str] = field(default_factory=list)  # its tcp:// and ipc:// endpoints, from its HELLO
+    origin: Origin | None = None  # its newest origin (endpoints, host, keys), as heard
+    via: str = ""  # how it became a peer: broadcast, mdns, local, static, gossip, hello ...
+    found_via: str = ""  # how this node first heard of it ("" when its own HELLO came first)
+    last_heard: float = NEVER
     seeds: list[SeedInfo] = field(default_factory=list)
-    addresses: list[str] = field(default_factory=list)
     seeds_digest: str = ""
-    via: str = ""  # how it was found: broadcast, mdns, static, hello
-    first_heard: float = 0.0
-    last_heard: float = 0.0
-    state: Liveness = Liveness.ALIVE
-    load: dict[str, float] = field(default_factory=dict)  # seed name -> queued packets per worker
+    workers: dict[str, int] = field(default_factory=dict)  # its seeds' worker counts, from its HELLO
+    load: dict[str, float] = field(default_factory=dict)  # its seeds' queued packets per worker, from its PINGs
+    done_reported: dict[str, int] = field(default_factory=dict)  # its seeds' counts, from its PINGs
+    hello_sent: float = NEVER
+    beacon_seq: tuple[int, int] = (0, 0)  # (incarnation, seq) of its newest beacon: older ones are replays
+    beacon_at: float = NEVER  # when its beacon (broadcast or direct) was last heard
+    broadcast_at: float = NEVER  # when its broadcast beacon was last heard
+    direct_at: float = NEVER  # when it last sent a beacon to us alone: it does not hear our broadcasts
+    echo_at: float = NEVER  # when it last asked for our PINGs
+    load_sent: dict[str, float] = field(default_factory=dict)  # the non-zero load it last got from us
+    done_sent: dict[str, int] = field(default_factory=dict)  # the counts it last got from us
+    ping_unsent: bool = False  # our last PING to it could not be sent: the next heartbeat sends one
+    inflight: InFlight = field(default_factory=InFlight)  # packets sent to it, not acknowledged yet
+
+    @property
+    def known(self) -> bool:
+        """True once it is a peer (its HELLO came), not only greeted."""
+        return self.state is not Liveness.GREETED
 
     def summary(self, now_wall: float, now: float) -> dict[str, Any]:
         """JSON-ready description for ``pmk peers`` and the web page."""
@@ -55,48 +83,69 @@ class Peer:
 
 
 class PeerTable:
-    """Known peers and their liveness."""
+    """Every node this node knows of, one entry each; ``peers`` are those that are peers (not only greeted)."""
 
-    def __init__(self, evasive_s: float, expired_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, evasive_s: float, expired_s: float) -> None:
         self.evasive_s = evasive_s
         self.expired_s = expired_s
-        self.clock = clock
-        self.peers: dict[str, Peer] = {}
+        self.entries: dict[str, Peer] = {}
 
-    def heard(self, node_id: str, endpoint: str, via: str) -> tuple[Peer, bool]:
-        """Record that ``node_id`` was heard; returns the peer and whether it is new (or back from evasive)."""
-        now = self.clock()
-        peer = self.peers.get(node_id)
+    @property
+    def peers(self) -> dict[str, Peer]:
+        """The peers (alive or evasive), by node id: a new dict, for readers; the mesh uses ``peer``."""
+        return {n: p for n, p in self.entries.items() if p.state is not Liveness.GREETED}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, node_id: str) -> Peer | None:
+        """The entry of ``node_id``, greeted or peer."""
+        return self.entries.get(node_id)
+
+    def peer(self, node_id: str) -> Peer | None:
+        """The entry of ``node_id`` when it is a peer (not only greeted)."""
+        peer = self.entries.get(node_id)
+        return peer if peer is not None and peer.state is not Liveness.GREETED else None
+
+    def entry(self, node_id: str, now: float, inc: int = 0) -> Peer:
+        """The entry of ``node_id``, made (greeted, of incarnation ``inc``) when there is none."""
+        peer = self.entries.get(node_id)
         if peer is None:
-            peer = Peer(node_id, endpoint, via=via, first_heard=now, last_heard=now)
-            self.peers[node_id] = peer
-            return peer, True
-        revived = peer.state is not Liveness.ALIVE
+            peer = self.entries[node_id] = Peer(node_id, inc, since=now)
+        return peer
+
+    def heard(self, node_id: str, endpoint: str, via: str, now: float) -> tuple[Peer, bool]:
+        """A sign of life of ``node_id`` as a peer; returns it and whether it is new (or back from evasive)."""
+        peer = self.entry(node_id, now)
+        fresh = peer.state is not Liveness.ALIVE
+        if peer.state is Liveness.GREETED:
+            peer.via = via
         peer.last_heard = now
         peer.state = Liveness.ALIVE
         if endpoint:
             peer.endpoint = endpoint
-        return peer, revived
+        return peer, fresh
 
     def leave(self, node_id: str) -> Peer | None:
-        """Forget ``node_id`` at once (it said goodbye); returns it if it was known."""
-        return self.peers.pop(node_id, None)
+        """Forget ``node_id``: its one entry goes; returns it if there was one."""
+        return self.entries.pop(node_id, None)
 
-    def sweep(self) -> tuple[list[Peer], list[Peer]]:
-        """Update liveness; returns (newly evasive, expired). Expired peers are removed."""
-        now = self.clock()
+    def sweep(self, now: float) -> tuple[list[Peer], list[Peer]]:
+        """Update liveness; returns (newly evasive, expired). Expired peers are marked, not removed: the caller
+        drops them (``leave``) once it has re-routed what was in flight to them."""
         evasive, expired = [], []
-        for peer in list(self.peers.values()):
+        for peer in self.entries.values():
+            if peer.state is Liveness.GREETED:
+                continue
             silent = now - peer.last_heard
             if silent >= self.expired_s:
                 peer.state = Liveness.EXPIRED
-                expired.append(self.peers.pop(peer.node_id))
+                expired.append(peer)
             elif silent >= self.evasive_s and peer.state is Liveness.ALIVE:
                 peer.state = Liveness.EVASIVE
                 evasive.append(peer)
         return evasive, expired
 
-    def summaries(self) -> list[dict[str, Any]]:
-        """Every known peer, JSON-ready, sorted by id."""
-        now, wall = self.clock(), time.time()
-        return [self.peers[k].summary(wall, now) for k in sorted(self.peers)]
+    def summaries(self, now: float, now_wall: float) -> list[dict[str, Any]]:
+        """Every peer, JSON-ready, sorted by id (``now``: the monotonic time its ``last_heard`` is measured on)."""
+        return [p.summary(now_wall, now) for _, p in sorted(self.entries.items()) if p.known]

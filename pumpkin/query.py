@@ -118,7 +118,7 @@ class NodeQuery:
 
     def peers(self) -> list[dict[str, Any]]:
         """Every known peer, JSON-ready, sorted by id."""
-        return self._d.peers.summaries()
+        return self._d.peers.summaries(time.monotonic(), time.time())
 
     def peer_signature(self) -> tuple[Any, ...]:
         """What of the peers the page draws: equal values mean an unchanged picture."""
@@ -300,26 +300,26 @@ class NodeQuery:
         mesh = d.mesh
         if mesh is None:
             return []
-        now = mesh.clock()
+        now = time.monotonic()
 
         def age(at: float) -> float | None:
             return round(now - at, 3) if at > -1e8 else None
 
         out = []
-        for node in sorted(set(mesh.remotes) | set(d.peers.peers)):
-            remote, peer = mesh.remotes.get(node), d.peers.peers.get(node)
-            origin = remote.origin if remote is not None else None
+        for node, peer in sorted(d.peers.entries.items()):
+            origin = peer.origin
+            known = peer.known
             out.append(
                 {
                     "id": node,
-                    "state": peer.state.value if peer is not None else "unanswered",
-                    "tcp": origin.tcp if origin is not None else (peer.endpoint if peer is not None else None),
-                    "found_via": (remote.found_via if remote is not None else "") or (peer.via if peer else ""),
-                    "last_heard_s": round(now - peer.last_heard, 3) if peer is not None else None,
-                    "known_s": round(now - remote.since, 3) if remote is not None else None,
-                    "broadcast_s": age(remote.broadcast_at) if remote is not None else None,
-                    "direct_s": age(remote.direct_at) if remote is not None else None,
-                    "asks_pings_s": age(remote.echo_at) if remote is not None else None,
+                    "state": peer.state.value if known else "unanswered",
+                    "tcp": origin.tcp if origin is not None else (peer.endpoint or None),
+                    "found_via": peer.found_via or peer.via,
+                    "last_heard_s": round(now - peer.last_heard, 3) if known else None,
+                    "known_s": round(now - peer.since, 3),
+                    "broadcast_s": age(peer.broadcast_at),
+                    "direct_s": age(peer.direct_at),
+                    "asks_pings_s": age(peer.echo_at),
                 }
             )
         return out

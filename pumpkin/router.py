@@ -87,8 +87,9 @@ THROTTLE_COOLDOWN_S = 10.0
 class Remotes(Protocol):
     """The router's view of other nodes' replicas (the mesh): flow control, load, and sending with custody."""
 
-    def send_packet(self, node: str, seed: str, packet: Packet) -> bool:
-        """Hand ``packet`` for ``seed`` to ``node``; False when that cannot be now (no room, link full)."""
+    def send_packet(self, node: str, seed: str, packet: Packet, now: float) -> bool:
+        """Hand ``packet`` for ``seed`` to ``node`` (``now``: the time, this router's clock); False when that
+        cannot be now (no room in its window)."""
         ...
 
     def load_of(self, node: str, seed: str) -> float:
@@ -611,7 +612,7 @@ class Router:
                     return
             else:
                 at = self.events.clock()  # before it goes: the peer may run it before the send returns
-                if not self.remotes.send_packet(node, name, packet):
+                if not self.remotes.send_packet(node, name, packet, self.clock()):
                     candidates.remove(node)
                     continue
                 self.counters["remote"] += 1

@@ -23,6 +23,7 @@ from typing import Any
 from . import legacy, messages, tags
 from . import packet as codec
 from .automaton import Automaton, SeedInfo
+from .driver import MeshDriver
 from .failed import FailedStore
 from .loader import load
 from .mesh import Mesh
@@ -199,6 +200,7 @@ class Node:
     mesh: Mesh
     peers: PeerTable
     outputs: FakeOutputs
+    driver: MeshDriver
     runners: dict[str, FakeRunner] = field(default_factory=dict)
     alive: bool = True
 
@@ -314,47 +316,32 @@ class Net:
                 clock=self.clock,
             )
 
-        peers = PeerTable(3 * HEARTBEAT_S, 10 * HEARTBEAT_S, clock=self.clock)
+        peers = PeerTable(3 * HEARTBEAT_S, 10 * HEARTBEAT_S)
         links = self.links[node_id] = Links(self, node_id)
         holder: dict[str, Node] = {}
 
-        def learn(node: str, endpoint: str, seeds: list[SeedInfo], via: str) -> bool:
-            links.connect(node, endpoint)
-            peer, _ = peers.heard(node, endpoint, via)
-            peer.seeds = list(seeds)
-            changed = automaton.sync_node(node, seeds)
-            if changed:
-                holder["node"].router.replan()
-            return changed
+        def make_mesh(wake: Callable[[], None]) -> Mesh:
+            return Mesh(
+                node_id=node_id,
+                host=f"host-{node_id}",
+                me=lambda: holder["node"].origin(),
+                local_seeds=lambda: [r.spec.summary() for r in holder["node"].runners.values()],
+                local_load=dict,
+                router=make_router,
+                peers=peers,
+                heartbeat_s=HEARTBEAT_S,
+                wake=wake,
+            )
 
-        def forget(node: str) -> None:
-            peers.leave(node)
-            automaton.remove_node(node)
-            links.disconnect(node)
-            holder["node"].router.replan()
-
-        mesh = Mesh(
-            node_id=node_id,
-            host=f"host-{node_id}",
-            me=lambda: holder["node"].origin(),
-            local_seeds=lambda: [r.spec.summary() for r in holder["node"].runners.values()],
-            local_load=dict,
-            transport=links,
-            router=make_router,
-            peers=peers,
-            learn=learn,
-            forget=forget,
-            heartbeat_s=HEARTBEAT_S,
-            scheduler=self.scheduler,
-            clock=self.clock,
-        )
-        node = holder["node"] = Node(self, node_id, inc, mesh.router, mesh, peers, outputs)  # type: ignore[arg-type]
+        driver = MeshDriver(links=links, scheduler=self.scheduler, clock=self.clock, mesh=make_mesh)
+        mesh = driver.mesh
+        node = holder["node"] = Node(self, node_id, inc, mesh.router, mesh, peers, outputs, driver)  # type: ignore[arg-type]
         self.nodes[node_id] = node
         return node
 
     def introduce(self, a: Node, b: Node) -> None:
         """``a`` hears of ``b`` (as by a beacon)."""
-        a.mesh.on_origin(b.origin(), "broadcast")
+        a.mesh.on_origin(b.origin(), "broadcast", self.clock.now)
 
     def meet(self, *nodes: Node) -> None:
         """Every node hears of every other, and their HELLOs are exchanged."""
@@ -368,10 +355,7 @@ class Net:
         """The node dies: nothing reaches it, it sends nothing, its timers never fire."""
         node = self.nodes.pop(node_id)
         node.alive = False
-        node.mesh._stopped = True
-        for timer in (node.mesh._beat, node.mesh._tick):
-            if timer is not None:
-                timer.cancel()
+        node.driver.halt()
         self.links.pop(node_id, None)
         self.history.add(Record(self.clock.now, "crash", node_id))
 
@@ -392,18 +376,19 @@ class Net:
             if node is None:
                 return
             if first in messages.KINDS:
-                node.mesh.handle(frames)
+                node.mesh.handle(frames, "", self.clock.now)
                 return
             batch = codec.split_batch(frames)
             for one in batch:
                 packet, to, sender = codec.decode_addressed(one)
-                node.mesh.on_packet(packet, to, sender, alone=len(batch) == 1)
+                node.mesh.on_packet(packet, to, sender, self.clock.now, alone=len(batch) == 1)
 
         self.wire.send(src, dst, kind, {}, arrive)
 
 
 class Links:
-    """The transport seam: messages go on the wire to the node the link points at."""
+    """A simulated node's links (its ``MeshDriver`` sends through them): messages go on the wire to the node the
+    link points at; ``log`` records every connect, disconnect and send."""
 
     def __init__(self, net: Net, owner: str) -> None:
         self.net = net

@@ -6,7 +6,8 @@
   starves the loop's other tasks (heartbeats: a peer that stops pinging under load looks dead).
 - A link to a peer is a PUSH socket with a bounded high-water mark, written with NOBLOCK: a slow or dead
   peer never blocks the loop or other peers. Messages that do not fit wait in a bounded per-peer backlog
-  flushed by a task; when that is full too, ``send`` says so and the router picks another replica.
+  flushed by a task; when that is full too, ``send`` says so, the mesh's driver tells the mesh (``on_unsent``) and
+  the packet goes to another replica.
 - Packets for one peer made in the same turn of the loop leave as one message (``send_packet``): the first
   at once, the others at the end of the turn, up to ``BATCH_PACKETS`` a message.
 - The control socket answers JSON requests from the ``pmk`` command line: a Unix stream socket (``ipc://`` path)

@@ -95,6 +95,11 @@ def test_spool_benchmark_times_spills_and_read_backs():
     assert "median of 1" in out.stdout and "of which read back" in out.stdout
 
 
+def test_mesh_cost_benchmark_times_a_packet_through_router_and_mesh():
+    out = run_bench("bench/mesh_cost.py", "--packets", "2000", "--repeat", "2")
+    assert positive(json_line(out)["us_per_packet"]) and "us per packet" in out.stdout
+
+
 def test_sim_benchmark_reports_virtual_and_wall_time():
     out = run_bench("bench/sim.py", "--nodes", "50", "--messages", "2000", "--repeat", "1")
     results = json_line(out)["results"]

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -742,7 +743,7 @@ def test_a_packet_addressed_to_a_disabled_seed_waits_instead_of_running(tmp_path
             b.enable_seed("greet", False)
             # A peer that has not heard of the change yet sends a packet addressed to greet here.
             late = codec.Packet(b.ids.root(), tags.parse("String:UNGREETED"), "late")
-            b.mesh.on_packet(late, "greet", "peer-that-did-not-hear")
+            b.mesh.on_packet(late, "greet", "peer-that-did-not-hear", time.monotonic())
             assert b.router.waiting.counts() == {"default:String:UNGREETED": 1}
             assert b.snapshot()["seeds"]["greet"]["processed"] == 0
             b.enable_seed("greet", True)
@@ -847,9 +848,9 @@ def test_a_same_host_card_follows_seed_changes_so_peers_stop_saying_hello(tmp_pa
             await async_wait_until(
                 lambda: json.loads(card.read_bytes()).get("dg") == a.origin().digest, what="a's card to follow"
             )
-            said_hello = b.mesh.remotes[a.node_id].hello_sent
+            said_hello = b.peers.entries[a.node_id].hello_sent
             await asyncio.sleep(1.5)  # longer than HELLO_RETRY_S: a stale card would make b say hello again
-            assert b.mesh.remotes[a.node_id].hello_sent == said_hello, "b keeps saying hello: a's card is stale"
+            assert b.peers.entries[a.node_id].hello_sent == said_hello, "b keeps saying hello: a's card is stale"
         finally:
             await a.stop()
             await b.stop()

@@ -76,7 +76,7 @@ def test_a_packet_still_being_worked_on_is_answered_held_and_asked_about_less_of
     a.inject("RAW", 1)
     net.scheduler.run_for(RTO_INITIAL_S + 0.1)  # B holds it, unfinished, past A's timeout
     assert a.mesh.counters["queries"] == 1 and w["B"].mesh.counters["queries_answered"] == 1
-    flight = next(iter(a.mesh.remotes["B"].inflight.flights.values()))
+    flight = next(iter(a.mesh.peers.entries["B"].inflight.flights.values()))
     assert flight.unanswered == 0  # B said HELD: alive and working, no reason to look elsewhere
     net.scheduler.run_for(RTO_INITIAL_S)
     assert a.mesh.counters["queries"] == 1  # backed off: the next question comes later
@@ -123,7 +123,7 @@ def test_a_restarted_peer_is_a_new_incarnation_its_predecessors_packets_move_at_
     assert a.mesh.counters["restarts"] == 1 and a.mesh.inflight_counts() == {"C": 4}
     net.scheduler.run_for(0.01)
     assert len(w["C"].runners["work"].got) == 4
-    log = [entry for entry in a.mesh.transport.log if entry[1] == "B"]
+    log = [entry for entry in net.links["A"].log if entry[1] == "B"]
     reconnect = log.index(("disconnect", "B", ""))
     assert log[reconnect + 1] == ("connect", "B", b2.origin().tcp)
     assert log[reconnect + 2][0] == "PMKH"  # a HELLO to the new endpoint before anything else
@@ -151,12 +151,12 @@ def test_news_of_an_older_incarnation_is_ignored(tmp_path):
     b2 = net.add("B", inc=2)
     b2.add_seed(spec("work", ("RAW",), ("DONE",)))
     net.meet(a, b2)
-    a.mesh.on_origin(old, "mdns")  # a cached record of the old process
+    a.mesh.on_origin(old, "mdns", net.clock.now)  # a cached record of the old process
     net.scheduler.run_for(0.05)
     assert a.mesh.counters["stale"] == 1 and a.mesh.counters["restarts"] == 1
     assert a.peers.peers["B"].endpoint == b2.origin().tcp
     bye = type(old)(old.id, old.tcp, old.ipc, old.host, old.digest, True, old.inc)
-    a.mesh.on_origin(bye, "broadcast")  # a late goodbye of the old one
+    a.mesh.on_origin(bye, "broadcast", net.clock.now)  # a late goodbye of the old one
     assert "B" in a.peers.peers
 
 

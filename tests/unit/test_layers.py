@@ -11,13 +11,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pumpkin"
 PURE = {
     "errors", "tags", "packet", "custody", "manifest", "automaton", "waiting", "config", "gather", "files",
     "dropfile", "logfold", "seed", "peers", "PmkShared", "legacy_files", "console", "diagnosis", "counters",
-    "logformat",
+    "logformat", "actions",
 }  # fmt: skip
 #: Protocol and storage objects that take events and dependencies passed in; they open no socket.
 CORE = {
     "router", "mesh", "messages", "membership", "runner", "procpool", "splitmerge", "legacy", "PmkSeed", "loader",
     "failed", "journal", "spool", "filemover", "__init__", "simnet",
-    "lifecycle", "pending", "inbound", "control", "hearing", "trace",
+    "lifecycle", "pending", "inbound", "control", "hearing", "trace", "driver",
 }  # fmt: skip
 #: Sockets, files, the event loop, processes: wiring the core to the world.
 SHELL = {

@@ -93,16 +93,16 @@ def test_news_of_a_node_without_a_valid_certificate_is_ignored_and_replayed_beac
     net, a, key = keyed_net(tmp_path)
     b = member(tmp_path, key, "B")
     stranger = member(tmp_path, NetworkKey.create(), "S")
-    a.mesh.on_origin(origin_of(stranger, "nodeS"), "broadcast")
-    assert "nodeS" not in a.mesh.remotes and a.mesh.counters["rejected"] == 1
-    a.mesh.on_origin(origin_of(b, "nodeB", seq=5), "broadcast")
-    assert a.mesh.remotes["nodeB"].beacon_seq == (1, 5) and a.mesh.membership.key_of("nodeB")
-    hello_sent = a.mesh.remotes["nodeB"].hello_sent
-    a.mesh.on_origin(origin_of(b, "nodeB", seq=5), "broadcast")  # the same beacon again
-    a.mesh.on_origin(origin_of(b, "nodeB", seq=4), "broadcast")  # an older one
-    assert a.mesh.counters["replayed"] == 2 and a.mesh.remotes["nodeB"].hello_sent == hello_sent
+    a.mesh.on_origin(origin_of(stranger, "nodeS"), "broadcast", net.clock.now)
+    assert a.mesh.peers.get("nodeS") is None and a.mesh.counters["rejected"] == 1
+    a.mesh.on_origin(origin_of(b, "nodeB", seq=5), "broadcast", net.clock.now)
+    assert a.mesh.peers.entries["nodeB"].beacon_seq == (1, 5) and a.mesh.membership.key_of("nodeB")
+    hello_sent = a.mesh.peers.entries["nodeB"].hello_sent
+    a.mesh.on_origin(origin_of(b, "nodeB", seq=5), "broadcast", net.clock.now)  # the same beacon again
+    a.mesh.on_origin(origin_of(b, "nodeB", seq=4), "broadcast", net.clock.now)  # an older one
+    assert a.mesh.counters["replayed"] == 2 and a.mesh.peers.entries["nodeB"].hello_sent == hello_sent
     impostor = member(tmp_path, key, "I")  # a member, claiming B's id with its own key
-    a.mesh.on_origin(origin_of(impostor, "nodeB", seq=9), "broadcast")
+    a.mesh.on_origin(origin_of(impostor, "nodeB", seq=9), "broadcast", net.clock.now)
     assert a.mesh.membership.key_of("nodeB") == b.public.encode()
 
 
@@ -111,32 +111,38 @@ def test_a_message_counts_only_from_the_key_that_holds_its_id_and_a_hello_binds_
     b = member(tmp_path, key, "B")
     ob = origin_of(b, "nodeB")
     ping = messages.encode(PING, ob, load={})
-    a.mesh.handle(ping, sender=b.public)  # not bound yet: a PING cannot bind a key
+    a.mesh.handle(ping, b.public, net.clock.now)  # not bound yet: a PING cannot bind a key
     assert a.mesh.counters["not_members"] == 1
-    a.mesh.handle(messages.encode(HELLO, ob, seeds=[], peers=[], reply=False), sender=b.public)
+    a.mesh.handle(messages.encode(HELLO, ob, seeds=[], peers=[], reply=False), b.public, net.clock.now)
     assert a.mesh.member(b.public) == "nodeB" and "nodeB" in a.peers.peers
     stranger = member(tmp_path, None, "S")
-    a.mesh.handle(ping, sender=stranger.public)  # B's PING, sent with another key: refused
+    a.mesh.handle(ping, stranger.public, net.clock.now)  # B's PING, sent with another key: refused
     assert a.mesh.counters["not_members"] == 2
     forged_hello = messages.encode(HELLO, ob, seeds=[], peers=[], reply=False)
-    a.mesh.handle(forged_hello, sender=stranger.public)  # a HELLO whose pk is not the sending key
+    a.mesh.handle(forged_hello, stranger.public, net.clock.now)  # a HELLO whose pk is not the sending key
     assert a.mesh.counters["not_members"] == 3
 
 
 def test_an_mdns_record_only_introduces_a_member_and_never_re_points_or_restarts_a_known_one(tmp_path):
     net, a, key = keyed_net(tmp_path)
     b = member(tmp_path, key, "B")
-    a.mesh.on_origin(origin_of(b, "nodeB", inc=3, seq=1), "broadcast")  # a sealed beacon: B at its endpoint
-    connected = []
-    a.mesh.transport.connect = lambda node, endpoint: connected.append((node, endpoint))
+    a.mesh.on_origin(
+        origin_of(b, "nodeB", inc=3, seq=1), "broadcast", net.clock.now
+    )  # a sealed beacon: B at its endpoint
+    log = net.links["A"].log
+    seen = len(log)
+
+    def connected() -> list[tuple[str, str]]:
+        return [(node, endpoint) for what, node, endpoint in log[seen:] if what == "connect"]
+
     # A stranger replays B's record (key and certificate are public) with its own endpoint and a newer
     # incarnation, which would have dropped B as restarted and pointed B's link at the stranger.
     replay = origin_of(b, "nodeB", inc=99, seq=0)
     replay.tcp = "tcp://10.0.0.66:6666"
-    a.mesh.on_origin(replay, "mdns")
-    assert connected == [] and a.mesh.remotes["nodeB"].inc == 3
+    a.mesh.on_origin(replay, "mdns", net.clock.now)
+    assert connected() == [] and a.mesh.peers.entries["nodeB"].inc == 3
     assert a.mesh.counters["unsealed_news_ignored"] == 1 and a.mesh.counters["restarts"] == 0
     # A member not known yet is greeted where the record says, with no incarnation taken from it.
     c = member(tmp_path, key, "C")
-    a.mesh.on_origin(origin_of(c, "nodeC", inc=10**12, seq=0), "mdns")
-    assert connected == [("nodeC", "tcp://10.0.0.1:7000")] and a.mesh.remotes["nodeC"].inc == 0
+    a.mesh.on_origin(origin_of(c, "nodeC", inc=10**12, seq=0), "mdns", net.clock.now)
+    assert connected() == [("nodeC", "tcp://10.0.0.1:7000")] and a.mesh.peers.entries["nodeC"].inc == 0

@@ -1,137 +1,309 @@
-"""Which peers get a PING each heartbeat: only those that need one (mesh's policy, with a recording transport)."""
+"""The mesh as a sans-I/O protocol object: events in, with explicit times; actions out (``pumpkin.actions``).
+
+No transport, no scheduler, no clock, no sleep: each test feeds a mesh messages and timer firings at the times
+it chooses and reads what the mesh asks its shell to do.
+"""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 from pumpkin import messages
-from pumpkin.mesh import Mesh
-from pumpkin.messages import PING, Origin
-from pumpkin.peers import PeerTable
-from tests.unit.fakenet import Clock, Scheduler
+from pumpkin.actions import SOON, Action, CancelTimer, Connect, Disconnect, Send, SendBeacon, SendKind, SetTimer
+from pumpkin.automaton import Automaton, SeedInfo
+from pumpkin.custody import RTO_INITIAL_S
+from pumpkin.driver import MeshDriver
+from pumpkin.failed import FailedStore
+from pumpkin.mesh import ACKS, HEARTBEAT, RETRANSMIT, RETRANSMIT_TICK_S, Mesh
+from pumpkin.messages import ACK, BYE, HELLO, PING, QUERY, Origin
+from pumpkin.packet import IdMaker, Packet
+from pumpkin.peers import Liveness, PeerTable
+from pumpkin.router import NoOutputs, Router
+from pumpkin.runner import Outcome
+from pumpkin.sim.clock import Clock, Scheduler
+from pumpkin.simnet import FakeRunner, T, spec
+from pumpkin.waiting import WaitingRoom
 
 HEARTBEAT_S = 0.5
+T0 = 1000.0
+WORK = spec("work", ("RAW",), ("DONE",))
 
 
-class Links:
-    """Stands in for the transport at its seam: records what would be sent to whom."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-        self.links: dict[str, str] = {}
-
-    def send_control(self, node: str, frames: list[bytes]) -> bool:
-        self.sent.append((node, messages.decode(frames).body))
-        return True
-
-    send = send_control
-
-    def connect(self, node: str, endpoint: str) -> None:
-        pass
-
-    def take(self) -> list[tuple[str, dict[str, Any]]]:
-        sent, self.sent = self.sent, []
-        return sent
+def origin(node: str, inc: int = 1, port: int = 0, digest: str = "dg") -> Origin:
+    return Origin(node, f"tcp://10.0.0.1:{port or 1000 + len(node)}", None, "host-" + node, digest, inc=inc)
 
 
-def origin(node: str) -> Origin:
-    return Origin(node, f"tcp://10.0.0.1:{1000 + len(node)}", None, "host-" + node, "dg")
+def make_mesh(tmp_path: Path, clock: Clock | None = None, **kw: Any) -> Mesh:
+    """Node A's mesh and real router; ``clock`` is the router's (it still reads one: see README)."""
+    router_clock = clock or Clock(T0)
 
+    def make_router(remotes: Any) -> Router:
+        return Router(
+            "A",
+            Automaton(),
+            IdMaker("aaaaaaaa", seed=1),
+            FailedStore(tmp_path / "failed"),
+            WaitingRoom(100, 600.0),
+            remotes=remotes,
+            outputs=NoOutputs(),
+            clock=router_clock,
+        )
 
-def mesh_with_peer() -> tuple[Mesh, Links]:
-    links = Links()
-    clock = Clock()
-    peers = PeerTable(evasive_s=3 * HEARTBEAT_S, expired_s=10 * HEARTBEAT_S, clock=clock)
-    router = SimpleNamespace(replan=lambda force=False: None)
-    mesh = Mesh(
-        node_id="me",
-        host="host-me",
-        me=lambda: origin("me"),
+    return Mesh(
+        node_id="A",
+        host="host-A",
+        me=lambda: origin("A"),
         local_seeds=list,
         local_load=dict,
-        transport=links,
-        router=lambda remotes: router,
-        peers=peers,
-        learn=None,
-        forget=None,
+        router=make_router,
+        peers=PeerTable(evasive_s=3 * HEARTBEAT_S, expired_s=10 * HEARTBEAT_S),
         heartbeat_s=HEARTBEAT_S,
-        scheduler=Scheduler(clock),
-        clock=clock,
+        **kw,
     )
-    peer, _ = peers.heard("p", "tcp://10.0.0.1:1001", "hello")
+
+
+def hello(node: str, inc: int = 1, port: int = 0, reply: bool = False, seeds: tuple[Any, ...] = (WORK,)) -> list[bytes]:
+    summaries = [s.summary() for s in seeds]
+    return messages.encode(HELLO, origin(node, inc, port), seeds=summaries, peers=[], reply=reply)
+
+
+def sends(actions: list[Action], kind: SendKind | None = None) -> list[Send]:
+    return [a for a in actions if isinstance(a, Send) and (kind is None or a.kind is kind)]
+
+
+def said(actions: list[Action]) -> list[tuple[str, bytes, dict[str, Any]]]:
+    """(to whom, which message, its body) of every protocol message among ``actions``."""
+    out = []
+    for a in sends(actions):
+        if a.kind is not SendKind.PACKET:
+            msg = messages.decode(a.frames)
+            out.append((a.node, msg.kind, msg.body))
+    return out
+
+
+def with_peers(tmp_path: Path, *nodes: str, clock: Clock | None = None) -> Mesh:
+    """A mesh whose peers ``nodes`` said HELLO at T0, each running ``work``; the actions so far are taken."""
+    mesh = make_mesh(tmp_path, clock)
+    for node in nodes:
+        mesh.handle(hello(node), "", T0)
+    mesh.take_actions()
+    return mesh
+
+
+def packet(n: int = 1) -> Packet:
+    return Packet(f"s:{n}:0:1", T("RAW"), n, [], 64)
+
+
+# -- the shape: events with explicit times in, actions out -------------------------------------------------------
+
+
+def test_a_hello_asking_for_one_back_gets_a_hello_over_a_link_to_its_endpoint(tmp_path):
+    mesh = make_mesh(tmp_path)
+    assert mesh.take_actions() == []
+    mesh.handle(hello("B", reply=True), "", T0)
+    actions = mesh.take_actions()
+    assert actions[0] == Connect("B", "tcp://10.0.0.1:1001")  # the link comes before anything sent on it
+    assert [(to, kind, body["reply"]) for to, kind, body in said(actions)] == [("B", HELLO, False)]
+    assert mesh.peers.peer("B") is not None and mesh.router.automaton.nodes_of("work") == ["B"]
+    mesh.handle(hello("B"), "", T0 + 0.1)  # a HELLO that asks for nothing back gets nothing back
+    assert said(mesh.take_actions()) == []
+
+
+def test_timers_are_actions_with_times_and_stop_cancels_them(tmp_path):
+    mesh = with_peers(tmp_path, "B")
+    mesh.start(T0)
+    assert mesh.take_actions() == [SetTimer(HEARTBEAT, T0)]
+    mesh.on_timer(HEARTBEAT, T0)
+    actions = mesh.take_actions()
+    assert actions[-1] == SetTimer(HEARTBEAT, T0 + HEARTBEAT_S)
+    # B's beacons are not heard: it gets a PING asking for PINGs back ...
+    assert [(to, body["echo"]) for to, kind, body in said(actions) if kind == PING] == [("B", True)]
+    mesh.on_timer(HEARTBEAT, T0 + 1.2)  # (a late timer: the shell's loop was busy)
+    actions = mesh.take_actions()
+    # ... and, still unheard once settled (another subnet, say), a UDP beacon to its host as well.
+    assert SendBeacon("10.0.0.1") in actions and actions[-1] == SetTimer(HEARTBEAT, T0 + 1.2 + HEARTBEAT_S)
+    mesh.stop()
+    actions = mesh.take_actions()
+    assert actions[0] == CancelTimer(HEARTBEAT)
+    assert [(to, kind) for to, kind, _ in said(actions)] == [("B", BYE)]
+    mesh.on_timer(HEARTBEAT, T0 + HEARTBEAT_S)  # fired by a shell that had it queued already: nothing happens
+    assert mesh.take_actions() == []
+
+
+def test_a_silent_peers_heartbeat_makes_it_evasive_and_its_flights_go_to_another_replica(tmp_path):
+    clock = Clock(T0)
+    mesh = with_peers(tmp_path, "B", "C", clock=clock)
+    p = packet()
+    mesh.router.route(p)
+    [sent] = sends(mesh.take_actions(), SendKind.PACKET)
+    silent, other = sent.node, "C" if sent.node == "B" else "B"
+    assert sent.keys == ((p.id, "work"),) and mesh.inflight_counts() == {silent: 1}
+    t = T0 + 3 * HEARTBEAT_S + 0.01  # the silent one is not heard from for evasive_s
+    mesh.handle(messages.encode(PING, origin(other), load={}), "", t - 0.1)  # the other one is
+    clock.now = t
+    mesh.heartbeat(t)  # what the heartbeat timer does when it fires
+    actions = mesh.take_actions()
+    assert mesh.peers.peer(silent).state is Liveness.EVASIVE
+    assert [(a.node, a.keys) for a in sends(actions, SendKind.PACKET)] == [(other, ((p.id, "work"),))]
+    assert mesh.inflight_counts() == {other: 1} and mesh.counters["rerouted"] == 1
+
+
+def test_a_new_incarnation_gets_disconnect_and_connect_before_anything_is_sent_to_it(tmp_path):
+    mesh = with_peers(tmp_path, "B", "C")
+    for n in range(4):
+        mesh.router.route(packet(n))
+    mesh.take_actions()
+    assert sorted(mesh.inflight_counts().values()) == [2, 2]
+    mesh.on_origin(origin("B", inc=2, port=2002), "broadcast", T0 + 1)  # B restarted, on another port
+    actions = mesh.take_actions()
+    to_b = [a for a in actions if getattr(a, "node", "") == "B"]
+    assert to_b[:2] == [Disconnect("B"), Connect("B", "tcp://10.0.0.1:2002")]
+    assert [messages.decode(a.frames).kind for a in to_b[2:]] == [HELLO]
+    # What the old B had not acknowledged went to C at once, before B's successor was even greeted.
+    assert [a.node for a in sends(actions, SendKind.PACKET)] == ["C", "C"]
+    assert mesh.inflight_counts() == {"C": 4} and mesh.counters["restarts"] == 1
+
+
+def test_a_lost_ack_is_answered_again_when_the_sender_asks(tmp_path):
+    mesh = with_peers(tmp_path, "B")
+    runner = FakeRunner(spec("sink", ("RAW",)))
+    mesh.router.local["sink"] = runner  # type: ignore[assignment]
+    mesh.router.automaton.add("A", SeedInfo("sink", (T("RAW"),), ()))
+    p = packet()
+    mesh.on_packet(p, "sink", "B", T0 + 1)
+    assert runner.got == [p] and mesh.take_actions() == []  # held here: no ACK while the sink has it
+    mesh.router.on_outcome(Outcome(runner, runner.got.pop()))  # type: ignore[arg-type]
+    assert mesh.take_actions() == [SetTimer(ACKS, SOON)]  # the ACKs of this turn leave together
+    mesh.on_timer(ACKS, T0 + 1.001)
+    assert [(to, kind, body["acks"]) for to, kind, body in said(mesh.take_actions())] == [("B", ACK, [[p.id, "sink"]])]
+    # That ACK was lost. B asks after its timeout; A took the packet and is done with it: ACK again, no rerun.
+    mesh.handle(messages.encode(QUERY, origin("B"), ask=[[p.id, "sink"]]), "", T0 + 2.5)
+    assert [(kind, body["acks"], body["held"], body["unknown"]) for _, kind, body in said(mesh.take_actions())] == [
+        (ACK, [[p.id, "sink"]], [], [])
+    ]
+    mesh.on_packet(p, "sink", "B", T0 + 3)  # and the packet itself, sent again, is a duplicate: not run twice
+    assert runner.got == [] and mesh.counters["duplicates"] == 1
+
+
+def test_an_overdue_packet_is_asked_about_and_the_answer_ends_its_flight(tmp_path):
+    clock = Clock(T0)
+    mesh = with_peers(tmp_path, "B", clock=clock)
+    p = packet()
+    mesh.router.route(p)
+    actions = mesh.take_actions()
+    assert SetTimer(RETRANSMIT, T0 + RETRANSMIT_TICK_S) in actions
+    mesh.on_timer(RETRANSMIT, T0 + RETRANSMIT_TICK_S)  # not due yet: the timer is only set again
+    assert mesh.take_actions() == [SetTimer(RETRANSMIT, T0 + RETRANSMIT_TICK_S + RETRANSMIT_TICK_S)]
+    t = T0 + RTO_INITIAL_S + 0.01
+    mesh.on_timer(RETRANSMIT, t)
+    actions = mesh.take_actions()
+    assert [(to, kind, body["ask"]) for to, kind, body in said(actions)] == [("B", QUERY, [[p.id, "work"]])]
+    mesh.handle(messages.encode(ACK, origin("B"), acks=[[p.id, "work"]], held=[], unknown=[]), "", t + 0.01)
+    assert mesh.inflight_counts() == {}
+    mesh.on_timer(RETRANSMIT, t + RETRANSMIT_TICK_S)
+    assert mesh.take_actions() == []  # nothing in flight: no timer is set
+
+
+def test_a_packet_the_link_refused_goes_to_another_replica(tmp_path):
+    mesh = with_peers(tmp_path, "B", "C")
+    mesh.router.route(packet())
+    [refused] = sends(mesh.take_actions(), SendKind.PACKET)
+    mesh.on_unsent(refused, T0)  # its link's backlog was full: the shell says so
+    other = "C" if refused.node == "B" else "B"
+    assert [a.node for a in sends(mesh.take_actions(), SendKind.PACKET)] == [other]
+    assert mesh.inflight_counts() == {other: 1} and mesh.counters["unsent_packets"] == 1
+
+
+# -- which peers get a PING each heartbeat: only those that need one ---------------------------------------------
+
+
+def mesh_with_peer(tmp_path: Path) -> Mesh:
+    mesh = make_mesh(tmp_path)
+    peer, _ = mesh.peers.heard("p", "tcp://10.0.0.1:1001", "hello", T0)
     peer.seeds_digest = "dg"  # known, with the seeds its beacons announce
-    return mesh, links
+    return mesh
 
 
-def heartbeat(mesh: Mesh, load: dict[str, float], done: dict[str, int] | None = None) -> None:
-    mesh._ping("p", mesh.clock(), load, {}, only_if_needed=True, done=done or {})
+def heartbeat(mesh: Mesh, load: dict[str, float], done: dict[str, int] | None = None) -> list[tuple[str, Any]]:
+    mesh._ping("p", T0, load, {}, only_if_needed=True, done=done or {})
+    return [(to, body) for to, kind, body in said(mesh.take_actions()) if kind == PING]
 
 
-def test_a_peer_whose_beacons_we_hear_gets_no_ping_while_we_are_idle():
-    mesh, links = mesh_with_peer()
-    heartbeat(mesh, {"greet": 0.0})  # not heard by beacon yet: a PING, asking for PINGs back
-    assert links.take() == [("p", {**origin("me").fields(), "load": {"greet": 0.0}, "echo": True, "done": {}})]
-    mesh.on_origin(origin("p"), "broadcast")  # its beacon
-    heartbeat(mesh, {"greet": 0.0})
-    assert links.take() == []
+def test_a_peer_whose_beacons_we_hear_gets_no_ping_while_we_are_idle(tmp_path):
+    mesh = mesh_with_peer(tmp_path)
+    # Not heard by beacon yet: a PING, asking for PINGs back.
+    assert heartbeat(mesh, {"greet": 0.0}) == [
+        ("p", {**origin("A").fields(), "load": {"greet": 0.0}, "echo": True, "done": {}})
+    ]
+    mesh.on_origin(origin("p"), "broadcast", T0)  # its beacon
+    assert heartbeat(mesh, {"greet": 0.0}) == []
 
 
-def test_load_travels_while_busy_and_once_more_when_back_to_zero():
-    mesh, links = mesh_with_peer()
-    mesh.on_origin(origin("p"), "broadcast")
+def test_load_travels_while_busy_and_once_more_when_back_to_zero(tmp_path):
+    mesh = mesh_with_peer(tmp_path)
+    mesh.on_origin(origin("p"), "broadcast", T0)
+    pings = [heartbeat(mesh, load) for load in ({"greet": 2.0}, {"greet": 2.0}, {"greet": 0.0}, {"greet": 0.0})]
+    assert [[body["load"] for _, body in p] for p in pings] == [
+        [{"greet": 2.0}],
+        [{"greet": 2.0}],
+        [{"greet": 0.0}],
+        [],
+    ]
+
+
+def test_a_ping_the_link_refused_is_sent_at_the_next_heartbeat(tmp_path):
+    mesh = mesh_with_peer(tmp_path)
+    mesh.on_origin(origin("p"), "broadcast", T0)
     heartbeat(mesh, {"greet": 2.0})
-    heartbeat(mesh, {"greet": 2.0})
-    heartbeat(mesh, {"greet": 0.0})
-    heartbeat(mesh, {"greet": 0.0})
-    assert [body["load"] for _, body in links.take()] == [{"greet": 2.0}, {"greet": 2.0}, {"greet": 0.0}]
+    mesh._ping("p", T0, {"greet": 0.0}, {}, only_if_needed=True, done={})
+    [ping] = sends(mesh.take_actions())
+    mesh.on_unsent(ping, T0)  # the peer never learnt that we are idle again ...
+    assert [body["load"] for _, body in heartbeat(mesh, {"greet": 0.0})] == [{"greet": 0.0}]  # ... so it is told now
+    assert heartbeat(mesh, {"greet": 0.0}) == []
 
 
-def test_a_peer_that_does_not_hear_our_beacons_asks_and_gets_pings():
-    mesh, links = mesh_with_peer()
-    mesh.on_origin(origin("p"), "broadcast")
-    mesh.handle(messages.encode(PING, origin("p"), load={}, echo=True))
-    assert [node for node, _ in links.take()] == ["p"]  # answered at once
-    mesh.handle(messages.encode(PING, origin("p"), load={}, echo=True))
-    assert links.take() == []  # not twice: from now on the heartbeat pings it
-    heartbeat(mesh, {})
-    assert [(node, body["echo"]) for node, body in links.take()] == [("p", False)]
+def test_a_peer_that_does_not_hear_our_beacons_asks_and_gets_pings(tmp_path):
+    mesh = mesh_with_peer(tmp_path)
+    mesh.on_origin(origin("p"), "broadcast", T0)
+    mesh.handle(messages.encode(PING, origin("p"), load={}, echo=True), "", T0)
+    assert [to for to, _, _ in said(mesh.take_actions())] == ["p"]  # answered at once
+    mesh.handle(messages.encode(PING, origin("p"), load={}, echo=True), "", T0)
+    assert said(mesh.take_actions()) == []  # not twice: from now on the heartbeat pings it
+    assert [(to, body["echo"]) for to, body in heartbeat(mesh, {})] == [("p", False)]
 
 
-def test_seed_counts_travel_when_they_change_so_every_page_shows_the_whole_network():
-    mesh, links = mesh_with_peer()
-    mesh.on_origin(origin("p"), "broadcast")  # its beacons are heard: no ping needed for liveness
-    heartbeat(mesh, {"greet": 0.0}, {"greet": 5})
-    heartbeat(mesh, {"greet": 0.0}, {"greet": 5})  # unchanged: nothing to say
-    heartbeat(mesh, {"greet": 0.0}, {"greet": 9})
-    assert [body["done"] for _, body in links.take()] == [{"greet": 5}, {"greet": 9}]
-    mesh.handle(messages.encode(PING, origin("p"), load={}, done={"shout": 12}))
+def test_seed_counts_travel_when_they_change_so_every_page_shows_the_whole_network(tmp_path):
+    mesh = mesh_with_peer(tmp_path)
+    mesh.on_origin(origin("p"), "broadcast", T0)  # its beacons are heard: no ping needed for liveness
+    pings = [heartbeat(mesh, {"greet": 0.0}, done) for done in ({"greet": 5}, {"greet": 5}, {"greet": 9})]
+    assert [[body["done"] for _, body in p] for p in pings] == [[{"greet": 5}], [], [{"greet": 9}]]
+    mesh.handle(messages.encode(PING, origin("p"), load={}, done={"shout": 12}), "", T0)
     assert mesh.done_of("p") == {"shout": 12} and mesh.done_of("nobody") == {}
 
 
 def test_origins_that_never_answer_are_bounded_and_forgotten(tmp_path):
     from pumpkin.mesh import HELLO_GIVE_UP_S, MAX_UNANSWERED_ORIGINS
-    from tests.unit.fakenet import Net
 
-    net = Net(tmp_path)
-    a = net.add("A")
+    mesh = make_mesh(tmp_path)
     for i in range(MAX_UNANSWERED_ORIGINS + 50):  # made-up origins: nobody is there to answer
-        a.mesh.on_origin(Origin(f"ghost{i}", f"tcp://10.9.9.9:{1000 + i}", None, "h", "dg"), "broadcast")
-    assert len(a.mesh.remotes) == MAX_UNANSWERED_ORIGINS and a.mesh.counters["origins_ignored"] == 50
-    assert len(a.mesh.transport.links) == MAX_UNANSWERED_ORIGINS
-    net.clock.now += HELLO_GIVE_UP_S + 1
-    a.mesh.heartbeat()
-    assert a.mesh.remotes == {} and a.mesh.transport.links == {}
-    assert a.mesh.counters["origins_given_up"] == MAX_UNANSWERED_ORIGINS
+        mesh.on_origin(Origin(f"ghost{i}", f"tcp://10.9.9.9:{1000 + i}", None, "h", "dg"), "broadcast", T0)
+    assert len(mesh.peers) == MAX_UNANSWERED_ORIGINS and mesh.counters["origins_ignored"] == 50
+    assert len(mesh.links) == MAX_UNANSWERED_ORIGINS and mesh.peers.peers == {}
+    mesh.take_actions()
+    mesh.heartbeat(T0 + HELLO_GIVE_UP_S + 1)
+    assert len(mesh.peers) == 0 and mesh.links == {}
+    assert mesh.counters["origins_given_up"] == MAX_UNANSWERED_ORIGINS
+    assert sum(isinstance(a, Disconnect) for a in mesh.take_actions()) == MAX_UNANSWERED_ORIGINS
 
 
-def test_a_peers_load_is_what_its_last_ping_said_and_shows_in_its_summary():
-    mesh, _ = mesh_with_peer()
-    mesh.handle(messages.encode(PING, origin("p"), load={"greet": 2.5}, done={}))
+def test_a_peers_load_is_what_its_last_ping_said_and_shows_in_its_summary(tmp_path):
+    mesh = mesh_with_peer(tmp_path)
+    mesh.handle(messages.encode(PING, origin("p"), load={"greet": 2.5}, done={}), "", T0)
     peer = mesh.peers.peers["p"]
     assert peer.load == {"greet": 2.5} and mesh.load_of("p", "greet") == 2.5
-    assert mesh.peers.summaries()[0]["load"] == {"greet": 2.5}
-    mesh.handle(messages.encode(PING, origin("p"), load={}, done={}))  # idle again
+    assert mesh.peers.summaries(T0, 0.0)[0]["load"] == {"greet": 2.5}
+    mesh.handle(messages.encode(PING, origin("p"), load={}, done={}), "", T0)  # idle again
     assert peer.load == {} and mesh.load_of("p", "greet") == 0.0
 
 
@@ -140,8 +312,8 @@ def test_a_peer_says_how_it_was_found(tmp_path):
 
     net = Net(tmp_path)
     a, b, c = net.add("A"), net.add("B"), net.add("C")
-    a.mesh.on_origin(b.origin(), "broadcast")  # A hears B's beacon; B hears of A by A's HELLO
-    c.mesh.on_origin(a.origin(), "mdns")
+    a.mesh.on_origin(b.origin(), "broadcast", net.clock.now)  # A hears B's beacon; B hears of A by A's HELLO
+    c.mesh.on_origin(a.origin(), "mdns", net.clock.now)
     net.scheduler.run_for(0.05)
     assert a.peers.peers["B"].via == "broadcast" and b.peers.peers["A"].via == "hello"
     assert c.peers.peers["A"].via == "mdns"
@@ -151,72 +323,143 @@ def test_a_peer_says_how_it_was_found(tmp_path):
     assert c.peers.peers["B"].via == "gossip"
 
 
-def test_a_crashed_heartbeat_is_reported_counted_and_the_next_one_still_comes():
-    mesh, _ = mesh_with_peer()
-    reported: list[tuple[str, BaseException]] = []
-    mesh.report = lambda what, error: reported.append((what, error))
-    beats: list[float] = []
+def test_a_crashed_heartbeat_is_reported_counted_and_the_next_one_still_comes(tmp_path):
+    reported: list[tuple[str, str]] = []
+    mesh = make_mesh(tmp_path, report=lambda what, error: reported.append((what, str(error))))
 
-    def heartbeat() -> None:
-        beats.append(mesh.clock())
-        if len(beats) == 2:
-            raise RuntimeError("injected")
+    def crash(now: float) -> None:
+        raise RuntimeError("injected")
 
-    mesh.heartbeat = heartbeat  # type: ignore[method-assign]
-    mesh.start()
-    mesh.scheduler.run_for(4 * HEARTBEAT_S + 0.01)  # type: ignore[attr-defined]
-    assert len(beats) == 5  # at 0, 0.5 (crashed), 1.0, 1.5, 2.0: the timer was armed again
-    assert [(what, str(error)) for what, error in reported] == [("mesh heartbeat", "injected")]
-    assert mesh.counters["heartbeat_errors"] == 1
-    mesh.stop()
-    mesh.scheduler.run_for(4 * HEARTBEAT_S)  # type: ignore[attr-defined]
-    assert len(beats) == 5  # stopped: no more
+    mesh.heartbeat = crash  # type: ignore[method-assign]
+    mesh.start(T0)
+    mesh.take_actions()
+    mesh.on_timer(HEARTBEAT, T0)
+    assert mesh.take_actions() == [SetTimer(HEARTBEAT, T0 + HEARTBEAT_S)]  # set again all the same
+    assert reported == [("mesh heartbeat", "injected")] and mesh.counters["heartbeat_errors"] == 1
 
 
-def test_a_crashed_retransmit_round_is_reported_and_the_timer_armed_again():
-    mesh, _ = mesh_with_peer()
+def test_a_crashed_retransmit_round_is_reported_and_the_timer_set_again(tmp_path):
     reported: list[str] = []
+    mesh = with_peers(tmp_path, "B")
     mesh.report = lambda what, error: reported.append(what)
-    rounds: list[float] = []
+    mesh.router.route(packet())
+    mesh.take_actions()
 
-    def retransmit() -> bool:
-        rounds.append(mesh.clock())
-        if len(rounds) == 1:
-            raise RuntimeError("injected")
-        return len(rounds) < 3
+    def crash(now: float) -> bool:
+        raise RuntimeError("injected")
 
-    mesh.retransmit = retransmit  # type: ignore[method-assign]
-    mesh._arm_retransmit()
-    mesh.scheduler.run_for(10.0)  # type: ignore[attr-defined]
-    assert len(rounds) == 3 and reported == ["mesh retransmit"]
-    assert mesh.counters["retransmit_errors"] == 1
+    mesh.retransmit = crash  # type: ignore[method-assign]
+    mesh.on_timer(RETRANSMIT, T0 + RETRANSMIT_TICK_S)
+    assert mesh.take_actions() == [SetTimer(RETRANSMIT, T0 + RETRANSMIT_TICK_S + RETRANSMIT_TICK_S)]
+    assert reported == ["mesh retransmit"] and mesh.counters["retransmit_errors"] == 1
 
 
-def test_a_known_beacon_does_constant_work_no_replan_and_no_message():
-    mesh, links = mesh_with_peer()
+# -- the driver: a shell doing the actions at once, feeding refusals and timers back --------------------------
+
+
+class RefusingLinks:
+    """Links that take nothing for the nodes in ``full`` (their backlog is full) and record what they take."""
+
+    def __init__(self, *full: str) -> None:
+        self.full = set(full)
+        self.taken: list[tuple[str, str, bytes]] = []  # (how, node, first frame)
+        self.connected: dict[str, str] = {}
+
+    def connect(self, node: str, endpoint: str) -> None:
+        self.connected[node] = endpoint
+
+    def disconnect(self, node: str) -> None:
+        self.connected.pop(node, None)
+
+    def _take(self, how: str, node: str, frames: list[bytes]) -> bool:
+        if node in self.full:
+            return False
+        self.taken.append((how, node, bytes(frames[0])))
+        return True
+
+    def send(self, node: str, frames: list[bytes]) -> bool:
+        return self._take("message", node, frames)
+
+    def send_packet(self, node: str, frames: list[bytes]) -> bool:
+        return self._take("packet", node, frames)
+
+    def send_control(self, node: str, frames: list[bytes]) -> bool:
+        return self._take("control", node, frames)
+
+
+def driven(tmp_path: Path, links: RefusingLinks) -> tuple[MeshDriver, Scheduler]:
+    clock = Clock(T0)
+    scheduler = Scheduler(clock)
+    driver = MeshDriver(
+        links=links, scheduler=scheduler, clock=clock, mesh=lambda wake: make_mesh(tmp_path, clock, wake=wake)
+    )
+    for node in ("B", "C"):
+        driver.mesh.handle(hello(node), "", T0)
+    return driver, scheduler
+
+
+def test_the_driver_sends_at_once_and_a_refused_packet_goes_to_the_other_replica_in_the_same_run(tmp_path):
+    links = RefusingLinks("B")
+    driver, _ = driven(tmp_path, links)
+    mesh = driver.mesh
+    for n in range(4):
+        mesh.router.route(packet(n))
+    assert mesh.take_actions() == []  # all done already, as they came
+    assert [node for how, node, _ in links.taken if how == "packet"] == ["C"] * 4
+    assert mesh.inflight_counts() == {"C": 4} and mesh.counters["unsent_packets"] >= 1
+    assert links.connected == {"B": "tcp://10.0.0.1:1001", "C": "tcp://10.0.0.1:1001"}
+
+
+def test_the_driver_fires_timers_and_a_refused_ping_is_sent_at_the_next_heartbeat(tmp_path):
+    links = RefusingLinks()
+    driver, scheduler = driven(tmp_path, links)
+    mesh = driver.mesh
+    mesh.on_origin(origin("B"), "broadcast", T0)  # B's beacons are heard: B needs no PING while we are idle ...
+    mesh.start(T0)
+    scheduler.run_for(0.01)
+    links.taken.clear()
+    links.full.add("B")
+    mesh.local_load = lambda: {"greet": 1.0}  # ... but busy, we tell everyone our load, and B's link is full
+    scheduler.run_for(HEARTBEAT_S)
+    assert mesh.peers.peer("B").ping_unsent and mesh.counters["unsent"] >= 1
+    links.full.clear()
+    mesh.local_load = dict  # idle again: B still has to hear it, once
+    mesh.on_origin(origin("B"), "broadcast", T0 + HEARTBEAT_S)
+    scheduler.run_for(HEARTBEAT_S)
+    assert ("control", "B", PING) in links.taken and not mesh.peers.peer("B").ping_unsent
+    driver.halt()
+    assert driver.timers == {}
+
+
+# -- an idle LAN: beacons of known peers cost nothing (issue 14's idle cost) -----------------------------------
+
+
+def test_a_known_beacon_does_constant_work_no_replan_and_no_message(tmp_path):
+    mesh = with_peers(tmp_path, "B")
     replans: list[bool] = []
-    mesh.router = SimpleNamespace(replan=lambda force=False: replans.append(force))
-    mesh.on_origin(origin("p"), "broadcast")
-    links.take()
-    remotes, counters = len(mesh.remotes), dict(mesh.counters)
+    mesh.router.replan = lambda force=False: replans.append(force)  # type: ignore[method-assign]
+    mesh.on_origin(origin("B"), "broadcast", T0 + 0.1)
+    mesh.take_actions()
+    peers, counters = len(mesh.peers.entries), dict(mesh.counters)
     for seq in range(1, 1001):  # the same incarnation and seeds digest, as every beacon of an idle peer
-        mesh.on_origin(Origin(**{**origin("p").__dict__, "seq": seq}), "broadcast")
-    assert replans == [] and links.take() == []
-    assert len(mesh.remotes) == remotes and dict(mesh.counters) == counters
-    assert mesh.peers.peers["p"].last_heard == mesh.clock()
+        mesh.on_origin(Origin(**{**origin("B").__dict__, "seq": seq}), "broadcast", T0 + 0.2)
+    assert replans == [] and mesh.take_actions() == []
+    assert len(mesh.peers.entries) == peers and dict(mesh.counters) == counters
+    peer = mesh.peers.peer("B")
+    assert peer is not None and peer.last_heard == T0 + 0.2
 
 
-def test_a_peer_first_heard_of_by_gossip_is_not_gossiped_about_once_its_beacons_are_heard():
-    mesh, links = mesh_with_peer()
-    mesh._remote("p").found_via = "gossip"  # news of it came in another peer's HELLO
-    mesh.on_origin(origin("p"), "broadcast")  # then its own beacons: the whole LAN hears it
-    for _ in range(3 * mesh_gossip_heartbeats()):
-        mesh.on_origin(origin("p"), "broadcast")
-        mesh.heartbeat()
-    assert [body for _, body in links.take() if "seeds" in body] == []  # no HELLO re-announcing what we know
-
-
-def mesh_gossip_heartbeats() -> int:
+def test_a_peer_first_heard_of_by_gossip_is_not_gossiped_about_once_its_beacons_are_heard(tmp_path):
     from pumpkin.mesh import GOSSIP_HEARTBEATS
 
-    return GOSSIP_HEARTBEATS
+    mesh = with_peers(tmp_path, "B")
+    peer = mesh.peers.peer("B")
+    assert peer is not None
+    peer.found_via = "gossip"  # news of it came in another peer's HELLO
+    mesh.start(T0)
+    now = T0
+    for _ in range(3 * GOSSIP_HEARTBEATS):
+        mesh.on_origin(origin("B"), "broadcast", now)  # then its own beacons: the whole LAN hears it
+        mesh.on_timer(HEARTBEAT, now)
+        now += HEARTBEAT_S
+    assert [body for _, kind, body in said(mesh.take_actions()) if kind == HELLO] == []  # no HELLO re-announcing

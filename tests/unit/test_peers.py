@@ -1,36 +1,34 @@
 from pumpkin.peers import Liveness, PeerTable
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_alive_evasive_expired_and_revival():
-    clock = Clock()
-    table = PeerTable(evasive_s=1.5, expired_s=5.0, clock=clock)
-    peer, new = table.heard("b", "tcp://b:1", "broadcast")
+    table = PeerTable(evasive_s=1.5, expired_s=5.0)
+    peer, new = table.heard("b", "tcp://b:1", "broadcast", now=0.0)
     assert new and peer.state is Liveness.ALIVE
-    clock.now = 1.0
-    assert table.sweep() == ([], [])
-    clock.now = 2.0
-    evasive, expired = table.sweep()
+    assert table.sweep(now=1.0) == ([], [])
+    evasive, expired = table.sweep(now=2.0)
     assert [p.node_id for p in evasive] == ["b"] and not expired
-    assert table.sweep() == ([], [])  # reported once
-    _, revived = table.heard("b", "", "ping")
+    assert table.sweep(now=2.0) == ([], [])  # reported once
+    _, revived = table.heard("b", "", "ping", now=2.5)
     assert revived and table.peers["b"].state is Liveness.ALIVE and table.peers["b"].endpoint == "tcp://b:1"
-    clock.now = 7.5
-    evasive, expired = table.sweep()
-    assert [p.node_id for p in expired] == ["b"] and "b" not in table.peers
+    evasive, expired = table.sweep(now=7.5)
+    assert [p.node_id for p in expired] == ["b"] and expired[0].state is Liveness.EXPIRED
+    table.leave("b")  # the mesh drops it once what was in flight to it is routed again
+    assert table.get("b") is None
+
+
+def test_one_entry_per_node_greeted_first_then_a_peer():
+    table = PeerTable(1.0, 2.0)
+    greeted = table.entry("b", now=0.0, inc=7)  # heard of, said HELLO: not a peer yet
+    assert table.peers == {} and table.peer("b") is None and table.summaries(0.0, 100.0) == []
+    assert table.sweep(now=10.0) == ([], [])  # liveness is for peers only
+    peer, new = table.heard("b", "tcp://b:1", "mdns", now=1.0)  # its HELLO came
+    assert peer is greeted and new and peer.inc == 7 and table.peer("b") is peer
 
 
 def test_goodbye_removes_at_once_and_summaries():
-    clock = Clock()
-    table = PeerTable(1.0, 2.0, clock=clock)
-    table.heard("b", "tcp://b:1", "mdns")
-    clock.now = 0.5
-    (s,) = table.summaries()
-    assert (s["id"], s["state"], s["via"], s["last_heard_s_ago"]) == ("b", "alive", "mdns", 0.5)
-    assert table.leave("b") is not None and table.summaries() == []
+    table = PeerTable(1.0, 2.0)
+    table.heard("b", "tcp://b:1", "mdns", now=0.0)
+    (s,) = table.summaries(now=0.5, now_wall=100.5)
+    assert (s["id"], s["state"], s["via"], s["last_heard_s_ago"], s["last_heard"]) == ("b", "alive", "mdns", 0.5, 100)
+    assert table.leave("b") is not None and table.summaries(0.5, 100.5) == [] and len(table) == 0

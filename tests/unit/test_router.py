@@ -45,7 +45,7 @@ class FakeRemotes:
         self.send = lambda node, seed, p: False
         self.room = lambda node, seed: True
 
-    def send_packet(self, node, seed, packet) -> bool:
+    def send_packet(self, node, seed, packet, now) -> bool:
         return self.send(node, seed, packet)
 
     def load_of(self, node, seed) -> float:
