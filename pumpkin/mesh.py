@@ -534,11 +534,10 @@ class Mesh:
         remote = self.peers.peer(node)
         if remote is None:
             return
-        if via in LAN_WIDE:
-            if remote.found_via not in LAN_WIDE:
-                # First heard of by gossip (or a PING), now by the LAN itself: no need to gossip about it every
-                # GOSSIP_HEARTBEATS (a HELLO with our whole peer list to every peer: the bulk of idle traffic).
-                remote.found_via = via
+        if via in LAN_WIDE and remote.found_via not in LAN_WIDE:
+            # First heard of by gossip (or a PING), now by the LAN itself: no need to gossip about it every
+            # GOSSIP_HEARTBEATS (a HELLO with our whole peer list to every peer: the bulk of idle traffic).
+            remote.found_via = via
         if via in ("broadcast", "direct"):
             remote.beacon_at = now
             if via == "direct":

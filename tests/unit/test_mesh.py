@@ -457,7 +457,9 @@ def test_a_peer_first_heard_of_by_gossip_is_not_gossiped_about_once_its_beacons_
     assert peer is not None
     peer.found_via = "gossip"  # news of it came in another peer's HELLO
     mesh.start(T0)
-    now = T0
+    mesh.on_timer(HEARTBEAT, T0)  # B, new to us by its own HELLO, is announced to the others once: as it should
+    mesh.take_actions()
+    now = T0 + HEARTBEAT_S
     for _ in range(3 * GOSSIP_HEARTBEATS):
         mesh.on_origin(origin("B"), "broadcast", now)  # then its own beacons: the whole LAN hears it
         mesh.on_timer(HEARTBEAT, now)
