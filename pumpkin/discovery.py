@@ -26,33 +26,19 @@ from typing import Any
 
 import orjson
 
+from .beacons import Beacons, OnOrigin, Rejects
 from .membership import Membership
-from .messages import MessageError, Origin, decode_beacon, encode_beacon, origin_from
+from .messages import MessageError, Origin, origin_from
 from .supervisor import Spawn, unsupervised
 
 log = logging.getLogger(__name__)
 
-OnOrigin = Callable[[Origin, str], None]
 MDNS_TYPE = "_pumpkin._tcp.local."
 MDNS_RESOLVE_MS = 3000
 
 
-class _Rejects:
-    """Counts bad input and logs the first of each kind loudly, the rest quietly."""
-
-    def __init__(self) -> None:
-        self.rejected = 0
-        self._seen: set[str] = set()
-
-    def reject(self, what: str, why: str) -> None:
-        self.rejected += 1
-        key = why.split(":")[0]
-        (log.warning if key not in self._seen else log.debug)("ignored %s: %s", what, why)
-        self._seen.add(key)
-
-
-class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
-    """Sends and hears UDP beacons."""
+class BeaconDiscovery(asyncio.DatagramProtocol, Beacons):
+    """Sends and hears UDP beacons (what they say and mean is ``Beacons``', shared with the simulator)."""
 
     def __init__(
         self,
@@ -68,17 +54,12 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
         """``membership``: seal our beacons and accept only members' (a keyed network), or None (open);
         ``spawn`` starts the beacon loop (restarted if it crashes)."""
         self._spawn = spawn
-        _Rejects.__init__(self)
-        self.membership = membership
-        self._seq = 0
+        Beacons.__init__(self, beacon, on_origin, membership, {h for h, _ in unicasts})
         self.port = port
         self.broadcasts = broadcasts
         self.unicasts = unicasts
-        self._beacon = beacon
-        self._on_origin = on_origin
         self.interval_s = interval_s
         self.sent = 0
-        self.received = 0
         self._transport: asyncio.DatagramTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._send_errors: set[str] = set()
@@ -108,14 +89,7 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
     def _send(self, targets: list[tuple[str, int]], bye: bool = False, direct: bool = False) -> None:
         if self._transport is None:
             return
-        origin = self._beacon()
-        origin.bye = bye
-        origin.direct = direct
-        self._seq += 1
-        origin.seq = self._seq
-        if origin.pk and origin.tcp:
-            origin.ipc = None  # a path on our host is no stranger's business: it travels in the encrypted HELLO
-        data = encode_beacon(origin, self.membership)
+        data = self.datagram(bye, direct)
         for target in targets:
             try:
                 self._transport.sendto(data, target)
@@ -131,13 +105,7 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
             await asyncio.sleep(self.interval_s)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.received += 1
-        try:
-            origin = decode_beacon(data, self.membership)
-        except MessageError as exc:
-            self.reject(f"datagram from {addr[0]}", str(exc))
-            return
-        self._on_origin(origin, "broadcast" if addr[0] not in {h for h, _ in self.unicasts} else "supernode")
+        self.on_datagram(data, addr[0])
 
     def error_received(self, exc: Exception) -> None:
         log.debug("beacon socket: %s", exc)
@@ -151,7 +119,7 @@ class BeaconDiscovery(asyncio.DatagramProtocol, _Rejects):
             self._transport.close()
 
 
-class MdnsDiscovery(_Rejects):
+class MdnsDiscovery(Rejects):
     """Registers this node with zeroconf and browses for others."""
 
     def __init__(self, addresses: list[str], advertise: str, origin: Callable[[], Origin], on_origin: OnOrigin) -> None:
@@ -253,7 +221,7 @@ class MdnsDiscovery(_Rejects):
         await self._azc.async_close()
 
 
-class LocalDiscovery(_Rejects):
+class LocalDiscovery(Rejects):
     """A folder where the daemons of one host and network namespace leave their cards."""
 
     def __init__(

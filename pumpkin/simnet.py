@@ -2,9 +2,17 @@
 running real seed code (modern and original-format) synchronously, with a history of every packet event and
 checkers over it. Only the I/O is simulated; custody, retransmission, incarnations and routing are the daemon's.
 
+Discovery is the daemon's too, for nodes added ``live``: each sends a UDP beacon (``beacons.Beacons``, as
+``discovery.BeaconDiscovery`` does) every heartbeat as one broadcast to every node of its subnet (``Net.subnet``),
+which each receiver may lose (the link's loss) or not hear (a partition), and which each turns into
+``mesh.on_origin`` by the same code as the daemon; the mesh's heartbeats run, so peers that stop hearing each other
+turn evasive and expire, and a static peer (``static_peers``) or gossip reaches a node on another subnet. A
+broadcast reaches its whole subnet after one latency draw; a sender does not hear its own.
+
 History notes written here (``Record.kind == "note"``, ``msg``): ``seeds`` (a node's seeds and their inputs),
 ``inject`` (a packet entering the network), ``run`` (a seed ran on a packet), ``sink`` (an extractor took a
-packet), ``ack`` (an ACK frame went on the wire); the wire itself writes ``send``, ``deliver`` and ``drop``.
+packet), ``ack`` (an ACK frame went on the wire); the wire itself writes ``send``, ``deliver`` and ``drop``
+(a beacon broadcast is one ``send`` of kind ``beacon`` with no receiver, and one ``drop`` per receiver that lost it).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import Any
 from . import legacy, messages, tags
 from . import packet as codec
 from .automaton import Automaton, SeedInfo
+from .beacons import Beacons, seeds_digest
 from .failed import FailedStore
 from .loader import load
 from .mesh import Mesh
@@ -44,6 +53,9 @@ log = logging.getLogger(__name__)
 T = tags.parse
 HEARTBEAT_S = 0.5
 START_S = 1000.0  # virtual time starts well past 0, as a monotonic clock does
+STATIC_PORT = 7900  # a node others name as a static peer listens on a fixed port, as ``--endpoint.tcp_port`` gives
+BEACON = "beacon"
+DEFAULT_SUBNET = "lan"
 RUN_S = 0.001  # a seed run's virtual duration unless the scenario says otherwise
 ACK = b"PMKA"
 
@@ -201,15 +213,23 @@ class Node:
     outputs: FakeOutputs
     runners: dict[str, FakeRunner] = field(default_factory=dict)
     alive: bool = True
+    port: int = 0
+    digest: str = "dg"
+    beacons: Beacons | None = None  # a live node's beacon discovery
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp://{self.id}:{self.port}"
 
     def origin(self) -> Origin:
-        return Origin(self.id, f"tcp://{self.id}:{self.inc % 65536}", None, f"host-{self.id}", "dg", inc=self.inc)
+        return Origin(self.id, self.endpoint, None, f"host-{self.id}", self.digest, inc=self.inc)
 
     def _attach(self, runner: FakeRunner) -> FakeRunner:
         s = runner.spec
         self.runners[s.name] = runner
         self.router.local[s.name] = runner  # type: ignore[assignment]
         self.router.automaton.add(self.id, SeedInfo(s.name, s.inputs, s.outputs))
+        self.digest = seeds_digest([r.spec.summary() for r in self.runners.values()])
         self.router.replan()
         self.net.note("seeds", self.id, seed=s.name, inputs=[str(t) for t in s.inputs])
         return runner
@@ -283,6 +303,10 @@ class Net:
         self.history = history if history is not None else History()
         self.wire = Wire(self.scheduler, random.Random(seed), self.history, link or Link(Fixed(latency_s)))
         self.nodes: dict[str, Node] = {}
+        self.endpoints: dict[str, str] = {}  # endpoint -> the live node listening there
+        self.subnet: dict[str, str] = {}  # node -> its broadcast domain (absent: DEFAULT_SUBNET)
+        self.fixed_ports: set[str] = set()  # nodes listening on STATIC_PORT (others named them as static peers)
+        self._members: dict[str, list[str]] | None = None  # subnet -> live nodes with beacons, in order of adding
         self.links: dict[str, Links] = {}
         self.incs: Counter[str] = Counter()
         self.tx = True  # extractors write a tx folder, which a restart keeps (as the daemon's does)
@@ -293,8 +317,11 @@ class Net:
     def note(self, name: str, node: str, **data: Any) -> None:
         self.history.add(Record(self.clock.now, "note", node, msg=name, data=data))
 
-    def add(self, node_id: str, inc: int | None = None) -> Node:
-        """A node (a fresh incarnation when ``node_id`` existed: the old one's memory is gone)."""
+    def add(
+        self, node_id: str, inc: int | None = None, *, live: bool = False, static_peers: Iterable[str] = ()
+    ) -> Node:
+        """A node (a fresh incarnation when ``node_id`` existed: the old one's memory is gone). ``live``: it
+        beacons and runs its heartbeats, as a started daemon does; ``static_peers``: endpoints it greets."""
         inc = inc if inc is not None else self.incs[node_id] + 1
         self.incs[node_id] = max(self.incs[node_id], inc)
         automaton = Automaton()
@@ -347,10 +374,85 @@ class Net:
             heartbeat_s=HEARTBEAT_S,
             scheduler=self.scheduler,
             clock=self.clock,
+            static_peers=tuple(static_peers),
+            beacon_to=(lambda host: self.beacon_to(node_id, host)) if live else None,
         )
-        node = holder["node"] = Node(self, node_id, inc, mesh.router, mesh, peers, outputs)  # type: ignore[arg-type]
+        port = STATIC_PORT if node_id in self.fixed_ports else inc % 65536
+        node = Node(self, node_id, inc, mesh.router, mesh, peers, outputs, port=port)  # type: ignore[arg-type]
+        holder["node"] = node
         self.nodes[node_id] = node
+        self.endpoints[node.endpoint] = node_id
+        if live:
+            node.beacons = Beacons(node.origin, mesh.on_origin)
+            self._members = None
+            mesh.start()
+            # Daemons start at different moments: each beacons on a phase of its own.
+            self.scheduler.call_later(self.wire.rng.uniform(0, HEARTBEAT_S), lambda: self._beacon(node))
         return node
+
+    # -- discovery --------------------------------------------------------------------------------------------------
+
+    def _beacon(self, node: Node) -> None:
+        """The node's beacon loop (``BeaconDiscovery``'s): a broadcast every heartbeat while it lives."""
+        if not node.alive:
+            return
+        self.broadcast(node)
+        self.scheduler.call_later(HEARTBEAT_S, lambda: self._beacon(node))
+
+    def members(self, subnet: str) -> list[str]:
+        """The live nodes with beacons in ``subnet``."""
+        if self._members is None:
+            self._members = {}
+            for n in self.nodes.values():
+                if n.beacons is not None:
+                    self._members.setdefault(self.subnet.get(n.id, DEFAULT_SUBNET), []).append(n.id)
+        return self._members.get(subnet, [])
+
+    def broadcast(self, node: Node) -> None:
+        """One beacon from ``node`` to every other node of its subnet that the partition lets hear it."""
+        assert node.beacons is not None
+        data = node.beacons.datagram()
+        src, wire, history = node.id, self.wire, self.history
+        subnet = self.subnet.get(src, DEFAULT_SUBNET)
+        mid = next(wire._ids)
+        wire.sent += 1
+        history.add(Record(self.clock.now, "send", src, "", BEACON, mid, data={"subnet": subnet}))
+
+        def land() -> None:
+            now, rng, links, default = self.clock.now, wire.rng, wire.links, wire.default
+            for dst in self.members(subnet):
+                if dst == src:
+                    continue
+                why = ""
+                if wire.cut(src, dst):
+                    why = "partition"
+                else:
+                    loss = links.get((src, dst), default).loss
+                    if loss and rng.random() < loss:
+                        why = "loss"
+                if why:
+                    history.add(Record(now, "drop", src, dst, BEACON, mid, why))
+                    continue
+                wire.delivered += 1
+                beacons = self.nodes[dst].beacons
+                assert beacons is not None
+                beacons.on_datagram(data, src)
+
+        self.scheduler.call_later(wire.default.latency.sample(wire.rng), land)
+
+    def beacon_to(self, src: str, host: str) -> None:
+        """A beacon from ``src`` to the node at ``host`` alone (``Mesh``'s ``beacon_to``): a unicast datagram."""
+        node = self.nodes.get(src)
+        if node is None or node.beacons is None:
+            return
+        data = node.beacons.datagram(direct=True)
+
+        def arrive() -> None:
+            target = self.nodes.get(host)
+            if target is not None and target.beacons is not None:
+                target.beacons.on_datagram(data, src)
+
+        self.wire.send(src, host, BEACON, {}, arrive)
 
     def introduce(self, a: Node, b: Node) -> None:
         """``a`` hears of ``b`` (as by a beacon)."""
@@ -368,6 +470,8 @@ class Net:
         """The node dies: nothing reaches it, it sends nothing, its timers never fire."""
         node = self.nodes.pop(node_id)
         node.alive = False
+        self.endpoints.pop(node.endpoint, None)
+        self._members = None
         node.mesh._stopped = True
         for timer in (node.mesh._beat, node.mesh._tick):
             if timer is not None:
@@ -426,9 +530,9 @@ class Links:
         if endpoint is None:
             return False
         self.log.append((bytes(frames[0]).decode(), node, endpoint))
-        target = self.net.nodes.get(node)
-        if target is not None and target.origin().tcp == endpoint:
-            self.net.deliver(self.owner, node, frames)  # a link to an old endpoint reaches nobody
+        target = self.net.endpoints.get(endpoint)
+        if target is not None:
+            self.net.deliver(self.owner, target, frames)  # a link to an old endpoint reaches nobody
         return True
 
     send = _send

@@ -6,10 +6,11 @@ A scenario (paths are relative to the file)::
     duration: 20            # virtual seconds
     run_s: 0.001            # a seed run's virtual duration
     tx: true                # extractors keep a tx folder across restarts (false: a sink forgets what it took)
-    beacon_s: 1.0           # how often every node hears every other's beacon (rediscovery after faults)
     link: {latency: 0.001, jitter: 0.0, loss: 0.0}     # every link, unless ``links`` says otherwise
     links: [{a: A, b: B, latency: 0.01, loss: 0.2}]
     nodes: {A: [seeds/helloworld/inject.py], B: [seeds/helloworld/greet.py], C: [seeds/helloworld/extract.py]}
+    subnets: {lan1: [A, B], lan2: [C]}   # broadcast domains (default: one for all); beacons stay inside one
+    peers: {C: [B]}                      # static peers: C greets B (which then listens on a fixed port)
     faults:
       - {at: 2, crash: B}
       - {at: 4, restart: B}           # a new incarnation on a new endpoint, its memory gone
@@ -38,10 +39,11 @@ from .errors import PumpkinError
 from .sim.check import Checker, Violation, check
 from .sim.history import History
 from .sim.links import Fixed, Link, Uniform
-from .simnet import CHECKERS, RUN_S, Net, Node
+from .simnet import CHECKERS, RUN_S, STATIC_PORT, Net, Node
 
-BEACON_S = 1.0
-SETTLE_S = 0.05  # HELLOs are exchanged before the first injection
+#: Scenario times count from here: every node has beaconed once and HELLOs have been exchanged (each node's
+#: first beacon comes within a heartbeat of its start).
+SETTLE_S = 1.0
 
 
 class ScenarioError(PumpkinError):
@@ -114,22 +116,25 @@ class Run:
             self.net.wire.set_link(str(spec["a"]), str(spec["b"]), _link(spec, self.net.wire.default))
         self.start = self.net.clock.now
         self.faults: list[str] = []
+        names = set(scenario["nodes"])
+        for subnet, members in (scenario.get("subnets") or {}).items():
+            for name in _names(members, names, f"subnets.{subnet}"):
+                self.net.subnet[name] = str(subnet)
+        self.static: dict[str, list[str]] = {}
+        for name, targets in (scenario.get("peers") or {}).items():
+            [name] = _names([name], names, "peers")
+            self.static[name] = _names(targets, names, f"peers.{name}")
+            self.net.fixed_ports.update(self.static[name])
 
     def boot(self, name: str) -> Node:
-        node = self.net.add(name)
+        """Start ``name`` (a new incarnation if it ran before): its seeds load, it beacons and greets its peers."""
+        statics = [f"tcp://{peer}:{STATIC_PORT}" for peer in self.static.get(name, [])]
+        node = self.net.add(name, live=True, static_peers=statics)
         node.load_seeds(self.scenario["nodes"][name], self.run_s)
         return node
 
     def at(self, t: float, what: Callable[[], object]) -> None:
         self.net.scheduler.call_at(self.start + SETTLE_S + t, what)
-
-    def beacons(self) -> None:
-        """Every node hears every other node's beacon (unless the partition or a crash keeps it out)."""
-        wire, nodes = self.net.wire, list(self.net.nodes.values())
-        for a in nodes:
-            for b in nodes:
-                if a is not b and not wire.cut(b.id, a.id):
-                    self.net.introduce(a, b)
 
     def crash(self, name: str) -> None:
         if name in self.net.nodes:
@@ -138,7 +143,6 @@ class Run:
     def restart(self, name: str) -> None:
         self.crash(name)
         self.boot(name)
-        self.beacons()
 
     def set_loss(self, loss: float) -> None:
         wire = self.net.wire
@@ -178,18 +182,24 @@ class Run:
 
             self.at(t0 + i * gap, go)
 
-    def run(self, duration_s: float, beacon_s: float) -> None:
-        nodes = [self.boot(name) for name in self.scenario["nodes"]]
-        self.net.meet(*nodes)
-        self.start = self.net.clock.now - SETTLE_S
+    def run(self, duration_s: float) -> None:
+        """Boot every node, find each other by beacons (``SETTLE_S``), then the faults and injections."""
+        for name in self.scenario["nodes"]:
+            self.boot(name)
         for spec in self.scenario.get("faults") or []:
             self.fault(spec)
         for spec in self.scenario.get("inject") or []:
             self.injection(spec)
-        end = self.net.clock.now + duration_s
-        while self.net.clock.now < end:
-            self.net.scheduler.run(min(end, self.net.clock.now + beacon_s))
-            self.beacons()
+        self.net.scheduler.run(self.start + SETTLE_S + duration_s)
+
+
+def _names(raw: Any, known: set[str], where: str) -> list[str]:
+    """Node names listed under ``where``, each one a node of the scenario (ScenarioError otherwise)."""
+    names = [raw] if isinstance(raw, str) else list(raw or [])
+    unknown = [str(n) for n in names if str(n) not in known]
+    if unknown:
+        raise ScenarioError(f"{where}: no node called {', '.join(unknown)} in 'nodes'")
+    return [str(n) for n in names]
 
 
 def randomise(run: Run, rng: random.Random, duration_s: float) -> list[str]:
@@ -231,6 +241,6 @@ def run(
     with tempfile.TemporaryDirectory(prefix="pmk-sim-") as tmp:
         r = Run(scenario, seed, Path(tmp))
         drawn = randomise(r, random.Random(seed), duration) if faults else []
-        r.run(duration, float(scenario.get("beacon_s", BEACON_S)))
+        r.run(duration)
     history = r.net.history
     return Result(seed, history, check(history, (*CHECKERS, *checkers)), drawn, time.perf_counter() - began)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,89 @@ def test_a_legacy_injector_seed_runs_in_the_simulation():
 
 def test_checkers_are_exported():
     assert exactly_once in CHECKERS
+
+
+# --- discovery: real beacons on the simulated wire ---------------------------------------------------------------
+
+
+def run_probed(scenario: dict, probes: dict[float, Callable[[simrun.Run], object]], tmp: Path) -> simrun.Result:
+    """Run ``scenario``, calling each probe at its scenario time with the run (to look at the nodes then)."""
+    r = simrun.Run(scenario, int(scenario["seed"]), tmp)
+    for t, probe in probes.items():
+        r.at(t, lambda probe=probe: probe(r))
+    r.run(float(scenario["duration"]))
+    return simrun.Result(r.seed, r.net.history, check(r.net.history, CHECKERS))
+
+
+def states(r: simrun.Run, node: str) -> dict[str, str]:
+    """What ``node`` thinks of its peers: id -> alive / evasive."""
+    return {p.node_id: p.state.value for p in r.net.nodes[node].peers.peers.values()}
+
+
+def two_subnets(**extra: object) -> dict:
+    """A injects on lan1, B extracts on lan1, C (the only greeter) alone on lan2."""
+    scenario = {
+        "seed": 5,
+        "duration": 10,
+        "nodes": {"A": [], "B": [SEEDS / "extract.py"], "C": [SEEDS / "greet.py"]},
+        "subnets": {"lan1": ["A", "B"], "lan2": ["C"]},
+        "inject": [{"node": "A", "state": "UNGREETED", "data": "n{i}", "count": N, "rate": 20, "at": 1}],
+    }
+    scenario.update(extra)
+    return scenario
+
+
+def test_a_node_on_another_subnet_is_found_only_through_a_static_peer_and_gossip(tmp_path):
+    seen: dict[str, object] = {}
+
+    def look(r: simrun.Run) -> None:
+        seen["C"] = states(r, "C")
+        nodes = r.net.nodes
+        seen["found"] = {nodes["C"].mesh.remotes["A"].found_via, nodes["A"].mesh.remotes["C"].found_via}
+
+    result = run_probed(two_subnets(peers={"C": ["B"]}), {0.5: look}, tmp_path)
+    assert_exactly_once(result)
+    assert seen["C"] == {"A": "alive", "B": "alive"}
+    assert "gossip" in seen["found"]  # neither hears the other's beacons: B told one of the other
+    beacons_to_c = [r for r in result.history.of("deliver") if r.node == "C" and r.msg == "beacon"]
+    assert {r.peer for r in beacons_to_c} <= {"A", "B"}  # only direct beacons, once they knew each other
+    lan1 = [r for r in result.history.of("send") if r.msg == "beacon" and r.node == "A" and not r.peer]
+    assert lan1 and all(r.data["subnet"] == "lan1" for r in lan1)
+
+
+def test_without_the_static_peer_the_other_subnet_is_never_found(tmp_path):
+    seen: dict[str, object] = {}
+    result = run_probed(two_subnets(), {5: lambda r: seen.update(C=states(r, "C"), A=states(r, "A"))}, tmp_path)
+    assert seen == {"C": {}, "A": {"B": "alive"}}
+    assert any("reached no sink" in v.what for v in result.violations)
+
+
+def test_a_partition_that_hides_beacons_makes_peers_evasive_then_expired_and_heal_brings_them_back(tmp_path):
+    scenario = pipeline(
+        duration=14,
+        faults=[{"at": 1, "partition": [["A", "B", "D"], ["C"]]}, {"at": 8, "heal": True}],
+    )
+    seen: dict[float, dict[str, dict[str, str]]] = {}
+
+    def at(t: float) -> tuple[float, Callable[[simrun.Run], object]]:
+        return t, lambda r: seen.__setitem__(t, {n: states(r, n) for n in ("A", "C")})
+
+    result = run_probed(scenario, dict(map(at, (0.9, 3.2, 7.5, 10))), tmp_path)
+    assert_exactly_once(result)
+    assert seen[0.9]["C"] == {"A": "alive", "B": "alive", "D": "alive"}
+    assert seen[3.2]["C"] == {"A": "evasive", "B": "evasive", "D": "evasive"}  # silent for 1.5 s: evasive
+    assert seen[3.2]["A"]["C"] == "evasive" and seen[3.2]["A"]["B"] == "alive"
+    assert seen[7.5]["C"] == {} and "C" not in seen[7.5]["A"]  # silent for 5 s: expired, forgotten
+    assert seen[10]["C"] == {"A": "alive", "B": "alive", "D": "alive"}  # healed: beacons find them again
+    assert seen[10]["A"]["C"] == "alive"
+    lost = [r for r in result.history.of("drop") if r.msg == "beacon" and r.why == "partition"]
+    assert {r.node for r in lost} == {"A", "B", "C", "D"}
+
+
+def test_lost_beacons_are_counted_and_peers_stay_alive_under_moderate_loss(tmp_path):
+    seen: dict[str, dict[str, str]] = {}
+    scenario = pipeline(duration=15, link={"latency": 0.002, "loss": 0.2})
+    result = run_probed(scenario, {7: lambda r: seen.update({n: states(r, n) for n in "ABCD"})}, tmp_path)
+    assert_exactly_once(result)
+    assert all(set(s.values()) == {"alive"} and len(s) == 3 for s in seen.values()), seen
+    assert any(r.msg == "beacon" and r.why == "loss" for r in result.history.of("drop"))
