@@ -18,6 +18,7 @@ packet), ``ack`` (an ACK frame went on the wire); the wire itself writes ``send`
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import random
@@ -32,7 +33,9 @@ from . import legacy, messages, tags
 from . import packet as codec
 from .automaton import Automaton, SeedInfo
 from .beacons import Beacons, seeds_digest
+from .custody import Custody, hold
 from .failed import FailedStore
+from .journal import Entry
 from .loader import load
 from .mesh import Mesh
 from .messages import Origin
@@ -46,6 +49,7 @@ from .sim.clock import Clock, Scheduler
 from .sim.history import History, Record
 from .sim.links import Fixed, Link
 from .sim.wire import Wire
+from .simdisk import TX_WRITE_S, Disk, SimJournal
 from .waiting import WaitingRoom
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,8 @@ HEARTBEAT_S = 0.5
 START_S = 1000.0  # virtual time starts well past 0, as a monotonic clock does
 STATIC_PORT = 7900  # a node others name as a static peer listens on a fixed port, as ``--endpoint.tcp_port`` gives
 BEACON = "beacon"
+#: Results an extractor may have run beyond those durable in its tx folder (the daemon's ``TX_AHEAD_MAX``).
+TX_AHEAD_MAX = 64
 DEFAULT_SUBNET = "lan"
 RUN_S = 0.001  # a seed run's virtual duration unless the scenario says otherwise
 ACK = b"PMKA"
@@ -100,6 +106,13 @@ class SimRunner(FakeRunner):
         self.env = legacy.LegacyEnv(node.net.tmp / node.id / "legacy", node_id=node.id) if spec.legacy else None
         self.instance = ready_instance(spec, node.id, env=self.env, emit=self._outside)
         self.arity = 0 if spec.legacy else run_arity(spec.factory)
+        self.unsettled = 0  # runs whose tx result is not durable yet
+        self.unsettled_max = 0  # TX_AHEAD_MAX for an extractor whose results go to a tx folder
+
+    def settled(self) -> None:
+        """One result became durable: its place among the unsettled runs is free."""
+        self.unsettled -= 1
+        self._pump()
 
     def submit(self, packet: Packet, now: bool = False) -> None:
         self.pending += 1
@@ -119,6 +132,8 @@ class SimRunner(FakeRunner):
     def _pump(self) -> None:
         if self.busy or not self.queue or self.throttled or not self.node.alive:
             return
+        if self.unsettled_max and self.unsettled >= self.unsettled_max:
+            return  # settled() pumps again
         self.busy = True
         packet = self.queue.popleft()
         self.node.net.scheduler.call_later(self.run_s, lambda: self._finish(packet))
@@ -182,10 +197,10 @@ class FakeOutputs:
         pass
 
     def extracted(self, packet: Packet, seed: str) -> None:
-        if self.tx is not None:
-            self.tx.add((seed, packet.id))
         if self.on_extracted is not None:
-            self.on_extracted(packet, seed)
+            self.on_extracted(packet, seed)  # a live node writes its tx file (durable a while later)
+        elif self.tx is not None:
+            self.tx.add((seed, packet.id))
 
     def done_before(self, seed: str, packet: Packet) -> bool:
         return self.tx is not None and (seed, packet.id) in self.tx
@@ -216,6 +231,7 @@ class Node:
     port: int = 0
     digest: str = "dg"
     beacons: Beacons | None = None  # a live node's beacon discovery
+    journal: SimJournal | None = None  # a live node's intake journal, on its disk
 
     @property
     def endpoint(self) -> str:
@@ -231,7 +247,8 @@ class Node:
         self.router.automaton.add(self.id, SeedInfo(s.name, s.inputs, s.outputs))
         self.digest = seeds_digest([r.spec.summary() for r in self.runners.values()])
         self.router.replan()
-        self.net.note("seeds", self.id, seed=s.name, inputs=[str(t) for t in s.inputs])
+        tx = s.is_extractor and self.outputs.tx is not None
+        self.net.note("seeds", self.id, seed=s.name, inputs=[str(t) for t in s.inputs], tx=tx)
         return runner
 
     def add_seed(self, s: SeedSpec) -> FakeRunner:
@@ -242,7 +259,10 @@ class Node:
         """A real seed whose code runs, each run taking ``run_s`` of virtual time."""
         runner = SimRunner(self, s, run_s)
         if s.is_extractor and self.net.tx:
-            self.outputs.tx = self.net.disks.setdefault(self.id, set())
+            self.outputs.tx = self.net.disk(self.id).tx
+            if self.journal is not None:  # live: results are durable TX_WRITE_S after the run, as the daemon's
+                self.outputs.on_extracted = self.write_tx
+                runner.unsettled_max = TX_AHEAD_MAX
         self._attach(runner)
         return runner
 
@@ -274,6 +294,78 @@ class Node:
         if custody is not None:
             custody.settle()
         return packet
+
+    def accept(self, state: str, data: Any) -> Packet:
+        """A packet offered here from outside, as ``pmk inject``: accepted (the ``inject`` note) once its journal
+        entry is committed, then routed; a crash before that loses it, unaccepted."""
+        assert self.journal is not None, "accept needs a live node (its journal)"
+        packet = Packet(self.router.ids.root(), T(state), data, [], 64)
+
+        def accepted(entry: Entry) -> None:
+            self.net.note("inject", self.id, id=packet.id, state=state, data=data)
+            self._admit(entry, [packet], fresh=True)
+
+        self.journal.submit([packet], accepted)
+        return packet
+
+    def _admit(self, entry: Entry, batch: list[Packet], fresh: bool) -> None:
+        """Route a journal entry's packets, each lineage's custody telling the journal when it is done here
+        (``Daemon._admit``)."""
+        assert self.journal is not None
+        custodies: dict[str, Custody] = {}
+        for packet in batch:
+            lineage = packet.lineage
+            custody = custodies.get(lineage)
+            if custody is None:
+                custody = custodies[lineage] = Custody(functools.partial(self.journal.release, entry, lineage))
+            packet.custody = custody
+            if fresh:
+                self.router.admit(packet)
+            else:
+                self.router.route(packet)
+        for custody in custodies.values():
+            custody.settle()
+
+    def make_durable(self, batch: list[Packet], then: Callable[[], None] | None) -> None:
+        """The router's ``Outputs.make_durable``: journal ``batch``, then route it (``Daemon._make_durable``)."""
+        assert self.journal is not None
+
+        def journaled(entry: Entry) -> None:
+            self._admit(entry, batch, fresh=False)
+            if then is not None:
+                then()
+
+        self.journal.submit(batch, journaled)
+
+    def resume(self) -> int:
+        """Route again what the journal holds unfinished from earlier lives (a daemon's start); how many."""
+        assert self.journal is not None
+        entries = [e for e in self.journal.recover() if e.packets]
+        for entry in entries:
+            self.net.note("resume", self.id, ids=[p.id for p in entry.packets])
+            self._admit(entry, entry.packets, fresh=False)
+        return sum(len(e.packets) for e in entries)
+
+    def write_tx(self, packet: Packet, seed: str) -> None:
+        """An extractor's result file: durable ``TX_WRITE_S`` later (a crash first loses it); until then the
+        packet is held (its sender gets no ACK), as ``Daemon._to_tx`` does."""
+        hold(packet, 1)
+        runner = self.runners.get(seed)
+        if isinstance(runner, SimRunner):
+            runner.unsettled += 1
+        tx = self.outputs.tx
+        assert tx is not None
+
+        def written() -> None:
+            if not self.alive:
+                return  # the write never completed
+            tx.add((seed, packet.id))
+            self.net.note("tx", self.id, seed=seed, id=packet.id, data=packet.data)
+            hold(packet, -1)
+            if isinstance(runner, SimRunner):
+                runner.settled()
+
+        self.net.scheduler.call_later(TX_WRITE_S, written)
 
     def run_injector(self, seed: str) -> None:
         """Run an injector seed once; what it emits enters the network."""
@@ -310,9 +402,16 @@ class Net:
         self.links: dict[str, Links] = {}
         self.incs: Counter[str] = Counter()
         self.tx = True  # extractors write a tx folder, which a restart keeps (as the daemon's does)
-        self.disks: dict[str, set[tuple[str, str]]] = {}  # node -> its tx folder's results
+        self.disks: dict[str, Disk] = {}  # node -> what it made durable (outlives its crashes)
         self.drop: Callable[[str, str, list[bytes]], bool] = lambda src, dst, frames: False
         self.sent: list[tuple[str, str, bytes]] = []  # (src, dst, kind) of every message put on the wire
+
+    def disk(self, node_id: str) -> Disk:
+        """``node_id``'s disk (the same for each of its incarnations)."""
+        disk = self.disks.get(node_id)
+        if disk is None:
+            disk = self.disks[node_id] = Disk()
+        return disk
 
     def note(self, name: str, node: str, **data: Any) -> None:
         self.history.add(Record(self.clock.now, "note", node, msg=name, data=data))
@@ -326,14 +425,13 @@ class Net:
         self.incs[node_id] = max(self.incs[node_id], inc)
         automaton = Automaton()
         outputs = FakeOutputs()
+        ids = IdMaker(f"{zlib.crc32(node_id.encode()):08x}", seed=zlib.crc32(f"{self.seed}|{node_id}|{inc}".encode()))
 
         def make_router(remotes: Remotes) -> Router:
             return Router(
                 node_id,
                 automaton,
-                IdMaker(
-                    f"{zlib.crc32(node_id.encode()):08x}", seed=zlib.crc32(f"{self.seed}|{node_id}|{inc}".encode())
-                ),
+                ids,
                 FailedStore(self.tmp / node_id / str(inc) / "failed"),
                 WaitingRoom(1000, 600.0),
                 remotes=remotes,
@@ -383,6 +481,8 @@ class Net:
         self.nodes[node_id] = node
         self.endpoints[node.endpoint] = node_id
         if live:
+            node.journal = SimJournal(self.disk(node_id), "default", ids, self.scheduler, lambda: node.alive)
+            outputs.journal = node.make_durable
             node.beacons = Beacons(node.origin, mesh.on_origin)
             self._members = None
             mesh.start()
@@ -544,15 +644,20 @@ class Links:
 
 
 def exactly_once(history: History) -> list[Violation]:
-    """Every injected packet's lineage reached a sink, and no sink took the same packet twice."""
+    """Every accepted packet's lineage reached a sink, and no sink took the same packet twice.
+
+    A sink with a tx folder *takes* a packet when its result file is durable (the ``tx`` note): its seed may run
+    again on a packet whose result a crash of its node lost, as the daemon's may, but no file is written twice.
+    A sink without one takes a packet each time its seed runs on it (the ``sink`` note)."""
     found: list[Violation] = []
-    sinks = history.notes("sink")
-    taken = Counter((r.node, r.data["seed"], r.data["id"]) for r in sinks)
+    durable = {(r.node, r.data["seed"]) for r in history.notes("seeds") if r.data.get("tx")}
+    takes = [r for r in history.notes("sink") if (r.node, r.data["seed"]) not in durable] + history.notes("tx")
+    taken = Counter((r.node, r.data["seed"], r.data["id"]) for r in takes)
     for (node, seed, pid), n in sorted(taken.items()):
         if n > 1:
-            first = next(r for r in sinks if r.data["id"] == pid)
+            first = next(r for r in takes if r.data["id"] == pid)
             found.append(Violation("exactly-once", first.t, f"{seed} on {node} took {pid} {n} times"))
-    reached = {_lineage(r.data["id"]) for r in sinks}
+    reached = {_lineage(r.data["id"]) for r in takes}
     for r in history.notes("inject"):
         if "id" in r.data and _lineage(r.data["id"]) not in reached:
             found.append(Violation("exactly-once", r.t, f"injected {r.data['id']} reached no sink"))

@@ -131,6 +131,7 @@ class Run:
         statics = [f"tcp://{peer}:{STATIC_PORT}" for peer in self.static.get(name, [])]
         node = self.net.add(name, live=True, static_peers=statics)
         node.load_seeds(self.scenario["nodes"][name], self.run_s)
+        node.resume()  # what its journal holds unfinished from an earlier life is routed again
         return node
 
     def at(self, t: float, what: Callable[[], object]) -> None:
@@ -178,7 +179,7 @@ class Run:
                     node.run_injector(str(spec["seed"]))
                 else:
                     data = spec.get("data", i)
-                    node.inject(str(spec["state"]), data.format(i=i) if isinstance(data, str) else data)
+                    node.accept(str(spec["state"]), data.format(i=i) if isinstance(data, str) else data)
 
             self.at(t0 + i * gap, go)
 
@@ -203,10 +204,9 @@ def _names(raw: Any, known: set[str], where: str) -> list[str]:
 
 
 def randomise(run: Run, rng: random.Random, duration_s: float) -> list[str]:
-    """Random faults from ``rng``: a loss burst, maybe a partition, maybe a crash and restart; in words.
-    Nodes that inject never crash: what an injection left in memory only is lost with it (no journal here)."""
+    """Random faults from ``rng``: a loss burst, maybe a partition, maybe a crash and restart of any node (one that
+    injects too: what it accepted is in its journal); in words."""
     names = sorted(run.scenario["nodes"])
-    sources = {str(i["node"]) for i in run.scenario.get("inject") or []}
     done = []
     start, end = sorted(rng.uniform(0, duration_s / 2) for _ in range(2))
     burst = round(rng.uniform(0, 0.3), 3)
@@ -219,7 +219,7 @@ def randomise(run: Run, rng: random.Random, duration_s: float) -> list[str]:
         run.fault({"at": start, "partition": [side, [n for n in names if n not in side]]})
         run.fault({"at": end, "heal": True})
         done.append(f"partition {side} from {start:.2f} to {end:.2f} s")
-    victims = [n for n in names if n not in sources]
+    victims = names
     if victims and rng.random() < 0.5:
         victim = victims[rng.randrange(len(victims))]
         start, end = sorted(rng.uniform(0, duration_s / 2) for _ in range(2))
