@@ -21,6 +21,7 @@ from .messages import MessageError, Origin, decode_beacon, encode_beacon
 log = logging.getLogger("pumpkin.discovery")
 
 OnOrigin = Callable[[Origin, str], None]
+Decode = Callable[[bytes, "Membership | None"], Origin]
 
 
 def seeds_digest(summaries: list[dict[str, Any]]) -> str:
@@ -51,15 +52,18 @@ class Beacons(Rejects):
         on_origin: OnOrigin,
         membership: Membership | None = None,
         unicast_hosts: Collection[str] = (),
+        decode: Decode = decode_beacon,
     ) -> None:
         """``beacon()``: this node's origin now; ``on_origin(origin, via)``: a valid beacon was heard (the mesh);
         ``membership``: seal ours and accept only members' (None: an open network); ``unicast_hosts``: the
-        supernodes we beacon to, whose beacons count as found ``via`` "supernode" rather than "broadcast"."""
+        supernodes we beacon to, whose beacons count as found ``via`` "supernode" rather than "broadcast";
+        ``decode``: ``messages.decode_beacon``, or one that remembers (a simulator decodes a broadcast once)."""
         Rejects.__init__(self)
         self._beacon = beacon
         self._on_origin = on_origin
         self.membership = membership
         self.unicast_hosts = frozenset(unicast_hosts)
+        self._decode = decode
         self._seq = 0
         self.received = 0
 
@@ -80,7 +84,7 @@ class Beacons(Rejects):
         counted and logged."""
         self.received += 1
         try:
-            origin = decode_beacon(data, self.membership)
+            origin = self._decode(data, self.membership)
         except MessageError as exc:
             self.reject(f"datagram from {host}", str(exc))
             return

@@ -37,8 +37,9 @@ from .custody import Custody, hold
 from .failed import FailedStore
 from .journal import Entry
 from .loader import load
+from .membership import Membership
 from .mesh import Mesh
-from .messages import Origin
+from .messages import MessageError, Origin, decode_beacon
 from .packet import IdMaker, Packet
 from .peers import PeerTable
 from .router import Remotes, Router
@@ -404,7 +405,7 @@ class Net:
         self.tx = True  # extractors write a tx folder, which a restart keeps (as the daemon's does)
         self.disks: dict[str, Disk] = {}  # node -> what it made durable (outlives its crashes)
         self.drop: Callable[[str, str, list[bytes]], bool] = lambda src, dst, frames: False
-        self.sent: list[tuple[str, str, bytes]] = []  # (src, dst, kind) of every message put on the wire
+        self._decoded: tuple[bytes, Origin | MessageError] | None = None  # the beacon broadcast last decoded
 
     def disk(self, node_id: str) -> Disk:
         """``node_id``'s disk (the same for each of its incarnations)."""
@@ -483,7 +484,7 @@ class Net:
         if live:
             node.journal = SimJournal(self.disk(node_id), "default", ids, self.scheduler, lambda: node.alive)
             outputs.journal = node.make_durable
-            node.beacons = Beacons(node.origin, mesh.on_origin)
+            node.beacons = Beacons(node.origin, mesh.on_origin, decode=self._decode_beacon)
             self._members = None
             mesh.start()
             # Daemons start at different moments: each beacons on a phase of its own.
@@ -540,6 +541,23 @@ class Net:
 
         self.scheduler.call_later(wire.default.latency.sample(wire.rng), land)
 
+    def _decode_beacon(self, data: bytes, membership: Membership | None) -> Origin:
+        """``messages.decode_beacon``, once per broadcast: its receivers (all in one open network, so all decode
+        alike) each get their own copy of the result, as each would have decoded its own."""
+        if membership is not None:
+            return decode_beacon(data, membership)
+        last = self._decoded
+        if last is None or last[0] is not data:
+            try:
+                last = self._decoded = (data, decode_beacon(data))
+            except MessageError as exc:
+                last = self._decoded = (data, exc)
+        if isinstance(last[1], MessageError):
+            raise last[1]
+        origin = object.__new__(Origin)
+        origin.__dict__.update(last[1].__dict__)  # a fresh Origin: what one receiver does with it is its own
+        return origin
+
     def beacon_to(self, src: str, host: str) -> None:
         """A beacon from ``src`` to the node at ``host`` alone (``Mesh``'s ``beacon_to``): a unicast datagram."""
         node = self.nodes.get(src)
@@ -581,7 +599,6 @@ class Net:
 
     def deliver(self, src: str, dst: str, frames: list[bytes]) -> None:
         first = bytes(frames[0])
-        self.sent.append((src, dst, first))
         kind = first.decode() if first in messages.KINDS else "packets"
         if first == ACK:
             self.note("ack", src, to=dst)

@@ -25,6 +25,7 @@ A scenario (paths are relative to the file)::
 from __future__ import annotations
 
 import dataclasses
+import gc
 import random
 import tempfile
 from collections import Counter
@@ -59,6 +60,8 @@ class Result:
     violations: list[Violation]
     faults: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    events: int = 0  # callbacks the event queue fired
+    cpu_s: float = 0.0  # CPU time of this process (steadier than wall time on a busy machine)
 
     def summary(self) -> dict[str, Any]:
         sinks = Counter(f"{r.node}/{r.data['seed']}" for r in self.history.notes("sink"))
@@ -237,10 +240,19 @@ def run(
 
     seed = int(scenario.get("seed", 0)) if seed is None else seed
     duration = float(scenario.get("duration", 10.0))
-    began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="pmk-sim-") as tmp:
-        r = Run(scenario, seed, Path(tmp))
-        drawn = randomise(r, random.Random(seed), duration) if faults else []
-        r.run(duration)
+    began, began_cpu = time.perf_counter(), time.process_time()
+    thresholds = gc.get_threshold()
+    # A run builds a long history and many long-lived protocol objects and few cycles: at the default thresholds
+    # the collector's passes over them took 13% of a 50-node run's CPU (bench/simnet.py), as in a daemon.
+    gc.set_threshold(100_000, 50, 1000)
+    try:
+        with tempfile.TemporaryDirectory(prefix="pmk-sim-") as tmp:
+            r = Run(scenario, seed, Path(tmp))
+            drawn = randomise(r, random.Random(seed), duration) if faults else []
+            r.run(duration)
+    finally:
+        gc.set_threshold(*thresholds)
     history = r.net.history
-    return Result(seed, history, check(history, (*CHECKERS, *checkers)), drawn, time.perf_counter() - began)
+    violations = check(history, (*CHECKERS, *checkers))
+    wall_s, cpu_s = time.perf_counter() - began, time.process_time() - began_cpu
+    return Result(seed, history, violations, drawn, wall_s, r.net.scheduler.fired, cpu_s)
