@@ -46,7 +46,7 @@ from .router import Remotes, Router
 from .runner import Emission, Outcome, iter_results, raised, ready_instance, run_modern
 from .seed import SEED_FAULTS, SeedSpec, run_arity
 from .sim.check import Violation
-from .sim.clock import Clock, Scheduler
+from .sim.clock import Clock, Scheduler, SkewedClock, SkewedScheduler
 from .sim.history import History, Record
 from .sim.links import Fixed, Link
 from .sim.wire import Wire
@@ -233,6 +233,7 @@ class Node:
     digest: str = "dg"
     beacons: Beacons | None = None  # a live node's beacon discovery
     journal: SimJournal | None = None  # a live node's intake journal, on its disk
+    timers: Any = None  # the scheduler on this node's own clock (the net's unless skewed)
 
     @property
     def endpoint(self) -> str:
@@ -398,6 +399,7 @@ class Net:
         self.nodes: dict[str, Node] = {}
         self.endpoints: dict[str, str] = {}  # endpoint -> the live node listening there
         self.subnet: dict[str, str] = {}  # node -> its broadcast domain (absent: DEFAULT_SUBNET)
+        self.skew: dict[str, tuple[float, float]] = {}  # node -> its clock's (offset s, rate); absent: (0, 1)
         self.fixed_ports: set[str] = set()  # nodes listening on STATIC_PORT (others named them as static peers)
         self._members: dict[str, list[str]] | None = None  # subnet -> live nodes with beacons, in order of adding
         self.links: dict[str, Links] = {}
@@ -426,6 +428,12 @@ class Net:
         self.incs[node_id] = max(self.incs[node_id], inc)
         automaton = Automaton()
         outputs = FakeOutputs()
+        # A node's clock may be skewed (``Net.skew``): its mesh, peer table and router read it, its timers run on it.
+        offset_s, rate = self.skew.get(node_id, (0.0, 1.0))
+        clock: Callable[[], float] = (
+            self.clock if (offset_s, rate) == (0.0, 1.0) else SkewedClock(self.clock, offset_s, rate)
+        )
+        timers = self.scheduler if rate == 1.0 else SkewedScheduler(self.scheduler, rate)
         ids = IdMaker(f"{zlib.crc32(node_id.encode()):08x}", seed=zlib.crc32(f"{self.seed}|{node_id}|{inc}".encode()))
 
         def make_router(remotes: Remotes) -> Router:
@@ -437,10 +445,10 @@ class Net:
                 WaitingRoom(1000, 600.0),
                 remotes=remotes,
                 outputs=outputs,  # type: ignore[arg-type]
-                clock=self.clock,
+                clock=clock,
             )
 
-        peers = PeerTable(3 * HEARTBEAT_S, 10 * HEARTBEAT_S, clock=self.clock)
+        peers = PeerTable(3 * HEARTBEAT_S, 10 * HEARTBEAT_S, clock=clock)
         links = self.links[node_id] = Links(self, node_id)
         holder: dict[str, Node] = {}
 
@@ -471,13 +479,13 @@ class Net:
             learn=learn,
             forget=forget,
             heartbeat_s=HEARTBEAT_S,
-            scheduler=self.scheduler,
-            clock=self.clock,
+            scheduler=timers,
+            clock=clock,
             static_peers=tuple(static_peers),
             beacon_to=(lambda host: self.beacon_to(node_id, host)) if live else None,
         )
         port = STATIC_PORT if node_id in self.fixed_ports else inc % 65536
-        node = Node(self, node_id, inc, mesh.router, mesh, peers, outputs, port=port)  # type: ignore[arg-type]
+        node = Node(self, node_id, inc, mesh.router, mesh, peers, outputs, port=port, timers=timers)  # type: ignore[arg-type]
         holder["node"] = node
         self.nodes[node_id] = node
         self.endpoints[node.endpoint] = node_id
@@ -488,7 +496,7 @@ class Net:
             self._members = None
             mesh.start()
             # Daemons start at different moments: each beacons on a phase of its own.
-            self.scheduler.call_later(self.wire.rng.uniform(0, HEARTBEAT_S), lambda: self._beacon(node))
+            timers.call_later(self.wire.rng.uniform(0, HEARTBEAT_S), lambda: self._beacon(node))
         return node
 
     # -- discovery --------------------------------------------------------------------------------------------------
@@ -498,7 +506,7 @@ class Net:
         if not node.alive:
             return
         self.broadcast(node)
-        self.scheduler.call_later(HEARTBEAT_S, lambda: self._beacon(node))
+        node.timers.call_later(HEARTBEAT_S, lambda: self._beacon(node))
 
     def members(self, subnet: str) -> list[str]:
         """The live nodes with beacons in ``subnet``."""

@@ -11,6 +11,7 @@ A scenario (paths are relative to the file)::
     nodes: {A: [seeds/helloworld/inject.py], B: [seeds/helloworld/greet.py], C: [seeds/helloworld/extract.py]}
     subnets: {lan1: [A, B], lan2: [C]}   # broadcast domains (default: one for all); beacons stay inside one
     peers: {C: [B]}                      # static peers: C greets B (which then listens on a fixed port)
+    clocks: {B: {offset: 30, rate: 1.02}}  # a node's clock: ahead by offset s, running 2% fast
     faults:
       - {at: 2, crash: B}
       - {at: 4, restart: B}           # a new incarnation on a new endpoint, its memory gone
@@ -123,6 +124,11 @@ class Run:
         for subnet, members in (scenario.get("subnets") or {}).items():
             for name in _names(members, names, f"subnets.{subnet}"):
                 self.net.subnet[name] = str(subnet)
+        for name, spec in (scenario.get("clocks") or {}).items():
+            [name] = _names([name], names, "clocks")
+            if not isinstance(spec, dict) or float(spec.get("rate", 1.0)) <= 0:
+                raise ScenarioError(f"clocks.{name}: give {{offset: seconds, rate: a positive factor}}")
+            self.net.skew[name] = (float(spec.get("offset", 0.0)), float(spec.get("rate", 1.0)))
         self.static: dict[str, list[str]] = {}
         for name, targets in (scenario.get("peers") or {}).items():
             [name] = _names([name], names, "peers")
@@ -206,11 +212,24 @@ def _names(raw: Any, known: set[str], where: str) -> list[str]:
     return [str(n) for n in names]
 
 
+#: Clock skew drawn by ``randomise``: how far a node's clock may run fast or slow, and be ahead or behind.
+SKEW_RATE_MAX = 0.05
+SKEW_OFFSET_MAX_S = 100.0
+
+
 def randomise(run: Run, rng: random.Random, duration_s: float) -> list[str]:
-    """Random faults from ``rng``: a loss burst, maybe a partition, maybe a crash and restart of any node (one that
-    injects too: what it accepted is in its journal); in words."""
+    """Random faults from ``rng``, in words: a loss burst; maybe a partition; maybe a crash and restart of any node
+    (one that injects too: what it accepted is in its journal); maybe skewed clocks on some nodes. Messages are not
+    duplicated or reordered: each link is a TCP stream, which does neither."""
     names = sorted(run.scenario["nodes"])
     done = []
+    if rng.random() < 0.5:
+        for name in names:
+            if rng.random() < 0.5:
+                offset = round(rng.uniform(-SKEW_OFFSET_MAX_S, SKEW_OFFSET_MAX_S), 3)
+                rate = round(rng.uniform(1 - SKEW_RATE_MAX, 1 + SKEW_RATE_MAX), 4)
+                run.net.skew[name] = (offset, rate)
+                done.append(f"clock of {name}: {offset:+g} s, rate {rate:g}")
     start, end = sorted(rng.uniform(0, duration_s / 2) for _ in range(2))
     burst = round(rng.uniform(0, 0.3), 3)
     run.fault({"at": start, "loss": burst})

@@ -103,9 +103,34 @@ def test_a_run_is_the_same_bit_for_bit_under_one_seed():
     assert simrun.run(s, 7).history.to_jsonl() == simrun.run(s, 7).history.to_jsonl()
 
 
-@pytest.mark.parametrize("seed", range(8))
+SWARM_SEEDS = range(16)
+
+
+@pytest.mark.parametrize("seed", SWARM_SEEDS)
 def test_the_swarm_finds_no_failure(seed):
     assert simrun.run(pipeline(duration=20), seed, faults=True).violations == []
+
+
+def test_the_swarm_draws_every_kind_of_fault():
+    """Crashes and restarts (of any node, the injecting one too), partitions, loss bursts and skewed clocks."""
+    drawn = [fault for seed in SWARM_SEEDS for fault in simrun.run(pipeline(duration=1), seed, faults=True).faults]
+    for kind in ("loss", "partition", "crash A", "crash", "restart", "clock of"):
+        assert any(kind in fault for fault in drawn), (kind, drawn)
+
+
+def test_skewed_clocks_run_the_pipeline_and_keep_peers_alive(tmp_path):
+    clocks = {"B": {"offset": 50, "rate": 1.05}, "C": {"offset": -20, "rate": 0.95}}
+    seen: dict[str, dict[str, str]] = {}
+    ahead: list[float] = []
+
+    def look(r: simrun.Run) -> None:
+        seen.update({n: states(r, n) for n in "ABCD"})
+        ahead.append(r.net.nodes["B"].mesh.clock() - r.net.clock.now)
+
+    result = run_probed(pipeline(duration=10, clocks=clocks), {5: look}, tmp_path)
+    assert_exactly_once(result)
+    assert all(set(seen[n].values()) == {"alive"} and len(seen[n]) == 3 for n in "ABCD"), seen
+    assert 50 < ahead[0] < 51  # 50 s ahead, and 5% of the 6 s since it started
 
 
 def test_user_invariants_and_the_routing_checker():
