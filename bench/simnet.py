@@ -32,7 +32,9 @@ from pumpkin import simrun  # noqa: E402
 SEEDS = ROOT / "seeds" / "helloworld"
 
 
-def scenario(nodes: int, packets: int, subnet: int, rate: float, seed: int) -> dict[str, Any]:
+def scenario(
+    nodes: int, packets: int, subnet: int, rate: float, seed: int, duration_s: float | None = None
+) -> dict[str, Any]:
     """The hello world over ``nodes`` nodes: 1% inject, 1% extract, the rest greet."""
     edge = max(1, nodes // 100)
     names = [f"N{i}" for i in range(nodes)]
@@ -49,7 +51,7 @@ def scenario(nodes: int, packets: int, subnet: int, rate: float, seed: int) -> d
     count = max(1, -(-nodes // subnet))
     subnets = {f"lan{k}": names[k::count] for k in range(count)}
     peers = {names[k]: [names[k - 1]] for k in range(1, count)} if count > 1 else {}
-    duration = per_source / (rate / len(sources)) + 5.0
+    duration = duration_s if duration_s is not None else per_source / (rate / len(sources)) + 5.0
     return {
         "seed": seed,
         "duration": duration,
@@ -62,8 +64,10 @@ def scenario(nodes: int, packets: int, subnet: int, rate: float, seed: int) -> d
     }
 
 
-def one(nodes: int, packets: int, subnet: int, rate: float, seed: int, profile: Path | None) -> dict[str, float]:
-    s = scenario(nodes, packets, subnet, rate, seed)
+def one(
+    nodes: int, packets: int, subnet: int, rate: float, seed: int, profile: Path | None, duration_s: float | None
+) -> dict[str, float]:
+    s = scenario(nodes, packets, subnet, rate, seed, duration_s)
     if profile is not None:
         import cProfile
 
@@ -112,11 +116,12 @@ def main() -> None:
     ap.add_argument("--subnet", type=int, default=0, help="nodes per broadcast domain (default: all on one)")
     ap.add_argument("--rate", type=float, default=10_000.0, help="packets offered per virtual second, in all")
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--profile", type=Path, help="write a cProfile of the (first) run here")
+    ap.add_argument("--profile", type=Path, help="write a cProfile (CPU time) of the first run here")
+    ap.add_argument("--duration", type=float, help="virtual seconds after discovery (default: until all delivered)")
     args = ap.parse_args()
     subnet = args.subnet or args.nodes
     runs = [
-        one(args.nodes, args.packets, subnet, args.rate, seed, args.profile if seed == 0 else None)
+        one(args.nodes, args.packets, subnet, args.rate, seed, args.profile if seed == 0 else None, args.duration)
         for seed in range(args.repeat)
     ]
     r = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
