@@ -57,13 +57,22 @@ sjson = json
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    """``nx`` (networkx) on first use: most daemons never need it loaded by a seed's star import."""
-    if name == "nx":
+class _LazyNetworkx:
+    """``nx`` for the star import: networkx, imported at the first attribute a seed uses (``nx.DiGraph()``).
+
+    The star import binds every name in ``__all__``, so a module-level ``__getattr__`` would import networkx
+    (~15 MB, 450 modules) into every daemon that loads an original-format seed, which few of them use."""
+
+    def __getattr__(self, name: str) -> Any:
         import networkx
 
-        return networkx
-    raise AttributeError(f"module 'pumpkin' has no attribute {name!r}")
+        return getattr(networkx, name)
+
+    def __repr__(self) -> str:
+        return "<networkx, imported on first use>"
+
+
+nx = _LazyNetworkx()
 
 
 __all__ = [

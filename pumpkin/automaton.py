@@ -1,4 +1,4 @@
-"""The data automaton: states are nodes, seeds are edges, as a networkx multigraph.
+"""The data automaton: states are nodes, seeds are edges, as a directed multigraph of plain dicts.
 
 Every seed known anywhere in the network goes through ``add``/``remove`` with the node it runs on, so
 local seeds and peers' seeds take the same path. A seed consuming nothing hangs off the group's
@@ -6,6 +6,10 @@ local seeds and peers' seeds take the same path. A seed consuming nothing hangs 
 inputs and outputs contributes one edge per (input, output) pair, all keyed by the seed's name. The edges
 from the states of an AND-join (``A&B``) carry ``join``: every state of that join, so a view can draw them
 as one transition.
+
+The graph is kept in dicts (successors and predecessors per state, edges keyed by seed name), not networkx:
+importing networkx costs an idle daemon ~15 MB and routing needs none of it. ``graph`` builds a networkx copy
+for analysis, importing networkx then; ``node_link`` writes networkx's node-link JSON form without it.
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from . import tags
 from .tags import StateTag
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 log = logging.getLogger(__name__)
+
+#: One edge's attributes: ``seed`` (its name, also the edge's key) and ``nodes`` (where it runs).
+EdgeData = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,10 @@ class Automaton:
 
     def __init__(self, group: str = tags.DEFAULT_GROUP) -> None:
         self.group = group
-        self.graph: nx.MultiDiGraph = nx.MultiDiGraph()
+        # state -> next state -> seed name -> edge data; _pred holds the same data dicts the other way round.
+        # Dicts keep insertion order, as networkx's adjacency does, so node_link lists what networkx would.
+        self._succ: dict[StateTag, dict[StateTag, dict[str, EdgeData]]] = {}
+        self._pred: dict[StateTag, dict[StateTag, dict[str, EdgeData]]] = {}
         self._seeds: dict[str, SeedInfo] = {}
         self._nodes_of: dict[str, dict[str, None]] = {}  # seed name -> nodes, in arrival order
         self._index: dict[tuple[str, str], list[tuple[StateTag, str]]] = {}
@@ -154,11 +165,28 @@ class Automaton:
 
     def states(self) -> list[StateTag]:
         """Every state in the automaton, pseudo-states included."""
-        return list(self.graph.nodes)
+        return list(self._succ)
+
+    def has_state(self, tag: StateTag) -> bool:
+        """True when ``tag`` is a state of the automaton (some seed consumes or emits it)."""
+        return tag in self._succ
+
+    def has_edge(self, u: StateTag, v: StateTag, key: str | None = None) -> bool:
+        """True when a seed (``key``: that seed) takes data from state ``u`` to state ``v``."""
+        keys = self._succ.get(u, {}).get(v, {})
+        return bool(keys) and (key is None or key in keys)
 
     def downstream(self, tag: StateTag) -> set[StateTag]:
-        """The states data in ``tag`` can reach."""
-        return set(nx.descendants(self.graph, tag)) if tag in self.graph else set()
+        """The states data in ``tag`` can reach (``tag`` itself only through a cycle, as networkx's descendants)."""
+        seen: set[StateTag] = set()
+        todo = [tag] if tag in self._succ else []
+        while todo:
+            for v in self._succ[todo.pop()]:
+                if v not in seen:
+                    seen.add(v)
+                    todo.append(v)
+        seen.discard(tag)
+        return seen
 
     def cycle_through(self, name: str) -> list[str]:
         """The seeds of a cycle through seed ``name`` (data it emits can come back to it), or [] when none."""
@@ -167,29 +195,65 @@ class Automaton:
             return []
         for out in info.outputs:
             for into in info.inputs:
-                if out not in self.graph or into not in self.graph:
-                    continue
-                try:
-                    states = nx.shortest_path(self.graph, out, into)
-                except nx.NetworkXNoPath:
+                states = self._shortest_path(out, into)
+                if states is None:
                     continue
                 seeds = [name]
                 for u, v in zip(states, states[1:], strict=False):
-                    seeds.append(sorted(self.graph[u][v])[0])
+                    seeds.append(sorted(self._succ[u][v])[0])
                 return seeds
         return []
 
-    def node_link(self) -> dict[str, Any]:
-        """The automaton in networkx's node-link JSON form, with tags as strings."""
+    def _shortest_path(self, source: StateTag, target: StateTag) -> list[StateTag] | None:
+        """The states of a shortest path from ``source`` to ``target`` (breadth first), or None."""
+        if source not in self._succ or target not in self._succ:
+            return None
+        parent: dict[StateTag, StateTag | None] = {source: None}
+        frontier = [source]
+        while frontier and target not in parent:
+            step = []
+            for u in frontier:
+                for v in self._succ[u]:
+                    if v not in parent:
+                        parent[v] = u
+                        step.append(v)
+            frontier = step
+        if target not in parent:
+            return None
+        path = [target]
+        while (back := parent[path[-1]]) is not None:
+            path.append(back)
+        return path[::-1]
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """A networkx copy of the automaton, for analysis (imports networkx, ~15 MB, on first use)."""
+        import networkx as nx
+
         g = nx.MultiDiGraph()
-        for state in self.graph.nodes:
-            g.add_node(str(state), group=state.group, type=state.type, state=state.state, pseudo=state.is_pseudo)
-        for u, v, key, data in self.graph.edges(keys=True, data=True):
-            join = self._seeds[key].join_of(u) if key in self._seeds else None
-            extra = {"join": [str(t) for t in join]} if join else {}
-            g.add_edge(str(u), str(v), key=key, seed=data["seed"], nodes=list(data["nodes"]), **extra)
-        link_data: dict[str, Any] = nx.node_link_data(g, edges="links")
-        return link_data
+        g.add_nodes_from(self._succ)
+        for u, vs in self._succ.items():
+            for v, keys in vs.items():
+                for key, data in keys.items():
+                    g.add_edge(u, v, key=key, **data)
+        return g
+
+    def node_link(self) -> dict[str, Any]:
+        """The automaton in networkx's node-link JSON form (``node_link_data(g, edges="links")`` of a
+        MultiDiGraph), with tags as strings."""
+        nodes = [
+            {"group": s.group, "type": s.type, "state": s.state, "pseudo": s.is_pseudo, "id": str(s)}
+            for s in self._succ
+        ]
+        links = []
+        for u, vs in self._succ.items():
+            for v, keys in vs.items():
+                for key, data in keys.items():
+                    join = self._seeds[key].join_of(u) if key in self._seeds else None
+                    extra = {"join": [str(t) for t in join]} if join else {}
+                    link = {"seed": data["seed"], "nodes": list(data["nodes"]), **extra}
+                    links.append({**link, "source": str(u), "target": str(v), "key": key})
+        return {"directed": True, "multigraph": True, "graph": {}, "nodes": nodes, "links": links}
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -201,15 +265,45 @@ class Automaton:
         ins, outs = self._ends(info)
         for i in ins:
             for o in outs:
-                self.graph.add_edge(i, o, key=info.name, seed=info.name, nodes=list(self._nodes_of[info.name]))
+                self._add_edge(i, o, info.name, {"seed": info.name, "nodes": list(self._nodes_of[info.name])})
         for i in info.inputs:
             self._index.setdefault(i.key, []).append((i, info.name))
 
+    def _add_edge(self, u: StateTag, v: StateTag, key: str, data: EdgeData) -> None:
+        for state in (u, v):
+            if state not in self._succ:
+                self._succ[state] = {}
+                self._pred[state] = {}
+        keys = self._succ[u].setdefault(v, {})
+        if key in keys:
+            keys[key].update(data)  # as networkx's add_edge: the attributes of an existing edge are updated
+            return
+        keys[key] = data
+        self._pred[v].setdefault(u, {})[key] = data
+
+    def _remove_edge(self, u: StateTag, v: StateTag, key: str) -> None:
+        keys = self._succ.get(u, {}).get(v)
+        if not keys or key not in keys:
+            return
+        del keys[key]
+        del self._pred[v][u][key]
+        if not keys:
+            del self._succ[u][v]
+            del self._pred[v][u]
+
+    def _degree(self, state: StateTag) -> int:
+        """Edges into and out of ``state`` (a loop counts twice, as in networkx)."""
+        return sum(map(len, self._succ[state].values())) + sum(map(len, self._pred[state].values()))
+
     def _refresh_edges(self, name: str) -> None:
         nodes = list(self._nodes_of[name])
-        for _, _, key, data in self.graph.edges(keys=True, data=True):
-            if key == name:
-                data["nodes"] = nodes
+        info = self._seeds[name]
+        ins, outs = self._ends(info)
+        for i in ins:
+            for o in outs:
+                data = self._succ.get(i, {}).get(o, {}).get(name)
+                if data is not None:
+                    data["nodes"] = nodes
 
     def _drop_seed(self, name: str) -> None:
         info = self._seeds.pop(name)
@@ -217,11 +311,11 @@ class Automaton:
         ins, outs = self._ends(info)
         for i in ins:
             for o in outs:
-                if self.graph.has_edge(i, o, key=name):
-                    self.graph.remove_edge(i, o, key=name)
+                self._remove_edge(i, o, name)
         for state in [*ins, *outs]:
-            if state in self.graph and self.graph.degree(state) == 0:
-                self.graph.remove_node(state)
+            if state in self._succ and self._degree(state) == 0:
+                del self._succ[state]
+                del self._pred[state]
         for i in info.inputs:
             entries = self._index.get(i.key, [])
             entries[:] = [e for e in entries if e[1] != name]

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from .membership import Membership
-from .messages import MessageError, Origin, decode_beacon, encode_beacon
+from .messages import MessageError, Origin, decode_beacon, encode_beacon, wall_clock
 
 log = logging.getLogger("pumpkin.discovery")
 
@@ -53,17 +53,20 @@ class Beacons(Rejects):
         membership: Membership | None = None,
         unicast_hosts: Collection[str] = (),
         decode: Decode = decode_beacon,
+        wall: Callable[[], float] = wall_clock,
     ) -> None:
         """``beacon()``: this node's origin now; ``on_origin(origin, via)``: a valid beacon was heard (the mesh);
         ``membership``: seal ours and accept only members' (None: an open network); ``unicast_hosts``: the
         supernodes we beacon to, whose beacons count as found ``via`` "supernode" rather than "broadcast";
-        ``decode``: ``messages.decode_beacon``, or one that remembers (a simulator decodes a broadcast once)."""
+        ``decode``: ``messages.decode_beacon``, or one that remembers (a simulator decodes a broadcast once);
+        ``wall()``: the wall clock announced in each beacon (``messages.wall_clock``; a simulator's virtual one)."""
         Rejects.__init__(self)
         self._beacon = beacon
         self._on_origin = on_origin
         self.membership = membership
         self.unicast_hosts = frozenset(unicast_hosts)
         self._decode = decode
+        self._wall = wall
         self._seq = 0
         self.received = 0
 
@@ -75,6 +78,7 @@ class Beacons(Rejects):
         origin.direct = direct
         self._seq += 1
         origin.seq = self._seq
+        origin.wall = round(self._wall(), 6)  # peers compare it with their clocks (pmk doctor)
         if origin.pk and origin.tcp:
             origin.ipc = None  # a path on our host is no stranger's business: it travels in the encrypted HELLO
         return encode_beacon(origin, self.membership)

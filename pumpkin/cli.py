@@ -9,6 +9,7 @@ pmk inject STATE DATA          send one packet into a running daemon
 pmk inject [STATE] --file F    send a packet file (.json, .pkt, .jsonl), or with STATE a file's bytes
 pmk network create FILE        make a network key (mode 600); start every daemon with --network-key FILE
 pmk keys                       this node's public key, the network key's fingerprint, the members it knows
+pmk doctor                     check this host and its daemon: interfaces, discovery, firewall, peers, clocks
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .runner import try_instance
 from .transport import MAX_CONTROL_BYTES, request_sync
 from .workdir import DEFAULT_ROOT, in_use, running_control_files
 
-SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers", "network", "keys", "sim")
+SUBCOMMANDS = ("seeds", "graph", "stats", "inject", "peers", "network", "keys", "sim", "doctor")
 CHECK_NODE_ID = "pmk-seeds-check"  # the node id seeds see when pmk seeds check makes them
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # local time; log_formatter adds the milliseconds
 
@@ -241,6 +242,7 @@ def _client_parser() -> argparse.ArgumentParser:
     create.add_argument("file", help="where to write the key, or - for standard output")
     keys = sub.add_parser("keys", help="show this node's public key and the network it is in")
     common(keys)
+    _add_doctor_parser(sub)
     sim = sub.add_parser("sim", help="run a scenario on simulated Pumpkin nodes (virtual time) and check it")
     sim.add_argument("scenario", type=Path, help="a scenario file (YAML; see README, 'Simulating a Pumpkin network')")
     sim.add_argument("--seed", type=int, help="the random seed (default: the scenario's)")
@@ -249,6 +251,25 @@ def _client_parser() -> argparse.ArgumentParser:
     sim.add_argument("--history", type=Path, metavar="FILE", help="write the run's history (JSON lines)")
     sim.add_argument("--timeline", type=Path, metavar="FILE", help="write the run's timeline (HTML/SVG)")
     return p
+
+
+def _add_doctor_parser(sub: Any) -> None:
+    from . import doctor
+
+    p = sub.add_parser(
+        "doctor",
+        help="check this host and its running daemon, and say how to fix what is wrong",
+        description="Check interfaces, broadcast and multicast, firewall rules, peers' data ports, who hears whom, "
+        "clocks, node ids, the page and the working directory; one line per check (OK, WARN, FAIL, SKIP) and a fix "
+        "for each that is not OK. Exit status 1 when any check fails.",
+    )
+    doctor.add_arguments(p)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    return doctor.run(args)
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -398,6 +419,8 @@ def run_client(argv: list[str]) -> int:
             _print_keys(_ask(args, {"op": "keys"}))
         elif args.command == "sim":
             return _sim(args)
+        elif args.command == "doctor":
+            return _doctor(args)
         elif args.command == "inject":
             reply = _ask(args, _inject_request(args))
             for item in reply.get("packets") or [reply]:

@@ -1,6 +1,7 @@
 """The control protocol: what the ``pmk`` command line asks a running daemon over its control socket.
 
-A request is one JSON object with an ``op`` (``ping``, ``graph``, ``stats``, ``peers``, ``keys``, ``inject``); the
+A request is one JSON object with an ``op`` (``ping``, ``graph``, ``stats``, ``peers``, ``keys``, ``inject``,
+``doctor``); the
 answer is one JSON object with ``ok`` and, when it is false, an ``error`` a person can read. The transport reads
 and writes the socket; this module only answers.
 """
@@ -36,10 +37,12 @@ class Control:
         peers: PeerTable,
         membership: Membership,
         stats: Callable[[], dict[str, Any]],
+        diagnose: Callable[[], dict[str, Any]],
         new_packet: Callable[[str, Any], Packet],
         accept: Callable[[list[Packet], str], Awaitable[None]],
     ) -> None:
-        """``stats()``: the node's counters (``NodeQuery.stats``); ``new_packet(state, data)``: a packet that starts
+        """``stats()``: the node's counters (``NodeQuery.stats``); ``diagnose()``: what ``pmk doctor`` asks of a
+        running daemon (``NodeQuery.doctor``); ``new_packet(state, data)``: a packet that starts
         a lineage; ``accept(batch, via)``: journal and route new packets (raises IntakeError)."""
         self.node_id = node_id
         self.group = group
@@ -49,6 +52,7 @@ class Control:
         self.peers = peers
         self.membership = membership
         self.stats = stats
+        self.diagnose = diagnose
         self.new_packet = new_packet
         self.accept = accept
 
@@ -73,6 +77,8 @@ class Control:
             }
         if op == "stats":
             return {"ok": True, "node": self.node_id, **self.stats()}
+        if op == "doctor":
+            return {"ok": True, "node": self.node_id, **self.diagnose()}
         if op == "peers":
             return {"ok": True, "node": self.node_id, "peers": self.peers.summaries()}
         if op == "keys":

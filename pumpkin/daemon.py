@@ -40,6 +40,7 @@ from .dropdir import DropDir
 from .errors import ConfigError, IntakeError
 from .failed import FailedStore
 from .filemover import FileMover, FileStore
+from .hearing import Hearing
 from .inbound import Inbound
 from .journal import Entry, Journal
 from .lifecycle import Component, Lifecycle
@@ -138,6 +139,7 @@ class Daemon:
         self.inbound: Inbound | None = None  # frames from peers -> mesh, file mover, router
         self.control: Control | None = None  # requests from pmk
         self._chosen: list[netinfo.Interface] = []  # interfaces discovery uses
+        self.hearing = Hearing(self.origin)  # what discovery heard, for pmk doctor
         self.files: FileMover | None = None
         self.specs: dict[str, SeedSpec] = {}
         self.stats = Stats()
@@ -355,6 +357,7 @@ class Daemon:
             peers=self.peers,
             membership=self.membership,
             stats=self.snapshot,
+            diagnose=self.query.doctor,
             new_packet=self.new_packet,
             accept=self.accept,
         )
@@ -480,7 +483,12 @@ class Daemon:
         disc = self.config.discovery
         chosen = self._chosen
         assert self.mesh is not None and self.workdir is not None and self.membership is not None
-        on_origin = self.mesh.on_origin
+        mesh, hearing = self.mesh, self.hearing
+
+        def on_origin(origin: Origin, via: str) -> None:
+            hearing.heard(origin, via)  # first: pmk doctor reports what the mesh turns away too (our own id)
+            mesh.on_origin(origin, via)
+
         # In a keyed network the beacon port is always heard: a static peer greets us with a sealed beacon first,
         # since CurveZMQ cannot connect to a node whose key it does not know.
         if (disc.enable and disc.broadcast) or disc.supernodes or self.membership.keyed:
@@ -529,6 +537,11 @@ class Daemon:
         for discovery in reversed(self.discoveries):
             with contextlib.suppress(Exception):
                 await discovery.stop()
+
+    @property
+    def interfaces(self) -> list[netinfo.Interface]:
+        """The interfaces discovery uses (chosen at start)."""
+        return list(self._chosen)
 
     def _beacon_to(self, address: str) -> None:
         for discovery in self.discoveries:

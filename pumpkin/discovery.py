@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,17 +29,36 @@ import orjson
 
 from .beacons import Beacons, OnOrigin, Rejects
 from .membership import Membership
-from .messages import MessageError, Origin, origin_from
+from .messages import ECHO_MAGIC, PROBE_MAGIC, MessageError, Origin, decode_probe, encode_echo, origin_from
 from .supervisor import Spawn, unsupervised
 
 log = logging.getLogger(__name__)
 
 MDNS_TYPE = "_pumpkin._tcp.local."
 MDNS_RESOLVE_MS = 3000
+#: Beacons are read at most this often (or a fifth of the heartbeat, if shorter): see ``BeaconDiscovery``.
+BEACON_BATCH_S = 0.1
+#: Datagrams read in one batch at most; the rest wait for the next one, so a flood cannot hold the loop.
+DRAIN_MAX_DATAGRAMS = 1000
+#: Larger than any beacon (``messages.MAX_BEACON_BYTES``): an oversized one is read whole, then refused.
+MAX_DATAGRAM_BYTES = 65536
+#: A folder whose mtime is older than this cannot change again with the same mtime: timestamps are taken from
+#: the kernel's coarse clock (a tick, up to 10 ms) and file systems store them at 1 ns to 1 s (ext4, tmpfs: 1 ns).
+MTIME_SETTLED_NS = 2_000_000_000
+#: ``pmk doctor`` probes answered per second at most: a flood of probes (spoofed sources) gets little back.
+ECHOES_PER_S = 20
 
 
-class BeaconDiscovery(asyncio.DatagramProtocol, Beacons):
-    """Sends and hears UDP beacons (what they say and mean is ``Beacons``', shared with the simulator)."""
+class BeaconDiscovery(Beacons):
+    """Sends and hears UDP beacons (what they say and what a heard one means is ``Beacons``', shared with the
+    simulator).
+
+    Beacons are read in batches: the first datagram to arrive starts a window of ``batch_s`` (a fifth of a
+    heartbeat), at whose end every datagram waiting is read at once. N daemons of one LAN each hear N beacons
+    per heartbeat, and a loop wake-up per datagram cost a daemon ~10 times the handling of the beacon itself
+    (bench/scale.py); a beacon read up to ``batch_s`` late changes nothing for liveness (peers turn evasive
+    after three heartbeats of silence) and little for a new peer's discovery.
+    """
 
     def __init__(
         self,
@@ -59,10 +79,17 @@ class BeaconDiscovery(asyncio.DatagramProtocol, Beacons):
         self.broadcasts = broadcasts
         self.unicasts = unicasts
         self.interval_s = interval_s
+        self.batch_s = min(BEACON_BATCH_S, interval_s / 5)
         self.sent = 0
-        self._transport: asyncio.DatagramTransport | None = None
+        self.batches = 0  # times waiting beacons were read: at most one per batch_s
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._drained_at = -1e9  # loop time of the last read
         self._task: asyncio.Task[None] | None = None
         self._send_errors: set[str] = set()
+        self.echoes = 0  # answers to pmk doctor's probes
+        self._echo_window = (0, 0)  # (second, echoes sent in it)
 
     async def start(self) -> None:
         """Bind the shared beacon port and start beaconing."""
@@ -70,11 +97,15 @@ class BeaconDiscovery(asyncio.DatagramProtocol, Beacons):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.bind(("", self.port))  # "" and not the unicast address, or broadcasts are not heard
+        try:
+            sock.bind(("", self.port))  # "" and not the unicast address, or broadcasts are not heard
+        except OSError:
+            sock.close()
+            raise
         sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
-        self._transport = transport
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
         self._task = self._spawn("beacons", self._beacon_loop)
 
     def send_now(self, bye: bool = False) -> None:
@@ -87,12 +118,14 @@ class BeaconDiscovery(asyncio.DatagramProtocol, Beacons):
         self._send([(address, self.port)], direct=True)
 
     def _send(self, targets: list[tuple[str, int]], bye: bool = False, direct: bool = False) -> None:
-        if self._transport is None:
+        if self._sock is None:
             return
         data = self.datagram(bye, direct)
         for target in targets:
             try:
-                self._transport.sendto(data, target)
+                # Straight to the socket: a beacon that finds the send buffer full is lost like any datagram,
+                # and the next heartbeat's replaces it (nothing to queue).
+                self._sock.sendto(data, target)
                 self.sent += 1
             except OSError as exc:  # e.g. a supernode's subnet is unreachable right now
                 if target[0] not in self._send_errors:
@@ -104,19 +137,84 @@ class BeaconDiscovery(asyncio.DatagramProtocol, Beacons):
             self.send_now()
             await asyncio.sleep(self.interval_s)
 
+    def _readable(self) -> None:
+        """A datagram came: stop watching the socket and read everything that has come ``batch_s`` later;
+        at once when nothing was read for a heartbeat (a lone peer's beacon, or the end of a stall of this
+        process: I/O callbacks run before the timers that fell due meanwhile, the heartbeat's liveness sweep)."""
+        assert self._loop is not None and self._sock is not None
+        if self._loop.time() - self._drained_at >= self.interval_s:
+            self._drain()
+            return
+        self._loop.remove_reader(self._sock.fileno())
+        self._drain_timer = self._loop.call_later(self.batch_s, self._drain_and_watch)
+
+    def _drain_and_watch(self) -> None:
+        assert self._loop is not None and self._sock is not None
+        self._drain_timer = None
+        try:
+            self._drain()
+        finally:
+            # Level-triggered: whatever is still waiting (past DRAIN_MAX_DATAGRAMS) starts the next window.
+            self._loop.add_reader(self._sock.fileno(), self._readable)
+
+    def _drain(self) -> None:
+        """Read and handle every datagram waiting (DRAIN_MAX_DATAGRAMS at most)."""
+        assert self._loop is not None and self._sock is not None
+        self._drained_at = self._loop.time()
+        self.batches += 1
+        sock = self._sock
+        for _ in range(DRAIN_MAX_DATAGRAMS):
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM_BYTES)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # e.g. an ICMP error reported on the socket
+                log.debug("beacon socket: %s", exc)
+                continue
+            self.datagram_received(data, addr)
+
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """One datagram from ``addr``: a beacon is reported to ``on_origin``, a ``pmk doctor`` probe answered,
+        anything else counted and dropped."""
+        if data.startswith(PROBE_MAGIC):
+            self._answer_probe(data, addr)
+            return
+        if data.startswith(ECHO_MAGIC):
+            return  # an answer meant for a pmk doctor sharing our port
         self.on_datagram(data, addr[0])
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("beacon socket: %s", exc)
+    def _answer_probe(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Tell ``pmk doctor`` (at ``addr``) that its probe arrived here, at most ECHOES_PER_S times a second."""
+        try:
+            nonce = decode_probe(data)
+        except MessageError as exc:
+            self.reject(f"probe from {addr[0]}", str(exc))
+            return
+        second = int(time.monotonic())
+        start, sent = self._echo_window
+        sent = sent + 1 if start == second else 1
+        self._echo_window = (second, sent)
+        if sent > ECHOES_PER_S or self._sock is None:
+            return
+        me = self._beacon()
+        try:
+            self._sock.sendto(encode_echo(me.id, me.inc, nonce), addr)
+            self.echoes += 1
+        except OSError as exc:
+            log.debug("cannot answer a probe from %s: %s", addr[0], exc)
 
     async def stop(self) -> None:
         """Say goodbye by beacon and close the socket."""
         if self._task is not None:
             self._task.cancel()
         self.send_now(bye=True)
-        if self._transport is not None:
-            self._transport.close()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+        if self._sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
 
 
 class MdnsDiscovery(Rejects):
@@ -222,7 +320,12 @@ class MdnsDiscovery(Rejects):
 
 
 class LocalDiscovery(Rejects):
-    """A folder where the daemons of one host and network namespace leave their cards."""
+    """A folder where the daemons of one host and network namespace leave their cards.
+
+    The cards are read again only when the folder changed (its mtime: a card written, renamed into place or
+    removed), not every heartbeat: a card says where a peer is, not that it lives (beacons and PINGs say
+    that), and 50 daemons re-reading 49 cards twice a second cost ~13% of a core between them.
+    """
 
     def __init__(
         self,
@@ -243,6 +346,8 @@ class LocalDiscovery(Rejects):
         self._task: asyncio.Task[None] | None = None
         self._card: Path | None = None
         self._written: dict[str, Any] = {}
+        self._seen_mtime_ns: int | None = None  # the folder's mtime when its cards were last read
+        self.reads = 0  # times the cards were read (for tests: not every heartbeat)
 
     async def start(self) -> None:
         """Leave our card and start reading the others'."""
@@ -264,11 +369,26 @@ class LocalDiscovery(Rejects):
             if self._me().fields() != self._written:
                 # Our seeds changed: a stale digest on the card would make every peer here say HELLO each second.
                 self._write_card()
-            for card in await asyncio.to_thread(self._read_cards):
-                self._on_origin(card, "local")
+            if self._changed():
+                for card in await asyncio.to_thread(self._read_cards):
+                    self._on_origin(card, "local")
             await asyncio.sleep(self.interval_s)
 
+    def _changed(self) -> bool:
+        """True when the folder may hold cards not read yet (its mtime moved since the last read)."""
+        try:
+            mtime_ns = self.folder.stat().st_mtime_ns
+        except OSError:
+            return True  # gone or unreadable: reading says why (and counts it)
+        if mtime_ns == self._seen_mtime_ns and time.time_ns() - mtime_ns > MTIME_SETTLED_NS:
+            return False
+        # A folder changed within the file system's timestamp granularity of our last look may change again
+        # with the same mtime: read once more, until its mtime is safely in the past.
+        self._seen_mtime_ns = mtime_ns
+        return True
+
     def _read_cards(self) -> list[Origin]:
+        self.reads += 1
         out = []
         for path in self.folder.glob("*.json"):
             if path == self._card:

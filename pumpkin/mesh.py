@@ -512,6 +512,12 @@ class Mesh:
         """Any sign of life from a known peer; one that comes back gets the packets that waited for it."""
         if node not in self.peers.peers:
             return
+        if via in LAN_WIDE:
+            remote = self._remote(node)
+            if remote.found_via not in LAN_WIDE:
+                # First heard of by gossip (or a PING), now by the LAN itself: no need to gossip about it every
+                # GOSSIP_HEARTBEATS (a HELLO with our whole peer list to every peer: the bulk of idle traffic).
+                remote.found_via = via
         if via in ("broadcast", "direct"):
             remote = self._remote(node)
             remote.beacon_at = self.clock()

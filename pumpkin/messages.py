@@ -4,7 +4,7 @@ Beacon (one UDP datagram, at most ``MAX_BEACON_BYTES``)::
 
     b"PMKB" + JSON {"v": 1, "id": node id, "tcp": "tcp://10.77.0.11:41234" | null,
                     "ipc": "ipc:///tmp/..." | null, "host": host key, "dg": seeds digest,
-                    "inc": incarnation, "bye": false, "direct": false}
+                    "inc": incarnation, "bye": false, "direct": false, "t": sender's wall clock (s)}
 
 In a keyed network (see ``membership``) a beacon is instead ``b"PMKS" + seal (16 bytes) + JSON``, the seal an
 HMAC of the JSON under the network's beacon key, and the JSON adds ``"pk"`` (the node's CurveZMQ public key),
@@ -14,6 +14,10 @@ the last one heard from that node is a replay). ``host`` is then an HMAC of the 
 
 ``direct`` marks a beacon sent to one peer's address rather than broadcast: the sender does not hear the
 receiver's broadcasts (another subnet), so the receiver answers in kind (see ``mesh``).
+
+``t`` (added later; absent from older nodes) is the sender's wall clock when it sent the beacon (``Origin.wall``,
+set by the sender just before), so that a receiver can tell a peer's clock is off (``pmk doctor``). Receivers
+ignore fields they do not know, so older nodes take such beacons as before.
 
 ``inc`` tells one run of a node from the next (the daemon's start time in nanoseconds): a node id heard
 with a newer incarnation is a restarted peer, whose predecessor's memory, endpoint and unacknowledged
@@ -35,13 +39,23 @@ body carries the sender's ``id``, ``tcp``, ``ipc``, ``host`` and ``dg`` as in th
     b"PMKQ" QUERY  {"ask": [[packet id, seed name], ...]}                     (what of these? answered by
                                                                                an ACK listing each of them)
 
+``pmk doctor`` asks the daemons that hear it to answer, by UDP to the beacon port::
+
+    b"PMKD" PROBE  JSON {"nonce": str, "t": wall clock}, padded with spaces to at least PROBE_MIN_BYTES
+    b"PMKE" ECHO   JSON {"v": 1, "id": node id, "inc": incarnation, "nonce": the probe's, "t": wall clock}
+
+sent back to the probe's source address. A probe is at least as large as its echo, so answering amplifies nothing.
+
 Everything here is untrusted input: ``decode_*`` raise MessageError for anything malformed, oversized or
 of another protocol version, and the caller counts and logs it.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import reprlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +73,12 @@ BYE = b"PMKY"
 ACK = b"PMKA"
 QUERY = b"PMKQ"
 KINDS = (HELLO, PING, BYE, ACK, QUERY)
+PROBE_MAGIC = b"PMKD"
+ECHO_MAGIC = b"PMKE"
+PROBE_MIN_BYTES = 256
+#: For tests only: shifts the wall clock this node announces in beacons and echoes by this many seconds, to fake a
+#: host whose clock is off (``pmk doctor``'s clock check). Never set in production.
+TEST_CLOCK_OFFSET_ENV = "PUMPKIN_TEST_CLOCK_OFFSET_S"
 MAX_BEACON_BYTES = 1024
 MAX_MESSAGE_BYTES = 4 << 20
 MAX_ID_CHARS = 128
@@ -66,6 +86,21 @@ MAX_SEEDS_PER_HELLO = 1000
 MAX_PEERS_PER_HELLO = 1000
 #: Packets asked about in one QUERY (a sender asks again about whatever an answer did not cover).
 MAX_KEYS_PER_QUERY = 5000
+
+
+def _test_clock_offset_s() -> float:
+    try:
+        return float(os.environ.get(TEST_CLOCK_OFFSET_ENV, "") or 0.0)
+    except ValueError:
+        return 0.0
+
+
+_CLOCK_OFFSET_S = _test_clock_offset_s()
+
+
+def wall_clock() -> float:
+    """The wall clock this node announces (``time.time()``, shifted in tests by ``TEST_CLOCK_OFFSET_ENV``)."""
+    return time.time() + _CLOCK_OFFSET_S
 
 
 class MessageError(PumpkinError):
@@ -87,6 +122,7 @@ class Origin:
     pk: str = ""  # CurveZMQ public key (Z85), in a keyed network
     cert: str = ""  # the certificate binding id and pk (see membership)
     seq: int = 0  # beacons only: grows with every beacon of a daemon run
+    wall: float = 0.0  # beacons only: the sender's wall clock when it sent it (0: not said)
 
     def endpoint_for(self, my_host: str) -> str | None:
         """ipc:// when the sender shares this host (and network namespace), tcp:// otherwise."""
@@ -141,12 +177,20 @@ def origin_from(body: Any) -> Origin:
     if not isinstance(pk, str) or not isinstance(cert, str) or len(pk) > 40 or len(cert) > 64:
         raise MessageError("pk and cert must be short strings")
     bye, direct = bool(body.get("bye", False)), bool(body.get("direct", False))
-    return Origin(node, tcp, ipc, host, dg, bye, inc, direct, pk, cert, seq)
+    return Origin(node, tcp, ipc, host, dg, bye, inc, direct, pk, cert, seq, _wall(body.get("t", 0)))
+
+
+def _wall(value: Any) -> float:
+    """A wall-clock time as sent (seconds since the epoch, 0: none); MessageError for anything else."""
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        raise MessageError("t must be a non-negative number of seconds")
+    return float(value)
 
 
 def encode_beacon(origin: Origin, membership: Membership | None = None) -> bytes:
     """The datagram announcing ``origin`` (sealed in a keyed network)."""
-    body = orjson.dumps({**origin.fields(), "bye": origin.bye, "direct": origin.direct, "seq": origin.seq})
+    fields = {**origin.fields(), "bye": origin.bye, "direct": origin.direct, "seq": origin.seq}
+    body = orjson.dumps({**fields, "t": origin.wall} if origin.wall else fields)
     if membership is not None and membership.keyed:
         data = SEALED_BEACON_MAGIC + membership.seal(body) + body
     else:
@@ -223,3 +267,54 @@ def decode(frames: list[bytes]) -> Message:
             ):
                 raise MessageError(f"ACK '{key}' must be a list of [packet id, seed]")
     return Message(kind, origin, body)
+
+
+@dataclass(frozen=True)
+class Echo:
+    """A daemon's answer to ``pmk doctor``'s probe."""
+
+    node: str
+    inc: int
+    nonce: str
+    wall: float
+
+
+def encode_probe(nonce: str) -> bytes:
+    """``pmk doctor``'s probe datagram (padded: never smaller than the echo it asks for)."""
+    data = PROBE_MAGIC + orjson.dumps({"nonce": nonce, "t": round(wall_clock(), 6)})
+    return data.ljust(PROBE_MIN_BYTES, b" ")
+
+
+def decode_probe(data: bytes) -> str:
+    """The nonce of a probe datagram; MessageError when it is not one (or too small to answer)."""
+    if not data.startswith(PROBE_MAGIC) or not PROBE_MIN_BYTES <= len(data) <= MAX_BEACON_BYTES:
+        raise MessageError("not a probe of the right size")
+    try:
+        nonce = orjson.loads(data[len(PROBE_MAGIC) :].rstrip(b" ")).get("nonce")
+    except (orjson.JSONDecodeError, AttributeError):
+        raise MessageError("probe body is not a JSON object") from None
+    if not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
+        raise MessageError("probe nonce must be a short string")
+    return nonce
+
+
+def encode_echo(node: str, inc: int, nonce: str) -> bytes:
+    """A daemon's answer to a probe; the id is cut to 100 characters, so that it never outgrows the probe."""
+    body = {"v": VERSION, "id": node[:100], "inc": inc, "nonce": nonce, "t": round(wall_clock(), 6)}
+    return ECHO_MAGIC + orjson.dumps(body)
+
+
+def decode_echo(data: bytes) -> Echo:
+    """An echo datagram; MessageError when it is not one."""
+    if not data.startswith(ECHO_MAGIC) or len(data) > MAX_BEACON_BYTES:
+        raise MessageError("not an echo")
+    try:
+        body = orjson.loads(data[len(ECHO_MAGIC) :])
+    except orjson.JSONDecodeError:
+        raise MessageError("echo body is not JSON") from None
+    if not isinstance(body, dict) or body.get("v") != VERSION:
+        raise MessageError("echo of another protocol version")
+    node, inc, nonce = body.get("id"), body.get("inc", 0), body.get("nonce")
+    if not isinstance(node, str) or not node or not isinstance(nonce, str) or type(inc) is not int:
+        raise MessageError("echo needs an id, a nonce and an incarnation")
+    return Echo(node, inc, nonce, _wall(body.get("t", 0)))

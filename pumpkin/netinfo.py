@@ -19,10 +19,16 @@ class Interface:
     name: str
     address: str
     broadcast: str | None
+    netmask: str | None = None
 
     @property
     def is_loopback(self) -> bool:
         return ipaddress.ip_address(self.address).is_loopback
+
+    @property
+    def network(self) -> str:
+        """The subnet, e.g. ``10.77.0.0/24`` (a /32 when the netmask is not known)."""
+        return str(ipaddress.ip_network(f"{self.address}/{self.netmask or 32}", strict=False))
 
 
 def interfaces() -> list[Interface]:
@@ -37,7 +43,7 @@ def interfaces() -> list[Interface]:
             if bcast is None and entry.get("netmask") and not ipaddress.ip_address(addr).is_loopback:
                 net = ipaddress.ip_network(f"{addr}/{entry['netmask']}", strict=False)
                 bcast = str(net.broadcast_address) if net.prefixlen < 31 else None
-            out.append(Interface(name, addr, bcast))
+            out.append(Interface(name, addr, bcast, entry.get("netmask")))
     return out
 
 

@@ -232,6 +232,86 @@ class NodeQuery:
             },
         }
 
+    # -- pmk doctor ------------------------------------------------------------------------------
+
+    def doctor(self) -> dict[str, Any]:
+        """What ``pmk doctor`` asks a running daemon: its interfaces and address, discovery's ways and counters,
+        what it heard and from whom, each peer's paths (whose broadcasts arrive, who asks for our PINGs because ours
+        do not), the page's address, and what waits in its working directory."""
+        d = self._d
+        disc = d.config.discovery
+        beacons = next((x for x in d.discoveries if isinstance(x, BeaconDiscovery)), None)
+        kinds = {type(x).__name__ for x in d.discoveries}
+        return {
+            "incarnation": d.incarnation,
+            "advertise": d.advertise,
+            "interfaces": [
+                {"name": i.name, "address": i.address, "broadcast": i.broadcast, "network": i.network}
+                for i in d.interfaces
+            ],
+            "endpoints": self.endpoints(),
+            "timing": {"heartbeat_s": disc.heartbeat_s, "evasive_s": disc.evasive_s, "expired_s": disc.expired_s},
+            "discovery": {
+                "bcport": disc.bcport,
+                "broadcast": beacons is not None and bool(beacons.broadcasts),
+                "beacons": beacons is not None,
+                "mdns": "MdnsDiscovery" in kinds,
+                "local": "LocalDiscovery" in kinds,
+                "supernodes": [f"{h}:{p}" for h, p in disc.supernodes],
+                "static_peers": list(disc.peers),
+                "beacons_sent": beacons.sent if beacons else 0,
+                "beacons_received": beacons.received if beacons else 0,
+                "rejected": sum(x.rejected for x in d.discoveries),
+            },
+            "hearing": d.hearing.facts(),
+            "peers": self._peer_paths(),
+            "web": {
+                "enabled": d.config.http.enable,
+                "host": d.config.http.host,
+                "port": d.config.http.port,
+                "url": d.web.url if d.web is not None else "",
+            },
+            "work": {
+                "waiting": self.waiting_total(),
+                "waiting_states": self.waiting_states(),
+                "failed": self.failed_counts(),
+                "journal_unfinished": d.journal.unfinished() if d.journal is not None else 0,
+                "inflight": d.mesh.inflight_counts() if d.mesh is not None else {},
+            },
+        }
+
+    def _peer_paths(self) -> list[dict[str, Any]]:
+        """Every node the mesh greeted or knows: its state ("unanswered": greeted, never answered our HELLO), how
+        it was found, and how long ago its broadcast beacon, its direct beacon and its last request for our PINGs
+        came (None: never)."""
+        d = self._d
+        mesh = d.mesh
+        if mesh is None:
+            return []
+        now = mesh.clock()
+
+        def age(at: float) -> float | None:
+            return round(now - at, 3) if at > -1e8 else None
+
+        out = []
+        for node in sorted(set(mesh.remotes) | set(d.peers.peers)):
+            remote, peer = mesh.remotes.get(node), d.peers.peers.get(node)
+            origin = remote.origin if remote is not None else None
+            out.append(
+                {
+                    "id": node,
+                    "state": peer.state.value if peer is not None else "unanswered",
+                    "tcp": origin.tcp if origin is not None else (peer.endpoint if peer is not None else None),
+                    "found_via": (remote.found_via if remote is not None else "") or (peer.via if peer else ""),
+                    "last_heard_s": round(now - peer.last_heard, 3) if peer is not None else None,
+                    "known_s": round(now - remote.since, 3) if remote is not None else None,
+                    "broadcast_s": age(remote.broadcast_at) if remote is not None else None,
+                    "direct_s": age(remote.direct_at) if remote is not None else None,
+                    "asks_pings_s": age(remote.echo_at) if remote is not None else None,
+                }
+            )
+        return out
+
     def _intake(self) -> dict[str, Any]:
         d = self._d
         out: dict[str, Any] = {}

@@ -492,7 +492,7 @@ class Net:
         if live:
             node.journal = SimJournal(self.disk(node_id), "default", ids, self.scheduler, lambda: node.alive)
             outputs.journal = node.make_durable
-            node.beacons = Beacons(node.origin, mesh.on_origin, decode=self._decode_beacon)
+            node.beacons = Beacons(node.origin, mesh.on_origin, decode=self._decode_beacon, wall=clock)
             self._members = None
             mesh.start()
             # Daemons start at different moments: each beacons on a phase of its own.

@@ -15,7 +15,8 @@ previous answer, and a POST's body within ``BODY_TIMEOUT_S``; an event stream wh
 ``WRITE_TIMEOUT_S`` is closed. At most ``connection_limit()`` connections are open at once: one more closes the
 one that has been idle longest, so idle connections cannot starve the page or the daemon's file descriptors.
 
-Live updates: one sampler task looks at the daemon every ``SAMPLE_S`` and keeps two payloads, *graph* (the
+Live updates: while an event stream is open, one sampler task looks at the daemon every ``SAMPLE_S`` (unwatched,
+it only records the rates' counters, every ``UNWATCHED_SAMPLE_S``) and keeps two payloads, *graph* (the
 structure: automaton, seeds, hosts; rebuilt only when the automaton version, the peer table or the disabled set
 changes) and *stats* (counters, rates, waiting and failed packets, loads). ``/api/v1/events`` is a server-sent
 event stream: ``graph`` and ``stats`` events carry the new payload each time one changes, coalesced, so a slow
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 API = "/api/v1"
 SAMPLE_S = 0.25  # how often the sampler looks: a change reaches the page within this plus a frame
 RATE_WINDOW_S = 2.0  # packets/s are averaged over this much history
+#: While no event stream is open the sampler only records the rates' counters, this often (< RATE_WINDOW_S).
+UNWATCHED_SAMPLE_S = 1.0
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies and idle browsers from closing the stream
 PORT_TRIES = 10  # the configured port, then the next 9, then any free one
 RECENT_FAILURES = 20  # failures each stats payload carries; /api/v1/failed gives more
@@ -834,9 +837,14 @@ class WebServer:
 
     async def _sample_forever(self) -> None:
         while True:
-            await asyncio.sleep(SAMPLE_S)
+            # While no page watches, only the rates' counters are sampled, and less often: the payloads are
+            # built for event streams (and on demand by /api/v1/snapshot), and an idle daemon should sleep.
+            await asyncio.sleep(SAMPLE_S if self.streams else UNWATCHED_SAMPLE_S)
             try:
-                self._sample()
+                if self.streams:
+                    self._sample()
+                else:
+                    self.rates.add(_rate_counters(self.query))
             except Exception:  # noqa: BLE001 - the page must never take the daemon down
                 log.exception("web: sampling the daemon failed")
 
@@ -991,6 +999,7 @@ class WebServer:
         self.streams.add(resp)
         graph_seq = stats_seq = -1
         try:
+            self._sample()  # nothing sampled the payloads while no page watched
             await resp.prepare(request)
             await _send(request, resp, b"retry: 1000\n\n")
             while not self._closing:

@@ -1,20 +1,25 @@
-/* Pumpkin's live page: three force-directed views of one network, fed by server-sent events.
+/* Pumpkin's live page: three views of one network (States, Seeds, Hosts), fed by server-sent events.
  *
  * The daemon pushes two kinds of event on api/v1/events: "graph" (structure: automaton, seeds, hosts) when it
- * changes, and "stats" (counters, rates, waiting and failed packets, loads) when they change. Each view keeps
- * one d3 force simulation for its whole life: a new graph is merged into it (nodes keep their positions, new
- * ones start next to a neighbour), and stats only restyle what is drawn, without moving anything.
+ * changes, and "stats" (counters, rates, waiting and failed packets, loads) when they change. A new structure is
+ * laid out in layers, left to right, by a Web Worker (static/layout.js, with dagre): every node, with its labels,
+ * and every arrow's label gets a box of its own, measured here in the page's font, so nothing drawn overlaps; the
+ * view then slides from the old places to the new ones and zooms to fit. Stats only restyle what is drawn.
  */
 "use strict";
 
 const API = "api/v1";
-const SPACING = 190;          // px between layers (distance from the data's entry point) in States and Seeds
 const FAIL_HOT_MS = 30000;    // an arrow stays red this long after its seed's last failure
 const MANY = 60;              // above this many nodes, labels give way when zoomed out
 const CALM_LINKS = 120;       // above this many arrows, flowing ones are drawn thick and green but not animated
 const HUB_SPLIT = 8;          // an in/out pseudo-state with more arrows than this is drawn once per arrow
-const WARM_UP_TICKS = 150;    // a big new graph is laid out this far before its first frame
-
+const SLIDE_MS = 450;         // nodes slide this long from one layout to the next
+const FIT_MS = 450;           // the zoom-to-fit transition (on a new layout and on F)
+const MAX_FIT_ZOOM = 1.6;     // fitting a small graph enlarges it at most this much
+const LABEL_H = 30;           // an arrow label's box: its name above the arrow, rate and failures below it
+const LINE_H = 15;            // px from one line of a node's text to the next
+const FEW_HOSTS = 6;          // with this many hosts or fewer, each lists its seeds under its name
+const SEEDS_LISTED = 8;       // ... at most this many of them
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const fmtRate = (r) => (r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(2).replace(/\.?0+$/, "")) + "/s";
@@ -38,6 +43,89 @@ function tagMatches(a, b) {
 /* ---------------------------------------------------------------------------------------------- */
 /* One force-directed view.                                                                        */
 
+/* Text widths in the page's own font, so that the layout's boxes hold what is drawn (canvas and SVG text share
+ * the font machinery; a hidden SVG cannot be measured, a canvas can). */
+const measure = (() => {
+  const ctx = document.createElement("canvas").getContext("2d");
+  const family = getComputedStyle(document.documentElement).fontFamily;
+  const cache = new Map();
+  return (text, px, weight = 400) => {
+    const key = `${weight}|${px}|${text}`;
+    let w = cache.get(key);
+    if (w === undefined) {
+      ctx.font = `${weight} ${px}px ${family}`;
+      w = ctx.measureText(String(text)).width;
+      if (cache.size > 20000) cache.clear();
+      cache.set(key, w);
+    }
+    return w;
+  };
+})();
+
+/* Where a node's texts go (baselines below its circle) and the box around everything drawn for it, from the
+ * circle's centre: labels, its waiting/failure badge, and the self-loops above it with their labels. */
+function nodeBox(n, loops) {
+  const r = n.r;
+  n.labelY = r + 15;
+  n.subY = n.labelY + (n.label ? LINE_H - 1 : 0);
+  let y = n.sub ? n.subY : n.label ? n.labelY : r;
+  n.lineYs = (n.lines || []).map(() => (y += LINE_H));
+  const widths = [measure(n.label || "", 12, 600), n.sub ? measure(n.subSample || n.sub, 10) : 0,
+    ...(n.lines || []).map((l) => measure(l.text, 11, l.cls === "note" ? 400 : 500))];
+  // The badge sits on the circle's top right: up to five characters ("1,234") wide.
+  let half = Math.max(r, 0.72 * r + 24, ...widths.map((w) => w / 2)) + 3;
+  let top = Math.max(r, 0.72 * r + 9) + 3;
+  for (const l of loops) {
+    const {h, apex} = loopShape(r, l.loop);
+    half = Math.max(half, l.w / 2 + 2, 0.35 * r + 0.3 * h + 3);
+    top = Math.max(top, apex + LABEL_H / 2 + 2);
+  }
+  const bottom = (n.lineYs.length ? n.lineYs[n.lineYs.length - 1] : n.sub ? n.subY : n.label ? n.labelY : r) + 5;
+  return {left: half, right: half, top, bottom};
+}
+
+/* The i-th self-loop of a node of radius r: its size and how far above the centre its top is (where its label's
+ * centre goes; loops grow by a label's height so that their labels stack without touching). */
+function loopShape(r, i) {
+  const h = r + 30 + (i * (LABEL_H + 6)) / 1.0125;
+  return {h, apex: 0.175 * r + 1.0125 * h};
+}
+
+/* An arrow label's box: the seed's name on one line, its rate and failures on the next (room is kept for
+ * `sample`, so that counters going up do not move the layout; a longer text makes room for itself). */
+function labelBox(l, sample) {
+  if (!l.label) { l.w = 0; l.h = 0; return; }
+  const second = Math.max(measure(sample, 10.5, 700), l.line2 ? measure(l.line2, 10.5, 700) : 0);
+  l.w = Math.ceil(Math.max(measure(l.label, 10.5), second) + 8);
+  l.h = LABEL_H;
+}
+
+/* The one Web Worker that lays out every view (layout.js); answers go to the view that asked. */
+let worker = null;
+function layoutWorker() {
+  if (!worker) {
+    worker = new Worker("static/layout.js");
+    worker.onmessage = (ev) => views[ev.data.view]?.onLayout(ev.data);
+    worker.onerror = (ev) => console.error("layout worker:", ev.message);
+  }
+  return worker;
+}
+
+/* Where a view may draw, in the SVG's pixels: all of it but the toolbar's row and the legend's strip. */
+function drawingArea(svgEl) {
+  const s = svgEl.getBoundingClientRect();
+  if (!s.width || !s.height) return null;
+  let top = 10, bottom = s.height - 10;
+  const bar = $(".toolbar").getBoundingClientRect();
+  if (bar.height) top = Math.max(top, bar.bottom - s.top + 10);
+  const legend = $("#legend").getBoundingClientRect();
+  if (legend.height) bottom = Math.min(bottom, legend.top - s.top - 10);
+  return {x: 16, y: top, w: s.width - 32, h: Math.max(40, bottom - top)};
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* One view: a layered drawing of nodes and arrows, with zoom, pan and drag.                       */
+
 class GraphView {
   constructor(name, svgEl, opts) {
     this.name = name;
@@ -47,10 +135,16 @@ class GraphView {
     this.links = [];
     this.byId = new Map();
     this.active = false;
-    this.dirty = false;
     this.autoFit = true;
     this.transform = d3.zoomIdentity;
-    this.ticks = 0;
+    this.seq = 0;            // layouts asked for
+    this.laidOut = 0;        // the last one drawn
+    this.layoutKey = "";
+    this.slide = null;       // the d3.timer moving nodes to a new layout
+    this.fitting = 0;        // a zoom-to-fit transition is running (its number)
+    this.fittingNow = false; // an immediate fit is being applied
+    this.fitCount = 0;
+    this.layoutMs = 0;
 
     const defs = this.svg.append("defs");
     for (const [cls, colour] of [["default", "#56606b"], ["active", "#3fb950"], ["failing", "#f85149"],
@@ -70,33 +164,21 @@ class GraphView {
     this.zoom = d3.zoom().scaleExtent([0.04, 4]).on("zoom", (ev) => {
       this.transform = ev.transform;
       this.layer.attr("transform", ev.transform);
-      if (ev.sourceEvent) this.autoFit = false;
-      const was = this.labelsShown();
+      // A person zoomed or panned: stop fitting by ourselves. (Our own fits may carry a wheel's event: d3 reuses
+      // the gesture of a wheel turned within the last 150 ms.)
+      if (ev.sourceEvent && !this.fitting && !this.fittingNow) this.autoFit = false;
       this.svg.classed("zoomed-out", ev.transform.k < 0.55);
-      if (!was && this.labelsShown()) this.labelSel.attr("x", (d) => d._lx).attr("y", (d) => d._ly);
     });
     this.svg.call(this.zoom).on("dblclick.zoom", null);
     this.svg.on("click", (ev) => { if (ev.target === this.svg.node()) opts.onBackground(); });
 
-    const layered = !!opts.layered;
-    this.sim = d3.forceSimulation()
-      .force("link", d3.forceLink().id((d) => d.id).distance(opts.linkDistance || 130).strength(0.35))
-      .force("charge", d3.forceManyBody().strength(opts.charge || -520).distanceMax(900).theta(0.9))
-      .force("collide", d3.forceCollide().radius((d) => d.r + 16).iterations(1))
-      .force("x", d3.forceX((d) => (layered ? d.layer * SPACING : 0)).strength(layered ? 0.3 : 0.04))
-      .force("y", d3.forceY(0).strength(layered ? 0.07 : 0.04))
-      .velocityDecay(0.38)
-      .on("tick", () => this.tick())
-      .on("end", () => this.ended())
-      .stop();
-
+    // A dragged node stays where it is dropped (its arrows go straight to it) until the next layout or F.
     this.drag = d3.drag()
-      .on("start", (ev, d) => { if (!ev.active) this.sim.alphaTarget(0.15).restart(); d.fx = d.x; d.fy = d.y; })
-      .on("drag", (ev, d) => { d.fx = ev.x; d.fy = ev.y; })
-      .on("end", (ev, d) => { if (!ev.active) this.sim.alphaTarget(0); d.fx = null; d.fy = null; });
+      .on("start", () => this.stopSlide())
+      .on("drag", (ev, d) => { d.x = ev.x; d.y = ev.y; d.moved = true; this.draw(); });
   }
 
-  /* Merge a new structure in: existing nodes keep position and speed; returns true when anything changed. */
+  /* Merge a new structure in (nodes keep their places until the new layout comes); true when anything changed. */
   setModel(nodes, links) {
     const before = this.signature;
     const next = new Map();
@@ -104,38 +186,106 @@ class GraphView {
       const old = this.byId.get(n.id);
       next.set(n.id, old ? Object.assign(old, n, {entering: false}) : Object.assign(n, {entering: true}));
     }
-    const ids = new Set(next.keys());
-    const links2 = links.filter((l) => ids.has(l.source) && ids.has(l.target));
-    // New nodes start beside a neighbour already placed (or on their layer), so the picture grows, not jumps.
-    for (const n of next.values()) {
-      if (n.x !== undefined) continue;
-      const nb = links2.map((l) => (l.source === n.id ? l.target : l.target === n.id ? l.source : null))
-        .map((id) => this.byId.get(id)).find((m) => m && m.x !== undefined);
-      const jitter = () => (Math.random() - 0.5) * 60;
-      if (nb) { n.x = nb.x + (this.opts.layered ? (n.layer - nb.layer) * SPACING * 0.8 : 0) + jitter(); n.y = nb.y + jitter(); }
-      else { n.x = (this.opts.layered ? n.layer * SPACING : 0) + jitter() * 3; n.y = jitter() * 3; }
+    const oldLinks = new Map(this.links.map((l) => [l.id, l]));
+    const links2 = links.filter((l) => next.has(l.source) && next.has(l.target));
+    const loopCount = new Map();
+    for (const l of links2.sort((a, b) => (a.id < b.id ? -1 : 1))) {
+      const old = oldLinks.get(l.id);
+      if (old) Object.assign(l, {points: old.points, lx: old.lx, ly: old.ly, line2: old.line2});
+      l.source = next.get(l.source);
+      l.target = next.get(l.target);
+      l.loop = l.source === l.target ? loopCount.get(l.source.id) || 0 : -1;
+      if (l.loop >= 0) loopCount.set(l.source.id, l.loop + 1);
     }
-    curve(links2);
     this.byId = next;
     this.nodes = [...next.values()];
     this.links = links2;
-    this.signature = [...ids].sort().join("\n") + "\n--\n" + links2.map((l) => l.id).sort().join("\n");
+    this.signature = [...next.keys()].sort().join("\n") + "\n--\n" + links2.map((l) => l.id).sort().join("\n");
     const changed = this.signature !== before;
     this.join();
-    this.sim.nodes(this.nodes);
-    this.sim.force("link").links(this.links);
-    // Big graphs settle faster (fewer frames of motion), and a big batch of new nodes is laid out before it
-    // is first drawn: a few hundred ms once, instead of seconds of a hairball untangling on screen.
-    this.sim.alphaDecay(this.nodes.length > 100 ? 0.045 : 0.0228);
-    const fresh = this.nodes.filter((n) => n.entering).length;
-    if (fresh > 50) { this.sim.alpha(1); this.sim.tick(WARM_UP_TICKS); this.ticks = Math.max(this.ticks, 1); }
     this.svg.classed("calm", this.links.length > CALM_LINKS);
-    if (changed) {
-      if (this.active) this.sim.alpha(Math.max(this.sim.alpha(), this.ticks ? 0.45 : 1)).restart();
-      else this.dirty = true;
-    }
-    this.tick();
+    this.relayout();
+    this.texts();
+    this.draw();
     return changed;
+  }
+
+  /* A node's texts, at the baselines nodeBox chose. */
+  texts() {
+    this.nodeSel.select("rect.hit").attr("x", (d) => -d.box.left).attr("y", (d) => -d.box.top)
+      .attr("width", (d) => d.box.left + d.box.right).attr("height", (d) => d.box.top + d.box.bottom);
+    this.nodeSel.select("text.label").attr("y", (d) => d.labelY).text((d) => d.label);
+    this.nodeSel.select("text.sublabel").attr("y", (d) => d.subY).text((d) => d.sub || "");
+    this.nodeSel.select("text.lines").each(function (d) {
+      d3.select(this).selectAll("tspan").data(d.lines || []).join("tspan")
+        .attr("x", 0).attr("y", (x, i) => d.lineYs[i]).attr("class", (x) => x.cls || null).text((x) => x.text);
+    });
+  }
+
+  /* Measure every box; ask for a layout when any box or arrow changed. */
+  relayout(force = false) {
+    const loops = new Map();
+    for (const l of this.links) {
+      labelBox(l, this.opts.line2Sample || "999/s");
+      if (l.loop >= 0) loops.set(l.source.id, [...(loops.get(l.source.id) || []), l]);
+    }
+    for (const n of this.nodes) n.box = nodeBox(n, loops.get(n.id) || []);
+    const nodes = this.nodes.map((n) => ({id: n.id, ...n.box}));
+    const links = this.links.filter((l) => l.loop < 0)
+      .map((l) => ({id: l.id, source: l.source.id, target: l.target.id, w: l.w, h: l.h}));
+    const key = JSON.stringify([nodes.map((n) => [n.id, Math.round(n.left), Math.round(n.top), Math.round(n.bottom)]), links]);
+    if (key === this.layoutKey && !force) return;
+    this.layoutKey = key;
+    this.seq++;
+    layoutWorker().postMessage({view: this.name, seq: this.seq, nodes, links});
+  }
+
+  /* A layout from the worker: slide there (a stale one, overtaken by a newer request, is dropped). */
+  onLayout(res) {
+    if (res.seq !== this.seq) return;
+    const first = !this.laidOut;
+    this.laidOut = res.seq;
+    this.layoutMs = res.ms;
+    for (const n of this.nodes) {
+      const p = res.nodes[n.id];
+      if (!p) continue;
+      [n.tx, n.ty] = p;
+      n.moved = false;
+    }
+    for (const l of this.links) {
+      const r = res.links[l.id];
+      if (!r) continue;
+      l.points = r.points;
+      [l.lx, l.ly] = r.label || [undefined, undefined];
+    }
+    this.slideTo(first || !this.active);
+    if (this.active && this.autoFit) this.fit(!first, true);
+  }
+
+  slideTo(jump) {
+    this.stopSlide();
+    const from = this.nodes.map((n) => [n, n.x, n.y]);
+    const land = () => { for (const n of this.nodes) if (n.tx !== undefined) { n.x = n.tx; n.y = n.ty; } };
+    if (jump || from.every(([n, x]) => x === undefined || (x === n.tx && n.y === n.ty))) { land(); this.draw(); return; }
+    this.slide = d3.timer((elapsed) => {
+      const t = d3.easeCubicInOut(Math.min(1, elapsed / SLIDE_MS));
+      for (const [n, x, y] of from) {
+        if (n.tx === undefined) continue;
+        if (x === undefined) { n.x = n.tx; n.y = n.ty; continue; }   // a new node appears in its place
+        n.x = x + (n.tx - x) * t;
+        n.y = y + (n.ty - y) * t;
+      }
+      this.draw();
+      if (t >= 1) this.stopSlide();
+    });
+  }
+
+  stopSlide() {
+    if (!this.slide) return;
+    this.slide.stop();
+    this.slide = null;
+    for (const n of this.nodes) if (n.tx !== undefined && !n.moved) { n.x = n.tx; n.y = n.ty; }
+    this.draw();
   }
 
   join() {
@@ -145,26 +295,32 @@ class GraphView {
       .attr("data-id", (d) => d.id);
     this.labelSel = this.gLabels.selectAll("text.link-label").data(this.links, (d) => d.id)
       .join((enter) => {
-        const t = enter.append("text").attr("class", "link-label").attr("dy", -4);
-        t.append("tspan").attr("class", "name");
-        t.append("tspan").attr("class", "rate");
-        t.append("tspan").attr("class", "fail");
+        const t = enter.append("text").attr("class", "link-label");
+        t.append("tspan").attr("class", "name").attr("dy", -4);
+        const second = t.append("tspan").attr("class", "line2").attr("dy", LINE_H);
+        second.append("tspan").attr("class", "rate");
+        second.append("tspan").attr("class", "fail");
         t.on("click", (ev, d) => { ev.stopPropagation(); o.onLinkClick?.(d); });
         return t;
-      });
+      })
+      .attr("data-id", (d) => d.id);
     this.labelSel.select("tspan.name").text((d) => d.label || "");
     this.nodeSel = this.gNodes.selectAll("g.node").data(this.nodes, (d) => d.id)
       .join((enter) => {
         const g = enter.append("g").attr("class", "node");
+        g.append("rect").attr("class", "hit");  // the node's whole box takes clicks and drags, its texts too
         g.append("circle").attr("class", "body");
         g.append("text").attr("class", "glyph");
         g.append("text").attr("class", "label");
         g.append("text").attr("class", "sublabel");
+        g.append("text").attr("class", "lines");
         const b = g.append("g").attr("class", "badge").style("display", "none");
         b.append("rect").attr("rx", 8).attr("height", 16).attr("y", -8);
         b.append("text");
         g.append("title");
         g.on("click", (ev, d) => { ev.stopPropagation(); o.onClick(d); });
+        // A new node pops in once; settled waits for that, so screenshots show nodes as they stay.
+        g.on("animationend", (ev, d) => { if (ev.animationName === "pop") { d.entering = false; d3.select(ev.currentTarget).classed("entering", false); } });
         g.call(this.drag);
         return g;
       })
@@ -172,124 +328,120 @@ class GraphView {
       .classed("entering", (d) => d.entering);
     this.nodeSel.select("circle.body").attr("r", (d) => d.r);
     this.nodeSel.select("text.glyph").text((d) => d.glyph || "");
-    this.nodeSel.select("text.label").attr("y", (d) => d.r + 15).text((d) => d.label);
-    this.nodeSel.select("text.sublabel").attr("y", (d) => d.r + 28).text((d) => d.sub || "");
     this.nodeSel.select("title").text((d) => d.title || d.id);
     this.svg.classed("many", this.nodes.length > MANY);
   }
 
-  tick() {
-    this.ticks++;
-    this.nodeSel.attr("transform", (d) => `translate(${d.x.toFixed(1)},${d.y.toFixed(1)})`);
-    this.linkSel.attr("d", (d) => geometry(d).path);
-    if (this.labelsShown()) this.labelSel.attr("x", (d) => d._lx).attr("y", (d) => d._ly);
-    if (this.autoFit && this.active && this.ticks % 3 === 0) this.fit(false);
+  /* Put everything where the nodes are now; nodes not laid out yet are hidden. */
+  draw() {
+    this.nodeSel
+      .classed("unplaced", (d) => d.x === undefined)
+      .attr("transform", (d) => (d.x === undefined ? null : `translate(${d.x.toFixed(1)},${d.y.toFixed(1)})`));
+    this.linkSel.attr("d", (d) => geometry(d));
+    this.labelSel
+      .classed("unplaced", (d) => d._lx === undefined)
+      .attr("x", (d) => d._lx ?? 0).attr("y", (d) => d._ly ?? 0);
+    this.labelSel.select("tspan.line2").attr("x", (d) => d._lx ?? 0);
   }
-
-  ended() { if (this.autoFit && this.active) this.fit(true); }
 
   labelsShown() {
     const c = this.svg.node().classList;
     return !c.contains("hide-link-labels") && !(c.contains("zoomed-out") && c.contains("many"));
   }
 
-  bounds() {
-    if (!this.nodes.length) return null;
+  /* The box around everything drawn: where nodes are now, or where the coming layout puts them. */
+  bounds(target = false) {
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
     for (const n of this.nodes) {
-      x0 = Math.min(x0, n.x - n.r - 50); x1 = Math.max(x1, n.x + n.r + 50);
-      y0 = Math.min(y0, n.y - n.r - 30); y1 = Math.max(y1, n.y + n.r + 40);
+      const x = target && n.tx !== undefined && !n.moved ? n.tx : n.x, y = target && n.ty !== undefined && !n.moved ? n.ty : n.y;
+      if (x === undefined || !n.box) continue;
+      x0 = Math.min(x0, x - n.box.left); x1 = Math.max(x1, x + n.box.right);
+      y0 = Math.min(y0, y - n.box.top); y1 = Math.max(y1, y + n.box.bottom);
     }
-    for (const l of this.links) if (l._ly !== undefined) { y0 = Math.min(y0, l._ly - 20); y1 = Math.max(y1, l._ly + 10); }
-    return [x0, y0, x1, y1];
+    for (const l of this.links) {
+      const lx = target ? l.lx : l._lx, ly = target ? l.ly : l._ly;
+      if (lx === undefined || l.loop >= 0 || !l.w) continue;
+      x0 = Math.min(x0, lx - l.w / 2); x1 = Math.max(x1, lx + l.w / 2);
+      y0 = Math.min(y0, ly - l.h / 2); y1 = Math.max(y1, ly + l.h / 2);
+    }
+    return x0 < x1 ? [x0, y0, x1, y1] : null;
   }
 
-  /* Zoom so that everything shows; smooth=false eases a step towards it (called while the layout moves). */
-  fit(smooth) {
-    const b = this.bounds();
-    const el = this.svg.node();
-    const W = el.clientWidth, H = el.clientHeight;
-    if (!b || !W || !H) return;
-    const k = Math.min(W / (b[2] - b[0]), H / (b[3] - b[1]), 1.5) * 0.94;
-    const target = d3.zoomIdentity.translate(W / 2 - k * (b[0] + b[2]) / 2, H / 2 - k * (b[1] + b[3]) / 2).scale(k);
-    if (smooth) { this.svg.transition().duration(450).call(this.zoom.transform, target); return; }
-    const t = this.transform, a = this.ticks < 4 ? 1 : 0.25;
-    const mix = d3.zoomIdentity.translate(t.x + (target.x - t.x) * a, t.y + (target.y - t.y) * a).scale(t.k + (target.k - t.k) * a);
-    this.svg.call(this.zoom.transform, mix);
+  /* Zoom so that everything shows, as large as the drawing area allows (up to MAX_FIT_ZOOM). */
+  fit(smooth, target = false) {
+    const b = this.bounds(target);
+    const area = drawingArea(this.svg.node());
+    if (!b || !area) return;
+    const k = Math.min(area.w / Math.max(1, b[2] - b[0]), area.h / Math.max(1, b[3] - b[1]), MAX_FIT_ZOOM);
+    const to = d3.zoomIdentity.translate(area.x + area.w / 2 - (k * (b[0] + b[2])) / 2, area.y + area.h / 2 - (k * (b[1] + b[3])) / 2).scale(k);
+    // Unnamed, so that d3-zoom's own interrupt() stops it when a person starts to zoom or pan.
+    this.svg.interrupt();
+    if (!smooth) {
+      this.fitting = 0;
+      this.fittingNow = true;
+      this.svg.call(this.zoom.transform, to);
+      this.fittingNow = false;
+      return;
+    }
+    const mine = ++this.fitCount;
+    this.fitting = mine;
+    this.svg.transition().duration(FIT_MS).call(this.zoom.transform, to)
+      .on("end interrupt", () => { if (this.fitting === mine) this.fitting = 0; });
+  }
+
+  /* F: dragged nodes go back, and the whole graph is fitted to the view. */
+  refit() {
+    this.autoFit = true;
+    const moved = this.nodes.filter((n) => n.moved);
+    for (const n of moved) n.moved = false;
+    if (moved.length) this.slideTo(false);
+    this.fit(true, true);
   }
 
   activate() {
     this.active = true;
-    if (this.dirty || this.ticks < 2) { this.dirty = false; this.sim.alpha(Math.max(this.sim.alpha(), 0.8)).restart(); }
-    else this.tick();
+    this.draw();
     if (this.autoFit) this.fit(false);
   }
 
-  deactivate() { this.active = false; this.sim.stop(); }
+  deactivate() { this.active = false; this.stopSlide(); this.svg.interrupt(); this.fitting = 0; }
 
-  get settled() { return this.sim.alpha() < this.sim.alphaMin() || (!this.active && !this.dirty); }
-}
-
-/* Multi-arrows between one pair of nodes bow apart; an arrow and its reverse too. */
-function curve(links) {
-  const groups = new Map();
-  for (const l of links) {
-    const key = l.source === l.target ? `loop:${l.source}` : [l.source, l.target].sort().join("\u0000");
-    if (!groups.has(key)) groups.set(key, []);
-    groups.get(key).push(l);
-  }
-  for (const group of groups.values()) {
-    group.sort((a, b) => (a.id < b.id ? -1 : 1));
-    const n = group.length;
-    group.forEach((l, i) => {
-      l.loop = l.source === l.target ? i : -1;
-      const canonical = String(l.source) <= String(l.target);
-      const off = n === 1 ? 0 : (i - (n - 1) / 2) * 44;
-      l.offset = canonical ? off : -off;
-    });
+  /* True once the latest structure is laid out, drawn in place and fitted (what tests and screenshots wait for). */
+  get settled() {
+    return this.laidOut === this.seq && !this.slide && !this.fitting && (!this.active || this.gNodes.select("g.node.entering").empty());
   }
 }
 
+// Through every bend: monotone where the arrow runs one way (no overshoot), Catmull-Rom where it turns back.
+const lineOneWay = d3.line().curve(d3.curveMonotoneX);
+const lineTurning = d3.line().curve(d3.curveCatmullRom.alpha(0.5));
+const line = (pts) => {
+  const rising = pts[1][0] > pts[0][0];
+  const oneWay = pts.every((p, i) => i === 0 || (rising ? p[0] > pts[i - 1][0] : p[0] < pts[i - 1][0]));
+  return (oneWay ? lineOneWay : lineTurning)(pts);
+};
+
+/* An arrow's path from circle to circle through its layout's bends (sets where its label goes: _lx, _ly). */
 function geometry(l) {
   const s = l.source, t = l.target;
-  if (typeof s !== "object") return {path: ""};
-  if (s === t) {
-    const r = s.r, h = (r + 34) * (1 + l.loop * 0.45);
-    const a = [s.x - r * 0.7, s.y - r * 0.7], b = [s.x + r * 0.7, s.y - r * 0.7];
-    l._lx = s.x; l._ly = s.y - h * 0.98;
-    return {path: `M${a}C${s.x - h},${s.y - h * 1.35} ${s.x + h},${s.y - h * 1.35} ${b}`};
+  l._lx = undefined; l._ly = undefined;
+  if (s.x === undefined || t.x === undefined) return "";
+  if (l.loop >= 0) {
+    const {h, apex} = loopShape(s.r, l.loop);
+    const a = [s.x - s.r * 0.7, s.y - s.r * 0.7], b = [s.x + s.r * 0.7, s.y - s.r * 0.7];
+    l._lx = s.x; l._ly = s.y - apex;
+    return `M${a}C${s.x - h},${s.y - h * 1.35} ${s.x + h},${s.y - h * 1.35} ${b}`;
   }
-  const dx = t.x - s.x, dy = t.y - s.y, dist = Math.hypot(dx, dy) || 1;
-  const nx = -dy / dist, ny = dx / dist;
-  const cx = (s.x + t.x) / 2 + nx * l.offset, cy = (s.y + t.y) / 2 + ny * l.offset;
-  const d0x = cx - s.x, d0y = cy - s.y, d0 = Math.hypot(d0x, d0y) || 1;
-  const d1x = t.x - cx, d1y = t.y - cy, d1 = Math.hypot(d1x, d1y) || 1;
-  const p0x = s.x + (d0x / d0) * s.r, p0y = s.y + (d0y / d0) * s.r;
-  const p2x = t.x - (d1x / d1) * (t.r + 3), p2y = t.y - (d1y / d1) * (t.r + 3);
-  l._lx = 0.25 * p0x + 0.5 * cx + 0.25 * p2x;
-  l._ly = 0.25 * p0y + 0.5 * cy + 0.25 * p2y;
-  return {path: `M${p0x.toFixed(1)},${p0y.toFixed(1)}Q${cx.toFixed(1)},${cy.toFixed(1)} ${p2x.toFixed(1)},${p2y.toFixed(1)}`};
+  const bends = !s.moved && !t.moved && l.points ? l.points : [];
+  const first = bends[0] || [t.x, t.y], last = bends[bends.length - 1] || [s.x, s.y];
+  const d0 = Math.hypot(first[0] - s.x, first[1] - s.y) || 1, d1 = Math.hypot(t.x - last[0], t.y - last[1]) || 1;
+  const p0 = [s.x + ((first[0] - s.x) / d0) * s.r, s.y + ((first[1] - s.y) / d0) * s.r];
+  const p2 = [t.x - ((t.x - last[0]) / d1) * (t.r + 3), t.y - ((t.y - last[1]) / d1) * (t.r + 3)];
+  if (bends.length && l.lx !== undefined) { l._lx = l.lx; l._ly = l.ly; }
+  else { l._lx = (p0[0] + p2[0]) / 2; l._ly = (p0[1] + p2[1]) / 2; }
+  return line([p0, ...bends, p2]);
 }
 
-/* Distance from where data enters, for a left-to-right reading order. */
-function layers(ids, links, isSource) {
-  const out = new Map(ids.map((id) => [id, []])), indeg = new Map(ids.map((id) => [id, 0]));
-  for (const l of links) if (l.source !== l.target) { out.get(l.source).push(l.target); indeg.set(l.target, indeg.get(l.target) + 1); }
-  const layer = new Map();
-  let frontier = ids.filter((id) => isSource(id) || indeg.get(id) === 0);
-  if (!frontier.length && ids.length) frontier = [ids[0]];
-  frontier.forEach((id) => layer.set(id, 0));
-  while (frontier.length) {
-    const next = [];
-    for (const id of frontier) for (const m of out.get(id)) if (!layer.has(m)) { layer.set(m, layer.get(id) + 1); next.push(m); }
-    frontier = next;
-    if (!frontier.length) {
-      const left = ids.find((id) => !layer.has(id));
-      if (left !== undefined) { layer.set(left, 0); frontier = [left]; }
-    }
-  }
-  return layer;
-}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Models: what each view draws, from the graph payload (and, for waiting-only states, the stats).  */
@@ -333,12 +485,6 @@ function statesModel(graph, stats) {
       if (out) l.target = id; else l.source = id;
     }
   }
-  const ids = [...nodes.keys()];
-  const layer = layers(ids, links, (id) => id.endsWith(":Seed:INJECTION"));
-  // "out" sits one column right of everything else, so arrows into it point right instead of crossing a column.
-  const isOut = (n) => n.id.endsWith(":Seed:EXTRACTION") && !n.alias;
-  const maxLayer = Math.max(0, ...[...nodes.values()].filter((n) => !isOut(n)).map((n) => layer.get(n.id) || 0));
-  for (const n of nodes.values()) n.layer = isOut(n) ? maxLayer + 1 : layer.get(n.id) || 0;
   return {nodes: [...nodes.values()], links};
 }
 
@@ -346,20 +492,31 @@ function seedsModel(graph) {
   const nodes = graph.seeds.map((s) => ({id: s.name, kind: "seed", label: s.name, seed: s,
     sub: s.nodes.length > 1 ? `on ${s.nodes.length} hosts` : s.nodes.length ? (s.local ? "this node" : shortNode(s.nodes[0])) : "disabled",
     r: 19, glyph: s.injector ? "▶" : s.extractor ? "■" : "", title: `${s.name}: ${s.inputs.join(", ") || "injector"} → ${s.outputs.join(", ") || "extractor"}`}));
+  for (const n of nodes) n.subSample = `${n.sub} · 99.9/s`;  // decorate() adds the seed's rate to it
   const byName = new Map(graph.seeds.map((s) => [s.name, s]));
   const links = [];
   for (const a of graph.seeds) for (const b of a.feeds) {
     const via = a.outputs.filter((o) => byName.get(b).inputs.some((i) => tagMatches(o, i))).map(shortTag);
     links.push({id: `${a.name}>${b}`, source: a.name, target: b, seed: a.name, label: [...new Set(via)].join(", ")});
   }
-  const layer = layers(nodes.map((n) => n.id), links, (id) => byName.get(id).injector);
-  nodes.forEach((n) => (n.layer = layer.get(n.id) || 0));
   return {nodes, links};
 }
 
+/* Hosts: with few of them each lists its seeds; a lone host also says how to get company. */
 function hostsModel(graph) {
-  const nodes = graph.hosts.nodes.map((h) => ({id: h.id, kind: "host", host: h, label: shortNode(h.id),
+  const hosts = graph.hosts.nodes;
+  const listed = (h) => {
+    if (hosts.length > FEW_HOSTS) return [];
+    const names = [...h.seeds].sort();
+    const shown = names.length > SEEDS_LISTED ? names.slice(0, SEEDS_LISTED - 1) : names;
+    const lines = shown.map((n) => ({text: n, cls: "seed"}));
+    if (names.length > shown.length) lines.push({text: `+${names.length - shown.length} more`, cls: "note"});
+    return lines;
+  };
+  const alone = hosts.length === 1 ? [{text: "No other host seen yet:", cls: "note"}, {text: "see README, “Several hosts”", cls: "note"}] : [];
+  const nodes = hosts.map((h) => ({id: h.id, kind: "host", host: h, label: shortNode(h.id),
     sub: `${h.self ? "this node · " : ""}${h.seeds.length} seed${h.seeds.length === 1 ? "" : "s"}`,
+    lines: [...listed(h), ...alone],
     r: 20 + Math.min(16, Math.sqrt(h.seeds.length) * 4), glyph: String(h.seeds.length), title: h.id}));
   const links = graph.hosts.links.map((l) => ({id: `${l.source}>${l.target}`, source: l.source, target: l.target,
     seeds: l.seeds, label: l.seeds.length > 2 ? `${l.seeds.slice(0, 2).join(", ")} +${l.seeds.length - 2}` : l.seeds.join(", ")}));
@@ -375,11 +532,12 @@ const page = {
 };
 
 const views = {
-  states: new GraphView("states", $("#view-states"), {layered: true, onClick: (d) => select("states", d.alias || d.id),
+  // line2Sample: room kept on an arrow label's second line, so that rates and failure counts fit as they change.
+  states: new GraphView("states", $("#view-states"), {line2Sample: "99.9/s ⚠ 99", onClick: (d) => select("states", d.alias || d.id),
     onLinkClick: (d) => select("seeds", d.seed), onBackground: () => select(null)}),
-  seeds: new GraphView("seeds", $("#view-seeds"), {layered: true, linkDistance: 150, onClick: (d) => select("seeds", d.id),
+  seeds: new GraphView("seeds", $("#view-seeds"), {line2Sample: "99.9/s", onClick: (d) => select("seeds", d.id),
     onBackground: () => select(null)}),
-  hosts: new GraphView("hosts", $("#view-hosts"), {linkDistance: 230, charge: -900, onClick: (d) => select("hosts", d.id),
+  hosts: new GraphView("hosts", $("#view-hosts"), {line2Sample: "99.9/s", onClick: (d) => select("hosts", d.id),
     onBackground: () => select(null)}),
 };
 
@@ -427,8 +585,15 @@ function styleLinks(view, rateOf, failOf, hotOf, extraClass = () => "") {
     .attr("marker-end", (d) => marker(isSelectedLink(d) ? "highlight" : d.disabled ? "disabled" : hotOf(d) ? "failing" : rateOf(d) > 0 ? "active" : "default"))
     .style("stroke-width", (d) => `${widthFor(rateOf(d))}px`)
     .style("animation-duration", (d) => flowDuration(rateOf(d)));
-  view.labelSel.select("tspan.rate").text((d) => (rateOf(d) > 0 ? `  ${fmtRate(rateOf(d))}` : ""));
-  view.labelSel.select("tspan.fail").text((d) => (failOf(d) ? `  ⚠ ${failOf(d)}` : ""));
+  view.labelSel.select("tspan.rate").text((d) => (rateOf(d) > 0 ? fmtRate(rateOf(d)) : ""));
+  view.labelSel.select("tspan.fail").text((d) => (failOf(d) ? `${rateOf(d) > 0 ? "  " : ""}⚠ ${fmtNum(failOf(d))}` : ""));
+  // A second line longer than the room kept for it makes room for itself (a new layout).
+  let grown = false;
+  view.labelSel.each(function (d) {
+    const text = this.querySelector("tspan.line2").textContent;
+    if (text && measure(text, 10.5, 700) > d.w - 8) { d.line2 = text; grown = true; }
+  });
+  if (grown) view.relayout();
 }
 
 function isSelectedLink(d) {
@@ -522,11 +687,11 @@ function show(name) {
   for (const [n, v] of Object.entries(views)) {
     const on = n === name;
     v.svg.classed("active", on);
-    if (on) v.activate(); else v.deactivate();
   }
+  legend();  // before fitting: the legend's strip is not part of the drawing area
+  for (const [n, v] of Object.entries(views)) if (n === name) v.activate(); else v.deactivate();
   document.querySelectorAll(".tabs button").forEach((b) => b.classList.toggle("active", b.dataset.view === name));
   if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
-  legend();
   empty();
   decorate();
 }
@@ -755,25 +920,51 @@ function legend() {
   $("#legend").innerHTML = rows.map(([icon, text]) => `<div class="row">${icon}<span>${text}</span></div>`).join("");
 }
 
-/* A toast per event; a repeat of the same key within its lifetime updates that toast (with a count) instead. */
-const toasts = new Map();
+/* Toasts: news leaves by itself, errors stay longer and have a close button. A repeat of a toast that is showing
+ * folds into it (its count goes up, its deadline does not move); once it has gone, repeats of it stay quiet for
+ * a while and are counted into the next one (the red arrow and the header's "failed" count show them meanwhile). */
+const TOAST_MS = {info: 6000, error: 12000};
+const TOAST_QUIET_MS = 60000;
+const TOASTS_SHOWN = 4;
+const toasts = new Map();     // key -> {el, count}
+const quiet = new Map();      // key -> {until, count}: repeats while quiet
 function toast(html, info = false, key = null) {
-  const box = $("#toasts");
-  const old = key && toasts.get(key);
-  if (old && old.isConnected) {
-    old.dataset.count = String(Number(old.dataset.count || 1) + 1);
-    old.innerHTML = `${html} <span class="muted">(×${old.dataset.count})</span>`;
-    clearTimeout(old._timer);
-    old._timer = setTimeout(() => old.remove(), 6000);
+  const now = Date.now();
+  const hush = key && quiet.get(key);
+  if (hush && hush.until > now) { hush.count++; return; }
+  const shown = key && toasts.get(key);
+  if (shown && shown.el.isConnected) {
+    shown.count++;
+    shown.el.querySelector(".count").textContent = ` (×${shown.count})`;
     return;
   }
+  const count = 1 + (hush ? hush.count : 0);
+  if (key) quiet.delete(key);
   const el = document.createElement("div");
+  const ms = info ? TOAST_MS.info : TOAST_MS.error;
   el.className = `toast${info ? " info" : ""}`;
-  el.innerHTML = html;
-  box.prepend(el);
-  if (key) toasts.set(key, el);
-  while (box.children.length > 4) box.lastChild.remove();
-  el._timer = setTimeout(() => el.remove(), 6000);
+  el.dataset.deadline = String(now + ms);
+  el.innerHTML = `<span class="msg">${html}</span><span class="count muted">${count > 1 ? ` (×${count})` : ""}</span>`;
+  if (!info) {
+    const close = document.createElement("button");
+    close.className = "close";
+    close.title = "Dismiss";
+    close.setAttribute("aria-label", "Dismiss");
+    close.textContent = "×";
+    close.addEventListener("click", () => dismiss(el, key));
+    el.append(close);
+  }
+  $("#toasts").prepend(el);
+  if (key) toasts.set(key, {el, count});
+  setTimeout(() => dismiss(el, key), ms);
+  const box = $("#toasts");
+  while (box.children.length > TOASTS_SHOWN) box.lastChild.remove();
+}
+
+function dismiss(el, key) {
+  if (!el.isConnected) return;
+  el.remove();
+  if (key && toasts.get(key)?.el === el) { toasts.delete(key); quiet.set(key, {until: Date.now() + TOAST_QUIET_MS, count: 0}); }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -826,7 +1017,13 @@ function connect() {
 }
 
 document.querySelectorAll(".tabs button").forEach((b) => b.addEventListener("click", () => show(b.dataset.view)));
-$("#fit").addEventListener("click", () => { const v = views[page.view]; v.autoFit = true; v.fit(true); });
+$("#fit").addEventListener("click", () => {
+  views[page.view].refit();
+  const b = $("#fit");
+  b.classList.remove("flash");
+  void b.offsetWidth;  // restart the flash animation
+  b.classList.add("flash");
+});
 $("#labels").classList.add("on");
 $("#labels").addEventListener("click", () => {
   page.showLabels = !page.showLabels;
@@ -842,7 +1039,7 @@ document.addEventListener("keydown", (ev) => {
 window.addEventListener("resize", () => { const v = views[page.view]; if (v.autoFit) v.fit(false); });
 
 // For tests and the curious: the live state of the page.
-window.pumpkin = {page, views, show, select};
+window.pumpkin = {page, views, show, select, drawingArea};
 show(views[location.hash.slice(1)] ? location.hash.slice(1) : "states");
 renderDetails(true);
 connect();

@@ -38,7 +38,7 @@ def test_scale_bench_prints_sane_figures() -> None:
     assert 0 < size["discovery_from_first_launch_s"] < 20
     assert size["discovery_from_last_launch_s"] <= size["discovery_from_first_launch_s"]
     base = result["baseline"]
-    assert 0 < base["python_bare"] < base["python_zmq_zeroconf_networkx"] < base["daemon_web_off_rss_mb"] < 500
+    assert 0 < base["python_bare"] < base["python_asyncio_zmq_zeroconf"] < base["daemon_web_off_rss_mb"] < 500
     assert base["daemon_web_off_rss_mb"] < base["daemon_web_on_rss_mb"]
     assert base["daemon_web_off_rss_mb"] * 0.8 < size["rss_mb_median"] <= size["rss_mb_max"] < 500
     assert 0 <= size["cpu_pct_per_daemon_median"] < 100

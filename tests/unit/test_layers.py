@@ -10,18 +10,18 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pumpkin"
 #: No sockets, no event loop, no clock of their own: the rules, unit-tested in microseconds.
 PURE = {
     "errors", "tags", "packet", "custody", "manifest", "automaton", "waiting", "config", "gather", "files",
-    "dropfile", "logfold", "seed", "peers", "PmkShared", "legacy_files", "console",
+    "dropfile", "logfold", "seed", "peers", "PmkShared", "legacy_files", "console", "diagnosis",
 }  # fmt: skip
 #: Protocol and storage objects that take events and dependencies passed in; they open no socket.
 CORE = {
     "router", "mesh", "messages", "membership", "runner", "procpool", "splitmerge", "legacy", "PmkSeed", "loader",
     "failed", "journal", "spool", "filemover", "__init__", "simnet", "beacons", "simdisk",
-    "lifecycle", "pending", "inbound", "control",
+    "lifecycle", "pending", "inbound", "control", "hearing",
 }  # fmt: skip
 #: Sockets, files, the event loop, processes: wiring the core to the world.
 SHELL = {
     "daemon", "transport", "discovery", "web", "cli", "__main__", "netinfo", "dropdir", "txdir", "workdir",
-    "supervisor", "query", "simrun",
+    "supervisor", "query", "simrun", "doctor",
 }  # fmt: skip
 LAYER = {**dict.fromkeys(PURE, 0), **dict.fromkeys(CORE, 1), **dict.fromkeys(SHELL, 2)}
 #: Libraries that mean I/O: never imported below the shell.

@@ -190,3 +190,33 @@ def test_a_crashed_retransmit_round_is_reported_and_the_timer_armed_again():
     mesh.scheduler.run_for(10.0)  # type: ignore[attr-defined]
     assert len(rounds) == 3 and reported == ["mesh retransmit"]
     assert mesh.counters["retransmit_errors"] == 1
+
+
+def test_a_known_beacon_does_constant_work_no_replan_and_no_message():
+    mesh, links = mesh_with_peer()
+    replans: list[bool] = []
+    mesh.router = SimpleNamespace(replan=lambda force=False: replans.append(force))
+    mesh.on_origin(origin("p"), "broadcast")
+    links.take()
+    remotes, counters = len(mesh.remotes), dict(mesh.counters)
+    for seq in range(1, 1001):  # the same incarnation and seeds digest, as every beacon of an idle peer
+        mesh.on_origin(Origin(**{**origin("p").__dict__, "seq": seq}), "broadcast")
+    assert replans == [] and links.take() == []
+    assert len(mesh.remotes) == remotes and dict(mesh.counters) == counters
+    assert mesh.peers.peers["p"].last_heard == mesh.clock()
+
+
+def test_a_peer_first_heard_of_by_gossip_is_not_gossiped_about_once_its_beacons_are_heard():
+    mesh, links = mesh_with_peer()
+    mesh._remote("p").found_via = "gossip"  # news of it came in another peer's HELLO
+    mesh.on_origin(origin("p"), "broadcast")  # then its own beacons: the whole LAN hears it
+    for _ in range(3 * mesh_gossip_heartbeats()):
+        mesh.on_origin(origin("p"), "broadcast")
+        mesh.heartbeat()
+    assert [body for _, body in links.take() if "seeds" in body] == []  # no HELLO re-announcing what we know
+
+
+def mesh_gossip_heartbeats() -> int:
+    from pumpkin.mesh import GOSSIP_HEARTBEATS
+
+    return GOSSIP_HEARTBEATS

@@ -1,0 +1,101 @@
+"""What an idle daemon's discovery costs: beacons read in batches, same-host cards read only when they change,
+and nothing heavy imported that the idle path does not use (issue 14, idle cost)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pumpkin import discovery
+from pumpkin.discovery import BeaconDiscovery, LocalDiscovery
+from pumpkin.messages import Origin
+from tests.helpers import async_wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+HEARTBEAT_S = 0.5
+
+
+def origin(node: str) -> Origin:
+    return Origin(node, "tcp://127.0.0.1:1", None, "host", "dg", inc=1)
+
+
+def test_beacons_that_come_together_are_read_in_one_batch_and_each_is_reported_once():
+    async def main() -> None:
+        heard: list[tuple[str, int]] = []
+        listener = BeaconDiscovery(0, [], [], lambda: origin("b"), lambda o, via: heard.append((o.id, o.seq)), 0.5)
+        await listener.start()
+        assert listener._sock is not None
+        port = listener._sock.getsockname()[1]
+        senders = [BeaconDiscovery(0, [], [("127.0.0.1", port)], lambda n=n: origin(n), print, 0.5) for n in "acdef"]
+        try:
+            for s in senders:
+                await s.start()  # each sends its first beacon at once
+            # quiet for over a heartbeat before: the first datagram is read at once, the rest together
+            await async_wait_until(lambda: len(heard) >= 5, timeout_s=5)
+            for _ in range(20):
+                for s in senders:
+                    s.send_now()
+            await async_wait_until(lambda: len(heard) >= 105, timeout_s=5)
+            await asyncio.sleep(2 * listener.batch_s)
+            assert len(heard) == len(set(heard)) == 105 == listener.received
+            # 105 datagrams, a handful of wake-ups: each batch waits batch_s for the rest of a burst
+            assert listener.batches <= 8, listener.batches
+        finally:
+            for s in [*senders, listener]:
+                await s.stop()
+
+    asyncio.run(main())
+
+
+def test_same_host_cards_are_read_again_only_when_the_folder_changes(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(discovery, "MTIME_SETTLED_NS", 200_000_000)  # the file system's granularity, shortened
+
+    async def main() -> None:
+        heard: list[str] = []
+        local = LocalDiscovery(tmp_path, "host", lambda: origin("me"), lambda o, via: heard.append(o.id), 0.02)
+        await local.start()
+        try:
+            card = {**origin("peer").fields(), "pid": os.getpid()}
+            (local.folder / "peer.json").write_bytes(json.dumps(card).encode())
+            await async_wait_until(lambda: "peer" in heard, timeout_s=5)
+            await asyncio.sleep(0.3)  # the folder's mtime settles
+            reads = local.reads
+            await asyncio.sleep(0.5)  # 25 scans
+            assert local.reads == reads, "cards re-read while nothing changed"
+            (local.folder / "other.json").write_bytes(json.dumps({**card, "id": "other"}).encode())
+            await async_wait_until(lambda: "other" in heard, timeout_s=5)  # a new card is seen at once
+        finally:
+            await local.stop()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("page", [False, True])
+def test_an_idle_daemon_imports_no_networkx_and_no_web_server_while_its_page_is_off(tmp_path: Path, page: bool):
+    script = f"""
+import asyncio, sys
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from tests.helpers import cfg
+from pumpkin.daemon import Daemon
+
+async def main():
+    # the hello world's seeds (original format: they star-import pumpkin), discovery on, the page on or off
+    d = Daemon(cfg(Path({str(tmp_path)!r}), discovery=True, flags={{"http.enable": "{str(page).lower()}"}}))
+    await d.start()
+    await asyncio.sleep(1.5)  # three heartbeats; the hello world runs
+    print(sorted(m for m in ("networkx", "aiohttp") if m in sys.modules))
+    await d.stop()
+
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "Greeting: Hello World" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == ("['aiohttp']" if page else "[]"), out.stdout
