@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import importlib
 import itertools
 import logging
@@ -29,11 +28,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from . import legacy, loader, logfold, netinfo, tags
 from . import packet as packets
 from .automaton import Automaton, SeedInfo
+from .beacons import seeds_digest
 from .config import Config
 from .control import Control
 from .custody import Custody, hold
@@ -709,7 +707,7 @@ class Daemon:
             extra={"seed": spec.name},
         )
         self.automaton.add(self.node_id, SeedInfo(spec.name, spec.inputs, spec.outputs, spec.joins))
-        self._digest = hashlib.sha1(orjson.dumps(self._seed_summaries())).hexdigest()[:12]
+        self._digest = seeds_digest(self._seed_summaries())
         self.router.replan()
         if self._started:
             runner.start()
@@ -787,7 +785,7 @@ class Daemon:
                 hold(packet, -1)  # held again where it went; no longer in this seed's queue
             log.info("Seed disabled: %s (its packets go to other replicas or wait)", name)
         self.router.replan()
-        self._digest = hashlib.sha1(orjson.dumps(self._seed_summaries())).hexdigest()[:12]
+        self._digest = seeds_digest(self._seed_summaries())
         if self.mesh is not None:
             self.mesh.announce()  # peers stop (or start again) sending this node packets for it
         return True

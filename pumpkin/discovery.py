@@ -27,24 +27,13 @@ from typing import Any
 
 import orjson
 
+from .beacons import Beacons, OnOrigin, Rejects
 from .membership import Membership
-from .messages import (
-    ECHO_MAGIC,
-    PROBE_MAGIC,
-    MessageError,
-    Origin,
-    decode_beacon,
-    decode_probe,
-    encode_beacon,
-    encode_echo,
-    origin_from,
-    wall_clock,
-)
+from .messages import ECHO_MAGIC, PROBE_MAGIC, MessageError, Origin, decode_probe, encode_echo, origin_from
 from .supervisor import Spawn, unsupervised
 
 log = logging.getLogger(__name__)
 
-OnOrigin = Callable[[Origin, str], None]
 MDNS_TYPE = "_pumpkin._tcp.local."
 MDNS_RESOLVE_MS = 3000
 #: Beacons are read at most this often (or a fifth of the heartbeat, if shorter): see ``BeaconDiscovery``.
@@ -60,22 +49,9 @@ MTIME_SETTLED_NS = 2_000_000_000
 ECHOES_PER_S = 20
 
 
-class _Rejects:
-    """Counts bad input and logs the first of each kind loudly, the rest quietly."""
-
-    def __init__(self) -> None:
-        self.rejected = 0
-        self._seen: set[str] = set()
-
-    def reject(self, what: str, why: str) -> None:
-        self.rejected += 1
-        key = why.split(":")[0]
-        (log.warning if key not in self._seen else log.debug)("ignored %s: %s", what, why)
-        self._seen.add(key)
-
-
-class BeaconDiscovery(_Rejects):
-    """Sends and hears UDP beacons.
+class BeaconDiscovery(Beacons):
+    """Sends and hears UDP beacons (what they say and what a heard one means is ``Beacons``', shared with the
+    simulator).
 
     Beacons are read in batches: the first datagram to arrive starts a window of ``batch_s`` (a fifth of a
     heartbeat), at whose end every datagram waiting is read at once. N daemons of one LAN each hear N beacons
@@ -98,19 +74,13 @@ class BeaconDiscovery(_Rejects):
         """``membership``: seal our beacons and accept only members' (a keyed network), or None (open);
         ``spawn`` starts the beacon loop (restarted if it crashes)."""
         self._spawn = spawn
-        _Rejects.__init__(self)
-        self.membership = membership
-        self._seq = 0
+        Beacons.__init__(self, beacon, on_origin, membership, {h for h, _ in unicasts})
         self.port = port
         self.broadcasts = broadcasts
         self.unicasts = unicasts
-        self._unicast_hosts = {h for h, _ in unicasts}
-        self._beacon = beacon
-        self._on_origin = on_origin
         self.interval_s = interval_s
         self.batch_s = min(BEACON_BATCH_S, interval_s / 5)
         self.sent = 0
-        self.received = 0
         self.batches = 0  # times waiting beacons were read: at most one per batch_s
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,15 +120,7 @@ class BeaconDiscovery(_Rejects):
     def _send(self, targets: list[tuple[str, int]], bye: bool = False, direct: bool = False) -> None:
         if self._sock is None:
             return
-        origin = self._beacon()
-        origin.bye = bye
-        origin.direct = direct
-        self._seq += 1
-        origin.seq = self._seq
-        origin.wall = round(wall_clock(), 6)  # peers compare it with their clocks (pmk doctor)
-        if origin.pk and origin.tcp:
-            origin.ipc = None  # a path on our host is no stranger's business: it travels in the encrypted HELLO
-        data = encode_beacon(origin, self.membership)
+        data = self.datagram(bye, direct)
         for target in targets:
             try:
                 # Straight to the socket: a beacon that finds the send buffer full is lost like any datagram,
@@ -219,13 +181,7 @@ class BeaconDiscovery(_Rejects):
             return
         if data.startswith(ECHO_MAGIC):
             return  # an answer meant for a pmk doctor sharing our port
-        self.received += 1
-        try:
-            origin = decode_beacon(data, self.membership)
-        except MessageError as exc:
-            self.reject(f"datagram from {addr[0]}", str(exc))
-            return
-        self._on_origin(origin, "supernode" if addr[0] in self._unicast_hosts else "broadcast")
+        self.on_datagram(data, addr[0])
 
     def _answer_probe(self, data: bytes, addr: tuple[str, int]) -> None:
         """Tell ``pmk doctor`` (at ``addr``) that its probe arrived here, at most ECHOES_PER_S times a second."""
@@ -261,7 +217,7 @@ class BeaconDiscovery(_Rejects):
             self._sock = None
 
 
-class MdnsDiscovery(_Rejects):
+class MdnsDiscovery(Rejects):
     """Registers this node with zeroconf and browses for others."""
 
     def __init__(self, addresses: list[str], advertise: str, origin: Callable[[], Origin], on_origin: OnOrigin) -> None:
@@ -363,7 +319,7 @@ class MdnsDiscovery(_Rejects):
         await self._azc.async_close()
 
 
-class LocalDiscovery(_Rejects):
+class LocalDiscovery(Rejects):
     """A folder where the daemons of one host and network namespace leave their cards.
 
     The cards are read again only when the folder changed (its mtime: a card written, renamed into place or

@@ -6,10 +6,12 @@ A scenario (paths are relative to the file)::
     duration: 20            # virtual seconds
     run_s: 0.001            # a seed run's virtual duration
     tx: true                # extractors keep a tx folder across restarts (false: a sink forgets what it took)
-    beacon_s: 1.0           # how often every node hears every other's beacon (rediscovery after faults)
     link: {latency: 0.001, jitter: 0.0, loss: 0.0}     # every link, unless ``links`` says otherwise
     links: [{a: A, b: B, latency: 0.01, loss: 0.2}]
     nodes: {A: [seeds/helloworld/inject.py], B: [seeds/helloworld/greet.py], C: [seeds/helloworld/extract.py]}
+    subnets: {lan1: [A, B], lan2: [C]}   # broadcast domains (default: one for all); beacons stay inside one
+    peers: {C: [B]}                      # static peers: C greets B (which then listens on a fixed port)
+    clocks: {B: {offset: 30, rate: 1.02}}  # a node's clock: ahead by offset s, running 2% fast
     faults:
       - {at: 2, crash: B}
       - {at: 4, restart: B}           # a new incarnation on a new endpoint, its memory gone
@@ -24,6 +26,7 @@ A scenario (paths are relative to the file)::
 from __future__ import annotations
 
 import dataclasses
+import gc
 import random
 import tempfile
 from collections import Counter
@@ -38,10 +41,11 @@ from .errors import PumpkinError
 from .sim.check import Checker, Violation, check
 from .sim.history import History
 from .sim.links import Fixed, Link, Uniform
-from .simnet import CHECKERS, RUN_S, Net, Node
+from .simnet import CHECKERS, RUN_S, STATIC_PORT, Net, Node
 
-BEACON_S = 1.0
-SETTLE_S = 0.05  # HELLOs are exchanged before the first injection
+#: Scenario times count from here: every node has beaconed once and HELLOs have been exchanged (each node's
+#: first beacon comes within a heartbeat of its start).
+SETTLE_S = 1.0
 
 
 class ScenarioError(PumpkinError):
@@ -57,6 +61,8 @@ class Result:
     violations: list[Violation]
     faults: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    events: int = 0  # callbacks the event queue fired
+    cpu_s: float = 0.0  # CPU time of this process (steadier than wall time on a busy machine)
 
     def summary(self) -> dict[str, Any]:
         sinks = Counter(f"{r.node}/{r.data['seed']}" for r in self.history.notes("sink"))
@@ -114,22 +120,31 @@ class Run:
             self.net.wire.set_link(str(spec["a"]), str(spec["b"]), _link(spec, self.net.wire.default))
         self.start = self.net.clock.now
         self.faults: list[str] = []
+        names = set(scenario["nodes"])
+        for subnet, members in (scenario.get("subnets") or {}).items():
+            for name in _names(members, names, f"subnets.{subnet}"):
+                self.net.subnet[name] = str(subnet)
+        for name, spec in (scenario.get("clocks") or {}).items():
+            [name] = _names([name], names, "clocks")
+            if not isinstance(spec, dict) or float(spec.get("rate", 1.0)) <= 0:
+                raise ScenarioError(f"clocks.{name}: give {{offset: seconds, rate: a positive factor}}")
+            self.net.skew[name] = (float(spec.get("offset", 0.0)), float(spec.get("rate", 1.0)))
+        self.static: dict[str, list[str]] = {}
+        for name, targets in (scenario.get("peers") or {}).items():
+            [name] = _names([name], names, "peers")
+            self.static[name] = _names(targets, names, f"peers.{name}")
+            self.net.fixed_ports.update(self.static[name])
 
     def boot(self, name: str) -> Node:
-        node = self.net.add(name)
+        """Start ``name`` (a new incarnation if it ran before): its seeds load, it beacons and greets its peers."""
+        statics = [f"tcp://{peer}:{STATIC_PORT}" for peer in self.static.get(name, [])]
+        node = self.net.add(name, live=True, static_peers=statics)
         node.load_seeds(self.scenario["nodes"][name], self.run_s)
+        node.resume()  # what its journal holds unfinished from an earlier life is routed again
         return node
 
     def at(self, t: float, what: Callable[[], object]) -> None:
         self.net.scheduler.call_at(self.start + SETTLE_S + t, what)
-
-    def beacons(self) -> None:
-        """Every node hears every other node's beacon (unless the partition or a crash keeps it out)."""
-        wire, nodes = self.net.wire, list(self.net.nodes.values())
-        for a in nodes:
-            for b in nodes:
-                if a is not b and not wire.cut(b.id, a.id):
-                    self.net.introduce(a, b)
 
     def crash(self, name: str) -> None:
         if name in self.net.nodes:
@@ -138,7 +153,6 @@ class Run:
     def restart(self, name: str) -> None:
         self.crash(name)
         self.boot(name)
-        self.beacons()
 
     def set_loss(self, loss: float) -> None:
         wire = self.net.wire
@@ -174,30 +188,48 @@ class Run:
                     node.run_injector(str(spec["seed"]))
                 else:
                     data = spec.get("data", i)
-                    node.inject(str(spec["state"]), data.format(i=i) if isinstance(data, str) else data)
+                    node.accept(str(spec["state"]), data.format(i=i) if isinstance(data, str) else data)
 
             self.at(t0 + i * gap, go)
 
-    def run(self, duration_s: float, beacon_s: float) -> None:
-        nodes = [self.boot(name) for name in self.scenario["nodes"]]
-        self.net.meet(*nodes)
-        self.start = self.net.clock.now - SETTLE_S
+    def run(self, duration_s: float) -> None:
+        """Boot every node, find each other by beacons (``SETTLE_S``), then the faults and injections."""
+        for name in self.scenario["nodes"]:
+            self.boot(name)
         for spec in self.scenario.get("faults") or []:
             self.fault(spec)
         for spec in self.scenario.get("inject") or []:
             self.injection(spec)
-        end = self.net.clock.now + duration_s
-        while self.net.clock.now < end:
-            self.net.scheduler.run(min(end, self.net.clock.now + beacon_s))
-            self.beacons()
+        self.net.scheduler.run(self.start + SETTLE_S + duration_s)
+
+
+def _names(raw: Any, known: set[str], where: str) -> list[str]:
+    """Node names listed under ``where``, each one a node of the scenario (ScenarioError otherwise)."""
+    names = [raw] if isinstance(raw, str) else list(raw or [])
+    unknown = [str(n) for n in names if str(n) not in known]
+    if unknown:
+        raise ScenarioError(f"{where}: no node called {', '.join(unknown)} in 'nodes'")
+    return [str(n) for n in names]
+
+
+#: Clock skew drawn by ``randomise``: how far a node's clock may run fast or slow, and be ahead or behind.
+SKEW_RATE_MAX = 0.05
+SKEW_OFFSET_MAX_S = 100.0
 
 
 def randomise(run: Run, rng: random.Random, duration_s: float) -> list[str]:
-    """Random faults from ``rng``: a loss burst, maybe a partition, maybe a crash and restart; in words.
-    Nodes that inject never crash: what an injection left in memory only is lost with it (no journal here)."""
+    """Random faults from ``rng``, in words: a loss burst; maybe a partition; maybe a crash and restart of any node
+    (one that injects too: what it accepted is in its journal); maybe skewed clocks on some nodes. Messages are not
+    duplicated or reordered: each link is a TCP stream, which does neither."""
     names = sorted(run.scenario["nodes"])
-    sources = {str(i["node"]) for i in run.scenario.get("inject") or []}
     done = []
+    if rng.random() < 0.5:
+        for name in names:
+            if rng.random() < 0.5:
+                offset = round(rng.uniform(-SKEW_OFFSET_MAX_S, SKEW_OFFSET_MAX_S), 3)
+                rate = round(rng.uniform(1 - SKEW_RATE_MAX, 1 + SKEW_RATE_MAX), 4)
+                run.net.skew[name] = (offset, rate)
+                done.append(f"clock of {name}: {offset:+g} s, rate {rate:g}")
     start, end = sorted(rng.uniform(0, duration_s / 2) for _ in range(2))
     burst = round(rng.uniform(0, 0.3), 3)
     run.fault({"at": start, "loss": burst})
@@ -209,7 +241,7 @@ def randomise(run: Run, rng: random.Random, duration_s: float) -> list[str]:
         run.fault({"at": start, "partition": [side, [n for n in names if n not in side]]})
         run.fault({"at": end, "heal": True})
         done.append(f"partition {side} from {start:.2f} to {end:.2f} s")
-    victims = [n for n in names if n not in sources]
+    victims = names
     if victims and rng.random() < 0.5:
         victim = victims[rng.randrange(len(victims))]
         start, end = sorted(rng.uniform(0, duration_s / 2) for _ in range(2))
@@ -227,10 +259,19 @@ def run(
 
     seed = int(scenario.get("seed", 0)) if seed is None else seed
     duration = float(scenario.get("duration", 10.0))
-    began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="pmk-sim-") as tmp:
-        r = Run(scenario, seed, Path(tmp))
-        drawn = randomise(r, random.Random(seed), duration) if faults else []
-        r.run(duration, float(scenario.get("beacon_s", BEACON_S)))
+    began, began_cpu = time.perf_counter(), time.process_time()
+    thresholds = gc.get_threshold()
+    # A run builds a long history and many long-lived protocol objects and few cycles: at the default thresholds
+    # the collector's passes over them took 13% of a 50-node run's CPU (bench/simnet.py), as in a daemon.
+    gc.set_threshold(100_000, 50, 1000)
+    try:
+        with tempfile.TemporaryDirectory(prefix="pmk-sim-") as tmp:
+            r = Run(scenario, seed, Path(tmp))
+            drawn = randomise(r, random.Random(seed), duration) if faults else []
+            r.run(duration)
+    finally:
+        gc.set_threshold(*thresholds)
     history = r.net.history
-    return Result(seed, history, check(history, (*CHECKERS, *checkers)), drawn, time.perf_counter() - began)
+    violations = check(history, (*CHECKERS, *checkers))
+    wall_s, cpu_s = time.perf_counter() - began, time.process_time() - began_cpu
+    return Result(seed, history, violations, drawn, wall_s, r.net.scheduler.fired, cpu_s)

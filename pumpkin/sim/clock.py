@@ -71,3 +71,31 @@ class Scheduler:
     def pending(self) -> int:
         """Callbacks still queued (cancelled ones included until their time comes)."""
         return len(self._queue)
+
+
+class SkewedClock:
+    """One node's view of virtual time: ``offset_s`` ahead, and running at ``rate`` (1.05: 5% fast), as a host's
+    monotonic clock may. Calling it reads the node's time."""
+
+    def __init__(self, clock: Clock, offset_s: float = 0.0, rate: float = 1.0) -> None:
+        self.clock = clock
+        self.offset_s = offset_s
+        self.rate = rate
+        self._origin = clock.now  # the skew counts from the node's start
+
+    def __call__(self) -> float:
+        return self._origin + self.offset_s + (self.clock.now - self._origin) * self.rate
+
+
+class SkewedScheduler:
+    """A node's timers on its own clock: a delay of d of its seconds is d / rate of virtual time."""
+
+    def __init__(self, scheduler: Scheduler, rate: float) -> None:
+        self.scheduler = scheduler
+        self.rate = rate
+
+    def call_soon(self, callback: Callable[[], object]) -> Handle:
+        return self.scheduler.call_soon(callback)
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Handle:
+        return self.scheduler.call_later(delay / self.rate, callback)

@@ -48,6 +48,7 @@ class Network:
         self.factories: dict[str, NodeFactory] = {}
         self.neighbours: dict[str, tuple[str, ...]] | None = None  # None: anyone may send to anyone
         self.record_bodies = record_bodies
+        self.disks: dict[str, dict[str, Any]] = {}  # node -> what it stored durably (outlives its crashes)
         self._timers: dict[tuple[str, str], Handle] = {}
 
     # -- building --------------------------------------------------------------------------------------------------
@@ -93,7 +94,8 @@ class Network:
         self.scheduler.call_at(when_s, lambda: action(*args))
 
     def crash(self, node_id: str) -> None:
-        """The node stops: its timers never fire, messages to it are dropped, its memory is gone."""
+        """The node stops: its timers never fire, messages to it are dropped, its memory is gone (its ``disk``
+        stays)."""
         if node_id in self.wire.down:
             return
         self.wire.down.add(node_id)

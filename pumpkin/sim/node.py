@@ -12,6 +12,7 @@
 A handler is found by the ``@handles`` decorator or by name: a method ``on_Ping(self, msg, sender)``. Messages are
 any objects; a message's type is its class name, and dataclasses are written out field by field in the history.
 Nodes never read a real clock or a global random generator: ``self.now`` and ``self.random`` are the simulation's.
+A restart starts a fresh instance: only what the node kept in ``self.disk`` survives a crash.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ class Node:
     def random(self) -> random.Random:
         """The simulation's one random generator: a node's choices replay with the seed."""
         return self.net.rng
+
+    @property
+    def disk(self) -> dict[str, Any]:
+        """This node's stable storage: what it puts here survives its crashes and restarts (as if fsynced at once),
+        while everything else it holds is lost (e.g. Raft's current term and vote)."""
+        return self.net.disks.setdefault(self.id, {})
 
     def send(self, to: str, msg: object) -> None:
         self.net.send(self.id, to, msg)

@@ -160,3 +160,14 @@ def test_profile_benchmark_names_the_costs_of_each_daemon():
     assert set(results) == {"source", "step1", "step2", "sink"}, results
     assert all(r["samples"] and r["self"] for r in results.values()), results
     assert "the loop thread's costs" in out.stdout
+
+
+def test_simnet_benchmark_runs_pumpkin_nodes_with_discovery_and_checks_every_packet():
+    """bench/simnet.py at a small size: 30 Pumpkin nodes on two subnets (a static peer between them), 600 packets."""
+    out = run_bench("bench/simnet.py", "--nodes", "30", "--packets", "600", "--rate", "300", "--subnet", "15")
+    r = json_line(out)["results"]
+    assert r["accepted"] == 600 and r["delivered"] == 600 and r["violations"] == 0, r
+    assert all(positive(r[k]) for k in ("wall_s", "cpu_s", "sim_s", "ratio", "ratio_cpu", "events", "messages")), r
+    # Every node beacons every 0.5 s of virtual time (each on its own phase) from its start to the end of the run.
+    assert abs(r["beacon_broadcasts"] - 30 * r["sim_s"] / 0.5) <= 30, r
+    assert "virtual / wall" in out.stdout and "15 per subnet" in out.stdout

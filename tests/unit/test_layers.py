@@ -16,7 +16,7 @@ PURE = {
 #: Protocol and storage objects that take events and dependencies passed in; they open no socket.
 CORE = {
     "router", "mesh", "messages", "membership", "runner", "procpool", "splitmerge", "legacy", "PmkSeed", "loader",
-    "failed", "journal", "spool", "filemover", "__init__", "simnet",
+    "failed", "journal", "spool", "filemover", "__init__", "simnet", "beacons", "simdisk",
     "lifecycle", "pending", "inbound", "control", "hearing", "trace", "driver",
 }  # fmt: skip
 #: Sockets, files, the event loop, processes: wiring the core to the world.

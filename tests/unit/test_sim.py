@@ -28,7 +28,7 @@ from pumpkin.sim import (
     timeline,
 )
 from pumpkin.sim import swarm as sw
-from pumpkin.sim.examples import gossip, register
+from pumpkin.sim.examples import election, gossip, register
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -227,6 +227,44 @@ def test_gossip_fails_its_checker_when_the_partition_never_heals():
     net = gossip.run(0, loss=0.2, partition=(0.05, 100.0))
     found = check(net.history, gossip.CHECKERS)
     assert len(found) >= 5 and all("never heard the rumour" in v.what for v in found)
+
+
+def test_raft_election_keeps_one_leader_per_term_across_a_partition_and_elects_on_the_majority_side():
+    for seed in range(10):
+        net = election.run(seed, election.Raft, partition_until=1.5)
+        assert check(net.history, election.CHECKERS) == []
+        before_heal = [r for r in net.history.notes("leader") if r.t < 1.5]
+        assert before_heal and {r.node for r in before_heal} <= {"n2", "n3", "n4"}  # the side with 3 of 5
+
+
+def test_the_naive_election_has_two_leaders_in_one_term_under_a_partition_and_the_checker_says_so():
+    failed = [
+        seed for seed in range(10) if election.one_leader_per_term(election.run(seed, election.Naive, 1.5).history)
+    ]
+    assert len(failed) >= 8
+    found = election.one_leader_per_term(election.run(failed[0], election.Naive, 1.5).history)
+    assert "has leaders" in found[0].what
+    assert not election.one_leader_per_term(election.run(failed[0], election.Naive).history)  # no partition: fine
+
+
+def test_the_election_swarm_passes_for_raft_and_fails_for_the_naive_one():
+    options = sw.Options(0.05, faults=True)
+    assert sw.swarm(election.SCENARIO, range(30), options) == []
+    assert sw.swarm(election.NAIVE, range(100), options)
+
+
+def test_a_nodes_disk_outlives_its_crash_and_nothing_else_does():
+    class Keeper(Node):
+        def on_start(self) -> None:
+            self.disk["starts"] = self.disk.get("starts", 0) + 1
+            self.memory = self.disk["starts"]
+
+    net = Network(1)
+    net.add("a", Keeper)
+    net.at(1.0, net.crash, "a")
+    net.at(2.0, net.restart, "a")
+    net.run(3.0)
+    assert net.nodes["a"].disk == {"starts": 2} and net.nodes["a"].memory == 2
 
 
 # -- swarm --------------------------------------------------------------------------------------------------------

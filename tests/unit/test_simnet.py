@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -101,9 +103,34 @@ def test_a_run_is_the_same_bit_for_bit_under_one_seed():
     assert simrun.run(s, 7).history.to_jsonl() == simrun.run(s, 7).history.to_jsonl()
 
 
-@pytest.mark.parametrize("seed", range(8))
+SWARM_SEEDS = range(16)
+
+
+@pytest.mark.parametrize("seed", SWARM_SEEDS)
 def test_the_swarm_finds_no_failure(seed):
     assert simrun.run(pipeline(duration=20), seed, faults=True).violations == []
+
+
+def test_the_swarm_draws_every_kind_of_fault():
+    """Crashes and restarts (of any node, the injecting one too), partitions, loss bursts and skewed clocks."""
+    drawn = [fault for seed in SWARM_SEEDS for fault in simrun.run(pipeline(duration=1), seed, faults=True).faults]
+    for kind in ("loss", "partition", "crash A", "crash", "restart", "clock of"):
+        assert any(kind in fault for fault in drawn), (kind, drawn)
+
+
+def test_skewed_clocks_run_the_pipeline_and_keep_peers_alive(tmp_path):
+    clocks = {"B": {"offset": 50, "rate": 1.05}, "C": {"offset": -20, "rate": 0.95}}
+    seen: dict[str, dict[str, str]] = {}
+    ahead: list[float] = []
+
+    def look(r: simrun.Run) -> None:
+        seen.update({n: states(r, n) for n in "ABCD"})
+        ahead.append(r.net.nodes["B"].driver.clock() - r.net.clock.now)
+
+    result = run_probed(pipeline(duration=10, clocks=clocks), {5: look}, tmp_path)
+    assert_exactly_once(result)
+    assert all(set(seen[n].values()) == {"alive"} and len(seen[n]) == 3 for n in "ABCD"), seen
+    assert 50 < ahead[0] < 51  # 50 s ahead, and 5% of the 6 s since it started
 
 
 def test_user_invariants_and_the_routing_checker():
@@ -117,7 +144,7 @@ def test_user_invariants_and_the_routing_checker():
 
 def test_the_checker_catches_a_missing_delivery():
     result = simrun.run(pipeline())
-    history = type(result.history)([r for r in result.history if not (r.kind == "note" and r.msg == "sink")][:])
+    history = type(result.history)([r for r in result.history if not (r.kind == "note" and r.msg in ("sink", "tx"))])
     assert exactly_once(history)
 
 
@@ -137,3 +164,139 @@ def test_a_legacy_injector_seed_runs_in_the_simulation():
 
 def test_checkers_are_exported():
     assert exactly_once in CHECKERS
+
+
+# --- discovery: real beacons on the simulated wire ---------------------------------------------------------------
+
+
+def run_probed(scenario: dict, probes: dict[float, Callable[[simrun.Run], object]], tmp: Path) -> simrun.Result:
+    """Run ``scenario``, calling each probe at its scenario time with the run (to look at the nodes then)."""
+    r = simrun.Run(scenario, int(scenario["seed"]), tmp)
+    for t, probe in probes.items():
+        r.at(t, lambda probe=probe: probe(r))
+    r.run(float(scenario["duration"]))
+    return simrun.Result(r.seed, r.net.history, check(r.net.history, CHECKERS))
+
+
+def states(r: simrun.Run, node: str) -> dict[str, str]:
+    """What ``node`` thinks of its peers: id -> alive / evasive."""
+    return {p.node_id: p.state.value for p in r.net.nodes[node].peers.peers.values()}
+
+
+def two_subnets(**extra: object) -> dict:
+    """A injects on lan1, B extracts on lan1, C (the only greeter) alone on lan2."""
+    scenario = {
+        "seed": 5,
+        "duration": 10,
+        "nodes": {"A": [], "B": [SEEDS / "extract.py"], "C": [SEEDS / "greet.py"]},
+        "subnets": {"lan1": ["A", "B"], "lan2": ["C"]},
+        "inject": [{"node": "A", "state": "UNGREETED", "data": "n{i}", "count": N, "rate": 20, "at": 1}],
+    }
+    scenario.update(extra)
+    return scenario
+
+
+def test_a_node_on_another_subnet_is_found_only_through_a_static_peer_and_gossip(tmp_path):
+    seen: dict[str, object] = {}
+
+    def look(r: simrun.Run) -> None:
+        seen["C"] = states(r, "C")
+        nodes = r.net.nodes
+        seen["found"] = {nodes["C"].peers.entries["A"].found_via, nodes["A"].peers.entries["C"].found_via}
+
+    result = run_probed(two_subnets(peers={"C": ["B"]}), {0.5: look}, tmp_path)
+    assert_exactly_once(result)
+    assert seen["C"] == {"A": "alive", "B": "alive"}
+    assert "gossip" in seen["found"]  # neither hears the other's beacons: B told one of the other
+    beacons_to_c = [r for r in result.history.of("deliver") if r.node == "C" and r.msg == "beacon"]
+    assert {r.peer for r in beacons_to_c} <= {"A", "B"}  # only direct beacons, once they knew each other
+    lan1 = [r for r in result.history.of("send") if r.msg == "beacon" and r.node == "A" and not r.peer]
+    assert lan1 and all(r.data["subnet"] == "lan1" for r in lan1)
+
+
+def test_without_the_static_peer_the_other_subnet_is_never_found(tmp_path):
+    seen: dict[str, object] = {}
+    result = run_probed(two_subnets(), {5: lambda r: seen.update(C=states(r, "C"), A=states(r, "A"))}, tmp_path)
+    assert seen == {"C": {}, "A": {"B": "alive"}}
+    assert any("reached no sink" in v.what for v in result.violations)
+
+
+def test_a_partition_that_hides_beacons_makes_peers_evasive_then_expired_and_heal_brings_them_back(tmp_path):
+    scenario = pipeline(
+        duration=14,
+        faults=[{"at": 1, "partition": [["A", "B", "D"], ["C"]]}, {"at": 8, "heal": True}],
+    )
+    seen: dict[float, dict[str, dict[str, str]]] = {}
+
+    def at(t: float) -> tuple[float, Callable[[simrun.Run], object]]:
+        return t, lambda r: seen.__setitem__(t, {n: states(r, n) for n in ("A", "C")})
+
+    result = run_probed(scenario, dict(map(at, (0.9, 3.2, 7.5, 10))), tmp_path)
+    assert_exactly_once(result)
+    assert seen[0.9]["C"] == {"A": "alive", "B": "alive", "D": "alive"}
+    assert seen[3.2]["C"] == {"A": "evasive", "B": "evasive", "D": "evasive"}  # silent for 1.5 s: evasive
+    assert seen[3.2]["A"]["C"] == "evasive" and seen[3.2]["A"]["B"] == "alive"
+    assert seen[7.5]["C"] == {} and "C" not in seen[7.5]["A"]  # silent for 5 s: expired, forgotten
+    assert seen[10]["C"] == {"A": "alive", "B": "alive", "D": "alive"}  # healed: beacons find them again
+    assert seen[10]["A"]["C"] == "alive"
+    lost = [r for r in result.history.of("drop") if r.msg == "beacon" and r.why == "partition"]
+    assert {r.node for r in lost} == {"A", "B", "C", "D"}
+
+
+def test_lost_beacons_are_counted_and_peers_stay_alive_under_moderate_loss(tmp_path):
+    seen: dict[str, dict[str, str]] = {}
+    scenario = pipeline(duration=15, link={"latency": 0.002, "loss": 0.2})
+    result = run_probed(scenario, {7: lambda r: seen.update({n: states(r, n) for n in "ABCD"})}, tmp_path)
+    assert_exactly_once(result)
+    assert all(set(s.values()) == {"alive"} and len(s) == 3 for s in seen.values()), seen
+    assert any(r.msg == "beacon" and r.why == "loss" for r in result.history.of("drop"))
+
+
+# --- durable state: the journal and the tx folder outlive a crash -------------------------------------------------
+
+
+def busy_source(**extra: object) -> dict:
+    """A streams 600 names at 200 a second, so that some are always on their way when A crashes."""
+    return pipeline(inject=[{"node": "A", "state": "UNGREETED", "data": "n{i}", "count": 600, "rate": 200}], **extra)
+
+
+#: Both greeters go down, so that what A accepts waits in its memory; then A crashes with it, and comes back.
+STRANDED = [
+    {"at": 0.5, "crash": "B"},
+    {"at": 0.5, "crash": "D"},
+    {"at": 1.0, "crash": "A"},
+    {"at": 1.5, "restart": "B"},
+    {"at": 1.5, "restart": "D"},
+]
+
+
+def test_the_injecting_node_crashes_and_its_journal_brings_back_what_it_had_accepted():
+    result = simrun.run(busy_source(faults=[*STRANDED, {"at": 2.0, "restart": "A"}]))
+    assert result.violations == []
+    accepted = {r.data["data"] for r in result.history.notes("inject")}
+    assert 350 < len(accepted) < 600  # nothing was offered while A was down
+    assert sorted(r.data["data"] for r in result.history.notes("tx")) == sorted(f"Hello {n}" for n in accepted)
+    resumed = [i for r in result.history.notes("resume") for i in r.data["ids"]]
+    assert len(resumed) >= 90  # the 100 accepted while no greeter ran, less those the journal had not committed
+    assert all(r.node == "A" for r in result.history.notes("resume"))
+
+
+def test_without_the_journal_a_crash_of_the_injecting_node_loses_what_it_had_accepted(tmp_path):
+    """What the journal is for: the same crash with A's disk wiped loses accepted packets, and the checker says so."""
+    r = simrun.Run(busy_source(faults=STRANDED), 3, tmp_path)
+    r.at(2.0, lambda: (r.net.disk("A").journal.clear(), r.restart("A")))
+    r.run(30)
+    violations = check(r.net.history, CHECKERS)
+    assert violations and all("reached no sink" in v.what for v in violations)
+
+
+def test_a_sink_crash_may_run_its_seed_again_but_writes_each_result_once():
+    runs_again = 0
+    for seed in range(4):
+        result = simrun.run(busy_source(faults=[{"at": 1.0, "crash": "C"}, {"at": 1.5, "restart": "C"}]), seed)
+        assert result.violations == []
+        sinks = Counter(r.data["id"] for r in result.history.notes("sink"))
+        written = Counter(r.data["id"] for r in result.history.notes("tx"))
+        assert set(written.values()) == {1} and len(written) == 600
+        runs_again += sum(n - 1 for n in sinks.values())
+    assert 0 < runs_again <= 4 * 64  # results not yet durable at the crash: run again, at most TX_AHEAD_MAX each
