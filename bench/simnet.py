@@ -16,7 +16,6 @@ seconds, their ratio (virtual / wall), events, messages and beacons. Baseline in
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import statistics
 import sys
@@ -26,6 +25,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from sim import bare_heap  # noqa: E402  (bench/sim.py: this script's folder is on sys.path)
 
 from pumpkin import simrun  # noqa: E402
 
@@ -95,18 +96,6 @@ def one(
         "events": result.events,
         "records": len(h),
     }
-
-
-def bare_heap(n: int) -> float:
-    """Seconds for ``n`` heap pushes and pops of (time, seq, callback) and a call each: the floor."""
-    queue: list[tuple[float, int, object]] = []
-    start = time.perf_counter()
-    for i in range(n):
-        heapq.heappush(queue, ((i * 7919) % 1000 / 1000, i, int))
-    while queue:
-        _, _, callback = heapq.heappop(queue)
-        callback()  # type: ignore[operator]
-    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,23 +129,31 @@ class Journal:
             batch = jrn.stem
             done_file = jrn.with_suffix(".done")
             done = set(done_file.read_text().split()) if done_file.exists() else set()
-            live: set[str] = set()
-            for number, line in enumerate(jrn.read_bytes().splitlines(), 1):
-                try:
-                    entry = self._entry_from(batch, orjson.loads(line), done)
-                except (PacketError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                    # Only a bug or a disk fault gets here: a commit is renamed into place whole.
-                    log.error("journal %s line %d cannot be read (%s); that entry is skipped", jrn, number, exc)
-                    continue
-                if entry.finished and entry.source is None:
-                    continue
-                live.add(entry.id)
-                self._register(entry)
-                found.append(entry)
-            if live:
-                self.batches[batch] = live
-            else:
-                self._drop.append(batch)
+            found += self._recovered(batch, self._read_entries(jrn, batch, done))
+        return found
+
+    def _read_entries(self, jrn: Path, batch: str, done: set[str]) -> Iterator[Entry]:
+        """The entries of journal file ``jrn``; a line that cannot be read is logged and skipped."""
+        for number, line in enumerate(jrn.read_bytes().splitlines(), 1):
+            try:
+                yield self._entry_from(batch, orjson.loads(line), done)
+            except (PacketError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                # Only a bug or a disk fault gets here: a commit is renamed into place whole.
+                log.error("journal %s line %d cannot be read (%s); that entry is skipped", jrn, number, exc)
+
+    def _recovered(self, batch: str, entries: Iterable[Entry]) -> list[Entry]:
+        """Register ``batch``'s unfinished ``entries`` (and those whose rx file may still have to be moved on) and
+        return them; a batch left with none is dropped."""
+        found: list[Entry] = []
+        for entry in entries:
+            if entry.finished and entry.source is None:
+                continue
+            self._register(entry)
+            found.append(entry)
+        if found:
+            self.batches[batch] = {entry.id for entry in found}
+        else:
+            self._drop.append(batch)
         return found
 
     def _entry_from(self, batch: str, record: dict[str, Any], done: set[str]) -> Entry:

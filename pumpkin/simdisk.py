@@ -65,18 +65,8 @@ class SimJournal(Journal):
         for name in sorted(n for n in self.disk.journal if n.endswith(".jrn")):
             batch = name.removesuffix(".jrn")
             done = set(self.disk.journal.get(f"{batch}.done", b"").decode().split())
-            live: set[str] = set()
-            for line in self.disk.journal[name].splitlines():
-                entry = self._entry_from(batch, orjson.loads(line), done)
-                if entry.finished:
-                    continue
-                live.add(entry.id)
-                self._register(entry)
-                found.append(entry)
-            if live:
-                self.batches[batch] = live
-            else:
-                self._drop.append(batch)
+            lines = self.disk.journal[name].splitlines()
+            found += self._recovered(batch, (self._entry_from(batch, orjson.loads(line), done) for line in lines))
         if self._drop:
             self._kick()
         return found
