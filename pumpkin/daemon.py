@@ -34,7 +34,7 @@ from .automaton import Automaton, SeedInfo
 from .beacons import seeds_digest
 from .config import Config
 from .control import Control
-from .custody import Custody, hold
+from .custody import hold
 from .discovery import BeaconDiscovery, LocalDiscovery, MdnsDiscovery
 from .driver import MeshDriver
 from .dropdir import DropDir
@@ -894,20 +894,7 @@ class Daemon:
         """Route the packets of a journal entry (``fresh``: new injections); each lineage's custody tells the
         journal when this node is done with it."""
         assert self.router is not None and self.journal is not None
-        journal = self.journal
-        custodies: dict[str, Custody] = {}
-        for packet in batch:
-            lineage = packet.lineage
-            custody = custodies.get(lineage)
-            if custody is None:
-                custody = custodies[lineage] = Custody(functools.partial(journal.release, entry, lineage))
-            packet.custody = custody
-            if fresh:
-                self.router.admit(packet)
-            else:
-                self.router.route(packet)
-        for custody in custodies.values():
-            custody.settle()
+        self.router.admit_lineages(batch, functools.partial(self.journal.release, entry), fresh)
 
     def _make_durable(self, batch: list[Packet], then: Callable[[], None] | None) -> None:
         """Journal ``batch`` (packets a seed made that must not depend on their input's custody), then route it."""

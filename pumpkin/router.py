@@ -39,6 +39,7 @@ All methods run on the event loop; nothing here blocks.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import logging
 import time
@@ -576,6 +577,23 @@ class Router:
         )
         self.admit(packet)
         return packet
+
+    def admit_lineages(self, batch: list[Packet], release: Callable[[str], None], fresh: bool = True) -> None:
+        """Route ``batch`` (``fresh``: new injections, else packets routed again) with one custody per lineage;
+        ``release(lineage)`` once everything made of that lineage here is safe (a journal entry's packets)."""
+        custodies: dict[str, Custody] = {}
+        for packet in batch:
+            lineage = packet.lineage
+            custody = custodies.get(lineage)
+            if custody is None:
+                custody = custodies[lineage] = Custody(functools.partial(release, lineage))
+            packet.custody = custody
+            if fresh:
+                self.admit(packet)
+            else:
+                self.route(packet)
+        for custody in custodies.values():
+            custody.settle()
 
     def admit(self, packet: Packet) -> None:
         """Route a packet made outside the network (a file, a command), counted as injected."""

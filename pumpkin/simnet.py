@@ -33,7 +33,7 @@ from . import legacy, messages, tags
 from . import packet as codec
 from .automaton import Automaton, SeedInfo
 from .beacons import Beacons, seeds_digest
-from .custody import Custody, hold
+from .custody import hold
 from .driver import MeshDriver, no_beacons
 from .failed import FailedStore
 from .journal import Entry
@@ -316,19 +316,7 @@ class Node:
         """Route a journal entry's packets, each lineage's custody telling the journal when it is done here
         (``Daemon._admit``)."""
         assert self.journal is not None
-        custodies: dict[str, Custody] = {}
-        for packet in batch:
-            lineage = packet.lineage
-            custody = custodies.get(lineage)
-            if custody is None:
-                custody = custodies[lineage] = Custody(functools.partial(self.journal.release, entry, lineage))
-            packet.custody = custody
-            if fresh:
-                self.router.admit(packet)
-            else:
-                self.router.route(packet)
-        for custody in custodies.values():
-            custody.settle()
+        self.router.admit_lineages(batch, functools.partial(self.journal.release, entry), fresh)
 
     def make_durable(self, batch: list[Packet], then: Callable[[], None] | None) -> None:
         """The router's ``Outputs.make_durable``: journal ``batch``, then route it (``Daemon._make_durable``)."""
