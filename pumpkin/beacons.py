@@ -20,6 +20,14 @@ from .messages import MessageError, Origin, decode_beacon, encode_beacon, wall_c
 
 log = logging.getLogger("pumpkin.discovery")
 
+#: All the daemons of one LAN together send about this many broadcast beacons a second, at most: past
+#: ``LAN_BEACONS_PER_S`` x heartbeat daemons, each beacons less often than every heartbeat (RTCP's rule, RFC 3550
+#: 6.2: the control traffic of a group stays the same however many join it). Without it every daemon hears
+#: N beacons per heartbeat: N^2 wake-ups on the LAN, most of an idle crowd's CPU.
+LAN_BEACONS_PER_S = 20.0
+#: ... but no daemon waits longer than this between two beacons (its peers' liveness windows stretch with it).
+MAX_PACED_S = 30.0
+
 OnOrigin = Callable[[Origin, str], None]
 Decode = Callable[[bytes, "Membership | None"], Origin]
 
@@ -69,6 +77,9 @@ class Beacons(Rejects):
         self._wall = wall
         self._seq = 0
         self.received = 0
+        self.every = 0.0  # the gap to our next beacon, as ours announce it (``pace``); 0: one heartbeat
+        self._heard: set[str] = set()  # nodes whose broadcast beacons came since our last beacon
+        self._heard_before: set[str] = set()  # ... and in the gap before that
 
     def datagram(self, bye: bool = False, direct: bool = False) -> bytes:
         """The next beacon (``bye``: this node is leaving; ``direct``: sent to one peer that does not hear our
@@ -79,6 +90,7 @@ class Beacons(Rejects):
         self._seq += 1
         origin.seq = self._seq
         origin.wall = round(self._wall(), 6)  # peers compare it with their clocks (pmk doctor)
+        origin.every = 0.0 if direct else self.every
         if origin.pk and origin.tcp:
             origin.ipc = None  # a path on our host is no stranger's business: it travels in the encrypted HELLO
         return encode_beacon(origin, self.membership)
@@ -92,4 +104,18 @@ class Beacons(Rejects):
         except MessageError as exc:
             self.reject(f"datagram from {host}", str(exc))
             return
-        self._on_origin(origin, "supernode" if host in self.unicast_hosts else "broadcast")
+        via = "supernode" if host in self.unicast_hosts else "broadcast"
+        if via == "broadcast" and not origin.direct:
+            self._heard.add(origin.id)
+        self._on_origin(origin, via)
+
+    def pace(self, heartbeat_s: float) -> float:
+        """The gap to our next broadcast beacon, called once per beacon, before ``datagram()``: one heartbeat
+        while the LAN is small, else long enough that the beacons of every daemon heard in the last two gaps,
+        ours included, come to ``LAN_BEACONS_PER_S`` (at most ``MAX_PACED_S``). The beacon announces it, so
+        its receivers know how long its silence may last."""
+        crowd = len(self._heard | self._heard_before) + 1
+        self._heard_before, self._heard = self._heard, set()
+        gap = min(MAX_PACED_S, crowd / LAN_BEACONS_PER_S)
+        self.every = round(gap, 3) if gap > heartbeat_s else 0.0
+        return self.every or heartbeat_s

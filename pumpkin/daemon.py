@@ -517,6 +517,8 @@ class Daemon:
         assert self.mesh is not None and self.workdir is not None and self.membership is not None
         assert self.driver is not None
         hearing, driver = self.hearing, self.driver
+        # A node on two networks hears peers by broadcast (or mDNS) that cannot hear each other: it gossips them all.
+        self.mesh.one_lan = sum(1 for i in chosen if not i.is_loopback) <= 1
 
         def on_origin(origin: Origin, via: str) -> None:
             hearing.heard(origin, via)  # first: pmk doctor reports what the mesh turns away too (our own id)

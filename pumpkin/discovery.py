@@ -134,8 +134,9 @@ class BeaconDiscovery(Beacons):
 
     async def _beacon_loop(self) -> None:
         while True:
+            gap = self.pace(self.interval_s)
             self.send_now()
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(gap)
 
     def _readable(self) -> None:
         """A datagram came: stop watching the socket and read everything that has come ``batch_s`` later;

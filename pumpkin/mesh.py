@@ -147,12 +147,15 @@ class Mesh:
         membership: Membership | None = None,
         report: ReportError = log_error,
         wake: Callable[[], None] = _nothing,
+        one_lan: bool = True,
     ) -> None:
         """``router``: makes the router that sends to peers through this mesh (the two call each other, so the mesh
         builds it: neither is ever half-wired); ``local_done``: packets each local seed has handled so far (sent in
         PINGs, for network-wide rates); ``report(what, error)``: a timer's work crashed (logged and counted; the
         timer is set again all the same, so heartbeats and retransmits never stop silently); ``wake()``: the outbox
-        got its first action (the shell takes them, now or soon; a unit test leaves it out and reads them)."""
+        got its first action (the shell takes them, now or soon; a unit test leaves it out and reads them);
+        ``one_lan``: this node broadcasts on one network only, so a peer heard by broadcast (or mDNS) hears every
+        other peer heard that way itself, and our HELLOs to it leave those out."""
         self.node_id = node_id
         self.host = host
         self.me = me
@@ -165,6 +168,7 @@ class Mesh:
         self.membership = membership
         self.report = report
         self.keyed = membership is not None and membership.keyed
+        self.one_lan = one_lan
         self.received = Received()
         self._announce_pending = False
         self._acks: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
@@ -316,7 +320,10 @@ class Mesh:
         if self._stale(origin):
             return
         if origin.seq:
-            self.peers.entry(origin.id, now, origin.inc).beacon_seq = (origin.inc, origin.seq)
+            entry = self.peers.entry(origin.id, now, origin.inc)
+            entry.beacon_seq = (origin.inc, origin.seq)
+            if not origin.direct:  # its broadcasts' pace: how long its silence may last
+                entry.stretch = max(1.0, origin.every / self.heartbeat_s)
         if origin.bye:
             self._drop(origin.id, "said goodbye")
             return
@@ -331,7 +338,7 @@ class Mesh:
 
     def _unanswered(self) -> int:
         """Origins greeted that are not peers (yet)."""
-        return sum(1 for r in self.peers.entries.values() if not r.known)
+        return self.peers.greeted
 
     def _give_up_on_silent_origins(self, now: float) -> None:
         """Close the links to origins that never answered our HELLO (made up, gone, or not for us)."""
@@ -415,15 +422,30 @@ class Mesh:
             remote.origin = origin
         self._connect(origin.id, endpoint)
         # Through the backlog: a new link is not connected yet, and mDNS reports a peer only once.
-        self._do(Send(origin.id, self._hello_frames(reply, remote.found_via), SendKind.MESSAGE))
+        self._do(Send(origin.id, self._hello_frames(reply, remote.found_via, to=remote), SendKind.MESSAGE))
         if via and not remote.known:
             log.debug("heard of %s by %s; said hello at %s", origin.id, via, endpoint)
 
-    def _hello_frames(self, reply: bool, found_by: str = "") -> list[bytes]:
+    def _hello_frames(self, reply: bool, found_by: str = "", to: Peer | None = None) -> list[bytes]:
+        """Our HELLO, listing the peers alive (gossip) that ``to`` may not hear of by itself."""
+        shared = self._shared_lan(to)
         known = [
-            [p.node_id, *self._addresses(p.node_id)] for p in self.peers.peers.values() if p.state is Liveness.ALIVE
+            [p.node_id, *self._addresses(p.node_id)]
+            for p in self.peers.entries.values()
+            if p.state is Liveness.ALIVE and (not shared or p.found_via != shared)
         ]
         return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply, found_by=found_by)
+
+    def _shared_lan(self, to: Peer | None) -> str:
+        """How ``to`` and we both hear of the peers of our network ("local": the host's cards; "broadcast" or
+        "mdns" when we broadcast on one network only), or "" when we know no such way. Gossiping those peers to
+        it would be N entries in each of N HELLOs, for each of N nodes: the bulk of a big LAN's discovery work."""
+        if to is None:
+            return ""
+        for via in (to.found_via, to.found_us):  # we heard it, or it heard us, that way: it is on our LAN
+            if via == "local" or (self.one_lan and via in LAN_WIDE):
+                return via
+        return ""
 
     def _addresses(self, node: str) -> list[Any]:
         remote = self.peers.get(node)
@@ -434,9 +456,12 @@ class Mesh:
 
     def announce(self) -> None:
         """Our seeds changed: tell every peer at once (beacons carry the new digest too)."""
-        frames = self._hello_frames(reply=False)
-        for node in list(self.peers.peers):
-            self._do(Send(node, frames, SendKind.CONTROL))
+        frames: dict[str, list[bytes]] = {}  # by the way the peer hears of others itself (``_shared_lan``)
+        for peer in [p for p in self.peers.entries.values() if p.known]:
+            shared = self._shared_lan(peer)
+            if shared not in frames:
+                frames[shared] = self._hello_frames(reply=False, to=peer)
+            self._do(Send(peer.node_id, frames[shared], SendKind.CONTROL))
 
     # -- messages --------------------------------------------------------------------------------
 
@@ -483,6 +508,7 @@ class Mesh:
         self.learn(o.id, endpoint, seeds, peer.found_via or "hello", now)
         peer.seeds_digest = o.digest
         peer.addresses = [a for a in (o.tcp, o.ipc) if a]
+        peer.found_us = peer.found_us or str(msg.body.get("found_by", ""))
         if msg.body.get("reply"):
             self._send_hello(o, now, reply=False, force=True)
         for entry in msg.body.get("peers", []):
@@ -503,7 +529,7 @@ class Mesh:
                 except MessageError:
                     continue
                 self.on_origin(gossip, "gossip", now)
-        found_by = {peer.found_via, str(msg.body.get("found_by", ""))}
+        found_by = {peer.found_via, peer.found_us}
         if new and not found_by & LAN_WIDE:
             # Pass on what we learnt: the others may not hear this peer themselves (a unicast beacon, a
             # static peer). Once per heartbeat at most, so that a crowd arriving at once is one message each.
@@ -875,18 +901,19 @@ class Mesh:
         ``frames`` caches the two encodings of this heartbeat's PING. ``done`` (the local seeds' counts) goes
         along, and a change in it is reason enough to ping: peers' pages show the whole network's rates."""
         remote = self.peers.entry(node, now)
-        deaf = now - remote.beacon_at > self._fresh_s  # we need its PINGs to know it lives
+        fresh = self._fresh_s * remote.stretch  # its broadcasts' freshness (a paced peer's come less often)
+        deaf = now - remote.beacon_at > fresh  # we need its PINGs to know it lives
         # (Not deaf in its first moments: its broadcasts may simply not have come yet.)
-        settled = now - remote.since > self._fresh_s
+        settled = now - remote.since > fresh
         # Ask for its PINGs and direct beacons while we hear no beacon of it, and, once settled, for as long as
         # its broadcasts do not reach us: its direct beacons then keep us from taking it for gone, and asking only
         # while deaf would stop them, let us turn deaf, and ask again, every other heartbeat.
-        echo = deaf or (settled and now - remote.broadcast_at > self._fresh_s)
+        echo = deaf or (settled and now - remote.broadcast_at > fresh)
         busy = {k: v for k, v in load.items() if v}
         done = self.local_done() if done is None else done
         asked = now - remote.echo_at <= self._fresh_s
         # It beacons us directly and we do not hear its broadcasts: another subnet, where it does not hear ours either.
-        unheard = now - remote.direct_at <= self._fresh_s < now - remote.broadcast_at
+        unheard = now - remote.direct_at <= self._fresh_s and fresh < now - remote.broadcast_at
         if (asked or (deaf and settled) or unheard) and only_if_needed:
             # It does not hear our broadcasts (it said so, or beacons us directly), or likely not (we do not hear
             # its own: another subnet). Its request for PINGs comes over TCP, which a lossy link can stall.

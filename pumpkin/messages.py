@@ -82,6 +82,7 @@ TEST_CLOCK_OFFSET_ENV = "PUMPKIN_TEST_CLOCK_OFFSET_S"
 MAX_BEACON_BYTES = 1024
 MAX_MESSAGE_BYTES = 4 << 20
 MAX_ID_CHARS = 128
+MAX_BEACON_EVERY_S = 60.0  # the longest gap between two beacons a sender may announce
 MAX_SEEDS_PER_HELLO = 1000
 MAX_PEERS_PER_HELLO = 1000
 #: Packets asked about in one QUERY (a sender asks again about whatever an answer did not cover).
@@ -123,6 +124,7 @@ class Origin:
     cert: str = ""  # the certificate binding id and pk (see membership)
     seq: int = 0  # beacons only: grows with every beacon of a daemon run
     wall: float = 0.0  # beacons only: the sender's wall clock when it sent it (0: not said)
+    every: float = 0.0  # beacons only: seconds until the sender's next one (0: not said, one heartbeat)
 
     def endpoint_for(self, my_host: str) -> str | None:
         """ipc:// when the sender shares this host (and network namespace), tcp:// otherwise."""
@@ -177,7 +179,10 @@ def origin_from(body: Any) -> Origin:
     if not isinstance(pk, str) or not isinstance(cert, str) or len(pk) > 40 or len(cert) > 64:
         raise MessageError("pk and cert must be short strings")
     bye, direct = bool(body.get("bye", False)), bool(body.get("direct", False))
-    return Origin(node, tcp, ipc, host, dg, bye, inc, direct, pk, cert, seq, _wall(body.get("t", 0)))
+    every = body.get("bi", 0)
+    if type(every) not in (int, float) or not 0 <= every <= MAX_BEACON_EVERY_S:
+        raise MessageError(f"bi must be a number of seconds from 0 to {MAX_BEACON_EVERY_S:g}")
+    return Origin(node, tcp, ipc, host, dg, bye, inc, direct, pk, cert, seq, _wall(body.get("t", 0)), float(every))
 
 
 def _wall(value: Any) -> float:
@@ -190,7 +195,11 @@ def _wall(value: Any) -> float:
 def encode_beacon(origin: Origin, membership: Membership | None = None) -> bytes:
     """The datagram announcing ``origin`` (sealed in a keyed network)."""
     fields = {**origin.fields(), "bye": origin.bye, "direct": origin.direct, "seq": origin.seq}
-    body = orjson.dumps({**fields, "t": origin.wall} if origin.wall else fields)
+    if origin.wall:
+        fields["t"] = origin.wall
+    if origin.every:
+        fields["bi"] = origin.every
+    body = orjson.dumps(fields)
     if membership is not None and membership.keyed:
         data = SEALED_BEACON_MAGIC + membership.seal(body) + body
     else:

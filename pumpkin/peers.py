@@ -2,7 +2,8 @@
 
 Pure bookkeeping, with the time passed in. An entry starts when this node first hears of the node (discovery,
 gossip, its HELLO) and greets it: it is then *greeted* and not yet a peer. Once its HELLO comes it is a peer,
-*alive* while heard from within ``evasive_s``, *evasive* until ``expired_s``, then *expired* (the mesh drops it,
+*alive* while heard from within ``evasive_s``, *evasive* until ``expired_s`` (both times its ``stretch``: a peer on a
+crowded LAN beacons less often, see ``beacons.pace``), then *expired* (the mesh drops it,
 its seeds leave the automaton). A peer that says goodbye, or comes back as a new incarnation, is dropped at once.
 Dropping a node removes its one entry: liveness, seeds, incarnation, beacons and the packets in flight to it go
 together (see ``mesh``).
@@ -45,6 +46,7 @@ class Peer:
     origin: Origin | None = None  # its newest origin (endpoints, host, keys), as heard
     via: str = ""  # how it became a peer: broadcast, mdns, local, static, gossip, hello ...
     found_via: str = ""  # how this node first heard of it ("" when its own HELLO came first)
+    found_us: str = ""  # how it heard of this node, as its HELLO says ("broadcast", "mdns", "local", ...)
     last_heard: float = NEVER
     seeds: list[SeedInfo] = field(default_factory=list)
     seeds_digest: str = ""
@@ -56,6 +58,7 @@ class Peer:
     beacon_at: float = NEVER  # when its beacon (broadcast or direct) was last heard
     broadcast_at: float = NEVER  # when its broadcast beacon was last heard
     direct_at: float = NEVER  # when it last sent a beacon to us alone: it does not hear our broadcasts
+    stretch: float = 1.0  # its broadcast beacons come every ``stretch`` heartbeats (paced on a crowded LAN)
     echo_at: float = NEVER  # when it last asked for our PINGs
     load_sent: dict[str, float] = field(default_factory=dict)  # the non-zero load it last got from us
     done_sent: dict[str, int] = field(default_factory=dict)  # the counts it last got from us
@@ -89,6 +92,7 @@ class PeerTable:
         self.evasive_s = evasive_s
         self.expired_s = expired_s
         self.entries: dict[str, Peer] = {}
+        self.greeted = 0  # entries not peers yet (kept as entries change: counting them is O(N) per origin heard)
 
     @property
     def peers(self) -> dict[str, Peer]:
@@ -112,6 +116,7 @@ class PeerTable:
         peer = self.entries.get(node_id)
         if peer is None:
             peer = self.entries[node_id] = Peer(node_id, inc, since=now)
+            self.greeted += 1
         return peer
 
     def heard(self, node_id: str, endpoint: str, via: str, now: float) -> tuple[Peer, bool]:
@@ -120,6 +125,7 @@ class PeerTable:
         fresh = peer.state is not Liveness.ALIVE
         if peer.state is Liveness.GREETED:
             peer.via = via
+            self.greeted -= 1
         peer.last_heard = now
         peer.state = Liveness.ALIVE
         if endpoint:
@@ -128,7 +134,10 @@ class PeerTable:
 
     def leave(self, node_id: str) -> Peer | None:
         """Forget ``node_id``: its one entry goes; returns it if there was one."""
-        return self.entries.pop(node_id, None)
+        peer = self.entries.pop(node_id, None)
+        if peer is not None and peer.state is Liveness.GREETED:
+            self.greeted -= 1
+        return peer
 
     def sweep(self, now: float) -> tuple[list[Peer], list[Peer]]:
         """Update liveness; returns (newly evasive, expired). Expired peers are marked, not removed: the caller
@@ -137,7 +146,8 @@ class PeerTable:
         for peer in self.entries.values():
             if peer.state is Liveness.GREETED:
                 continue
-            silent = now - peer.last_heard
+            # A paced peer (see ``beacons.pace``) may be silent longer: its windows stretch as its beacons do.
+            silent = (now - peer.last_heard) / peer.stretch
             if silent >= self.expired_s:
                 peer.state = Liveness.EXPIRED
                 expired.append(peer)

@@ -2,7 +2,9 @@
 
 Policy: a packet in state S goes to every distinct seed that consumes S (one copy each). Among a seed's
 replicas (the nodes it runs on) it goes to the least loaded, ties broken round robin: a local replica
-that drains faster has less queued and so takes more, but equal replicas share evenly. Within one node,
+that drains faster has less queued and so takes more, but equal replicas share evenly. Past ``SCAN_ALL``
+replicas, the least loaded of the next ``CHOICES`` in round-robin order (the "power of d choices": load
+spreads almost as evenly, and the cost per packet no longer grows with the replicas). Within one node,
 a seed's worker instances share one queue (see ``runner``). A packet whose state has no consumer waits
 in the ``WaitingRoom`` (bounded, with an expiry) and is routed again whenever the automaton changes; a
 packet that cannot wait (queue full, expired, out of hops) goes to the failed/ area with its reason.
@@ -44,7 +46,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from .automaton import Automaton
@@ -146,12 +148,38 @@ class NoOutputs:
         raise AssertionError("NoOutputs cannot make packets durable")
 
 
+#: Up to this many replicas, each packet's choice looks at the load of every one.
+SCAN_ALL = 8
+#: Past ``SCAN_ALL``: how many replicas (the next in round-robin order) a packet's choice looks at.
+CHOICES = 4
+
+
 def pick_replica(nodes: Sequence[str], load: Callable[[str], float], turn: int) -> str:
     """The least loaded of ``nodes``; among equals, the one ``turn`` points at (round robin)."""
     loads = [load(n) for n in nodes]
     low = min(loads)
     tied = [n for n, v in zip(nodes, loads, strict=True) if v == low]
     return tied[turn % len(tied)]
+
+
+def replica_order(nodes: Sequence[str], load: Callable[[str], float], turn: int) -> Iterator[str]:
+    """The replicas to try for one packet, best first, each once (the caller stops at the first that takes it):
+    up to ``SCAN_ALL`` of them by ``pick_replica`` among those left; past it, the ``CHOICES`` from ``turn``'s
+    window by load, then the others in round-robin order, so a full window costs one look at each replica."""
+    n = len(nodes)
+    if n <= SCAN_ALL:
+        left = list(nodes)
+        while left:
+            node = left[0] if len(left) == 1 else pick_replica(left, load, turn)
+            yield node
+            left.remove(node)
+        return
+    start = turn * CHOICES % n
+    window = [nodes[(start + i) % n] for i in range(CHOICES)]
+    loads = {node: load(node) for node in window}
+    yield from sorted(window, key=loads.__getitem__)  # stable: equal loads keep round-robin order
+    for i in range(CHOICES, n):
+        yield nodes[(start + i) % n]
 
 
 class Router:
@@ -609,7 +637,7 @@ class Router:
         if turns is None:
             turns = self._turns[name] = itertools.count()
         turn = next(turns)
-        candidates = list(nodes)
+        candidates: Sequence[str] = nodes
         part = self._part(name, packet) if len(candidates) > 1 else None
         if part is not None:
             # Every part of a group goes to the group's one owner, whatever the load elsewhere.
@@ -618,10 +646,7 @@ class Router:
                 self.counters["local"] += 1
                 self.submit_local(self.local[name], packet)
                 return
-        while candidates:
-            node = (
-                candidates[0] if len(candidates) == 1 else pick_replica(candidates, lambda n: self._load(n, name), turn)
-            )
+        for node in replica_order(candidates, lambda n: self._load(n, name), turn):
             if node == self.node_id:
                 runner = self.local_room(name)
                 if runner is not None:
@@ -631,13 +656,11 @@ class Router:
             else:
                 at = self.events.clock()  # before it goes: the peer may run it before the send returns
                 if not self.remotes.send_packet(node, name, packet, self.clock()):
-                    candidates.remove(node)
                     continue
                 self.counters["remote"] += 1
                 self.delivered[name, node] += 1
                 self.events.note("sent", packet.id, "", name, packet.tag, peer=node, at=at)
                 return
-            candidates.remove(node)
         self._park(packet, seed=name)
 
     # -- joins, fragments and merges (see gather) ------------------------------------------------

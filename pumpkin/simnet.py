@@ -482,11 +482,14 @@ class Net:
     # -- discovery --------------------------------------------------------------------------------------------------
 
     def _beacon(self, node: Node) -> None:
-        """The node's beacon loop (``BeaconDiscovery``'s): a broadcast every heartbeat while it lives."""
+        """The node's beacon loop (``BeaconDiscovery``'s): a broadcast every heartbeat while it lives (less
+        often on a crowded subnet, see ``Beacons.pace``)."""
         if not node.alive:
             return
+        assert node.beacons is not None
+        gap = node.beacons.pace(HEARTBEAT_S)  # the daemon's pacing: a crowded subnet beacons less often
         self.broadcast(node)
-        node.timers.call_later(HEARTBEAT_S, lambda: self._beacon(node))
+        node.timers.call_later(gap, lambda: self._beacon(node))
 
     def members(self, subnet: str) -> list[str]:
         """The live nodes with beacons in ``subnet``."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pumpkin.beacons import Beacons, seeds_digest
-from pumpkin.messages import Origin
+import orjson
+
+from pumpkin.beacons import LAN_BEACONS_PER_S, MAX_PACED_S, Beacons, seeds_digest
+from pumpkin.messages import BEACON_MAGIC, Origin
 
 
 def me() -> Origin:
@@ -35,3 +37,29 @@ def test_anything_else_is_counted_and_never_raised():
 def test_the_digest_changes_with_the_seeds():
     assert seeds_digest([{"name": "greet"}]) == seeds_digest([{"name": "greet"}])
     assert seeds_digest([{"name": "greet"}]) != seeds_digest([{"name": "extract"}])
+
+
+def test_a_small_lan_beacons_every_heartbeat_and_a_crowd_paces_itself():
+    beacons = Beacons(me, lambda o, via: None)
+    assert beacons.pace(0.5) == 0.5 and beacons.every == 0.0  # alone: every heartbeat, nothing announced
+    for i in range(79):  # 80 daemons on the LAN, ourselves included
+        other = Origin(f"n{i}", "tcp://10.0.0.2:7900", None, "h", "d")
+        beacons.on_datagram(Beacons(lambda o=other: o, lambda o, via: None).datagram(), "10.0.0.2")
+    assert beacons.pace(0.5) == 80 / LAN_BEACONS_PER_S  # 4 s: the LAN's beacons come to 20 a second in all
+    heard: list[Origin] = []
+    Beacons(me, lambda o, via: heard.append(o)).on_datagram(beacons.datagram(), "10.0.0.1")
+    assert heard[0].every == 4.0  # announced: its receivers stretch its liveness windows by as much
+    assert beacons.datagram(direct=True) and beacons.pace(0.5) == 4.0  # the gap before still counts
+    assert beacons.pace(0.5) == 0.5  # two gaps without hearing anyone: back to every heartbeat
+
+
+def test_the_pace_has_a_ceiling_and_a_bad_one_is_rejected():
+    beacons = Beacons(me, lambda o, via: None)
+    beacons._heard = {f"n{i}" for i in range(5000)}
+    assert beacons.pace(0.5) == MAX_PACED_S
+    heard: list[Origin] = []
+    receiver = Beacons(me, lambda o, via: heard.append(o))
+    for bad in (-1, 1e9, "2"):
+        body = orjson.dumps({**me().fields(), "seq": 1, "bi": bad})
+        receiver.on_datagram(BEACON_MAGIC + body, "10.0.0.3")
+    assert heard == [] and receiver.rejected == 3

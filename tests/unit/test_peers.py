@@ -26,9 +26,36 @@ def test_one_entry_per_node_greeted_first_then_a_peer():
     assert peer is greeted and new and peer.inc == 7 and table.peer("b") is peer
 
 
+def test_greeted_count_follows_the_entries():
+    table = PeerTable(1.0, 2.0)
+    table.entry("b", now=0.0)
+    table.entry("c", now=0.0)
+    table.entry("b", now=0.1)  # the same entry
+    assert table.greeted == 2
+    table.heard("b", "tcp://b:1", "broadcast", now=0.2)  # b's HELLO: a peer now
+    table.heard("d", "tcp://d:1", "hello", now=0.2)  # a HELLO first: never counted as greeted
+    assert table.greeted == 1
+    table.leave("c")
+    table.leave("b")
+    assert table.greeted == 0 and len(table) == 1
+
+
 def test_goodbye_removes_at_once_and_summaries():
     table = PeerTable(1.0, 2.0)
     table.heard("b", "tcp://b:1", "mdns", now=0.0)
     (s,) = table.summaries(now=0.5, now_wall=100.5)
     assert (s["id"], s["state"], s["via"], s["last_heard_s_ago"], s["last_heard"]) == ("b", "alive", "mdns", 0.5, 100)
     assert table.leave("b") is not None and table.summaries(0.5, 100.5) == [] and len(table) == 0
+
+
+def test_a_paced_peer_may_be_silent_as_much_longer_as_its_beacons_are_apart():
+    table = PeerTable(evasive_s=1.5, expired_s=5.0)
+    paced, _ = table.heard("b", "tcp://b:1", "broadcast", now=0.0)
+    paced.stretch = 4.0  # its beacons come every 2 s, not every 0.5 s heartbeat
+    table.heard("c", "tcp://c:1", "broadcast", now=0.0)
+    evasive, _ = table.sweep(now=2.0)
+    assert [p.node_id for p in evasive] == ["c"]
+    evasive, expired = table.sweep(now=6.0)
+    assert [p.node_id for p in evasive] == ["b"] and [p.node_id for p in expired] == ["c"]
+    table.leave("c")
+    assert table.sweep(now=19.9) == ([], []) and [p.node_id for p in table.sweep(now=20.0)[1]] == ["b"]

@@ -300,3 +300,35 @@ def test_a_sink_crash_may_run_its_seed_again_but_writes_each_result_once():
         assert set(written.values()) == {1} and len(written) == 600
         runs_again += sum(n - 1 for n in sinks.values())
     assert 0 < runs_again <= 4 * 64  # results not yet durable at the crash: run again, at most TX_AHEAD_MAX each
+
+
+# --- a crowded subnet paces its beacons -------------------------------------------------------------------------
+
+
+def crowd(nodes: int, **extra: object) -> dict:
+    """``nodes`` nodes on one subnet: A injects, C extracts, the rest greet."""
+    layout: dict[str, list[Path]] = {"A": [], "C": [SEEDS / "extract.py"]}
+    layout.update({f"G{i}": [SEEDS / "greet.py"] for i in range(nodes - 2)})
+    scenario = {
+        "seed": 11,
+        "duration": 30,
+        "nodes": layout,
+        "inject": [{"node": "A", "state": "UNGREETED", "data": "n{i}", "count": N, "rate": 20}],
+    }
+    scenario.update(extra)
+    return scenario
+
+
+def test_a_crowded_subnet_paces_its_beacons_and_stretches_liveness_windows_to_match(tmp_path):
+    # 60 nodes beaconing every heartbeat would send 120 beacons a second, each heard by 59: paced, about 20.
+    seen: dict[float, dict[str, str]] = {}
+    probes = {t: (lambda r, t=t: seen.__setitem__(t, states(r, "A"))) for t in (14.0, 20.5, 25.0)}
+    result = run_probed(crowd(60, faults=[{"at": 15, "crash": "G7"}]), probes, tmp_path)
+    assert_exactly_once(result)
+    beacons = [r for r in result.history.of("send") if r.msg == "beacon" and not r.peer]
+    t0 = beacons[0].t + simrun.SETTLE_S  # scenario time 0 (the first beacon goes at once)
+    sent = [r for r in beacons if t0 + 5 <= r.t < t0 + 15]
+    assert 15 <= len(sent) / 10 <= 26  # per virtual second, all 60 nodes together
+    assert set(seen[14.0].values()) == {"alive"} and len(seen[14.0]) == 59  # nobody taken for gone meanwhile
+    # G7's beacons were 3 s apart: evasive after 1.5 s x 6 of silence, not 1.5 s; expired after 30 s, not 5 s.
+    assert seen[20.5]["G7"] == "alive" and seen[25.0]["G7"] == "evasive"
