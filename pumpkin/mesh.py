@@ -58,7 +58,7 @@ from .errors import PacketError, TagError
 from .membership import Membership
 from .messages import ACK, BYE, HELLO, MAX_KEYS_PER_QUERY, PING, QUERY, Message, MessageError, Origin
 from .packet import Packet, encode
-from .peers import Liveness, Peer, PeerTable
+from .peers import NEVER, Liveness, Peer, PeerTable
 from .router import Remotes
 from .runner import SeedRunner
 
@@ -67,6 +67,10 @@ log = logging.getLogger(__name__)
 HELLO_RETRY_S = 1.0
 #: Ways of finding peers that every daemon on the LAN shares: a peer found this way needs no gossip.
 LAN_WIDE = frozenset({"broadcast", "mdns", "local"})
+LOCAL_ONLY = frozenset({"local"})
+NONE: frozenset[str] = frozenset()
+#: Ways of hearing of a node that say it is not on our LAN (or may not be): it gets all our gossip.
+ELSEWHERE = frozenset({"static", "supernode", "direct"})
 #: Ways of hearing of a node that carry no proof of membership, even in a keyed network (mDNS records are not
 #: sealed: zeroconf answers anyone who asks, and anyone can answer).
 UNSEALED = frozenset({"mdns"})
@@ -84,6 +88,10 @@ RETRANSMIT_TICK_S = 0.05
 #: address or gossip) tells every peer what it knows again: two of them that lost each other (a long partition
 #: across subnets) then find each other again even where nobody is new to the one in the middle.
 GOSSIP_HEARTBEATS = 10
+#: A peer that sent us a packet within this many heartbeats is told our load (see ``_ping``).
+FEEDER_HEARTBEATS = 10
+#: Our seeds' counts go to a peer on a PING of their own at most every this many heartbeats.
+DONE_HEARTBEATS = 4
 #: An origin we said HELLO to and never heard from again is forgotten (its link closed) after this long.
 HELLO_GIVE_UP_S = 10.0
 #: Origins at most that we greet without having heard back from: news of more is ignored (and counted), so a
@@ -169,6 +177,7 @@ class Mesh:
         self.report = report
         self.keyed = membership is not None and membership.keyed
         self.one_lan = one_lan
+        self._beat_at = 0.0  # the time of the last heartbeat
         self.received = Received()
         self._announce_pending = False
         self._acks: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
@@ -322,8 +331,14 @@ class Mesh:
         if origin.seq:
             entry = self.peers.entry(origin.id, now, origin.inc)
             entry.beacon_seq = (origin.inc, origin.seq)
+            # Heard even while it is only greeted: once its HELLO comes, it is not taken for one we cannot hear.
+            if origin.direct:
+                entry.beacon_at = entry.direct_at = now
+            elif via == "broadcast":
+                entry.beacon_at = entry.broadcast_at = now
             if not origin.direct:  # its broadcasts' pace: how long its silence may last
-                entry.stretch = max(1.0, origin.every / self.heartbeat_s)
+                # (All of a LAN's beacons are paced alike: new entries start with this one's pace.)
+                entry.stretch = self.peers.stretch = max(1.0, origin.every / self.heartbeat_s)
         if origin.bye:
             self._drop(origin.id, "said goodbye")
             return
@@ -427,25 +442,37 @@ class Mesh:
             log.debug("heard of %s by %s; said hello at %s", origin.id, via, endpoint)
 
     def _hello_frames(self, reply: bool, found_by: str = "", to: Peer | None = None) -> list[bytes]:
-        """Our HELLO, listing the peers alive (gossip) that ``to`` may not hear of by itself."""
-        shared = self._shared_lan(to)
+        """Our HELLO, listing the peers alive (gossip) but those ``to`` hears of by itself (``_heard_alike``)."""
+        alike = self._heard_alike(to)
         known = [
             [p.node_id, *self._addresses(p.node_id)]
             for p in self.peers.entries.values()
-            if p.state is Liveness.ALIVE and (not shared or p.found_via != shared)
+            # (We heard of it that way, or it heard of us that way: either way, it is where ``to`` hears it.)
+            if p.state is Liveness.ALIVE and p.found_via not in alike and p.found_us not in alike
         ]
         return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply, found_by=found_by)
 
-    def _shared_lan(self, to: Peer | None) -> str:
-        """How ``to`` and we both hear of the peers of our network ("local": the host's cards; "broadcast" or
-        "mdns" when we broadcast on one network only), or "" when we know no such way. Gossiping those peers to
-        it would be N entries in each of N HELLOs, for each of N nodes: the bulk of a big LAN's discovery work."""
+    def _heard_alike(self, to: Peer | None) -> frozenset[str]:
+        """The ways of hearing of peers that ``to`` shares with us, so that gossip to it leaves out the peers we
+        heard of those ways: listing them is N entries in each of N HELLOs, for each of N nodes, the bulk of a
+        big LAN's discovery work. The host's cards when it is on our host; broadcast (or mDNS) when it is on our
+        LAN (we heard it, or it heard us, that way) and we are on one network only; and, until it has been known
+        long enough to tell, every LAN-wide way for a peer we know of by hearsay (gossip): most are on our LAN,
+        and the periodic gossip (``GOSSIP_HEARTBEATS``) lists them all to one that turns out not to be."""
         if to is None:
-            return ""
-        for via in (to.found_via, to.found_us):  # we heard it, or it heard us, that way: it is on our LAN
-            if via == "local" or (self.one_lan and via in LAN_WIDE):
-                return via
-        return ""
+            return NONE
+        ways = {to.found_via, to.found_us}
+        if "local" in ways:
+            return LOCAL_ONLY
+        if not self.one_lan:
+            return NONE
+        for way in ("broadcast", "mdns"):
+            if way in ways:
+                return frozenset({way})
+        if ways & ELSEWHERE or to.direct_at > NEVER:
+            return NONE
+        settled = self._beat_at - to.since > self._fresh_s * self.peers.stretch
+        return NONE if settled else LAN_WIDE
 
     def _addresses(self, node: str) -> list[Any]:
         remote = self.peers.get(node)
@@ -456,12 +483,12 @@ class Mesh:
 
     def announce(self) -> None:
         """Our seeds changed: tell every peer at once (beacons carry the new digest too)."""
-        frames: dict[str, list[bytes]] = {}  # by the way the peer hears of others itself (``_shared_lan``)
+        frames: dict[frozenset[str], list[bytes]] = {}  # by what the peer hears of by itself (``_heard_alike``)
         for peer in [p for p in self.peers.entries.values() if p.known]:
-            shared = self._shared_lan(peer)
-            if shared not in frames:
-                frames[shared] = self._hello_frames(reply=False, to=peer)
-            self._do(Send(peer.node_id, frames[shared], SendKind.CONTROL))
+            alike = self._heard_alike(peer)
+            if alike not in frames:
+                frames[alike] = self._hello_frames(reply=False, to=peer)
+            self._do(Send(peer.node_id, frames[alike], SendKind.CONTROL))
 
     # -- messages --------------------------------------------------------------------------------
 
@@ -564,12 +591,12 @@ class Mesh:
             # First heard of by gossip (or a PING), now by the LAN itself: no need to gossip about it every
             # GOSSIP_HEARTBEATS (a HELLO with our whole peer list to every peer: the bulk of idle traffic).
             remote.found_via = via
-        if via in ("broadcast", "direct"):
-            remote.beacon_at = now
-            if via == "direct":
-                remote.direct_at = remote.beacon_at
-            else:
-                remote.broadcast_at = remote.beacon_at
+        if via == "packet":
+            remote.fed_at = now
+        elif via == "broadcast":
+            remote.beacon_at = remote.broadcast_at = now
+        elif via == "direct":
+            remote.beacon_at = remote.direct_at = now
         _, revived = self.peers.heard(node, "", via, now)
         if revived:
             log.info("Peer %s is back", node)
@@ -859,6 +886,7 @@ class Mesh:
     def heartbeat(self, now: float) -> None:
         """PING the peers that need it, update liveness (re-route for evasive peers, forget expired ones)."""
         self._beats += 1
+        self._beat_at = now
         if not self._announce_pending and self._beats % GOSSIP_HEARTBEATS == 0:
             self._announce_pending = any(
                 r.found_via and r.found_via not in LAN_WIDE for r in self.peers.entries.values() if r.known
@@ -867,7 +895,7 @@ class Mesh:
             self._announce_pending = False
             self.announce()
         load, done = self.local_load(), self.local_done()
-        frames: dict[bool, list[bytes]] = {}
+        frames: dict[tuple[bool, bool], list[bytes]] = {}
         for node in list(self.peers.peers):
             self._ping(node, now, load, frames, only_if_needed=True, done=done)
         evasive, expired = self.peers.sweep(now)
@@ -893,7 +921,7 @@ class Mesh:
         node: str,
         now: float,
         load: dict[str, float],
-        frames: dict[bool, list[bytes]],
+        frames: dict[tuple[bool, bool], list[bytes]],
         only_if_needed: bool = False,
         done: dict[str, int] | None = None,
     ) -> None:
@@ -918,18 +946,27 @@ class Mesh:
             # It does not hear our broadcasts (it said so, or beacons us directly), or likely not (we do not hear
             # its own: another subnet). Its request for PINGs comes over TCP, which a lossy link can stall.
             self._beacon_directly(remote)
+        # Our load is news only to a peer that sends us packets (routing reads it): to others, a PING each
+        # heartbeat while busy would be N^2 PINGs on a busy network of N. They get one with no load once.
+        feeds = not only_if_needed or now - remote.fed_at <= FEEDER_HEARTBEATS * self.heartbeat_s
+        shown = busy if feeds else {}
         if only_if_needed:
-            moved = done != remote.done_sent
-            if not (echo or asked or busy or moved or busy != remote.load_sent or remote.ping_unsent):
+            # Counts (the pages' network-wide rates) go with any PING, and on their own every DONE_HEARTBEATS
+            # at most (stretched on a crowded LAN as beacons are).
+            due = now - remote.done_at >= DONE_HEARTBEATS * self.heartbeat_s * remote.stretch
+            moved = due and done != remote.done_sent
+            if not (echo or asked or shown or moved or shown != remote.load_sent or remote.ping_unsent):
                 return
-        if echo not in frames:
-            frames[echo] = messages.encode(PING, self.me(), load=load, echo=echo, done=done)
+        key = (echo, feeds)
+        if key not in frames:
+            frames[key] = messages.encode(PING, self.me(), load=load if feeds else {}, echo=echo, done=done)
         # Recorded before it goes: a shell that refuses it says so at once (``on_unsent``), which undoes this.
-        remote.load_sent = busy
+        remote.load_sent = shown
         remote.done_sent = done
+        remote.done_at = now
         remote.ping_unsent = False
         self.counters["pings"] += 1
-        self._do(Send(node, frames[echo], SendKind.CONTROL))
+        self._do(Send(node, frames[key], SendKind.CONTROL))
 
     def _beacon_directly(self, remote: Peer) -> None:
         """A UDP beacon to a peer that does not hear our broadcasts: unlike a PING it never waits behind
@@ -964,4 +1001,4 @@ class Mesh:
                 continue
             if key not in self.links:
                 self._connect(key, endpoint)
-                self._do(Send(key, self._hello_frames(reply=True), SendKind.MESSAGE))
+                self._do(Send(key, self._hello_frames(reply=True, found_by="static"), SendKind.MESSAGE))

@@ -59,6 +59,8 @@ class Peer:
     broadcast_at: float = NEVER  # when its broadcast beacon was last heard
     direct_at: float = NEVER  # when it last sent a beacon to us alone: it does not hear our broadcasts
     stretch: float = 1.0  # its broadcast beacons come every ``stretch`` heartbeats (paced on a crowded LAN)
+    fed_at: float = NEVER  # when it last sent us a packet: our load is news to it (routing reads it)
+    done_at: float = NEVER  # when it last got our seeds' counts from us
     echo_at: float = NEVER  # when it last asked for our PINGs
     load_sent: dict[str, float] = field(default_factory=dict)  # the non-zero load it last got from us
     done_sent: dict[str, int] = field(default_factory=dict)  # the counts it last got from us
@@ -93,6 +95,7 @@ class PeerTable:
         self.expired_s = expired_s
         self.entries: dict[str, Peer] = {}
         self.greeted = 0  # entries not peers yet (kept as entries change: counting them is O(N) per origin heard)
+        self.stretch = 1.0  # a new entry's stretch until its own beacon says: the pace of the LAN's beacons
 
     @property
     def peers(self) -> dict[str, Peer]:
@@ -115,7 +118,7 @@ class PeerTable:
         """The entry of ``node_id``, made (greeted, of incarnation ``inc``) when there is none."""
         peer = self.entries.get(node_id)
         if peer is None:
-            peer = self.entries[node_id] = Peer(node_id, inc, since=now)
+            peer = self.entries[node_id] = Peer(node_id, inc, since=now, stretch=self.stretch)
             self.greeted += 1
         return peer
 

@@ -15,7 +15,7 @@ from pumpkin.automaton import Automaton, SeedInfo
 from pumpkin.custody import RTO_INITIAL_S
 from pumpkin.driver import MeshDriver
 from pumpkin.failed import FailedStore
-from pumpkin.mesh import ACKS, HEARTBEAT, RETRANSMIT, RETRANSMIT_TICK_S, Mesh
+from pumpkin.mesh import ACKS, FEEDER_HEARTBEATS, HEARTBEAT, RETRANSMIT, RETRANSMIT_TICK_S, Mesh
 from pumpkin.messages import ACK, BYE, HELLO, PING, QUERY, Origin
 from pumpkin.packet import IdMaker, Packet
 from pumpkin.peers import Liveness, PeerTable
@@ -225,8 +225,10 @@ def mesh_with_peer(tmp_path: Path) -> Mesh:
     return mesh
 
 
-def heartbeat(mesh: Mesh, load: dict[str, float], done: dict[str, int] | None = None) -> list[tuple[str, Any]]:
-    mesh._ping("p", T0, load, {}, only_if_needed=True, done=done or {})
+def heartbeat(
+    mesh: Mesh, load: dict[str, float], done: dict[str, int] | None = None, at: float = T0
+) -> list[tuple[str, Any]]:
+    mesh._ping("p", at, load, {}, only_if_needed=True, done=done or {})
     return [(to, body) for to, kind, body in said(mesh.take_actions()) if kind == PING]
 
 
@@ -234,15 +236,21 @@ def test_a_peer_whose_beacons_we_hear_gets_no_ping_while_we_are_idle(tmp_path):
     mesh = mesh_with_peer(tmp_path)
     # Not heard by beacon yet: a PING, asking for PINGs back.
     assert heartbeat(mesh, {"greet": 0.0}) == [
-        ("p", {**origin("A").fields(), "load": {"greet": 0.0}, "echo": True, "done": {}})
+        ("p", {**origin("A").fields(), "load": {}, "echo": True, "done": {}})  # our load: none of its business
     ]
     mesh.on_origin(origin("p"), "broadcast", T0)  # its beacon
     assert heartbeat(mesh, {"greet": 0.0}) == []
 
 
+def feeding(mesh: Mesh, at: float = T0) -> None:
+    """Peer p sends us packets (as of ``at``): our load is news to it."""
+    mesh.peers.peer("p").fed_at = at
+
+
 def test_load_travels_while_busy_and_once_more_when_back_to_zero(tmp_path):
     mesh = mesh_with_peer(tmp_path)
     mesh.on_origin(origin("p"), "broadcast", T0)
+    feeding(mesh)
     pings = [heartbeat(mesh, load) for load in ({"greet": 2.0}, {"greet": 2.0}, {"greet": 0.0}, {"greet": 0.0})]
     assert [[body["load"] for _, body in p] for p in pings] == [
         [{"greet": 2.0}],
@@ -252,9 +260,22 @@ def test_load_travels_while_busy_and_once_more_when_back_to_zero(tmp_path):
     ]
 
 
+def test_our_load_goes_only_to_peers_that_send_us_packets_and_once_empty_when_they_stop(tmp_path):
+    mesh = mesh_with_peer(tmp_path)
+    mesh.on_origin(origin("p"), "broadcast", T0)
+    assert heartbeat(mesh, {"greet": 2.0}) == []  # busy, but p sends us nothing: no PING each heartbeat
+    feeding(mesh)
+    assert [body["load"] for _, body in heartbeat(mesh, {"greet": 2.0})] == [{"greet": 2.0}]
+    later = T0 + (FEEDER_HEARTBEATS + 1) * HEARTBEAT_S  # p stopped sending: it is told we show no load, once
+    mesh.on_origin(origin("p"), "broadcast", later)  # (its beacons still heard: no PING for liveness)
+    assert [body["load"] for _, body in heartbeat(mesh, {"greet": 2.0}, at=later)] == [{}]
+    assert heartbeat(mesh, {"greet": 2.0}, at=later + HEARTBEAT_S) == []
+
+
 def test_a_ping_the_link_refused_is_sent_at_the_next_heartbeat(tmp_path):
     mesh = mesh_with_peer(tmp_path)
     mesh.on_origin(origin("p"), "broadcast", T0)
+    feeding(mesh)
     heartbeat(mesh, {"greet": 2.0})
     mesh._ping("p", T0, {"greet": 0.0}, {}, only_if_needed=True, done={})
     [ping] = sends(mesh.take_actions())
@@ -276,8 +297,10 @@ def test_a_peer_that_does_not_hear_our_beacons_asks_and_gets_pings(tmp_path):
 def test_seed_counts_travel_when_they_change_so_every_page_shows_the_whole_network(tmp_path):
     mesh = mesh_with_peer(tmp_path)
     mesh.on_origin(origin("p"), "broadcast", T0)  # its beacons are heard: no ping needed for liveness
-    pings = [heartbeat(mesh, {"greet": 0.0}, done) for done in ({"greet": 5}, {"greet": 5}, {"greet": 9})]
-    assert [[body["done"] for _, body in p] for p in pings] == [[{"greet": 5}], [], [{"greet": 9}]]
+    beats = [(0.0, {"greet": 5}), (0.5, {"greet": 5}), (1.0, {"greet": 9}), (2.0, {"greet": 9})]
+    pings = [heartbeat(mesh, {"greet": 0.0}, done, at=T0 + t) for t, done in beats]
+    # On their own, counts go every DONE_HEARTBEATS (2 s) at most: N^2 PINGs a heartbeat on a busy network else.
+    assert [[body["done"] for _, body in p] for p in pings] == [[{"greet": 5}], [], [], [{"greet": 9}]]
     mesh.handle(messages.encode(PING, origin("p"), load={}, done={"shout": 12}), "", T0)
     assert mesh.done_of("p") == {"shout": 12} and mesh.done_of("nobody") == {}
 
@@ -415,11 +438,12 @@ def test_the_driver_fires_timers_and_a_refused_ping_is_sent_at_the_next_heartbea
     driver, scheduler = driven(tmp_path, links)
     mesh = driver.mesh
     mesh.on_origin(origin("B"), "broadcast", T0)  # B's beacons are heard: B needs no PING while we are idle ...
+    mesh.peers.peer("B").fed_at = T0  # ... it sends us packets
     mesh.start(T0)
     scheduler.run_for(0.01)
     links.taken.clear()
     links.full.add("B")
-    mesh.local_load = lambda: {"greet": 1.0}  # ... but busy, we tell everyone our load, and B's link is full
+    mesh.local_load = lambda: {"greet": 1.0}  # ... but busy, we tell B our load, and B's link is full
     scheduler.run_for(HEARTBEAT_S)
     assert mesh.peers.peer("B").ping_unsent and mesh.counters["unsent"] >= 1
     links.full.clear()
