@@ -62,12 +62,15 @@ class Beacons(Rejects):
         unicast_hosts: Collection[str] = (),
         decode: Decode = decode_beacon,
         wall: Callable[[], float] = wall_clock,
+        on_lan: Callable[[str], bool] = lambda host: True,
     ) -> None:
         """``beacon()``: this node's origin now; ``on_origin(origin, via)``: a valid beacon was heard (the mesh);
         ``membership``: seal ours and accept only members' (None: an open network); ``unicast_hosts``: the
         supernodes we beacon to, whose beacons count as found ``via`` "supernode" rather than "broadcast";
         ``decode``: ``messages.decode_beacon``, or one that remembers (a simulator decodes a broadcast once);
-        ``wall()``: the wall clock announced in each beacon (``messages.wall_clock``; a simulator's virtual one)."""
+        ``wall()``: the wall clock announced in each beacon (``messages.wall_clock``; a simulator's virtual one);
+        ``on_lan(host)``: True when ``host`` is on one of our broadcast networks (a beacon from elsewhere came to
+        us alone, unicast: it is heard "unicast", and its sender is no LAN peer to leave out of gossip)."""
         Rejects.__init__(self)
         self._beacon = beacon
         self._on_origin = on_origin
@@ -75,6 +78,7 @@ class Beacons(Rejects):
         self.unicast_hosts = frozenset(unicast_hosts)
         self._decode = decode
         self._wall = wall
+        self._on_lan = on_lan
         self._seq = 0
         self.received = 0
         self.every = 0.0  # the gap to our next beacon, as ours announce it (``pace``); 0: one heartbeat
@@ -104,7 +108,7 @@ class Beacons(Rejects):
         except MessageError as exc:
             self.reject(f"datagram from {host}", str(exc))
             return
-        via = "supernode" if host in self.unicast_hosts else "broadcast"
+        via = "supernode" if host in self.unicast_hosts else "broadcast" if self._on_lan(host) else "unicast"
         if via == "broadcast" and not origin.direct:
             self._heard.add(origin.id)
         self._on_origin(origin, via)

@@ -537,6 +537,7 @@ class Daemon:
                 disc.heartbeat_s,
                 self.membership,
                 self.supervisor.spawn,
+                networks=[i.network for i in chosen],
             )
             try:
                 await beacons.start()

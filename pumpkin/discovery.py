@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,22 @@ class BeaconDiscovery(Beacons):
         interval_s: float,
         membership: Membership | None = None,
         spawn: Spawn = unsupervised,
+        networks: Sequence[str] = (),
     ) -> None:
         """``membership``: seal our beacons and accept only members' (a keyed network), or None (open);
-        ``spawn`` starts the beacon loop (restarted if it crashes)."""
+        ``spawn`` starts the beacon loop (restarted if it crashes); ``networks``: our broadcast networks
+        (``10.77.0.0/24``), to tell a broadcast beacon from one sent to us alone from elsewhere (none: all LAN)."""
         self._spawn = spawn
-        Beacons.__init__(self, beacon, on_origin, membership, {h for h, _ in unicasts})
+        nets = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+        def on_lan(host: str) -> bool:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                return False
+            return not nets or address.is_loopback or any(address in net for net in nets)
+
+        Beacons.__init__(self, beacon, on_origin, membership, {h for h, _ in unicasts}, on_lan=on_lan)
         self.port = port
         self.broadcasts = broadcasts
         self.unicasts = unicasts

@@ -67,10 +67,13 @@ log = logging.getLogger(__name__)
 HELLO_RETRY_S = 1.0
 #: Ways of finding peers that every daemon on the LAN shares: a peer found this way needs no gossip.
 LAN_WIDE = frozenset({"broadcast", "mdns", "local"})
+#: Beacons that come every beat of their sender, as broadcasts do (a unicast one came from off our LAN, sent to
+#: us as its supernode: it counts for liveness as a broadcast, not for gossip).
+BEACONED = frozenset({"broadcast", "unicast"})
 LOCAL_ONLY = frozenset({"local"})
 NONE: frozenset[str] = frozenset()
 #: Ways of hearing of a node that say it is not on our LAN (or may not be): it gets all our gossip.
-ELSEWHERE = frozenset({"static", "supernode", "direct"})
+ELSEWHERE = frozenset({"static", "supernode", "direct", "unicast"})
 #: Ways of hearing of a node that carry no proof of membership, even in a keyed network (mDNS records are not
 #: sealed: zeroconf answers anyone who asks, and anyone can answer).
 UNSEALED = frozenset({"mdns"})
@@ -334,7 +337,7 @@ class Mesh:
             # Heard even while it is only greeted: once its HELLO comes, it is not taken for one we cannot hear.
             if origin.direct:
                 entry.beacon_at = entry.direct_at = now
-            elif via == "broadcast":
+            elif via in BEACONED:
                 entry.beacon_at = entry.broadcast_at = now
             if not origin.direct:  # its broadcasts' pace: how long its silence may last
                 # (All of a LAN's beacons are paced alike: new entries start with this one's pace.)
@@ -593,7 +596,7 @@ class Mesh:
             remote.found_via = via
         if via == "packet":
             remote.fed_at = now
-        elif via == "broadcast":
+        elif via in BEACONED:
             remote.beacon_at = remote.broadcast_at = now
         elif via == "direct":
             remote.beacon_at = remote.direct_at = now

@@ -63,3 +63,13 @@ def test_the_pace_has_a_ceiling_and_a_bad_one_is_rejected():
         body = orjson.dumps({**me().fields(), "seq": 1, "bi": bad})
         receiver.on_datagram(BEACON_MAGIC + body, "10.0.0.3")
     assert heard == [] and receiver.rejected == 3
+
+
+def test_a_beacon_from_off_our_networks_was_sent_to_us_alone_and_is_heard_unicast():
+    heard: list[str] = []
+    receiver = Beacons(me, lambda o, via: heard.append(via), on_lan=lambda host: host.startswith("10.0.0."))
+    sender = Beacons(lambda: Origin("d", "tcp://10.1.0.4:7900", None, "host-d", "d1"), lambda o, via: None)
+    receiver.on_datagram(sender.datagram(), "10.1.0.4")  # its supernode beacons: from another subnet
+    receiver.on_datagram(sender.datagram(), "10.0.0.4")
+    assert heard == ["unicast", "broadcast"]
+    assert receiver.pace(0.5) == 0.5 and len(receiver._heard_before) == 1  # only LAN beacons make the crowd

@@ -6,6 +6,7 @@ it chooses and reads what the mesh asks its shell to do.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -489,3 +490,26 @@ def test_a_peer_first_heard_of_by_gossip_is_not_gossiped_about_once_its_beacons_
         mesh.on_timer(HEARTBEAT, now)
         now += HEARTBEAT_S
     assert [body for _, kind, body in said(mesh.take_actions()) if kind == HELLO] == []  # no HELLO re-announcing
+
+
+# -- gossip: what a peer hears of by itself is left out of the HELLOs to it ---------------------------------------
+
+
+def gossiped(mesh: Mesh, to: str) -> list[str]:
+    """The peers our HELLO to ``to`` lists."""
+    mesh._send_hello(origin(to), T0 + 5, reply=False, force=True)
+    [body] = [body for node, kind, body in said(mesh.take_actions()) if kind == HELLO and node == to]
+    return sorted(entry[0] for entry in body["peers"])
+
+
+def test_a_lan_peer_is_told_only_of_the_peers_it_cannot_hear_itself(tmp_path):
+    mesh = make_mesh(tmp_path)
+    for node, via in (("B", "broadcast"), ("C", "broadcast"), ("D", "unicast"), ("E", "static")):
+        mesh.on_origin(replace(origin(node), seq=1), via, T0)  # heard of: a HELLO to each
+        mesh.handle(hello(node), "", T0)  # and its HELLO back
+    mesh.take_actions()
+    # B hears C's broadcasts as we do; D (a supernode beacon from another subnet) and E (static) it may not.
+    assert gossiped(mesh, "B") == ["D", "E"]
+    assert gossiped(mesh, "D") == ["B", "C", "D", "E"]  # off our LAN: everything (itself aside is its business)
+    mesh.one_lan = False  # on two networks: B may be on the other one, where C is not heard
+    assert gossiped(mesh, "B") == ["B", "C", "D", "E"]
