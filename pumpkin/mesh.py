@@ -794,7 +794,7 @@ class Mesh:
         peer, revived = self.peers.heard(node, endpoint, via, now)
         peer.seeds = list(seeds)
         automaton = self.router.automaton
-        before = {n for n, i in automaton.seeds().items() if node in automaton.nodes_of(n)}
+        before = {n for n in automaton.seeds() if automaton.runs_on(n, node)}  # (nodes_of copies every node)
         changed = automaton.sync_node(node, seeds)
         for info in seeds:
             if info.name not in before:
