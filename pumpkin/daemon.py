@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import itertools
 import logging
 import time
@@ -62,6 +61,7 @@ from .trace import PacketEvents
 from .transport import InboxLimits, Transport, raise_open_files_limit
 from .txdir import TxWriter
 from .waiting import WaitingRoom
+from .webport import WebPort
 from .workdir import Workdir, claim, runtime_base
 
 log = logging.getLogger("pumpkin")
@@ -165,7 +165,7 @@ class Daemon:
         self.tx: TxWriter | None = None
         self._legacy_env: legacy.LegacyEnv | None = None  # where legacy seeds work, made when the first loads
         self.disabled: set[str] = set()  # local seeds switched off (from the web API): out of the automaton
-        self.web: Any = None  # pumpkin.web.WebServer while [http] enable is on
+        self.web: WebPort | None = None  # while [http] enable is on
         self.open_files_limit = 0
         self.supervisor = Supervisor(self._fatal)
         self.query = NodeQuery(self)  # what the page and pmk stats read
@@ -742,17 +742,13 @@ class Daemon:
         tally = self.router.tally
         return {n: tally.of(n).processed for n in self.router.local}
 
-    # -- web page and API (pumpkin/web.py) -------------------------------------------------------
+    # -- web page and API (pumpkin/webport.py, pumpkin/web.py) ---------------------------------------
 
     async def _start_web(self) -> None:
         if not self.config.http.enable:
             return
-        # Imported only when on (a daemon without a page needs no aiohttp), and on a thread: the import takes
-        # ~150 ms, during which the loop goes on answering the peers that discovery has just brought.
-        web = await asyncio.to_thread(importlib.import_module, "pumpkin.web")
-        if self._stopping:
-            return
-        self.web = web.WebServer(self.query, self, self.config.http, spawn=self.supervisor.spawn)
+        # The port is bound now (a conflict shows at start); aiohttp is imported at the first connection.
+        self.web = WebPort(self.query, self, self.config.http, spawn=self.supervisor.spawn)
         await self.web.start()
 
     async def _stop_web(self) -> None:

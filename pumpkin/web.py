@@ -1,5 +1,8 @@
 """The live web page and its JSON API, served by the daemon itself on its own event loop (aiohttp).
 
+Imported at the page's first connection (``pumpkin.webport`` binds the port at start): an idle daemon whose page
+nobody opens holds no aiohttp.
+
 Everything is under ``/api/v1`` (documented in ``web/openapi.json`` and the README); the page is ``/`` and its
 files ``/static/...``, all from the package, so it works on a LAN with no internet.
 
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hmac
 import ipaddress
 import logging
@@ -51,6 +53,7 @@ from .errors import ConfigError, IntakeError, PacketError, TagError
 from .packet import Packet
 from .supervisor import Spawn, unsupervised
 from .tags import StateTag
+from .webport import WILDCARD_HOSTS, page_url
 
 if TYPE_CHECKING:
     from .query import NodeQuery
@@ -63,7 +66,6 @@ RATE_WINDOW_S = 2.0  # packets/s are averaged over this much history
 #: While no event stream is open the sampler only records the rates' counters, this often (< RATE_WINDOW_S).
 UNWATCHED_SAMPLE_S = 1.0
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies and idle browsers from closing the stream
-PORT_TRIES = 10  # the configured port, then the next 9, then any free one
 RECENT_FAILURES = 20  # failures each stats payload carries; /api/v1/failed gives more
 FEEDS_SHOWN = 100  # seeds listed in one seed's feeds and fed_by (a state many seeds share could list thousands)
 #: A graph rebuild that took t seconds is not followed by another for GRAPH_REBUILD_PAUSE x t: however fast the
@@ -83,7 +85,6 @@ MAX_CONNECTIONS = 256  # open at once; fewer when the open-file limit is low (se
 MIN_CONNECTIONS = 8
 MAX_STREAMS = 32  # event streams at once, and never more than half the connections
 HOST_REFRESH_S = 1.0  # a wildcard bind reads this machine's addresses again on an unknown Host, this often at most
-WILDCARD_HOSTS = ("", "0.0.0.0", "::", "*")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # What a failure record shows without the token: where and when, not the reason (it can quote the data) nor
 # the file it was kept in.
@@ -617,7 +618,8 @@ class Commands(Protocol):
 
 
 class WebServer:
-    """The daemon's HTTP server: ``await start()`` after the daemon started, ``await stop()`` first at shutdown."""
+    """The daemon's HTTP server, made by ``webport.WebPort`` at the page's first connection: ``await start(sockets)``
+    on the sockets bound at the daemon's start, ``await stop()`` first at shutdown."""
 
     def __init__(
         self,
@@ -664,7 +666,7 @@ class WebServer:
         self._notify = asyncio.Event()
         self._closing = False
         self._runner: web.AppRunner | None = None
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._exporter: Any = None  # metrics.Exporter, made at the first scrape (prometheus_client is imported then)
         self.app = self._make_app()
@@ -695,40 +697,26 @@ class WebServer:
         r.add_post(f"{API}/seeds/{{name}}/disable", self._disable)
         return app
 
-    async def start(self) -> None:
-        """Bind (see ``[http] port``), start sampling, and log the page's URL."""
+    async def start(self, sockets: list[socket.socket]) -> None:
+        """Serve on ``sockets`` (listening, from ``webport.listen``; their servers close them) and start sampling."""
         server_log = _LoudOnce(logging.getLogger(f"{__name__}.server"))
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_S, logger=server_log)
         await runner.setup()
         self._runner = runner
         assert runner.server is not None
         factory, loop = runner.server, asyncio.get_running_loop()
-        host, wanted = self.config.host, self.config.port
-        tries = [wanted + i for i in range(PORT_TRIES) if wanted + i <= 65535] if wanted else []
-        for port in [*tries, 0]:
-            try:
-                # Our own listening socket instead of aiohttp's TCPSite, so that every connection is counted
-                # (aiohttp has no header timeout and no connection limit of its own).
-                self._server = await loop.create_server(lambda: _Counted(factory(), self), host or None, port)
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            break
-        assert self._server is not None
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        if wanted and self.port != wanted:
-            log.warning("Web port %d is taken (another pmk?); serving on %d instead", wanted, self.port)
-        wildcard = host in WILDCARD_HOSTS
+        self.port = int(sockets[0].getsockname()[1])
+        self.url = page_url(self.config.host, self.port)
         self.hosts = self._host_check()
-        self.url = f"http://{'127.0.0.1' if wildcard else _bracket(host)}:{self.port}/"
+        for sock in sockets:
+            # asyncio's server on our own socket instead of aiohttp's TCPSite, so that every connection is counted
+            # (aiohttp has no header timeout and no connection limit of its own).
+            self._servers.append(await loop.create_server(lambda: _Counted(factory(), self), sock=sock))
         self._sample()
         self._tasks = [
             self._spawn("web-sampler", self._sample_forever),
             self._spawn("web-reaper", self._reap_forever),
         ]
-        extra = f" (and on every interface: http://{socket.gethostname()}:{self.port}/)" if wildcard else ""
-        log.info("Web page: %s%s", self.url, extra)
 
     async def stop(self) -> None:
         """Close event streams, stop sampling and release the port; safe to call twice."""
@@ -739,18 +727,18 @@ class WebServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._server is not None:
-            self._server.close()  # no new connections; the runner closes the open ones
+        for server in self._servers:
+            server.close()  # no new connections; the runner closes the open ones
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         for transport in self.connections.open():
             transport.abort()  # what aiohttp closed politely but still waits for a reader to take
-        if self._server is not None:
+        for server in self._servers:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SHUTDOWN_S):
-                    await self._server.wait_closed()
-            self._server = None
+                    await server.wait_closed()
+        self._servers = []
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -1153,7 +1141,3 @@ async def _send(request: web.Request, resp: web.StreamResponse, chunk: bytes) ->
 def _token_matches(header: str, token: str) -> bool:
     """Whether an ``Authorization`` header carries ``token`` (compared in constant time)."""
     return header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), token.encode())
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -955,6 +955,11 @@ def test_a_crash_in_the_rx_scanner_is_counted_and_it_scans_again(tmp_path, monke
 
             monkeypatch.setattr(d.dropdir, "_halt", halt)
             await async_wait_until(lambda: len(calls) >= 3, what="the scanner to run again after its crash")
+            assert "web-sampler" not in d.snapshot()["tasks"]["running"]  # the page's server: at its first connection
+            _, writer = await asyncio.open_connection("127.0.0.1", d.web.port)
+            writer.write(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{d.web.port}\r\n\r\n".encode())
+            await async_wait_until(lambda: "web-sampler" in d.snapshot()["tasks"]["running"], what="the page's loops")
+            writer.close()
             return d.snapshot()["tasks"]
         finally:
             await d.stop()

@@ -77,7 +77,7 @@ def test_same_host_cards_are_read_again_only_when_the_folder_changes(tmp_path: P
 
 
 @pytest.mark.parametrize("page", [False, True])
-def test_an_idle_daemon_imports_no_networkx_and_no_web_server_while_its_page_is_off(tmp_path: Path, page: bool):
+def test_an_idle_daemon_imports_no_networkx_and_no_web_server_until_its_page_is_opened(tmp_path: Path, page: bool):
     script = f"""
 import asyncio, sys
 sys.path.insert(0, {str(ROOT)!r})
@@ -91,6 +91,12 @@ async def main():
     await d.start()
     await asyncio.sleep(1.5)  # three heartbeats; the hello world runs
     print(sorted(m for m in ("networkx", "aiohttp") if m in sys.modules))
+    if d.web is not None:  # the page's first request, over a plain socket
+        reader, writer = await asyncio.open_connection("127.0.0.1", d.web.port)
+        host = f"Host: 127.0.0.1:{{d.web.port}}\\r\\n"
+        writer.write(f"GET /api/v1/node HTTP/1.1\\r\\n{{host}}Connection: close\\r\\n\\r\\n".encode())
+        answer = await asyncio.wait_for(reader.read(), 10)
+        print(answer.split(b"\\r\\n", 1)[0].decode(), d.node_id.encode() in answer, "aiohttp" in sys.modules)
     await d.stop()
 
 asyncio.run(main())
@@ -98,4 +104,8 @@ asyncio.run(main())
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "Greeting: Hello World" in out.stdout
-    assert out.stdout.strip().splitlines()[-1] == ("['aiohttp']" if page else "[]"), out.stdout
+    lines = out.stdout.strip().splitlines()
+    if page:
+        assert lines[-2:] == ["[]", "HTTP/1.1 200 OK True True"], out.stdout
+    else:
+        assert lines[-1] == "[]", out.stdout

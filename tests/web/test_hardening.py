@@ -87,7 +87,7 @@ def test_half_a_header_is_cut_off_after_the_header_timeout_while_others_are_serv
                 async with asyncio.timeout(5):
                     while b'"waiting_total":1' not in got:
                         got += await stream.content.readany()
-            await async_wait_until(lambda: len(d.web.connections) == 0, what="the table to be empty")
+            await async_wait_until(lambda: len(d.web.server.connections) == 0, what="the table to be empty")
 
             # A header line longer than aiohttp's 8190 bytes is refused at once, and logged once, not each time.
             for _ in range(3):
@@ -175,12 +175,14 @@ def test_event_streams_are_limited_and_one_whose_reader_takes_nothing_is_cut_off
                 stuck.setblocking(False)
                 await asyncio.get_running_loop().sock_connect(stuck, ("127.0.0.1", d.web.port))
                 stuck.send(f"GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1:{d.web.port}\r\n\r\n".encode())
-                await async_wait_until(lambda: len(d.web.streams) == 2, what="both streams to open")
+                await async_wait_until(lambda: len(d.web.server.streams) == 2, what="both streams to open")
                 opened = time.monotonic()
                 async with s.get(url) as third:
                     assert third.status == 503 and third.headers["Retry-After"] == "5"
                     assert "2 event streams are open" in (await third.json())["error"]
-                await async_wait_until(lambda: len(d.web.streams) == 1, 15, what="the stuck stream to be cut off")
+                await async_wait_until(
+                    lambda: len(d.web.server.streams) == 1, 15, what="the stuck stream to be cut off"
+                )
                 assert time.monotonic() - opened >= 2.5
                 async with s.get(url) as again:
                     assert again.status == 200  # its place is free again
