@@ -181,6 +181,9 @@ class Mesh:
         self.keyed = membership is not None and membership.keyed
         self.one_lan = one_lan
         self._beat_at = 0.0  # the time of the last heartbeat
+        # The nodes we sent packets to that may not have acknowledged them all (a dict: in order, so that a
+        # simulated run is the same under one seed, whatever the process's hash seed).
+        self._flying: dict[str, None] = {}
         self.received = Received()
         self._announce_pending = False
         self._acks: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
@@ -360,6 +363,8 @@ class Mesh:
 
     def _give_up_on_silent_origins(self, now: float) -> None:
         """Close the links to origins that never answered our HELLO (made up, gone, or not for us)."""
+        if not self.peers.greeted:
+            return
         for node, remote in list(self.peers.entries.items()):
             if not remote.known and not len(remote.inflight) and now - remote.hello_sent > HELLO_GIVE_UP_S:
                 self.peers.leave(node)
@@ -674,6 +679,7 @@ class Mesh:
             return True  # handled: kept with its reason
         if self.peers.entries[node].inflight.add(packet, seed, now):  # there: has_room said so
             hold(packet, 1)  # in our custody until the peer acknowledges it
+        self._flying[node] = None
         self.counters["sent"] += 1
         if RETRANSMIT not in self._timers:
             self._arm_retransmit(now)
@@ -707,12 +713,13 @@ class Mesh:
         """Ask peers about packets whose ACK is overdue; hand on those a peer never answers for. True while any
         packet is still in flight (the timer stays set)."""
         busy = False
-        for node, remote in list(self.peers.entries.items()):
-            if not len(remote.inflight):
+        for node in list(self._flying):
+            remote = self.peers.entries.get(node)
+            if remote is None or not len(remote.inflight):
+                del self._flying[node]
                 continue
             busy = True
-            peer = self.peers.peer(node)
-            if peer is None:
+            if not remote.known:
                 continue
             ask: list[list[str]] = []
             for flight in remote.inflight.due(now):
@@ -899,7 +906,27 @@ class Mesh:
             self.announce()
         load, done = self.local_load(), self.local_done()
         frames: dict[tuple[bool, bool], list[bytes]] = {}
-        for node in list(self.peers.peers):
+        fresh_s, feeder_s, done_s = (
+            self._fresh_s,
+            FEEDER_HEARTBEATS * self.heartbeat_s,
+            DONE_HEARTBEATS * self.heartbeat_s,
+        )
+        for node, peer in list(self.peers.entries.items()):
+            if peer.state is Liveness.GREETED:
+                continue
+            fresh = fresh_s * peer.stretch
+            if (
+                now - peer.beacon_at <= fresh
+                and now - peer.broadcast_at <= fresh
+                and now - peer.echo_at > fresh_s
+                and now - peer.fed_at > feeder_s
+                and not peer.load_sent
+                and not peer.ping_unsent
+                and (now - peer.done_at < done_s * peer.stretch or peer.done_sent == done)
+            ):
+                # Nothing ``_ping`` would send (its conditions, all false, in a few comparisons): most peers, most
+                # heartbeats, on a LAN whose beacons are heard.
+                continue
             self._ping(node, now, load, frames, only_if_needed=True, done=done)
         evasive, expired = self.peers.sweep(now)
         for peer in evasive:
@@ -988,6 +1015,8 @@ class Mesh:
         return remote.done_reported if remote is not None else {}
 
     def _hello_static_peers(self) -> None:
+        if not self.static_peers:
+            return
         known = {a for p in self.peers.entries.values() if p.known for a in [p.endpoint, *p.addresses]}
         for endpoint in self.static_peers:
             key = f"static:{endpoint}"
