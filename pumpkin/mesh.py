@@ -184,6 +184,9 @@ class Mesh:
         # The nodes we sent packets to that may not have acknowledged them all (a dict: in order, so that a
         # simulated run is the same under one seed, whatever the process's hash seed).
         self._flying: dict[str, None] = {}
+        #: The entries that neither we nor they heard of by broadcast: the only candidates for gossip to a peer
+        #: on our LAN (see ``_hello_frames``), which a big LAN's HELLOs would scan every entry for otherwise.
+        self._unbroadcast: dict[str, Peer] = {}
         self.received = Received()
         self._announce_pending = False
         self._acks: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
@@ -368,6 +371,7 @@ class Mesh:
         for node, remote in list(self.peers.entries.items()):
             if not remote.known and not len(remote.inflight) and now - remote.hello_sent > HELLO_GIVE_UP_S:
                 self.peers.leave(node)
+                self._unbroadcast.pop(node, None)
                 self._disconnect(node)
                 self.counters["origins_given_up"] += 1
 
@@ -441,6 +445,7 @@ class Mesh:
         remote.hello_sent = now
         if via and not remote.found_via:
             remote.found_via = via
+            self._index(remote)
         if remote.origin is None or origin.inc >= remote.origin.inc:
             remote.origin = origin
         self._connect(origin.id, endpoint)
@@ -452,13 +457,21 @@ class Mesh:
     def _hello_frames(self, reply: bool, found_by: str = "", to: Peer | None = None) -> list[bytes]:
         """Our HELLO, listing the peers alive (gossip) but those ``to`` hears of by itself (``_heard_alike``)."""
         alike = self._heard_alike(to)
+        candidates = self._unbroadcast.values() if "broadcast" in alike else self.peers.entries.values()
         known = [
             [p.node_id, *self._addresses(p.node_id)]
-            for p in self.peers.entries.values()
+            for p in candidates
             # (We heard of it that way, or it heard of us that way: either way, it is where ``to`` hears it.)
             if p.state is Liveness.ALIVE and p.found_via not in alike and p.found_us not in alike
         ]
         return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply, found_by=found_by)
+
+    def _index(self, peer: Peer) -> None:
+        """Keep ``_unbroadcast`` up to date after ``peer``'s ways of hearing changed."""
+        if "broadcast" in (peer.found_via, peer.found_us):
+            self._unbroadcast.pop(peer.node_id, None)
+        elif self.peers.entries.get(peer.node_id) is peer:
+            self._unbroadcast[peer.node_id] = peer
 
     def _heard_alike(self, to: Peer | None) -> frozenset[str]:
         """The ways of hearing of peers that ``to`` shares with us, so that gossip to it leaves out the peers we
@@ -544,6 +557,7 @@ class Mesh:
         peer.seeds_digest = o.digest
         peer.addresses = [a for a in (o.tcp, o.ipc) if a]
         peer.found_us = peer.found_us or str(msg.body.get("found_by", ""))
+        self._index(peer)
         if msg.body.get("reply"):
             self._send_hello(o, now, reply=False, force=True)
         for entry in msg.body.get("peers", []):
@@ -599,6 +613,7 @@ class Mesh:
             # First heard of by gossip (or a PING), now by the LAN itself: no need to gossip about it every
             # GOSSIP_HEARTBEATS (a HELLO with our whole peer list to every peer: the bulk of idle traffic).
             remote.found_via = via
+            self._index(remote)
         if via == "packet":
             remote.fed_at = now
         elif via in BEACONED:
@@ -778,6 +793,7 @@ class Mesh:
         known = self.peers.peer(node) is not None if known is None else known
         moved = self._reroute(node)
         self.peers.leave(node)
+        self._unbroadcast.pop(node, None)
         if known:
             log.info("Peer %s %s%s", node, why, f"; re-routing {moved} unacknowledged packet(s)" if moved else "")
             gone = self.router.automaton.remove_node(node)

@@ -11,6 +11,7 @@ arrived in both states (see ``gather``); its parts inherit like alternatives, an
 
 from __future__ import annotations
 
+import functools
 import re
 import reprlib
 from typing import NamedTuple
@@ -83,7 +84,18 @@ def _check(part: str, what: str, text: str, allow_any: bool = False) -> str:
 
 def parse(text: str, group: str = DEFAULT_GROUP, inherit: StateTag | None = None) -> StateTag:
     """Parse one tag, expanding shorthands against ``group`` (or the parts of ``inherit``)."""
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not isinstance(group, str):  # (and so hashable, for the cache)
+        raise TagError(
+            f"state tag {reprlib.repr(text)} is not a string; expected group:type:STATE, type:STATE or STATE"
+        )
+    return _parse(text, group, inherit)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str, group: str, inherit: StateTag | None) -> StateTag:
+    """``parse``, remembered: every packet and every HELLO names its states again, and a tag is immutable.
+    Bounded, so that a stranger naming new states costs no memory (errors are not remembered)."""
+    if not text.strip():
         raise TagError(f"state tag {reprlib.repr(text)} is empty; expected group:type:STATE, type:STATE or STATE")
     parts = text.strip().split(":")
     if len(parts) > 3:
