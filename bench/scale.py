@@ -252,15 +252,30 @@ def wait_discovery(fleet: Fleet, n: int, stagger: str, deadline_s: float) -> Non
         time.sleep(POLL_ROUND_S)
 
 
+def mesh_rates(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]], secs: float) -> dict[str, float]:
+    """What the daemons' meshes did over the window, all together, per second (the busiest 8 counters): who talks
+    when the network should be quiet."""
+    total: dict[str, float] = {}
+    for name, a in after.items():
+        b = before.get(name, {}).get("mesh", {})
+        for key, value in a.get("mesh", {}).items():
+            if isinstance(value, int | float):
+                total[key] = total.get(key, 0.0) + value - b.get(key, 0)
+    busiest = sorted(total.items(), key=lambda kv: -kv[1])[:8]
+    return {key: round(value / secs, 1) for key, value in busiest if value}
+
+
 def measure_idle(fleet: Fleet, window_s: float) -> dict[str, Any]:
     """RSS, CPU and traffic of the fleet over ``window_s`` (nothing else asks the daemons meanwhile)."""
     pids = [d.proc.pid for d in fleet.daemons]
+    stats0 = ask_all(fleet.daemons, "stats")  # (outside the window: the control requests are traffic too)
     c0, t0 = fleet.net.counters(), time.monotonic()
     cpu0 = [cpu_s(p) for p in pids]
     time.sleep(window_s)
     cpu1 = [cpu_s(p) for p in pids]
     c1, t1 = fleet.net.counters(), time.monotonic()
     secs = t1 - t0
+    stats1 = ask_all(fleet.daemons, "stats")
     rss = [rss_mb(p) for p in pids]
     cpu_pct = [100 * (b - a) / secs for a, b in zip(cpu0, cpu1, strict=True)]
     replies = ask_all(fleet.daemons, "peers")
@@ -271,6 +286,7 @@ def measure_idle(fleet: Fleet, window_s: float) -> dict[str, Any]:
         "cpu_pct_per_daemon_max": round(max(cpu_pct), 2),
         "cpu_pct_total": round(sum(cpu_pct), 1),
         "traffic": rates(c0, c1, secs),
+        "mesh_per_s": mesh_rates(stats0, stats1, secs),
         "window_s": round(secs, 2),
         "still_all_alive": sum(1 for r in replies.values() if alive_peers(r) >= len(pids) - 1),
     }

@@ -398,6 +398,8 @@ class Daemon:
         assert self.transport is not None and self.workdir is not None
         disc = self.config.discovery
         self._chosen, self.advertise = netinfo.choose(disc.interface, disc.advertise)
+        # Connections from this host's addresses are its other daemons': not held to the per-address limit.
+        self.transport.connections.own_addresses = frozenset(i.address for i in netinfo.interfaces())
         await self.transport.start()
         self.workdir.control_file.write_text(self.transport.control_endpoint + "\n")
         log.info("Node bound to IP: %s", self.advertise)
