@@ -45,3 +45,20 @@ def test_scale_bench_prints_sane_figures() -> None:
     # One beacon per daemon per heartbeat (0.5 s), give or take one at the window's edges.
     assert abs(size["traffic"]["beacons"]["pkts_per_s"] - N / result["heartbeat_s"]) <= 1.5, size["traffic"]
     assert size["log_events"] == {"evasive": 0, "expired": 0, "back": 0, "errors": 0}
+
+
+def test_forty_daemons_on_one_host_pace_their_beacons_and_are_quiet_at_idle() -> None:
+    """Real daemons: past ~10 on a LAN, beacons are paced to ~20 a second in all (40 unpaced would send 80), and
+    40 on one address hold 78 connections each from it, past the inbox's per-address limit (64) that once made
+    them redial each other for ever (40,000-80,000 TCP packets a second at idle)."""
+    require_bench()
+    n = 40
+    cmd = [sys.executable, str(ROOT / "bench" / "scale.py"), "--sizes", str(n), "--idle-s", "2", "--window-s", "4"]
+    r = subprocess.run([*cmd, "--deadline-s", "120"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(next(line for line in r.stdout.splitlines() if line.startswith('{"benchmark": "scale"')))
+    (size,) = result["sizes"]
+    assert size["all_saw_all"] and size["still_all_alive"] == n, size
+    assert 12 <= size["traffic"]["beacons"]["pkts_per_s"] <= 28, size["traffic"]  # paced: ~20, not 80
+    assert size["traffic"]["zmqtcp"]["pkts_per_s"] < 50, size["traffic"]  # idle: no PINGs, no redialling
+    assert size["log_events"] == {"evasive": 0, "expired": 0, "back": 0, "errors": 0}
