@@ -1,6 +1,6 @@
 """How Pumpkin scales on one host: memory, discovery time, idle traffic and idle CPU of N daemons.
 
-    sudo .venv/bin/python bench/scale.py [--sizes 10,30,50] [--idle-s 5] [--window-s 5] [--stagger cpus]
+    sudo .venv/bin/python bench/scale.py [--sizes 10,30,50] [--idle-s 5] [--window-s 5] [--stagger cpus] [--kill]
 
 For each N, starts N ``pmk`` daemons with default settings (each its own --workdir and --node-id, one seed:
 the hello world's extractor; ``--http`` picks the web page, off by default so 50 pages are not measured) in ONE
@@ -17,6 +17,8 @@ Measures:
   segments include pure TCP ACKs, bytes include IP and TCP headers; there is no ipc:// peer traffic, as
   the default endpoint is zmq.TCP);
 - peer-state changes in the daemons' logs (evasive / expired / back): any at all means liveness flapped.
+- with ``--kill``, last: one daemon is killed with SIGKILL and another is asked (every 0.1 s) until it lists it
+  evasive, then not at all (expired): on a crowded LAN the windows stretch with the beacons' pace.
 
 Baselines, measured in the same run: a bare interpreter and ``import asyncio, zmq, zeroconf`` (what every daemon
 loads; RSS), and one
@@ -265,6 +267,27 @@ def mesh_rates(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any
     return {key: round(value / secs, 1) for key, value in busiest if value}
 
 
+def measure_kill(fleet: Fleet, deadline_s: float) -> dict[str, Any]:
+    """``kill -9`` the last daemon; seconds until the first one lists it evasive, then no more (expired), polled
+    every POLL_ROUND_S. On a crowded LAN its windows are stretched by its beacons' pace (README, "Liveness")."""
+    victim, observer = fleet.daemons[-1], fleet.daemons[0]
+    victim.proc.kill()
+    t0 = time.monotonic()
+    out: dict[str, Any] = {"evasive_s": None, "expired_s": None}
+    while time.monotonic() - t0 < deadline_s and out["expired_s"] is None:
+        reply = ask_all([observer], "peers", POLL_TIMEOUT_S).get(observer.name)
+        if reply is not None:
+            state = next((p["state"] for p in reply.get("peers", []) if p["id"] == victim.name), None)
+            now = round(time.monotonic() - t0, 2)
+            if state == "evasive" and out["evasive_s"] is None:
+                out["evasive_s"] = now
+            elif state is None:
+                out["expired_s"] = now
+        time.sleep(POLL_ROUND_S)
+    victim.proc.wait()
+    return out
+
+
 def measure_idle(fleet: Fleet, window_s: float) -> dict[str, Any]:
     """RSS, CPU and traffic of the fleet over ``window_s`` (nothing else asks the daemons meanwhile)."""
     pids = [d.proc.pid for d in fleet.daemons]
@@ -319,6 +342,8 @@ def run_size(net: Net, tmp: Path, env: dict[str, str], n: int, args: argparse.Na
             }
             time.sleep(args.idle_s)
             out |= measure_idle(fleet, args.window_s)
+            if args.kill:
+                out["killed"] = measure_kill(fleet, args.deadline_s)
         out["log_events"] = fleet.log_events()
         return out
     finally:
@@ -424,6 +449,7 @@ def main() -> int:
     )
     parser.add_argument("--deadline-s", type=float, default=120.0, help="give up on a size after this")
     parser.add_argument("--http", action="store_true", help="run the N daemons with their web page on")
+    parser.add_argument("--kill", action="store_true", help="then kill -9 one and time until it is evasive, expired")
     parser.add_argument("--pmk-args", default="", help="more flags for the N daemons, e.g. '--discovery.local false'")
     args = parser.parse_args()
     if os.geteuid() != 0:
