@@ -174,7 +174,7 @@ def replica_order(nodes: Sequence[str], load: Callable[[str], float], turn: int)
             yield node
             left.remove(node)
         return
-    start = turn * CHOICES % n
+    start = turn % n  # windows slide by one a packet: equal replicas take turns, one each
     window = [nodes[(start + i) % n] for i in range(CHOICES)]
     loads = {node: load(node) for node in window}
     yield from sorted(window, key=loads.__getitem__)  # stable: equal loads keep round-robin order

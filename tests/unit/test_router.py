@@ -1,6 +1,7 @@
 """Routing decisions, with the seed runners replaced by a recorder (the seam the router talks to)."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from pumpkin import tags
@@ -8,7 +9,7 @@ from pumpkin.automaton import Automaton, SeedInfo
 from pumpkin.custody import Custody
 from pumpkin.failed import FailedStore
 from pumpkin.packet import IdMaker, Packet
-from pumpkin.router import NoOutputs, Router, pick_replica
+from pumpkin.router import NoOutputs, Router, pick_replica, replica_order
 from pumpkin.runner import Emission, Outcome
 from pumpkin.seed import SeedSpec
 from pumpkin.spool import Spool
@@ -86,6 +87,22 @@ def add_local(r: Router, s: SeedSpec) -> FakeRunner:
 def test_pick_replica_least_loaded_then_round_robin():
     loads = {"a": 2, "b": 0, "c": 0}
     assert [pick_replica(["a", "b", "c"], loads.get, t) for t in range(4)] == ["b", "c", "b", "c"]
+
+
+def test_past_eight_replicas_a_packet_looks_at_four_and_equal_ones_still_share_evenly():
+    nodes = [f"n{i}" for i in range(20)]
+    looked: list[str] = []
+
+    def load(node: str) -> float:
+        looked.append(node)
+        return 5.0 if node == "n1" else 0.0
+
+    firsts = Counter(next(replica_order(nodes, load, turn)) for turn in range(200))
+    assert len(looked) == 4 * 200  # four loads per packet, not twenty
+    assert "n1" not in firsts  # the loaded one loses to its window's others ...
+    assert firsts.pop("n2") == 20 and set(firsts.values()) == {10}  # ... its turn goes to the next; the rest share
+    order = list(replica_order(nodes, lambda n: 0.0, 3))  # every one full: each tried once, then the packet waits
+    assert sorted(order) == sorted(nodes) and order[:4] == ["n3", "n4", "n5", "n6"]
 
 
 def test_fan_out_gives_each_distinct_seed_its_own_copy(tmp_path):
