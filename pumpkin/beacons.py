@@ -63,6 +63,7 @@ class Beacons(Rejects):
         decode: Decode = decode_beacon,
         wall: Callable[[], float] = wall_clock,
         on_lan: Callable[[str], bool] = lambda host: True,
+        lan_beacons_per_s: float = LAN_BEACONS_PER_S,
     ) -> None:
         """``beacon()``: this node's origin now; ``on_origin(origin, via)``: a valid beacon was heard (the mesh);
         ``membership``: seal ours and accept only members' (None: an open network); ``unicast_hosts``: the
@@ -70,7 +71,8 @@ class Beacons(Rejects):
         ``decode``: ``messages.decode_beacon``, or one that remembers (a simulator decodes a broadcast once);
         ``wall()``: the wall clock announced in each beacon (``messages.wall_clock``; a simulator's virtual one);
         ``on_lan(host)``: True when ``host`` is on one of our broadcast networks (a beacon from elsewhere came to
-        us alone, unicast: it is heard "unicast", and its sender is no LAN peer to leave out of gossip)."""
+        us alone, unicast: it is heard "unicast", and its sender is no LAN peer to leave out of gossip);
+        ``lan_beacons_per_s``: the LAN's beacons a second in all that ``pace`` keeps to (0: never pace)."""
         Rejects.__init__(self)
         self._beacon = beacon
         self._on_origin = on_origin
@@ -79,6 +81,7 @@ class Beacons(Rejects):
         self._decode = decode
         self._wall = wall
         self._on_lan = on_lan
+        self.lan_beacons_per_s = lan_beacons_per_s
         self._seq = 0
         self.received = 0
         self.every = 0.0  # the gap to our next beacon, as ours announce it (``pace``); 0: one heartbeat
@@ -116,10 +119,10 @@ class Beacons(Rejects):
     def pace(self, heartbeat_s: float) -> float:
         """The gap to our next broadcast beacon, called once per beacon, before ``datagram()``: one heartbeat
         while the LAN is small, else long enough that the beacons of every daemon heard in the last two gaps,
-        ours included, come to ``LAN_BEACONS_PER_S`` (at most ``MAX_PACED_S``). The beacon announces it, so
+        ours included, come to ``lan_beacons_per_s`` (at most ``MAX_PACED_S``). The beacon announces it, so
         its receivers know how long its silence may last."""
         crowd = len(self._heard | self._heard_before) + 1
         self._heard_before, self._heard = self._heard, set()
-        gap = min(MAX_PACED_S, crowd / LAN_BEACONS_PER_S)
+        gap = min(MAX_PACED_S, crowd / self.lan_beacons_per_s) if self.lan_beacons_per_s > 0 else 0.0
         self.every = round(gap, 3) if gap > heartbeat_s else 0.0
         return self.every or heartbeat_s

@@ -241,6 +241,16 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "discovery",
+        "lan_beacons_per_s",
+        "float",
+        20.0,
+        "Broadcast beacons a second on one LAN, all daemons together: on a LAN of more than this x heartbeat_s "
+        "daemons each beacons less often, and its peers' liveness windows stretch as much (a higher rate finds "
+        "idle dead peers sooner, for more idle CPU). 0: never pace.",
+        minimum=0.0,
+    ),
+    Key(
+        "discovery",
         "expired_s",
         "float",
         5.0,
@@ -444,6 +454,7 @@ class DiscoveryConfig:
     evasive_s: float
     expired_s: float
     supernodes: tuple[tuple[str, int], ...]
+    lan_beacons_per_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -665,6 +676,7 @@ def _build(v: dict[str, Any]) -> Config:
             ev,
             ex,
             tuple(supernodes),
+            v["discovery.lan_beacons_per_s"],
         ),
         rx=rx,
         tx=tx,

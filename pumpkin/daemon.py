@@ -540,6 +540,7 @@ class Daemon:
                 self.membership,
                 self.supervisor.spawn,
                 networks=[i.network for i in chosen],
+                lan_beacons_per_s=disc.lan_beacons_per_s,
             )
             try:
                 await beacons.start()

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from .beacons import Beacons, OnOrigin, Rejects
+from .beacons import LAN_BEACONS_PER_S, Beacons, OnOrigin, Rejects
 from .membership import Membership
 from .messages import ECHO_MAGIC, PROBE_MAGIC, MessageError, Origin, decode_probe, encode_echo, origin_from
 from .supervisor import Spawn, unsupervised
@@ -72,10 +72,12 @@ class BeaconDiscovery(Beacons):
         membership: Membership | None = None,
         spawn: Spawn = unsupervised,
         networks: Sequence[str] = (),
+        lan_beacons_per_s: float = LAN_BEACONS_PER_S,
     ) -> None:
         """``membership``: seal our beacons and accept only members' (a keyed network), or None (open);
         ``spawn`` starts the beacon loop (restarted if it crashes); ``networks``: our broadcast networks
-        (``10.77.0.0/24``), to tell a broadcast beacon from one sent to us alone from elsewhere (none: all LAN)."""
+        (``10.77.0.0/24``), to tell a broadcast beacon from one sent to us alone from elsewhere (none: all LAN);
+        ``lan_beacons_per_s``: see ``Beacons.pace``."""
         self._spawn = spawn
         nets = [ipaddress.ip_network(n, strict=False) for n in networks]
 
@@ -86,7 +88,15 @@ class BeaconDiscovery(Beacons):
                 return False
             return not nets or address.is_loopback or any(address in net for net in nets)
 
-        Beacons.__init__(self, beacon, on_origin, membership, {h for h, _ in unicasts}, on_lan=on_lan)
+        Beacons.__init__(
+            self,
+            beacon,
+            on_origin,
+            membership,
+            {h for h, _ in unicasts},
+            on_lan=on_lan,
+            lan_beacons_per_s=lan_beacons_per_s,
+        )
         self.port = port
         self.broadcasts = broadcasts
         self.unicasts = unicasts

@@ -73,3 +73,14 @@ def test_a_beacon_from_off_our_networks_was_sent_to_us_alone_and_is_heard_unicas
     receiver.on_datagram(sender.datagram(), "10.0.0.4")
     assert heard == ["unicast", "broadcast"]
     assert receiver.pace(0.5) == 0.5 and len(receiver._heard_before) == 1  # only LAN beacons make the crowd
+
+
+def test_the_lans_rate_is_a_setting_and_zero_never_paces():
+    def crowd_of_80(beacons: Beacons) -> float:
+        for i in range(79):
+            other = Origin(f"n{i}", "tcp://10.0.0.2:7900", None, "h", "d")
+            beacons.on_datagram(Beacons(lambda o=other: o, lambda o, via: None).datagram(), "10.0.0.2")
+        return beacons.pace(0.5)
+
+    assert crowd_of_80(Beacons(me, lambda o, via: None, lan_beacons_per_s=40.0)) == 2.0  # 80 / 40 a second
+    assert crowd_of_80(Beacons(me, lambda o, via: None, lan_beacons_per_s=0.0)) == 0.5  # off: every heartbeat

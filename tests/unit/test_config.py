@@ -27,6 +27,13 @@ def test_precedence_defaults_file_env_flags(tmp_path):
     )
 
 
+def test_the_lans_beacon_rate_is_a_key_and_zero_turns_pacing_off():
+    assert config.load(env={}).discovery.lan_beacons_per_s == 20.0
+    assert config.load(env={}, flags={"discovery.lan_beacons_per_s": "0"}).discovery.lan_beacons_per_s == 0.0
+    with pytest.raises(ConfigError, match="lan_beacons_per_s"):
+        config.load(env={}, flags={"discovery.lan_beacons_per_s": "-5"})
+
+
 @pytest.mark.parametrize(
     "flags,msg",
     [
