@@ -289,6 +289,8 @@ class Daemon:
         cfg = self.config
         assert self.workdir is not None and self.membership is not None
         assert self.failed is not None and self.file_store is not None
+        # The interfaces first: the inbox's limits and the mesh's gossip depend on the addresses this host has.
+        self._chosen, self.advertise = netinfo.choose(cfg.discovery.interface, cfg.discovery.advertise)
         spool = Spool(self.workdir.path / "spool", cfg.routing.spool_max_bytes)
         waiting = WaitingRoom(cfg.routing.waiting_max_packets, cfg.routing.waiting_expiry_s, spool)
         self.transport = Transport(
@@ -304,6 +306,8 @@ class Daemon:
                 # Half the descriptors at most: the rest stay for files, peers, the page and pmk commands.
                 max(1, min(cfg.limits.inbound_connections_max, self.open_files_limit // 2)),
                 cfg.limits.inbound_per_address_max,
+                # Connections from this host's addresses are its other daemons': not held to the per-address limit.
+                own_addresses=frozenset(i.address for i in netinfo.interfaces()),
             ),
             self._on_oversized,
             on_frames=self._on_frames,
@@ -365,6 +369,9 @@ class Daemon:
                 membership=membership,
                 report=self.supervisor.report,
                 wake=wake,
+                # A node on two networks hears peers by broadcast (or mDNS) that cannot hear each other: it gossips
+                # them all.
+                one_lan=sum(1 for i in self._chosen if not i.is_loopback) <= 1,
             )
 
         # The mesh opens no socket and sets no timer: its driver does what it asks, with the transport and the loop.
@@ -396,10 +403,6 @@ class Daemon:
 
     async def _start_transport(self) -> None:
         assert self.transport is not None and self.workdir is not None
-        disc = self.config.discovery
-        self._chosen, self.advertise = netinfo.choose(disc.interface, disc.advertise)
-        # Connections from this host's addresses are its other daemons': not held to the per-address limit.
-        self.transport.connections.own_addresses = frozenset(i.address for i in netinfo.interfaces())
         await self.transport.start()
         self.workdir.control_file.write_text(self.transport.control_endpoint + "\n")
         log.info("Node bound to IP: %s", self.advertise)
@@ -519,8 +522,6 @@ class Daemon:
         assert self.mesh is not None and self.workdir is not None and self.membership is not None
         assert self.driver is not None
         hearing, driver = self.hearing, self.driver
-        # A node on two networks hears peers by broadcast (or mDNS) that cannot hear each other: it gossips them all.
-        self.mesh.one_lan = sum(1 for i in chosen if not i.is_loopback) <= 1
 
         def on_origin(origin: Origin, via: str) -> None:
             hearing.heard(origin, via)  # first: pmk doctor reports what the mesh turns away too (our own id)

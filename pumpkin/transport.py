@@ -105,6 +105,10 @@ class InboxLimits:
     message_max_bytes: int = MESSAGE_MAX_BYTES
     connections_max: int = 4096
     per_address_max: int = 64
+    #: This host's own addresses: its other daemons are no strangers, and N of them on one host hold 2(N-1)
+    #: connections each from one address (TCP_STREAMS per peer): past 33 daemons, over a per-address limit of 64,
+    #: each refused one was dialled again at once, a storm of 40,000-80,000 TCP packets a second at idle.
+    own_addresses: frozenset[str] = frozenset()
 
 
 def send_now(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
@@ -186,13 +190,11 @@ def _head(frames: list[bytes], limit: int) -> list[bytes]:
 class ConnectionBook:
     """The connections the inbox holds, in all and per address: whether a new one may stay. Pure bookkeeping."""
 
-    def __init__(self, max_total: int, max_per_address: int) -> None:
+    def __init__(self, max_total: int, max_per_address: int, own_addresses: frozenset[str] = frozenset()) -> None:
+        """``own_addresses``: not held to ``max_per_address`` (see ``InboxLimits.own_addresses``)."""
         self.max_total = max_total
         self.max_per_address = max_per_address
-        #: This host's own addresses: its other daemons are no strangers, and N of them on one host hold 2(N-1)
-        #: connections each from one address (TCP_STREAMS per peer): past 33 daemons, over a per-address limit of 64,
-        #: each refused one was dialled again at once, a storm of 40,000-80,000 TCP packets a second at idle.
-        self.own_addresses: frozenset[str] = frozenset()
+        self.own_addresses = own_addresses
         self._open: dict[int, str | None] = {}  # fd -> peer address (None: not counted per address, e.g. ipc://)
         self._per_address: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()  # why -> connections shut down
@@ -343,7 +345,9 @@ class Transport:
         self.ctx = zmq.asyncio.Context()
         self.limits = limits or InboxLimits()
         self.on_oversized: OversizedHandler = on_oversized or (lambda head, frames, size: None)
-        self.connections = ConnectionBook(self.limits.connections_max, self.limits.per_address_max)
+        self.connections = ConnectionBook(
+            self.limits.connections_max, self.limits.per_address_max, self.limits.own_addresses
+        )
         self.oversized = 0  # messages past limits.message_max_bytes
         self.oversized_bytes = 0  # their bytes, dropped
         self.accepted = 0  # connections accepted on the data endpoints

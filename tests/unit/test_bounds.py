@@ -63,8 +63,7 @@ def test_connections_past_the_total_or_per_address_limit_are_refused_and_counted
 
 
 def test_this_hosts_own_daemons_are_not_held_to_the_per_address_limit():
-    book = ConnectionBook(max_total=100, max_per_address=2)
-    book.own_addresses = frozenset({"10.0.0.7"})  # (what the daemon sets: its interfaces' addresses)
+    book = ConnectionBook(max_total=100, max_per_address=2, own_addresses=frozenset({"10.0.0.7"}))
     assert all(book.opened(fd, "10.0.0.7") for fd in range(10))  # 5 daemons on our host, 2 streams each
     assert all(book.opened(fd, "127.0.0.1") for fd in range(10, 15))
     assert book.opened(20, "10.0.0.8") and book.opened(21, "10.0.0.8") and not book.opened(22, "10.0.0.8")
