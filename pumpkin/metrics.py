@@ -64,6 +64,7 @@ GAUGES: set[tuple[str, ...]] = {
     ("limits", "open_files"),
     ("limits", "inbox", "message_max_bytes"),
     ("limits", "connections", "open"),
+    ("limits", "connections", "open_peak"),
     ("limits", "connections", "max"),
     ("limits", "connections", "per_address_max"),
     ("limits", "connections", "busiest"),

@@ -358,10 +358,13 @@ class NodeQuery:
             }
             out["connections"] = {
                 "open": len(t.connections),
+                "open_peak": t.connections.peak,
+                "kept": t.connections.kept,
                 "accepted": t.accepted,
                 "max": t.limits.connections_max,
                 "per_address_max": t.limits.per_address_max,
                 "refused": dict(t.connections.refused),
+                "gone_unchecked": t.connections.gone_unchecked,
                 "busiest": dict(t.connections.busiest()),
             }
         return out

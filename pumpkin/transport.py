@@ -73,8 +73,6 @@ MAX_CONTROL_BYTES = 1 << 20
 MESSAGE_MAX_BYTES = 256 << 20  # default of limits.message_max_bytes
 OVERSIZED_HEAD_BYTES = 64 << 10  # of a message past the limit, this much of its first frames is handed on
 CONTROL_READ_S = 10.0  # a control client has this long to send its request, and to take the reply
-ADMIT_RETRIES = 50  # a connection accepted while no descriptor was free is looked at again this many times
-ADMIT_RETRY_S = 0.1
 INBOX_HANDSHAKE_MS = 10_000  # a connection silent this long without completing ZeroMQ's handshake is closed
 BATCH_PACKETS = 64  # packets per outbound message at most
 BATCH_MAX_BYTES = 1 << 20  # a batch grows past this only by its first packet: see limits.message_max_bytes
@@ -198,6 +196,9 @@ class ConnectionBook:
         self._open: dict[int, str | None] = {}  # fd -> peer address (None: not counted per address, e.g. ipc://)
         self._per_address: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()  # why -> connections shut down
+        self.gone_unchecked = 0  # connections closed (by their peer, or ZeroMQ) before they could be looked at
+        self.kept = 0  # connections let stay, in all
+        self.peak = 0  # the most held at once
 
     def __len__(self) -> int:
         return len(self._open)
@@ -220,6 +221,8 @@ class ConnectionBook:
         self._open[fd] = address
         if address is not None:
             self._per_address[address] += 1
+        self.kept += 1
+        self.peak = max(self.peak, len(self._open))
         return True
 
     def closed(self, fd: int) -> None:
@@ -499,36 +502,51 @@ class Transport:
         finally:
             events.close(linger=0)
 
-    def _admit(self, fd: int, endpoint: str, tries: int = 0) -> None:
+    def _admit(self, fd: int, endpoint: str) -> None:
         """A connection was accepted on ``fd`` (by the data endpoint ``endpoint``): keep it, or shut it down."""
         try:
             conn = socket.socket(fileno=os.dup(fd))  # our own descriptor of it: ZeroMQ owns ``fd``
         except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE) and tries < ADMIT_RETRIES:
-                # No descriptor free to look at it with (a flood of connections is using them up, which is what
-                # shutting the extra ones down ends): look again shortly, when we have freed some.
-                asyncio.get_running_loop().call_later(ADMIT_RETRY_S, self._admit, fd, endpoint, tries + 1)
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                self.connections.gone_unchecked += 1  # EBADF, ENOTSOCK: closed already, nothing to look at
                 return
-            if exc.errno not in (errno.EBADF, errno.ENOTSOCK):  # else gone already: nothing to look at or count
-                self.connections.refused[f"unchecked-{errno.errorcode.get(exc.errno or 0, exc.errno)}"] += 1
+            # No descriptor free for a copy: a flood of connections is using them up, and shutting the extra ones
+            # down is what ends it. Look through ZeroMQ's own descriptor instead, at once: waiting for a free one
+            # lost the race to ZeroMQ's next accept, under load for longer than its handshake timeout.
+            try:
+                conn = socket.socket(fileno=fd)
+            except OSError:
+                self.connections.gone_unchecked += 1
+                return
+            try:
+                self._admit_socket(conn, fd, endpoint)
+            finally:
+                conn.detach()  # ``fd`` stays ZeroMQ's to close
             return
         with conn:
-            try:
-                local = conn.getsockname()
-                address: str | None = None
-                if conn.family in (socket.AF_INET, socket.AF_INET6):
-                    # By the time the event is read, ``fd`` may be another descriptor (that connection closed and
-                    # the number was reused): it is one of ours only if it is a connection to our data port.
-                    if not endpoint.endswith(f":{local[1]}"):
-                        return
-                    address = str(conn.getpeername()[0])
-                elif conn.family != socket.AF_UNIX or not endpoint.endswith(str(local)):
+            self._admit_socket(conn, fd, endpoint)
+
+    def _admit_socket(self, conn: socket.socket, fd: int, endpoint: str) -> None:
+        """``_admit`` with ``conn``, a socket object on the accepted connection ``fd`` (not closed here)."""
+        try:
+            local = conn.getsockname()
+            address: str | None = None
+            if conn.family in (socket.AF_INET, socket.AF_INET6):
+                # By the time the event is read, ``fd`` may be another descriptor (that connection closed and the
+                # number was reused): it is one of ours only if it is a connection to our data port.
+                if not endpoint.endswith(f":{local[1]}"):
+                    self.connections.gone_unchecked += 1
                     return
-            except OSError:
-                return  # closed meanwhile
-            if not self.connections.opened(fd, address):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)  # ZeroMQ sees the end of the stream and closes ``fd`` itself
+                address = str(conn.getpeername()[0])
+            elif conn.family != socket.AF_UNIX or not endpoint.endswith(str(local)):
+                self.connections.gone_unchecked += 1
+                return
+        except OSError:
+            self.connections.gone_unchecked += 1  # closed meanwhile (by its peer, or by ZeroMQ's handshake timeout)
+            return
+        if not self.connections.opened(fd, address):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # ZeroMQ sees the end of the stream and closes ``fd`` itself
 
     async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One control request: its JSON until the client ends its stream, then our reply."""

@@ -101,14 +101,18 @@ def test_1100_idle_connections_at_1024_descriptors_leave_http_rx_and_commands_wo
         line = flood.stdout.readline()
         assert line.strip() == "held 1100", flood.stderr.read() if flood.stderr else ""
         # While they are held: the extra ones were shut down and counted, and everything else still works.
-        kept = 512 if per_address else 64  # half of 1,024 descriptors in all; 64 from one address
-        # 2-10 s in most runs; once (1 in 8 full runs, on a quiet machine) not within 20 s: say how far it got,
-        # should that happen again.
+        # Every connection is looked at: let stay, shut down, or found closed already. ZeroMQ closes the idle ones
+        # it keeps after 10 s without a handshake, which makes room for more: under load (three busy processes on
+        # two cores) the 1,100 take longer than that, and 128 rather than 64 were let stay over the run.
+
+        def looked_at(connections: dict) -> int:
+            return sum(connections["refused"].values()) + connections["gone_unchecked"] + connections["kept"]
+
         try:
             wait_until(
-                lambda: sum(stats(hosts, b)["limits"]["connections"]["refused"].values()) >= 1100 - kept,
+                lambda: looked_at(stats(hosts, b)["limits"]["connections"]) >= 1100,
                 45,
-                what="the connections past the limit refused",
+                what="every connection looked at",
             )
         except AssertionError as exc:
             raise AssertionError(f"{exc}; at the end: {stats(hosts, b)['limits']}") from None
@@ -118,7 +122,10 @@ def test_1100_idle_connections_at_1024_descriptors_leave_http_rx_and_commands_wo
         assert s["limits"]["open_files"]["in_use"] < 1024 // 2 + 200
         connections = s["limits"]["connections"]
         assert connections["max"] == 512  # half the descriptors
-        assert connections["open"] <= min(connections["max"], connections["per_address_max"])
+        assert connections["open_peak"] == (512 if per_address else 64)  # half of 1,024 descriptors; per address
+        assert connections["accepted"] == looked_at(connections) == 1100
+        # 1,036 / 588 refused on a quiet machine (all but the 64 / 512 let stay), 972 / 533 under load
+        assert list(connections["refused"]) == ["total" if per_address else "per_address"]
         hosts.client("B", "inject", "--workdir", str(b.workdir), "UNGREETED", "Io")  # aborted the daemon before
         b.wait_for("Greeting: Hello Io")
         (rx / "UNGREETED").mkdir(parents=True, exist_ok=True)
