@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: One edge's attributes: ``seed`` (its name, also the edge's key) and ``nodes`` (where it runs).
+#: One edge's attributes: ``seed`` (its name, also the edge's key) and ``nodes`` (where it runs: a live view of the
+#: seed's nodes, so that a node joining a seed run on N others costs no copy of N names per edge).
 EdgeData = dict[str, Any]
 
 
@@ -93,8 +94,6 @@ class Automaton:
         if known is None:
             self._seeds[info.name] = info
             self._add_edges(info)
-        else:
-            self._refresh_edges(info.name)
         self._changed()
         return True
 
@@ -104,9 +103,7 @@ class Automaton:
         if not nodes or node not in nodes:
             return False
         del nodes[node]
-        if nodes:
-            self._refresh_edges(name)
-        else:
+        if not nodes:
             self._drop_seed(name)
         self._changed()
         return True
@@ -235,7 +232,7 @@ class Automaton:
         for u, vs in self._succ.items():
             for v, keys in vs.items():
                 for key, data in keys.items():
-                    g.add_edge(u, v, key=key, **data)
+                    g.add_edge(u, v, key=key, **{**data, "nodes": list(data["nodes"])})
         return g
 
     def node_link(self) -> dict[str, Any]:
@@ -265,7 +262,7 @@ class Automaton:
         ins, outs = self._ends(info)
         for i in ins:
             for o in outs:
-                self._add_edge(i, o, info.name, {"seed": info.name, "nodes": list(self._nodes_of[info.name])})
+                self._add_edge(i, o, info.name, {"seed": info.name, "nodes": self._nodes_of[info.name].keys()})
         for i in info.inputs:
             self._index.setdefault(i.key, []).append((i, info.name))
 
@@ -294,16 +291,6 @@ class Automaton:
     def _degree(self, state: StateTag) -> int:
         """Edges into and out of ``state`` (a loop counts twice, as in networkx)."""
         return sum(map(len, self._succ[state].values())) + sum(map(len, self._pred[state].values()))
-
-    def _refresh_edges(self, name: str) -> None:
-        nodes = list(self._nodes_of[name])
-        info = self._seeds[name]
-        ins, outs = self._ends(info)
-        for i in ins:
-            for o in outs:
-                data = self._succ.get(i, {}).get(o, {}).get(name)
-                if data is not None:
-                    data["nodes"] = nodes
 
     def _drop_seed(self, name: str) -> None:
         info = self._seeds.pop(name)

@@ -162,7 +162,8 @@ def origin_from(body: Any) -> Origin:
         raise MessageError("body is not a JSON object")
     if body.get("v") != VERSION:
         raise MessageError(f"protocol version {reprlib.repr(body.get('v'))}, this node speaks {VERSION}")
-    node, tcp, ipc, host, dg = (body.get(k) for k in ("id", "tcp", "ipc", "host", "dg"))
+    get = body.get  # (not a generator over the names: every beacon and message comes through here)
+    node, tcp, ipc, host, dg = get("id"), get("tcp"), get("ipc"), get("host"), get("dg")
     if not isinstance(node, str) or not node or len(node) > MAX_ID_CHARS:
         raise MessageError("no valid node id")
     for name, url, scheme in (("tcp", tcp, "tcp://"), ("ipc", ipc, "ipc://")):

@@ -58,12 +58,17 @@ class History:
     """The records of one run, in the order they happened."""
 
     def __init__(self, records: Iterable[Record] = ()) -> None:
-        self.records: list[Record] = list(records)
+        self.records: list[Record] = []
+        self._notes: dict[str, list[Record]] = {}  # by name: checkers ask for them, and a run has millions of records
         self.enabled = True  # a benchmark may count without keeping
+        for record in records:
+            self.add(record)
 
     def add(self, record: Record) -> None:
         if self.enabled:
             self.records.append(record)
+            if record.kind == "note":
+                self._notes.setdefault(record.msg, []).append(record)
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.records)
@@ -77,7 +82,7 @@ class History:
 
     def notes(self, name: str) -> list[Record]:
         """The ``note`` records called ``name``."""
-        return [r for r in self.records if r.kind == "note" and r.msg == name]
+        return list(self._notes.get(name, ()))
 
     def to_jsonl(self) -> str:
         return "".join(r.to_json() + "\n" for r in self.records)

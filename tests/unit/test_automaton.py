@@ -63,3 +63,17 @@ def test_node_link_form_is_plain_json():
     assert {n["id"] for n in data["nodes"]} >= {"default:String:GREETING"}
     link = next(e for e in data["links"] if e["seed"] == "greet")
     assert link["source"] == "default:String:UNGREETED" and link["nodes"] == ["A"]
+
+
+def test_an_edges_nodes_follow_the_seeds_joins_and_leaves_in_both_forms():
+    a = hello()
+    a.add("B", GREET)
+    a.add("C", GREET)
+    a.remove("A", "greet")
+    edge = (T("String:UNGREETED"), T("String:GREETING"), "greet")
+    link = next(e for e in a.node_link()["links"] if e["seed"] == "greet")
+    assert link["nodes"] == ["B", "C"] and a.graph.edges[edge]["nodes"] == ["B", "C"]
+    snapshot = a.graph
+    a.add("D", GREET)
+    assert snapshot.edges[edge]["nodes"] == ["B", "C"]  # a copy for analysis does not change under its reader
+    assert next(e for e in a.node_link()["links"] if e["seed"] == "greet")["nodes"] == ["B", "C", "D"]
