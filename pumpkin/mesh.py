@@ -927,10 +927,15 @@ class Mesh:
             FEEDER_HEARTBEATS * self.heartbeat_s,
             DONE_HEARTBEATS * self.heartbeat_s,
         )
-        for node, peer in list(self.peers.entries.items()):
-            if peer.state is Liveness.GREETED:
+        greeted = Liveness.GREETED
+        stretch, fresh, done_within = 0.0, 0.0, 0.0  # for the last stretch seen (most peers share the LAN's)
+        due = []
+        for node, peer in self.peers.entries.items():
+            if peer.state is greeted:
                 continue
-            fresh = fresh_s * peer.stretch
+            if peer.stretch != stretch:
+                stretch = peer.stretch
+                fresh, done_within = fresh_s * stretch, done_s * stretch
             if (
                 now - peer.beacon_at <= fresh
                 and now - peer.broadcast_at <= fresh
@@ -938,11 +943,13 @@ class Mesh:
                 and now - peer.fed_at > feeder_s
                 and not peer.load_sent
                 and not peer.ping_unsent
-                and (now - peer.done_at < done_s * peer.stretch or peer.done_sent == done)
+                and (now - peer.done_at < done_within or peer.done_sent == done)
             ):
                 # Nothing ``_ping`` would send (its conditions, all false, in a few comparisons): most peers, most
                 # heartbeats, on a LAN whose beacons are heard.
                 continue
+            due.append(node)
+        for node in due:
             self._ping(node, now, load, frames, only_if_needed=True, done=done)
         evasive, expired = self.peers.sweep(now)
         for peer in evasive:

@@ -33,7 +33,7 @@ class Liveness(StrEnum):
     EXPIRED = "expired"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Peer:
     """One other node, for one incarnation of it: how to reach it, what it runs, liveness, and our traffic to it."""
 
@@ -146,15 +146,24 @@ class PeerTable:
         """Update liveness; returns (newly evasive, expired). Expired peers are marked, not removed: the caller
         drops them (``leave``) once it has re-routed what was in flight to them."""
         evasive, expired = [], []
+        greeted, alive = Liveness.GREETED, Liveness.ALIVE
+        stretch = 0.0  # the windows' stretch computed for (most peers share the LAN's: computed once per sweep)
+        evasive_after = expired_after = 0.0
         for peer in self.entries.values():
-            if peer.state is Liveness.GREETED:
+            state = peer.state
+            if state is greeted:
                 continue
             # A paced peer (see ``beacons.pace``) may be silent longer: its windows stretch as its beacons do.
-            silent = (now - peer.last_heard) / peer.stretch
-            if silent >= self.expired_s:
+            if peer.stretch != stretch:
+                stretch = peer.stretch
+                evasive_after, expired_after = self.evasive_s * stretch, self.expired_s * stretch
+            silent = now - peer.last_heard
+            if silent < evasive_after:
+                continue
+            if silent >= expired_after:
                 peer.state = Liveness.EXPIRED
                 expired.append(peer)
-            elif silent >= self.evasive_s and peer.state is Liveness.ALIVE:
+            elif state is alive:
                 peer.state = Liveness.EVASIVE
                 evasive.append(peer)
         return evasive, expired
