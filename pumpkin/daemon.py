@@ -57,6 +57,7 @@ from .runner import SeedRunner
 from .seed import SeedSpec
 from .spool import Spool
 from .supervisor import Supervisor
+from .ticks import Ticks
 from .trace import PacketEvents
 from .transport import InboxLimits, Transport, raise_open_files_limit
 from .txdir import TxWriter
@@ -148,6 +149,8 @@ class Daemon:
         self.specs: dict[str, SeedSpec] = {}
         self.stats = Stats()
         self.peers = PeerTable(config.discovery.evasive_s, config.discovery.expired_s)
+        #: When this daemon's periodic work is done: on one grid of heartbeats, so that it shares wake-ups.
+        self.ticks = Ticks.random_phase(config.discovery.heartbeat_s)
         self.mesh: Mesh | None = None
         self.driver: MeshDriver | None = None  # does what the mesh asks, on the transport and the loop
         self.discoveries: list[BeaconDiscovery | MdnsDiscovery | LocalDiscovery] = []
@@ -372,6 +375,7 @@ class Daemon:
                 # A node on two networks hears peers by broadcast (or mDNS) that cannot hear each other: it gossips
                 # them all.
                 one_lan=sum(1 for i in self._chosen if not i.is_loopback) <= 1,
+                ticks=self.ticks,
             )
 
         # The mesh opens no socket and sets no timer: its driver does what it asks, with the transport and the loop.
@@ -542,6 +546,7 @@ class Daemon:
                 self.supervisor.spawn,
                 networks=[i.network for i in chosen],
                 lan_beacons_per_s=disc.lan_beacons_per_s,
+                ticks=self.ticks,
             )
             try:
                 await beacons.start()
@@ -566,7 +571,7 @@ class Daemon:
                 log.info("mDNS disabled: no interface but loopback")
         if disc.enable and disc.local:
             local = LocalDiscovery(
-                runtime_base(), self.host, self.origin, on_origin, disc.heartbeat_s, self.supervisor.spawn
+                runtime_base(), self.host, self.origin, on_origin, disc.heartbeat_s, self.supervisor.spawn, self.ticks
             )
             await local.start()
             self.discoveries.append(local)
@@ -844,8 +849,12 @@ class Daemon:
 
     async def _sweep(self) -> None:
         assert self.router is not None
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(min(EXPIRY_SWEEP_S, self.config.routing.waiting_expiry_s / 4))
+            now = loop.time()
+            await asyncio.sleep(
+                self.ticks.after(now, min(EXPIRY_SWEEP_S, self.config.routing.waiting_expiry_s / 4)) - now
+            )
             while self.router.expire(EXPIRE_BATCH):
                 await asyncio.sleep(0)
             logfold.flush()  # "folded K similar lines" once a kind's minute is over, even if it went quiet

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -32,6 +33,7 @@ from .beacons import LAN_BEACONS_PER_S, Beacons, OnOrigin, Rejects
 from .membership import Membership
 from .messages import ECHO_MAGIC, PROBE_MAGIC, MessageError, Origin, decode_probe, encode_echo, origin_from
 from .supervisor import Spawn, unsupervised
+from .ticks import Ticks
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,11 @@ class BeaconDiscovery(Beacons):
     per heartbeat, and a loop wake-up per datagram cost a daemon ~10 times the handling of the beacon itself
     (bench/scale.py); a beacon read up to ``batch_s`` late changes nothing for liveness (peers turn evasive
     after three heartbeats of silence) and little for a new peer's discovery.
+
+    On a crowded LAN, whose beacons are paced (see ``Beacons.pace``), something arrives every batch: there the
+    socket is not watched at all, and what came is read on every tick of the daemon's grid (``ticks``), in the
+    wake-up of its heartbeat: a beacon is read up to a heartbeat late, when the LAN's liveness windows are
+    stretched by several. Our own beacons go out on the ticks too.
     """
 
     def __init__(
@@ -73,14 +80,17 @@ class BeaconDiscovery(Beacons):
         spawn: Spawn = unsupervised,
         networks: Sequence[str] = (),
         lan_beacons_per_s: float = LAN_BEACONS_PER_S,
+        ticks: Ticks | None = None,
     ) -> None:
-        """``membership``: seal our beacons and accept only members' (a keyed network), or None (open);
+        """``ticks``: the daemon's grid (None: one of its own, of a heartbeat);
+        ``membership``: seal our beacons and accept only members' (a keyed network), or None (open);
         ``spawn`` starts the beacon loop (restarted if it crashes); ``networks``: our broadcast networks
         (``10.77.0.0/24``), to tell a broadcast beacon from one sent to us alone from elsewhere (none: all LAN);
         ``lan_beacons_per_s``: see ``Beacons.pace``."""
         self._spawn = spawn
         nets = [ipaddress.ip_network(n, strict=False) for n in networks]
 
+        @functools.lru_cache(maxsize=4096)  # every beacon asks, from the same few senders: parsing was a third of it
         def on_lan(host: str) -> bool:
             try:
                 address = ipaddress.ip_address(host)
@@ -101,6 +111,7 @@ class BeaconDiscovery(Beacons):
         self.broadcasts = broadcasts
         self.unicasts = unicasts
         self.interval_s = interval_s
+        self.ticks = ticks or Ticks(interval_s)
         self.batch_s = min(BEACON_BATCH_S, interval_s / 5)
         self.sent = 0
         self.batches = 0  # times waiting beacons were read: at most one per batch_s
@@ -155,21 +166,30 @@ class BeaconDiscovery(Beacons):
                     log.warning("cannot send beacons to %s: %s", target[0], exc)
 
     async def _beacon_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             gap = self.pace(self.interval_s)
             self.send_now()
-            await asyncio.sleep(gap)
+            now = loop.time()
+            # On a tick: a paced gap (announced as ``bi``) comes out up to half a heartbeat longer or shorter,
+            # well inside the receivers' freshness window of two gaps.
+            await asyncio.sleep(self.ticks.after(now, gap) - now)
 
     def _readable(self) -> None:
-        """A datagram came: stop watching the socket and read everything that has come ``batch_s`` later;
-        at once when nothing was read for a heartbeat (a lone peer's beacon, or the end of a stall of this
-        process: I/O callbacks run before the timers that fell due meanwhile, the heartbeat's liveness sweep)."""
+        """A datagram came: stop watching the socket and read everything that has come ``batch_s`` later (on a
+        paced LAN: at the next tick, and on every tick after it while the LAN stays paced); at once when nothing
+        was read for a heartbeat (a lone peer's beacon, or the end of a stall of this process: I/O callbacks run
+        before the timers that fell due meanwhile, the heartbeat's liveness sweep)."""
         assert self._loop is not None and self._sock is not None
-        if self._loop.time() - self._drained_at >= self.interval_s:
+        now = self._loop.time()
+        if now - self._drained_at >= self.interval_s:
             self._drain()
             return
         self._loop.remove_reader(self._sock.fileno())
-        self._drain_timer = self._loop.call_later(self.batch_s, self._drain_and_watch)
+        if self.every:
+            self._drain_timer = self._loop.call_at(self.ticks.after(now, self.interval_s / 2), self._drain_and_watch)
+        else:
+            self._drain_timer = self._loop.call_later(self.batch_s, self._drain_and_watch)
 
     def _drain_and_watch(self) -> None:
         assert self._loop is not None and self._sock is not None
@@ -177,8 +197,13 @@ class BeaconDiscovery(Beacons):
         try:
             self._drain()
         finally:
-            # Level-triggered: whatever is still waiting (past DRAIN_MAX_DATAGRAMS) starts the next window.
-            self._loop.add_reader(self._sock.fileno(), self._readable)
+            if self.every:  # paced: read again at the next tick, without a wake-up of our own
+                self._drain_timer = self._loop.call_at(
+                    self.ticks.after(self._loop.time(), self.interval_s), self._drain_and_watch
+                )
+            else:
+                # Level-triggered: whatever is still waiting (past DRAIN_MAX_DATAGRAMS) starts the next window.
+                self._loop.add_reader(self._sock.fileno(), self._readable)
 
     def _drain(self) -> None:
         """Read and handle every datagram waiting (DRAIN_MAX_DATAGRAMS at most)."""
@@ -358,14 +383,16 @@ class LocalDiscovery(Rejects):
         on_origin: OnOrigin,
         interval_s: float,
         spawn: Spawn = unsupervised,
+        ticks: Ticks | None = None,
     ) -> None:
-        """``spawn`` starts the scan loop (restarted if it crashes)."""
+        """``spawn`` starts the scan loop (restarted if it crashes); it reads on ``ticks`` (the daemon's grid)."""
         super().__init__()
         self._spawn = spawn
         self.folder = base / f"local-{hashlib.sha1(host_key.encode()).hexdigest()[:12]}"
         self._me = origin
         self._on_origin = on_origin
         self.interval_s = interval_s
+        self.ticks = ticks or Ticks(interval_s)
         self._task: asyncio.Task[None] | None = None
         self._card: Path | None = None
         self._written: dict[str, Any] = {}
@@ -388,6 +415,7 @@ class LocalDiscovery(Rejects):
         self._written = fields
 
     async def _scan_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             if self._me().fields() != self._written:
                 # Our seeds changed: a stale digest on the card would make every peer here say HELLO each second.
@@ -395,7 +423,8 @@ class LocalDiscovery(Rejects):
             if self._changed():
                 for card in await asyncio.to_thread(self._read_cards):
                     self._on_origin(card, "local")
-            await asyncio.sleep(self.interval_s)
+            now = loop.time()
+            await asyncio.sleep(self.ticks.after(now, self.interval_s) - now)
 
     def _changed(self) -> bool:
         """True when the folder may hold cards not read yet (its mtime moved since the last read)."""

@@ -61,6 +61,7 @@ from .packet import Packet, encode
 from .peers import NEVER, Liveness, Peer, PeerTable
 from .router import Remotes
 from .runner import SeedRunner
+from .ticks import Ticks
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class Mesh:
         report: ReportError = log_error,
         wake: Callable[[], None] = _nothing,
         one_lan: bool = True,
+        ticks: Ticks | None = None,
     ) -> None:
         """``router``: makes the router that sends to peers through this mesh (the two call each other, so the mesh
         builds it: neither is ever half-wired); ``local_done``: packets each local seed has handled so far (sent in
@@ -166,7 +168,8 @@ class Mesh:
         timer is set again all the same, so heartbeats and retransmits never stop silently); ``wake()``: the outbox
         got its first action (the shell takes them, now or soon; a unit test leaves it out and reads them);
         ``one_lan``: this node broadcasts on one network only, so a peer heard by broadcast (or mDNS) hears every
-        other peer heard that way itself, and our HELLOs to it leave those out."""
+        other peer heard that way itself, and our HELLOs to it leave those out; ``ticks``: heartbeats fall on
+        these (see ``ticks``), none: each one a heartbeat after the last (as the simulator's nodes do)."""
         self.node_id = node_id
         self.host = host
         self.me = me
@@ -180,6 +183,7 @@ class Mesh:
         self.report = report
         self.keyed = membership is not None and membership.keyed
         self.one_lan = one_lan
+        self.ticks = ticks
         self._beat_at = 0.0  # the time of the last heartbeat
         # The nodes we sent packets to that may not have acknowledged them all (a dict: in order, so that a
         # simulated run is the same under one seed, whatever the process's hash seed).
@@ -254,7 +258,8 @@ class Mesh:
                 self.counters["heartbeat_errors"] += 1
                 self.report("mesh heartbeat", exc)
             if not self._stopped:
-                self._set_timer(HEARTBEAT, now + self.heartbeat_s)
+                beat = self.heartbeat_s
+                self._set_timer(HEARTBEAT, self.ticks.after(now, beat) if self.ticks else now + beat)
         elif name == RETRANSMIT:
             try:
                 busy = self.retransmit(now)

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pumpkin"
 PURE = {
     "errors", "tags", "packet", "custody", "manifest", "automaton", "waiting", "config", "gather", "files",
     "dropfile", "logfold", "seed", "peers", "PmkShared", "legacy_files", "console", "diagnosis", "counters",
-    "logformat", "actions",
+    "logformat", "actions", "ticks",
 }  # fmt: skip
 #: Protocol and storage objects that take events and dependencies passed in; they open no socket.
 CORE = {
