@@ -94,6 +94,15 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime: fields 14 and 15 of stat(5)
 
 
+def wakeups(pid: int) -> int:
+    """Times the main thread of ``pid`` has slept and woken so far (its voluntary context switches): for an idle
+    daemon, its event loop's wake-ups."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no voluntary_ctxt_switches for {pid}")
+
+
 # -- namespace and counters --------------------------------------------------------------------------
 
 
@@ -293,9 +302,9 @@ def measure_idle(fleet: Fleet, window_s: float) -> dict[str, Any]:
     pids = [d.proc.pid for d in fleet.daemons]
     stats0 = ask_all(fleet.daemons, "stats")  # (outside the window: the control requests are traffic too)
     c0, t0 = fleet.net.counters(), time.monotonic()
-    cpu0 = [cpu_s(p) for p in pids]
+    cpu0, wake0 = [cpu_s(p) for p in pids], [wakeups(p) for p in pids]
     time.sleep(window_s)
-    cpu1 = [cpu_s(p) for p in pids]
+    cpu1, wake1 = [cpu_s(p) for p in pids], [wakeups(p) for p in pids]
     c1, t1 = fleet.net.counters(), time.monotonic()
     secs = t1 - t0
     stats1 = ask_all(fleet.daemons, "stats")
@@ -308,6 +317,7 @@ def measure_idle(fleet: Fleet, window_s: float) -> dict[str, Any]:
         "cpu_pct_per_daemon_median": round(statistics.median(cpu_pct), 2),
         "cpu_pct_per_daemon_max": round(max(cpu_pct), 2),
         "cpu_pct_total": round(sum(cpu_pct), 1),
+        "wakeups_per_s_median": round(statistics.median((b - a) / secs for a, b in zip(wake0, wake1, strict=True)), 1),
         "traffic": rates(c0, c1, secs),
         "mesh_per_s": mesh_rates(stats0, stats1, secs),
         "window_s": round(secs, 2),
@@ -377,7 +387,8 @@ def baselines(tmp: Path, env: dict[str, str], args: argparse.Namespace) -> dict[
             idle = measure_idle(fleet, args.window_s) if key == "web_off" else None
             out[f"daemon_{key}_rss_mb"] = round(rss_mb(fleet.daemons[0].proc.pid), 1)
             if idle:
-                out["daemon_alone"] = {k: idle[k] for k in ("cpu_pct_per_daemon_median", "traffic")}
+                keys = ("cpu_pct_per_daemon_median", "wakeups_per_s_median", "traffic")
+                out["daemon_alone"] = {k: idle[k] for k in keys}
         return out
     finally:
         for p in procs.values():
@@ -403,14 +414,15 @@ def print_table(result: dict[str, Any]) -> None:
         f"web off {b['daemon_web_off_rss_mb']} MB (target < 45 MB with the web page on)"
     )
     print(
-        f"One daemon alone (web off): CPU {alone['cpu_pct_per_daemon_median']} %; "
+        f"One daemon alone (web off): CPU {alone['cpu_pct_per_daemon_median']} %, "
+        f"{alone['wakeups_per_s_median']} wake-ups/s; "
         f"beacons {fmt_traffic(alone['traffic'], 'beacons')}; mDNS {fmt_traffic(alone['traffic'], 'mdns')}; "
         f"TCP {fmt_traffic(alone['traffic'], 'zmqtcp')}"
     )
     print()
     head = (
         f"{'N':>3} {'launch':>7} {'disc/first':>10} {'disc/last':>9} {'disc/ready':>10} "
-        f"{'RSS med':>8} {'RSS max':>8} {'CPU/d med':>9} {'CPU tot':>8} "
+        f"{'RSS med':>8} {'RSS max':>8} {'CPU/d med':>9} {'CPU tot':>8} {'wake/s':>6} "
         f"{'beacon pkt/s':>13} {'mDNS pkt/s':>11} {'TCP pkt/s':>10} {'TCP kB/s':>9} {'flaps':>6}"
     )
     print(head)
@@ -424,14 +436,16 @@ def print_table(result: dict[str, Any]) -> None:
             f"{r['n']:>3} {r['launch_s']:>6.1f}s {r['discovery_from_first_launch_s']:>9.1f}s "
             f"{r['discovery_from_last_launch_s']:>8.1f}s {r['discovery_from_last_ready_s']:>9.1f}s "
             f"{r['rss_mb_median']:>6.1f}MB {r['rss_mb_max']:>6.1f}MB {r['cpu_pct_per_daemon_median']:>8.2f}% "
-            f"{r['cpu_pct_total']:>7.1f}% {t['beacons']['pkts_per_s']:>7.1f} ({r['n'] / hb:>4.0f}) "
+            f"{r['cpu_pct_total']:>7.1f}% {r['wakeups_per_s_median']:>6.1f} "
+            f"{t['beacons']['pkts_per_s']:>7.1f} ({r['n'] / hb:>4.0f}) "
             f"{t['mdns']['pkts_per_s']:>11.1f} {t['zmqtcp']['pkts_per_s']:>10.1f} "
             f"{t['zmqtcp']['bytes_per_s'] / 1000:>9.1f} {ev['evasive'] + ev['expired'] + ev['back']:>6}"
         )
     print(
         "launch: first launch -> all control sockets answer; disc/first, disc/last, disc/ready: all list N-1 alive "
         "peers, from the first launch, the last launch, the last daemon ready (poll resolution ~"
-        f"{POLL_ROUND_S}s+). CPU: % of one core over the window (CPU tot: all daemons). Beacon pkt/s: sent, "
+        f"{POLL_ROUND_S}s+). CPU: % of one core over the window (CPU tot: all daemons). wake/s: a daemon's event "
+        "loop waking (median; its main thread's voluntary context switches). Beacon pkt/s: sent, "
         "(expected N/heartbeat). flaps: evasive/expired/back log lines. Targets: 50 daemons see each other "
         "within 5 s; all idle daemons together < 10% of a core; idle RSS < 45 MB with the web page on."
     )

@@ -41,6 +41,10 @@ MDNS_TYPE = "_pumpkin._tcp.local."
 MDNS_RESOLVE_MS = 3000
 #: Beacons are read at most this often (or a fifth of the heartbeat, if shorter): see ``BeaconDiscovery``.
 BEACON_BATCH_S = 0.1
+#: On a paced LAN beacons are read this long before each tick: in the same wake-up as the heartbeat, but always
+#: before it (timers due at one time run in no set order), so that after a stall of this process the liveness
+#: sweep judges peers on the beacons that waited, not on the stall.
+READ_AHEAD_S = 1e-6
 #: Datagrams read in one batch at most; the rest wait for the next one, so a flood cannot hold the loop.
 DRAIN_MAX_DATAGRAMS = 1000
 #: Larger than any beacon (``messages.MAX_BEACON_BYTES``): an oversized one is read whole, then refused.
@@ -187,7 +191,8 @@ class BeaconDiscovery(Beacons):
             return
         self._loop.remove_reader(self._sock.fileno())
         if self.every:
-            self._drain_timer = self._loop.call_at(self.ticks.after(now, self.interval_s / 2), self._drain_and_watch)
+            at = self.ticks.after(now, self.interval_s / 2) - READ_AHEAD_S
+            self._drain_timer = self._loop.call_at(at, self._drain_and_watch)
         else:
             self._drain_timer = self._loop.call_later(self.batch_s, self._drain_and_watch)
 
@@ -198,9 +203,8 @@ class BeaconDiscovery(Beacons):
             self._drain()
         finally:
             if self.every:  # paced: read again at the next tick, without a wake-up of our own
-                self._drain_timer = self._loop.call_at(
-                    self.ticks.after(self._loop.time(), self.interval_s), self._drain_and_watch
-                )
+                at = self.ticks.after(self._loop.time(), self.interval_s) - READ_AHEAD_S
+                self._drain_timer = self._loop.call_at(at, self._drain_and_watch)
             else:
                 # Level-triggered: whatever is still waiting (past DRAIN_MAX_DATAGRAMS) starts the next window.
                 self._loop.add_reader(self._sock.fileno(), self._readable)

@@ -15,6 +15,7 @@ import pytest
 from pumpkin import discovery
 from pumpkin.discovery import BeaconDiscovery, LocalDiscovery
 from pumpkin.messages import Origin
+from pumpkin.ticks import Ticks
 from tests.helpers import async_wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +50,48 @@ def test_beacons_that_come_together_are_read_in_one_batch_and_each_is_reported_o
         finally:
             for s in [*senders, listener]:
                 await s.stop()
+
+    asyncio.run(main())
+
+
+def test_on_a_paced_lan_beacons_are_read_on_the_daemons_ticks_just_before_its_heartbeat():
+    """A crowded LAN's beacons come all the time: the socket is not watched, it is read once per tick (in the
+    heartbeat's wake-up, and before the heartbeat, so a sweep after a stall sees what waited)."""
+    ticks = Ticks(HEARTBEAT_S, phase=0.123)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        read_at: list[float] = []
+        listener = BeaconDiscovery(
+            0,
+            [],
+            [],
+            lambda: origin("b"),
+            lambda o, via: read_at.append(loop.time()),
+            HEARTBEAT_S,
+            lan_beacons_per_s=1.0,  # alone, it paces itself to a beacon a second: the LAN counts as crowded
+            ticks=ticks,
+        )
+        await listener.start()
+        await async_wait_until(lambda: listener.every == 1.0, timeout_s=5)  # its first beacon paced it
+        assert listener._sock is not None
+        sender = BeaconDiscovery(0, [], [("127.0.0.1", listener._sock.getsockname()[1])], lambda: origin("a"), print, 9)
+        try:
+            await sender.start()
+            await async_wait_until(lambda: read_at, timeout_s=5)  # the first, at once: nothing was read before
+            first_batches = listener.batches
+            for _ in range(30):  # a beacon every 0.07 s for 2.1 s: unpaced, read within 0.1 s of coming
+                await asyncio.sleep(0.07)
+                sender.send_now()
+            await async_wait_until(lambda: len(read_at) >= 31, timeout_s=5)
+        finally:
+            await sender.stop()
+            await listener.stop()
+        late = [round((t - ticks.phase + discovery.READ_AHEAD_S) % HEARTBEAT_S, 3) for t in read_at[1:]]
+        # Each read just before a tick (its timer fires a little late, more so on a busy machine): by chance,
+        # 30 readings spread over a heartbeat would all fall in its first fifth once in 10^21.
+        assert max(late) < HEARTBEAT_S / 5, late
+        assert listener.batches - first_batches <= 7, listener.batches  # one per tick over ~2.1 s, not one per beacon
 
     asyncio.run(main())
 

@@ -24,6 +24,7 @@ from pumpkin.router import NoOutputs, Router
 from pumpkin.runner import Outcome
 from pumpkin.sim.clock import Clock, Scheduler
 from pumpkin.simnet import FakeRunner, T, spec
+from pumpkin.ticks import Ticks
 from pumpkin.waiting import WaitingRoom
 
 HEARTBEAT_S = 0.5
@@ -109,6 +110,24 @@ def test_a_hello_asking_for_one_back_gets_a_hello_over_a_link_to_its_endpoint(tm
     assert mesh.peers.peer("B") is not None and mesh.router.automaton.nodes_of("work") == ["B"]
     mesh.handle(hello("B"), "", T0 + 0.1)  # a HELLO that asks for nothing back gets nothing back
     assert said(mesh.take_actions()) == []
+
+
+def test_with_a_daemons_ticks_heartbeats_stay_on_them_however_late_each_one_fires(tmp_path):
+    mesh = make_mesh(tmp_path, ticks=Ticks(HEARTBEAT_S, phase=0.1))
+    mesh.start(T0)
+    assert mesh.take_actions() == [SetTimer(HEARTBEAT, T0)]  # the first at once
+    due = T0
+    for late in (0.0003, 0.002, 0.2, 0.0):
+        mesh.on_timer(HEARTBEAT, due + late)
+        (timer,) = [a for a in mesh.take_actions() if isinstance(a, SetTimer)]
+        assert round((timer.at - 0.1) / HEARTBEAT_S, 9) == round((timer.at - 0.1) / HEARTBEAT_S)  # on a tick
+        assert HEARTBEAT_S / 2 <= timer.at - (due + late) <= HEARTBEAT_S * 1.5
+        due = timer.at
+    # Without ticks (the simulator's nodes): a heartbeat after the last one fired, as before.
+    plain = make_mesh(tmp_path)
+    plain.start(T0)
+    plain.on_timer(HEARTBEAT, T0 + 0.2)
+    assert plain.take_actions()[-1] == SetTimer(HEARTBEAT, T0 + 0.2 + HEARTBEAT_S)
 
 
 def test_timers_are_actions_with_times_and_stop_cancels_them(tmp_path):
