@@ -157,13 +157,25 @@ def test_blocked_mdns_is_found(hosts, lan):
     )
     procs = start(hosts)
     settled(hosts, procs, "B", 2)
-    code, report = wait_for_check(hosts, "B", procs["B"], "multicast", "FAIL", "did not answer an mDNS query")
-    checks = by_name(report)
-    assert code == 1
+    last: dict[str, Any] = {}
+
+    def only_mdns_named() -> bool:
+        # (In one report: once in the suite, under load, the first report naming mDNS also failed the broadcast
+        # check, in the peers' first two seconds, which the healthy-LAN test does not judge either.)
+        last["code"], last["report"], _ = doctor(hosts, "B", procs["B"])
+        checks = by_name(last["report"])
+        named = "did not answer an mDNS query" in checks["multicast"]["summary"]
+        return named and checks["broadcast"]["status"] == "OK"
+
+    try:
+        wait_until(only_mdns_named, 20, interval_s=0.5, what="doctor on B: multicast FAIL, broadcast OK")
+    except AssertionError:
+        raise AssertionError(json.dumps(last.get("report", {}).get("checks"), indent=1)) from None
+    code, checks = last["code"], by_name(last["report"])
+    assert code == 1 and checks["multicast"]["status"] == "FAIL"
     assert "nodeA2, nodeC1 run pmk on this subnet" in checks["multicast"]["summary"]
     assert "5353" in checks["multicast"]["fix"]
     assert checks["firewall"]["status"] == "FAIL" and "mDNS (udp 5353)" in checks["firewall"]["summary"]
-    assert checks["broadcast"]["status"] == "OK"  # beacons still work: only mDNS is named
     # A sees B's record missing from the answers.
     settled(hosts, procs, "A", 2)
     wait_for_check(hosts, "A", procs["A"], "multicast", "FAIL", "nodeB0 run pmk on this subnet")
