@@ -579,7 +579,10 @@ class Daemon:
             log.info("Static peers: %s", ", ".join(disc.peers))
 
     async def _stop_discovery(self) -> None:
-        for discovery in reversed(self.discoveries):
+        # Beacons first: the mesh has said goodbye, and an ordinary beacon sent while mDNS takes its record down
+        # (~0.3 s) would have peers find this node again on its way out.
+        beacons = [d for d in self.discoveries if isinstance(d, BeaconDiscovery)]
+        for discovery in [*beacons, *(d for d in reversed(self.discoveries) if d not in beacons)]:
             with contextlib.suppress(Exception):
                 await discovery.stop()
 

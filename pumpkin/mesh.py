@@ -442,7 +442,7 @@ class Mesh:
 
     def _send_hello(self, origin: Origin, now: float, reply: bool, via: str = "", force: bool = False) -> None:
         endpoint = origin.endpoint_for(self.host)
-        if endpoint is None:
+        if endpoint is None or self._stopped:  # (after our goodbye, a HELLO would make us a peer again)
             return
         remote = self.peers.entry(origin.id, now, origin.inc)
         if not force and now - remote.hello_sent < HELLO_RETRY_S:

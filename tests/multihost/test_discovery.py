@@ -202,3 +202,20 @@ def test_idle_peers_that_hear_each_others_beacons_do_not_ping_and_a_deaf_side_is
     a.proc.send_signal(signal.SIGKILL)  # liveness still works: a killed peer turns evasive, then expires
     wait_until(lambda: b.stderr_has("Peer nodeA0 expired"), 10, what="B to forget the killed A")
     assert b.stderr_has("Peer nodeA0 is evasive")
+
+
+def test_a_daemon_that_stops_says_goodbye_once_and_is_not_found_again_on_its_way_out(hosts, lan):
+    """Its mesh's BYE, then discovery's goodbye: no ordinary beacon in between (mDNS takes ~0.3 s to unregister,
+    and peers used to find the leaving daemon again from the beacons it still sent meanwhile)."""
+    a, b = hello_split(hosts, *FAST, extra_b=FAST)
+    a.wait_for("Greeting: Hello World", timeout_s=20)
+    b.wait_for("mDNS: registered", stream="err")  # its record is up: taking it down on the way out takes a while
+    b.proc.send_signal(signal.SIGTERM)
+    b.proc.wait(timeout=20)
+    wait_until(lambda: a.stderr_has("Peer nodeB0 said goodbye"), 10, what="A hears B's goodbye")
+    # Nothing may come after it. An absence has no event to wait for: A is given four heartbeats (B has exited, so
+    # all it sent is on the way; before the fix A found it again 0.10-0.15 s after its goodbye, 3 runs in 3).
+    time.sleep(1.0)
+    after = a.err[next(i for i, line in enumerate(a.err) if "Peer nodeB0 said goodbye" in line) :]
+    assert not [line for line in after if "nodeB0" in line and "said goodbye" not in line and "left" not in line], after
+    assert sum("Peer nodeB0 said goodbye" in line for line in a.err) == 1, a.err

@@ -112,6 +112,15 @@ def test_a_hello_asking_for_one_back_gets_a_hello_over_a_link_to_its_endpoint(tm
     assert said(mesh.take_actions()) == []
 
 
+def test_after_its_goodbye_a_mesh_greets_nobody(tmp_path):
+    mesh = with_peers(tmp_path, "B")
+    mesh.stop()
+    mesh.take_actions()
+    mesh.on_origin(origin("C"), "broadcast", T0 + 1)  # a beacon of a node it does not know
+    mesh.handle(hello("B", reply=True), "", T0 + 1)  # a peer that took it for new again
+    assert [kind for _, kind, _ in said(mesh.take_actions())] == []
+
+
 def test_with_a_daemons_ticks_heartbeats_stay_on_them_however_late_each_one_fires(tmp_path):
     mesh = make_mesh(tmp_path, ticks=Ticks(HEARTBEAT_S, phase=0.1))
     mesh.start(T0)
