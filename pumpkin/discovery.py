@@ -122,6 +122,7 @@ class BeaconDiscovery(Beacons):
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_timer: asyncio.TimerHandle | None = None
+        self._flooded = False  # the last read stopped at DRAIN_MAX_DATAGRAMS: more were waiting
         self._drained_at = -1e9  # loop time of the last read
         self._task: asyncio.Task[None] | None = None
         self._send_errors: set[str] = set()
@@ -187,10 +188,10 @@ class BeaconDiscovery(Beacons):
         assert self._loop is not None and self._sock is not None
         now = self._loop.time()
         if now - self._drained_at >= self.interval_s:
-            self._drain()
+            self._flooded = self._drain()
             return
         self._loop.remove_reader(self._sock.fileno())
-        if self.every:
+        if self.every and not self._flooded:
             at = self.ticks.after(now, self.interval_s / 2) - READ_AHEAD_S
             self._drain_timer = self._loop.call_at(at, self._drain_and_watch)
         else:
@@ -199,18 +200,21 @@ class BeaconDiscovery(Beacons):
     def _drain_and_watch(self) -> None:
         assert self._loop is not None and self._sock is not None
         self._drain_timer = None
+        self._flooded = True
         try:
-            self._drain()
+            self._flooded = self._drain()
         finally:
-            if self.every:  # paced: read again at the next tick, without a wake-up of our own
+            # Paced: read again at the next tick, without a wake-up of our own; but not while datagrams come
+            # faster than a tick's read takes them (a flood): then the socket is watched again until it ends.
+            if self.every and not self._flooded:
                 at = self.ticks.after(self._loop.time(), self.interval_s) - READ_AHEAD_S
                 self._drain_timer = self._loop.call_at(at, self._drain_and_watch)
             else:
                 # Level-triggered: whatever is still waiting (past DRAIN_MAX_DATAGRAMS) starts the next window.
                 self._loop.add_reader(self._sock.fileno(), self._readable)
 
-    def _drain(self) -> None:
-        """Read and handle every datagram waiting (DRAIN_MAX_DATAGRAMS at most)."""
+    def _drain(self) -> bool:
+        """Read and handle every datagram waiting (DRAIN_MAX_DATAGRAMS at most); True when more may wait."""
         assert self._loop is not None and self._sock is not None
         self._drained_at = self._loop.time()
         self.batches += 1
@@ -219,11 +223,12 @@ class BeaconDiscovery(Beacons):
             try:
                 data, addr = sock.recvfrom(MAX_DATAGRAM_BYTES)
             except BlockingIOError:
-                return
+                return False
             except OSError as exc:  # e.g. an ICMP error reported on the socket
                 log.debug("beacon socket: %s", exc)
                 continue
             self.datagram_received(data, addr)
+        return True
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """One datagram from ``addr``: a beacon is reported to ``on_origin``, a ``pmk doctor`` probe answered,

@@ -96,6 +96,33 @@ def test_on_a_paced_lan_beacons_are_read_on_the_daemons_ticks_just_before_its_he
     asyncio.run(main())
 
 
+def test_on_a_paced_lan_a_flood_of_datagrams_is_read_in_batch_windows_not_a_tick_at_a_time(monkeypatch):
+    monkeypatch.setattr(discovery, "DRAIN_MAX_DATAGRAMS", 10)  # a tick's read takes 10: 100 is a flood
+
+    async def main() -> None:
+        heard: list[int] = []
+        listener = BeaconDiscovery(
+            0, [], [], lambda: origin("b"), lambda o, via: heard.append(o.seq), HEARTBEAT_S, lan_beacons_per_s=1.0
+        )
+        await listener.start()
+        await async_wait_until(lambda: listener.every == 1.0, timeout_s=5)
+        assert listener._sock is not None
+        sender = BeaconDiscovery(0, [], [("127.0.0.1", listener._sock.getsockname()[1])], lambda: origin("a"), print, 9)
+        try:
+            await sender.start()
+            await async_wait_until(lambda: heard, timeout_s=5)
+            await asyncio.sleep(HEARTBEAT_S)  # into the paced rhythm: read on ticks
+            for _ in range(100):
+                sender.send_now()
+            # Ten reads of ten: ~1 s in batch windows (0.1 s); a read per tick would take 5 s.
+            await async_wait_until(lambda: len(heard) >= 101, timeout_s=2.5)
+        finally:
+            await sender.stop()
+            await listener.stop()
+
+    asyncio.run(main())
+
+
 def test_same_host_cards_are_read_again_only_when_the_folder_changes(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(discovery, "MTIME_SETTLED_NS", 200_000_000)  # the file system's granularity, shortened
 
