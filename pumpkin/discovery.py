@@ -69,7 +69,8 @@ class BeaconDiscovery(Beacons):
     On a crowded LAN, whose beacons are paced (see ``Beacons.pace``), something arrives every batch: there the
     socket is not watched at all, and what came is read on every tick of the daemon's grid (``ticks``), in the
     wake-up of its heartbeat: a beacon is read up to a heartbeat late, when the LAN's liveness windows are
-    stretched by several. Our own beacons go out on the ticks too.
+    stretched by several. Our own beacons go out on the ticks too. A read that finds more than it may take
+    (``DRAIN_MAX_DATAGRAMS``: a flood) goes back to batch windows until one finds less.
     """
 
     def __init__(
