@@ -854,10 +854,8 @@ class Daemon:
         assert self.router is not None
         loop = asyncio.get_running_loop()
         while True:
-            now = loop.time()
-            await asyncio.sleep(
-                self.ticks.after(now, min(EXPIRY_SWEEP_S, self.config.routing.waiting_expiry_s / 4)) - now
-            )
+            period = min(EXPIRY_SWEEP_S, self.config.routing.waiting_expiry_s / 4)
+            await asyncio.sleep(self.ticks.wait(loop.time(), period))
             while self.router.expire(EXPIRE_BATCH):
                 await asyncio.sleep(0)
             logfold.flush()  # "folded K similar lines" once a kind's minute is over, even if it went quiet

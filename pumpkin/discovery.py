@@ -176,10 +176,9 @@ class BeaconDiscovery(Beacons):
         while True:
             gap = self.pace(self.interval_s)
             self.send_now()
-            now = loop.time()
             # On a tick: a paced gap (announced as ``bi``) comes out up to half a heartbeat longer or shorter,
             # well inside the receivers' freshness window of two gaps.
-            await asyncio.sleep(self.ticks.after(now, gap) - now)
+            await asyncio.sleep(self.ticks.wait(loop.time(), gap))
 
     def _readable(self) -> None:
         """A datagram came: stop watching the socket and read everything that has come ``batch_s`` later (on a
@@ -193,26 +192,30 @@ class BeaconDiscovery(Beacons):
             return
         self._loop.remove_reader(self._sock.fileno())
         if self.every and not self._flooded:
-            at = self.ticks.after(now, self.interval_s / 2) - READ_AHEAD_S
-            self._drain_timer = self._loop.call_at(at, self._drain_and_watch)
+            self._read_on_tick(now, self.interval_s / 2)  # the next tick, however near
         else:
             self._drain_timer = self._loop.call_later(self.batch_s, self._drain_and_watch)
 
     def _drain_and_watch(self) -> None:
         assert self._loop is not None and self._sock is not None
         self._drain_timer = None
-        self._flooded = True
+        self._flooded = True  # (should the read raise: the socket is watched again, as after a flood)
         try:
             self._flooded = self._drain()
         finally:
             # Paced: read again at the next tick, without a wake-up of our own; but not while datagrams come
             # faster than a tick's read takes them (a flood): then the socket is watched again until it ends.
             if self.every and not self._flooded:
-                at = self.ticks.after(self._loop.time(), self.interval_s) - READ_AHEAD_S
-                self._drain_timer = self._loop.call_at(at, self._drain_and_watch)
+                self._read_on_tick(self._loop.time(), self.interval_s)  # the tick after this one
             else:
                 # Level-triggered: whatever is still waiting (past DRAIN_MAX_DATAGRAMS) starts the next window.
                 self._loop.add_reader(self._sock.fileno(), self._readable)
+
+    def _read_on_tick(self, now: float, delay: float) -> None:
+        """Read what waits just before the tick nearest ``now + delay`` (see ``READ_AHEAD_S``)."""
+        assert self._loop is not None
+        at = self.ticks.after(now, delay) - READ_AHEAD_S
+        self._drain_timer = self._loop.call_at(at, self._drain_and_watch)
 
     def _drain(self) -> bool:
         """Read and handle every datagram waiting (DRAIN_MAX_DATAGRAMS at most); True when more may wait."""
@@ -433,8 +436,7 @@ class LocalDiscovery(Rejects):
             if self._changed():
                 for card in await asyncio.to_thread(self._read_cards):
                     self._on_origin(card, "local")
-            now = loop.time()
-            await asyncio.sleep(self.ticks.after(now, self.interval_s) - now)
+            await asyncio.sleep(self.ticks.wait(loop.time(), self.interval_s))
 
     def _changed(self) -> bool:
         """True when the folder may hold cards not read yet (its mtime moved since the last read)."""

@@ -37,3 +37,7 @@ class Ticks:
         if delay < self.period / 2:
             return now + delay
         return self.nearest(now + delay)
+
+    def wait(self, now: float, delay: float) -> float:
+        """How long to sleep from ``now`` for ``after(now, delay)``."""
+        return self.after(now, delay) - now

@@ -507,8 +507,11 @@ class Transport:
         try:
             conn = socket.socket(fileno=os.dup(fd))  # our own descriptor of it: ZeroMQ owns ``fd``
         except OSError as exc:
-            if exc.errno not in (errno.EMFILE, errno.ENFILE):
-                self.connections.gone_unchecked += 1  # EBADF, ENOTSOCK: closed already, nothing to look at
+            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                self.connections.gone_unchecked += 1  # closed already: nothing to look at
+                return
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):  # unexpected: counted by its name, never silent
+                self.connections.refused[f"unchecked-{errno.errorcode.get(exc.errno or 0, exc.errno)}"] += 1
                 return
             # No descriptor free for a copy: a flood of connections is using them up, and shutting the extra ones
             # down is what ends it. Look through ZeroMQ's own descriptor instead, at once: waiting for a free one

@@ -21,6 +21,7 @@ def test_longer_periods_fall_on_the_same_grid_and_short_delays_are_not_aligned()
     assert ticks.after(10.1, 1.0) == pytest.approx(11.1)  # the sweep, every other tick
     assert ticks.after(10.2, 2.4) == pytest.approx(12.6)  # a paced beacon's gap, to the nearest tick
     assert ticks.after(10.2, 0.05) == pytest.approx(10.25)  # under half a period: as asked
+    assert ticks.wait(10.2, 2.4) == pytest.approx(2.4)  # the sleep that lands on it
     for now in (10.0, 10.2, 10.35, 10.5999):
         assert now <= ticks.after(now, 0.25) <= now + 0.5  # the next tick at most: never in the past
 
