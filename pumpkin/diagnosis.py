@@ -32,6 +32,8 @@ from typing import Any
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
 MDNS_PORT = 5353
 MDNS_GROUP = "224.0.0.251"
+#: Seconds a peer is given to register its mDNS record (zeroconf probes ~1.5 s after start) before it is missed.
+MDNS_SETTLE_S = 5.0
 #: Clocks further apart than this make logs, traces and incarnations across hosts disagree.
 CLOCK_SKEW_WARN_S = 1.0
 #: Interface name prefixes of virtual bridges and tunnels: announcing such an address is usually a mistake.
@@ -278,23 +280,30 @@ def multicast_check(facts: dict[str, Any]) -> Check:
         return Check("multicast", WARN, f"cannot browse mDNS: {mdns['error']}", "see the error; mDNS needs UDP 5353")
     found = set(mdns.get("found", []))
     fix = f"let UDP port {MDNS_PORT} to and from {MDNS_GROUP} through (on every host), or rely on broadcast beacons"
-    problems = []
+    problems, unjudged = [], []
     me = daemon.get("node")
-    if me and me not in found:
+    registration = disc.get("mdns_registration")
+    if me and str(registration).startswith("failed"):
+        problems.append(f"this node could not register its mDNS record ({registration})")
+    elif me and me not in found and registration == "pending":
+        unjudged.append(f"this node's own record ({me}) is still being registered (zeroconf probes for ~2 s)")
+    elif me and me not in found:
         problems.append(f"this node's own mDNS record ({me}) did not answer a query from this host")
-    local = [p["id"] for p in _alive_peers(facts) if _same_subnet(facts, p.get("tcp"))]
-    missing = [p for p in local if p not in found]
+    local = [p for p in _alive_peers(facts) if _same_subnet(facts, p.get("tcp")) and p["id"] not in found]
+    # A peer met a moment ago may still be probing for its name: judged once it has had time to register.
+    young = [p["id"] for p in local if (p.get("known_s") or 0) < MDNS_SETTLE_S]
+    missing = [p["id"] for p in local if p["id"] not in young]
     if missing:
         problems.append(f"{_names(missing)} run pmk on this subnet but did not answer an mDNS query")
+    if young:
+        unjudged.append(f"{_names(young)} met less than {MDNS_SETTLE_S:g} s ago, not answering yet")
     if problems:
-        return Check("multicast", FAIL, "mDNS: " + "; ".join(problems), fix)
+        return Check("multicast", FAIL, "mDNS: " + "; ".join(problems), fix, details=unjudged)
     others = sorted(found - {me})
-    return Check(
-        "multicast",
-        OK,
-        f"mDNS answers: {_names(list(found))}" if found else "mDNS works here; no pmk answered",
-        details=[f"found {o}" for o in others],
-    )
+    summary = f"mDNS answers: {_names(list(found))}" if found else "mDNS works here; no pmk answered"
+    if unjudged:
+        summary += f" (not judged yet: {'; '.join(unjudged)}; run pmk doctor again in a few seconds)"
+    return Check("multicast", OK, summary, details=[f"found {o}" for o in others])
 
 
 # -- firewall ------------------------------------------------------------------------------------

@@ -291,6 +291,8 @@ class MdnsDiscovery(Rejects):
         self._browser: Any = None
         self._info: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: "pending" while zeroconf probes for our name, then "registered" or "failed: <why>" (pmk doctor asks).
+        self.registration = "pending"
 
     async def start(self) -> None:
         """Start zeroconf on our addresses; registration completes in the background (~1.5 s of probing)."""
@@ -326,8 +328,10 @@ class MdnsDiscovery(Rejects):
     async def _register(self) -> None:
         try:
             await (await self._azc.async_register_service(self._info))
+            self.registration = "registered"
             log.info("mDNS: registered %s", self._info.name)
         except Exception as exc:  # noqa: BLE001 - mDNS is one way among several; keep going without it
+            self.registration = f"failed: {exc}"
             log.warning("mDNS: could not register %s: %s", self._info.name, exc)
 
     def _spawn(self, coro: Any) -> None:

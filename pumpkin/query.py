@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import logfold
-from .discovery import BeaconDiscovery
+from .discovery import BeaconDiscovery, LocalDiscovery, MdnsDiscovery
 from .packet import Packet
 from .tags import StateTag
 from .transport import open_files
@@ -253,7 +253,7 @@ class NodeQuery:
         d = self._d
         disc = d.config.discovery
         beacons = next((x for x in d.discoveries if isinstance(x, BeaconDiscovery)), None)
-        kinds = {type(x).__name__ for x in d.discoveries}
+        mdns = next((x for x in d.discoveries if isinstance(x, MdnsDiscovery)), None)
         return {
             "incarnation": d.incarnation,
             "advertise": d.advertise,
@@ -267,8 +267,9 @@ class NodeQuery:
                 "bcport": disc.bcport,
                 "broadcast": beacons is not None and bool(beacons.broadcasts),
                 "beacons": beacons is not None,
-                "mdns": "MdnsDiscovery" in kinds,
-                "local": "LocalDiscovery" in kinds,
+                "mdns": mdns is not None,
+                "mdns_registration": mdns.registration if mdns is not None else None,
+                "local": any(isinstance(x, LocalDiscovery) for x in d.discoveries),
                 "supernodes": [f"{h}:{p}" for h, p in disc.supernodes],
                 "static_peers": list(disc.peers),
                 "beacons_sent": beacons.sent if beacons else 0,

@@ -118,6 +118,32 @@ def test_hearing_one_way_is_a_warning_after_a_peer_settles():
     assert "nodeB" not in check.summary  # just met: it asks for PINGs until our first beacon reaches it
 
 
+def test_mdns_waits_for_registrations_before_it_names_a_missing_record():
+    def facts(registration, *peers, found=("nodeA",)):
+        d = daemon(peers=list(peers))
+        d["discovery"] = {**d["discovery"], "mdns_registration": registration}
+        return {"daemon": d, "mdns": {"found": list(found)}}
+
+    # Just started: our own record still probing, a peer met a second ago not answering yet. Not a failure.
+    check = diagnosis.multicast_check(facts("pending", peer("b", "10.77.0.12", known_s=1.0), found=()))
+    assert check.status == OK
+    assert "own record (nodeA) is still being registered" in check.summary
+    assert "b met less than 5 s ago" in check.summary
+    # Registered, and the peer known long enough: both missing records are named.
+    check = diagnosis.multicast_check(facts("registered", peer("b", "10.77.0.12", known_s=6.0), found=()))
+    assert check.status == FAIL
+    assert "own mDNS record (nodeA) did not answer" in check.summary
+    assert "b run pmk on this subnet but did not answer an mDNS query" in check.summary
+    # A young peer does not hide an old one's missing record; a failed registration is a failure.
+    check = diagnosis.multicast_check(
+        facts("registered", peer("b", "10.77.0.12", known_s=1.0), peer("c", "10.77.0.13", known_s=9.0))
+    )
+    assert check.status == FAIL and "c run pmk" in check.summary and "b met less than" in check.details[0]
+    check = diagnosis.multicast_check(facts("failed: NonUniqueNameException"))
+    assert check.status == FAIL and "could not register its mDNS record (failed: NonUniqueName" in check.summary
+    assert diagnosis.multicast_check(facts("registered", peer("b", "10.77.0.12"), found=("nodeA", "b"))).status == OK
+
+
 def test_clock_skew_is_a_warning_naming_the_peer_and_its_offset():
     facts = {
         "daemon": daemon(peers=[peer("b", "10.77.0.12")], hearing={"nodes": {"b": {"offset_s": 0.01}}}),
