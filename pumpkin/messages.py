@@ -271,12 +271,19 @@ def decode(frames: list[bytes]) -> Message:
             raise MessageError("PING 'load' must map seed names to numbers")
     elif kind in (ACK, QUERY):
         for key in ("acks", "held", "unknown") if kind == ACK else ("ask",):
-            keys = body.get(key, [])
-            if not isinstance(keys, list) or not all(
-                isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in keys
-            ):
+            if not _packet_keys(body.get(key, [])):
                 raise MessageError(f"ACK '{key}' must be a list of [packet id, seed]")
     return Message(kind, origin, body)
+
+
+def _packet_keys(keys: Any) -> bool:
+    """``keys`` is a list of [packet id, seed] string pairs (a plain loop: every ACK of a busy node passes here)."""
+    if type(keys) is not list:
+        return False
+    for key in keys:
+        if type(key) is not list or len(key) != 2 or type(key[0]) is not str or type(key[1]) is not str:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,11 @@ def test_messages_round_trip_and_validation():
         (messages.encode(HELLO, ME, seeds=[{"name": str(i)} for i in range(1001)]), "more than 1000"),
         (messages.encode(PING, ME, load={"a": "lots"}), "'load'"),
         (messages.encode(messages.ACK, ME, acks=[["only-one"]]), "'acks'"),
+        (messages.encode(messages.ACK, ME, acks=[["p1", "greet"]], held=[["p2", 7]]), "'held'"),
+        (messages.encode(messages.ACK, ME, unknown={"p1": "greet"}), "'unknown'"),
+        (messages.encode(messages.QUERY, ME, ask=[["p1", ["greet"]]]), "'ask'"),
     ]:
         with pytest.raises(MessageError, match=msg):
             messages.decode(frames)
+    ack = messages.decode(messages.encode(messages.ACK, ME, acks=[["p1", "greet"]], held=[], unknown=[]))
+    assert ack.body["acks"] == [["p1", "greet"]]
