@@ -8,7 +8,7 @@ they call (inclusive), as shares of the event loop thread's samples, and how the
 loop thread and the others (seed worker threads). Only the thread holding the GIL is sampled
 (``--gil``): in this VM py-spy's idle detection counts threads blocked in a queue or a condition as busy.
 
-    .venv/bin/python bench/profile_chain.py [--packets 200000] [--seconds 8] [--top 15] [--inline]
+    .venv/bin/python bench/profile_chain.py [--packets 200000] [--seconds 8] [--top 15] [--inline | --dispatch]
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--inline", action="store_true", help="seeds inline on the loop (default: threaded)")
+    ap.add_argument("--dispatch", action="store_true", help="the two transforms in the original format (threaded)")
     args = ap.parse_args()
     beside = Path(sys.executable).parent / "py-spy"  # the test extras install it in the project's .venv
     spy = str(PY_SPY) if PY_SPY.exists() else str(beside) if beside.exists() else shutil.which("py-spy")
@@ -95,7 +96,8 @@ def main() -> None:
     report: dict[str, object] = {}
     try:
         for name in reversed(chain.CHAIN):
-            chain.pmk(run, name, [name], "ipc")
+            seed = f"dispatch_{name}" if args.dispatch and name.startswith("step") else name
+            chain.pmk(run, name, [seed], "ipc")
         daemons = dict(zip(reversed(chain.CHAIN), run.procs, strict=True))
         for upstream, seed in zip(chain.CHAIN, chain.CHAIN[1:], strict=False):
             run.wait_for(
@@ -127,7 +129,7 @@ def main() -> None:
             if not out.exists():
                 sys.exit(f"py-spy wrote nothing for {name}: {err.decode(errors='replace')[-2000:]}")
             report[name] = costs(out, args.top)
-        seeds = "inline" if args.inline else "threaded"
+        seeds = "dispatch" if args.dispatch else "inline" if args.inline else "threaded"
         for name, r in report.items():
             assert isinstance(r, dict)
             samples = int(r["samples"][0][1]) if r["samples"] else 0
