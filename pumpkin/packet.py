@@ -301,7 +301,9 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
         raise PacketError(f"header of {len(raw_header)} bytes exceeds {MAX_HEADER_BYTES}")
     try:
         header = _read_header(raw_header)
-        meta = orjson.loads(header.meta) if header.meta else {}
+        # (A memoryview: orjson takes no msgspec.Raw, and the JSONDecodeError it raised sent every packet with
+        # meta, every original-format seed's, down the slow path.)
+        meta = orjson.loads(memoryview(header.meta)) if header.meta else {}
     except (msgspec.MsgspecError, orjson.JSONDecodeError, RecursionError):  # msgspec's depth limit, too
         header, meta = _header_slowly(raw_header)
     if not isinstance(meta, dict):
