@@ -52,6 +52,7 @@ def costs(collapsed: Path, top: int) -> dict[str, list[tuple[str, float]]]:
     """Self and inclusive shares per function from py-spy's collapsed stacks ("f1;f2;f3 count" lines)."""
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
+    threads_incl: collections.Counter[str] = collections.Counter()
     total = on_loop = off_loop = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -60,6 +61,9 @@ def costs(collapsed: Path, top: int) -> dict[str, list[tuple[str, float]]]:
         total += n
         if not any(f.startswith("BaseEventLoop.run_forever ") for f in frames):
             off_loop += n  # seed worker threads, ZeroMQ's and the journal's: py-spy's GIL view of them is unsure
+            for f in set(frames[1:]):
+                if f.rsplit(" (", 1)[-1].rstrip(")") not in PLUMBING:
+                    threads_incl[f] += n
             continue
         on_loop += n
         own[frames[-1]] += n
@@ -67,11 +71,12 @@ def costs(collapsed: Path, top: int) -> dict[str, list[tuple[str, float]]]:
             if f.rsplit(" (", 1)[-1].rstrip(")") not in PLUMBING:
                 incl[f] += n
     if not total:
-        return {"self": [], "inclusive": [], "samples": []}
+        return {"self": [], "inclusive": [], "other threads, inclusive": [], "samples": []}
     return {
         "samples": [("all", float(total)), ("loop thread", on_loop / total), ("other threads", off_loop / total)],
         "self": [(f, n / max(on_loop, 1)) for f, n in own.most_common(top)],
         "inclusive": [(f, n / max(on_loop, 1)) for f, n in incl.most_common(top)],
+        "other threads, inclusive": [(f, n / max(off_loop, 1)) for f, n in threads_incl.most_common(top)],
     }
 
 
@@ -135,8 +140,8 @@ def main() -> None:
             samples = int(r["samples"][0][1]) if r["samples"] else 0
             split = ", ".join(f"{k} {v * 100:.0f}%" for k, v in r["samples"][1:])
             print(f"\n== {name} ({seeds} seeds): {samples} samples holding the GIL in {args.seconds:g} s ({split})")
-            print("   the loop thread's costs, as shares of its samples:")
-            for kind in ("self", "inclusive"):
+            print("   the loop thread's costs, as shares of its samples (the other threads': of theirs):")
+            for kind in ("self", "inclusive", "other threads, inclusive"):
                 print(f"  -- {kind}")
                 for f, share in r[kind]:
                     print(f"  {share * 100:5.1f}%  {f}")

@@ -113,7 +113,10 @@ class Seed(FileHelpers):
         ``dpkt``; the packet as sent, or None when this seed is the packet's ``stop_func`` (nothing is sent).
 
         Raises UndeclaredState, and fails the whole input, when the manifest does not return that state."""
-        pkt = copy.copy(dpkt)  # its last element is replaced below: the rest is copied deeply
+        # Its last element is replaced below: the rest is copied deeply. (A list is copied as one: copy.copy
+        # costs ten times more.)
+        kind = dpkt.__class__  # (``type`` is a parameter here)
+        pkt = kind(dpkt) if kind in _LISTS else copy.copy(dpkt)
         for i in range(len(pkt) - 1):
             pkt[i] = _deep_copy(pkt[i])
         header = pkt[0]
@@ -191,6 +194,17 @@ class Seed(FileHelpers):
         spec = getattr(self.context, "spec", None)
         if spec is None:
             return stag
+        # Remembered per seed instance: a seed's manifest does not change while it runs, and every dispatch asks.
+        known = self.__dict__.get("_pmk_declared")
+        if known is None:
+            known = self.__dict__.setdefault("_pmk_declared", {})
+        key = (stag, any_type)
+        if key not in known:
+            known[key] = self._declared_in(spec, stag, any_type)
+        return known[key]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _declared_in(spec: Any, stag: str, any_type: bool) -> str | None:
         group, otype, state = stag.split(":", 2)
         same = [o for o in spec.outputs if o.group == group and o.state == state]
         for out in same:
@@ -440,6 +454,7 @@ def _int(value: Any) -> int:
 
 
 _ATOMS = frozenset({str, int, float, bool, bytes, type(None)})
+_LISTS = frozenset({list, legacy.LegacyPacket})
 
 
 def _deep_copy(value: Any) -> Any:
@@ -456,10 +471,11 @@ def _copied(value: Any) -> Any:
     kind = type(value)
     if kind in _ATOMS:
         return value
+    # (Atoms inline: most of a packet's values are, and a call per value was most of the cost.)
     if kind is dict:
-        return {k: _copied(v) for k, v in value.items()}
+        return {k: v if type(v) in _ATOMS else _copied(v) for k, v in value.items()}
     if kind is list:
-        return [_copied(v) for v in value]
+        return [v if type(v) in _ATOMS else _copied(v) for v in value]
     if kind is legacy.LegacyPacket:
         return legacy.LegacyPacket(_copied(v) for v in value)
     return copy.deepcopy(value)
