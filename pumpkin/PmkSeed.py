@@ -126,11 +126,7 @@ class Seed(FileHelpers):
         if fragment:
             header["fragment"] = str(_int(header.get("fragment", 0)) + 1)
             dpkt[0]["fragment"] = header["fragment"]
-        otype = type or self._first_return_type()
-        stag = f"{self.get_group()}:{otype}:{tag}"
-        if type is None:  # the first return's type, or else the one the manifest gives this state
-            stag = self._declared(stag, any_type=True) or stag
-            otype = stag.split(":")[1]
+        stag, otype = self._out_tag(tag, type)
         if isinstance(msg, str):
             msg = str(msg)  # a LegacyText travels as the plain text
         entry = {
@@ -189,6 +185,22 @@ class Seed(FileHelpers):
         run.emit(declared or stag, msg, forked=forked, header=legacy.carried_header(header))
         if declared is None:
             raise UndeclaredState(self._undeclared(stag))
+
+    def _out_tag(self, tag: str, type: str | None) -> tuple[str, str]:
+        """The full tag and the type ``dispatch(..., tag, type)`` sends in; remembered per instance (the
+        manifest and the group do not change while a seed runs)."""
+        known = self.__dict__.get("_pmk_out_tags")
+        if known is None:
+            known = self.__dict__.setdefault("_pmk_out_tags", {})
+        hit = known.get((tag, type))
+        if hit is None:
+            otype = type or self._first_return_type()
+            stag = f"{self.get_group()}:{otype}:{tag}"
+            if type is None:  # the first return's type, or else the one the manifest gives this state
+                stag = self._declared(stag, any_type=True) or stag
+                otype = stag.split(":")[1]
+            hit = known[(tag, type)] = (stag, otype)
+        return hit  # type: ignore[no-any-return]
 
     def _declared(self, stag: str, any_type: bool = False) -> str | None:
         spec = getattr(self.context, "spec", None)
