@@ -11,7 +11,7 @@ from pumpkin import packet as codec
 from pumpkin.packet import IdMaker, Packet
 from pumpkin.runner import SeedRunner, _emission, ready_instance
 
-SHOUT = '''
+SHOUT = """
 from pumpkin import Seed
 
 
@@ -22,7 +22,7 @@ class Shout(Seed):
     def run(self, data):
         data["said"] = data["said"].upper()  # in place, and the same object emitted
         return data
-'''
+"""
 
 
 def arrived(data: object) -> Packet:
