@@ -148,19 +148,6 @@ class Packet:
     meta: dict[str, Any] = field(default_factory=dict)
     #: Who this node answers to for the packet (see ``custody``); local to this node, never sent.
     custody: Custody | None = field(default=None, compare=False, repr=False)
-    #: ``data``'s JSON text when it is known (as it arrived, or as the seed's output was checked), with the object
-    #: it was made from: ``encode`` sends it instead of writing ``data`` again, while ``data`` is that object
-    #: and no seed has had it to change (``forget_wire``). Local to this node, never sent.
-    wire: tuple[Any, bytes] | None = field(default=None, compare=False, repr=False)
-
-    def json_text(self) -> bytes | None:
-        """``data``'s JSON text, when known and still ``data``'s (see ``wire``)."""
-        wire = self.wire
-        return wire[1] if wire is not None and wire[0] is self.data else None
-
-    def forget_wire(self) -> None:
-        """Drop the JSON text kept for ``data``: ``data`` goes to a seed, which may change it in place."""
-        self.wire = None
 
     @property
     def lineage(self) -> str:
@@ -197,13 +184,12 @@ class IdMaker:
         return f"{ship}:{container}:{hops}:{digest}"
 
 
-def check_data(data: Any) -> bytes | None:
-    """Raise PacketError unless ``data`` is bytes or JSON-serialisable; its JSON text (None for bytes), which a
-    packet made with it may keep as its ``wire``."""
+def check_data(data: Any) -> None:
+    """Raise PacketError unless ``data`` is bytes or JSON-serialisable."""
     if isinstance(data, (bytes, bytearray, memoryview)):
-        return None
+        return
     try:
-        return orjson.dumps(data)
+        orjson.dumps(data)
     except TypeError as exc:
         raise PacketError(f"data of type {type(data).__name__} is neither JSON-serialisable nor bytes: {exc}") from None
 
@@ -232,9 +218,8 @@ def encode(packet: Packet, to: str | None = None, sender: str | None = None) -> 
         enc, payload = ENC_BYTES, bytes(packet.data)
     else:
         enc = ENC_JSON
-        known = packet.json_text()
         try:
-            payload = known if known is not None else orjson.dumps(packet.data)
+            payload = orjson.dumps(packet.data)
         except TypeError as exc:
             raise PacketError(f"packet {packet.id}: data is neither JSON-serialisable nor bytes: {exc}") from None
     header: dict[str, Any] = {
@@ -345,8 +330,7 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
         raise PacketError(f"packet {pid}: unknown payload encoding {reprlib.repr(enc)}")
     if meta and len(raw_header) >= _NESTABLE_BYTES:  # meta is in the header: no deeper than it can be
         _check_nesting(meta, f"packet {pid}: meta")
-    wire = (data, payload) if enc == ENC_JSON else None  # passed on as it came, it is not written again
-    return Packet(pid, tag, data, header.trail, header.ttl, header.created, meta, None, wire), header.to, header.sender
+    return Packet(pid, tag, data, header.trail, header.ttl, header.created, meta), header.to, header.sender
 
 
 def _header_slowly(raw_header: bytes) -> tuple[_Header, dict[str, Any]]:

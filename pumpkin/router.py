@@ -491,7 +491,6 @@ class Router:
                 parent.created if parent is not None else now,
                 meta,
                 parent.custody if parent is not None else None,
-                emission.wire,
             )
             if parent is not None and (emission.forked or emission.header is not None):
                 # Joins match parts by lineage (gather.lineage_of): a fork (a new container), or a legacy header

@@ -71,7 +71,6 @@ class Emission:
     header: dict[str, Any] | None = None  # a legacy seed's header fields, carried on in meta["legacy_header"]
     again: bool = False  # the input again, in its own state (a legacy re_dispatch)
     fragment: tuple[str, bool] | None = None  # a fragment made by split: (the seed's label, whether the last)
-    wire: tuple[Any, bytes] | None = None  # ``data``'s JSON text as it was checked (see ``Packet.wire``)
 
 
 @dataclass
@@ -114,11 +113,10 @@ def _emission(
     if isinstance(data, File):
         return Emission(state, data, forked, "", header, again, fragment)  # sealed once the run has succeeded
     try:
-        text = check_data(data)
+        check_data(data)
     except PacketError as exc:
         return Emission(state, data, forked, str(exc), header, again, fragment)
-    # Kept with the object it was written from: written now, as the seed emitted it, and not again to be sent.
-    return Emission(state, data, forked, "", header, again, fragment, (data, text) if text is not None else None)
+    return Emission(state, data, forked, "", header, again, fragment)
 
 
 def iter_results(result: Any) -> Iterator[Emission]:
@@ -386,7 +384,6 @@ class SeedRunner:
             and self._claim(block=False)
         ):
             packet = self._pool_queue.popleft()
-            packet.forget_wire()  # (not pickled along: the worker process has its own copy of the data)
             self._pool_busy += 1
             try:
                 future = self._pool.submit(self._run_in_pool, packet)
@@ -649,8 +646,6 @@ class SeedRunner:
         outcome = Outcome(self, packet)
         collected = outcome.emissions
         files = self.files
-        if packet is not None:
-            packet.forget_wire()  # the seed may change its data in place
         if packet is not None and files is not None:
             local = files.localize(packet.data, self.spec.legacy)
             if local is not packet.data:

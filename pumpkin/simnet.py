@@ -168,8 +168,6 @@ class SimRunner(FakeRunner):
         return outcome
 
     def _call(self, packet: Packet | None, outcome: Outcome) -> None:
-        if packet is not None:
-            packet.forget_wire()  # as the daemon's runner: the seed may change its data in place
         if self.spec.legacy:
             assert self.env is not None
 
