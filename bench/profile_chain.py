@@ -8,7 +8,7 @@ they call (inclusive), as shares of the event loop thread's samples, and how the
 loop thread and the others (seed worker threads). Only the thread holding the GIL is sampled
 (``--gil``): in this VM py-spy's idle detection counts threads blocked in a queue or a condition as busy.
 
-    .venv/bin/python bench/profile_chain.py [--packets 200000] [--seconds 8] [--top 15] [--inline | --dispatch]
+    .venv/bin/python bench/profile_chain.py [--packets 200000] [--seconds 8] [--top 15] [--inline | --dispatch] [--size 100]
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--inline", action="store_true", help="seeds inline on the loop (default: threaded)")
     ap.add_argument("--dispatch", action="store_true", help="the two transforms in the original format (threaded)")
+    ap.add_argument("--size", type=int, default=100, help="payload bytes")
     args = ap.parse_args()
     beside = Path(sys.executable).parent / "py-spy"  # the test extras install it in the project's .venv
     spy = str(PY_SPY) if PY_SPY.exists() else str(beside) if beside.exists() else shutil.which("py-spy")
@@ -97,7 +98,7 @@ def main() -> None:
         sandbox = str(HERE.parent / "scripts" / "sandbox.sh")
         os.execv(sandbox, [sandbox, sys.executable, *sys.argv])
     chain = load_chain()
-    run = chain.Run(args.packets, 100, "throughput", args.inline)
+    run = chain.Run(args.packets, args.size, "throughput", args.inline)
     report: dict[str, object] = {}
     try:
         for name in reversed(chain.CHAIN):

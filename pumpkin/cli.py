@@ -118,7 +118,10 @@ def run_daemon(argv: list[str]) -> int:
     _setup_logging(cfg.node.debug, cfg.limits.log_lines_per_minute, cfg.node.log_format)
     # Seeds print results from many threads; whole lines, flushed at once, as a terminal shows them.
     sys.stdout = LineAtomicWriter(sys.stdout)
+    from . import malloc
     from .daemon import serve
+
+    malloc.one_arena()  # before ZeroMQ's threads and the seeds' start
 
     try:
         return asyncio.run(serve(cfg))

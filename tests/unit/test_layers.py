@@ -22,7 +22,7 @@ CORE = {
 #: Sockets, files, the event loop, processes: wiring the core to the world.
 SHELL = {
     "daemon", "transport", "discovery", "web", "cli", "__main__", "netinfo", "dropdir", "txdir", "workdir",
-    "supervisor", "query", "simrun", "doctor", "metrics", "provenance", "webport",
+    "supervisor", "query", "simrun", "doctor", "metrics", "provenance", "webport", "malloc",
 }  # fmt: skip
 LAYER = {**dict.fromkeys(PURE, 0), **dict.fromkeys(CORE, 1), **dict.fromkeys(SHELL, 2)}
 #: Libraries that mean I/O: never imported below the shell.
