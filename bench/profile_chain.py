@@ -8,7 +8,8 @@ they call (inclusive), as shares of the event loop thread's samples, and how the
 loop thread and the others (seed worker threads). Only the thread holding the GIL is sampled
 (``--gil``): in this VM py-spy's idle detection counts threads blocked in a queue or a condition as busy.
 
-    .venv/bin/python bench/profile_chain.py [--packets 200000] [--seconds 8] [--top 15] [--inline | --dispatch] [--size 100]
+    .venv/bin/python bench/profile_chain.py [--packets 200000] [--seconds 8] [--top 15] [--inline | --dispatch]
+                                            [--size 100]
 """
 
 from __future__ import annotations
