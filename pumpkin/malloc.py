@@ -25,10 +25,12 @@ def one_arena() -> bool:
     """Ask glibc for one malloc arena, before threads start; False where that cannot be asked (not glibc) or
     when ``MALLOC_ARENA_MAX`` in the environment already says how many."""
     if "MALLOC_ARENA_MAX" in os.environ:
+        log.debug("malloc: MALLOC_ARENA_MAX=%s from the environment", os.environ["MALLOC_ARENA_MAX"])
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # no C library to ask, or one without mallopt (macOS)
+    except (OSError, AttributeError) as exc:  # no C library to ask, or one without mallopt (macOS)
+        log.debug("malloc: cannot ask for one arena here (%s)", exc)
         return False
     done = bool(mallopt(M_ARENA_MAX, 1))
     log.debug("malloc: one arena %s", "set" if done else "not supported here")
