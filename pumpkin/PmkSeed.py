@@ -189,9 +189,7 @@ class Seed(FileHelpers):
     def _out_tag(self, tag: str, type: str | None) -> tuple[str, str]:
         """The full tag and the type ``dispatch(..., tag, type)`` sends in; remembered per instance (the
         manifest and the group do not change while a seed runs)."""
-        known = self.__dict__.get("_pmk_out_tags")
-        if known is None:
-            known = self.__dict__.setdefault("_pmk_out_tags", {})
+        known = legacy.own(self, "_pmk_out_tags", dict)
         hit = known.get((tag, type))
         if hit is None:
             otype = type or self._first_return_type()
@@ -207,9 +205,7 @@ class Seed(FileHelpers):
         if spec is None:
             return stag
         # Remembered per seed instance: a seed's manifest does not change while it runs, and every dispatch asks.
-        known = self.__dict__.get("_pmk_declared")
-        if known is None:
-            known = self.__dict__.setdefault("_pmk_declared", {})
+        known = legacy.own(self, "_pmk_declared", dict)
         key = (stag, any_type)
         if key not in known:
             known[key] = self._declared_in(spec, stag, any_type)

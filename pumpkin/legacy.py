@@ -54,6 +54,8 @@ BLANK_HEADER: dict[str, Any] = {
     "last_func": "None",
     "last_timestamp": 0,
 }
+#: A whole packet's fragment fields (see ``fragment_fields``).
+WHOLE: Mapping[str, Any] = {"fragment": "0", "e": LAST_PKT}
 #: Header fields that name a packet (from its id) or its momentary state: made anew at each hop, never carried.
 ID_FIELDS = ("ship", "container", "box", "fragment", "state")
 
@@ -298,10 +300,7 @@ def view_of(packet: Packet | None, seed: str, env: LegacyEnv) -> LegacyPacket:
     if isinstance(carried, dict):
         header.update(carried)
     header["ship"], header["container"], header["box"] = ship, container, box
-    if meta and FRAGMENT in meta:
-        header.update(fragment_fields(packet))
-    else:
-        header["fragment"], header["e"] = "0", LAST_PKT
+    header.update(fragment_fields(packet) if meta and FRAGMENT in meta else WHOLE)
     header["state"] = "PROCESSING"
     stag = str(packet.tag)
     last = packet.trail[-1].seed if packet.trail else ""
@@ -315,7 +314,7 @@ def fragment_fields(packet: Packet) -> dict[str, Any]:
     ``gather``): the label ``fragment_pkt`` gave it and whether it is the last; ``"0"`` and last when whole."""
     mark = fragment_of(packet)
     if mark is None:
-        return {"fragment": "0", "e": LAST_PKT}
+        return dict(WHOLE)
     return {"fragment": mark.no, "e": LAST_PKT if mark.last else MORE_PKT}
 
 
@@ -341,6 +340,13 @@ class RunState:
     splitting: bool = False  # in ``split``: a dispatched packet made by ``fragment_pkt`` is a fragment
 
 
+def own(instance: Any, name: str, make: Callable[[], Any]) -> Any:
+    """``instance``'s own attribute ``name``, made by ``make`` the first time it is asked for (setdefault: two
+    threads asking at once get the same one). Per-instance state the framework keeps on a legacy seed."""
+    found = instance.__dict__.get(name)
+    return found if found is not None else instance.__dict__.setdefault(name, make())
+
+
 def current(instance: Any) -> RunState | None:
     """The invocation ``instance`` is running on this thread, or None (a dispatch from another thread)."""
     tls = instance.__dict__.get("_pmk_tls")
@@ -358,10 +364,7 @@ class running:  # noqa: N801 - used as a function: ``with running(...):``
     def __init__(
         self, instance: Any, view: LegacyPacket, packet: Packet | None, emit: EmitFn, splitting: bool = False
     ) -> None:
-        tls = instance.__dict__.get("_pmk_tls")
-        if tls is None:  # (setdefault: two threads starting the same instance's first runs share one)
-            tls = instance.__dict__.setdefault("_pmk_tls", threading.local())
-        self._tls = tls
+        self._tls = own(instance, "_pmk_tls", threading.local)
         self._run = RunState(emit, view[0]["container"], str(packet.tag) if packet else "", splitting)
 
     def __enter__(self) -> None:
