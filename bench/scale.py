@@ -22,7 +22,8 @@ Measures:
 
 Baselines, measured in the same run: a bare interpreter and ``import asyncio, zmq, zeroconf`` (what every daemon
 loads; RSS), and one
-lone idle daemon with the web page on and off (RSS, CPU and traffic, in namespaces of their own).
+lone idle daemon with the web page on (opened once: the page and its snapshot fetched) and off (RSS, CPU and
+traffic, in namespaces of their own).
 Prints a table, then one JSON line. Needs root; builds its namespaces and deletes them, and stops every
 daemon it started, whatever happens.
 """
@@ -74,6 +75,16 @@ REQUEST_TIMEOUT_S = 2.0
 POLL_TIMEOUT_S = 0.5
 BASELINE_IMPORTS = "import asyncio, zmq, zeroconf, time; print('ready', flush=True); time.sleep(3600)"
 BARE = "import time; print('ready', flush=True); time.sleep(3600)"
+# What a browser opening the page asks first: the page and the snapshot it draws (aiohttp loads at the first one).
+PAGE_PATHS = ("/", "/api/v1/snapshot")
+OPEN_PAGE = (
+    "import sys, urllib.request\n"
+    "for path in sys.argv[2:]:\n"
+    "    with urllib.request.urlopen(sys.argv[1] + path, timeout=10) as r:\n"
+    "        r.read()\n"
+    "        print(r.status)\n"
+)
+WEB_PORT = 7780
 
 
 # -- /proc -------------------------------------------------------------------------------------------
@@ -360,6 +371,13 @@ def run_size(net: Net, tmp: Path, env: dict[str, str], n: int, args: argparse.Na
         fleet.stop()
 
 
+def open_page(net: Net) -> list[int]:
+    """Fetch what a browser opening the page fetches first, from inside ``net``; the HTTP statuses."""
+    cmd = [sys.executable, "-c", OPEN_PAGE, f"http://127.0.0.1:{WEB_PORT}", *PAGE_PATHS]
+    done = subprocess.run(net.box.wrap(cmd), capture_output=True, text=True, timeout=30, check=True)
+    return [int(line) for line in done.stdout.split()]
+
+
 def baselines(tmp: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     """Bare interpreters, and one lone idle daemon with the web page on and one with it off."""
     procs = {
@@ -371,7 +389,8 @@ def baselines(tmp: Path, env: dict[str, str], args: argparse.Namespace) -> dict[
     try:
         for key, net in nets.items():
             net.up()
-            fleets[key] = Fleet(net, tmp / f"single-{key}", env, http=key == "web_on")
+            extra = ["--http.port", str(WEB_PORT)] if key == "web_on" else []
+            fleets[key] = Fleet(net, tmp / f"single-{key}", env, http=key == "web_on", extra=extra)
             fleets[key].tmp.mkdir()
             fleets[key].launch(f"single-{key.replace('_', '')}")
         for p in procs.values():
@@ -381,8 +400,9 @@ def baselines(tmp: Path, env: dict[str, str], args: argparse.Namespace) -> dict[
             if all(ask_all(f.daemons, "ping") for f in fleets.values()):
                 break
             time.sleep(POLL_ROUND_S)
+        out: dict[str, Any] = {"daemon_web_on_page_status": open_page(nets["web_on"])}
         time.sleep(args.idle_s)
-        out: dict[str, Any] = {k: round(rss_mb(p.pid), 1) for k, p in procs.items()}
+        out |= {k: round(rss_mb(p.pid), 1) for k, p in procs.items()}
         for key, fleet in fleets.items():
             idle = measure_idle(fleet, args.window_s) if key == "web_off" else None
             out[f"daemon_{key}_rss_mb"] = round(rss_mb(fleet.daemons[0].proc.pid), 1)
