@@ -160,6 +160,7 @@ class Daemon:
         self.advertise = "127.0.0.1"
         self.membership: Membership | None = None
         self._digest = ""
+        self._summaries: list[dict[str, Any]] = []  # what beacons say of our seeds (when they fit), see messages
         # Intake durability and the rx/tx folders (see the "intake" block below).
         self.journal: Journal | None = None
         self._recovered: list[Any] = []  # journal entries left unfinished by the last run
@@ -501,7 +502,14 @@ class Daemon:
         m = self.membership
         pk = m.public if m is not None and m.keyed else ""
         cert = m.cert(self.node_id, pk) if pk and m is not None else ""
-        return Origin(self.node_id, tcp, ipc, self.host, self._digest, inc=self.incarnation, pk=pk, cert=cert)
+        me = Origin(self.node_id, tcp, ipc, self.host, self._digest, inc=self.incarnation, pk=pk, cert=cert)
+        me.seeds = self._summaries
+        return me
+
+    def _seeds_changed(self) -> None:
+        """Our seeds (or which of them are on) changed: what beacons and HELLOs say of them follows."""
+        self._summaries = self._seed_summaries()
+        self._digest = seeds_digest(self._summaries)
 
     def _membership(self) -> Membership:
         """This node's keys, and the network key if one is configured (logged either way)."""
@@ -722,7 +730,7 @@ class Daemon:
             extra={"seed": spec.name},
         )
         self.automaton.add(self.node_id, SeedInfo(spec.name, spec.inputs, spec.outputs, spec.joins))
-        self._digest = seeds_digest(self._seed_summaries())
+        self._seeds_changed()
         self.router.replan()
         if self._started:
             runner.start()
@@ -796,7 +804,7 @@ class Daemon:
                 hold(packet, -1)  # held again where it went; no longer in this seed's queue
             log.info("Seed disabled: %s (its packets go to other replicas or wait)", name)
         self.router.replan()
-        self._digest = seeds_digest(self._seed_summaries())
+        self._seeds_changed()
         if self.mesh is not None:
             self.mesh.announce()  # peers stop (or start again) sending this node packets for it
         return True

@@ -23,7 +23,10 @@ ignore fields they do not know, so older nodes take such beacons as before.
 with a newer incarnation is a restarted peer, whose predecessor's memory, endpoint and unacknowledged
 packets are gone. An older one is stale news (a cached mDNS record) and is ignored. 0: not known.
 
-A beacon is small and says only who and where; what a node can do travels in a HELLO. Over ZeroMQ
+``sd`` (added later) is the sender's seed summaries, as its HELLO lists them, when they fit in the datagram
+(``MAX_BEACON_BYTES``: one Ethernet frame); a beacon without it says only who and where. On a crowded LAN a node
+learns a peer's seeds from it and greets the peer only when it first sends it something (see ``mesh``); else
+what a node can do travels in a HELLO. Over ZeroMQ
 (to the peer's inbox, next to packets) every message is two frames, ``[kind, JSON body]``, and every
 body carries the sender's ``id``, ``tcp``, ``ipc``, ``host`` and ``dg`` as in the beacon, plus::
 
@@ -79,7 +82,8 @@ PROBE_MIN_BYTES = 256
 #: For tests only: shifts the wall clock this node announces in beacons and echoes by this many seconds, to fake a
 #: host whose clock is off (``pmk doctor``'s clock check). Never set in production.
 TEST_CLOCK_OFFSET_ENV = "PUMPKIN_TEST_CLOCK_OFFSET_S"
-MAX_BEACON_BYTES = 1024
+#: One UDP datagram in one Ethernet frame (1500 - IP and UDP headers): a beacon is never fragmented.
+MAX_BEACON_BYTES = 1472
 MAX_MESSAGE_BYTES = 4 << 20
 MAX_ID_CHARS = 128
 MAX_BEACON_EVERY_S = 60.0  # the longest gap between two beacons a sender may announce
@@ -125,6 +129,7 @@ class Origin:
     seq: int = 0  # beacons only: grows with every beacon of a daemon run
     wall: float = 0.0  # beacons only: the sender's wall clock when it sent it (0: not said)
     every: float = 0.0  # beacons only: seconds until the sender's next one (0: not said, one heartbeat)
+    seeds: list[Any] | None = None  # beacons only: the sender's seed summaries (None: not said, or did not fit)
 
     def endpoint_for(self, my_host: str) -> str | None:
         """ipc:// when the sender shares this host (and network namespace), tcp:// otherwise."""
@@ -183,7 +188,13 @@ def origin_from(body: Any) -> Origin:
     every = body.get("bi", 0)
     if type(every) not in (int, float) or not 0 <= every <= MAX_BEACON_EVERY_S:
         raise MessageError(f"bi must be a number of seconds from 0 to {MAX_BEACON_EVERY_S:g}")
-    return Origin(node, tcp, ipc, host, dg, bye, inc, direct, pk, cert, seq, _wall(body.get("t", 0)), float(every))
+    seeds = body.get("sd")
+    if seeds is not None and not (
+        type(seeds) is list and len(seeds) <= MAX_SEEDS_PER_HELLO and all(type(s) is dict for s in seeds)
+    ):
+        raise MessageError("sd must be a list of seed summaries (objects)")
+    wall = _wall(body.get("t", 0))
+    return Origin(node, tcp, ipc, host, dg, bye, inc, direct, pk, cert, seq, wall, float(every), seeds)
 
 
 def _wall(value: Any) -> float:
@@ -200,7 +211,13 @@ def encode_beacon(origin: Origin, membership: Membership | None = None) -> bytes
         fields["t"] = origin.wall
     if origin.every:
         fields["bi"] = origin.every
-    body = orjson.dumps(fields)
+    if origin.seeds is not None:
+        with_seeds = orjson.dumps({**fields, "sd": origin.seeds})
+        # Past one frame a beacon says who and where only: its seeds then travel in its HELLO.
+        room = MAX_BEACON_BYTES - len(SEALED_BEACON_MAGIC) - (SEAL_BYTES if membership is not None else 0)
+        body = with_seeds if len(with_seeds) <= room else orjson.dumps(fields)
+    else:
+        body = orjson.dumps(fields)
     if membership is not None and membership.keyed:
         data = SEALED_BEACON_MAGIC + membership.seal(body) + body
     else:

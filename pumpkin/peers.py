@@ -1,7 +1,8 @@
 """The peer table: one ``Peer`` per other node this node knows of, holding everything known about it.
 
 Pure bookkeeping, with the time passed in. An entry starts when this node first hears of the node (discovery,
-gossip, its HELLO) and greets it: it is then *greeted* and not yet a peer. Once its HELLO comes it is a peer,
+gossip, its HELLO) and greets it: it is then *greeted* and not yet a peer. Once its HELLO comes it is a peer
+(at once, on a crowded LAN, when its beacon carried its seeds: see ``mesh.GREET_ALL_UP_TO``),
 *alive* while heard from within ``evasive_s``, *evasive* until ``expired_s`` (both times its ``stretch``: a peer on a
 crowded LAN beacons less often, see ``beacons.pace``), then *expired* (the mesh drops it,
 its seeds leave the automaton). A peer that says goodbye, or comes back as a new incarnation, is dropped at once.
@@ -54,6 +55,7 @@ class Peer:
     load: dict[str, float] = field(default_factory=dict)  # its seeds' queued packets per worker, from its PINGs
     done_reported: dict[str, int] = field(default_factory=dict)  # its seeds' counts, from its PINGs
     hello_sent: float = NEVER
+    hello_heard: bool = False  # its HELLO came (else it was learnt from its beacon: see ``mesh.GREET_ALL_UP_TO``)
     beacon_seq: tuple[int, int] = (0, 0)  # (incarnation, seq) of its newest beacon: older ones are replays
     beacon_at: float = NEVER  # when its beacon (broadcast or direct) was last heard
     broadcast_at: float = NEVER  # when its broadcast beacon was last heard
@@ -96,6 +98,9 @@ class PeerTable:
         self.entries: dict[str, Peer] = {}
         self.greeted = 0  # entries not peers yet (kept as entries change: counting them is O(N) per origin heard)
         self.stretch = 1.0  # a new entry's stretch until its own beacon says: the pace of the LAN's beacons
+        #: No peer turns evasive or expires before this (a lower bound): sweeps until then have nothing to do.
+        #: At 1,000 peers a pass over every one, every heartbeat, was a tenth of a simulated LAN's time.
+        self._next_sweep = NEVER
 
     @property
     def peers(self) -> dict[str, Peer]:
@@ -131,9 +136,21 @@ class PeerTable:
             self.greeted -= 1
         peer.last_heard = now
         peer.state = Liveness.ALIVE
+        due = now + self.evasive_s * peer.stretch
+        if due < self._next_sweep:
+            self._next_sweep = due
         if endpoint:
             peer.endpoint = endpoint
         return peer, fresh
+
+    def pace(self, peer: Peer, stretch: float) -> None:
+        """``peer``'s broadcast beacons come every ``stretch`` heartbeats (as its newest one says); so do those of
+        the LAN (a new entry starts with it)."""
+        self.stretch = peer.stretch = stretch
+        if peer.state is not Liveness.GREETED:
+            due = peer.last_heard + self.evasive_s * stretch
+            if due < self._next_sweep:
+                self._next_sweep = due
 
     def leave(self, node_id: str) -> Peer | None:
         """Forget ``node_id``: its one entry goes; returns it if there was one."""
@@ -145,10 +162,14 @@ class PeerTable:
     def sweep(self, now: float) -> tuple[list[Peer], list[Peer]]:
         """Update liveness; returns (newly evasive, expired). Expired peers are marked, not removed: the caller
         drops them (``leave``) once it has re-routed what was in flight to them."""
-        evasive, expired = [], []
+        evasive: list[Peer] = []
+        expired: list[Peer] = []
+        if now < self._next_sweep:
+            return evasive, expired
         greeted, alive = Liveness.GREETED, Liveness.ALIVE
         stretch = 0.0  # the windows' stretch computed for (most peers share the LAN's: computed once per sweep)
         evasive_after = expired_after = 0.0
+        next_sweep = float("inf")
         for peer in self.entries.values():
             state = peer.state
             if state is greeted:
@@ -159,13 +180,19 @@ class PeerTable:
                 evasive_after, expired_after = self.evasive_s * stretch, self.expired_s * stretch
             silent = now - peer.last_heard
             if silent < evasive_after:
+                if peer.last_heard + evasive_after < next_sweep:
+                    next_sweep = peer.last_heard + evasive_after
                 continue
             if silent >= expired_after:
                 peer.state = Liveness.EXPIRED
                 expired.append(peer)
-            elif state is alive:
+                continue
+            if state is alive:
                 peer.state = Liveness.EVASIVE
                 evasive.append(peer)
+            if peer.last_heard + expired_after < next_sweep:
+                next_sweep = peer.last_heard + expired_after
+        self._next_sweep = next_sweep
         return evasive, expired
 
     def summaries(self, now: float, now_wall: float) -> list[dict[str, Any]]:

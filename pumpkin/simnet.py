@@ -233,6 +233,7 @@ class Node:
     alive: bool = True
     port: int = 0
     digest: str = "dg"
+    summaries: list[dict[str, Any]] = field(default_factory=list)  # its seeds, as its beacons say them
     beacons: Beacons | None = None  # a live node's beacon discovery
     journal: SimJournal | None = None  # a live node's intake journal, on its disk
     timers: Any = None  # the scheduler on this node's own clock (the net's unless skewed)
@@ -242,14 +243,15 @@ class Node:
         return f"tcp://{self.id}:{self.port}"
 
     def origin(self) -> Origin:
-        return Origin(self.id, self.endpoint, None, f"host-{self.id}", self.digest, inc=self.inc)
+        return Origin(self.id, self.endpoint, None, f"host-{self.id}", self.digest, inc=self.inc, seeds=self.summaries)
 
     def _attach(self, runner: FakeRunner) -> FakeRunner:
         s = runner.spec
         self.runners[s.name] = runner
         self.router.local[s.name] = runner  # type: ignore[assignment]
         self.router.automaton.add(self.id, SeedInfo(s.name, s.inputs, s.outputs))
-        self.digest = seeds_digest([r.spec.summary() for r in self.runners.values()])
+        self.summaries = [r.spec.summary() for r in self.runners.values()]
+        self.digest = seeds_digest(self.summaries)
         self.router.replan()
         tx = s.is_extractor and self.outputs.tx is not None
         self.net.note("seeds", self.id, seed=s.name, inputs=[str(t) for t in s.inputs], tx=tx)
@@ -449,6 +451,8 @@ class Net:
                 me=lambda: holder["node"].origin(),
                 local_seeds=lambda: [r.spec.summary() for r in holder["node"].runners.values()],
                 local_load=dict,
+                # As the daemon's: what each local seed handled, sent in PINGs for the pages' network-wide rates.
+                local_done=lambda: {n: holder["node"].router.tally.of(n).processed for n in holder["node"].runners},
                 router=make_router,
                 peers=peers,
                 heartbeat_s=HEARTBEAT_S,

@@ -27,6 +27,8 @@ class Lan:
 
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     guards: list[str] = field(default_factory=list)
+    #: host -> (its switch, the last byte of its address); the four above unless a test needs others
+    hosts: dict[str, tuple[str, int]] = field(default_factory=lambda: dict(HOSTS))
 
     def ns(self, name: str) -> str:
         """The namespace of host (or switch, or router) ``name``."""
@@ -34,7 +36,7 @@ class Lan:
 
     def ip(self, host: str) -> str:
         """Host ``host``'s address."""
-        subnet, last = HOSTS[host]
+        subnet, last = self.hosts[host]
         return f"{SUBNETS[subnet]}.{last}"
 
     def up(self) -> Lan:
@@ -50,7 +52,7 @@ class Lan:
         sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for sw, net in SUBNETS.items():
             self._plug(r, f"r{sw}", sw, f"{net}.1")
-        for host, (sw, last) in HOSTS.items():
+        for host, (sw, last) in self.hosts.items():
             ns = self.ns(host)
             sh("ip", "netns", "add", ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -75,11 +77,11 @@ class Lan:
 
     def cut(self, host: str) -> None:
         """Unplug ``host`` at the switch (its own routes stay as they are)."""
-        sh("ip", "-n", self.ns(HOSTS[host][0]), "link", "set", f"v{host}", "down")
+        sh("ip", "-n", self.ns(self.hosts[host][0]), "link", "set", f"v{host}", "down")
 
     def heal(self, host: str) -> None:
         """Plug ``host`` back in."""
-        sh("ip", "-n", self.ns(HOSTS[host][0]), "link", "set", f"v{host}", "up")
+        sh("ip", "-n", self.ns(self.hosts[host][0]), "link", "set", f"v{host}", "up")
 
     def block(self, host: str, what: str) -> None:
         """Drop ``what`` ('broadcast' or 'multicast') leaving ``host``, with nftables in its namespace."""
@@ -111,7 +113,7 @@ class Lan:
 
     def reset(self) -> None:
         """Between tests: kill what runs on the hosts, plug every host back in, drop nft rules."""
-        for host in HOSTS:
+        for host in self.hosts:
             kill_inside(self.ns(host))
             self.heal(host)
             sh("ip", "netns", "exec", self.ns(host), "nft", "delete", "table", "ip", "pmkblock", check=False)
@@ -119,7 +121,7 @@ class Lan:
 
     def down(self) -> None:
         """Delete everything this run made."""
-        for name in [*HOSTS, "R", *SUBNETS]:
+        for name in [*self.hosts, "R", *SUBNETS]:
             kill_inside(self.ns(name))
             sh("ip", "netns", "del", self.ns(name), check=False)
         for net in self.guards:

@@ -13,10 +13,11 @@ from typing import Any
 from pumpkin import messages
 from pumpkin.actions import SOON, Action, CancelTimer, Connect, Disconnect, Send, SendBeacon, SendKind, SetTimer
 from pumpkin.automaton import Automaton, SeedInfo
+from pumpkin.beacons import seeds_digest
 from pumpkin.custody import RTO_INITIAL_S
 from pumpkin.driver import MeshDriver
 from pumpkin.failed import FailedStore
-from pumpkin.mesh import ACKS, FEEDER_HEARTBEATS, HEARTBEAT, RETRANSMIT, RETRANSMIT_TICK_S, Mesh
+from pumpkin.mesh import ACKS, FEEDER_HEARTBEATS, GREET_ALL_UP_TO, HEARTBEAT, RETRANSMIT, RETRANSMIT_TICK_S, Mesh
 from pumpkin.messages import ACK, BYE, HELLO, PING, QUERY, Origin
 from pumpkin.packet import IdMaker, Packet
 from pumpkin.peers import Liveness, PeerTable
@@ -249,8 +250,9 @@ def test_a_packet_the_link_refused_goes_to_another_replica(tmp_path):
 
 def mesh_with_peer(tmp_path: Path) -> Mesh:
     mesh = make_mesh(tmp_path)
-    peer, _ = mesh.peers.heard("p", "tcp://10.0.0.1:1001", "hello", T0)
-    peer.seeds_digest = "dg"  # known, with the seeds its beacons announce
+    mesh.learn("p", "tcp://10.0.0.1:1001", [], "hello", T0)  # a peer, linked to (as after its HELLO)
+    mesh.peers.entries["p"].seeds_digest = "dg"  # known, with the seeds its beacons announce
+    mesh.take_actions()
     return mesh
 
 
@@ -541,3 +543,37 @@ def test_a_lan_peer_is_told_only_of_the_peers_it_cannot_hear_itself(tmp_path):
     assert gossiped(mesh, "D") == ["B", "C", "D", "E"]  # off our LAN: everything (itself aside is its business)
     mesh.one_lan = False  # on two networks: B may be on the other one, where C is not heard
     assert gossiped(mesh, "B") == ["B", "C", "D", "E"]
+
+
+# -- a crowded LAN: peers learnt from their beacons ---------------------------------------------------------------
+
+
+def beacon_of(node: str, seeds: list[dict[str, Any]], seq: int = 1, digest: str = "") -> Origin:
+    return replace(origin(node), seq=seq, seeds=seeds, digest=digest or seeds_digest(seeds))
+
+
+def test_past_the_first_peers_a_beacon_with_seeds_makes_a_peer_with_no_hello_and_no_link(tmp_path):
+    mesh = make_mesh(tmp_path)
+    first = [f"P{i}" for i in range(GREET_ALL_UP_TO)]
+    for node in first:  # the first ones heard are greeted, as on a small LAN
+        mesh.on_origin(beacon_of(node, [WORK.summary()]), "broadcast", T0)
+    assert sorted(to for to, kind, _ in said(mesh.take_actions()) if kind == HELLO) == sorted(first)
+    mesh.on_origin(beacon_of("B", [WORK.summary()]), "broadcast", T0 + 0.1)
+    assert mesh.take_actions() == []  # learnt: no HELLO, no link
+    peer = mesh.peers.peer("B")
+    assert peer is not None and peer.state is Liveness.ALIVE and peer.via == "broadcast"
+    assert mesh.router.automaton.nodes_of("work") == ["B"] and peer.workers == {"work": 1}
+    # A beacon whose seeds do not parse, or do not match its digest, is reported, and its sender greeted instead.
+    mesh.on_origin(beacon_of("C", [{"name": "bad", "inputs": [7]}]), "broadcast", T0 + 0.2)
+    mesh.on_origin(beacon_of("D", [{"name": "other"}], digest=seeds_digest([WORK.summary()])), "broadcast", T0 + 0.2)
+    assert [(to, kind) for to, kind, _ in said(mesh.take_actions())] == [("C", HELLO), ("D", HELLO)]
+    assert mesh.counters["rejected"] == 2 and mesh.peers.peer("C") is None and mesh.peers.peer("D") is None
+    # The first packet to B opens its link, then our HELLO (asking for one back) goes before the packet.
+    assert mesh.send_packet("B", "work", packet(1), T0 + 0.3)
+    actions = mesh.take_actions()
+    assert actions[0] == Connect("B", "tcp://10.0.0.1:1001")
+    kinds = [(a.node, a.kind) for a in actions if isinstance(a, Send)]
+    assert kinds == [("B", SendKind.MESSAGE), ("B", SendKind.PACKET)]
+    assert said(actions)[0][1] == HELLO and said(actions)[0][2]["reply"] is True
+    assert mesh.send_packet("B", "work", packet(2), T0 + 0.4)  # once greeted, packets only
+    assert [a.kind for a in mesh.take_actions() if isinstance(a, Send)] == [SendKind.PACKET]

@@ -13,9 +13,25 @@ def test_beacon_round_trip_and_endpoint_choice():
     assert o.endpoint_for("host2") == ME.tcp
 
 
+def test_a_beacon_carries_its_seeds_when_they_fit_in_one_frame_and_says_only_who_and_where_otherwise():
+    from dataclasses import replace
+
+    seeds = [{"name": "greet", "inputs": ["UNGREETED"], "outputs": ["GREETED"], "workers": 2}]
+    data = messages.encode_beacon(replace(ME, seeds=seeds))
+    assert messages.decode_beacon(data).seeds == seeds
+    many = [{"name": f"seed{i}", "inputs": [f"STATE{i}"], "outputs": []} for i in range(40)]
+    data = messages.encode_beacon(replace(ME, seeds=many))
+    assert len(data) <= messages.MAX_BEACON_BYTES <= 1472  # one Ethernet frame: never fragmented
+    back = messages.decode_beacon(data)
+    assert back.seeds is None and (back.id, back.digest) == ("nodeA", "abc")  # its HELLO will say them
+    assert messages.decode_beacon(messages.encode_beacon(ME)).seeds is None  # nothing said: not "no seeds"
+
+
 @pytest.mark.parametrize(
     "data,msg",
     [
+        (b"PMKB" + b'{"v":1,"id":"x","tcp":"tcp://a:1","host":"","dg":"","sd":{"a":1}}', "sd must be a list"),
+        (b"PMKB" + b'{"v":1,"id":"x","tcp":"tcp://a:1","host":"","dg":"","sd":["greet"]}', "sd must be a list"),
         (b"garbage", "bad magic"),
         (b"PMKB{not json", "not JSON"),
         (b"PMKB" + b"x" * 2000, "exceeds"),

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from pumpkin import simrun
+from pumpkin.mesh import GREET_ALL_UP_TO
+from pumpkin.messages import HELLO
 from pumpkin.sim.check import check, invariant
 from pumpkin.simnet import CHECKERS, exactly_once
 
@@ -332,3 +334,37 @@ def test_a_crowded_subnet_paces_its_beacons_and_stretches_liveness_windows_to_ma
     assert set(seen[14.0].values()) == {"alive"} and len(seen[14.0]) == 59  # nobody taken for gone meanwhile
     # G7's beacons were 3 s apart: evasive after 1.5 s x 6 of silence, not 1.5 s; expired after 30 s, not 5 s.
     assert seen[20.5]["G7"] == "alive" and seen[25.0]["G7"] == "evasive"
+
+
+def test_on_a_crowded_subnet_peers_are_learnt_from_beacons_and_greeted_only_when_sent_to(tmp_path):
+    # 60 nodes greeting each other would exchange 60 x 59 HELLOs, nearly all between greeters that never send each
+    # other a packet. Past the first few peers, a peer's seeds come with its beacon and a HELLO goes just before
+    # the first thing sent to it.
+    n = 60
+    seen: dict[str, dict[str, str]] = {}
+    probes = {14.0: lambda r: seen.update({node: states(r, node) for node in ("A", "C", "G5")})}
+    result = run_probed(crowd(n), probes, tmp_path)
+    assert_exactly_once(result)
+    for node, peers in seen.items():  # everyone still knows everyone, alive
+        assert len(peers) == n - 1 and set(peers.values()) == {"alive"}, (node, peers)
+    hellos = [r for r in result.history.of("send") if r.msg == HELLO.decode()]
+    assert len(hellos) < n * (n - 1) / 2, len(hellos)  # 3,550 when everyone greets everyone
+    # Each greets the first few it hears (and they answer); past them, two greeters never greet each other, nor
+    # send each other anything else (a PING with its seeds' counts would open the link all the same).
+    between_greeters = {
+        frozenset((r.node, r.peer))
+        for r in result.history.of("send")
+        if r.peer and r.msg != "beacon" and {r.node[0], r.peer[0]} == {"G"}
+    }
+    assert len(between_greeters) <= n * GREET_ALL_UP_TO, len(between_greeters)
+    # A sends packets to greeters it mostly never greeted on hearing them: each got A's HELLO first.
+    first_hello: dict[str, float] = {}
+    for r in hellos:
+        if r.node == "A":
+            first_hello.setdefault(r.peer, r.t)
+    first_packet: dict[str, float] = {}
+    for r in result.history.of("send"):
+        if r.node == "A" and r.msg == "packets":
+            first_packet.setdefault(r.peer, r.t)
+    assert len(first_packet) > GREET_ALL_UP_TO  # spread over more greeters than A greeted on hearing them
+    assert all(first_hello.get(peer, float("inf")) <= t for peer, t in first_packet.items())

@@ -1,0 +1,73 @@
+"""A crowded LAN on real hosts: past its first peers a daemon learns the others from their beacons, and greets
+one only when it first sends it packets; nothing is lost on the way."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pumpkin.mesh import GREET_ALL_UP_TO
+from tests.conftest import dump_on_failure
+from tests.helpers import wait_until
+from tests.multihost.conftest import FAST, SEEDS, Hosts
+from tests.multihost.lan import Lan
+from tests.netns import require_netns
+
+WORKERS = GREET_ALL_UP_TO + 3  # more than a daemon greets on hearing them
+# mDNS off: a peer found by mDNS first is greeted, as every peer was before; this test is about beacons.
+QUIET = [*FAST, "--discovery.mdns", "false"]
+
+
+@pytest.fixture
+def crowd(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Hosts]:
+    """A (the source and sink) and ``WORKERS`` more hosts on one switch."""
+    require_netns()
+    lan = Lan(hosts={"A": ("X", 11), **{f"W{i}": ("X", 20 + i) for i in range(WORKERS)}}).up()
+    hosts = Hosts(lan, tmp_path)
+    try:
+        yield hosts
+    finally:
+        for p in hosts.procs:
+            p.stop()
+        dump_on_failure(request, hosts.procs)
+        lan.down()
+
+
+def test_packets_reach_workers_learnt_from_beacons_once_each(crowd: Hosts) -> None:
+    count = 400
+    workers = [crowd.pmk(f"W{i}", "--seed", str(SEEDS / "work.py"), *QUIET) for i in range(WORKERS)]
+    for w in workers:
+        w.wait_for("Seed loaded: Work", stream="err")
+    env = {"STREAM_COUNT": str(count), "STREAM_GAP_S": "0.005"}
+    a = crowd.pmk("A", "--seed", str(SEEDS / "stream.py"), "--seed", str(SEEDS / "collect.py"), *QUIET, env=env)
+
+    def got() -> dict[int, list[str]]:
+        seen: dict[int, list[str]] = {}
+        for line in list(a.out):
+            if line.startswith("got "):
+                _, n, _, by = line.split()
+                seen.setdefault(int(n), []).append(by)
+        return seen
+
+    wait_until(lambda: len(got()) == count, 90, what=f"all {count} packets back at A")
+    seen = got()
+    assert sorted(seen) == list(range(count))  # none lost
+    assert all(len(by) == 1 for by in seen.values()), "a packet arrived twice"
+    stats = {
+        p: json.loads(crowd.client(host, "stats", "--workdir", str(p.workdir)))  # type: ignore[attr-defined]
+        for host, p in [("A", a), *((f"W{i}", w) for i, w in enumerate(workers))]
+    }
+    # A greeted the first peers it heard; the others it learnt from their beacons, and still sent them work.
+    assert stats[a]["mesh"].get("learnt_from_beacons", 0) >= WORKERS - GREET_ALL_UP_TO, stats[a]["mesh"]
+    learnt_by_a = stats[a]["mesh"]["learnt_from_beacons"]
+    handled_by = {by for v in seen.values() for by in v}
+    assert len(handled_by) > GREET_ALL_UP_TO, handled_by  # work went past the peers A greeted on hearing them
+    # Every worker knows every other daemon, alive, though it greeted at most the first few it heard.
+    for i, w in enumerate(workers):
+        peers = json.loads(crowd.client(f"W{i}", "peers", "--json", "--workdir", str(w.workdir)))  # type: ignore[attr-defined]
+        assert len(peers) == WORKERS and {p["state"] for p in peers} == {"alive"}, peers
+        assert stats[w]["mesh"].get("learnt_from_beacons", 0) >= 1, stats[w]["mesh"]
+    print(f"\n{count} packets over {len(handled_by)} workers; A learnt {learnt_by_a} of them from beacons")
