@@ -70,6 +70,9 @@ def one(
     nodes: int, packets: int, subnet: int, rate: float, seed: int, profile: Path | None, duration_s: float | None
 ) -> dict[str, float]:
     s = scenario(nodes, packets, subnet, rate, seed, duration_s)
+    # The run before this one left its objects as garbage in cycles (~4 GB at 1,000 nodes): collected now, so
+    # that this run does not pay for it (with --repeat 3 the later runs took 67 s where a first one took 51).
+    gc.collect()
     if profile is not None:
         import cProfile
 
@@ -115,6 +118,7 @@ def main() -> None:
         for seed in range(args.repeat)
     ]
     r = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+    print("wall of each run (s): " + ", ".join(f"{run['wall_s']:.1f}" for run in runs))
     # The runs' objects are garbage in cycles by now: freed here, not inside the baseline's timing (where the
     # collector's passes over the 1,000-node run's ~4 GB made the bare heap take 31 s instead of ~5).
     gc.collect()
@@ -138,6 +142,7 @@ def main() -> None:
         "packets": args.packets,
         "subnet": subnet,
         "results": r,
+        "wall_s_each": [round(run["wall_s"], 2) for run in runs],
         "bare_heap_s": floor,
         "bare_heap_cpu_s": floor_cpu,
     }

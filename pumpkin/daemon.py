@@ -159,8 +159,10 @@ class Daemon:
         self.incarnation = time.time_ns()
         self.advertise = "127.0.0.1"
         self.membership: Membership | None = None
-        self._digest = ""
-        self._summaries: list[dict[str, Any]] = []  # what beacons say of our seeds (when they fit), see messages
+        # What beacons say of our seeds (when they fit, see messages), and their digest: a daemon with none has
+        # the digest of none, not "" (which peers take for "not said" and greet it again for, every second).
+        self._summaries: list[dict[str, Any]] = []
+        self._digest = seeds_digest(self._summaries)
         # Intake durability and the rx/tx folders (see the "intake" block below).
         self.journal: Journal | None = None
         self._recovered: list[Any] = []  # journal entries left unfinished by the last run

@@ -107,8 +107,9 @@ HELLO_GIVE_UP_S = 10.0
 #: greeted only when this node first sends it something: N daemons greeting each other is N^2 HELLOs and links,
 #: most between daemons that never exchange a packet (999,000 of a 1,000-node LAN's 1.41 M messages).
 GREET_ALL_UP_TO = 10
-#: Heartbeats look at quiet peers of a crowded LAN in this many slices at most, one slice a beat (see ``heartbeat``).
-QUIET_SLICES_MAX = 8
+#: Heartbeats look at quiet peers of a crowded LAN in this many slices at most, one slice a beat (see ``heartbeat``):
+#: never more than half the heartbeats between two of their beacons (``BEACON_FRESH_HEARTBEATS`` x the stretch).
+QUIET_SLICES_MAX = 16
 #: Seed summaries learnt from beacons, kept parsed by digest (most of a LAN's daemons run the same few seeds).
 BEACON_SEEDS_CACHE = 256
 #: Origins at most that we greet without having heard back from: news of more is ignored (and counted), so a
@@ -204,6 +205,9 @@ class Mesh:
         #: The entries that neither we nor they heard of by broadcast: the only candidates for gossip to a peer
         #: on our LAN (see ``_hello_frames``), which a big LAN's HELLOs would scan every entry for otherwise.
         self._unbroadcast: dict[str, Peer] = {}
+        #: The entries first heard of in a way their LAN does not share (gossip, a static address, a unicast
+        #: beacon...): while one is a peer, every ``GOSSIP_HEARTBEATS`` we tell every peer what we know.
+        self._far: dict[str, Peer] = {}
         self.received = Received()
         self._announce_pending = False
         self._acks: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
@@ -447,7 +451,7 @@ class Mesh:
         for node, remote in list(self.peers.entries.items()):
             if not remote.known and not len(remote.inflight) and now - remote.hello_sent > HELLO_GIVE_UP_S:
                 self.peers.leave(node)
-                self._unbroadcast.pop(node, None)
+                self._unindex(node)
                 self._disconnect(node)
                 self.counters["origins_given_up"] += 1
 
@@ -543,11 +547,20 @@ class Mesh:
         return messages.encode(HELLO, self.me(), seeds=self.local_seeds(), peers=known, reply=reply, found_by=found_by)
 
     def _index(self, peer: Peer) -> None:
-        """Keep ``_unbroadcast`` up to date after ``peer``'s ways of hearing changed."""
+        """Keep ``_unbroadcast`` and ``_far`` up to date after ``peer``'s ways of hearing changed."""
+        node, current = peer.node_id, self.peers.entries.get(peer.node_id) is peer
         if "broadcast" in (peer.found_via, peer.found_us):
-            self._unbroadcast.pop(peer.node_id, None)
-        elif self.peers.entries.get(peer.node_id) is peer:
-            self._unbroadcast[peer.node_id] = peer
+            self._unbroadcast.pop(node, None)
+        elif current:
+            self._unbroadcast[node] = peer
+        if peer.found_via and peer.found_via not in LAN_WIDE and current:
+            self._far[node] = peer
+        else:
+            self._far.pop(node, None)
+
+    def _unindex(self, node: str) -> None:
+        self._unbroadcast.pop(node, None)
+        self._far.pop(node, None)
 
     def _heard_alike(self, to: Peer | None) -> frozenset[str]:
         """The ways of hearing of peers that ``to`` shares with us, so that gossip to it leaves out the peers we
@@ -877,7 +890,7 @@ class Mesh:
         known = self.peers.peer(node) is not None if known is None else known
         moved = self._reroute(node)
         self.peers.leave(node)
-        self._unbroadcast.pop(node, None)
+        self._unindex(node)
         self._active.pop(node, None)
         if known:
             log.info("Peer %s %s%s", node, why, f"; re-routing {moved} unacknowledged packet(s)" if moved else "")
@@ -1003,9 +1016,7 @@ class Mesh:
         self._beats += 1
         self._beat_at = now
         if not self._announce_pending and self._beats % GOSSIP_HEARTBEATS == 0:
-            self._announce_pending = any(
-                r.found_via and r.found_via not in LAN_WIDE for r in self.peers.entries.values() if r.known
-            )
+            self._announce_pending = any(r.known for r in self._far.values())
         if self._announce_pending:
             self._announce_pending = False
             self.announce()
@@ -1064,7 +1075,7 @@ class Mesh:
         stale is then seen a few beats later, within windows stretched by far more. At 1,000 peers the pass
         over every one, every beat, was a fifth of a simulated LAN's time."""
         entries = self.peers.entries
-        slices = min(QUIET_SLICES_MAX, int(self.peers.stretch))
+        slices = min(QUIET_SLICES_MAX, int(self.peers.stretch * BEACON_FRESH_HEARTBEATS / 2))
         if slices <= 1 or len(entries) <= GREET_ALL_UP_TO:
             return entries
         look = {p.node_id: p for p in list(entries.values())[self._beats % slices :: slices]}

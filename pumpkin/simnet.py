@@ -232,8 +232,8 @@ class Node:
     runners: dict[str, FakeRunner] = field(default_factory=dict)
     alive: bool = True
     port: int = 0
-    digest: str = "dg"
     summaries: list[dict[str, Any]] = field(default_factory=list)  # its seeds, as its beacons say them
+    digest: str = seeds_digest([])  # ... and their digest
     beacons: Beacons | None = None  # a live node's beacon discovery
     journal: SimJournal | None = None  # a live node's intake journal, on its disk
     timers: Any = None  # the scheduler on this node's own clock (the net's unless skewed)
