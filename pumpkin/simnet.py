@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import legacy, messages, tags
+from . import legacy, messages, splitmerge, tags
 from . import packet as codec
 from .automaton import Automaton, SeedInfo
 from .beacons import Beacons, seeds_digest
 from .custody import hold
 from .driver import MeshDriver, no_beacons
 from .failed import FailedStore
+from .gather import fragment_of, gathered_of
 from .journal import Entry
 from .loader import load
 from .membership import Membership
@@ -108,6 +109,7 @@ class SimRunner(FakeRunner):
         self.env = legacy.LegacyEnv(node.net.tmp / node.id / "legacy", node_id=node.id) if spec.legacy else None
         self.instance = ready_instance(spec, node.id, env=self.env, emit=self._outside)
         self.arity = 0 if spec.legacy else run_arity(spec.factory)
+        self.splits = splitmerge.splits(spec.factory)  # it splits packets: fragments and merges run as in the daemon
         self.unsettled = 0  # runs whose tx result is not durable yet
         self.unsettled_max = 0  # TX_AHEAD_MAX for an extractor whose results go to a tx folder
 
@@ -152,7 +154,11 @@ class SimRunner(FakeRunner):
         outcome = Outcome(self, packet)  # type: ignore[arg-type]
         net = self.node.net
         if packet is not None:
-            net.note("run", self.node.id, seed=self.spec.name, state=str(packet.tag), id=packet.id)
+            # Fragments' results come back to the seed that split them (gathered, or one by one), in a state that
+            # seed need not consume.
+            mark = fragment_of(packet)
+            merge = gathered_of(packet) is not None or (mark is not None and mark.result and mark.by == self.spec.name)
+            net.note("run", self.node.id, seed=self.spec.name, state=str(packet.tag), id=packet.id, merge=merge)
             if self.spec.is_extractor:
                 net.note("sink", self.node.id, seed=self.spec.name, id=packet.id, data=packet.data)
         printed = io.StringIO()  # what a seed prints (the hello world's extractor) goes in the history
@@ -168,7 +174,10 @@ class SimRunner(FakeRunner):
         return outcome
 
     def _call(self, packet: Packet | None, outcome: Outcome) -> None:
-        if self.spec.legacy:
+        if packet is not None and splitmerge.special(packet, self.splits):  # a split, a merge or an AND-join
+            collect = outcome.emissions.append
+            splitmerge.invoke(self.spec, self.instance, packet, self.arity, self.splits, collect, self.env)
+        elif self.spec.legacy:
             assert self.env is not None
 
             def emit(state: str, data: Any, **kw: Any) -> None:
@@ -249,7 +258,7 @@ class Node:
         s = runner.spec
         self.runners[s.name] = runner
         self.router.local[s.name] = runner  # type: ignore[assignment]
-        self.router.automaton.add(self.id, SeedInfo(s.name, s.inputs, s.outputs))
+        self.router.automaton.add(self.id, SeedInfo(s.name, s.inputs, s.outputs, s.joins))
         self.summaries = [r.spec.summary() for r in self.runners.values()]
         self.digest = seeds_digest(self.summaries)
         self.router.replan()
@@ -612,7 +621,7 @@ class Net:
                 packet, to, sender = codec.decode_addressed(one)
                 node.mesh.on_packet(packet, to, sender, node.driver.clock(), alone=len(batch) == 1)
 
-        self.wire.send(src, dst, kind, {}, arrive)
+        self.wire.send(src, dst, kind, {}, arrive, fifo=True)  # a ZeroMQ link is a TCP stream: in order
 
 
 class Links:
@@ -675,10 +684,13 @@ def exactly_once(history: History) -> list[Violation]:
 
 
 def routed_to_consumers(history: History) -> list[Violation]:
-    """No packet ran in a seed that does not consume its state."""
+    """No packet ran in a seed that does not consume its state (a fragment's result, merged by the seed that split
+    it, aside)."""
     inputs = {(r.node, r.data["seed"]): set(r.data["inputs"]) for r in history.notes("seeds")}
     found = []
     for r in history.notes("run"):
+        if r.data.get("merge"):
+            continue
         accepts = inputs.get((r.node, r.data["seed"]), set())
         if not any(_matches(r.data["state"], i) for i in accepts):
             found.append(Violation("routed-to-consumer", r.t, f"{r.data['seed']} on {r.node} ran on {r.data['state']}"))

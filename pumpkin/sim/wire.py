@@ -28,6 +28,7 @@ class Wire:
         self.down: set[str] = set()
         self._group: dict[str, int] = {}  # node -> its side of the partition; absent: no partition
         self._ids = itertools.count(1)
+        self._last_arrival: dict[tuple[str, str], float] = {}  # per link, for ``send(..., fifo=True)``
         self.sent = 0
         self.delivered = 0
 
@@ -50,8 +51,12 @@ class Wire:
         a, b = self._group.get(src), self._group.get(dst)
         return a is not None and b is not None and a != b
 
-    def send(self, src: str, dst: str, kind: str, data: dict[str, Any], arrive: Callable[[], object]) -> int:
-        """Put a message on the wire; ``arrive()`` runs at each copy's arrival unless ``dst`` is down then."""
+    def send(
+        self, src: str, dst: str, kind: str, data: dict[str, Any], arrive: Callable[[], object], fifo: bool = False
+    ) -> int:
+        """Put a message on the wire; ``arrive()`` runs at each copy's arrival unless ``dst`` is down then.
+        ``fifo``: the link is a stream (TCP): a message never arrives before one sent earlier on it, whatever
+        the latencies drawn (without it, jitter alone reorders messages, as datagrams are)."""
         now = self.scheduler.clock.now
         mid = next(self._ids)
         self.sent += 1
@@ -66,6 +71,12 @@ class Wire:
         delays = self.links.get((src, dst), self.default).fate(self.rng)
         if not delays:
             history.add(Record(now, "drop", src, dst, kind, mid, "loss"))
+        if fifo and delays:
+            link = (src, dst)
+            # (1 ns after the one before at least: a time recomputed as now + delay may round below it.)
+            at = max(now + delays[0], self._last_arrival.get(link, 0.0) + 1e-9)
+            self._last_arrival[link] = at
+            delays = [at - now for _ in delays]
         for delay in delays:
 
             def land(mid: int = mid) -> None:

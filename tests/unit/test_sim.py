@@ -347,3 +347,19 @@ def test_the_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
     history = History.read(tmp_path / "run.jsonl")
     assert {r.why for r in history.of("drop")} <= {"loss", "partition"} and history.notes("got")
     assert "nothing lost" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fifo", [True, False])
+def test_a_stream_link_keeps_its_order_under_jitter_and_a_datagram_one_does_not(fifo: bool) -> None:
+    from pumpkin.sim.clock import Clock, Scheduler
+    from pumpkin.sim.wire import Wire
+
+    scheduler = Scheduler(Clock(0.0))
+    wire = Wire(scheduler, random.Random(7), History(), Link(latency=Uniform(0.0, 0.01)))
+    arrived: list[int] = []
+    for i in range(200):
+        wire.send("a", "b", "m", {}, lambda i=i: arrived.append(i), fifo=fifo)
+        scheduler.run_for(0.001)  # one every millisecond, with up to 10 ms of jitter each
+    scheduler.run_for(1.0)
+    assert sorted(arrived) == list(range(200))
+    assert (arrived == sorted(arrived)) is fifo

@@ -246,11 +246,17 @@ def test_a_partition_that_hides_beacons_makes_peers_evasive_then_expired_and_hea
 
 
 def test_lost_beacons_are_counted_and_peers_stay_alive_under_moderate_loss(tmp_path):
-    seen: dict[str, dict[str, str]] = {}
+    # Every half second from 2 s to 14 s, what each node thinks of the other three: 25 x 12 looks.
+    seen: list[dict[str, dict[str, str]]] = []
     scenario = pipeline(duration=15, link={"latency": 0.002, "loss": 0.2})
-    result = run_probed(scenario, {7: lambda r: seen.update({n: states(r, n) for n in "ABCD"})}, tmp_path)
+    probes = {t / 2: (lambda r: seen.append({n: states(r, n) for n in "ABCD"})) for t in range(4, 29)}
+    result = run_probed(scenario, probes, tmp_path)
     assert_exactly_once(result)
-    assert all(set(s.values()) == {"alive"} and len(s) == 3 for s in seen.values()), seen
+    looks = [state for s in seen for peers in s.values() for state in peers.values()]
+    assert all(len(peers) == 3 for s in seen for peers in s.values()), seen  # nobody ever forgotten
+    # With a fifth of every beacon and PING lost, three in a row go missing now and then: a peer may be evasive
+    # for a moment (its unacknowledged packets move), never for long.
+    assert looks.count("alive") >= 0.97 * len(looks), looks
     assert any(r.msg == "beacon" and r.why == "loss" for r in result.history.of("drop"))
 
 
@@ -368,3 +374,28 @@ def test_on_a_crowded_subnet_peers_are_learnt_from_beacons_and_greeted_only_when
             first_packet.setdefault(r.peer, r.t)
     assert len(first_packet) > GREET_ALL_UP_TO  # spread over more greeters than A greeted on hearing them
     assert all(first_hello.get(peer, float("inf")) <= t for peer, t in first_packet.items())
+
+
+def test_seeds_that_split_and_merge_run_in_the_simulation_as_in_the_daemon():
+    # As tests/multiprocess/test_joins.py on real daemons: fragments run on either replica, merged once.
+    joinseeds = ROOT / "tests" / "joinseeds"
+    scenario = {
+        "seed": 1,
+        "duration": 10,
+        "nodes": {
+            "A": [joinseeds / "modern.py"],
+            "B": [joinseeds / "modern.py"],
+            "C": [joinseeds / "splitter.py"],
+            "D": [joinseeds / "splitter.py", joinseeds / "collector.py"],
+        },
+        "inject": [
+            {"node": "A", "state": "Text:SENTENCE", "data": "the quick brown fox", "count": 1},
+            {"node": "C", "state": "Text:RAW", "data": "hello", "count": 1},
+        ],
+    }
+    result = simrun.run(scenario)
+    assert result.violations == []  # a fragment's result merged by its splitter is no misrouted packet
+    printed = [line for r in result.history.notes("printed") for line in r.data["text"].splitlines()]
+    assert printed.count("SHOW: [3, 5, 5, 3]") == 1 and printed.count("MERGED: HELLO") == 1, printed
+    fragment_runs = {line.split()[1] for line in printed if line.startswith("RUN ")}
+    assert fragment_runs == {"C", "D"}  # the legacy splitter's fragments ran on both replicas
