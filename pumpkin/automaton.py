@@ -83,7 +83,7 @@ class Automaton:
     def add(self, node: str, info: SeedInfo) -> bool:
         """Record that ``node`` runs ``info``; True when the automaton changed."""
         known = self._seeds.get(info.name)
-        if known is not None and known != info:
+        if known is not None and known is not info and known != info:  # (most peers share one SeedInfo: see mesh)
             log.warning(
                 "seed %r on node %s declares other states than the one already known; using the first", info.name, node
             )

@@ -399,3 +399,26 @@ def test_seeds_that_split_and_merge_run_in_the_simulation_as_in_the_daemon():
     assert printed.count("SHOW: [3, 5, 5, 3]") == 1 and printed.count("MERGED: HELLO") == 1, printed
     fragment_runs = {line.split()[1] for line in printed if line.startswith("RUN ")}
     assert fragment_runs == {"C", "D"}  # the legacy splitter's fragments ran on both replicas
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_crowded_subnet_loses_nothing_when_greeters_learnt_from_beacons_restart_or_are_cut_off(seed):
+    # The peers A sends to past its first few were learnt from their beacons, never greeted on hearing: a restart
+    # (a new incarnation on a new endpoint), a partition and lossy links must not lose or double a packet there.
+    scenario = crowd(
+        30,
+        seed=seed,
+        duration=40,
+        link={"latency": 0.002, "jitter": 0.002, "loss": 0.05},
+        inject=[{"node": "A", "state": "UNGREETED", "data": "n{i}", "count": N, "rate": 10}],
+        faults=[
+            {"at": 2, "restart": "G20"},
+            {"at": 3, "crash": "G25"},
+            {"at": 4, "partition": [["G21", "G22"], ["A", "C", *(f"G{i}" for i in range(20))]]},
+            {"at": 6, "heal": True},
+        ],
+    )
+    result = simrun.run(scenario)
+    assert_exactly_once(result)
+    learnt = [r for r in result.history.of("send") if r.node == "A" and r.msg == "packets"]
+    assert len({r.peer for r in learnt}) > GREET_ALL_UP_TO  # A's packets went past the peers it greeted on hearing
