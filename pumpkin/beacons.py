@@ -98,6 +98,7 @@ class Beacons(Rejects):
         origin.seq = self._seq
         origin.wall = round(self._wall(), 6)  # peers compare it with their clocks (pmk doctor)
         origin.every = 0.0 if direct else self.every
+        origin.hears = len(self._heard | self._heard_before)  # (those heard since our last beacon, and before)
         if origin.pk and origin.tcp:
             origin.ipc = None  # a path on our host is no stranger's business: it travels in the encrypted HELLO
         return encode_beacon(origin, self.membership)

@@ -107,6 +107,9 @@ HELLO_GIVE_UP_S = 10.0
 #: greeted only when this node first sends it something: N daemons greeting each other is N^2 HELLOs and links,
 #: most between daemons that never exchange a packet (999,000 of a 1,000-node LAN's 1.41 M messages).
 GREET_ALL_UP_TO = 10
+#: A beacon with at least this seq comes from a daemon that has had two gaps between beacons to hear its LAN: if
+#: it says it hears under half of it, it is greeted (see ``_deaf``).
+DEAF_AFTER_SEQ = 3
 #: Heartbeats look at quiet peers of a crowded LAN in this many slices at most, one slice a beat (see ``heartbeat``):
 #: never more than half the heartbeats between two of their beacons (``BEACON_FRESH_HEARTBEATS`` x the stretch).
 QUIET_SLICES_MAX = 16
@@ -391,6 +394,8 @@ class Mesh:
         peer = self.peers.peer(origin.id)
         if peer is not None and origin.digest and peer.seeds_digest == origin.digest:
             self._heard(origin.id, "direct" if origin.direct else via, now)
+            if not peer.hello_heard and peer.hello_sent == NEVER and self._deaf(origin):
+                self._send_hello(origin, now, reply=True)
             return
         if self._learnt_from_beacon(origin, via, now):
             return
@@ -409,6 +414,8 @@ class Mesh:
         if peer is not None and (peer.hello_sent > NEVER or peer.hello_heard):
             return False
         if (peer is None or not peer.known) and len(self.peers.entries) - (peer is not None) < GREET_ALL_UP_TO:
+            return False
+        if self._deaf(origin):
             return False
         endpoint = origin.endpoint_for(self.host)
         if endpoint is None:
@@ -439,6 +446,12 @@ class Mesh:
         self._index(peer)
         self.counters["learnt_from_beacons"] += 1
         return True
+
+    def _deaf(self, origin: Origin) -> bool:
+        """True when ``origin``'s beacon says it hears under half the daemons we know of, though it has beaconed long
+        enough to have heard them (``DEAF_AFTER_SEQ``): inbound broadcasts blocked (a host firewall), or another
+        subnet. It cannot learn its peers from their beacons: it is greeted, as every peer was before."""
+        return origin.seq >= DEAF_AFTER_SEQ and 0 <= origin.hears < len(self.peers.entries) // 2
 
     def _unanswered(self) -> int:
         """Origins greeted that are not peers (yet)."""

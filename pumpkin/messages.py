@@ -26,7 +26,8 @@ packets are gone. An older one is stale news (a cached mDNS record) and is ignor
 ``sd`` (added later) is the sender's seed summaries, as its HELLO lists them, when they fit in the datagram
 (``MAX_BEACON_BYTES``: one Ethernet frame); a beacon without it says only who and where. On a crowded LAN a node
 learns a peer's seeds from it and greets the peer only when it first sends it something (see ``mesh``); else
-what a node can do travels in a HELLO. Over ZeroMQ
+what a node can do travels in a HELLO. ``hn`` (added with it) is how many daemons' broadcasts the sender heard in
+its last two gaps between beacons: one that hears far fewer than its LAN holds is greeted all the same. Over ZeroMQ
 (to the peer's inbox, next to packets) every message is two frames, ``[kind, JSON body]``, and every
 body carries the sender's ``id``, ``tcp``, ``ipc``, ``host`` and ``dg`` as in the beacon, plus::
 
@@ -88,6 +89,7 @@ MAX_MESSAGE_BYTES = 4 << 20
 MAX_ID_CHARS = 128
 MAX_BEACON_EVERY_S = 60.0  # the longest gap between two beacons a sender may announce
 MAX_SEEDS_PER_HELLO = 1000
+MAX_HEARD = 1_000_000  # the most daemons a beacon may say its sender hears
 MAX_PEERS_PER_HELLO = 1000
 #: Packets asked about in one QUERY (a sender asks again about whatever an answer did not cover).
 MAX_KEYS_PER_QUERY = 5000
@@ -130,6 +132,7 @@ class Origin:
     wall: float = 0.0  # beacons only: the sender's wall clock when it sent it (0: not said)
     every: float = 0.0  # beacons only: seconds until the sender's next one (0: not said, one heartbeat)
     seeds: list[Any] | None = None  # beacons only: the sender's seed summaries (None: not said, or did not fit)
+    hears: int = -1  # beacons only: how many daemons' broadcasts the sender heard lately (-1: not said)
 
     def endpoint_for(self, my_host: str) -> str | None:
         """ipc:// when the sender shares this host (and network namespace), tcp:// otherwise."""
@@ -193,8 +196,11 @@ def origin_from(body: Any) -> Origin:
         type(seeds) is list and len(seeds) <= MAX_SEEDS_PER_HELLO and all(type(s) is dict for s in seeds)
     ):
         raise MessageError("sd must be a list of seed summaries (objects)")
+    hears = body.get("hn", -1)
+    if type(hears) is not int or not -1 <= hears <= MAX_HEARD:
+        raise MessageError(f"hn must be a count of daemons from 0 to {MAX_HEARD}")
     wall = _wall(body.get("t", 0))
-    return Origin(node, tcp, ipc, host, dg, bye, inc, direct, pk, cert, seq, wall, float(every), seeds)
+    return Origin(node, tcp, ipc, host, dg, bye, inc, direct, pk, cert, seq, wall, float(every), seeds, hears)
 
 
 def _wall(value: Any) -> float:
@@ -211,6 +217,8 @@ def encode_beacon(origin: Origin, membership: Membership | None = None) -> bytes
         fields["t"] = origin.wall
     if origin.every:
         fields["bi"] = origin.every
+    if origin.hears >= 0:
+        fields["hn"] = origin.hears
     if origin.seeds is not None:
         with_seeds = orjson.dumps({**fields, "sd": origin.seeds})
         # Past one frame a beacon says who and where only: its seeds then travel in its HELLO.

@@ -401,6 +401,9 @@ class Net:
         self.endpoints: dict[str, str] = {}  # endpoint -> the live node listening there
         self.subnet: dict[str, str] = {}  # node -> its broadcast domain (absent: DEFAULT_SUBNET)
         self.skew: dict[str, tuple[float, float]] = {}  # node -> its clock's (offset s, rate); absent: (0, 1)
+        #: Nodes that hear no broadcast beacon (inbound broadcasts blocked, as by a host firewall): they are heard,
+        #: and their links work.
+        self.deaf: set[str] = set()
         self.fixed_ports: set[str] = set()  # nodes listening on STATIC_PORT (others named them as static peers)
         self._members: dict[str, list[str]] | None = None  # subnet -> live nodes with beacons, in order of adding
         self.links: dict[str, Links] = {}
@@ -529,7 +532,9 @@ class Net:
                 if dst == src:
                     continue
                 why = ""
-                if wire.cut(src, dst):
+                if dst in self.deaf:
+                    why = "deaf"
+                elif wire.cut(src, dst):
                     why = "partition"
                 else:
                     loss = links.get((src, dst), default).loss

@@ -11,6 +11,7 @@ A scenario (paths are relative to the file)::
     nodes: {A: [seeds/helloworld/inject.py], B: [seeds/helloworld/greet.py], C: [seeds/helloworld/extract.py]}
     subnets: {lan1: [A, B], lan2: [C]}   # broadcast domains (default: one for all); beacons stay inside one
     peers: {C: [B]}                      # static peers: C greets B (which then listens on a fixed port)
+    deaf: [A]                            # A hears no broadcast beacon (its links work, and it is heard)
     clocks: {B: {offset: 30, rate: 1.02}}  # a node's clock: ahead by offset s, running 2% fast
     faults:
       - {at: 2, crash: B}
@@ -129,6 +130,7 @@ class Run:
             if not isinstance(spec, dict) or float(spec.get("rate", 1.0)) <= 0:
                 raise ScenarioError(f"clocks.{name}: give {{offset: seconds, rate: a positive factor}}")
             self.net.skew[name] = (float(spec.get("offset", 0.0)), float(spec.get("rate", 1.0)))
+        self.net.deaf = set(_names(scenario.get("deaf") or [], names, "deaf"))
         self.static: dict[str, list[str]] = {}
         for name, targets in (scenario.get("peers") or {}).items():
             [name] = _names([name], names, "peers")

@@ -25,6 +25,8 @@ def test_a_beacon_carries_its_seeds_when_they_fit_in_one_frame_and_says_only_who
     back = messages.decode_beacon(data)
     assert back.seeds is None and (back.id, back.digest) == ("nodeA", "abc")  # its HELLO will say them
     assert messages.decode_beacon(messages.encode_beacon(ME)).seeds is None  # nothing said: not "no seeds"
+    assert messages.decode_beacon(messages.encode_beacon(replace(ME, hears=7))).hears == 7
+    assert messages.decode_beacon(messages.encode_beacon(ME)).hears == -1  # not said (an older node)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +34,8 @@ def test_a_beacon_carries_its_seeds_when_they_fit_in_one_frame_and_says_only_who
     [
         (b"PMKB" + b'{"v":1,"id":"x","tcp":"tcp://a:1","host":"","dg":"","sd":{"a":1}}', "sd must be a list"),
         (b"PMKB" + b'{"v":1,"id":"x","tcp":"tcp://a:1","host":"","dg":"","sd":["greet"]}', "sd must be a list"),
+        (b"PMKB" + b'{"v":1,"id":"x","tcp":"tcp://a:1","host":"","dg":"","hn":-2}', "hn must be a count"),
+        (b"PMKB" + b'{"v":1,"id":"x","tcp":"tcp://a:1","host":"","dg":"","hn":"many"}', "hn must be a count"),
         (b"garbage", "bad magic"),
         (b"PMKB{not json", "not JSON"),
         (b"PMKB" + b"x" * 2000, "exceeds"),

@@ -422,3 +422,21 @@ def test_a_crowded_subnet_loses_nothing_when_greeters_learnt_from_beacons_restar
     assert_exactly_once(result)
     learnt = [r for r in result.history.of("send") if r.node == "A" and r.msg == "packets"]
     assert len({r.peer for r in learnt}) > GREET_ALL_UP_TO  # A's packets went past the peers it greeted on hearing
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_node_that_hears_no_broadcasts_is_greeted_all_the_same_on_a_crowded_subnet(seed):
+    # A hears nobody's beacons (inbound broadcasts blocked), and sends straight to the one sink, C. Past its first
+    # few peers C learns A from A's beacon and would never greet it; A's beacons say it hears nobody, so C does.
+    scenario = crowd(
+        40,
+        seed=seed,
+        duration=30,
+        deaf=["A"],
+        inject=[{"node": "A", "state": "GREETING", "data": "n{i}", "count": 20, "rate": 5}],
+    )
+    result = simrun.run(scenario)
+    assert result.violations == []
+    assert len(result.history.notes("sink")) == 20
+    dropped = [r for r in result.history.of("drop") if r.why == "deaf"]
+    assert dropped and {r.peer for r in dropped} == {"A"}
