@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,34 @@ class Hosts:
         return r.stdout
 
 
-@pytest.fixture
-def hosts(lan: Lan, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Hosts]:
-    """Start pmk on hosts A-D; everything is stopped and the network restored after the test."""
+def collected(collector: PmkProcess) -> dict[int, list[str]]:
+    """What ``seeds/collect.py`` printed so far: each packet's number, and the nodes that handled it (one per
+    arrival: two entries are a packet that arrived twice)."""
+    seen: dict[int, list[str]] = {}
+    for line in list(collector.out):
+        if line.startswith("got "):
+            _, n, _, by = line.split()
+            seen.setdefault(int(n), []).append(by)
+    return seen
+
+
+@contextmanager
+def running(lan: Lan, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Hosts]:
+    """``Hosts`` on ``lan``; every pmk it started is stopped at the end, and their output shown if the test failed."""
     h = Hosts(lan, tmp_path)
     try:
         yield h
     finally:
         for p in h.procs:
             p.stop()
-        lan.reset()
         dump_on_failure(request, h.procs)
+
+
+@pytest.fixture
+def hosts(lan: Lan, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Hosts]:
+    """Start pmk on hosts A-D; everything is stopped and the network restored after the test."""
+    try:
+        with running(lan, tmp_path, request) as h:
+            yield h
+    finally:
+        lan.reset()

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from pumpkin.mesh import GREET_ALL_UP_TO
-from tests.conftest import dump_on_failure
 from tests.helpers import wait_until
-from tests.multihost.conftest import FAST, SEEDS, Hosts
+from tests.multihost.conftest import FAST, SEEDS, Hosts, collected, running
 from tests.multihost.lan import Lan
 from tests.netns import require_netns
 
@@ -26,13 +25,10 @@ def crowd(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Hosts]:
     """A (the source and sink) and ``WORKERS`` more hosts on one switch."""
     require_netns()
     lan = Lan(hosts={"A": ("X", 11), **{f"W{i}": ("X", 20 + i) for i in range(WORKERS)}}).up()
-    hosts = Hosts(lan, tmp_path)
     try:
-        yield hosts
+        with running(lan, tmp_path, request) as hosts:
+            yield hosts
     finally:
-        for p in hosts.procs:
-            p.stop()
-        dump_on_failure(request, hosts.procs)
         lan.down()
 
 
@@ -44,16 +40,8 @@ def test_packets_reach_workers_learnt_from_beacons_once_each(crowd: Hosts) -> No
     env = {"STREAM_COUNT": str(count), "STREAM_GAP_S": "0.005"}
     a = crowd.pmk("A", "--seed", str(SEEDS / "stream.py"), "--seed", str(SEEDS / "collect.py"), *QUIET, env=env)
 
-    def got() -> dict[int, list[str]]:
-        seen: dict[int, list[str]] = {}
-        for line in list(a.out):
-            if line.startswith("got "):
-                _, n, _, by = line.split()
-                seen.setdefault(int(n), []).append(by)
-        return seen
-
-    wait_until(lambda: len(got()) == count, 90, what=f"all {count} packets back at A")
-    seen = got()
+    wait_until(lambda: len(collected(a)) == count, 90, what=f"all {count} packets back at A")
+    seen = collected(a)
     assert sorted(seen) == list(range(count))  # none lost
     assert all(len(by) == 1 for by in seen.values()), "a packet arrived twice"
     stats = {

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.helpers import wait_until
-from tests.multihost.conftest import FAST, HELLO, SEEDS
+from tests.multihost.conftest import FAST, HELLO, SEEDS, collected
 
 
 def hello_split(hosts, *extra_a: str, extra_b: tuple[str, ...] = (), host_b: str = "B"):
@@ -58,16 +58,8 @@ def test_three_hosts_share_work_and_survive_a_killed_peer(hosts, lan):
         p.wait_for("Seed loaded: Work", stream="err")
     a = hosts.pmk("A", "--seed", str(SEEDS / "stream.py"), "--seed", str(SEEDS / "collect.py"), *FAST, env=env)
 
-    def got() -> dict[int, list[str]]:
-        seen: dict[int, list[str]] = {}
-        for line in list(a.out):
-            if line.startswith("got "):
-                _, n, _, by = line.split()
-                seen.setdefault(int(n), []).append(by)
-        return seen
-
     wait_until(
-        lambda: {"nodeB0", "nodeC1"} <= {by for v in got().values() for by in v} and len(got()) >= 60,
+        lambda: {"nodeB0", "nodeC1"} <= {by for v in collected(a).values() for by in v} and len(collected(a)) >= 60,
         20,
         what="both B and C to handle packets",
     )
@@ -80,8 +72,8 @@ def test_three_hosts_share_work_and_survive_a_killed_peer(hosts, lan):
         what="A to notice B is gone",
     )
     noticed_s = time.monotonic() - killed_at
-    wait_until(lambda: len(got()) == count, 30, what=f"all {count} packets at A")
-    seen = got()
+    wait_until(lambda: len(collected(a)) == count, 30, what=f"all {count} packets at A")
+    seen = collected(a)
     assert sorted(seen) == list(range(count))  # none lost
     duplicates = sum(len(v) - 1 for v in seen.values())
     assert duplicates == 0, f"{duplicates} packets arrived twice"
