@@ -394,7 +394,7 @@ class Mesh:
         peer = self.peers.peer(origin.id)
         if peer is not None and origin.digest and peer.seeds_digest == origin.digest:
             self._heard(origin.id, "direct" if origin.direct else via, now)
-            if not peer.hello_heard and peer.hello_sent == NEVER and self._deaf(origin):
+            if not peer.handshaken and self._deaf(origin):
                 self._send_hello(origin, now, reply=True)
             return
         if self._learnt_from_beacon(origin, via, now):
@@ -411,7 +411,7 @@ class Mesh:
         if origin.seeds is None or via != "broadcast" or origin.direct:
             return False
         peer = self.peers.get(origin.id)  # (its beacon made an entry already: a greeted one, for one new to us)
-        if peer is not None and (peer.hello_sent > NEVER or peer.hello_heard):
+        if peer is not None and peer.handshaken:
             return False
         if (peer is None or not peer.known) and len(self.peers.entries) - (peer is not None) < GREET_ALL_UP_TO:
             return False
@@ -432,20 +432,34 @@ class Mesh:
             if len(self._beacon_seeds) >= BEACON_SEEDS_CACHE:
                 self._beacon_seeds.clear()
             self._beacon_seeds[origin.digest] = (origin.seeds, parsed)
-        seeds = list(parsed)
         peer = self.peers.entry(origin.id, now, origin.inc)
-        if peer.origin is None or origin.inc >= peer.origin.inc:
-            peer.origin = origin
-        peer.inc = peer.inc or origin.inc
-        if not peer.found_via:
-            peer.found_via = via
-        peer.workers = {info.name: n for info, n in parsed.items()}
-        self.learn(origin.id, endpoint, seeds, via, now, connect=False)
-        peer.seeds_digest = origin.digest
-        peer.addresses = [a for a in (origin.tcp, origin.ipc) if a]
+        peer.found_via = peer.found_via or via
+        workers = {info.name: n for info, n in parsed.items()}
+        # (``_stale`` let it through: its incarnation is not older than the one we hold.)
+        self._adopt(peer, origin, endpoint, list(parsed), workers, via, now, connect=False)
         self._index(peer)
         self.counters["learnt_from_beacons"] += 1
         return True
+
+    def _adopt(
+        self,
+        peer: Peer,
+        origin: Origin,
+        endpoint: str,
+        seeds: list[SeedInfo],
+        workers: dict[str, int],
+        via: str,
+        now: float,
+        connect: bool = True,
+    ) -> None:
+        """Take what ``origin`` says of itself (in its HELLO, or a beacon carrying its seeds) as what ``peer`` is
+        now: where it is, what it runs, with how many workers."""
+        peer.origin = origin
+        peer.inc = peer.inc or origin.inc
+        peer.workers = workers
+        self.learn(origin.id, endpoint, seeds, via, now, connect)
+        peer.seeds_digest = origin.digest
+        peer.addresses = [a for a in (origin.tcp, origin.ipc) if a]
 
     def _deaf(self, origin: Origin) -> bool:
         """True when ``origin``'s beacon says it hears under half the daemons we know of, though it has beaconed long
@@ -652,13 +666,9 @@ class Mesh:
         peer = self.peers.entry(o.id, now, o.inc)
         new = not peer.known
         peer.hello_heard = True
-        peer.origin = o
-        peer.inc = peer.inc or o.inc
-        peer.workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
+        workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
         # How we first heard of it (a beacon, mDNS, gossip, a static address), else its own HELLO.
-        self.learn(o.id, endpoint, seeds, peer.found_via or "hello", now)
-        peer.seeds_digest = o.digest
-        peer.addresses = [a for a in (o.tcp, o.ipc) if a]
+        self._adopt(peer, o, endpoint, seeds, workers, peer.found_via or "hello", now)
         peer.found_us = peer.found_us or str(msg.body.get("found_by", ""))
         self._index(peer)
         if msg.body.get("reply"):
@@ -798,7 +808,7 @@ class Mesh:
             self.router.fail(packet, "bad-data", str(exc))
             return True  # handled: kept with its reason
         remote = self.peers.entries[node]  # there: has_room said so
-        if not remote.hello_heard and remote.hello_sent == NEVER and remote.origin is not None:
+        if not remote.handshaken and remote.origin is not None:
             # Learnt from its beacon: our HELLO goes first, on the same link, so that it knows where to answer
             # even when it does not hear our beacons, and its answer shows the data path works.
             self._send_hello(remote.origin, now, reply=True)

@@ -70,6 +70,11 @@ class Peer:
     inflight: InFlight = field(default_factory=InFlight)  # packets sent to it, not acknowledged yet
 
     @property
+    def handshaken(self) -> bool:
+        """True once a HELLO went either way (else it was learnt from its beacon: see ``mesh.GREET_ALL_UP_TO``)."""
+        return self.hello_heard or self.hello_sent > NEVER
+
+    @property
     def known(self) -> bool:
         """True once it is a peer (its HELLO came), not only greeted."""
         return self.state is not Liveness.GREETED
