@@ -85,6 +85,7 @@ class Beacons(Rejects):
         self._seq = 0
         self.received = 0
         self.every = 0.0  # the gap to our next beacon, as ours announce it (``pace``); 0: one heartbeat
+        self.hears = 0  # daemons whose broadcasts came in our last two gaps, as ours announce it (``pace``)
         self._heard: set[str] = set()  # nodes whose broadcast beacons came since our last beacon
         self._heard_before: set[str] = set()  # ... and in the gap before that
 
@@ -98,7 +99,7 @@ class Beacons(Rejects):
         origin.seq = self._seq
         origin.wall = round(self._wall(), 6)  # peers compare it with their clocks (pmk doctor)
         origin.every = 0.0 if direct else self.every
-        origin.hears = len(self._heard | self._heard_before)  # (those heard since our last beacon, and before)
+        origin.hears = self.hears
         if origin.pk and origin.tcp:
             origin.ipc = None  # a path on our host is no stranger's business: it travels in the encrypted HELLO
         return encode_beacon(origin, self.membership)
@@ -122,7 +123,8 @@ class Beacons(Rejects):
         while the LAN is small, else long enough that the beacons of every daemon heard in the last two gaps,
         ours included, come to ``lan_beacons_per_s`` (at most ``MAX_PACED_S``). The beacon announces it, so
         its receivers know how long its silence may last."""
-        crowd = len(self._heard | self._heard_before) + 1
+        self.hears = len(self._heard | self._heard_before)
+        crowd = self.hears + 1
         self._heard_before, self._heard = self._heard, set()
         gap = min(MAX_PACED_S, crowd / self.lan_beacons_per_s) if self.lan_beacons_per_s > 0 else 0.0
         self.every = round(gap, 3) if gap > heartbeat_s else 0.0

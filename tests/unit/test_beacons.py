@@ -49,7 +49,10 @@ def test_a_small_lan_beacons_every_heartbeat_and_a_crowd_paces_itself():
     heard: list[Origin] = []
     Beacons(me, lambda o, via: heard.append(o)).on_datagram(beacons.datagram(), "10.0.0.1")
     assert heard[0].every == 4.0  # announced: its receivers stretch its liveness windows by as much
+    assert heard[0].hears == 79  # and how many it hears: one hearing few is greeted all the same (see mesh)
     assert beacons.datagram(direct=True) and beacons.pace(0.5) == 4.0  # the gap before still counts
+    Beacons(me, lambda o, via: heard.append(o)).on_datagram(beacons.datagram(), "10.0.0.1")
+    assert heard[-1].hears == 79  # heard in the last two gaps, not only the last
     assert beacons.pace(0.5) == 0.5  # two gaps without hearing anyone: back to every heartbeat
 
 
