@@ -75,7 +75,7 @@ REQUEST_TIMEOUT_S = 2.0
 POLL_TIMEOUT_S = 0.5
 BASELINE_IMPORTS = "import asyncio, zmq, zeroconf, time; print('ready', flush=True); time.sleep(3600)"
 BARE = "import time; print('ready', flush=True); time.sleep(3600)"
-# What a browser opening the page asks first: the page and the snapshot it draws (aiohttp loads at the first one).
+# What a browser opening the page asks first: the page and the snapshot it draws (its server is made at the first).
 PAGE_PATHS = ("/", "/api/v1/snapshot")
 OPEN_PAGE = (
     "import sys, urllib.request\n"

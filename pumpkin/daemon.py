@@ -769,7 +769,7 @@ class Daemon:
     async def _start_web(self) -> None:
         if not self.config.http.enable:
             return
-        # The port is bound now (a conflict shows at start); aiohttp is imported at the first connection.
+        # The port is bound now (a conflict shows at start); the page's server is made at the first connection.
         self.web = WebPort(self.query, self, self.config.http, spawn=self.supervisor.spawn)
         await self.web.start()
 

@@ -1,7 +1,7 @@
-"""The live web page and its JSON API, served by the daemon itself on its own event loop (aiohttp).
+"""The live web page and its JSON API, served by the daemon itself on its own event loop (``pumpkin.httpd``).
 
 Imported at the page's first connection (``pumpkin.webport`` binds the port at start): an idle daemon whose page
-nobody opens holds no aiohttp.
+nobody opens has not loaded this module, its views or its server.
 
 Everything is under ``/api/v1`` (documented in ``web/openapi.json`` and the README); the page is ``/`` and its
 files ``/static/...``, all from the package, so it works on a LAN with no internet.
@@ -38,18 +38,18 @@ import resource
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import netifaces
 import orjson
-from aiohttp import web
 
 from . import __version__, tags
 from .config import HttpConfig
 from .errors import ConfigError, IntakeError, PacketError, TagError
+from .httpd import HttpError, HttpServer, Request, Response, Routes, Stream
 from .packet import Packet
 from .supervisor import Spawn, unsupervised
 from .tags import StateTag
@@ -90,7 +90,6 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # the file it was kept in.
 PUBLIC_FAILURE_KEYS = ("time", "kind", "seed", "packet", "state")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 K = TypeVar("K", bound=Hashable)
 
 
@@ -102,18 +101,39 @@ def web_root() -> Path:
     return Path(str(resources.files("pumpkin.webpage")))
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def _json(data: Any, status: int = 200) -> Response:
     # no-store: what a request with the token was shown must not be kept for one without
-    return web.Response(
-        body=orjson.dumps(data, default=str),
-        status=status,
-        content_type="application/json",
-        headers={"Cache-Control": "no-store"},
+    return Response(
+        status,
+        orjson.dumps(data, default=str),
+        {"Cache-Control": "no-store"},
+        content_type="application/json; charset=utf-8",
     )
 
 
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str) -> Response:
     return _json({"error": message, "status": status}, status)
+
+
+#: Media types of the page's files, by suffix (anything else is served as bytes).
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+
+def _file(path: Path, headers: dict[str, str] | None = None) -> Response:
+    """One of the page's files (small: read whole); 404 when it is not there."""
+    try:
+        body = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise HttpError(404, f"no file {path.name}") from None
+    media = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
+    return Response(200, body, headers, content_type=media)
 
 
 def preview(data: Any) -> str:
@@ -653,7 +673,7 @@ class WebServer:
         self.graph_seq = 0
         self.stats_seq = 0
         self.connections: Connections[asyncio.Transport] = Connections(HEADER_TIMEOUT_S)
-        self.streams: set[web.StreamResponse] = set()
+        self.streams: set[Stream] = set()
         self.hosts = HostCheck(config.host, 0)
         self._hosts_read = 0.0
         self._warned_full = False
@@ -665,53 +685,44 @@ class WebServer:
         self._rebuild_after = 0.0  # monotonic time before which the graph payload is not rebuilt
         self._notify = asyncio.Event()
         self._closing = False
-        self._runner: web.AppRunner | None = None
-        self._servers: list[asyncio.Server] = []
+        self._http: HttpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._exporter: Any = None  # metrics.Exporter, made at the first scrape (prometheus_client is imported then)
-        self.app = self._make_app()
+        self.routes = self._make_routes()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def _make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard, self._errors_as_json], client_max_size=MAX_BODY_BYTES)
-        r = app.router
-        r.add_get("/", self._index)
-        r.add_static("/static", self.root, append_version=False)
-        r.add_get(API, self._api_index)
-        r.add_get(f"{API}/openapi.json", self._openapi)
-        r.add_get(f"{API}/node", self._node)
-        r.add_get(f"{API}/automaton", self._automaton)
-        r.add_get(f"{API}/seeds", self._seeds)
-        r.add_get(f"{API}/seeds/{{name}}", self._seed)
-        r.add_get(f"{API}/peers", self._peers)
-        r.add_get(f"{API}/hosts", self._hosts)
-        r.add_get(f"{API}/counters", self._counters)
-        r.add_get(f"{API}/waiting", self._waiting)
-        r.add_get(f"{API}/failed", self._failed)
-        r.add_get(f"{API}/snapshot", self._snapshot)
-        r.add_get(f"{API}/events", self._events)
-        r.add_get("/metrics", self._metrics)
-        r.add_post(f"{API}/inject", self._inject)
-        r.add_post(f"{API}/seeds/{{name}}/enable", self._enable)
-        r.add_post(f"{API}/seeds/{{name}}/disable", self._disable)
-        return app
+    def _make_routes(self) -> Routes:
+        r = Routes()
+        r.add("GET", "/", self._index)
+        r.add("GET", "/static/{path:path}", self._static)
+        r.add("GET", API, self._api_index)
+        r.add("GET", f"{API}/openapi.json", self._openapi)
+        r.add("GET", f"{API}/node", self._node)
+        r.add("GET", f"{API}/automaton", self._automaton)
+        r.add("GET", f"{API}/seeds", self._seeds)
+        r.add("GET", f"{API}/seeds/{{name}}", self._seed)
+        r.add("GET", f"{API}/peers", self._peers)
+        r.add("GET", f"{API}/hosts", self._hosts)
+        r.add("GET", f"{API}/counters", self._counters)
+        r.add("GET", f"{API}/waiting", self._waiting)
+        r.add("GET", f"{API}/failed", self._failed)
+        r.add("GET", f"{API}/snapshot", self._snapshot)
+        r.add("GET", f"{API}/events", self._events, head=False)
+        r.add("GET", "/metrics", self._metrics)
+        r.add("POST", f"{API}/inject", self._inject)
+        r.add("POST", f"{API}/seeds/{{name}}/enable", self._enable)
+        r.add("POST", f"{API}/seeds/{{name}}/disable", self._disable)
+        return r
 
     async def start(self, sockets: list[socket.socket]) -> None:
         """Serve on ``sockets`` (listening, from ``webport.listen``; their servers close them) and start sampling."""
         server_log = _LoudOnce(logging.getLogger(f"{__name__}.server"))
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_S, logger=server_log)
-        await runner.setup()
-        self._runner = runner
-        assert runner.server is not None
-        factory, loop = runner.server, asyncio.get_running_loop()
         self.port = int(sockets[0].getsockname()[1])
         self.url = page_url(self.config.host, self.port)
         self.hosts = self._host_check()
-        for sock in sockets:
-            # asyncio's server on our own socket instead of aiohttp's TCPSite, so that every connection is counted
-            # (aiohttp has no header timeout and no connection limit of its own).
-            self._servers.append(await loop.create_server(lambda: _Counted(factory(), self), sock=sock))
+        self._http = HttpServer(self._dispatch, self, MAX_BODY_BYTES, server_log)
+        await self._http.serve(sockets)
         self._sample()
         self._tasks = [
             self._spawn("web-sampler", self._sample_forever),
@@ -727,18 +738,11 @@ class WebServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        for server in self._servers:
-            server.close()  # no new connections; the runner closes the open ones
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
         for transport in self.connections.open():
-            transport.abort()  # what aiohttp closed politely but still waits for a reader to take
-        for server in self._servers:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SHUTDOWN_S):
-                    await server.wait_closed()
-        self._servers = []
+            transport.abort()  # now: a polite close would wait for a reader that may never read
+        if self._http is not None:
+            await self._http.close(SHUTDOWN_S)
+            self._http = None
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -757,6 +761,14 @@ class WebServer:
             else:
                 log.debug("web: too many connections: closing the longest idle one")
             old.abort()  # abort, not close: close would wait for a reader that may never read
+
+    def connection_busy(self, transport: asyncio.Transport) -> None:
+        """A request arrived on ``transport``: while it is answered, the connection neither idles out nor is dropped."""
+        self.connections.busy(transport)
+
+    def connection_idle(self, transport: asyncio.Transport) -> None:
+        """``transport`` answered: its next request's headers must come within ``HEADER_TIMEOUT_S``."""
+        self.connections.idle(transport)
 
     def connection_closed(self, transport: asyncio.Transport) -> None:
         """Forget a connection that closed."""
@@ -838,53 +850,49 @@ class WebServer:
             except Exception:  # noqa: BLE001 - the page must never take the daemon down
                 log.exception("web: sampling the daemon failed")
 
-    # -- middleware ------------------------------------------------------------------------------
+    # -- every request -------------------------------------------------------------------------
 
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Refuse a foreign ``Host`` and a wrong token; mark the connection busy while its request is handled."""
+    async def _dispatch(self, request: Request) -> Response | Stream:
+        """Refuse a second or foreign ``Host`` and a wrong token, then answer by route; errors under ``/api/`` as
+        JSON, elsewhere as text."""
+        api = request.path.startswith("/api/")
         host = request.headers.get("Host")
+        if request.host_count > 1:
+            return _error(400, "more than one Host header") if api else Response(400, "more than one Host header\n")
         if not self._host_allowed(host):
             why = (
                 f"Host {host!r} does not name this server (a DNS rebinding attempt?): reach it as {self.url}, "
                 "or add the name to [http] allowed_hosts"
             )
-            resp = _error(421, why) if request.path.startswith("/api/") else web.Response(status=421, text=why)
-            resp.force_close()
+            resp = _error(421, why) if api else Response(421, why)
+            resp.close = True
             return resp
         given = request.headers.get("Authorization")
         if given is not None and self.config.token and not _token_matches(given, self.config.token):
             return self._unauthorised()  # a typo must not look like an empty folder
-        transport = request.transport
-        if transport is None:  # the client is already gone
-            return await handler(request)
-        self.connections.busy(transport)
         try:
+            handler, request.match_info = self.routes.match(request.method, request.path)
             return await handler(request)
-        finally:
-            self.connections.idle(transport)
-
-    @web.middleware
-    async def _errors_as_json(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            if not request.path.startswith("/api/") or exc.status < 400:
+        except HttpError as exc:
+            if not api:
                 raise
-            return _error(exc.status, exc.reason if exc.text is None else exc.text.removeprefix(f"{exc.status}: "))
+            resp = _error(exc.status, exc.message)
+            resp.headers.update(exc.headers)
+            resp.close = exc.status == 413
+            return resp
 
-    def _full(self, request: web.Request) -> bool:
+    def _full(self, request: Request) -> bool:
         """Whether the request carries the token: it may see packet data, failure reasons and file paths."""
         given = request.headers.get("Authorization")
         return bool(self.config.token) and given is not None and _token_matches(given, self.config.token)
 
     @staticmethod
-    def _unauthorised() -> web.Response:
+    def _unauthorised() -> Response:
         resp = _error(401, "missing or wrong token: send 'Authorization: Bearer <[http] token>'")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="pumpkin"'
         return resp
 
-    def _authorise(self, request: web.Request) -> web.Response | None:
+    def _authorise(self, request: Request) -> Response | None:
         """None when a POST may go on: the token (checked by ``_guard``) and a JSON body."""
         if not self.config.token:
             return _error(403, "this daemon's API is read-only: set [http] token in its configuration to allow POST")
@@ -898,32 +906,33 @@ class WebServer:
 
     # -- GET -------------------------------------------------------------------------------------
 
-    async def _index(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(self.root / "index.html", headers={"Cache-Control": "no-cache"})
+    async def _index(self, request: Request) -> Response:
+        return _file(self.root / "index.html", {"Cache-Control": "no-cache"})
 
-    async def _api_index(self, request: web.Request) -> web.Response:
-        routes = sorted(
-            {
-                f"{r.method} {r.resource.canonical}"
-                for r in self.app.router.routes()
-                if r.resource is not None and r.resource.canonical.startswith(API) and r.method != "HEAD"
-            }
-        )
+    async def _static(self, request: Request) -> Response:
+        """The page's files under ``/static/``: only from the page's folder (no ``..``, no hidden files)."""
+        parts = request.match_info["path"].split("/")
+        if any(not part or part.startswith(".") for part in parts):
+            raise HttpError(404, "no such file")
+        return _file(self.root.joinpath(*parts))
+
+    async def _api_index(self, request: Request) -> Response:
+        routes = sorted({r for r in self.routes.listing() if r.split(" ", 1)[1].startswith(API)})
         return _json({"node": self.query.node_id(), "pumpkin": __version__, "api": "v1", "routes": routes})
 
-    async def _openapi(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(self.root / "openapi.json")
+    async def _openapi(self, request: Request) -> Response:
+        return _file(self.root / "openapi.json")
 
-    async def _node(self, request: web.Request) -> web.Response:
+    async def _node(self, request: Request) -> Response:
         return _json(node_view(self.query, self.url, bool(self.config.token)))
 
-    async def _automaton(self, request: web.Request) -> web.Response:
+    async def _automaton(self, request: Request) -> Response:
         return _json(automaton_view(self.query))
 
-    async def _seeds(self, request: web.Request) -> web.Response:
+    async def _seeds(self, request: Request) -> Response:
         return _json({"node": self.query.node_id(), "seeds": seeds_view(self.query)})
 
-    async def _seed(self, request: web.Request) -> web.Response:
+    async def _seed(self, request: Request) -> Response:
         name = request.match_info["name"]
         found = next((s for s in seeds_view(self.query) if s["name"] == name), None)
         if found is None:
@@ -935,7 +944,7 @@ class WebServer:
         found["recent_errors"] = failed_view(self.query, 20, seed=name, full=self._full(request))["recent"]
         return _json(found)
 
-    async def _peers(self, request: web.Request) -> web.Response:
+    async def _peers(self, request: Request) -> Response:
         q = self.query
         peers = q.peers()
         links = q.links()
@@ -944,23 +953,23 @@ class WebServer:
             p["link"] = None if link is None else {**link, "rate": self.rates.rate(f"peer:{p['id']}")}
         return _json({"node": q.node_id(), "peers": peers})
 
-    async def _hosts(self, request: web.Request) -> web.Response:
+    async def _hosts(self, request: Request) -> Response:
         return _json(hosts_view(self.query))
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: Request) -> Response:
         """Prometheus's text format (see ``metrics``): counters and structure only, as a GET without the token."""
         if self._exporter is None:
             from . import metrics  # prometheus_client is imported at the first scrape, not by an idle daemon
 
             self._exporter = metrics.Exporter(self.query)
         body, content_type = self._exporter.render(request.headers.get("Accept", ""))
-        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+        return Response(200, body, {"Content-Type": content_type, "Cache-Control": "no-store"})
 
-    async def _counters(self, request: web.Request) -> web.Response:
+    async def _counters(self, request: Request) -> Response:
         stats = counters_view(self.query, self.rates)
         return _json(stats if self._full(request) else public_counters(stats))
 
-    async def _waiting(self, request: web.Request) -> web.Response:
+    async def _waiting(self, request: Request) -> Response:
         try:
             limit = int(request.query.get("limit", WAITING_PEEK))
         except ValueError:
@@ -973,18 +982,18 @@ class WebServer:
                 return _error(400, str(exc))
         return _json(waiting_view(self.query, state, max(0, min(limit, 1000)), self._full(request)))
 
-    async def _failed(self, request: web.Request) -> web.Response:
+    async def _failed(self, request: Request) -> Response:
         try:
             limit = int(request.query.get("limit", 50))
         except ValueError:
             return _error(400, "limit must be a whole number")
         return _json(failed_view(self.query, max(0, limit), request.query.get("seed"), self._full(request)))
 
-    async def _snapshot(self, request: web.Request) -> web.Response:
+    async def _snapshot(self, request: Request) -> Response:
         self._sample()
         return _json({"graph": self.graph, "stats": self.stats if self._full(request) else self.public_stats})
 
-    async def _events(self, request: web.Request) -> web.StreamResponse:
+    async def _events(self, request: Request) -> Response | Stream:
         """Server-sent events, always the public view: EventSource cannot send the token (the page fetches the
         rest with it)."""
         most = min(MAX_STREAMS, connection_limit() // 2)
@@ -992,14 +1001,13 @@ class WebServer:
             full = _error(503, f"{most} event streams are open, this daemon's most: close another page of it first")
             full.headers["Retry-After"] = "5"
             return full
-        resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        self._sample()  # nothing sampled the payloads while no page watched
+        resp = await request.stream(
+            200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
         self.streams.add(resp)
         graph_seq = stats_seq = -1
         try:
-            self._sample()  # nothing sampled the payloads while no page watched
-            await resp.prepare(request)
             await _send(request, resp, b"retry: 1000\n\n")
             while not self._closing:
                 notify = self._notify
@@ -1015,15 +1023,15 @@ class WebServer:
                     await asyncio.wait_for(notify.wait(), KEEPALIVE_S)
                 except TimeoutError:
                     await _send(request, resp, b": keep-alive\n\n")
-        except (ConnectionError, RuntimeError):
-            pass  # the browser went away (aiohttp raises ConnectionResetError or RuntimeError on a closed transport)
+        except ConnectionError:
+            pass  # the browser went away
         finally:
             self.streams.discard(resp)
         return resp
 
     # -- POST ------------------------------------------------------------------------------------
 
-    async def _inject(self, request: web.Request) -> web.Response:
+    async def _inject(self, request: Request) -> Response:
         refused = self._authorise(request)
         if refused is not None:
             return refused
@@ -1032,11 +1040,7 @@ class WebServer:
                 raw = await request.read()
         except TimeoutError:
             resp = _error(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s")
-            resp.force_close()
-            await resp.prepare(request)
-            await resp.write_eof()
-            if request.transport is not None:
-                request.transport.close()  # now: aiohttp would wait for the rest of the body first
+            resp.close = True
             return resp
         try:
             body = orjson.loads(raw)
@@ -1055,13 +1059,13 @@ class WebServer:
         self._sample()
         return _json({"id": pkt.id, "state": str(pkt.tag)}, 201)
 
-    async def _enable(self, request: web.Request) -> web.Response:
+    async def _enable(self, request: Request) -> Response:
         return self._switch(request, True)
 
-    async def _disable(self, request: web.Request) -> web.Response:
+    async def _disable(self, request: Request) -> Response:
         return self._switch(request, False)
 
-    def _switch(self, request: web.Request, enabled: bool) -> web.Response:
+    def _switch(self, request: Request, enabled: bool) -> Response:
         refused = self._authorise(request)
         if refused is not None:
             return refused
@@ -1076,8 +1080,8 @@ class WebServer:
 
 
 class _LoudOnce(logging.LoggerAdapter[logging.Logger]):
-    """aiohttp's server log: its first warning or error as it is, the rest at debug level (it logs a traceback
-    for every malformed request, and a client sending junk must not fill the log)."""
+    """The HTTP server's log: its first warning or error as it is, the rest at debug level (it logs every
+    malformed request, and a client sending junk must not fill the log)."""
 
     def __init__(self, logger: logging.Logger) -> None:
         super().__init__(logger, {})
@@ -1093,48 +1097,14 @@ class _LoudOnce(logging.LoggerAdapter[logging.Logger]):
         super().log(level, msg, *args, **kwargs)
 
 
-class _Counted(asyncio.Protocol):
-    """aiohttp's protocol for one connection, with the server told when it opens and closes (aiohttp counts
-    nothing itself that a limit could use)."""
-
-    def __init__(self, inner: asyncio.Protocol, server: WebServer) -> None:
-        self.inner = inner
-        self.server = server
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.inner.connection_made(transport)
-        self.server.connection_opened(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.transport is not None:
-            self.server.connection_closed(self.transport)
-        self.inner.connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        self.inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
-
-
-async def _send(request: web.Request, resp: web.StreamResponse, chunk: bytes) -> None:
+async def _send(request: Request, resp: Stream, chunk: bytes) -> None:
     """Write to an event stream; a reader that takes nothing for ``WRITE_TIMEOUT_S`` is cut off."""
     try:
         async with asyncio.timeout(WRITE_TIMEOUT_S):
             await resp.write(chunk)
     except TimeoutError:
         log.info("web: closing an event stream whose reader took no data for %g s", WRITE_TIMEOUT_S)
-        if request.transport is not None:
-            request.transport.abort()
+        request.transport.abort()
         raise ConnectionResetError("the reader took no data") from None
 
 

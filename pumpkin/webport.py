@@ -1,11 +1,12 @@
-"""The page's port, bound when the daemon starts; the page's server (``pumpkin.web``, aiohttp) made at its first
-connection.
+"""The page's port, bound when the daemon starts; the page's server (``pumpkin.web`` over ``pumpkin.httpd``) made at
+its first connection.
 
-aiohttp and what it imports are ~11 MB of an idle daemon's memory (issue 14, ``bench/README.md``), and most
-daemons' pages are never opened. So the daemon binds the port at start as before (a taken port moves the page to
-the next one, an address it cannot bind stops the start, the URL is logged), then only watches the listening
-sockets. The first connection waits in the kernel's backlog while ``pumpkin.web`` is imported (on a thread) and
-its server is started on the same sockets; that server then accepts it and every later one.
+The page's views and server are ~1 MB of a daemon's memory (aiohttp, which served it before, was ~11 MB: issue
+14, ``bench/README.md``), and most daemons' pages are never opened. So the daemon binds the port at start as
+before (a taken port moves the page to the next one, an address it cannot bind stops the start, the URL is
+logged), then only watches the listening sockets. The first connection waits in the kernel's backlog while
+``pumpkin.web`` is imported (on a thread) and its server is started on the same sockets; that server then accepts
+it and every later one.
 
 Until then nothing samples the daemon: the page's rates (packets/s) count from its first connection on. A failure
 to start the server then is logged as an error and closes the port (connections are refused from then on): the
@@ -140,7 +141,8 @@ class WebPort:
         """Import the page's server and start it on the bound sockets; on failure, log it and close the port."""
         began = time.monotonic()
         try:
-            # On a thread: the import takes ~150 ms, while the loop goes on with the daemon's work.
+            # On a thread: the import takes ~15 ms (more on a loaded machine, or before it is compiled), while the
+            # loop goes on with the daemon's work.
             web = await asyncio.to_thread(import_module, "pumpkin.web")
             self.server = web.WebServer(self.query, self.commands, self.config, spawn=self._spawn)
             await self.server.start(self._sockets)

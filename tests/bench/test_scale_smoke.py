@@ -41,9 +41,9 @@ def test_scale_bench_prints_sane_figures() -> None:
     assert size["discovery_from_last_launch_s"] <= size["discovery_from_first_launch_s"]
     base = result["baseline"]
     assert 0 < base["python_bare"] < base["python_asyncio_zmq_zeroconf"] < base["daemon_web_off_rss_mb"] < 500
-    # The page was opened (aiohttp loads at its first connection, ~11 MB), so it costs what a user sees it cost.
+    # The page was opened (its server is made at the first connection), so it costs what a user sees it cost.
     assert base["daemon_web_on_page_status"] == [200, 200], base
-    assert base["daemon_web_off_rss_mb"] + 3 < base["daemon_web_on_rss_mb"], base
+    assert base["daemon_web_off_rss_mb"] * 0.9 < base["daemon_web_on_rss_mb"] < 500, base  # a daemon, its page opened
     assert base["daemon_web_off_rss_mb"] * 0.8 < size["rss_mb_median"] <= size["rss_mb_max"] < 500
     assert 0 <= size["cpu_pct_per_daemon_median"] < 100
     # One beacon per daemon per heartbeat (0.5 s), give or take one at the window's edges.

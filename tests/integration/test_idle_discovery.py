@@ -160,13 +160,14 @@ async def main():
     d = Daemon(cfg(Path({str(tmp_path)!r}), discovery=True, flags={{"http.enable": "{str(page).lower()}"}}))
     await d.start()
     await asyncio.sleep(1.5)  # three heartbeats; the hello world runs
-    print(sorted(m for m in ("networkx", "aiohttp") if m in sys.modules))
+    print(sorted(m for m in ("networkx", "aiohttp", "pumpkin.web", "h11") if m in sys.modules))
     if d.web is not None:  # the page's first request, over a plain socket
         reader, writer = await asyncio.open_connection("127.0.0.1", d.web.port)
         host = f"Host: 127.0.0.1:{{d.web.port}}\\r\\n"
         writer.write(f"GET /api/v1/node HTTP/1.1\\r\\n{{host}}Connection: close\\r\\n\\r\\n".encode())
         answer = await asyncio.wait_for(reader.read(), 10)
-        print(answer.split(b"\\r\\n", 1)[0].decode(), d.node_id.encode() in answer, "aiohttp" in sys.modules)
+        loaded = sorted(m for m in ("networkx", "aiohttp", "pumpkin.web", "h11") if m in sys.modules)
+        print(answer.split(b"\\r\\n", 1)[0].decode(), d.node_id.encode() in answer, *loaded)
     await d.stop()
 
 asyncio.run(main())
@@ -176,6 +177,6 @@ asyncio.run(main())
     assert "Greeting: Hello World" in out.stdout
     lines = out.stdout.strip().splitlines()
     if page:
-        assert lines[-2:] == ["[]", "HTTP/1.1 200 OK True True"], out.stdout
+        assert lines[-2:] == ["[]", "HTTP/1.1 200 OK True h11 pumpkin.web"], out.stdout
     else:
         assert lines[-1] == "[]", out.stdout

@@ -22,11 +22,11 @@ CORE = {
 #: Sockets, files, the event loop, processes: wiring the core to the world.
 SHELL = {
     "daemon", "transport", "discovery", "web", "cli", "__main__", "netinfo", "dropdir", "txdir", "workdir",
-    "supervisor", "query", "simrun", "doctor", "metrics", "provenance", "webport", "malloc",
+    "supervisor", "query", "simrun", "doctor", "metrics", "provenance", "webport", "malloc", "httpd",
 }  # fmt: skip
 LAYER = {**dict.fromkeys(PURE, 0), **dict.fromkeys(CORE, 1), **dict.fromkeys(SHELL, 2)}
 #: Libraries that mean I/O: never imported below the shell.
-IO_LIBRARIES = {"zeroconf", "aiohttp", "socket", "zmq.asyncio", "asyncio"}
+IO_LIBRARIES = {"zeroconf", "h11", "socket", "zmq.asyncio", "asyncio"}
 #: ... except where a core module needs the library for something else (say why).
 IO_ALLOWED = {
     ("journal", "asyncio"),  # its commits wait on a thread; it opens no socket
