@@ -109,6 +109,22 @@ def test_broadcast_names_peers_that_miss_our_broadcasts_and_those_that_answer_no
     assert diagnosis.broadcast_check(facts).status == OK
 
 
+def test_a_peer_whose_beacons_stopped_is_named_but_not_one_met_before_its_first_beacon():
+    probe = {
+        "listening": True,
+        "own_back": True,
+        "sent": [{"to": "10.77.0.255", "kind": "broadcast"}],
+        "echoes": [{"id": "b", "kind": "broadcast"}, {"id": "c", "kind": "broadcast"}],
+    }
+    just_met = peer("b", "10.77.0.12", known_s=0.2)  # it greeted us; its first beacon is a heartbeat away
+    gone_quiet = peer("c", "10.77.0.13", broadcast_s=30.0)
+    check = diagnosis.broadcast_check({"daemon": daemon(peers=[just_met, gone_quiet]), "probe": probe})
+    assert check.status == FAIL and check.summary == "no broadcast beacon from c arrives here"
+    settled = peer("b", "10.77.0.12", known_s=3.0)  # 4 heartbeats and a half second later: still nothing
+    check = diagnosis.broadcast_check({"daemon": daemon(peers=[settled]), "probe": probe})
+    assert check.status == FAIL and check.summary == "no broadcast beacon from b arrives here"
+
+
 def test_hearing_one_way_is_a_warning_after_a_peer_settles():
     new = peer("nodeB", "10.77.0.12", known_s=0.5, asks_pings_s=0.1)
     old = peer("c", "10.77.0.13", asks_pings_s=0.2, broadcast_s=30.0)
