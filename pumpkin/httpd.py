@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -156,6 +157,9 @@ class Request:
         )
         await ex.writer.drain()
         ex.streamed = True
+        handler = asyncio.current_task()
+        assert handler is not None
+        ex.hangup_watch = asyncio.create_task(_cancel_at_hangup(ex.reader, handler))
         return Stream(ex)
 
 
@@ -238,6 +242,8 @@ class _Exchange:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.streamed = False
         self.eof = False
+        # While an answer streams, nobody else reads the connection: this task does, to see the client go.
+        self.hangup_watch: asyncio.Task[None] | None = None
 
     async def next_event(self) -> Any:
         while True:
@@ -261,6 +267,7 @@ class HttpServer:
         self.log = logger
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: weakref.WeakKeyDictionary[asyncio.Transport, asyncio.TimerHandle] = weakref.WeakKeyDictionary()
 
     async def serve(self, sockets: Iterable[socket.socket]) -> None:
         """Accept connections on ``sockets`` (bound and listening; closed by ``close``)."""
@@ -276,6 +283,9 @@ class HttpServer:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout_s)
+        for transport, timer in list(self._closing.items()):
+            timer.cancel()
+            transport.abort()
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout_s):
@@ -294,12 +304,18 @@ class HttpServer:
         except ConnectionError:
             pass  # the client went away, or we cut it off
         except asyncio.CancelledError:
-            # ``close`` cancelled us: end normally, for asyncio's streams (3.11) log a cancelled handler as an error.
+            # ``close`` cancelled us, or the client hung up on a stream: end normally, for asyncio's streams (3.11)
+            # log a cancelled connection handler as an error.
             pass
         finally:
+            if ex.hangup_watch is not None:
+                ex.hangup_watch.cancel()
             self._tasks.discard(task)
             self.watcher.connection_closed(transport)
-            transport.abort()
+            # close, not abort: an answer still in the buffer goes out first; but a client that reads nothing
+            # cannot hold the connection open for more than LINGER_S.
+            transport.close()
+            self._closing[transport] = asyncio.get_running_loop().call_later(LINGER_S, transport.abort)
 
     async def _requests(self, ex: _Exchange, transport: asyncio.Transport) -> None:
         while True:
@@ -344,6 +360,8 @@ class HttpServer:
         if isinstance(response, Stream):
             if not ex.writer.transport.is_closing():
                 ex.writer.write(ex.conn.send(h11.EndOfMessage()))
+                await ex.writer.drain()
+            return False  # the hang-up watch has read what came after the request: no next one on this connection
         else:
             headers = {**response.headers, "Content-Length": str(len(response.body))}
             if response.close:
@@ -363,7 +381,8 @@ class HttpServer:
             await _skip_body(ex)  # answered without reading it (refused, or not needed): keep the connection
         if ex.conn.our_state is h11.DONE and ex.conn.their_state is h11.DONE:
             return True
-        await _linger(ex)
+        if ex.conn.their_state is h11.SEND_BODY:
+            await _linger(ex)  # a body we did not read: it must not reset the connection before our answer is read
         return False
 
     async def _refuse(self, ex: _Exchange, exc: h11.RemoteProtocolError) -> None:
@@ -382,6 +401,15 @@ class HttpServer:
             with contextlib.suppress(ConnectionError):
                 await ex.writer.drain()
         await _linger(ex)
+
+
+async def _cancel_at_hangup(reader: asyncio.StreamReader, handler: asyncio.Task[Any]) -> None:
+    """Cancel ``handler`` (a streaming answer's) when its client closes the connection: a stream waiting for its
+    next event would not see it before its next write (two writes, on a half-closed socket)."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(READ_BYTES):
+            pass  # nothing is expected from the client while it reads a stream
+    handler.cancel()
 
 
 async def _skip_body(ex: _Exchange) -> None:

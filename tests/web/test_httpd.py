@@ -43,11 +43,26 @@ async def echo(request: httpd.Request) -> httpd.Response:
     return httpd.Response(200, text, content_type="text/plain")
 
 
+ENDED: list[str] = []
+
+
+async def forever(request: httpd.Request) -> httpd.Stream:
+    """A stream that sends one event, then waits for a next one that never comes."""
+    stream = await request.stream(200, {"Content-Type": "text/event-stream"})
+    try:
+        await stream.write(b"data: one\n\n")
+        await asyncio.Event().wait()
+    finally:
+        ENDED.append("forever")
+    return stream
+
+
 @asynccontextmanager
 async def serving(max_body: int = 1000) -> AsyncIterator[tuple[int, Watcher]]:
     routes = httpd.Routes()
     routes.add("GET", "/echo/{name}", echo)
     routes.add("POST", "/echo/{name}", echo)
+    routes.add("GET", "/forever", forever, head=False)
 
     async def handler(request: httpd.Request) -> httpd.Response | httpd.Stream:
         found, request.match_info = routes.match(request.method, request.path)
@@ -183,5 +198,26 @@ def test_the_page_files_are_served_and_nothing_outside_their_folder(tmp_path) ->
                 assert statuses(answer) == [404], (sneaky, answer[:80])
         finally:
             await d.stop()
+
+    run(main)
+
+
+def test_a_stream_whose_client_hangs_up_ends_at_once() -> None:
+    async def main() -> None:
+        async with serving() as (port, watcher):
+            ENDED.clear()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            async with asyncio.timeout(5):
+                while b"data: one" not in got:
+                    got += await reader.read(1024)
+            assert statuses(got) == [200] and b"Transfer-Encoding: chunked" in got
+            writer.close()  # while the stream waits for its next event, which would never come
+            async with asyncio.timeout(2):
+                while ENDED != ["forever"] or watcher.events[-1] != "closed":
+                    await asyncio.sleep(0.02)
+            answer = await exchange(port, b"HEAD /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert statuses(answer) == [405]  # added without HEAD
 
     run(main)
