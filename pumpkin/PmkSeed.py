@@ -481,8 +481,12 @@ def _copied(value: Any) -> Any:
         return value
     # (Atoms inline: most of a packet's values are, and a call per value was most of the cost.)
     if kind is dict:
+        if _ATOMS.issuperset(map(type, value.values())):  # (in C: a header's values are all atoms)
+            return dict(value)
         return {k: v if type(v) in _ATOMS else _copied(v) for k, v in value.items()}
     if kind is list:
+        if _ATOMS.issuperset(map(type, value)):
+            return list(value)
         return [v if type(v) in _ATOMS else _copied(v) for v in value]
     if kind is legacy.LegacyPacket:
         return legacy.LegacyPacket(_copied(v) for v in value)

@@ -100,34 +100,38 @@ class RttEstimator:
     than our first samples said would have every packet asked about again.
     """
 
-    __slots__ = ("srtt", "rttvar", "backoff", "_backed_off_at")
+    __slots__ = ("srtt", "rttvar", "backoff", "_backed_off_at", "rto")
 
     def __init__(self) -> None:
         self.srtt = 0.0
         self.rttvar = 0.0
         self.backoff = 1
         self._backed_off_at = -1e18
+        #: Seconds to wait for an ACK before asking again: kept up to date by ``sample`` and ``timed_out``
+        #: (read for every packet sent, changed far less often).
+        self.rto = RTO_INITIAL_S
+        self._update()
 
     def sample(self, rtt: float) -> None:
         """Take one measured time from sending a packet to its ACK (never of a packet sent again: Karn)."""
         self.backoff = 1
         if self.srtt == 0.0:
             self.srtt, self.rttvar = rtt, rtt / 2
-            return
-        self.rttvar = (1 - RTT_BETA) * self.rttvar + RTT_BETA * abs(self.srtt - rtt)
-        self.srtt = (1 - RTT_ALPHA) * self.srtt + RTT_ALPHA * rtt
+        else:
+            self.rttvar = (1 - RTT_BETA) * self.rttvar + RTT_BETA * abs(self.srtt - rtt)
+            self.srtt = (1 - RTT_ALPHA) * self.srtt + RTT_ALPHA * rtt
+        self._update()
 
     def timed_out(self, now: float) -> None:
         """A timer fired: double the timeout, once per timeout's length (many packets time out together)."""
         if now - self._backed_off_at >= self.rto:
             self._backed_off_at = now
             self.backoff = min(self.backoff * 2, 64)
+            self._update()
 
-    @property
-    def rto(self) -> float:
-        """Seconds to wait for an ACK before asking again."""
+    def _update(self) -> None:
         base = RTO_INITIAL_S if self.srtt == 0.0 else max(RTO_MIN_S, self.srtt + RTT_K * self.rttvar)
-        return min(RTO_MAX_S, base * self.backoff)
+        self.rto = min(RTO_MAX_S, base * self.backoff)
 
 
 @dataclass(slots=True)

@@ -303,11 +303,15 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
         header = _read_header(raw_header)
         # (A memoryview: orjson takes no msgspec.Raw, and the JSONDecodeError it raised sent every packet with
         # meta, every original-format seed's, down the slow path.)
-        meta = orjson.loads(memoryview(header.meta)) if header.meta else {}
+        raw_meta = memoryview(header.meta)
+        meta = orjson.loads(raw_meta) if raw_meta else {}
+        meta_bytes = len(raw_meta)
     except (msgspec.MsgspecError, orjson.JSONDecodeError, RecursionError):  # msgspec's depth limit, too
         header, meta = _header_slowly(raw_header)
+        meta_bytes = len(raw_header)
     if not isinstance(meta, dict):
         header, meta = _header_slowly(raw_header)
+        meta_bytes = len(raw_header)
     pid, tag_text, enc = header.id, header.tag, header.enc
     if pid.count(":") != 3:
         raise PacketError(f"id {reprlib.repr(pid)} is not ship:container:box:fragment")
@@ -328,7 +332,7 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
             _check_nesting(data, f"packet {pid}: the data")
     else:
         raise PacketError(f"packet {pid}: unknown payload encoding {reprlib.repr(enc)}")
-    if meta and len(raw_header) >= _NESTABLE_BYTES:  # meta is in the header: no deeper than it can be
+    if meta and meta_bytes >= _NESTABLE_BYTES:  # JSON text shorter than that cannot nest too deep
         _check_nesting(meta, f"packet {pid}: meta")
     return Packet(pid, tag, data, header.trail, header.ttl, header.created, meta), header.to, header.sender
 

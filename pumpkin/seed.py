@@ -133,6 +133,10 @@ def seed(
     return wrap
 
 
+#: States ``SeedSpec.output_for`` remembers its answer for, per seed.
+MAX_REMEMBERED_STATES = 256
+
+
 @dataclass(frozen=True)
 class SeedSpec:
     """A loaded seed: what it consumes and emits, and how to make instances of it."""
@@ -152,6 +156,8 @@ class SeedSpec:
     manifest: dict[str, Any] = field(default_factory=dict, compare=False)
     #: AND-joins among the inputs (``consumes = "A&B"``): the seed runs once per lineage with all of a join's states.
     joins: tuple[tuple[StateTag, ...], ...] = ()
+    #: ``output_for``'s answers by the state asked (every emission asks; the outputs never change).
+    _outputs_by_state: dict[str, StateTag | None] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def is_injector(self) -> bool:
@@ -167,10 +173,13 @@ class SeedSpec:
         """The declared output a seed meant by ``state`` (None: the only one), or None if undeclared."""
         if state is None:
             return self.outputs[0] if len(self.outputs) == 1 else None
-        for tag in self.outputs:
-            if state in (str(tag), tag.state, f"{tag.type}:{tag.state}"):
-                return tag
-        return None
+        known = self._outputs_by_state
+        if state in known:
+            return known[state]
+        found = next((t for t in self.outputs if state in (str(t), t.state, f"{t.type}:{t.state}")), None)
+        if len(known) < MAX_REMEMBERED_STATES:  # a seed emitting ever new undeclared states is not remembered
+            known[state] = found
+        return found
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description, as sent to peers and shown by ``pmk graph``."""

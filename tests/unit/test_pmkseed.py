@@ -13,7 +13,7 @@ import pytest
 import pumpkin
 from pumpkin import PmkSeed, legacy, tags
 from pumpkin.packet import IdMaker, Packet
-from pumpkin.seed import SeedSpec
+from pumpkin.seed import MAX_REMEMBERED_STATES, SeedSpec
 
 MANIFEST = {
     "object_name": "worker",
@@ -93,6 +93,18 @@ def test_dispatch_returns_the_packet_and_honours_type_and_stop_func(tmp_path):
     view, got = running(seed, env, "b", {"stop_func": "worker", "ttl": "D"})
     assert seed.dispatch(view, "x", "DONE") is None and got == [] and seed.is_final(view)
     assert view[0]["ttl"] == "D" and seed.get_last_stag(view) == "RAW" and seed.get_pkt_data(view) == "b"
+
+
+def test_the_packet_dispatch_returns_shares_nothing_with_the_callers(tmp_path):
+    seed, _, env = make(tmp_path)
+    view, _ = running(seed, env, {"rows": [[1, 2], {"k": "v"}]}, {"notes": ["seen"], "aux": 0})
+    sent = seed.dispatch(view, "x", "DONE")
+    view[0]["notes"].append("later")  # the caller changes its packet after dispatching it
+    view[-2]["data"]["rows"][0].append(3)
+    view[-2]["data"]["rows"][1]["k"] = "changed"
+    assert sent[0]["notes"] == ["seen"] and sent[-2]["data"] == {"rows": [[1, 2], {"k": "v"}]}
+    sent[0]["aux"] = 5  # ... and the other way round
+    assert view[0]["aux"] == 0
 
 
 def test_an_undeclared_state_or_type_raises_and_is_recorded_for_the_router(tmp_path):
@@ -270,3 +282,15 @@ def test_split_dispatches_fragments_and_merge_gets_each_result_in_order(tmp_path
     assert seed.merged == [(1, "A", "A"), (2, "B", "B"), (3, "2", "2")]
     assert [(e.state, e.data, e.fragment) for e in got] == [("default:String:DONE", "AB", None)]
     assert got[0].header is not None and got[0].header["fragment"] == "0"
+
+
+def test_output_for_finds_a_declared_state_however_written_and_remembers_a_bounded_number(tmp_path):
+    spec = make(tmp_path)[0].context.spec
+    done = tags.parse("String:DONE")
+    for asked in ("default:String:DONE", "String:DONE", "DONE", "DONE"):
+        assert spec.output_for(asked) == done
+    assert spec.output_for("NOPE") is None and spec.output_for("default:Int:DONE") is None
+    for i in range(MAX_REMEMBERED_STATES + 50):  # a seed inventing states: answered, not all kept
+        assert spec.output_for(f"NEW{i}") is None
+    assert len(spec._outputs_by_state) == MAX_REMEMBERED_STATES
+    assert spec.output_for("SKIP") == tags.parse("String:SKIP")  # past the bound: still the right answer
