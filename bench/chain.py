@@ -16,7 +16,8 @@ processes and 3 hops where it has processes; bench/README.md says exactly what e
 - ``ray``: where Ray is installed (here or in bench/.venv-peers; never a dependency), 3 Ray actors fed by the
   driver next to the 4-daemon ipc:// chain with threaded seeds, the same packet count.
 
-``--repeat N`` runs every side N times back to back and prints medians; the JSON line keeps every run. As root
+``--repeat N`` runs every side N times, in rounds (each round runs every side once, so that drift weighs on all
+alike), and prints medians; the JSON line keeps every run. As root
 the whole run is moved into a throwaway network namespace first, like scripts/hello.sh.
 
     .venv/bin/python bench/chain.py [--packets 20000] [--sizes 100,10000] [--transports ipc,tcp] [--repeat 3]
@@ -502,12 +503,14 @@ class Run:
             "BENCH_INLINE": "1" if inline else "0",
         }
         self.procs: list[subprocess.Popen[bytes]] = []
-        self._cpu_at_go = 0.0
+        self.names: list[str] = []
+        self._cpu_at_go: list[float] = []
 
     def spawn(self, cmd: list[str], log: str) -> subprocess.Popen[bytes]:
         with open(self.tmp / log, "wb") as out:
             proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
+        self.names.append(log.removesuffix(".log"))
         return proc
 
     def wait_for(self, what: str, check: Any, timeout_s: float = 60.0) -> None:
@@ -520,16 +523,17 @@ class Run:
                 raise TimeoutError(f"{what} not within {timeout_s:g} s:\n{self.logs()}")
             time.sleep(0.01)
 
-    def cpu_s(self) -> float:
-        """CPU seconds (user + system, every thread) the run's processes have used so far."""
-        ticks = 0
+    def cpu_s(self) -> list[float]:
+        """CPU seconds (user + system, every thread) each of the run's processes has used so far."""
+        used = []
         for p in self.procs:
             try:  # fields after the command's ")": state is field 3, utime 14 and stime 15 (proc(5))
                 fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
+                used.append(0.0)
                 continue
-            ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+            used.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+        return used
 
     def go(self) -> None:
         """Start the measurement: note the CPU used so far, then let the source go."""
@@ -541,7 +545,11 @@ class Run:
         file = self.ctl / "result.json"
         self.wait_for("all packets at the sink", file.exists, DEADLINE_S)
         res: dict[str, Any] = json.loads(file.read_text())
-        res["cpu_us"] = (self.cpu_s() - self._cpu_at_go) / res["n"] * 1e6
+        used = [now - then for now, then in zip(self.cpu_s(), self._cpu_at_go, strict=True)]
+        res["cpu_us"] = sum(used) / res["n"] * 1e6
+        res["cpu_us_by_process"] = {
+            name: round(u / res["n"] * 1e6, 1) for name, u in zip(self.names, used, strict=True)
+        }
         return res
 
     def logs(self) -> str:
@@ -762,7 +770,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,10000", help="payload sizes in bytes")
     ap.add_argument("--transports", default="ipc,tcp")
     ap.add_argument("--only", default="chain,latency,inprocess,ray")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per row, back to back per side (medians printed)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per row, in rounds of every side (medians printed)")
     ap.add_argument("--threaded", action="store_true", help="also run every Pumpkin row with threaded seeds")
     ap.add_argument(
         "--dispatch", action="store_true", help="also run the chain with its transforms in the original format"
@@ -825,30 +833,46 @@ def main() -> None:
         )
         for size in sizes:
             n = packets_for(args.packets, size)
-            zenoh_pps = None
-            if not zenoh_why:
-                zenoh_pps, zcpu, runs = rates([raw_chain(zt, n, size, "throughput", "zenoh") for _ in reps])
-                results[f"zenoh_{size}"] = {"pps": round(zenoh_pps), "runs": [round(r) for r in runs], "cpu_us": zcpu}
+            zenoh_pps = None  # run with the first transport's rounds, compared with every transport's rows
             for transport in transports:
-                base, cpu, fair = rates([raw_chain(transport, n, size, "throughput", "fair") for _ in reps])
+                # Round-robin: each repetition runs every side once, so that the machine's drift (these VMs
+                # speed up and slow down by 10-20% within minutes) weighs on every side alike.
+                sides = ["fair", *(["minimal"] if args.minimal else []), *(label for label, _ in variants)]
+                with_zenoh = not zenoh_why and transport == transports[0]
+                done: dict[str, list[dict[str, Any]]] = {side: [] for side in ["zenoh"] * with_zenoh + sides}
+                for _ in reps:
+                    if with_zenoh:
+                        done["zenoh"].append(raw_chain(zt, n, size, "throughput", "zenoh"))
+                    done["fair"].append(raw_chain(transport, n, size, "throughput", "fair"))
+                    if args.minimal:
+                        done["minimal"].append(raw_chain(transport, n, size, "throughput", "minimal"))
+                    for label, inline in variants:
+                        keyed, legacy = label.endswith("+keyed"), label.startswith("dispatch")
+                        done[label].append(
+                            pumpkin_chain(transport, n, size, "throughput", inline, keyed, legacy=legacy)
+                        )
+                if with_zenoh:
+                    zenoh_pps, zcpu, runs = rates(done["zenoh"])
+                    results[f"zenoh_{size}"] = {
+                        "pps": round(zenoh_pps),
+                        "runs": [round(r) for r in runs],
+                        "cpu_us": zcpu,
+                    }
+                base, cpu, fair = rates(done["fair"])
                 results[f"raw_fair_{transport}_{size}"] = {
                     "pps": round(base), "runs": [round(r) for r in fair], "cpu_us": round(cpu, 1), "packets": n,
                 }  # fmt: skip
                 print(f"{'fair raw pyzmq, ' + transport:<34} {size:>8} {base:>10,.0f} {1:>10.3f} {'':>8} {cpu:>10.1f}")
-                if zenoh_pps is not None and transport == transports[0]:
+                if with_zenoh and zenoh_pps is not None:
                     z = f"{zenoh_pps / base:>10.3f} {1:>8.3f} {zcpu:>10.1f}"
                     print(f"{zlabel:<34} {size:>8} {zenoh_pps:>10,.0f} {z}")
                 if args.minimal:
-                    m, mcpu, runs = rates([raw_chain(transport, n, size, "throughput", "minimal") for _ in reps])
+                    m, mcpu, runs = rates(done["minimal"])
                     results[f"raw_minimal_{transport}_{size}"] = {"pps": round(m), "runs": [round(r) for r in runs]}
                     label = f"minimal raw (1 msg/packet), {transport}"
                     print(f"{label:<34} {size:>8} {m:>10,.0f} {m / base:>10.3f} {'':>8} {mcpu:>10.1f}")
-                for label, inline in variants:
-                    keyed = label.endswith("+keyed")
-                    legacy = label.startswith("dispatch")
-                    ours, ocpu, runs = rates(
-                        [pumpkin_chain(transport, n, size, "throughput", inline, keyed, legacy=legacy) for _ in reps]
-                    )
+                for label, _ in variants:
+                    ours, ocpu, runs = rates(done[label])
                     row: dict[str, Any] = {
                         "pumpkin_pps": round(ours),
                         "raw_pps": round(base),
@@ -856,6 +880,11 @@ def main() -> None:
                         "runs": [round(r) for r in runs],
                         "cpu_us": round(ocpu, 1),
                         "raw_cpu_us": round(cpu, 1),
+                        # each process's CPU per packet, medians over the runs (where a variant's cost lies)
+                        "cpu_us_by_process": {
+                            name: median_of([r["cpu_us_by_process"][name] for r in done[label]])
+                            for name in done[label][0]["cpu_us_by_process"]
+                        },
                     }
                     zr = f"{'':>8}"
                     if zenoh_pps is not None:
