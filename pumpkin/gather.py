@@ -99,6 +99,12 @@ def lineage_of(packet: Packet) -> str:
     return packet.lineage
 
 
+def names_ship(packet: Packet) -> bool:
+    """Whether ``packet``'s legacy header names a ship (its lineage then comes from it, see ``lineage_of``)."""
+    header = packet.meta.get("legacy_header") if packet.meta else None
+    return isinstance(header, dict) and "ship" in header
+
+
 def owner(key: str, nodes: Sequence[str]) -> str:
     """The node among ``nodes`` (not empty) that keeps the group ``key``: rendezvous hashing, the same anywhere."""
     return max(nodes, key=lambda node: hashlib.blake2b(f"{key}|{node}".encode(), digest_size=8).digest())

@@ -67,6 +67,7 @@ from .gather import (
     joined,
     lineage_of,
     merged,
+    names_ship,
     owner,
     without_marks,
 )
@@ -463,6 +464,7 @@ class Router:
         if self.outputs.durable and (spec.durable if parent is None else self._on_cycle(spec.name)):
             durable = []
         base_meta = without_marks(parent.meta) if parent is not None else {}
+        parent_names_ship = parent is not None and names_ship(parent)
         # A fragment this seed split: what its run makes is one result, for the merge (see gather).
         mark = fragment_of(parent) if parent is not None and parent.meta and FRAGMENT in parent.meta else None
         if mark is not None and (mark.result or mark.by != spec.name):
@@ -492,9 +494,13 @@ class Router:
                 meta,
                 parent.custody if parent is not None else None,
             )
-            if parent is not None and (emission.forked or emission.header is not None):
+            if parent is not None and (
+                emission.forked or (emission.header is not None and (parent_names_ship or "ship" in emission.header))
+            ):
                 # Joins match parts by lineage (gather.lineage_of): a fork (a new container), or a legacy header
                 # that no longer names the injected ship, keeps its parent's, so parts forked apart still meet.
+                # (Nothing else can change it: a child has its parent's container and meta. A header an
+                # original-format seed dispatches never names a ship, so most of them skip this.)
                 lineage = lineage_of(parent)
                 if lineage_of(child) != lineage:
                     child.meta[LINEAGE] = lineage

@@ -423,3 +423,15 @@ def test_fragments_in_the_input_state_pass_and_forks_keep_the_join_lineage(tmp_p
     a, b = mri.got[0], dti.got[0]
     assert len({a.lineage, b.lineage, whole.lineage}) == 3  # new containers (the original's fork_dispatch)
     assert lineage_of(a) == lineage_of(b) == lineage_of(whole)  # ... that still join
+
+    # A dispatch carries a header that names no ship: from a packet whose header names one (an injected
+    # original-format packet), the child keeps the ship's lineage; from any other, the container is the lineage.
+    step = add_local(r, spec("step", ["SHIP"], ["ON"]))
+    after = add_local(r, spec("after", ["ON"]))
+    shipped = r.inject(T("SHIP"), "p", meta={"legacy_header": {"ship": "patient_X", "ttl": "D"}})
+    plain = r.inject(T("SHIP"), "q")
+    for parent in (shipped, plain):
+        r.on_outcome(Outcome(step, parent, [Emission("ON", parent.data, header={"ttl": "D"})]))  # type: ignore[arg-type]
+    from_ship, from_plain = after.got
+    assert lineage_of(from_ship) == "ship:patient_X" and from_ship.meta["lineage"] == "ship:patient_X"
+    assert lineage_of(from_plain) == plain.lineage and "lineage" not in from_plain.meta
