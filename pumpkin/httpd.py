@@ -259,12 +259,20 @@ class HttpServer:
     """Serves ``handler`` on listening sockets; ``await close()`` stops it and drops every open connection."""
 
     def __init__(
-        self, handler: Handler, watcher: ConnectionWatcher, max_body: int, logger: logging.LoggerAdapter[Any]
+        self,
+        handler: Handler,
+        watcher: ConnectionWatcher,
+        max_body: int,
+        logger: logging.LoggerAdapter[Any],
+        write_timeout_s: float = 10.0,
     ) -> None:
+        """``write_timeout_s``: a client that takes none of an answer for that long is cut off (else a client
+        that asks and never reads would hold its connection, busy, for ever)."""
         self.handler = handler
         self.watcher = watcher
         self.max_body = max_body
         self.log = logger
+        self.write_timeout_s = write_timeout_s
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: weakref.WeakKeyDictionary[asyncio.Transport, asyncio.TimerHandle] = weakref.WeakKeyDictionary()
@@ -360,7 +368,7 @@ class HttpServer:
         if isinstance(response, Stream):
             if not ex.writer.transport.is_closing():
                 ex.writer.write(ex.conn.send(h11.EndOfMessage()))
-                await ex.writer.drain()
+                await self._drain(ex)
             return False  # the hang-up watch has read what came after the request: no next one on this connection
         else:
             headers = {**response.headers, "Content-Length": str(len(response.body))}
@@ -376,7 +384,7 @@ class HttpServer:
             if response.body and request.method != "HEAD":
                 ex.writer.write(ex.conn.send(h11.Data(data=response.body)))
             ex.writer.write(ex.conn.send(h11.EndOfMessage()))
-        await ex.writer.drain()
+        await self._drain(ex)
         if ex.conn.our_state is h11.DONE and ex.conn.their_state is h11.SEND_BODY:
             await _skip_body(ex)  # answered without reading it (refused, or not needed): keep the connection
         if ex.conn.our_state is h11.DONE and ex.conn.their_state is h11.DONE:
@@ -399,8 +407,19 @@ class HttpServer:
             }
             ex.writer.write(_raw_response(status, head, body))  # by hand: h11 has seen the connection break
             with contextlib.suppress(ConnectionError):
-                await ex.writer.drain()
+                await self._drain(ex)
         await _linger(ex)
+
+    async def _drain(self, ex: _Exchange) -> None:
+        """Wait until the answer is on its way; ConnectionResetError (the connection cut off) when the client
+        takes none of it for ``write_timeout_s``."""
+        try:
+            async with asyncio.timeout(self.write_timeout_s):
+                await ex.writer.drain()
+        except TimeoutError:
+            self.log.debug("cut off a client that took no answer for %g s", self.write_timeout_s)
+            ex.writer.transport.abort()
+            raise ConnectionResetError("the client took none of its answer") from None
 
 
 async def _cancel_at_hangup(reader: asyncio.StreamReader, handler: asyncio.Task[Any]) -> None:

@@ -79,7 +79,7 @@ PREVIEW_CHARS = 200
 SHUTDOWN_S = 2.0
 HEADER_TIMEOUT_S = 10.0  # a request's headers must arrive this soon after the connection opens or last answered
 BODY_TIMEOUT_S = 10.0  # a POST's body must arrive this soon after its headers (MAX_BODY_BYTES: 100 kB/s at least)
-WRITE_TIMEOUT_S = 10.0  # an event stream whose reader takes no data for this long is closed
+WRITE_TIMEOUT_S = 10.0  # an answer or event stream whose reader takes no data for this long is cut off
 MAX_BODY_BYTES = 1 << 20
 MAX_CONNECTIONS = 256  # open at once; fewer when the open-file limit is low (see connection_limit)
 MIN_CONNECTIONS = 8
@@ -130,8 +130,8 @@ def _file(path: Path, headers: dict[str, str] | None = None) -> Response:
     """One of the page's files (small: read whole); 404 when it is not there."""
     try:
         body = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise HttpError(404, f"no file {path.name}") from None
+    except (OSError, ValueError):  # not there, a folder, a name too long, a NUL in it (%00)...
+        raise HttpError(404, f"no file {path.name!r}") from None
     media = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
     return Response(200, body, headers, content_type=media)
 
@@ -721,7 +721,7 @@ class WebServer:
         self.port = int(sockets[0].getsockname()[1])
         self.url = page_url(self.config.host, self.port)
         self.hosts = self._host_check()
-        self._http = HttpServer(self._dispatch, self, MAX_BODY_BYTES, server_log)
+        self._http = HttpServer(self._dispatch, self, MAX_BODY_BYTES, server_log, WRITE_TIMEOUT_S)
         await self._http.serve(sockets)
         self._sample()
         self._tasks = [

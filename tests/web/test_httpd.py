@@ -57,12 +57,17 @@ async def forever(request: httpd.Request) -> httpd.Stream:
     return stream
 
 
+async def big(request: httpd.Request) -> httpd.Response:
+    return httpd.Response(200, b"x" * (8 << 20), content_type="application/octet-stream")
+
+
 @asynccontextmanager
-async def serving(max_body: int = 1000) -> AsyncIterator[tuple[int, Watcher]]:
+async def serving(max_body: int = 1000, write_timeout_s: float = 10.0) -> AsyncIterator[tuple[int, Watcher]]:
     routes = httpd.Routes()
     routes.add("GET", "/echo/{name}", echo)
     routes.add("POST", "/echo/{name}", echo)
     routes.add("GET", "/forever", forever, head=False)
+    routes.add("GET", "/big", big)
 
     async def handler(request: httpd.Request) -> httpd.Response | httpd.Stream:
         found, request.match_info = routes.match(request.method, request.path)
@@ -73,7 +78,8 @@ async def serving(max_body: int = 1000) -> AsyncIterator[tuple[int, Watcher]]:
     sock.listen()
     sock.setblocking(False)
     watcher = Watcher()
-    server = httpd.HttpServer(handler, watcher, max_body, logging.LoggerAdapter(logging.getLogger("test.httpd")))
+    log = logging.LoggerAdapter(logging.getLogger("test.httpd"))
+    server = httpd.HttpServer(handler, watcher, max_body, log, write_timeout_s)
     await server.serve([sock])
     try:
         yield sock.getsockname()[1], watcher
@@ -193,6 +199,8 @@ def test_the_page_files_are_served_and_nothing_outside_their_folder(tmp_path) ->
                 "/static/.hidden",
                 "/static/vendor",
                 "/static/",
+                "/static/app.js%00.txt",
+                "/static/" + "a" * 5000,
             ):
                 answer = await get(sneaky)
                 assert statuses(answer) == [404], (sneaky, answer[:80])
@@ -219,5 +227,27 @@ def test_a_stream_whose_client_hangs_up_ends_at_once() -> None:
                     await asyncio.sleep(0.02)
             answer = await exchange(port, b"HEAD /forever HTTP/1.1\r\nHost: x\r\n\r\n")
             assert statuses(answer) == [405]  # added without HEAD
+
+    run(main)
+
+
+def test_a_client_that_reads_none_of_its_answer_is_cut_off_after_the_write_timeout() -> None:
+    async def main() -> None:
+        async with serving(write_timeout_s=0.5) as (port, watcher):
+            stuck = socket.socket()
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(stuck, ("127.0.0.1", port))
+            stuck.send(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")  # ... and never reads the 8 MB
+            try:
+                async with asyncio.timeout(5):
+                    while watcher.events[-1:] != ["closed"]:
+                        await asyncio.sleep(0.05)
+                assert watcher.events == ["opened", "busy", "idle", "closed"]
+                # Meanwhile and after, others are served.
+                answer = await exchange(port, b"GET /echo/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert statuses(answer) == [200]
+            finally:
+                stuck.close()
 
     run(main)
