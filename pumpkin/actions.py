@@ -71,9 +71,14 @@ class CancelTimer:
     name: str
 
 
+#: ``SendBeacon``'s address for a beacon to every broadcast address now, out of its pace.
+BROADCAST = ""
+
+
 @dataclass(frozen=True, slots=True)
 class SendBeacon:
-    """Send one UDP beacon to the host at ``address`` (a peer that does not hear our broadcasts)."""
+    """Send one UDP beacon to the host at ``address`` (a peer that does not hear our broadcasts), or, to
+    ``BROADCAST``, to the whole LAN at once (our seeds changed and the LAN learns them from beacons)."""
 
     address: str
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from . import legacy, loader, logfold, netinfo, tags
 from . import packet as packets
+from .actions import BROADCAST
 from .automaton import Automaton, SeedInfo
 from .beacons import seeds_digest
 from .config import Config
@@ -602,9 +603,13 @@ class Daemon:
         return list(self._chosen)
 
     def _beacon_to(self, address: str) -> None:
+        """A beacon to ``address``, or to every broadcast address and static peer now (``actions.BROADCAST``)."""
         for discovery in self.discoveries:
             if isinstance(discovery, BeaconDiscovery):
-                discovery.send_to(address)
+                if address == BROADCAST:
+                    discovery.send_now()
+                else:
+                    discovery.send_to(address)
 
     def _fatal(self, task: str, error: BaseException) -> None:
         """A critical task crashed: stop, and exit non-zero so that a service manager restarts the daemon."""

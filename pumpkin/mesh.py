@@ -54,7 +54,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from . import messages
-from .actions import SOON, Action, CancelTimer, Connect, Disconnect, Send, SendBeacon, SendKind, SetTimer
+from .actions import BROADCAST, SOON, Action, CancelTimer, Connect, Disconnect, Send, SendBeacon, SendKind, SetTimer
 from .automaton import Automaton, SeedInfo
 from .beacons import seeds_digest
 from .custody import UNANSWERED_MAX, Custody, Flight, Key, Received, hold
@@ -619,13 +619,31 @@ class Mesh:
         return [o.tcp, o.ipc, o.host, o.pk, o.cert] if self.keyed else [o.tcp, o.ipc, o.host]
 
     def announce(self) -> None:
-        """Our seeds changed: tell every peer at once (beacons carry the new digest too)."""
+        """Our seeds changed: tell every peer at once (beacons carry the new digest too).
+
+        Each gets a HELLO, but on a crowded LAN (``GREET_ALL_UP_TO``) a peer learnt from its beacon that we
+        never sent anything: a HELLO would open a link to each of them (a thousand, on a LAN of a thousand).
+        They hear a beacon sent at once instead, out of its pace: it carries our new seeds, or, when they do not
+        fit in it, makes them greet us."""
         frames: dict[frozenset[str], list[bytes]] = {}  # by what the peer hears of by itself (``_heard_alike``)
+        crowded = len(self.peers.entries) >= GREET_ALL_UP_TO
+        by_beacon = 0
         for peer in [p for p in self.peers.entries.values() if p.known]:
+            if crowded and self._hears_our_beacons_only(peer):
+                by_beacon += 1
+                continue
             alike = self._heard_alike(peer)
             if alike not in frames:
                 frames[alike] = self._hello_frames(reply=False, to=peer)
             self._do(Send(peer.node_id, frames[alike], SendKind.CONTROL))
+        if by_beacon:
+            self.counters["announced_by_beacon"] += by_beacon
+            self._do(SendBeacon(BROADCAST))
+
+    def _hears_our_beacons_only(self, peer: Peer) -> bool:
+        """A peer learnt from its broadcast beacon, with no link to it and no HELLO either way: it knows of us
+        from our beacons alone (see ``_learnt_from_beacon``)."""
+        return peer.found_via == "broadcast" and peer.node_id not in self.links and not peer.handshaken
 
     # -- messages --------------------------------------------------------------------------------
 

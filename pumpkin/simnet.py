@@ -31,6 +31,7 @@ from typing import Any
 
 from . import legacy, messages, splitmerge, tags
 from . import packet as codec
+from .actions import BROADCAST
 from .automaton import Automaton, SeedInfo
 from .beacons import Beacons, seeds_digest
 from .custody import hold
@@ -568,9 +569,13 @@ class Net:
         return origin
 
     def beacon_to(self, src: str, host: str) -> None:
-        """A beacon from ``src`` to the node at ``host`` alone (``Mesh``'s ``beacon_to``): a unicast datagram."""
+        """A beacon from ``src`` to the node at ``host`` alone (``Mesh``'s ``beacon_to``): a unicast datagram;
+        to ``BROADCAST``, one to its whole subnet now."""
         node = self.nodes.get(src)
         if node is None or node.beacons is None:
+            return
+        if host == BROADCAST:
+            self.broadcast(node)
             return
         data = node.beacons.datagram(direct=True)
 

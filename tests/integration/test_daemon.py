@@ -1033,3 +1033,18 @@ def test_a_failed_start_stops_what_had_started_and_leaves_no_task(tmp_path, monk
         "expiry-sweep", "seeds", "failed", "tx", "mesh", "discovery", "journal", "core", "transport",
         "supervisor", "workdir",
     ]  # fmt: skip
+
+
+def test_the_mesh_asks_for_a_beacon_to_one_host_or_to_the_whole_lan(tmp_path):
+    from unittest import mock
+
+    from pumpkin.actions import BROADCAST
+    from pumpkin.discovery import BeaconDiscovery
+
+    d = Daemon(cfg(tmp_path, "a"))
+    beacons = mock.create_autospec(BeaconDiscovery, instance=True)
+    d.discoveries = [mock.create_autospec(LocalDiscovery, instance=True), beacons]
+    d._beacon_to("10.7.0.5")  # a peer that does not hear our broadcasts
+    d._beacon_to(BROADCAST)  # our seeds changed on a crowded LAN (Mesh.announce)
+    assert beacons.send_to.call_args_list == [mock.call("10.7.0.5")]
+    assert beacons.send_now.call_count == 1

@@ -376,6 +376,50 @@ def test_on_a_crowded_subnet_peers_are_learnt_from_beacons_and_greeted_only_when
     assert all(first_hello.get(peer, float("inf")) <= t for peer, t in first_packet.items())
 
 
+SHOUT = """from pumpkin import Seed
+
+
+class Shout(Seed):
+    consumes = "String:LOUD"
+
+    def run(self, text):
+        print(text.upper())
+"""
+
+
+def test_on_a_crowded_subnet_a_seed_change_reaches_everyone_by_one_beacon_not_a_hello_each(tmp_path):
+    # G5 loads a new seed at 10 s. Greeting all 59 peers would open a link to each of those it learnt from
+    # their beacons and never sent anything; they learn it from one beacon sent at once instead.
+    n = 40
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "shout.py").write_text(SHOUT)
+    knew: dict[str, bool] = {}
+
+    def change(r: simrun.Run) -> None:
+        node = r.net.nodes["G5"]
+        node.load_seeds([tmp_path / "seeds" / "shout.py"])
+        node.mesh.announce()
+
+    probes = {
+        10.0: change,
+        10.5: lambda r: knew.update(
+            {
+                name: "G5" in node.router.automaton.nodes_of("Shout")
+                for name, node in r.net.nodes.items()
+                if name != "G5"
+            }
+        ),
+    }
+    result = run_probed(crowd(n), probes, tmp_path)
+    assert_exactly_once(result)
+    assert len(knew) == n - 1 and all(knew.values()), [name for name, k in knew.items() if not k]
+    t0 = next(r.t for r in result.history.of("note") if r.msg == "seeds" and r.data.get("seed") == "Shout")
+    hellos = {r.peer for r in result.history.of("send") if r.node == "G5" and r.msg == HELLO.decode() and r.t >= t0}
+    assert len(hellos) <= 2 * GREET_ALL_UP_TO, len(hellos)  # those it has links with, not all 39
+    beacons = [r for r in result.history.of("send") if r.node == "G5" and r.msg == "beacon" and not r.peer]
+    assert any(t0 <= r.t < t0 + 0.01 for r in beacons)  # one went at once
+
+
 def test_seeds_that_split_and_merge_run_in_the_simulation_as_in_the_daemon():
     # As tests/multiprocess/test_joins.py on real daemons: fragments run on either replica, merged once.
     joinseeds = ROOT / "tests" / "joinseeds"
