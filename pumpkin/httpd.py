@@ -371,7 +371,9 @@ class HttpServer:
                 await self._drain(ex)
             return False  # the hang-up watch has read what came after the request: no next one on this connection
         else:
-            headers = {**response.headers, "Content-Length": str(len(response.body))}
+            headers = dict(response.headers)
+            if response.status not in (204, 304):  # (these have no body, and say nothing of its length)
+                headers["Content-Length"] = str(len(response.body))
             if response.close:
                 headers["Connection"] = "close"
             ex.writer.write(

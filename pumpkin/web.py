@@ -34,6 +34,7 @@ import contextlib
 import hmac
 import ipaddress
 import logging
+import os
 import resource
 import socket
 import time
@@ -126,14 +127,20 @@ MEDIA_TYPES = {
 }
 
 
-def _file(path: Path, headers: dict[str, str] | None = None) -> Response:
-    """One of the page's files (small: read whole); 404 when it is not there."""
+def _file(request: Request, path: Path) -> Response:
+    """One of the page's files (small: read whole); 404 when it is not there. The browser keeps it and asks
+    again each time (``no-cache``) with the ETag it got: 304, no body, while the file is unchanged."""
     try:
-        body = path.read_bytes()
+        with path.open("rb") as f:
+            st = os.fstat(f.fileno())
+            tag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+            if tag in (request.headers.get("If-None-Match") or "").split(","):
+                return Response(304, b"", {"ETag": tag, "Cache-Control": "no-cache"})
+            body = f.read()
     except (OSError, ValueError):  # not there, a folder, a name too long, a NUL in it (%00)...
         raise HttpError(404, f"no file {path.name!r}") from None
     media = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
-    return Response(200, body, headers, content_type=media)
+    return Response(200, body, {"ETag": tag, "Cache-Control": "no-cache"}, content_type=media)
 
 
 def preview(data: Any) -> str:
@@ -907,21 +914,21 @@ class WebServer:
     # -- GET -------------------------------------------------------------------------------------
 
     async def _index(self, request: Request) -> Response:
-        return _file(self.root / "index.html", {"Cache-Control": "no-cache"})
+        return _file(request, self.root / "index.html")
 
     async def _static(self, request: Request) -> Response:
         """The page's files under ``/static/``: only from the page's folder (no ``..``, no hidden files)."""
         parts = request.match_info["path"].split("/")
         if any(not part or part.startswith(".") for part in parts):
             raise HttpError(404, "no such file")
-        return _file(self.root.joinpath(*parts))
+        return _file(request, self.root.joinpath(*parts))
 
     async def _api_index(self, request: Request) -> Response:
         routes = sorted({r for r in self.routes.listing() if r.split(" ", 1)[1].startswith(API)})
         return _json({"node": self.query.node_id(), "pumpkin": __version__, "api": "v1", "routes": routes})
 
     async def _openapi(self, request: Request) -> Response:
-        return _file(self.root / "openapi.json")
+        return _file(request, self.root / "openapi.json")
 
     async def _node(self, request: Request) -> Response:
         return _json(node_view(self.query, self.url, bool(self.config.token)))

@@ -190,6 +190,13 @@ def test_the_page_files_are_served_and_nothing_outside_their_folder(tmp_path) ->
 
             d3 = await get("/static/vendor/d3/d3.min.js")
             assert statuses(d3) == [200] and b"text/javascript" in d3 and b"https://d3js.org" in d3
+            # Kept by the browser and asked again with its ETag: 304 and no body while the file is unchanged.
+            etag = re.search(rb"ETag: (\S+)\r\n", d3).group(1).decode()  # type: ignore[union-attr]
+            request = f"GET /static/vendor/d3/d3.min.js HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            again = await exchange(port, f"{request}If-None-Match: {etag}\r\nConnection: close\r\n\r\n".encode())
+            assert statuses(again) == [304] and again.endswith(b"\r\n\r\n") and b"Content-Length" not in again
+            other = await exchange(port, f'{request}If-None-Match: "0-1"\r\nConnection: close\r\n\r\n'.encode())
+            assert statuses(other) == [200] and b"https://d3js.org" in other
             assert b"image/svg+xml" in await get("/static/pumpkin.svg")
             for sneaky in (
                 "/static/../pumpkin/web.py",
