@@ -470,7 +470,12 @@ class Router:
         if mark is not None and (mark.result or mark.by != spec.name):
             mark = None
         results: list[Packet] | None = [] if mark is not None else None
-        fragments = sum(1 for e in outcome.emissions if e.fragment is not None)
+        emissions = outcome.emissions
+        fragments = (
+            0
+            if len(emissions) == 1 and emissions[0].fragment is None
+            else sum(e.fragment is not None for e in emissions)
+        )
         split_index = 0
         for index, emission in enumerate(outcome.emissions):
             tag = parent.tag if emission.again and parent is not None else spec.output_for(emission.state)
@@ -568,7 +573,8 @@ class Router:
             self._throttle_if_piling(runner)
         if parent is not None:
             self._finished(parent, spec.name)
-            self.kick(spec.name)
+            if len(self.waiting) or self._throttled:  # (nothing waits: nothing to hand this seed's room to)
+                self.kick(spec.name)
 
     def _refused(self, spec: SeedSpec, parent: Packet, emissions: list[Emission]) -> bool:
         """Fail ``parent`` whole, letting none of its emissions out, when any of them is in an undeclared
@@ -639,12 +645,15 @@ class Router:
     # -- internals -------------------------------------------------------------------------------
 
     def _deliver(self, name: str, nodes: list[str], packet: Packet) -> None:
+        if len(nodes) == 1:
+            self._deliver_to_one(name, nodes[0], packet)
+            return
         turns = self._turns.get(name)
         if turns is None:
             turns = self._turns[name] = itertools.count()
         turn = next(turns)
         candidates: Sequence[str] = nodes
-        part = self._part(name, packet) if len(candidates) > 1 else None
+        part = self._part(name, packet)
         if part is not None:
             # Every part of a group goes to the group's one owner, whatever the load elsewhere.
             candidates = [owner(part[0], candidates)]
@@ -663,6 +672,24 @@ class Router:
                 at = self.events.clock()  # before it goes: the peer may run it before the send returns
                 if not self.remotes.send_packet(node, name, packet, self.clock()):
                     continue
+                self.counters["remote"] += 1
+                self.delivered[name, node] += 1
+                self.events.note("sent", packet.id, "", name, packet.tag, peer=node, at=at)
+                return
+        self._park(packet, seed=name)
+
+    def _deliver_to_one(self, name: str, node: str, packet: Packet) -> None:
+        """``_deliver`` when ``name`` runs on one node: no turn to take, no replica to choose, no group's owner
+        to find (the same steps for the one candidate; most packets' case)."""
+        if node == self.node_id:
+            runner = self.local_room(name)
+            if runner is not None:
+                self.counters["local"] += 1
+                self.submit_local(runner, packet)
+                return
+        else:
+            at = self.events.clock()  # before it goes: the peer may run it before the send returns
+            if self.remotes.send_packet(node, name, packet, self.clock()):
                 self.counters["remote"] += 1
                 self.delivered[name, node] += 1
                 self.events.note("sent", packet.id, "", name, packet.tag, peer=node, at=at)
