@@ -645,8 +645,9 @@ class Router:
     # -- internals -------------------------------------------------------------------------------
 
     def _deliver(self, name: str, nodes: list[str], packet: Packet) -> None:
-        if len(nodes) == 1:
-            self._deliver_to_one(name, nodes[0], packet)
+        if len(nodes) == 1:  # most packets: no turn to take, no replica to choose, no group's owner to find
+            if not self._hand(name, nodes[0], packet):
+                self._park(packet, seed=name)
             return
         turns = self._turns.get(name)
         if turns is None:
@@ -662,39 +663,27 @@ class Router:
                 self.submit_local(self.local[name], packet)
                 return
         for node in replica_order(candidates, lambda n: self._load(n, name), turn):
-            if node == self.node_id:
-                runner = self.local_room(name)
-                if runner is not None:
-                    self.counters["local"] += 1
-                    self.submit_local(runner, packet)
-                    return
-            else:
-                at = self.events.clock()  # before it goes: the peer may run it before the send returns
-                if not self.remotes.send_packet(node, name, packet, self.clock()):
-                    continue
-                self.counters["remote"] += 1
-                self.delivered[name, node] += 1
-                self.events.note("sent", packet.id, "", name, packet.tag, peer=node, at=at)
+            if self._hand(name, node, packet):
                 return
         self._park(packet, seed=name)
 
-    def _deliver_to_one(self, name: str, node: str, packet: Packet) -> None:
-        """``_deliver`` when ``name`` runs on one node: no turn to take, no replica to choose, no group's owner
-        to find (the same steps for the one candidate; most packets' case)."""
+    def _hand(self, name: str, node: str, packet: Packet) -> bool:
+        """Give ``packet`` to seed ``name`` on ``node``: here, to its runner when it has room; elsewhere, to the
+        link to that peer when it takes it. False when it could not."""
         if node == self.node_id:
             runner = self.local_room(name)
-            if runner is not None:
-                self.counters["local"] += 1
-                self.submit_local(runner, packet)
-                return
-        else:
-            at = self.events.clock()  # before it goes: the peer may run it before the send returns
-            if self.remotes.send_packet(node, name, packet, self.clock()):
-                self.counters["remote"] += 1
-                self.delivered[name, node] += 1
-                self.events.note("sent", packet.id, "", name, packet.tag, peer=node, at=at)
-                return
-        self._park(packet, seed=name)
+            if runner is None:
+                return False
+            self.counters["local"] += 1
+            self.submit_local(runner, packet)
+            return True
+        at = self.events.clock()  # before it goes: the peer may run it before the send returns
+        if not self.remotes.send_packet(node, name, packet, self.clock()):
+            return False
+        self.counters["remote"] += 1
+        self.delivered[name, node] += 1
+        self.events.note("sent", packet.id, "", name, packet.tag, peer=node, at=at)
+        return True
 
     # -- joins, fragments and merges (see gather) ------------------------------------------------
 

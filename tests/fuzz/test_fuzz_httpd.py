@@ -10,7 +10,7 @@ import re
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.web.test_httpd import Watcher, serving, statuses
+from tests.web.test_httpd import Watcher, exchange, serving, statuses
 
 TOKEN = st.text(alphabet="!#$%&'*+-.^_`|~ABCXYZabcxyz0123456789", min_size=1, max_size=12)
 TARGET = st.one_of(
@@ -40,23 +40,10 @@ def requests(draw: st.DrawFn) -> bytes:
 STATUS_LINE = re.compile(rb"^HTTP/1\.1 [1-5]\d\d [^\r\n]*\r\n")
 
 
-async def send(port: int, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    writer.write_eof()
-    try:
-        async with asyncio.timeout(10):
-            return await reader.read()
-    except ConnectionResetError:
-        return b""
-    finally:
-        writer.close()
-
-
 def check(data: bytes) -> None:
     async def main() -> tuple[bytes, Watcher]:
         async with serving() as (port, watcher):
-            answer = await send(port, data)
+            answer = await exchange(port, data)
             async with asyncio.timeout(5):  # the server's side of the connection ends too
                 while watcher.events.count("closed") < watcher.events.count("opened"):
                     await asyncio.sleep(0.01)
