@@ -8,10 +8,12 @@ protocol alone (pure Python, no dependencies, well kept): parsing, keep-alive, c
 
 The server owns the protocol: a malformed request is answered 400 (431 for headers over ``MAX_HEAD_BYTES``) and
 its connection closed; a body over ``max_body`` bytes raises ``HttpError(413)`` from ``Request.read``; HEAD gets a
-GET's head without its body; a response sent before its request's body was read closes the connection, politely
-(FIN first, then what the client still sends is read and dropped for up to ``LINGER_S``, so that it can read the
-answer before the connection goes). It leaves to its caller (``pumpkin.web``): routes, how errors look, header
-timeouts and connection limits, through ``ConnectionWatcher``.
+GET's head without its body; a body left unread is skipped to keep the connection (within ``LINGER_S``), else
+the connection is closed politely (FIN first, then what the client still sends is dropped for up to ``LINGER_S``,
+so that it reads the answer before the connection goes); a client that takes none of an answer for
+``write_timeout_s`` is cut off; a streamed answer (server-sent events) ends when its client hangs up. It leaves to
+its caller (``pumpkin.web``): routes (``Routes`` helps), how errors look, header timeouts and connection limits,
+through ``ConnectionWatcher``.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ import h11
 MAX_HEAD_BYTES = 16 * 1024  # a request line and headers bigger than this are refused (431)
 READ_BYTES = 64 * 1024
 LINGER_S = 2.0  # how long a closing connection's unread input is drained, so the client reads our answer first
-
-log = logging.getLogger(__name__)
 
 
 class HttpError(Exception):
