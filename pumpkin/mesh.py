@@ -618,13 +618,15 @@ class Mesh:
             return [None, None, ""]
         return [o.tcp, o.ipc, o.host, o.pk, o.cert] if self.keyed else [o.tcp, o.ipc, o.host]
 
-    def announce(self) -> None:
-        """Our seeds changed: tell every peer at once (beacons carry the new digest too).
+    def announce(self, gossip: bool = False) -> None:
+        """Our seeds changed (``gossip``: no, we learnt of peers the others may not hear): tell every peer at once
+        (beacons carry the new digest too).
 
         Each gets a HELLO, but on a crowded LAN (``GREET_ALL_UP_TO``) a peer learnt from its beacon that we
         never sent anything: a HELLO would open a link to each of them (a thousand, on a LAN of a thousand).
-        They hear a beacon sent at once instead, out of its pace: it carries our new seeds, or, when they do not
-        fit in it, makes them greet us."""
+        For a change of seeds they hear a beacon sent at once instead, out of its pace: it carries our new
+        seeds, or, when they do not fit in it, makes them greet us. Gossip reaches them from the peers they
+        greeted (each passes on what it learnt the same way)."""
         frames: dict[frozenset[str], list[bytes]] = {}  # by what the peer hears of by itself (``_heard_alike``)
         crowded = len(self.peers.entries) >= GREET_ALL_UP_TO
         by_beacon = 0
@@ -636,7 +638,7 @@ class Mesh:
             if alike not in frames:
                 frames[alike] = self._hello_frames(reply=False, to=peer)
             self._do(Send(peer.node_id, frames[alike], SendKind.CONTROL))
-        if by_beacon:
+        if by_beacon and not gossip:
             self.counters["announced_by_beacon"] += by_beacon
             self._do(SendBeacon(BROADCAST))
 
@@ -1060,7 +1062,7 @@ class Mesh:
             self._announce_pending = any(r.known for r in self._far.values())
         if self._announce_pending:
             self._announce_pending = False
-            self.announce()
+            self.announce(gossip=True)
         load, done = self.local_load(), self.local_done()
         frames: dict[tuple[bool, bool], list[bytes]] = {}
         fresh_s, feeder_s, done_s = (
