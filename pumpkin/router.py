@@ -463,8 +463,9 @@ class Router:
         durable: list[Packet] | None = None
         if self.outputs.durable and (spec.durable if parent is None else self._on_cycle(spec.name)):
             durable = []
-        base_meta = without_marks(parent.meta) if parent is not None else {}
-        parent_names_ship = parent is not None and names_ship(parent)
+        # (Most parents carry no meta: nothing to clean, no ship named.)
+        base_meta = without_marks(parent.meta) if parent is not None and parent.meta else {}
+        parent_names_ship = parent is not None and bool(parent.meta) and names_ship(parent)
         # A fragment this seed split: what its run makes is one result, for the merge (see gather).
         mark = fragment_of(parent) if parent is not None and parent.meta and FRAGMENT in parent.meta else None
         if mark is not None and (mark.result or mark.by != spec.name):
@@ -569,11 +570,12 @@ class Router:
             else:
                 hold(parent, 1)  # released once its children are in the journal
                 self.outputs.make_durable(durable, lambda: hold(parent, -1))
-        if outcome.emissions and spec.outputs:
+        # (Nothing waits: no output piles up, and nothing to hand this seed's room to.)
+        if len(self.waiting) and outcome.emissions and spec.outputs:
             self._throttle_if_piling(runner)
         if parent is not None:
             self._finished(parent, spec.name)
-            if len(self.waiting) or self._throttled:  # (nothing waits: nothing to hand this seed's room to)
+            if len(self.waiting) or self._throttled:
                 self.kick(spec.name)
 
     def _refused(self, spec: SeedSpec, parent: Packet, emissions: list[Emission]) -> bool:
