@@ -107,9 +107,8 @@ class RttEstimator:
         self.rttvar = 0.0
         self.backoff = 1
         self._backed_off_at = -1e18
-        #: Seconds to wait for an ACK before asking again: kept up to date by ``sample`` and ``timed_out``
+        #: ``rto``: seconds to wait for an ACK before asking again, kept up to date by ``sample`` and ``timed_out``
         #: (read for every packet sent, changed far less often).
-        self.rto = RTO_INITIAL_S
         self._update()
 
     def sample(self, rtt: float) -> None:
@@ -130,6 +129,7 @@ class RttEstimator:
             self._update()
 
     def _update(self) -> None:
+        self.rto: float
         base = RTO_INITIAL_S if self.srtt == 0.0 else max(RTO_MIN_S, self.srtt + RTT_K * self.rttvar)
         self.rto = min(RTO_MAX_S, base * self.backoff)
 

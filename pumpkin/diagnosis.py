@@ -250,12 +250,11 @@ def broadcast_check(facts: dict[str, Any]) -> Check:
         problems.append(f"{_names(silent)} answered no probe to UDP port {port}, broadcast or sent to them alone")
         fixes.append(f"open UDP port {port} on those hosts (and on the way there)")
     hearing = ((facts.get("daemon") or {}).get("hearing") or {}).get("nodes", {})
-    # A peer known for less than the freshness window (it greeted us before its first beacon came) is not deaf yet.
-    settled_s = FRESH_HEARTBEATS * _heartbeat(facts) + 0.5
     deaf = [
         p["id"]
         for p in local
-        if (p.get("known_s") or 0) > settled_s
+        # (known for less than the freshness window: it greeted us before its first beacon came, not deaf yet)
+        if not _fresh(p.get("known_s") or 0, facts)
         and not _fresh((hearing.get(p["id"]) or {}).get("ways", {}).get("broadcast"), facts)
         and not _fresh(p.get("broadcast_s"), facts)
     ]

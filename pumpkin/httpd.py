@@ -108,10 +108,11 @@ class Request:
         for name, value in parse_qsl(query, keep_blank_values=True):
             self.query.setdefault(name, value)
         self.headers = Headers()
+        self.host_count = 0  # (two Host headers are refused: which one names the server?)
         for raw_name, raw_value in event.headers:
             name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             dict.__setitem__(self.headers, name, f"{self.headers[name]}, {value}" if name in self.headers else value)
-        self.host_count = sum(1 for raw_name, _ in event.headers if raw_name == b"host")
+            self.host_count += name == "host"
         self.match_info: dict[str, str] = {}
         self.transport: asyncio.Transport = exchange.writer.transport  # type: ignore[assignment]
         self._exchange = exchange
