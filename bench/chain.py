@@ -7,8 +7,9 @@ processes and 3 hops where it has processes; bench/README.md says exactly what e
 - ``chain``: each seed in its own ``pmk`` daemon, next to the **fair raw chain** (``fair_role``: Pumpkin's header
   fields, growing trail and child ids, orjson at every hop, up to 64 packets in one frame, the inbox drained per
   wake-up, gc tuned as the daemon does), **Zenoh** (``zenoh_role``: the same work, P2P, from bench/.venv-peers;
-  skipped with a message when not installed) and, with ``--minimal``, the old minimal raw chain (``raw_role``:
-  one send_multipart per packet).
+  skipped with a message when not installed), the fair raw chain **keeping the delivery promise** (``promise_role``:
+  dedup, a copy kept until the next stage acknowledges it, custody; the "/ promise" column) and, with
+  ``--minimal``, the old minimal raw chain (``raw_role``: one send_multipart per packet).
 - ``latency``: the same chains with one packet in flight at a time; p50 and p99 per hop (end to end over 3
   hops; the sink acknowledges each packet to the source over ipc://).
 - ``inprocess``: all four seeds in one daemon, next to asyncio queues of the same functions with the codec work
@@ -247,6 +248,184 @@ def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mod
         if pending:
             out.send(fair_pack(pending))  # type: ignore[union-attr]
             pending, pending_bytes = [], 0
+    if role == "sink":
+        result = {"n": n, "first_sent": first, "last_arrived": time.monotonic(), "latencies": latencies}
+        (ctl / "result.tmp").write_text(json.dumps(result))
+        (ctl / "result.tmp").rename(ctl / "result.json")
+    else:
+        wait_done(ctl)
+
+
+# -- the fair raw chain keeping the delivery promise -----------------------------------------------
+# The fair raw chain plus what Pumpkin's guarantee needs on the way (not the journal: the chain's seeds write
+# none): the receiver drops a packet id it has seen (a set), a sender keeps each packet it sent until the next
+# stage acknowledges it and sends it again after PROMISE_RTO_S, and a relay acknowledges a packet to the stage
+# before only once the packet it made of it is acknowledged (custody: a crash anywhere loses nothing). ACKs
+# travel back over a PUSH/PULL pair per hop, one message of ids per wake-up.
+
+PROMISE_RTO_S = 1.0  # a packet not acknowledged within this is sent again (never, on a quiet local chain)
+
+
+def promise_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mode: str) -> None:
+    """One process of the fair raw chain with the delivery promise; ``endpoints``: the 3 stages' data inboxes,
+    then the 3 ACK inboxes of source, step1 and step2."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+    ctx = zmq.Context()
+    index = CHAIN.index(role)
+    node = f"raw-{role}-{os.getpid()}"
+    nxt = CHAIN[index + 1].capitalize() if role != "sink" else ""
+    inbox = out = acks_in = acks_out = None
+    if role != "source":
+        inbox = ctx.socket(zmq.PULL)
+        inbox.bind(endpoints[index - 1])
+        acks_out = ctx.socket(zmq.PUSH)
+        acks_out.connect(endpoints[3 + index - 1])
+    if role != "sink":
+        out = ctx.socket(zmq.PUSH)
+        out.connect(endpoints[index])
+        acks_in = ctx.socket(zmq.PULL)
+        acks_in.bind(endpoints[3 + index])
+    # Sent and not acknowledged yet: id -> (the packet's header and payload, when sent, the parent it was made of).
+    unacked: dict[str, tuple[tuple[bytes, bytes], float, str]] = {}
+    checked_at = time.monotonic()
+
+    def send(batch: list[tuple[str, bytes, bytes, str]]) -> None:
+        now = time.monotonic()
+        for pid, header, payload, parent in batch:
+            unacked[pid] = ((header, payload), now, parent)
+        out.send(fair_pack([(h, p) for _, h, p, _ in batch]))  # type: ignore[union-attr]
+
+    def take_acks() -> list[str]:
+        """The ACKs waiting: the parents of the packets they acknowledge (one child per parent here)."""
+        assert acks_in is not None
+        done = []
+        try:
+            msg = acks_in.recv(zmq.NOBLOCK)
+            while True:
+                for pid in orjson.loads(msg):
+                    entry = unacked.pop(pid, None)
+                    if entry is not None:
+                        done.append(entry[2])
+                msg = acks_in.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        return done
+
+    def resend_late() -> None:
+        nonlocal checked_at
+        now = time.monotonic()
+        if now - checked_at < 0.1:
+            return
+        checked_at = now
+        late = []
+        for pid, (frames, sent_at, parent) in unacked.items():  # oldest first
+            if now - sent_at < PROMISE_RTO_S:
+                break
+            late.append((pid, *frames, parent))
+        for pid, *_ in late:
+            del unacked[pid]
+        if late:
+            send(late)
+
+    (ctl / f"ready-{role}").touch()
+    if role == "source":
+        assert out is not None
+        acks = ctx.socket(zmq.PULL)
+        acks.bind(f"ipc://{ctl / 'ack'}")
+        while not (ctl / "go").exists():
+            time.sleep(0.005)
+        pad, batch_n = "x" * size, 1 if mode == "latency" else FAIR_BATCH
+        ship, container, tag = f"{os.getpid():08x}", "c0ffee00", TAGS[0]
+        batch: list[tuple[str, bytes, bytes, str]] = []
+        size_of = 0
+        for i in range(n):
+            now = time.time()
+            data = {"i": i, "t": time.monotonic(), "pad": pad}
+            pid = f"{ship}:{container}:0:{i}"
+            header = fair_header(pid, tag, 64, now, [["Source", node, tag, now]], nxt, node)
+            batch.append((pid, header, orjson.dumps(data), ""))
+            size_of += len(batch[-1][2])
+            if len(batch) == batch_n or size_of >= FAIR_BATCH_BYTES or i == n - 1:
+                send(batch)
+                batch, size_of = [], 0
+                take_acks()
+                resend_late()
+                if mode == "latency":
+                    acks.recv()
+        deadline = time.monotonic() + DEADLINE_S
+        while unacked and time.monotonic() < deadline:  # the promise: every packet acknowledged
+            if acks_in.poll(100):  # type: ignore[union-attr]
+                take_acks()
+            resend_late()
+        wait_done(ctl)
+        return
+    assert inbox is not None and acks_out is not None
+    poller = zmq.Poller()
+    poller.register(inbox, zmq.POLLIN)
+    if acks_in is not None:
+        poller.register(acks_in, zmq.POLLIN)
+    count, first, latencies, ack = 0, None, [], None
+    seed, tag = role.capitalize(), TAGS[index] if role != "sink" else ""
+    seen: dict[str, bool] = {}  # packet id -> still held (its child not acknowledged yet)
+    pending: list[tuple[str, bytes, bytes, str]] = []
+    pending_bytes = 0
+    while count < n or unacked:
+        ready = dict(poller.poll(100))
+        answers: list[str] = []
+        if acks_in is not None and acks_in in ready:
+            for parent in take_acks():
+                seen[parent] = False
+                answers.append(parent)
+        msgs = []
+        if inbox in ready:
+            try:
+                while len(msgs) < INBOX_DRAIN:
+                    msgs.append(inbox.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                pass
+        for msg in msgs:
+            for raw_header, payload in fair_unpack(msg):
+                header = orjson.loads(raw_header)
+                pid = header["id"]
+                held = seen.get(pid)
+                if held is not None:  # a copy sent again: acknowledged now if done, else when its child is
+                    if not held:
+                        answers.append(pid)
+                    continue
+                seen[pid] = role != "sink"
+                data = orjson.loads(payload)
+                count += 1
+                if role == "sink":
+                    now = time.monotonic()
+                    if first is None:
+                        first = data["t"]
+                    answers.append(pid)
+                    if mode == "latency":
+                        latencies.append(now - data["t"])
+                        if ack is None:
+                            ack = ctx.socket(zmq.PUSH)
+                            ack.connect(f"ipc://{ctl / 'ack'}")
+                        ack.send(b"k")
+                    continue
+                data["hops"] = data.get("hops", 0) + 1
+                now = time.time()
+                trail = [*header["trail"], [seed, node, tag, now]]
+                child = fair_child(pid, seed)
+                child_header = fair_header(child, tag, header["ttl"] - 1, header["created"], trail, nxt, node)
+                pending.append((child, child_header, orjson.dumps(data), pid))
+                pending_bytes += len(pending[-1][2])
+                if len(pending) == FAIR_BATCH or pending_bytes >= FAIR_BATCH_BYTES:
+                    send(pending)
+                    pending, pending_bytes = [], 0
+        if pending:
+            send(pending)
+            pending, pending_bytes = [], 0
+        if answers:
+            acks_out.send(orjson.dumps(answers))
+        if role != "sink":
+            resend_late()
     if role == "sink":
         result = {"n": n, "first_sent": first, "last_arrived": time.monotonic(), "latencies": latencies}
         (ctl / "result.tmp").write_text(json.dumps(result))
@@ -653,7 +832,8 @@ PEERS_PYTHON = ROOT / "bench" / ".venv-peers" / "bin" / "python"
 
 
 def raw_chain(transport: str, n: int, size: int, mode: str, kind: str = "fair") -> dict[str, Any]:
-    """The chain without Pumpkin: ``kind`` is "fair" (fair_role), "minimal" (raw_role) or "zenoh" (zenoh_role)."""
+    """The chain without Pumpkin: ``kind`` is "fair" (fair_role), "promise" (promise_role), "minimal" (raw_role)
+    or "zenoh" (zenoh_role)."""
     run = Run(n, size, mode)
     try:
         python = sys.executable
@@ -663,10 +843,10 @@ def raw_chain(transport: str, n: int, size: int, mode: str, kind: str = "fair") 
                 endpoints = [f"unixsock-stream/{run.ctl / f'stage{i}.sock'}" for i in range(3)]
             else:
                 endpoints = [f"tcp/127.0.0.1:{p}" for p in free_ports(3)]
-        elif transport == "ipc":
-            endpoints = [f"ipc://{run.ctl / f'stage{i}'}" for i in range(3)]
+        elif transport == "ipc":  # 3 data inboxes, then 3 ACK inboxes (only promise_role's ACKs use them)
+            endpoints = [f"ipc://{run.ctl / f'stage{i}'}" for i in range(6)]
         else:
-            endpoints = [f"tcp://127.0.0.1:{p}" for p in free_ports(3)]
+            endpoints = [f"tcp://127.0.0.1:{p}" for p in free_ports(6)]
         for role in reversed(CHAIN):
             run.spawn(
                 [
@@ -793,7 +973,7 @@ def main() -> None:
     ap.add_argument("--ray-packets", type=int, help="packets through the Ray pipeline (default: --packets)")
     args = ap.parse_args()
     if args.raw_role:
-        role = {"fair": fair_role, "minimal": raw_role, "zenoh": zenoh_role}[args.raw_kind]
+        role = {"fair": fair_role, "promise": promise_role, "minimal": raw_role, "zenoh": zenoh_role}[args.raw_kind]
         role(args.raw_role, args.raw_ctl, args.raw_endpoints.split(","), args.raw_n, args.raw_size, args.raw_mode)
         return
     if args.asyncio_baseline:
@@ -830,6 +1010,7 @@ def main() -> None:
     if "chain" in only:
         print(
             f"{'chain throughput':<34} {'size':>8} {'pkt/s':>10} {'/ fair raw':>10} {'/ zenoh':>8} {'CPU us/pkt':>10}"
+            f" {'/ promise':>9}"
         )
         for size in sizes:
             n = packets_for(args.packets, size)
@@ -837,13 +1018,14 @@ def main() -> None:
             for transport in transports:
                 # Round-robin: each repetition runs every side once, so that the machine's drift (these VMs
                 # speed up and slow down by 10-20% within minutes) weighs on every side alike.
-                sides = ["fair", *(["minimal"] if args.minimal else []), *(label for label, _ in variants)]
+                sides = ["fair", "promise", *(["minimal"] if args.minimal else []), *(label for label, _ in variants)]
                 with_zenoh = not zenoh_why and transport == transports[0]
                 done: dict[str, list[dict[str, Any]]] = {side: [] for side in ["zenoh"] * with_zenoh + sides}
                 for _ in reps:
                     if with_zenoh:
                         done["zenoh"].append(raw_chain(zt, n, size, "throughput", "zenoh"))
                     done["fair"].append(raw_chain(transport, n, size, "throughput", "fair"))
+                    done["promise"].append(raw_chain(transport, n, size, "throughput", "promise"))
                     if args.minimal:
                         done["minimal"].append(raw_chain(transport, n, size, "throughput", "minimal"))
                     for label, inline in variants:
@@ -866,6 +1048,13 @@ def main() -> None:
                 if with_zenoh and zenoh_pps is not None:
                     z = f"{zenoh_pps / base:>10.3f} {1:>8.3f} {zcpu:>10.1f}"
                     print(f"{zlabel:<34} {size:>8} {zenoh_pps:>10,.0f} {z}")
+                kept, kcpu, runs = rates(done["promise"])
+                results[f"raw_promise_{transport}_{size}"] = {
+                    "pps": round(kept), "runs": [round(r) for r in runs], "cpu_us": round(kcpu, 1),
+                    "ratio": round(kept / base, 3),
+                }  # fmt: skip
+                label = f"fair raw + promise, {transport}"
+                print(f"{label:<34} {size:>8} {kept:>10,.0f} {kept / base:>10.3f} {'':>8} {kcpu:>10.1f} {1:>9.3f}")
                 if args.minimal:
                     m, mcpu, runs = rates(done["minimal"])
                     results[f"raw_minimal_{transport}_{size}"] = {"pps": round(m), "runs": [round(r) for r in runs]}
@@ -880,6 +1069,7 @@ def main() -> None:
                         "runs": [round(r) for r in runs],
                         "cpu_us": round(ocpu, 1),
                         "raw_cpu_us": round(cpu, 1),
+                        "ratio_promise": round(ours / kept, 3),
                         # each process's CPU per packet, medians over the runs (where a variant's cost lies)
                         "cpu_us_by_process": {
                             name: median_of([r["cpu_us_by_process"][name] for r in done[label]])
@@ -893,7 +1083,8 @@ def main() -> None:
                         zr = f"{ours / zenoh_pps:>8.3f}"
                     results[f"chain_{transport}_{size}_{label}"] = row
                     name = f"Pumpkin 4 daemons, {transport}, {label}"
-                    print(f"{name:<34} {size:>8} {ours:>10,.0f} {ours / base:>10.3f} {zr} {ocpu:>10.1f}")
+                    figures = f"{ours:>10,.0f} {ours / base:>10.3f} {zr} {ocpu:>10.1f} {ours / kept:>9.3f}"
+                    print(f"{name:<34} {size:>8} {figures}")
     if "latency" in only:
         print(f"\n{'per-hop latency, 100 B':<34} {'p50 us':>8} {'p99 us':>8} {'p50/raw':>8} {'p99/raw':>8}")
 

@@ -53,8 +53,9 @@ def test_chain_benchmark_reports_pumpkin_next_to_its_baselines():
         "--minimal",
     )  # fmt: skip
     results = json_line(out)["results"]
-    for row in ("raw_fair_ipc_100", "raw_minimal_ipc_100", "asyncio_plain_100", "asyncio_packets_100"):
+    for row in ("raw_fair_ipc_100", "raw_promise_ipc_100", "raw_minimal_ipc_100", "asyncio_plain_100"):
         assert positive(results[row]["pps"]), results[row]
+    assert positive(results["asyncio_packets_100"]["pps"]), results
     chains = ("chain_ipc_100_inline", "chain_ipc_100_threaded", "chain_ipc_100_dispatch seeds")
     for row in chains:  # CPU is read in 10 ms clock ticks: 400 packets of the raw chain may take none
         cpu = (results[row]["cpu_us"], results[row]["raw_cpu_us"])
@@ -65,10 +66,15 @@ def test_chain_benchmark_reports_pumpkin_next_to_its_baselines():
         # abs_tol: the bench rounds the ratio to 3 decimals, which is more than 1% of a ratio below 0.05.
         expected = r["pumpkin_pps"] / (r.get("raw_pps") or r["asyncio_pps"])
         assert math.isclose(r["ratio"], expected, rel_tol=0.01, abs_tol=0.0005), r
+    for row in chains:  # the chain next to the raw one that keeps the same delivery promise
+        promised = results["raw_promise_ipc_100"]["pps"]
+        r = results[row]
+        assert math.isclose(r["ratio_promise"], r["pumpkin_pps"] / promised, rel_tol=0.01, abs_tol=0.0005), r
     lat = results["latency_ipc_inline"]
     assert all(positive(v) for v in lat.values()) and lat["pumpkin_p99_us"] >= lat["pumpkin_p50_us"], lat
     assert "Pumpkin 4 daemons, ipc, inline" in out.stdout and "per-hop latency" in out.stdout
     assert "fair raw pyzmq, ipc" in out.stdout and "minimal raw (1 msg/packet)" in out.stdout
+    assert "fair raw + promise, ipc" in out.stdout
     # Zenoh is installed for the benchmark only (bench/.venv-peers): its rows run, or say clearly why not.
     if "zenoh_100" in results:
         assert positive(results["zenoh_100"]["pps"]) and positive(results["latency_zenoh"]["p50_us"]), results
