@@ -20,7 +20,7 @@ is sent again). A packet that arrives twice is answered the same way, so everyth
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -184,8 +184,33 @@ class InFlight:
             return None
         self._count_out(flight.seed)
         if flight.sends == 1 and not flight.asked:
-            self.rtt.setdefault(flight.seed, RttEstimator()).sample(now - flight.sent_at)
+            self._estimator(flight.seed).sample(now - flight.sent_at)
         return flight
+
+    def ack_all(self, keys: Iterable[Sequence[str]], now: float) -> list[Flight]:
+        """The peer is done with every (packet id, seed) of ``keys`` (one ACK message): forget them; the flights
+        that were in flight. The ACK time is measured once per seed, on the last of them sent once: one
+        sample per round trip, as TCP times one segment per window (a sample per packet cost ~1 us each, and
+        the packets of one ACK tell the same round trip)."""
+        flights, timed = [], {}
+        pop, count_out = self.flights.pop, self._count_out
+        for pid, seed in keys:
+            flight = pop((pid, seed), None)
+            if flight is None:
+                continue
+            count_out(seed)
+            flights.append(flight)
+            if flight.sends == 1 and not flight.asked:
+                timed[seed] = flight.sent_at
+        for seed, sent_at in timed.items():
+            self._estimator(seed).sample(now - sent_at)
+        return flights
+
+    def _estimator(self, seed: str) -> RttEstimator:
+        est = self.rtt.get(seed)
+        if est is None:  # (not setdefault: that made an estimator per packet only to drop it)
+            est = self.rtt[seed] = RttEstimator()
+        return est
 
     def held(self, key: Key, now: float) -> None:
         """The peer still holds ``key`` (a duplicate it is working on): ask again later, backing off."""
@@ -211,7 +236,7 @@ class InFlight:
 
     def queried(self, flight: Flight, now: float) -> None:
         """The peer was asked about ``flight`` (its timer fired): back off its timer, and the timeout of its seed."""
-        self.rtt.setdefault(flight.seed, RttEstimator()).timed_out(now)
+        self._estimator(flight.seed).timed_out(now)
         flight.asked += 1
         flight.unanswered += 1
         flight.due = now + self._backoff(flight)

@@ -52,6 +52,7 @@ class Inbound:
             self.from_strangers += 1
             return
         batch = packets.split_batch(frames)
+        last_sender: str | None = None  # (a peer is heard once per message, not once per packet of it)
         for one in batch:
             try:
                 packet, to, sender = packets.decode_addressed(one)
@@ -62,7 +63,8 @@ class Inbound:
             if member is not None and sender != member:
                 self.forged_sender += 1  # a member claiming another's packets: refused
                 continue
-            mesh.on_packet(packet, to, sender, now, alone=len(batch) == 1)
+            mesh.on_packet(packet, to, sender, now, alone=len(batch) == 1, heard=sender != last_sender)
+            last_sender = sender
 
     def on_oversized(self, head: list[bytes], frames: int, size: int) -> None:
         """A message past ``limits.message_max_bytes``: its head is kept in failed/, the rest was dropped."""

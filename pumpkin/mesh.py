@@ -766,11 +766,9 @@ class Mesh:
         if remote is None:
             return
         freed: set[str] = set()
-        for pid, seed in msg.body.get("acks", []):
-            flight = remote.inflight.ack((pid, seed), now)
-            if flight is not None:
-                hold(flight.packet, -1)
-                freed.add(seed)
+        for flight in remote.inflight.ack_all(msg.body.get("acks", []), now):
+            hold(flight.packet, -1)
+            freed.add(flight.seed)
         for pid, seed in msg.body.get("held", []):
             remote.inflight.held((pid, seed), now)
         for pid, seed in msg.body.get("unknown", []):
@@ -992,12 +990,17 @@ class Mesh:
 
     # -- packets in ------------------------------------------------------------------------------
 
-    def on_packet(self, packet: Packet, to: str | None, sender: str | None, now: float, alone: bool = False) -> None:
+    def on_packet(
+        self, packet: Packet, to: str | None, sender: str | None, now: float, alone: bool = False, heard: bool = True
+    ) -> None:
         """A packet from a peer: answer a duplicate, else take custody of it and hand it to its seed.
-        ``alone``: it came in a message of its own, so nothing else is waiting to be batched with it."""
+        ``alone``: it came in a message of its own, so nothing else is waiting to be batched with it; ``heard``:
+        False when an earlier packet of the same message told already that ``sender`` is alive."""
         if not self.accepting:
             self.counters["refused_stopping"] += 1
             return
+        if sender and heard:  # (a duplicate too is a sign of life)
+            self._heard(sender, "packet", now)
         key: Key = (packet.id, to or "")
         if self.received.seen(key):
             self.counters["duplicates"] += 1
@@ -1015,8 +1018,6 @@ class Mesh:
         else:
             self.received.note(key)
         self.counters["received"] += 1
-        if sender:
-            self._heard(sender, "packet", now)
         # Straight to the local seed only while it is in the automaton here (not disabled, not unloaded).
         runner = self.router.local_room(to) if to and self.router.automaton.runs_on(to, self.node_id) else None
         if runner is not None:

@@ -294,7 +294,9 @@ def decode_addressed(frames: list[bytes]) -> tuple[Packet, str | None, str | Non
         if len(frames) == 1 and frames[0][:4] == PACKED:
             raise PacketError("a packed batch of packets that is cut short or has bytes left over")
         raise PacketError(f"a packet has 3 frames, got {len(frames)}")
-    magic, raw_header, payload = (bytes(f) for f in frames)
+    magic, raw_header, payload = frames
+    if type(raw_header) is not bytes or type(payload) is not bytes or type(magic) is not bytes:
+        magic, raw_header, payload = (bytes(f) for f in frames)  # (frames of a batch are bytes already)
     if magic != MAGIC:
         raise PacketError(f"bad magic {magic[:8]!r}; expected {MAGIC!r} (a peer of another version?)")
     if len(raw_header) > MAX_HEADER_BYTES:
