@@ -766,9 +766,9 @@ class Mesh:
         if remote is None:
             return
         freed: set[str] = set()
-        for flight in remote.inflight.ack_all(msg.body.get("acks", []), now):
-            hold(flight.packet, -1)
-            freed.add(flight.seed)
+        for acked in remote.inflight.ack_all(msg.body.get("acks", []), now):
+            hold(acked.packet, -1)
+            freed.add(acked.seed)
         for pid, seed in msg.body.get("held", []):
             remote.inflight.held((pid, seed), now)
         for pid, seed in msg.body.get("unknown", []):
