@@ -688,8 +688,10 @@ class Daemon:
         """The working directory of legacy seeds (``work/``), with the taskdirs' data files copied in."""
         assert self.workdir is not None
         cfg = self.config
-        taskdirs = tuple(cfg.node.taskdir) if not cfg.node.seed else ()
-        root = self.workdir.path / "work"
+        # Absolute paths: seeds join them with names and run programs in them with cwd= set to one (the
+        # original's tracula ran wd + script with cwd=wd), which a relative --workdir turned into a missing file.
+        taskdirs = tuple(t.absolute() for t in cfg.node.taskdir) if not cfg.node.seed else ()
+        root = (self.workdir.path / "work").absolute()
         for problem in legacy.prepare_workdir(root, taskdirs):
             log.warning("%s", problem)
         return legacy.LegacyEnv(
@@ -699,7 +701,7 @@ class Daemon:
             ship=self.ids.ship,
             debug=cfg.node.debug,
             taskdirs=taskdirs,
-            rx=cfg.rx.dir,
+            rx=cfg.rx.dir.absolute() if cfg.rx.dir else None,
             stats=self._legacy_stats,
         )
 
