@@ -147,10 +147,11 @@ def pmk(sandbox: Sandbox, tmp_path: Path, request: pytest.FixtureRequest) -> Ite
     started: list[PmkProcess] = []
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
-    def start(*args: str, workdir: Path | None = None) -> PmkProcess:
+    def start(*args: str, workdir: Path | None = None, cwd: Path = ROOT) -> PmkProcess:
+        """``workdir`` may be relative: to ``cwd``, where the process runs."""
         wd = workdir or tmp_path / f"node{len(started)}"
-        p = PmkProcess(sandbox.wrap([*PMK, "--workdir", str(wd), *args]), env=env)
-        p.workdir = wd  # type: ignore[attr-defined]
+        p = PmkProcess(sandbox.wrap([*PMK, "--workdir", str(wd), *args]), env=env, cwd=cwd)
+        p.workdir = cwd / wd  # type: ignore[attr-defined]
         started.append(p)
         return p
 

@@ -57,7 +57,8 @@ def test_a_tracer_answers_a_ttl_d_packet_and_the_script_beside_it_never_runs(pmk
 
 def test_a_parameter_sweep_with_a_working_directory_and_the_taskdirs_files(pmk, tmp_path):
     rx = tmp_path / "rx"
-    p = pmk(*FAST, "--taskdir", str(LEGACY / "sweep"), "--rx", str(rx))
+    # A relative --workdir: the model runs wd + "model.sh" with cwd=wd, which needs getWorkingDir() absolute.
+    p = pmk(*FAST, "--taskdir", str(LEGACY / "sweep"), "--rx", str(rx), workdir=Path("node"), cwd=tmp_path)
     p.wait_for("Watching rx folder", stream="err")
     drop(rx, "sweep.pkt", (LEGACY / "sweep" / "sweep.pkt").read_text())  # StringCSV:SWEEP: group public
     for line in ("sweep: 2 -> 4", "sweep: 3 -> 9", "sweep: 5 -> 25"):
