@@ -161,7 +161,7 @@ class Seed(FileHelpers):
         run = legacy.current(self)
         if run is None:
             raise RuntimeError(f"seed {self.get_name()}: re_dispatch() works during run() only")
-        run.emit(run.input_tag, self.get_pkt_data(pkt), header=legacy.carried_header(pkt[0]), again=True)
+        run.emit(run.input_tag, self.get_pkt_data(pkt), header=legacy.carried_header(pkt[0], run.own_ship), again=True)
         return pkt
 
     def _emit(self, pkt: Any, msg: Any, stag: str) -> None:
@@ -170,7 +170,9 @@ class Seed(FileHelpers):
         if run is not None and run.splitting and _int(header.get("fragment", 0)) > 0:
             # A fragment: it goes in the state of the packet split, to any replica of this seed (see splitmerge).
             last = _int(header.get("e", LAST_PKT)) == LAST_PKT
-            run.emit(stag, msg, header=legacy.carried_header(header), fragment=(str(header["fragment"]), last))
+            run.emit(
+                stag, msg, header=legacy.carried_header(header, run.own_ship), fragment=(str(header["fragment"]), last)
+            )
             return
         declared = self._declared(stag)
         if run is None:
@@ -179,10 +181,10 @@ class Seed(FileHelpers):
                 raise RuntimeError(f"seed {self.get_name()}: dispatch() outside run() has nowhere to go")
             if declared is None:
                 raise UndeclaredState(self._undeclared(stag))
-            emit(declared, msg, forked=True, header=legacy.carried_header(header))
+            emit(declared, msg, forked=True, header=legacy.carried_header(header, self._env().ship))
             return
         forked = header.get("container") != run.container
-        run.emit(declared or stag, msg, forked=forked, header=legacy.carried_header(header))
+        run.emit(declared or stag, msg, forked=forked, header=legacy.carried_header(header, run.own_ship))
         if declared is None:
             raise UndeclaredState(self._undeclared(stag))
 

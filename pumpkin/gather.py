@@ -241,7 +241,12 @@ def joined(seed: str, join: Sequence[str], parts: Sequence[Packet]) -> Packet:
     """The packet a complete join makes: its data ``{state: data}`` (``join``'s states, in order)."""
     pid, trail, ttl, created = _made_from(parts, seed, JOIN)
     meta = _clean_meta(parts[0].meta)
-    meta[GATHERED] = {"kind": JOIN, "seed": seed, "states": list(join)}
+    # Each part's full tag and legacy header too: a seed written for the original Pumpkin is run once per part
+    # (see splitmerge), and sees each as it came.
+    meta[GATHERED] = {"kind": JOIN, "seed": seed, "states": list(join), "tags": [str(p.tag) for p in parts]}
+    headers = [p.meta.get("legacy_header") if p.meta else None for p in parts]
+    if any(headers):
+        meta[GATHERED]["headers"] = headers
     data = {state: p.data for state, p in zip(join, parts, strict=True)}
     return Packet(pid, parts[0].tag, data, trail, ttl, created, meta)
 

@@ -299,6 +299,9 @@ def view_of(packet: Packet | None, seed: str, env: LegacyEnv) -> LegacyPacket:
     header = dict(BLANK_HEADER)
     if isinstance(carried, dict):
         header.update(carried)
+        named = carried.get("ship")
+        if isinstance(named, str) and named:
+            ship = named  # a ship the packet was given (a .pkt's "patient_X"), as the original kept it on every hop
     header["ship"], header["container"], header["box"] = ship, container, box
     header.update(fragment_fields(packet) if meta and FRAGMENT in meta else WHOLE)
     header["state"] = "PROCESSING"
@@ -318,16 +321,20 @@ def fragment_fields(packet: Packet) -> dict[str, Any]:
     return {"fragment": mark.no, "e": LAST_PKT if mark.last else MORE_PKT}
 
 
-def carried_header(header: Mapping[str, Any]) -> dict[str, Any]:
-    """The header fields that travel on with a dispatched packet (see ``ID_FIELDS``)."""
+def carried_header(header: Mapping[str, Any], own_ship: str) -> dict[str, Any]:
+    """The header fields that travel on with a dispatched packet (see ``ID_FIELDS``). Its ``ship`` travels only
+    when it is not ``own_ship``, the one its id gives (the run's packet's, or this daemon's for a new one): a
+    ship the packet was given stays with it, and names its lineage (``gather.lineage_of``)."""
     carried = dict(header)  # (copied whole and the few left out deleted: a filtering loop cost twice as much)
     for name in _NOT_CARRIED:
         carried.pop(name, None)
+    if carried.get("ship") == own_ship:
+        del carried["ship"]
     return carried
 
 
-#: ``ID_FIELDS`` but the fragment label, which a dispatched packet keeps.
-_NOT_CARRIED = tuple(f for f in ID_FIELDS if f != "fragment")
+#: ``ID_FIELDS`` but the fragment label, which a dispatched packet keeps, and the ship (see ``carried_header``).
+_NOT_CARRIED = tuple(f for f in ID_FIELDS if f not in ("fragment", "ship"))
 
 
 @dataclass
@@ -338,6 +345,7 @@ class RunState:
     container: str
     input_tag: str
     splitting: bool = False  # in ``split``: a dispatched packet made by ``fragment_pkt`` is a fragment
+    own_ship: str = ""  # the ship the packet's id gives (see ``carried_header``)
 
 
 def own(instance: Any, name: str, make: Callable[[], Any]) -> Any:
@@ -365,7 +373,8 @@ class running:  # noqa: N801 - used as a function: ``with running(...):``
         self, instance: Any, view: LegacyPacket, packet: Packet | None, emit: EmitFn, splitting: bool = False
     ) -> None:
         self._tls = own(instance, "_pmk_tls", threading.local)
-        self._run = RunState(emit, view[0]["container"], str(packet.tag) if packet else "", splitting)
+        own_ship = packet.id.split(":", 1)[0] if packet is not None else view[0]["ship"]
+        self._run = RunState(emit, view[0]["container"], str(packet.tag) if packet else "", splitting, own_ship)
 
     def __enter__(self) -> None:
         self._tls.run = self._run

@@ -19,11 +19,13 @@ framework collects them.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import PmkSeed, legacy
-from .gather import FRAGMENT, JOIN, MERGE, gathered_of
+from . import PmkSeed, legacy, tags
+from .errors import TagError
+from .gather import FRAGMENT, GATHERED, JOIN, MERGE, gathered_of
 from .PmkShared import LAST_PKT, MORE_PKT
 
 if TYPE_CHECKING:
@@ -47,6 +49,39 @@ def special(packet: Packet, splits: bool) -> bool:
     if gathered_of(packet) is not None:
         return True
     return splits and FRAGMENT not in meta
+
+
+def takes_each(run: Callable[..., Any], n: int) -> bool:
+    """True when a legacy seed's bound ``run`` takes the packet and ``n`` values (one per state of its join)."""
+    try:
+        inspect.signature(run).bind(None, *([None] * n))
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin): call it the joined way, as before
+        return True
+    return True
+
+
+def join_parts(packet: Packet, gathered: dict[str, Any]) -> list[Packet]:
+    """The parts a joined ``packet`` was made of, each with its own tag, legacy header and data (its id, trail
+    and lineage are the joined packet's: what a seed dispatches from any of them continues the join)."""
+    from .packet import Packet
+
+    states, data = gathered.get("states", []), packet.data if isinstance(packet.data, dict) else {}
+    tags_, headers = gathered.get("tags") or [], gathered.get("headers") or []
+    meta = {k: v for k, v in packet.meta.items() if k not in (GATHERED, "legacy_header")}
+    carried = packet.meta.get("legacy_header")
+    parts = []
+    for i, state in enumerate(states):
+        try:
+            tag = tags.parse(tags_[i]) if i < len(tags_) else packet.tag._replace(state=state)
+        except (TagError, TypeError):
+            tag = packet.tag
+        # (A join made by an older peer names no headers: the first part's, in the joined packet's meta, for all.)
+        header = headers[i] if i < len(headers) else (None if "headers" in gathered else carried)
+        part_meta = {**meta, "legacy_header": header} if isinstance(header, dict) else meta
+        parts.append(Packet(packet.id, tag, data.get(state), packet.trail, packet.ttl, packet.created, part_meta))
+    return parts
 
 
 def modern_emissions(instance: Any, arity: int, packet: Packet, splits: bool) -> Iterator[Emission]:
@@ -94,9 +129,19 @@ def invoke(
     if gathered is not None and gathered["kind"] == JOIN:
         data = packet.data if isinstance(packet.data, dict) else {}
         values = [legacy.run_argument(data.get(state)) for state in gathered.get("states", [])]
-        view = legacy.view_of(packet, spec.name, env)
-        with legacy.running(instance, view, packet, plain):
-            instance.run(view, *values)
+        if takes_each(instance.run, len(values)):
+            view = legacy.view_of(packet, spec.name, env)
+            with legacy.running(instance, view, packet, plain):
+                instance.run(view, *values)
+            return
+        # ``run(self, pkt, data)``: written for the original, which called it once per packet and left the
+        # waiting to the seed (tracula keeps a barrier per ship). It gets each part in turn, as it came (its
+        # tag, header and data), in the manifest's order: pre_run, then run, as for any packet.
+        for part in join_parts(packet, gathered):
+            view = legacy.view_of(part, spec.name, env)
+            with legacy.running(instance, view, part, plain):
+                if instance.pre_run(view, (part.data,)):
+                    instance.run(view, legacy.run_argument(part.data))
         return
     if gathered is not None and gathered["kind"] == MERGE:
         labels, lasts, states = gathered.get("labels", []), gathered.get("last", []), gathered.get("states", [])

@@ -63,6 +63,26 @@ def test_and_join_runs_once_per_lineage_and_a_missing_partner_fails_after_the_wa
     assert a.count("JOINED:") + b.count("JOINED:") == 1
 
 
+def test_a_join_seed_written_for_the_original_gets_each_part_in_turn_on_one_replica(pmk, sandbox):
+    a = pmk("--seed", str(SEEDS / "barrier.py"), *WAIT, "--node-id", "a")
+    b = pmk("--seed", str(SEEDS / "barrier.py"), *WAIT, "--node-id", "b")
+    wait_until(lambda: peers_of(sandbox, a) == 1 and peers_of(sandbox, b) == 1, 15, what="the two daemons to meet")
+    client(sandbox, "inject", "--file", str(SEEDS / "left.pkt"), "--workdir", str(a.workdir))
+    client(sandbox, "inject", "--file", str(SEEDS / "right.pkt"), "--workdir", str(b.workdir))
+    wait_until(lambda: a.count("BARRIER:") + b.count("BARRIER:") == 1, 15, what="the barrier to open")
+    keeper = a if a.count("BARRIER:") else b
+    # run(self, pkt, data) once per part, in the manifest's order, each with its own state and data, and the
+    # ship the .pkt files gave (the original's seeds named their results after it)
+    assert [line for line in keeper.out if line.startswith("HALF:")] == [
+        "HALF: patient_X LEFT L",
+        "HALF: patient_X RIGHT R",
+    ]
+    assert keeper.stdout_has("BARRIER: patient_X L+R")
+    assert (a if keeper is b else b).count("HALF:") == 0
+    stats = [json.loads(client(sandbox, "stats", "--workdir", str(p.workdir))) for p in (a, b)]
+    assert not any(s["failed"] for s in stats)
+
+
 def test_modern_split_merge_and_join(pmk, sandbox):
     a = pmk("--seed", str(SEEDS / "modern.py"), *WAIT, "--node-id", "a")
     b = pmk("--seed", str(SEEDS / "modern.py"), *WAIT, "--node-id", "b")

@@ -141,7 +141,12 @@ def test_the_packet_a_group_makes_has_one_id_wherever_it_is_made():
     j1 = gather.joined("both", ("A", "B"), [a, b])
     j2 = gather.joined("both", ("A", "B"), [a, b])
     assert j1.id == j2.id and j1.id.startswith("s:c:3:")
-    assert j1.data == {"A": 1, "B": 2} and gathered_of(j1) == {"kind": "join", "seed": "both", "states": ["A", "B"]}
+    assert j1.data == {"A": 1, "B": 2} and gathered_of(j1) == {
+        "kind": "join",
+        "seed": "both",
+        "states": ["A", "B"],
+        "tags": ["default:*:A", "default:*:B"],  # (and "headers": each part's legacy header, when one has one)
+    }
 
 
 # -- routing across replicas (fake network, virtual time) ---------------------------------------------------

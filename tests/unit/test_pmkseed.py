@@ -54,7 +54,8 @@ def running(seed: Any, env: legacy.LegacyEnv, data: Any, header: dict[str, Any] 
     got: list[tuple[Any, ...]] = []
     packet = Packet(IdMaker("5eed0000").root(), tags.parse("String:RAW"), data, meta={"legacy_header": header or {}})
     view = legacy.view_of(packet, "worker", env)
-    seed._pmk_tls.run = legacy.RunState(lambda s, d, **kw: got.append((s, d, kw)), view[0]["container"], "x")
+    emit = lambda s, d, **kw: got.append((s, d, kw))  # noqa: E731
+    seed._pmk_tls.run = legacy.RunState(emit, view[0]["container"], "x", own_ship=packet.id.split(":")[0])
     return view, got
 
 
@@ -88,7 +89,9 @@ def test_dispatch_returns_the_packet_and_honours_type_and_stop_func(tmp_path):
         sent[0]["last_func"] == "worker" and sent[0]["c_tag"] == "default:String:DONE" and sent[-1]["data"] == "done a"
     )
     assert view[-2]["data"] == "a"  # the caller's packet is left as it was
-    assert got == [("default:String:DONE", "done a", {"forked": False, "header": legacy.carried_header(sent[0])})]
+    assert got == [
+        ("default:String:DONE", "done a", {"forked": False, "header": legacy.carried_header(sent[0], "5eed0000")})
+    ]
     assert seed.dispatch(view, "built", "SKIP", dispatch=False)[-1]["data"] == "built" and len(got) == 1
     view, got = running(seed, env, "b", {"stop_func": "worker", "ttl": "D"})
     assert seed.dispatch(view, "x", "DONE") is None and got == [] and seed.is_final(view)
@@ -294,3 +297,79 @@ def test_output_for_finds_a_declared_state_however_written_and_remembers_a_bound
         assert spec.output_for(f"NEW{i}") is None
     assert len(spec._outputs_by_state) == MAX_REMEMBERED_STATES
     assert spec.output_for("SKIP") == tags.parse("String:SKIP")  # past the bound: still the right answer
+
+
+# -- AND-joins in the original's format ---------------------------------------------------------------------
+
+JOIN_MANIFEST = {
+    "object_name": "barrier",
+    "parameters": [{"name": "pair", "type": "Text", "state": "LEFT&RIGHT"}],
+    "return": [{"name": "both", "type": "Text", "state": "BOTH"}],
+}
+
+
+class barrier(PmkSeed.Seed):  # noqa: N801
+    """As the original's tracula: ``run(self, pkt, data)`` once per packet, its own barrier per ship."""
+
+    def __init__(self, context: Any, poi: Any = None) -> None:
+        PmkSeed.Seed.__init__(self, context, poi)
+        self.seen: list[tuple[str, str, str]] = []
+        self.waiting: dict[str, dict[str, str]] = {}
+
+    def run(self, pkt: Any, data: Any) -> None:
+        ship, stag = self.get_ship_id(pkt), self.get_last_stag(pkt)
+        self.seen.append((stag, str(data), pkt[0]["c_tag"]))
+        parts = self.waiting.setdefault(ship, {})
+        parts[stag] = str(data)
+        if len(parts) == 2:
+            del self.waiting[ship]
+            self.dispatch(pkt, parts["LEFT"] + "+" + parts["RIGHT"], "BOTH")
+
+
+class pair(barrier):  # noqa: N801
+    """Written for this framework: one value per state of the join, once per lineage."""
+
+    def run(self, pkt: Any, left: Any, right: Any) -> None:  # type: ignore[override]
+        self.seen.append(("both", f"{left}+{right}", pkt[0]["c_tag"]))
+        self.dispatch(pkt, f"{left}+{right}", "BOTH")
+
+
+@pytest.mark.parametrize("kind", [barrier, pair])
+def test_a_legacy_join_seed_gets_each_part_when_its_run_takes_one_value_else_all_at_once(tmp_path, kind):
+    from pumpkin import splitmerge
+    from pumpkin.gather import joined
+    from pumpkin.runner import Emission
+
+    join = (tags.parse("Text:LEFT"), tags.parse("Text:RIGHT"))
+    spec = SeedSpec(
+        kind.__name__, join, (tags.parse("Text:BOTH"),), kind, None, True, manifest=dict(JOIN_MANIFEST), joins=(join,)
+    )
+    env = legacy.LegacyEnv(tmp_path / "work", "default", "node-1", "5eed0000")
+    legacy.prepare_workdir(env.root, [])
+    seed = kind(legacy.LegacyContext(spec, env), "poi")
+    ids = IdMaker("5eed0000")
+    parts = [
+        Packet(ids.root(), join[0], "L", meta={"legacy_header": {"ship": "patient_X", "c_tag": "from-left"}}),
+        Packet(ids.root(), join[1], "R", meta={"legacy_header": {"ship": "patient_X", "c_tag": "from-right"}}),
+    ]
+    made = joined(spec.name, ("LEFT", "RIGHT"), parts)
+    emitted: list[Emission] = []
+    splitmerge.invoke(spec, seed, made, 0, False, emitted.append, env)
+    if kind is barrier:  # each part in turn, as it came: its state, its data, its own header
+        assert seed.seen == [("LEFT", "L", "from-left"), ("RIGHT", "R", "from-right")]
+    else:
+        assert seed.seen == [("both", "L+R", "from-left")]
+    assert [(e.state, e.data) for e in emitted] == [("default:Text:BOTH", "L+R")]
+
+
+def test_a_ship_the_packet_was_given_is_what_seeds_see_and_travels_on_with_what_they_dispatch(tmp_path):
+    seed, _, env = make(tmp_path)
+    view, got = running(seed, env, "scan", {"ship": "patient_X", "ttl": "D"})  # as a .pkt names it
+    assert seed.get_ship_id(view) == "patient_X"
+    seed.dispatch(view, "done", "DONE")
+    seed.fork_dispatch(view, "forked", "DONE")
+    assert [kw["header"]["ship"] for _, _, kw in got] == ["patient_X", "patient_X"]  # the original kept it too
+    view, got = running(seed, env, "plain")  # no ship given: its id's, which is not carried (nor a lineage)
+    assert seed.get_ship_id(view) == "5eed0000"
+    seed.dispatch(view, "done", "DONE")
+    assert "ship" not in got[0][2]["header"]
