@@ -687,12 +687,15 @@ class Mesh:
         new = not peer.known
         peer.hello_heard = True
         workers = {str(s["name"]): max(1, int(s.get("workers", 1))) for s in summaries}
+        peer.found_us = peer.found_us or str(msg.body.get("found_by", ""))
+        if msg.body.get("reply"):
+            # Before its seeds are learnt: learning them sends it the packets that waited for them, and on the one
+            # link our HELLO must come first, or it may route what it makes of them before it knows our seeds
+            # (an output meant for one of ours went only to its other consumers).
+            self._send_hello(o, now, reply=False, force=True)
         # How we first heard of it (a beacon, mDNS, gossip, a static address), else its own HELLO.
         self._adopt(peer, o, endpoint, seeds, workers, peer.found_via or "hello", now)
-        peer.found_us = peer.found_us or str(msg.body.get("found_by", ""))
         self._index(peer)
-        if msg.body.get("reply"):
-            self._send_hello(o, now, reply=False, force=True)
         for entry in msg.body.get("peers", []):
             if isinstance(entry, list) and len(entry) in (4, 6) and self.peers.peer(entry[0]) is None:
                 try:
