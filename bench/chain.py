@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,77 @@ def fair_child(parent_id: str, seed: str) -> str:
     return f"{ship}:{container}:{int(hops) + 1}:{digest}"
 
 
+def fair_next(
+    header: dict[str, Any], data: dict[str, Any], seed: str, node: str, tag: str, nxt: str
+) -> tuple[str, bytes, bytes]:
+    """A transform stage's work on one packet, the same in both fair chains: the hop counted in the data, the
+    trail's entry, the child id; the child's id, header and payload."""
+    data["hops"] = data.get("hops", 0) + 1
+    now = time.time()
+    trail = [*header["trail"], [seed, node, tag, now]]
+    pid = fair_child(header["id"], seed)
+    return pid, fair_header(pid, tag, header["ttl"] - 1, header["created"], trail, nxt, node), orjson.dumps(data)
+
+
+def fair_batches(
+    ctl: Path, n: int, size: int, node: str, nxt: str, mode: str
+) -> Iterator[list[tuple[str, bytes, bytes]]]:
+    """A fair chain's source, once the go file is there: its ``n`` packets (id, header, payload) in the batches
+    it sends (one packet each in latency mode; else up to FAIR_BATCH, or FAIR_BATCH_BYTES of payloads)."""
+    while not (ctl / "go").exists():
+        time.sleep(0.005)
+    pad, batch_n = "x" * size, 1 if mode == "latency" else FAIR_BATCH
+    ship, container, tag = f"{os.getpid():08x}", "c0ffee00", TAGS[0]
+    batch: list[tuple[str, bytes, bytes]] = []
+    size_of = 0
+    for i in range(n):
+        now = time.time()
+        data = {"i": i, "t": time.monotonic(), "pad": pad}
+        pid = f"{ship}:{container}:0:{i}"
+        batch.append((pid, fair_header(pid, tag, 64, now, [["Source", node, tag, now]], nxt, node), orjson.dumps(data)))
+        size_of += len(batch[-1][2])
+        if len(batch) == batch_n or size_of >= FAIR_BATCH_BYTES or i == n - 1:
+            yield batch
+            batch, size_of = [], 0
+
+
+def drained(sock: zmq.Socket[Any], msgs: list[bytes]) -> list[bytes]:
+    """``msgs`` and the messages waiting on ``sock``, up to INBOX_DRAIN in all (as the daemon drains its inbox)."""
+    try:
+        while len(msgs) < INBOX_DRAIN:
+            msgs.append(sock.recv(zmq.NOBLOCK))
+    except zmq.Again:
+        pass
+    return msgs
+
+
+class Arrivals:
+    """What a fair chain's sink keeps: the first packet's send time and, in latency mode, each packet's latency,
+    acknowledged to the source (which then sends the next)."""
+
+    def __init__(self, ctx: zmq.Context[Any], ctl: Path, mode: str) -> None:
+        self.ctx, self.ctl, self.mode = ctx, ctl, mode
+        self.first: float | None = None
+        self.latencies: list[float] = []
+        self._ack: zmq.Socket[Any] | None = None
+
+    def note(self, data: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = data["t"]
+        if self.mode == "latency":
+            self.latencies.append(now - data["t"])
+            if self._ack is None:
+                self._ack = self.ctx.socket(zmq.PUSH)
+                self._ack.connect(f"ipc://{self.ctl / 'ack'}")
+            self._ack.send(b"k")
+
+    def write(self, n: int) -> None:
+        result = {"n": n, "first_sent": self.first, "last_arrived": time.monotonic(), "latencies": self.latencies}
+        (self.ctl / "result.tmp").write_text(json.dumps(result))
+        (self.ctl / "result.tmp").rename(self.ctl / "result.json")
+
+
 def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mode: str) -> None:
     """One process of the fair raw chain (see above)."""
     gc.collect()
@@ -189,59 +261,28 @@ def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mod
         assert out is not None
         acks = ctx.socket(zmq.PULL)
         acks.bind(f"ipc://{ctl / 'ack'}")
-        while not (ctl / "go").exists():
-            time.sleep(0.005)
-        pad, batch_n = "x" * size, 1 if mode == "latency" else FAIR_BATCH
-        ship, container, tag = f"{os.getpid():08x}", "c0ffee00", TAGS[0]
-        batch, size_of = [], 0
-        for i in range(n):
-            now = time.time()
-            data = {"i": i, "t": time.monotonic(), "pad": pad}
-            header = fair_header(f"{ship}:{container}:0:{i}", tag, 64, now, [["Source", node, tag, now]], nxt, node)
-            batch.append((header, orjson.dumps(data)))
-            size_of += len(batch[-1][1])
-            if len(batch) == batch_n or size_of >= FAIR_BATCH_BYTES or i == n - 1:
-                out.send(fair_pack(batch))
-                batch, size_of = [], 0
-                if mode == "latency":
-                    acks.recv()
+        for batch in fair_batches(ctl, n, size, node, nxt, mode):
+            out.send(fair_pack([(header, payload) for _, header, payload in batch]))
+            if mode == "latency":
+                acks.recv()
         wait_done(ctl)
         return
     assert inbox is not None
-    count, first, latencies, ack = 0, None, [], None
+    count, arrivals = 0, Arrivals(ctx, ctl, mode)
     seed, tag = role.capitalize(), TAGS[index] if role != "sink" else ""
     pending: list[tuple[bytes, bytes]] = []
     pending_bytes = 0
     while count < n:
-        msgs = [inbox.recv()]
-        try:
-            while len(msgs) < INBOX_DRAIN:
-                msgs.append(inbox.recv(zmq.NOBLOCK))
-        except zmq.Again:
-            pass
-        for msg in msgs:
+        for msg in drained(inbox, [inbox.recv()]):
             for raw_header, payload in fair_unpack(msg):
                 header, data = orjson.loads(raw_header), orjson.loads(payload)
                 count += 1
                 if role == "sink":
-                    now = time.monotonic()
-                    if first is None:
-                        first = data["t"]
-                    if mode == "latency":
-                        latencies.append(now - data["t"])
-                        if ack is None:
-                            ack = ctx.socket(zmq.PUSH)
-                            ack.connect(f"ipc://{ctl / 'ack'}")
-                        ack.send(b"k")
+                    arrivals.note(data)
                     continue
-                data["hops"] = data.get("hops", 0) + 1
-                now = time.time()
-                trail = [*header["trail"], [seed, node, tag, now]]
-                pid = fair_child(header["id"], seed)
-                pending.append(
-                    (fair_header(pid, tag, header["ttl"] - 1, header["created"], trail, nxt, node), orjson.dumps(data))
-                )
-                pending_bytes += len(pending[-1][1])
+                _, child_header, child_payload = fair_next(header, data, seed, node, tag, nxt)
+                pending.append((child_header, child_payload))
+                pending_bytes += len(child_payload)
                 if len(pending) == FAIR_BATCH or pending_bytes >= FAIR_BATCH_BYTES:
                     out.send(fair_pack(pending))  # type: ignore[union-attr]
                     pending, pending_bytes = [], 0
@@ -249,9 +290,7 @@ def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mod
             out.send(fair_pack(pending))  # type: ignore[union-attr]
             pending, pending_bytes = [], 0
     if role == "sink":
-        result = {"n": n, "first_sent": first, "last_arrived": time.monotonic(), "latencies": latencies}
-        (ctl / "result.tmp").write_text(json.dumps(result))
-        (ctl / "result.tmp").rename(ctl / "result.json")
+        arrivals.write(n)
     else:
         wait_done(ctl)
 
@@ -334,26 +373,12 @@ def promise_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, 
         assert out is not None
         acks = ctx.socket(zmq.PULL)
         acks.bind(f"ipc://{ctl / 'ack'}")
-        while not (ctl / "go").exists():
-            time.sleep(0.005)
-        pad, batch_n = "x" * size, 1 if mode == "latency" else FAIR_BATCH
-        ship, container, tag = f"{os.getpid():08x}", "c0ffee00", TAGS[0]
-        batch: list[tuple[str, bytes, bytes, str]] = []
-        size_of = 0
-        for i in range(n):
-            now = time.time()
-            data = {"i": i, "t": time.monotonic(), "pad": pad}
-            pid = f"{ship}:{container}:0:{i}"
-            header = fair_header(pid, tag, 64, now, [["Source", node, tag, now]], nxt, node)
-            batch.append((pid, header, orjson.dumps(data), ""))
-            size_of += len(batch[-1][2])
-            if len(batch) == batch_n or size_of >= FAIR_BATCH_BYTES or i == n - 1:
-                send(batch)
-                batch, size_of = [], 0
-                take_acks()
-                resend_late()
-                if mode == "latency":
-                    acks.recv()
+        for batch in fair_batches(ctl, n, size, node, nxt, mode):
+            send([(pid, header, payload, "") for pid, header, payload in batch])
+            take_acks()
+            resend_late()
+            if mode == "latency":
+                acks.recv()
         deadline = time.monotonic() + DEADLINE_S
         while unacked and time.monotonic() < deadline:  # the promise: every packet acknowledged
             if acks_in.poll(100):  # type: ignore[union-attr]
@@ -366,7 +391,7 @@ def promise_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, 
     poller.register(inbox, zmq.POLLIN)
     if acks_in is not None:
         poller.register(acks_in, zmq.POLLIN)
-    count, first, latencies, ack = 0, None, [], None
+    count, arrivals = 0, Arrivals(ctx, ctl, mode)
     seed, tag = role.capitalize(), TAGS[index] if role != "sink" else ""
     seen: dict[str, bool] = {}  # packet id -> still held (its child not acknowledged yet)
     pending: list[tuple[str, bytes, bytes, str]] = []
@@ -378,14 +403,7 @@ def promise_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, 
             for parent in take_acks():
                 seen[parent] = False
                 answers.append(parent)
-        msgs = []
-        if inbox in ready:
-            try:
-                while len(msgs) < INBOX_DRAIN:
-                    msgs.append(inbox.recv(zmq.NOBLOCK))
-            except zmq.Again:
-                pass
-        for msg in msgs:
+        for msg in drained(inbox, []) if inbox in ready else []:
             for raw_header, payload in fair_unpack(msg):
                 header = orjson.loads(raw_header)
                 pid = header["id"]
@@ -398,24 +416,12 @@ def promise_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, 
                 data = orjson.loads(payload)
                 count += 1
                 if role == "sink":
-                    now = time.monotonic()
-                    if first is None:
-                        first = data["t"]
                     answers.append(pid)
-                    if mode == "latency":
-                        latencies.append(now - data["t"])
-                        if ack is None:
-                            ack = ctx.socket(zmq.PUSH)
-                            ack.connect(f"ipc://{ctl / 'ack'}")
-                        ack.send(b"k")
+                    arrivals.note(data)
                     continue
-                data["hops"] = data.get("hops", 0) + 1
-                now = time.time()
-                trail = [*header["trail"], [seed, node, tag, now]]
-                child = fair_child(pid, seed)
-                child_header = fair_header(child, tag, header["ttl"] - 1, header["created"], trail, nxt, node)
-                pending.append((child, child_header, orjson.dumps(data), pid))
-                pending_bytes += len(pending[-1][2])
+                child, child_header, child_payload = fair_next(header, data, seed, node, tag, nxt)
+                pending.append((child, child_header, child_payload, pid))
+                pending_bytes += len(child_payload)
                 if len(pending) == FAIR_BATCH or pending_bytes >= FAIR_BATCH_BYTES:
                     send(pending)
                     pending, pending_bytes = [], 0
@@ -427,9 +433,7 @@ def promise_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, 
         if role != "sink":
             resend_late()
     if role == "sink":
-        result = {"n": n, "first_sent": first, "last_arrived": time.monotonic(), "latencies": latencies}
-        (ctl / "result.tmp").write_text(json.dumps(result))
-        (ctl / "result.tmp").rename(ctl / "result.json")
+        arrivals.write(n)
     else:
         wait_done(ctl)
 

@@ -26,6 +26,14 @@ def peers_of(sandbox, p) -> int:
     return len(json.loads(client(sandbox, "peers", "--json", "--workdir", str(p.workdir))))
 
 
+def two_daemons(pmk, sandbox, seed: str) -> tuple[object, object]:
+    """Daemons a and b on one host, each running ``seed`` (from tests/joinseeds), once they know each other."""
+    a = pmk("--seed", str(SEEDS / seed), *WAIT, "--node-id", "a")
+    b = pmk("--seed", str(SEEDS / seed), *WAIT, "--node-id", "b")
+    wait_until(lambda: peers_of(sandbox, a) == 1 and peers_of(sandbox, b) == 1, 15, what="the two daemons to meet")
+    return a, b
+
+
 def test_split_fragments_run_on_both_replicas_and_merge_once(pmk, sandbox):
     a = pmk("--seed", str(SEEDS / "splitter.py"), "--seed", str(SEEDS / "collector.py"), "--node-id", "a")
     b = pmk("--seed", str(SEEDS / "splitter.py"), "--node-id", "b")
@@ -42,9 +50,7 @@ def test_split_fragments_run_on_both_replicas_and_merge_once(pmk, sandbox):
 
 
 def test_and_join_runs_once_per_lineage_and_a_missing_partner_fails_after_the_wait(pmk, sandbox):
-    a = pmk("--seed", str(SEEDS / "joiner.py"), *WAIT, "--node-id", "a")
-    b = pmk("--seed", str(SEEDS / "joiner.py"), *WAIT, "--node-id", "b")
-    wait_until(lambda: peers_of(sandbox, a) == 1 and peers_of(sandbox, b) == 1, 15, what="the two daemons to meet")
+    a, b = two_daemons(pmk, sandbox, "joiner.py")
     client(sandbox, "inject", "--file", str(SEEDS / "left.pkt"), "--workdir", str(a.workdir))
     client(sandbox, "inject", "--file", str(SEEDS / "right.pkt"), "--workdir", str(b.workdir))
     wait_until(lambda: a.count("JOINED:") + b.count("JOINED:") == 1, 15, what="the join to run")
@@ -64,9 +70,7 @@ def test_and_join_runs_once_per_lineage_and_a_missing_partner_fails_after_the_wa
 
 
 def test_a_join_seed_written_for_the_original_gets_each_part_in_turn_on_one_replica(pmk, sandbox):
-    a = pmk("--seed", str(SEEDS / "barrier.py"), *WAIT, "--node-id", "a")
-    b = pmk("--seed", str(SEEDS / "barrier.py"), *WAIT, "--node-id", "b")
-    wait_until(lambda: peers_of(sandbox, a) == 1 and peers_of(sandbox, b) == 1, 15, what="the two daemons to meet")
+    a, b = two_daemons(pmk, sandbox, "barrier.py")
     client(sandbox, "inject", "--file", str(SEEDS / "left.pkt"), "--workdir", str(a.workdir))
     client(sandbox, "inject", "--file", str(SEEDS / "right.pkt"), "--workdir", str(b.workdir))
     wait_until(lambda: a.count("BARRIER:") + b.count("BARRIER:") == 1, 15, what="the barrier to open")
@@ -84,9 +88,7 @@ def test_a_join_seed_written_for_the_original_gets_each_part_in_turn_on_one_repl
 
 
 def test_modern_split_merge_and_join(pmk, sandbox):
-    a = pmk("--seed", str(SEEDS / "modern.py"), *WAIT, "--node-id", "a")
-    b = pmk("--seed", str(SEEDS / "modern.py"), *WAIT, "--node-id", "b")
-    wait_until(lambda: peers_of(sandbox, a) == 1 and peers_of(sandbox, b) == 1, 15, what="the two daemons to meet")
+    a, b = two_daemons(pmk, sandbox, "modern.py")
     client(sandbox, "inject", "Text:SENTENCE", "the quick brown fox", "--string", "--workdir", str(a.workdir))
     wait_until(lambda: a.count("SHOW: [3, 5, 5, 3]") + b.count("SHOW: [3, 5, 5, 3]") == 1, 15, what="the merge")
     for p, doc in ((a, {"state": "Text:QUESTION", "data": "6x7?"}), (b, {"state": "Text:ANSWER", "data": "42"})):
