@@ -242,20 +242,26 @@ class FaultChain:
         p.proc.send_signal(signal.SIGKILL)
         p.proc.wait(10)
 
-    def up(self, hosts: str = "BCDA") -> None:
-        """Start the daemons of ``hosts`` and wait until each one that runs knows its neighbours in the chain."""
+    def up(self, hosts: str = "BCDA", unreachable: str = "") -> None:
+        """Start the daemons of ``hosts`` and wait until each one that runs knows its neighbours in the chain;
+        ``unreachable``: hosts nothing can send to (see ``wait_ready``)."""
         for host in hosts:
             self.start(host)
-        self.wait_ready(hosts)
+        self.wait_ready(hosts, unreachable=unreachable)
 
-    def wait_ready(self, hosts: str = "ABCD", timeout_s: float = CHAIN_READY_S) -> None:
-        """Wait until A knows both replicas of Relay, they know the sink and D knows them (its ACKs go to them)."""
+    def wait_ready(self, hosts: str = "ABCD", timeout_s: float = CHAIN_READY_S, unreachable: str = "") -> None:
+        """Wait until A knows both replicas of Relay, they know the sink and D knows them (its ACKs go to them).
+        A host in ``unreachable`` hears nothing, so it learns nobody and only A (on its subnet, where its beacons
+        and HELLOs go) learns it."""
         needs = {
             "A": [("Relay", node_id(h)) for h in TRANSFORMS],
             "B": [("Sink", node_id("D"))] if "D" in hosts else [],
             "C": [("Sink", node_id("D"))] if "D" in hosts else [],
             "D": [("Relay", node_id(h)) for h in TRANSFORMS],  # D acknowledges to them
         }
+        for deaf in unreachable:
+            needs[deaf] = []
+            needs["D"] = [(seed, node) for seed, node in needs["D"] if node != node_id(deaf)]
 
         def knows(host: str, seed: str, node: str) -> bool:
             return any(

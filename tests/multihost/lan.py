@@ -111,6 +111,11 @@ class Lan:
         for sw in SUBNETS:
             sh("ip", "netns", "exec", self.ns(sw), "nft", "delete", "table", "bridge", "pmkloss", check=False)
 
+    def nft(self, host: str, rules: str) -> None:
+        """Add ``rules`` (chains, in a table ``ip pmkblock`` that ``reset`` removes) on ``host``: a host firewall."""
+        text = f"table ip pmkblock {{\n{rules}\n}}\n"
+        subprocess.run(self.wrap(host, ["nft", "-f", "-"]), input=text, text=True, check=True)
+
     def reset(self) -> None:
         """Between tests: kill what runs on the hosts, plug every host back in, drop nft rules."""
         for host in self.hosts:

@@ -22,8 +22,7 @@ DATA_PORT = "7900"
 
 def nft(lan, host: str, rules: str) -> None:
     """Add ``rules`` (chains in a table ``ip pmkblock``, which lan.reset removes) on ``host``."""
-    text = f"table ip pmkblock {{\n{rules}\n}}\n"
-    subprocess.run(lan.wrap(host, ["nft", "-f", "-"]), input=text, text=True, check=True)
+    lan.nft(host, rules)
 
 
 def start(hosts, env_c: dict[str, str] | None = None, id_b: str = "", id_c: str = "") -> dict[str, PmkProcess]:

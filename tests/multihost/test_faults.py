@@ -223,6 +223,23 @@ def test_twenty_percent_loss_on_every_link_loses_nothing(chains, lan):
     assert not unacknowledged, f"{ACK_GRACE_S:g} s after the last delivery, still unacknowledged: {unacknowledged}"
 
 
+def test_a_replica_whose_host_takes_no_connections_loses_nothing(chains, lan):
+    # B's firewall drops every new inbound TCP connection (its data port), while its beacons and HELLOs go out:
+    # A takes it for a replica of Relay, and nothing A sends it arrives. What A sent it goes to C once B has left
+    # it unanswered (about 12 s: the timeout doubles from 1 s); what comes after goes to C, as B's window is full.
+    if not shutil.which("nft"):
+        if CI:
+            pytest.fail("CI=true but needs nftables ('nft') to block B's inbound connections")
+        pytest.skip("needs nftables ('nft') to block B's inbound connections")
+    lan.nft("B", "chain in { type filter hook input priority 0; policy accept; tcp flags & (syn | ack) == syn drop; }")
+    chain = chains(COUNT)
+    chain.up(unreachable="B")
+    chain.go()
+    out = run(chain)
+    assert_exactly_once(out)
+    assert {by for run_ in chain.sink_runs() for _, by in run_} == {node_id("C")}  # B never got one
+
+
 @pytest.mark.timeout(DEADLINE_S + 120)
 def test_both_replicas_down_for_10_s_under_30000_packets_loses_nothing(chains):
     # 3 x COUNT: more than routing.waiting_max_packets (10,000) must wait somewhere while no replica runs.
