@@ -190,7 +190,7 @@ def _print_peers(reply: dict[str, Any], as_json: bool) -> None:
         rows.append(
             (
                 p["id"],
-                p["state"],
+                p["state"] if p.get("answering", True) else f"{p['state']}, answers nothing we send",
                 f"{p['last_heard_s_ago']:.1f} s ago",
                 " ".join(p["addresses"]) or p["endpoint"],
                 ", ".join(p["seeds"]) or "-",

@@ -23,7 +23,8 @@
   peer is asked about it (a QUERY, ids only, one message for every packet due): the answer is ACK (done: the
   first ACK was lost), HELD (still working on it) or unknown (never arrived: the packet is sent again). So a
   lost ACK or packet costs one more round trip, never a stuck window. A packet the peer does not answer
-  for ``UNANSWERED_MAX`` times goes to another replica where one has room.
+  for ``UNANSWERED_MAX`` times goes to another replica where one has room, and the peer gets one packet at a
+  time until it answers something again (``Peer.unanswering``: it is heard, but what we send does not reach it).
 - The number of packets in flight to a replica, over its workers, is that replica's load for routing,
   and its flow-control window: at most ``CREDIT_PER_WORKER`` unacknowledged packets per worker of the
   replica. A replica at its window takes nothing more until ACKs come back (the router keeps the packets
@@ -768,6 +769,9 @@ class Mesh:
         self._heard(msg.origin.id, "ack", now)
         if remote is None:
             return
+        if remote.unanswering:  # what we send reaches it again
+            remote.unanswering = False
+            log.info("Peer %s answers again", remote.node_id)
         freed: set[str] = set()
         for acked in remote.inflight.ack_all(msg.body.get("acks", []), now):
             hold(acked.packet, -1)
@@ -851,7 +855,7 @@ class Mesh:
         inflight = peer.inflight
         if inflight.per_seed.get(seed, 0) >= CREDIT_PER_WORKER * peer.workers.get(seed, 1):
             return False
-        return len(inflight) < MAX_INFLIGHT_PER_PEER
+        return len(inflight) < (1 if peer.unanswering else MAX_INFLIGHT_PER_PEER)
 
     def load_of(self, node: str, seed: str) -> float:
         """Queued packets per worker at ``node``'s replica of ``seed``, as far as this node knows."""
@@ -882,6 +886,14 @@ class Mesh:
                 if flight.unanswered >= UNANSWERED_MAX and self._elsewhere(flight, node):
                     remote.inflight.remove(flight)
                     self.counters["rerouted"] += 1
+                    if not remote.unanswering:
+                        remote.unanswering = True
+                        log.warning(
+                            "Peer %s answered nothing about packets sent to it (their copies go to other replicas);"
+                            " one packet at a time goes to it until it answers (is its data port reachable from"
+                            " here? pmk doctor checks)",
+                            node,
+                        )
                     self.router.deliver_to(flight.seed, flight.packet, exclude=node)
                     hold(flight.packet, -1)
                     continue

@@ -67,6 +67,9 @@ class Peer:
     load_sent: dict[str, float] = field(default_factory=dict)  # the non-zero load it last got from us
     done_sent: dict[str, int] = field(default_factory=dict)  # the counts it last got from us
     ping_unsent: bool = False  # our last PING to it could not be sent: the next heartbeat sends one
+    #: It left packets unanswered until they went elsewhere, and has answered nothing we sent it since (a data
+    #: port unreachable from here, while its beacons and messages reach us): one packet at a time goes to it.
+    unanswering: bool = False
     inflight: InFlight = field(default_factory=InFlight)  # packets sent to it, not acknowledged yet
 
     @property
@@ -91,6 +94,7 @@ class Peer:
             "last_heard_s_ago": round(now - self.last_heard, 3),
             "last_heard": round(now_wall - (now - self.last_heard), 3),
             "load": self.load,
+            "answering": not self.unanswering,
         }
 
 

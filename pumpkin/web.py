@@ -486,6 +486,7 @@ def hosts_view(q: NodeQuery, seeds: list[dict[str, Any]] | None = None) -> dict[
                 "via": p["via"],
                 "seeds": p["seeds"],
                 "last_heard_s_ago": p["last_heard_s_ago"],
+                "answering": p.get("answering", True),
             }
         )
     present = {n["id"] for n in nodes}

@@ -12,8 +12,10 @@ crash must come back while its peers still know it (expiry 5 s), which is the ca
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shutil
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 
 from pumpkin.daemon import TX_AHEAD_MAX
-from tests.conftest import PmkProcess, dump_on_failure
+from tests.conftest import PMK, PmkProcess, dump_on_failure
 from tests.helpers import wait_until
 from tests.multihost.conftest import FAST
 from tests.multihost.faults import FaultChain, Outcome, node_id
@@ -235,7 +237,17 @@ def test_a_replica_whose_host_takes_no_connections_loses_nothing(chains, lan):
     chain = chains(COUNT)
     chain.up(unreachable="B")
     chain.go()
-    out = run(chain)
+    elapsed = chain.wait_delivered(DEADLINE_S, STALL_S)
+    # A says so: B is alive (heard) but answers nothing it sends; one packet at a time goes to it meanwhile.
+    a = chain.current("A")
+    assert a.stderr_has(f"Peer {node_id('B')} answered nothing about packets sent to it")
+    peers = subprocess.run(
+        lan.wrap("A", [*PMK, "peers", "--json", "--workdir", str(chain.workdir("A"))]),
+        capture_output=True, text=True, timeout=20, env=chain.env, check=True,
+    )  # fmt: skip
+    assert [p["answering"] for p in json.loads(peers.stdout) if p["id"] == node_id("B")] == [False]
+    out = chain.finish(elapsed)
+    print("\n" + out.summary())
     assert_exactly_once(out)
     assert {by for run_ in chain.sink_runs() for _, by in run_} == {node_id("C")}  # B never got one
 

@@ -247,6 +247,38 @@ def test_an_overdue_packet_is_asked_about_and_the_answer_ends_its_flight(tmp_pat
     assert mesh.take_actions() == []  # nothing in flight: no timer is set
 
 
+def test_a_peer_that_answers_nothing_we_send_gets_one_packet_at_a_time_until_it_answers(tmp_path):
+    # B is heard (its PINGs come) but nothing we send reaches it (its firewall drops our connections).
+    clock = Clock(T0)
+    mesh = with_peers(tmp_path, "B", "C", clock=clock)
+
+    def answer_for(node: str, t: float) -> None:  # the peer acknowledges everything we sent it
+        keys = [[pid, seed] for pid, seed in mesh.peers.peer(node).inflight.flights]
+        mesh.handle(messages.encode(ACK, origin(node), acks=keys, held=[], unknown=[]), "", t)
+
+    for n in range(4):
+        mesh.router.route(packet(n))
+    answer_for("C", T0 + 0.01)
+    b = mesh.peers.peer("B")
+    assert len(b.inflight) == 2
+    t = T0
+    while len(b.inflight) and t < T0 + 30:  # B is asked about them, backing off, and never answers
+        t += 0.25
+        clock.now = t
+        for node in "BC":
+            mesh.handle(messages.encode(PING, origin(node), load={}), "", t)
+        mesh.on_timer(RETRANSMIT, t)
+        answer_for("C", t)  # they went to C, which answers
+    assert not len(b.inflight) and mesh.counters["rerouted"] == 2 and b.unanswering
+    assert next(p for p in mesh.peers.summaries(t, t) if p["id"] == "B")["answering"] is False
+    mesh.take_actions()
+    for n in range(4, 10):
+        mesh.router.route(packet(n))
+    assert [a.node for a in sends(mesh.take_actions(), SendKind.PACKET)].count("B") == 1  # one at a time
+    answer_for("B", t + 0.1)  # it answers again (its data port was opened)
+    assert not b.unanswering and mesh.has_room("B", "work")
+
+
 def test_a_packet_the_link_refused_goes_to_another_replica(tmp_path):
     mesh = with_peers(tmp_path, "B", "C")
     mesh.router.route(packet())
