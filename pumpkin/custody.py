@@ -179,13 +179,8 @@ class InFlight:
 
     def ack(self, key: Key, now: float) -> Flight | None:
         """The peer is done with ``key``: forget it; returns its flight (None when it was not in flight)."""
-        flight = self.flights.pop(key, None)
-        if flight is None:
-            return None
-        self._count_out(flight.seed)
-        if flight.sends == 1 and not flight.asked:
-            self._estimator(flight.seed).sample(now - flight.sent_at)
-        return flight
+        acked = self.ack_all((key,), now)
+        return acked[0] if acked else None
 
     def ack_all(self, keys: Iterable[Sequence[str]], now: float) -> list[Flight]:
         """The peer is done with every (packet id, seed) of ``keys`` (one ACK message): forget them; the flights

@@ -75,7 +75,7 @@ def join_parts(packet: Packet, gathered: dict[str, Any]) -> list[Packet]:
     for i, state in enumerate(states):
         try:
             tag = tags.parse(tags_[i]) if i < len(tags_) else packet.tag._replace(state=state)
-        except (TagError, TypeError):
+        except (TagError, TypeError):  # a mark made by hand or damaged: the joined packet's tag, as before
             tag = packet.tag
         # (A join made by an older peer names no headers: the first part's, in the joined packet's meta, for all.)
         header = headers[i] if i < len(headers) else (None if "headers" in gathered else carried)
