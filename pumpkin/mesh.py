@@ -49,6 +49,7 @@ next heartbeat. The router (``Routing``) is called directly, and still reads a c
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -465,8 +466,17 @@ class Mesh:
     def _deaf(self, origin: Origin) -> bool:
         """True when ``origin``'s beacon says it hears under half the daemons we know of, though it has beaconed long
         enough to have heard them (``DEAF_AFTER_SEQ``): inbound broadcasts blocked (a host firewall), or another
-        subnet. It cannot learn its peers from their beacons: it is greeted, as every peer was before."""
-        return origin.seq >= DEAF_AFTER_SEQ and 0 <= origin.hears < len(self.peers.entries) // 2
+        subnet. It cannot learn its peers from their beacons: it is greeted, as every peer was before.
+
+        What it hears is counted over its last two gaps between beacons, and a newcomer beacons every heartbeat
+        until it hears a crowd: on a LAN whose beacons come every few heartbeats (paced, see ``beacons``) it has
+        not heard them all yet, deaf or not. So it is judged once it has beaconed for ``DEAF_AFTER_SEQ`` of the
+        LAN's beacon periods (its slowest peer's pace): greeting every newcomer from every daemon of a crowded LAN
+        is what learning peers from beacons avoids."""
+        if origin.seq < DEAF_AFTER_SEQ or not 0 <= origin.hears < len(self.peers.entries) // 2:
+            return False
+        pace = max((p.stretch for p in self.peers.entries.values()), default=1.0)  # (rare: a candidate only)
+        return origin.seq >= DEAF_AFTER_SEQ * math.ceil(pace)
 
     def _unanswered(self) -> int:
         """Origins greeted that are not peers (yet)."""

@@ -596,6 +596,22 @@ def beacon_of(node: str, seeds: list[dict[str, Any]], seq: int = 1, digest: str 
     return replace(origin(node), seq=seq, seeds=seeds, digest=digest or seeds_digest(seeds))
 
 
+def test_a_newcomer_that_has_not_heard_a_paced_lan_yet_is_learnt_but_a_deaf_one_is_greeted(tmp_path):
+    # A crowded LAN whose beacons come every 3 heartbeats (paced). A newcomer beacons every heartbeat and counts
+    # what it heard in its last two: after 3 beacons it has heard few, deaf or not. Judged after 3 of the LAN's.
+    mesh = make_mesh(tmp_path)
+    for i in range(GREET_ALL_UP_TO + 4):
+        paced = replace(beacon_of(f"P{i}", [WORK.summary()], seq=50), every=3 * HEARTBEAT_S, hears=GREET_ALL_UP_TO + 4)
+        mesh.on_origin(paced, "broadcast", T0)
+    mesh.take_actions()
+    before = mesh.counters["learnt_from_beacons"]
+    for seq, node in ((3, "N"), (8, "M")):  # newcomers that hear 2 so far
+        mesh.on_origin(replace(beacon_of(node, [WORK.summary()], seq=seq), hears=2), "broadcast", T0 + 1)
+    assert said(mesh.take_actions()) == [] and mesh.counters["learnt_from_beacons"] == before + 2
+    mesh.on_origin(replace(beacon_of("D", [WORK.summary()], seq=9), hears=2), "broadcast", T0 + 2)  # 3 periods
+    assert [(to, kind) for to, kind, _ in said(mesh.take_actions())] == [("D", HELLO)]  # deaf: greeted
+
+
 def test_past_the_first_peers_a_beacon_with_seeds_makes_a_peer_with_no_hello_and_no_link(tmp_path):
     mesh = make_mesh(tmp_path)
     first = [f"P{i}" for i in range(GREET_ALL_UP_TO)]
