@@ -182,10 +182,13 @@ def fair_next(
 
 
 def fair_batches(
-    ctl: Path, n: int, size: int, node: str, nxt: str, mode: str
+    ctx: zmq.Context[Any], ctl: Path, n: int, size: int, node: str, nxt: str, mode: str
 ) -> Iterator[list[tuple[str, bytes, bytes]]]:
     """A fair chain's source, once the go file is there: its ``n`` packets (id, header, payload) in the batches
-    it sends (one packet each in latency mode; else up to FAIR_BATCH, or FAIR_BATCH_BYTES of payloads)."""
+    it sends (one packet each in latency mode, the next once the sink says the last arrived; else up to
+    FAIR_BATCH, or FAIR_BATCH_BYTES of payloads)."""
+    acks = ctx.socket(zmq.PULL)  # the sink's word in latency mode (see ``Arrivals``)
+    acks.bind(f"ipc://{ctl / 'ack'}")
     while not (ctl / "go").exists():
         time.sleep(0.005)
     pad, batch_n = "x" * size, 1 if mode == "latency" else FAIR_BATCH
@@ -201,6 +204,8 @@ def fair_batches(
         if len(batch) == batch_n or size_of >= FAIR_BATCH_BYTES or i == n - 1:
             yield batch
             batch, size_of = [], 0
+            if mode == "latency":
+                acks.recv()
 
 
 def drained(sock: zmq.Socket[Any], msgs: list[bytes]) -> list[bytes]:
@@ -259,12 +264,8 @@ def fair_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, mod
     (ctl / f"ready-{role}").touch()
     if role == "source":
         assert out is not None
-        acks = ctx.socket(zmq.PULL)
-        acks.bind(f"ipc://{ctl / 'ack'}")
-        for batch in fair_batches(ctl, n, size, node, nxt, mode):
+        for batch in fair_batches(ctx, ctl, n, size, node, nxt, mode):
             out.send(fair_pack([(header, payload) for _, header, payload in batch]))
-            if mode == "latency":
-                acks.recv()
         wait_done(ctl)
         return
     assert inbox is not None
@@ -371,14 +372,10 @@ def promise_role(role: str, ctl: Path, endpoints: list[str], n: int, size: int, 
     (ctl / f"ready-{role}").touch()
     if role == "source":
         assert out is not None
-        acks = ctx.socket(zmq.PULL)
-        acks.bind(f"ipc://{ctl / 'ack'}")
-        for batch in fair_batches(ctl, n, size, node, nxt, mode):
+        for batch in fair_batches(ctx, ctl, n, size, node, nxt, mode):
             send([(pid, header, payload, "") for pid, header, payload in batch])
             take_acks()
             resend_late()
-            if mode == "latency":
-                acks.recv()
         deadline = time.monotonic() + DEADLINE_S
         while unacked and time.monotonic() < deadline:  # the promise: every packet acknowledged
             if acks_in.poll(100):  # type: ignore[union-attr]
